@@ -98,7 +98,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed_durations() {
-        for bad in ["", "-", "d", "3x", "3 d", "1d-2h", "abc", "1.5h", "99999999999y"] {
+        for bad in [
+            "",
+            "-",
+            "d",
+            "3x",
+            "3 d",
+            "1d-2h",
+            "abc",
+            "1.5h",
+            "99999999999y",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

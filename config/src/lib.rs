@@ -166,7 +166,11 @@ fn parse_id_triple(key: &str, value: &str) -> Result<[u32; 3], ConfigError> {
     match ids.as_slice() {
         [one] if *one != u32::MAX => Ok([*one; 3]),
         [r, e, s] if ![r, e, s].contains(&&u32::MAX) => Ok([*r, *e, *s]),
-        _ => Err(error(key, value, "expected a numeric id, or three as R,E,S")),
+        _ => Err(error(
+            key,
+            value,
+            "expected a numeric id, or three as R,E,S",
+        )),
     }
 }
 
@@ -518,7 +522,10 @@ mod tests {
     #[test]
     fn time_at_becomes_an_offset_from_now() {
         let c = parse(&[("CAPSULE_TIME_AT", "1970-01-01T00:20:00Z")]).unwrap();
-        assert_eq!(c.time_offset_ns, Some(1_200_000_000_000 - 1_000_000_000_000));
+        assert_eq!(
+            c.time_offset_ns,
+            Some(1_200_000_000_000 - 1_000_000_000_000)
+        );
     }
 
     #[test]
@@ -537,7 +544,11 @@ mod tests {
             assert_eq!(err.key, key);
             assert!(err.to_string().starts_with(key));
         }
-        assert!(parse(&[("CAPSULE_TIME_OFFSET", "1d"), ("CAPSULE_TIME_AT", "2030-01-01T00:00:00Z")]).is_err());
+        assert!(parse(&[
+            ("CAPSULE_TIME_OFFSET", "1d"),
+            ("CAPSULE_TIME_AT", "2030-01-01T00:00:00Z")
+        ])
+        .is_err());
     }
 
     #[test]
@@ -556,7 +567,8 @@ mod tests {
         let back = Config::from_vars(vars.iter().map(|(k, v)| (*k, v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
         let file = parse_config_file(&c.to_file()).unwrap();
-        let back = Config::from_vars(file.iter().map(|(k, v)| (k.as_str(), v.as_str())), 0, db).unwrap();
+        let back =
+            Config::from_vars(file.iter().map(|(k, v)| (k.as_str(), v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
     }
 
@@ -564,8 +576,14 @@ mod tests {
     fn resolves_user_specs_like_docker() {
         let db = db();
         assert_eq!(db.resolve("0").unwrap(), Identity::plain(0, 0, vec![0]));
-        assert_eq!(db.resolve("4242").unwrap(), Identity::plain(4242, 4242, vec![4242]));
-        assert_eq!(db.resolve("4242:7").unwrap(), Identity::plain(4242, 7, vec![7]));
+        assert_eq!(
+            db.resolve("4242").unwrap(),
+            Identity::plain(4242, 4242, vec![4242])
+        );
+        assert_eq!(
+            db.resolve("4242:7").unwrap(),
+            Identity::plain(4242, 7, vec![7])
+        );
         assert_eq!(db.resolve("postgres:root").unwrap().gid, [0; 3]);
         assert!(db.resolve("ghost").is_err());
         assert!(db.resolve("postgres:ghosts").is_err());

@@ -76,7 +76,8 @@ mod tests {
         # comment\n\
         postgres:x:105:111:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash\n\
         broken:x:abc:1::/:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nssl-cert:x:110:postgres\npostgres:x:111:\nadm:x:4:syslog,postgres\n";
+    const GROUP: &str =
+        "root:x:0:\nssl-cert:x:110:postgres\npostgres:x:111:\nadm:x:4:syslog,postgres\n";
 
     #[test]
     fn finds_users_and_groups() {

@@ -1,1 +1,23 @@
+//! libcapsule.so: injected with `LD_PRELOAD`, it gives the process its capsule's
+//! view of the system elements the kernel keeps once for everybody.
+//!
+//! Layout: `hook` is the machinery every hook uses; `runtime` reads the
+//! configuration once; `shared` is the state all processes of a capsule share;
+//! one module per replica (`identity`, `uts`, `time`, `exec`), each with `hooks`
+//! (the FFI layer only), `ops` (safe logic) and, where needed, `state`.
 
+// Unit-test builds leave out the exported hooks, so much of the machinery is unused there.
+#![cfg_attr(test, allow(dead_code, unused_imports, unused_macros))]
+
+#[macro_use]
+mod hook;
+
+mod coverage;
+mod exec;
+mod identity;
+mod log;
+mod runtime;
+mod shared;
+mod syscall;
+mod time;
+mod uts;

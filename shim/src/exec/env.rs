@@ -1,0 +1,354 @@
+//! The environment a child gets: the one the program passed, less any stale capsule
+//! settings, plus the capsule's current settings and the shim in `LD_PRELOAD`.
+//!
+//! This runs in `vfork` children (Python's subprocess, posix_spawn-style helpers
+//! that call `execve` after `vfork`), so it does not allocate: everything is built in
+//! stack buffers, or in a private mapping when the environment is very large.
+
+use std::ffi::{c_char, CStr};
+use std::ptr;
+
+use capsule_config::keys;
+
+use crate::identity::state::{CREDS, EFFECTIVE, REAL};
+use crate::runtime::{self, Runtime};
+use crate::uts::ops::{self as uts_ops, Name};
+
+const LD_PRELOAD: &[u8] = b"LD_PRELOAD";
+const STACK_PTRS: usize = 384;
+const STACK_TEXT: usize = 8192;
+/// Room for the capsule's own entries besides LD_PRELOAD (ids, groups, names, clock).
+const DYNAMIC_TEXT: usize = 2048;
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// The current process environment.
+pub fn current_environ() -> *const *const c_char {
+    // SAFETY: reading the pointer value of libc's environ.
+    unsafe { environ }
+}
+
+/// The key of a `KEY=VALUE` entry.
+fn key_of(entry: &[u8]) -> &[u8] {
+    match entry.iter().position(|&b| b == b'=') {
+        Some(i) => &entry[..i],
+        None => entry,
+    }
+}
+
+/// Whether the child's copy of this entry is replaced by the capsule's.
+fn replaced(entry: &[u8]) -> bool {
+    let key = key_of(entry);
+    key == LD_PRELOAD || keys::ALL.iter().any(|k| k.as_bytes() == key)
+}
+
+fn basename(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+/// A bounded byte writer over a caller's buffer.
+struct Text<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    overflow: bool,
+}
+
+impl Text<'_> {
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.overflow = true;
+            return;
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn push_u32(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+
+    fn push_i64(&mut self, n: i64) {
+        if n < 0 {
+            self.push(b"-");
+        }
+        let mut m = n.unsigned_abs();
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+}
+
+/// Writes the capsule's changeable settings as NUL-terminated `KEY=VALUE` entries.
+fn render_dynamic(rt: &Runtime, out: &mut Text) {
+    if CREDS.enabled() {
+        // After exec the saved ids are the effective ones (execve(2)).
+        for (key, ids) in [(keys::UID, &CREDS.uid), (keys::GID, &CREDS.gid)] {
+            out.push(key.as_bytes());
+            out.push(b"=");
+            out.push_u32(ids.get(REAL));
+            for _ in 0..2 {
+                out.push(b",");
+                out.push_u32(ids.get(EFFECTIVE));
+            }
+            out.push(b"\0");
+        }
+        let mut groups = [0u32; capsule_config::MAX_GROUPS];
+        let n = CREDS.groups(&mut groups);
+        out.push(keys::GROUPS.as_bytes());
+        out.push(b"=");
+        for (i, g) in groups[..n].iter().enumerate() {
+            if i > 0 {
+                out.push(b",");
+            }
+            out.push_u32(*g);
+        }
+        out.push(b"\0");
+    }
+    for (key, which) in [
+        (keys::HOSTNAME, Name::Host),
+        (keys::DOMAINNAME, Name::Domain),
+    ] {
+        if let Some(name) = uts_ops::current(rt, which) {
+            // An empty name cannot be passed as a setting: the child then sees the
+            // configured (or host) name.
+            if !name.as_bytes().is_empty() && !name.as_bytes().contains(&0) {
+                out.push(key.as_bytes());
+                out.push(b"=");
+                out.push(name.as_bytes());
+                out.push(b"\0");
+            }
+        }
+    }
+    let offset = crate::time::offset_ns(rt);
+    if offset != 0 {
+        out.push(keys::TIME_OFFSET.as_bytes());
+        out.push(b"=");
+        out.push_i64(offset);
+        out.push(b"ns\0");
+    }
+}
+
+/// Writes `LD_PRELOAD=<shim>[:<the other preloads of `existing`>]`.
+fn render_preload(rt: &Runtime, existing: Option<&[u8]>, out: &mut Text) {
+    let ours = rt.shim_path.as_bytes();
+    out.push(b"LD_PRELOAD=");
+    out.push(ours);
+    if let Some(value) = existing {
+        for item in value.split(|&b| b == b':' || b == b' ' || b == b'\t') {
+            if item.is_empty() || item == ours || basename(item) == basename(ours) {
+                continue;
+            }
+            out.push(b":");
+            out.push(item);
+        }
+    }
+    out.push(b"\0");
+}
+
+/// Iterates a NULL-terminated `char *[]`.
+///
+/// # Safety
+/// `list` is null or a valid NULL-terminated array of C strings.
+unsafe fn entries<'a>(list: *const *const c_char) -> impl Iterator<Item = &'a CStr> {
+    let mut p = list;
+    std::iter::from_fn(move || {
+        if p.is_null() || (*p).is_null() {
+            return None;
+        }
+        let entry = CStr::from_ptr(*p);
+        p = p.add(1);
+        Some(entry)
+    })
+}
+
+/// A private anonymous mapping, unmapped when dropped (when `exec` fails and
+/// returns; on success the whole address space goes away).
+struct Mapping {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this range.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+/// Calls `f` with the environment a child of this capsule must get, built from
+/// `envp` (the one the program passed).
+///
+/// # Safety
+/// `envp` is null or a valid NULL-terminated array of C strings.
+pub unsafe fn with_child_env<R>(
+    envp: *const *const c_char,
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
+    let rt = runtime::get();
+    let mut count = 0usize;
+    let mut existing_preload: Option<&[u8]> = None;
+    for entry in entries(envp) {
+        let bytes = entry.to_bytes();
+        count += 1;
+        if key_of(bytes) == LD_PRELOAD && bytes.len() > LD_PRELOAD.len() {
+            existing_preload = Some(&bytes[LD_PRELOAD.len() + 1..]);
+        }
+    }
+    let ptrs_needed = count + rt.static_env.len() + 16;
+    let text_needed =
+        DYNAMIC_TEXT + rt.shim_path.as_bytes().len() + existing_preload.map_or(0, <[u8]>::len) + 32;
+
+    let mut stack_ptrs = [ptr::null::<c_char>(); STACK_PTRS];
+    let mut stack_text = [0u8; STACK_TEXT];
+    let _mapping;
+    let (ptrs, text): (&mut [*const c_char], &mut [u8]) =
+        if ptrs_needed <= STACK_PTRS && text_needed <= STACK_TEXT {
+            (&mut stack_ptrs[..], &mut stack_text[..])
+        } else {
+            let ptr_bytes = ptrs_needed * std::mem::size_of::<*const c_char>();
+            let len = ptr_bytes + text_needed;
+            let addr = libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if addr == libc::MAP_FAILED {
+                // Cannot build a new environment: pass the program's own rather than
+                // failing its exec (logged; the child may then run without the shim).
+                log::warn!("cannot map memory for a child environment; passing it unchanged");
+                return f(envp);
+            }
+            _mapping = Mapping { addr, len };
+            (
+                std::slice::from_raw_parts_mut(addr.cast(), ptrs_needed),
+                std::slice::from_raw_parts_mut(addr.cast::<u8>().add(ptr_bytes), text_needed),
+            )
+        };
+
+    let mut text = Text {
+        buf: text,
+        len: 0,
+        overflow: false,
+    };
+    render_dynamic(rt, &mut text);
+    render_preload(rt, existing_preload, &mut text);
+    if text.overflow {
+        log::warn!("capsule settings do not fit a child environment; passing it unchanged");
+        return f(envp);
+    }
+    let rendered_len = text.len;
+
+    let mut n = 0;
+    for entry in entries(envp) {
+        if !replaced(entry.to_bytes()) {
+            ptrs[n] = entry.as_ptr();
+            n += 1;
+        }
+    }
+    for entry in &rt.static_env {
+        ptrs[n] = entry.as_ptr();
+        n += 1;
+    }
+    let base = text.buf.as_ptr();
+    let mut start = 0;
+    for (i, &b) in text.buf[..rendered_len].iter().enumerate() {
+        if b == 0 {
+            ptrs[n] = base.add(start).cast();
+            n += 1;
+            start = i + 1;
+        }
+    }
+    ptrs[n] = ptr::null();
+    f(ptrs.as_ptr())
+}
+
+/// Puts the capsule's settings back into this process's own environment, for libc
+/// functions that spawn with `environ` internally (`system`, `popen`) after the
+/// program removed them.
+pub fn repair_environ() {
+    // SAFETY: environ is the process environment; we copy what we need out of the
+    // child environment before changing environ with setenv.
+    unsafe {
+        with_child_env(current_environ(), |child| {
+            for entry in entries(child) {
+                let bytes = entry.to_bytes();
+                if !replaced(bytes) {
+                    continue;
+                }
+                let key = key_of(bytes);
+                let value = &bytes[key.len() + 1..];
+                let mut key_buf = [0u8; 64];
+                if key.len() >= key_buf.len() {
+                    continue;
+                }
+                key_buf[..key.len()].copy_from_slice(key);
+                let current = libc::getenv(key_buf.as_ptr().cast());
+                if current.is_null() || CStr::from_ptr(current).to_bytes() != value {
+                    libc::setenv(
+                        key_buf.as_ptr().cast(),
+                        entry.as_ptr().add(key.len() + 1),
+                        1,
+                    );
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_names() {
+        assert_eq!(key_of(b"A=b=c"), b"A");
+        assert!(replaced(b"LD_PRELOAD=x"));
+        assert!(replaced(b"CAPSULE_HOSTNAME=x"));
+        assert!(!replaced(b"CAPSULE_HOME=x"));
+        assert!(!replaced(b"LD_PRELOADX=x"));
+        assert_eq!(basename(b"/a/b/libcapsule.so"), b"libcapsule.so");
+    }
+
+    #[test]
+    fn numbers_render() {
+        let mut buf = [0u8; 64];
+        let mut t = Text {
+            buf: &mut buf,
+            len: 0,
+            overflow: false,
+        };
+        t.push_u32(0);
+        t.push(b",");
+        t.push_u32(4294967295);
+        t.push(b",");
+        t.push_i64(-86400000000000);
+        let len = t.len;
+        assert_eq!(&buf[..len], b"0,4294967295,-86400000000000");
+    }
+}

@@ -1,0 +1,43 @@
+//! The exec replica: every way a program starts another keeps the capsule.
+//!
+//! Invariants:
+//! - each exec and spawn entry point gives the child the environment of
+//!   `env::with_child_env`: the program's, with the shim first in `LD_PRELOAD`
+//!   (exactly once) and the capsule's current settings (ids as after `execve`,
+//!   host name, clock offset), even when the program passed an empty environment;
+//! - nothing on those paths allocates or locks: they run in `vfork` children and
+//!   after `fork` in threaded programs;
+//! - `system` and `popen` spawn with `environ` inside glibc, where no hook reaches:
+//!   the capsule's settings are put back into `environ` first.
+
+pub mod env;
+// The exported symbols stay out of unit-test binaries, whose own libc calls they
+// would otherwise intercept.
+#[cfg(not(test))]
+pub mod hooks;
+#[cfg(not(test))]
+pub mod variadic;
+
+use crate::coverage::{Hook, Support::*};
+
+pub const HOOKS: &[Hook] = &[
+    Hook::new("execve", Full),
+    Hook::new("execv", Full),
+    Hook::new("execvp", Full),
+    Hook::new("execvpe", Full),
+    Hook::new("execl", Full),
+    Hook::new("execlp", Full),
+    Hook::new("execle", Full),
+    Hook::new("fexecve", Full),
+    Hook::new("execveat", Full),
+    Hook::new("posix_spawn", Full),
+    Hook::new("posix_spawnp", Full),
+    Hook::new(
+        "system",
+        Partial("puts the capsule settings back into environ"),
+    ),
+    Hook::new(
+        "popen",
+        Partial("puts the capsule settings back into environ"),
+    ),
+];

@@ -1,0 +1,225 @@
+//! The machinery every hook uses: lazily resolved real functions, the re-entrancy
+//! guard, errno handling and the `hook!` macro that declares an exported hook.
+//!
+//! Rules (see hard-cases.md):
+//! - the real function is found with `dlsym(RTLD_NEXT)` (or `dlvsym` for a given
+//!   symbol version) and cached in an `AtomicPtr`; resolution is racy but idempotent,
+//!   never behind a blocking once-cell, because `dlsym` may call `calloc` and re-enter;
+//! - a `const`-initialised thread-local flag marks "inside the shim": a call that
+//!   arrives while it is set (from Rust std, from `dlsym`, from libc internals we
+//!   call) goes straight to the real function. TLS access goes through
+//!   `__tls_get_addr`, which is not guaranteed async-signal-safe, but glibc's
+//!   implementation does not allocate for the static TLS block a preloaded library
+//!   lives in;
+//! - nothing here panics or allocates.
+
+use std::cell::Cell;
+use std::ffi::{c_int, c_void, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+thread_local! {
+    static IN_SHIM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Held while the shim does its own work on this thread.
+pub struct Guard(());
+
+impl Guard {
+    /// Enters the shim; `None` when this thread is already inside it.
+    #[inline]
+    pub fn enter() -> Option<Guard> {
+        IN_SHIM.with(|flag| {
+            if flag.get() {
+                None
+            } else {
+                flag.set(true);
+                Some(Guard(()))
+            }
+        })
+    }
+}
+
+/// Whether this thread is inside the shim right now.
+#[inline]
+pub fn inside() -> bool {
+    IN_SHIM.with(Cell::get)
+}
+
+impl Drop for Guard {
+    #[inline]
+    fn drop(&mut self) {
+        IN_SHIM.with(|flag| flag.set(false));
+    }
+}
+
+/// A real libc function, resolved on first use.
+pub struct Real {
+    name: &'static CStr,
+    version: Option<&'static CStr>,
+    ptr: AtomicPtr<c_void>,
+}
+
+/// Marks a resolution that found nothing (so it is not retried on every call).
+const MISSING: *mut c_void = ptr::dangling_mut::<c_void>();
+
+impl Real {
+    pub const fn new(name: &'static CStr) -> Real {
+        Real {
+            name,
+            version: None,
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// A real function of a given symbol version, for symbols glibc keeps several of.
+    pub const fn versioned(name: &'static CStr, version: &'static CStr) -> Real {
+        Real {
+            name,
+            version: Some(version),
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The address of the real function, or `None` if no later object defines it.
+    #[inline]
+    pub fn get(&self) -> Option<*mut c_void> {
+        let p = self.ptr.load(Ordering::Relaxed);
+        if p.is_null() {
+            self.resolve()
+        } else if p == MISSING {
+            None
+        } else {
+            Some(p)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&self) -> Option<*mut c_void> {
+        // dlsym may call malloc and other hooked functions: mark the thread as inside
+        // the shim for the duration (a no-op when the caller already holds the guard).
+        let _guard = Guard::enter();
+        // SAFETY: RTLD_NEXT resolution from code inside this library; the names are
+        // NUL-terminated static strings.
+        let found = unsafe {
+            match self.version {
+                Some(v) => {
+                    let p = libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr());
+                    if p.is_null() {
+                        libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr())
+                    } else {
+                        p
+                    }
+                }
+                None => libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()),
+            }
+        };
+        self.ptr.store(
+            if found.is_null() { MISSING } else { found },
+            Ordering::Relaxed,
+        );
+        (!found.is_null()).then_some(found)
+    }
+}
+
+/// The calling thread's `errno`.
+#[inline]
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location always returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+pub fn set_errno(value: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// What a replica decided about a call.
+pub enum Outcome<T> {
+    /// The replica answered; return this (errno as the caller found it).
+    Handled(T),
+    /// The replica has nothing to change: call the real function.
+    PassThrough,
+    /// Fail the way the kernel would, with this errno.
+    Fail(c_int),
+}
+
+/// Declares exported hooks.
+///
+/// ```ignore
+/// hook! {
+///     /// doc
+///     fn getuid() -> libc::uid_t, missing: libc::uid_t::MAX;
+///     |real| identity::ops::getuid(real)
+/// }
+/// ```
+/// emits `#[no_mangle] pub unsafe extern "C" fn getuid()`. `real` is the real
+/// function, typed; the body runs inside the shim guard, and when the thread is
+/// already inside the shim the real function is called directly. If the real
+/// function cannot be found the hook fails with `ENOSYS` and returns `missing`.
+/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`.
+macro_rules! hook {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty, missing: $missing:expr
+            $(, version: $version:literal)?;
+        |$real:ident| $body:expr
+    )*) => {$(
+        $(#[$meta])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            static REAL_FUNCTION: $crate::hook::Real =
+                hook!(@real $name $(, $version)?);
+            let Some(address) = REAL_FUNCTION.get() else {
+                $crate::hook::set_errno(libc::ENOSYS);
+                return $missing;
+            };
+            // SAFETY: the symbol found by dlsym under this name has this C signature.
+            let $real: unsafe extern "C" fn($($ty),*) -> $ret =
+                unsafe { ::core::mem::transmute(address) };
+            match $crate::hook::Guard::enter() {
+                None => unsafe { $real($($arg),*) },
+                Some(_guard) => {
+                    $crate::runtime::ensure_ready();
+                    #[allow(unused_unsafe)]
+                    unsafe { $body }
+                }
+            }
+        }
+    )*};
+    (@real $name:ident) => {
+        $crate::hook::Real::new(
+            match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                Ok(name) => name,
+                Err(_) => panic!("hook name"),
+            },
+        )
+    };
+    (@real $name:ident, $version:literal) => {
+        $crate::hook::Real::versioned(
+            match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                Ok(name) => name,
+                Err(_) => panic!("hook name"),
+            },
+            match ::core::ffi::CStr::from_bytes_with_nul(concat!($version, "\0").as_bytes()) {
+                Ok(version) => version,
+                Err(_) => panic!("hook version"),
+            },
+        )
+    };
+}
+
+/// Turns a replica's outcome into the `-1`-and-errno convention.
+#[inline]
+pub fn int_result(outcome: Outcome<c_int>, real: impl FnOnce() -> c_int) -> c_int {
+    match outcome {
+        Outcome::Handled(v) => v,
+        Outcome::PassThrough => real(),
+        Outcome::Fail(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}

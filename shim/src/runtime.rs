@@ -1,0 +1,218 @@
+//! The shim's process-wide runtime: configuration read once at load, the shim's own
+//! path (for children's `LD_PRELOAD`), and the capsule-wide shared state.
+//!
+//! Initialisation happens in the library constructor, or earlier in whichever hook
+//! runs first (other libraries' constructors may call hooks before ours runs). It
+//! always runs inside the shim guard, so the libc calls it makes reach the real
+//! functions. A malformed setting ends the process before `main` with status 125: a
+//! capsule fails closed and never runs a program unvirtualised.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, CStr, CString};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use capsule_config::{keys, Config, UserDb};
+
+use crate::hook::Guard;
+use crate::shared::{self, Shared};
+use crate::{identity, log, time, uts};
+
+/// Exit status of a process whose capsule settings are unusable (as `docker run`'s).
+pub const EXIT_BAD_CONFIG: i32 = 125;
+
+pub struct Runtime {
+    pub config: Config,
+    /// Absolute path of libcapsule.so, NUL-terminated.
+    pub shim_path: CString,
+    /// The configuration entries that never change during the process
+    /// (`CAPSULE_NAME=…`, `CAPSULE_STATE_DIR=…`, logging), ready for a child's environment.
+    pub static_env: Vec<CString>,
+    /// State shared by every process of the capsule (a mapping in its state
+    /// directory), or process-local state when the capsule has no state directory.
+    pub shared: &'static Shared,
+}
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+
+struct Slot(UnsafeCell<MaybeUninit<Runtime>>);
+// SAFETY: written once by the thread that moved STATE from UNINIT to BUSY, read only
+// after STATE is READY (release/acquire).
+unsafe impl Sync for Slot {}
+static RUNTIME: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The runtime, initialising it if this is the first call. Must be called inside the
+/// shim guard.
+#[inline]
+pub fn get() -> &'static Runtime {
+    if STATE.load(Ordering::Acquire) != READY {
+        init_slow();
+    }
+    // SAFETY: STATE is READY, so RUNTIME was fully written before the release store.
+    unsafe { (*RUNTIME.0.get()).assume_init_ref() }
+}
+
+/// Makes sure the runtime exists (hooks call this before their replica's logic).
+#[inline]
+pub fn ensure_ready() {
+    if STATE.load(Ordering::Acquire) != READY {
+        init_slow();
+    }
+}
+
+#[cold]
+fn init_slow() {
+    match STATE.compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            let runtime = build();
+            // SAFETY: we own the slot (STATE is BUSY and only we moved it there).
+            unsafe { (*RUNTIME.0.get()).write(runtime) };
+            STATE.store(READY, Ordering::Release);
+            log::debug_startup(get());
+        }
+        Err(_) => {
+            // Another thread is initialising (this thread cannot be: it holds the guard
+            // and initialisation never calls back into a hook's logic). Wait for it.
+            while STATE.load(Ordering::Acquire) != READY {
+                // SAFETY: plain system call.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+}
+
+/// Reads the process environment without std's lock (we may run before main).
+fn environment() -> Vec<(String, String)> {
+    extern "C" {
+        static environ: *const *const c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: environ is a NULL-terminated array of NUL-terminated strings, set up by
+    // the dynamic loader before any constructor runs.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = CStr::from_ptr(*p).to_string_lossy();
+            if let Some((k, v)) = entry.split_once('=') {
+                if k.starts_with("CAPSULE_") {
+                    out.push((k.to_string(), v.to_string()));
+                }
+            }
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+fn fail(message: &str) -> ! {
+    let line = format!("capsule: {message}\n");
+    // SAFETY: write(2) of a valid buffer, then _exit: nothing of the program has run.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(EXIT_BAD_CONFIG)
+    }
+}
+
+/// The real time, read with a raw system call so that no hook can shift it.
+pub fn real_time_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn build() -> Runtime {
+    let _guard = Guard::enter();
+    let env = environment();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    if let Some((_, path)) = env.iter().find(|(k, _)| k == keys::CONFIG) {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| fail(&format!("{}={path}: cannot read: {e}", keys::CONFIG)));
+        let pairs = capsule_config::parse_config_file(&text)
+            .unwrap_or_else(|e| fail(&format!("{}={path}: {e}", keys::CONFIG)));
+        vars.extend(pairs);
+    }
+    vars.extend(env);
+    let config = Config::from_vars(
+        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        real_time_ns(),
+        || UserDb::load(""),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+
+    let shared = match &config.state_dir {
+        Some(dir) => shared::map(dir).unwrap_or_else(|e| {
+            fail(&format!(
+                "{}={dir}: cannot open the capsule's shared state: {e}",
+                keys::STATE_DIR
+            ))
+        }),
+        None => shared::local(),
+    };
+
+    let static_env = [
+        (keys::NAME, config.name.clone()),
+        (keys::STATE_DIR, config.state_dir.clone()),
+        (
+            keys::LOG,
+            (config.log != capsule_config::LogLevel::Off).then(|| config.log.as_str().to_string()),
+        ),
+        (keys::LOG_FILE, config.log_file.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.and_then(|v| CString::new(format!("{k}={v}")).ok()))
+    .collect();
+
+    let runtime = Runtime {
+        shim_path: own_path(),
+        static_env,
+        shared,
+        config,
+    };
+    log::init(&runtime);
+    identity::init(&runtime);
+    uts::init(&runtime);
+    time::init(&runtime);
+    runtime
+}
+
+/// The absolute path this library was loaded from.
+fn own_path() -> CString {
+    // SAFETY: dladdr on an address inside this library fills `info` with pointers
+    // owned by the dynamic loader; realpath returns a malloc'd string we own.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let anchor = own_path as *const () as *const libc::c_void;
+        if libc::dladdr(anchor, &mut info) == 0 || info.dli_fname.is_null() {
+            return CString::from(c"libcapsule.so");
+        }
+        let resolved = libc::realpath(info.dli_fname, std::ptr::null_mut());
+        if resolved.is_null() {
+            return CStr::from_ptr(info.dli_fname).to_owned();
+        }
+        let owned = CStr::from_ptr(resolved).to_owned();
+        libc::free(resolved.cast());
+        owned
+    }
+}
+
+/// The library constructor: initialise before `main`, so that a malformed setting
+/// stops the program before it runs.
+#[cfg(not(test))]
+extern "C" fn constructor() {
+    if let Some(_guard) = Guard::enter() {
+        ensure_ready();
+    }
+}
+
+#[cfg(not(test))]
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;

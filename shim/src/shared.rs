@@ -1,0 +1,158 @@
+//! State shared by every process of one capsule: a small file in the capsule's
+//! state directory, mapped `MAP_SHARED` by each process. Everything in it is
+//! zero-initialised-valid (a fresh file of zeros means "nothing changed yet"), so
+//! processes that start together need no creation handshake.
+//!
+//! Without a state directory (plain `LD_PRELOAD` use), the same structure lives in
+//! process memory; changes then reach children through their environment.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use capsule_config::MAX_HOSTNAME_LEN;
+
+/// Identifies the layout; a file of another layout is refused rather than misread.
+const MAGIC: u64 = 0x6361_7073_756c_6501; // "capsule" + layout 1
+const FILE_NAME: &str = "shared";
+
+/// A name (host or domain) that a process of the capsule may change, read without
+/// locks: a sequence counter, odd while a writer is copying (a seqlock).
+#[repr(C)]
+pub struct SharedName {
+    seq: AtomicU32,
+    /// 0: never set (use the configured value); otherwise length + 1.
+    len: AtomicU32,
+    bytes: [AtomicU8; MAX_HOSTNAME_LEN],
+}
+
+impl SharedName {
+    const fn new() -> SharedName {
+        SharedName {
+            seq: AtomicU32::new(0),
+            len: AtomicU32::new(0),
+            bytes: [const { AtomicU8::new(0) }; MAX_HOSTNAME_LEN],
+        }
+    }
+
+    /// Copies the name into `out`; `None` when it was never set.
+    pub fn read(&self, out: &mut [u8; MAX_HOSTNAME_LEN]) -> Option<usize> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = self.len.load(Ordering::Relaxed) as usize;
+            for (dst, src) in out.iter_mut().zip(self.bytes.iter()) {
+                *dst = src.load(Ordering::Relaxed);
+            }
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return len.checked_sub(1).map(|n| n.min(MAX_HOSTNAME_LEN));
+            }
+        }
+    }
+
+    /// Replaces the name (at most `MAX_HOSTNAME_LEN` bytes; callers check).
+    pub fn write(&self, name: &[u8]) {
+        // Take the writer side: move seq from even to odd.
+        loop {
+            let seq = self.seq.load(Ordering::Relaxed);
+            if seq & 1 == 0
+                && self
+                    .seq
+                    .compare_exchange_weak(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let n = name.len().min(MAX_HOSTNAME_LEN);
+        for (i, slot) in self.bytes.iter().enumerate() {
+            slot.store(if i < n { name[i] } else { 0 }, Ordering::Relaxed);
+        }
+        self.len.store(n as u32 + 1, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[repr(C)]
+pub struct Shared {
+    magic: AtomicU64,
+    pub hostname: SharedName,
+    pub domainname: SharedName,
+    /// Added to the configured clock offset by `clock_settime` inside the capsule.
+    pub clock_adjust_ns: AtomicI64,
+}
+
+impl Shared {
+    const fn new() -> Shared {
+        Shared {
+            magic: AtomicU64::new(MAGIC),
+            hostname: SharedName::new(),
+            domainname: SharedName::new(),
+            clock_adjust_ns: AtomicI64::new(0),
+        }
+    }
+}
+
+static LOCAL: Shared = Shared::new();
+
+/// Process-local state, for a capsule without a state directory.
+pub fn local() -> &'static Shared {
+    &LOCAL
+}
+
+/// Maps the capsule's shared state file, creating it if needed.
+pub fn map(state_dir: &str) -> Result<&'static Shared, String> {
+    let path = CString::new(format!("{state_dir}/{FILE_NAME}"))
+        .map_err(|_| "path contains a NUL byte".to_string())?;
+    let size = std::mem::size_of::<Shared>();
+    // SAFETY: plain system calls on a path we own; the mapping is checked before use
+    // and lives for the rest of the process.
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+            0o600,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0
+            || ((st.st_size as usize) < size && libc::ftruncate(fd, size as libc::off_t) != 0)
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e.to_string());
+        }
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if addr == libc::MAP_FAILED {
+            return Err(e.to_string());
+        }
+        let shared = &*(addr as *const Shared);
+        // A fresh file is all zeros: claim it. Anything else must be our layout.
+        match shared
+            .magic
+            .compare_exchange(0, MAGIC, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(shared),
+            Err(MAGIC) => Ok(shared),
+            Err(other) => {
+                libc::munmap(addr, size);
+                Err(format!("{FILE_NAME}: unknown layout {other:#x}"))
+            }
+        }
+    }
+}

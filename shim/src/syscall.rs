@@ -1,0 +1,90 @@
+//! libc's `syscall()`: numbers of calls a replica handles go through that replica
+//! (via the same exported hooks a direct libc call reaches); every other number
+//! passes straight through.
+//!
+//! `syscall` is variadic; on x86-64 and aarch64 Linux its integer arguments arrive
+//! exactly as six fixed `long` arguments would, which is how the hook takes them.
+
+#[cfg(not(test))]
+use libc::{c_char, c_int, c_long, size_t};
+
+use crate::coverage::{Hook, Support::*};
+#[cfg(not(test))]
+use crate::hook::{self, Real};
+
+pub const HOOKS: &[Hook] = &[Hook::new(
+    "syscall",
+    Partial("routes the identity, uts, time and exec numbers through their replicas"),
+)];
+
+#[cfg(not(test))]
+static REAL: Real = Real::new(c"syscall");
+
+#[cfg(not(test))]
+type RealSyscall =
+    unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
+
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let Some(address) = REAL.get() else {
+        hook::set_errno(libc::ENOSYS);
+        return -1;
+    };
+    // SAFETY: libc's syscall has this signature on the supported architectures.
+    let real: RealSyscall = std::mem::transmute(address);
+    if hook::inside() {
+        return real(number, a1, a2, a3, a4, a5, a6);
+    }
+    use crate::exec::hooks as exec;
+    use crate::identity::hooks as id;
+    use crate::time::hooks as time;
+    use crate::uts::hooks as uts;
+    let p = |a: c_long| a as *mut libc::c_void;
+    match number {
+        libc::SYS_getuid => id::getuid() as c_long,
+        libc::SYS_geteuid => id::geteuid() as c_long,
+        libc::SYS_getgid => id::getgid() as c_long,
+        libc::SYS_getegid => id::getegid() as c_long,
+        libc::SYS_getresuid => id::getresuid(p(a1).cast(), p(a2).cast(), p(a3).cast()) as c_long,
+        libc::SYS_getresgid => id::getresgid(p(a1).cast(), p(a2).cast(), p(a3).cast()) as c_long,
+        libc::SYS_getgroups => id::getgroups(a1 as c_int, p(a2).cast()) as c_long,
+        libc::SYS_setuid => id::setuid(a1 as u32) as c_long,
+        libc::SYS_setgid => id::setgid(a1 as u32) as c_long,
+        libc::SYS_setreuid => id::setreuid(a1 as u32, a2 as u32) as c_long,
+        libc::SYS_setregid => id::setregid(a1 as u32, a2 as u32) as c_long,
+        libc::SYS_setresuid => id::setresuid(a1 as u32, a2 as u32, a3 as u32) as c_long,
+        libc::SYS_setresgid => id::setresgid(a1 as u32, a2 as u32, a3 as u32) as c_long,
+        libc::SYS_setfsuid => id::setfsuid(a1 as u32) as c_long,
+        libc::SYS_setfsgid => id::setfsgid(a1 as u32) as c_long,
+        libc::SYS_setgroups => id::setgroups(a1 as size_t, p(a2).cast()) as c_long,
+        libc::SYS_uname => uts::uname(p(a1).cast()) as c_long,
+        libc::SYS_sethostname => uts::sethostname(p(a1) as *const c_char, a2 as size_t) as c_long,
+        libc::SYS_setdomainname => {
+            uts::setdomainname(p(a1) as *const c_char, a2 as size_t) as c_long
+        }
+        libc::SYS_clock_gettime => time::clock_gettime(a1 as c_int, p(a2).cast()) as c_long,
+        libc::SYS_gettimeofday => time::gettimeofday(p(a1).cast(), p(a2)) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_time => time::time(p(a1).cast()) as c_long,
+        libc::SYS_clock_settime => time::clock_settime(a1 as c_int, p(a2).cast()) as c_long,
+        libc::SYS_settimeofday => time::settimeofday(p(a1).cast(), p(a2)) as c_long,
+        libc::SYS_execve => exec::execve(p(a1).cast(), p(a2).cast(), p(a3).cast()) as c_long,
+        libc::SYS_execveat => exec::execveat(
+            a1 as c_int,
+            p(a2).cast(),
+            p(a3).cast(),
+            p(a4).cast(),
+            a5 as c_int,
+        ) as c_long,
+        _ => real(number, a1, a2, a3, a4, a5, a6),
+    }
+}

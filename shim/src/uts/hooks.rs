@@ -1,0 +1,93 @@
+//! FFI layer of the uts replica.
+
+use libc::{c_char, c_int, size_t, utsname};
+
+use super::ops::{self, Name};
+use crate::hook::int_result;
+use crate::identity;
+use crate::runtime;
+
+/// uname, with the capsule's names. Shared with `syscall(SYS_uname)`.
+pub fn uname_with(buf: *mut utsname, real: impl FnOnce() -> c_int) -> c_int {
+    let rc = real();
+    if rc != 0 || buf.is_null() {
+        return rc;
+    }
+    let rt = runtime::get();
+    // SAFETY: the real uname just filled *buf, so it is a valid utsname.
+    let buf = unsafe { &mut *buf };
+    if let Some(name) = ops::current(rt, Name::Host) {
+        ops::fill_field(&mut buf.nodename, name.as_bytes());
+    }
+    if let Some(name) = ops::current(rt, Name::Domain) {
+        ops::fill_field(&mut buf.domainname, name.as_bytes());
+    }
+    rc
+}
+
+/// sethostname / setdomainname. Shared with `syscall()`.
+///
+/// # Safety
+/// `name` is null or valid for `len` bytes.
+pub unsafe fn set_with(which: Name, name: *const c_char, len: size_t) -> c_int {
+    if name.is_null() && len > 0 {
+        crate::hook::set_errno(libc::EFAULT);
+        return -1;
+    }
+    let bytes: &[u8] = if len == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(name.cast(), len)
+    };
+    int_result(
+        ops::set(runtime::get(), which, bytes, identity::capsule_root()),
+        || -1,
+    )
+}
+
+/// gethostname / getdomainname.
+///
+/// # Safety
+/// `out` is valid for `len` bytes.
+unsafe fn get_name(
+    which: Name,
+    out: *mut c_char,
+    len: size_t,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let Some(name) = ops::current(runtime::get(), which) else {
+        return real();
+    };
+    if out.is_null() && len > 0 {
+        crate::hook::set_errno(libc::EFAULT);
+        return -1;
+    }
+    let out: &mut [u8] = if len == 0 {
+        &mut []
+    } else {
+        std::slice::from_raw_parts_mut(out.cast(), len)
+    };
+    let outcome = match which {
+        Name::Host => ops::copy_out(name.as_bytes(), out),
+        Name::Domain => ops::copy_out_truncating(name.as_bytes(), out),
+    };
+    int_result(outcome, || -1)
+}
+
+hook! {
+    fn uname(buf: *mut utsname) -> c_int, missing: -1;
+    |real| uname_with(buf, || real(buf))
+
+    fn gethostname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
+    |real| get_name(Name::Host, name, len, || real(name, len))
+
+    fn getdomainname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
+    |real| get_name(Name::Domain, name, len, || real(name, len))
+
+    /// Never reaches the kernel: the host's name is not the capsule's to change.
+    fn sethostname(name: *const c_char, len: size_t) -> c_int, missing: -1;
+    |_real| set_with(Name::Host, name, len)
+
+    fn setdomainname(name: *const c_char, len: size_t) -> c_int, missing: -1;
+    |_real| set_with(Name::Domain, name, len)
+}
