@@ -74,9 +74,13 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("sem_clockwait", Full),
     Hook::new("pthread_mutex_timedlock", Full),
     Hook::new("pthread_mutex_clocklock", Full),
-    Hook::new("pthread_cond_timedwait", Full),
+    Hook::new(
+        "pthread_cond_timedwait",
+        Partial("knows the clock of up to 4096 live monotonic condition variables"),
+    ),
     Hook::new("pthread_cond_clockwait", Full),
     Hook::new("pthread_cond_init", Full),
+    Hook::new("pthread_cond_destroy", Full),
     Hook::new("timerfd_create", Full),
     Hook::new(
         "timerfd_settime",
