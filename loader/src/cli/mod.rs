@@ -1,0 +1,113 @@
+//! The command line: clap structures only; each subcommand's file converts its flags
+//! and calls the library.
+
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "Run unmodified Linux programs in capsules: a private host name, identity, \
+clock and environment, through LD_PRELOAD. No root, no namespaces, no daemon.";
+
+const LONG_ABOUT: &str = "\
+capsule runs an unmodified, dynamically linked Linux program in a *capsule*: the program \
+sees its own host name, its own identity (user and groups), its own clock and its own \
+environment, while the real kernel and the rest of the system stay unchanged.
+
+It works by injecting a library, libcapsule.so, into the program with LD_PRELOAD. That \
+library answers uname(), gethostname(), getuid(), clock_gettime() and friends from the \
+capsule's configuration, and follows the program into every child it starts. No root, no \
+kernel namespaces, no setuid helper and no daemon are involved: any user can run it, on \
+hosts where containers are not available.
+
+Each capsule keeps its state in $CAPSULE_HOME/capsules/NAME/ ($CAPSULE_HOME defaults to \
+$XDG_DATA_HOME/capsule, else ~/.local/share/capsule).";
+
+const AFTER_HELP: &str = "\
+Running a program:
+  capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
+              [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
+              [-w DIR] [--rm] [--] PROG [ARGS]...
+  'capsule run --help' explains each flag.
+
+Examples:
+  capsule run --hostname web1 -- uname -n
+  capsule run --user postgres --time-offset -3d -- date
+  capsule run --name db --user 1000:1000 -e PGDATA=/data -- postgres
+
+Environment:
+  CAPSULE_HOME   where capsule state lives
+  CAPSULE_SHIM   path of libcapsule.so (default: beside the capsule executable)
+  CAPSULE_LOG    log level of capsule and of the shim: off, error, warn, info, debug, trace";
+
+/// The `capsule` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "capsule",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a program in a capsule, supervise it and exit with its status
+    #[command(long_about = run::LONG_ABOUT, after_help = run::AFTER_HELP)]
+    Run(run::RunArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn time_offset_takes_negative_durations() {
+        let cli =
+            Cli::try_parse_from(["capsule", "run", "--time-offset", "-3d", "--", "date"]).unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.time_offset.as_deref(), Some("-3d"));
+    }
+
+    #[test]
+    fn program_arguments_are_kept_verbatim() {
+        let cli =
+            Cli::try_parse_from(["capsule", "run", "--rm", "sh", "-c", "exit 3", "--rm"]).unwrap();
+        let Command::Run(args) = cli.command;
+        assert!(args.rm);
+        assert_eq!(args.command, ["sh", "-c", "exit 3", "--rm"]);
+    }
+
+    #[test]
+    fn time_flags_conflict() {
+        let err = Cli::try_parse_from([
+            "capsule",
+            "run",
+            "--time-offset",
+            "1d",
+            "--time-at",
+            "2030-01-01T00:00:00Z",
+            "true",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn unknown_flags_are_not_taken_for_the_program() {
+        let err = Cli::try_parse_from(["capsule", "run", "--bogus", "true"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+}

@@ -1,0 +1,191 @@
+//! `capsule run`: flags → validated settings → [`capsule_loader::run::RunSpec`].
+//!
+//! Every flag is checked here, before the library is asked to do anything, and an
+//! error names the flag and the value at fault.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context as _};
+use capsule_config::{parse_duration, parse_rfc3339, UserDb};
+use capsule_loader::envfile::{self, EnvEntry};
+use capsule_loader::launch::Termination;
+use capsule_loader::run::{self, Host, RunSpec, TimeSetting};
+use capsule_loader::state;
+use clap::Args;
+
+pub const LONG_ABOUT: &str = "\
+Run PROG with ARGS in a capsule, supervise it, and exit with its exit status (128+N if \
+signal N killed it).
+
+The program gets the loader's environment plus -e/--env-file settings, with \
+LD_PRELOAD=libcapsule.so prepended and CAPSULE_CONFIG naming the capsule's config file \
+($CAPSULE_HOME/capsules/NAME/config). Signals sent to capsule (SIGINT, SIGTERM, SIGHUP, \
+SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM) are relayed to the program.
+
+Every flag is checked before anything is created or started. Exit status: the program's; \
+125 when capsule refuses its input or fails; 126 when PROG cannot be executed; 127 when \
+PROG is not found.";
+
+pub const USAGE: &str = "capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
+                   [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
+                   [-w DIR] [--rm] [--] PROG [ARGS]...";
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  capsule run --hostname web1 -- uname -n
+  capsule run --time-offset -3d -- date
+  capsule run --time-at 2030-01-01T00:00:00Z -- date
+  capsule run --user postgres -- id
+  capsule run --user 1000:1000 -e HOME=/tmp -- id
+  capsule run --name db --env-file ./db.env -w /srv/db -- ./start.sh
+  capsule run --rm -- sh -c 'hostname; whoami; date'";
+
+/// Flags of `capsule run`.
+#[derive(Debug, Args)]
+#[command(override_usage = USAGE)]
+pub struct RunArgs {
+    /// Name of the capsule (letters, digits, '_', '.', '-'; at most 63). Its state lives
+    /// in $CAPSULE_HOME/capsules/NAME and a later run with the same name continues with
+    /// it; refused while a program of that capsule still runs. Default: a generated
+    /// name such as capsule-1a2b3c4d. Example: --name db
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Host name the program sees (uname, gethostname), at most 64 bytes.
+    /// Example: --hostname web1
+    #[arg(long, value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// Identity the program sees (getuid, getgid, getgroups, setuid rules): a user name
+    /// or uid, optionally with a group name or gid, as `docker run --user`. Names are
+    /// looked up in /etc/passwd and /etc/group. Examples: --user postgres,
+    /// --user 1000:1000, --user 0, --user www-data:adm
+    #[arg(long, value_name = "UID[:GID]|NAME[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Shift the program's clock by a signed duration: NUMBER UNIT groups with units
+    /// ns us ms s m h d w y (a year is 365 days); a bare number is seconds.
+    /// Examples: --time-offset -3d, --time-offset +90m, --time-offset 1y2d
+    #[arg(long, value_name = "±DURATION", allow_hyphen_values = true)]
+    pub time_offset: Option<String>,
+
+    /// Start the program's clock at an instant (RFC 3339); the clock then runs normally.
+    /// Turned into a fixed offset when the capsule starts, so all its processes agree.
+    /// Example: --time-at 2030-01-01T00:00:00Z
+    #[arg(long, value_name = "RFC3339", conflicts_with = "time_offset")]
+    pub time_at: Option<String>,
+
+    /// Set an environment variable for the program; with no '=', copy it from capsule's
+    /// own environment (if set there). Wins over --env-file. Repeatable.
+    /// Examples: -e LANG=C.UTF-8, -e HOME
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<OsString>,
+
+    /// Read environment variables from a file, docker's format: KEY=VALUE lines taken
+    /// literally, KEY alone copies from capsule's environment, '#' comments and blank
+    /// lines ignored. Repeatable; later files win. Example: --env-file ./db.env
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Directory the program starts in (must exist); a PROG given as a relative path is
+    /// found from there. Example: -w /srv/app
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Remove the capsule's state directory when the program ends.
+    #[arg(long)]
+    pub rm: bool,
+
+    /// The program and its arguments. A PROG without '/' is searched in the PATH of
+    /// the program's environment (-e PATH=… if given).
+    #[arg(
+        value_name = "PROG",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// An error naming the flag and value at fault, e.g. `--time-offset "soon": …`.
+fn flag_error(flag: &str, value: impl Display, reason: impl Display) -> anyhow::Error {
+    anyhow!("{flag} {value}: {reason}")
+}
+
+/// Runs `capsule run`: checks every flag, then hands over to the library.
+pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
+    if let Some(name) = &args.name {
+        state::validate_name(name).map_err(|e| anyhow!("--name {e}"))?;
+    }
+    if let Some(host) = &args.hostname {
+        run::check_hostname(host).map_err(|e| flag_error("--hostname", format!("{host:?}"), e))?;
+    }
+    let identity = match &args.user {
+        Some(spec) => Some(
+            UserDb::load("")
+                .resolve(spec)
+                .map_err(|e| flag_error("--user", format!("{spec:?}"), e))?,
+        ),
+        None => None,
+    };
+    let time = match (&args.time_offset, &args.time_at) {
+        (Some(offset), _) => Some(TimeSetting::Offset(parse_duration(offset).map_err(
+            |e| {
+                flag_error(
+                    "--time-offset",
+                    format!("{offset:?}"),
+                    format!("{e} (a duration looks like -3d, +90m or 1y2d)"),
+                )
+            },
+        )?)),
+        (None, Some(at)) => Some(TimeSetting::At(parse_rfc3339(at).map_err(|e| {
+            flag_error(
+                "--time-at",
+                format!("{at:?}"),
+                format!("{e} (an RFC 3339 instant looks like 2030-01-01T00:00:00Z)"),
+            )
+        })?)),
+        (None, None) => None,
+    };
+
+    let mut env: Vec<EnvEntry> = Vec::new();
+    for file in &args.env_file {
+        env.extend(envfile::read_env_file(file).map_err(|e| anyhow!("--env-file {e}"))?);
+    }
+    for assignment in &args.env {
+        env.push(
+            envfile::parse_assignment(assignment)
+                .map_err(|e| flag_error("-e", format!("{assignment:?}"), e))?,
+        );
+    }
+
+    let host = Host::current();
+    let workdir = match &args.workdir {
+        Some(dir) => {
+            Some(run::check_workdir(dir, host.cwd.as_deref()).map_err(|e| anyhow!("-w {e}"))?)
+        }
+        None => None,
+    };
+
+    let mut command = args.command.into_iter();
+    let program = command
+        .next()
+        .context("no program given (capsule run [FLAGS] -- PROG [ARGS]...)")?;
+    let prepared = RunSpec::new(program, command.collect())
+        .name(args.name)
+        .hostname(args.hostname)
+        .identity(identity)
+        .time(time)
+        .env(env)
+        .workdir(workdir)
+        .remove_on_exit(args.rm)
+        .prepare(&host)?;
+    log::debug!(
+        "capsule {} in {}",
+        prepared.name(),
+        prepared.state_dir().display()
+    );
+    Ok(prepared.run()?)
+}

@@ -1,0 +1,48 @@
+//! The capsule loader as a library: everything `capsule run` does, without the command
+//! line. The `capsule` binary (`main.rs`, `cli/`) parses flags, calls in here, and alone
+//! decides the process exit code.
+//!
+//! - [`envfile`]: `-e` assignments, docker-style `--env-file` files, the program's
+//!   environment;
+//! - [`state`]: `$CAPSULE_HOME`, capsule names, each capsule's state directory;
+//! - [`shim`]: finding `libcapsule.so` and composing `LD_PRELOAD`;
+//! - [`program`]: finding the program as a shell would (127/126 cases);
+//! - [`launch`]: blocking signals, spawning, relaying signals, reaping;
+//! - [`run`]: `capsule run` itself, checked in full before anything is created.
+//!
+//! The loader never links the shim: only the `capsule-config` crate is shared.
+
+pub mod envfile;
+pub mod launch;
+pub mod program;
+pub mod run;
+pub mod shim;
+pub mod state;
+
+use std::io;
+
+/// An I/O error as a short lower-case phrase ("no such file or directory"), without
+/// the "(os error N)" suffix, for one-line messages.
+pub fn describe_io(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn io_errors_read_as_phrases() {
+        let err = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(super::describe_io(&err), "no such file or directory");
+        let err = std::io::Error::other("Custom");
+        assert_eq!(super::describe_io(&err), "custom");
+    }
+}

@@ -1,0 +1,549 @@
+//! `capsule run`: from validated settings to a supervised program.
+//!
+//! Two steps, so that bad input never leaves anything behind:
+//! 1. [`RunSpec::prepare`] checks everything that can be checked without writing: the
+//!    state home, the name and whether that capsule already runs, the working
+//!    directory, the shim, the program, every value that goes into the config file.
+//! 2. [`Prepared::run`] creates (or reuses) the capsule's directory, writes `config`,
+//!    starts the program, writes `pid`, supervises, then writes `exit` or, with
+//!    `remove`, deletes the directory (also when a step after its creation fails).
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use capsule_config::{keys, Config, ConfigError, Identity, LogLevel};
+use log::{info, warn};
+
+use crate::envfile::{EnvEntry, Environment};
+use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
+use crate::program::{self, LookupError};
+use crate::shim::{self, ShimError};
+use crate::state::{self, CapsuleDir, Home, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Shim(#[from] ShimError),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error(transparent)]
+    WorkDir(#[from] WorkDirError),
+    /// A `CAPSULE_LOG`/`CAPSULE_LOG_FILE` of the loader's environment that is unusable.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
+    #[error("cannot determine the current directory: {0}")]
+    NoCwd(String),
+}
+
+/// Why a working directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkDirError {
+    #[error("{}: no such directory", .0.display())]
+    Missing(PathBuf),
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{}: {}", .path.display(), crate::describe_io(.error))]
+    Inaccessible { path: PathBuf, error: io::Error },
+}
+
+/// Checks that `dir` is an existing directory; returns it absolute (from `cwd`).
+pub fn check_workdir(dir: &Path, cwd: Option<&Path>) -> Result<PathBuf, WorkDirError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(WorkDirError::NotADirectory(dir.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(WorkDirError::Missing(dir.to_path_buf()))
+        }
+        Err(error) => {
+            return Err(WorkDirError::Inaccessible {
+                path: dir.to_path_buf(),
+                error,
+            })
+        }
+    }
+    Ok(match cwd {
+        Some(cwd) if dir.is_relative() => cwd.join(dir),
+        _ => dir.to_path_buf(),
+    })
+}
+
+/// The capsule's clock: a fixed offset, or an instant that "now" should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSetting {
+    /// Nanoseconds added to the real time.
+    Offset(i64),
+    /// Nanoseconds since the epoch that the program's "now" is at launch.
+    At(i64),
+}
+
+impl TimeSetting {
+    /// The fixed offset all processes of the capsule use, given the real time now.
+    pub fn offset_ns(self, now_ns: i64) -> i64 {
+        match self {
+            TimeSetting::Offset(ns) => ns,
+            TimeSetting::At(at) => at.saturating_sub(now_ns),
+        }
+    }
+}
+
+/// What the loader knows about its own process: environment, executable, directory.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub env: Environment,
+    /// The running `capsule` executable, or why it is unknown.
+    pub exe: Result<PathBuf, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl Host {
+    pub fn current() -> Host {
+        Host {
+            env: Environment::from_vars(std::env::vars_os()),
+            exe: std::env::current_exe().map_err(|e| e.to_string()),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+}
+
+/// The real time, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A `capsule run`, built up from validated settings.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    program: OsString,
+    args: Vec<OsString>,
+    name: Option<String>,
+    hostname: Option<String>,
+    identity: Option<Identity>,
+    time: Option<TimeSetting>,
+    env: Vec<EnvEntry>,
+    workdir: Option<PathBuf>,
+    remove: bool,
+}
+
+impl RunSpec {
+    pub fn new(program: impl Into<OsString>, args: Vec<OsString>) -> RunSpec {
+        RunSpec {
+            program: program.into(),
+            args,
+            name: None,
+            hostname: None,
+            identity: None,
+            time: None,
+            env: Vec::new(),
+            workdir: None,
+            remove: false,
+        }
+    }
+
+    pub fn name(mut self, name: Option<String>) -> Self {
+        self.name = name;
+        self
+    }
+
+    pub fn hostname(mut self, hostname: Option<String>) -> Self {
+        self.hostname = hostname;
+        self
+    }
+
+    pub fn identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    pub fn time(mut self, time: Option<TimeSetting>) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Environment settings, applied in order over the loader's environment (env-file
+    /// entries first, then `-e`, so that `-e` wins).
+    pub fn env(mut self, entries: impl IntoIterator<Item = EnvEntry>) -> Self {
+        self.env.extend(entries);
+        self
+    }
+
+    pub fn workdir(mut self, dir: Option<PathBuf>) -> Self {
+        self.workdir = dir;
+        self
+    }
+
+    pub fn remove_on_exit(mut self, remove: bool) -> Self {
+        self.remove = remove;
+        self
+    }
+
+    /// Checks everything; creates nothing.
+    pub fn prepare(self, host: &Host) -> Result<Prepared, RunError> {
+        let cwd = host.cwd.as_deref();
+        let home = Home::resolve(|key| host.env.get(key).map(OsStr::to_os_string), cwd)?;
+        let name = match self.name {
+            Some(name) => {
+                state::validate_name(&name)?;
+                name
+            }
+            None => home.unused_name(),
+        };
+        let capsule_dir = home.capsule_dir(&name);
+        let state_dir = config_value(keys::STATE_DIR, capsule_dir.as_os_str())?;
+
+        let log = match host.env.get(keys::LOG) {
+            Some(v) => {
+                let text = v.to_string_lossy();
+                LogLevel::parse(&text).ok_or_else(|| ConfigError {
+                    key: keys::LOG.into(),
+                    value: text.to_string(),
+                    reason: "expected off, error, warn, info, debug or trace".into(),
+                })?
+            }
+            None => LogLevel::Off,
+        };
+        let log_file = match host.env.get(keys::LOG_FILE).filter(|v| !v.is_empty()) {
+            Some(v) => {
+                let path = Path::new(v);
+                let path = match cwd {
+                    Some(cwd) if path.is_relative() => cwd.join(path),
+                    _ => path.to_path_buf(),
+                };
+                Some(config_value(keys::LOG_FILE, path.as_os_str())?)
+            }
+            None => None,
+        };
+        if let Some(h) = &self.hostname {
+            check_hostname(h).map_err(|reason| ConfigError {
+                key: keys::HOSTNAME.into(),
+                value: h.clone(),
+                reason,
+            })?;
+        }
+
+        let workdir = match &self.workdir {
+            Some(dir) => Some(check_workdir(dir, cwd)?),
+            None => None,
+        };
+
+        // The program's environment, less any capsule setting (the config file is the
+        // one source of truth for those).
+        let mut env = host.env.clone();
+        env.apply(&self.env, &host.env);
+        let mut ignored = Vec::new();
+        for key in keys::ALL {
+            if env.remove(key).is_some() && self.env.iter().any(|e| e.key() == *key) {
+                ignored.push(*key);
+            }
+        }
+
+        let shim = shim::locate(host.env.get(shim::SHIM_VAR), host.exe.clone(), cwd)?;
+
+        let start_dir = match (&workdir, cwd) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(cwd)) => cwd.to_path_buf(),
+            (None, None) => {
+                return Err(RunError::NoCwd(
+                    std::env::current_dir()
+                        .err()
+                        .map_or_else(|| "unknown".into(), |e| e.to_string()),
+                ))
+            }
+        };
+        let executable = program::find_program(&self.program, env.get("PATH"), &start_dir)?;
+
+        home.check_not_running(&name)?;
+
+        Ok(Prepared {
+            home,
+            config: Config {
+                name: Some(name.clone()),
+                hostname: self.hostname,
+                domainname: None,
+                identity: self.identity,
+                time_offset_ns: None,
+                state_dir: Some(state_dir),
+                log,
+                log_file,
+            },
+            name,
+            time: self.time,
+            shim,
+            launch: Launch {
+                executable,
+                arg0: self.program,
+                args: self.args,
+                env,
+                cwd: workdir,
+            },
+            remove: self.remove,
+            ignored,
+        })
+    }
+}
+
+/// Checks a capsule host name: what `sethostname(2)` accepts, and what the config file
+/// can carry on one line.
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    capsule_config::validate_hostname(name)?;
+    config_value(keys::HOSTNAME, OsStr::new(name))
+        .map(drop)
+        .map_err(|e| e.reason)
+}
+
+/// A value written into the `CAPSULE_CONFIG` file: `KEY=VALUE` lines, so the value must
+/// be UTF-8, on one line, without trailing blanks (the shim trims lines).
+fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
+    let bad = |reason: &str| ConfigError {
+        key: key.into(),
+        value: value.to_string_lossy().into_owned(),
+        reason: reason.into(),
+    };
+    let text = value
+        .to_str()
+        .ok_or_else(|| bad("not valid UTF-8, which the capsule config file cannot carry"))?;
+    if text.chars().any(|c| c.is_control()) {
+        return Err(bad("contains a control character (a newline, a tab…)"));
+    }
+    if text.ends_with(' ') {
+        return Err(bad("ends with a space"));
+    }
+    Ok(text.to_string())
+}
+
+/// A checked `capsule run`, ready to create its state and start.
+#[derive(Debug)]
+pub struct Prepared {
+    home: Home,
+    name: String,
+    config: Config,
+    time: Option<TimeSetting>,
+    shim: PathBuf,
+    launch: Launch,
+    remove: bool,
+    ignored: Vec<&'static str>,
+}
+
+impl Prepared {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.capsule_dir(&self.name)
+    }
+
+    /// The configuration the program will get (its time offset is fixed at launch).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn launch(&self) -> &Launch {
+        &self.launch
+    }
+
+    /// Creates the capsule's state, runs the program to its end, records how it ended.
+    pub fn run(self) -> Result<Termination, RunError> {
+        let dir = self.home.open_capsule(&self.name)?;
+        let remove = self.remove;
+        match Self::run_in(
+            self.config,
+            self.time,
+            self.shim,
+            self.launch,
+            self.ignored,
+            &dir,
+        ) {
+            Ok(end) => {
+                if remove {
+                    if let Err(e) = dir.remove() {
+                        warn!("--rm: {e}");
+                    }
+                } else if let Err(e) = dir.write_exit(&end.record()) {
+                    warn!("{e}");
+                }
+                Ok(end)
+            }
+            Err(e) => {
+                if remove {
+                    if let Err(e) = dir.remove() {
+                        warn!("--rm: {e}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn run_in(
+        mut config: Config,
+        time: Option<TimeSetting>,
+        shim: PathBuf,
+        mut launch: Launch,
+        ignored: Vec<&'static str>,
+        dir: &CapsuleDir,
+    ) -> Result<Termination, RunError> {
+        dir.clear_run()?;
+        config.time_offset_ns = time.map(|t| t.offset_ns(now_ns()));
+        dir.write_config(&config.to_file())?;
+        for key in ignored {
+            warn!("{key} given with -e/--env-file is ignored: capsule settings come from the capsule's flags");
+        }
+
+        let env = &mut launch.env;
+        env.set(keys::CONFIG, dir.config_path());
+        let preload = shim::preload_value(&shim, env.get("LD_PRELOAD"));
+        env.set("LD_PRELOAD", preload);
+        if let Some(cwd) = &launch.cwd {
+            // Keep $PWD truthful for shells and programs that trust it.
+            env.set("PWD", cwd);
+        }
+
+        let signals = BlockedSignals::block()?;
+        let mut child = launch.spawn(&signals)?;
+        info!(
+            "capsule {} started {} as pid {}",
+            dir.name(),
+            launch.arg0.to_string_lossy(),
+            child.id()
+        );
+        if let Err(e) = dir.write_pid(child.id()) {
+            warn!("{e}");
+        }
+        let end = launch::supervise(&mut child, &signals)?;
+        info!("capsule {}: {}", dir.name(), end.record());
+        Ok(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_at_is_an_offset_from_now() {
+        assert_eq!(TimeSetting::At(1_000).offset_ns(400), 600);
+        assert_eq!(TimeSetting::At(0).offset_ns(400), -400);
+        assert_eq!(TimeSetting::Offset(-5).offset_ns(400), -5);
+        assert_eq!(TimeSetting::At(i64::MIN).offset_ns(1), i64::MIN);
+    }
+
+    #[test]
+    fn config_values_stay_on_one_line() {
+        assert_eq!(config_value("K", OsStr::new("/a b/c")).unwrap(), "/a b/c");
+        assert!(config_value("K", OsStr::new("a\nCAPSULE_UID=0")).is_err());
+        assert!(config_value("K", OsStr::new("trailing ")).is_err());
+        assert!(check_hostname("web1").is_ok());
+        assert!(check_hostname("").is_err());
+        assert!(check_hostname(&"h".repeat(65)).is_err());
+        assert!(check_hostname("a\tb").is_err());
+    }
+
+    #[test]
+    fn workdir_must_be_a_directory() {
+        let tmp = std::env::temp_dir();
+        assert_eq!(check_workdir(&tmp, None).unwrap(), tmp);
+        assert_eq!(
+            check_workdir(Path::new("x"), Some(Path::new("/")))
+                .unwrap_err()
+                .to_string(),
+            "x: no such directory"
+        );
+        assert_eq!(
+            check_workdir(Path::new("/bin/sh"), None)
+                .unwrap_err()
+                .to_string(),
+            "/bin/sh: not a directory"
+        );
+        assert_eq!(
+            check_workdir(Path::new("."), Some(Path::new("/work"))).unwrap(),
+            Path::new("/work/.")
+        );
+    }
+
+    fn host(root: &Path, shim: &Path) -> Host {
+        Host {
+            env: Environment::from_vars([
+                ("CAPSULE_HOME".into(), root.into()),
+                ("CAPSULE_SHIM".into(), shim.into()),
+                ("CAPSULE_HOSTNAME".into(), "stale".into()),
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("KEEP".into(), "1".into()),
+            ]),
+            exe: Err("test".into()),
+            cwd: Some(PathBuf::from("/")),
+        }
+    }
+
+    #[test]
+    fn prepare_builds_config_and_environment_without_creating_anything() {
+        let root = std::env::temp_dir().join(format!("capsule-run-test-{}", std::process::id()));
+        let shim = std::env::current_exe().unwrap();
+        let prepared = RunSpec::new("sh", vec!["-c".into(), "true".into()])
+            .name(Some("db".into()))
+            .hostname(Some("db1".into()))
+            .env([
+                EnvEntry::Set("A".into(), "1".into()),
+                EnvEntry::Set("CAPSULE_UID".into(), "0".into()),
+            ])
+            .time(Some(TimeSetting::Offset(7)))
+            .prepare(&host(&root, &shim))
+            .unwrap();
+        assert!(!root.exists());
+        assert_eq!(prepared.name(), "db");
+        assert_eq!(prepared.state_dir(), root.join("capsules/db"));
+        let config = prepared.config();
+        assert_eq!(config.hostname.as_deref(), Some("db1"));
+        assert_eq!(
+            config.state_dir.as_deref(),
+            root.join("capsules/db").to_str()
+        );
+        let launch = prepared.launch();
+        assert_eq!(launch.arg0, "sh");
+        assert!(launch.executable.is_absolute());
+        assert_eq!(launch.env.get("A"), Some(OsStr::new("1")));
+        assert_eq!(launch.env.get("KEEP"), Some(OsStr::new("1")));
+        assert_eq!(launch.env.get("CAPSULE_HOSTNAME"), None);
+        assert_eq!(launch.env.get("CAPSULE_UID"), None);
+        assert_eq!(prepared.ignored, vec!["CAPSULE_UID"]);
+    }
+
+    #[test]
+    fn prepare_refuses_bad_input() {
+        let root = std::env::temp_dir().join(format!("capsule-run-bad-{}", std::process::id()));
+        let shim = std::env::current_exe().unwrap();
+        let host = host(&root, &shim);
+        let err = RunSpec::new("no-such-program-xyz", vec![])
+            .prepare(&host)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RunError::Lookup(LookupError::CommandNotFound(_))
+        ));
+        let err = RunSpec::new("sh", vec![])
+            .name(Some("a/b".into()))
+            .prepare(&host)
+            .unwrap_err();
+        assert!(matches!(err, RunError::State(StateError::BadName { .. })));
+        let err = RunSpec::new("sh", vec![])
+            .hostname(Some("a\nb".into()))
+            .prepare(&host)
+            .unwrap_err();
+        assert!(matches!(err, RunError::Setting(_)));
+        let mut bad_log = host.clone();
+        bad_log.env.set("CAPSULE_LOG", "loud");
+        let err = RunSpec::new("sh", vec![]).prepare(&bad_log).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CAPSULE_LOG=\"loud\": expected off, error, warn, info, debug or trace"
+        );
+        assert!(!root.exists());
+    }
+}

@@ -1,0 +1,442 @@
+//! Capsule state on disk: `$CAPSULE_HOME/capsules/NAME/`.
+//!
+//! `$CAPSULE_HOME` defaults to `$XDG_DATA_HOME/capsule`, else `~/.local/share/capsule`.
+//! A capsule's directory holds:
+//!
+//! - `config`: the `CAPSULE_CONFIG` file its processes read (rewritten at every run);
+//! - `pid`: the pid of the program the last `capsule run` started;
+//! - `exit`: how that program ended, one line: `exit=N` or `signal=N`;
+//! - `lock`: held (`flock`) by the `capsule` command supervising the capsule.
+//!
+//! Invariants: [`Home::resolve`] and [`Home::check_not_running`] only read; nothing is
+//! created before [`Home::open_capsule`], which the loader calls once every input has
+//! been validated. A directory that exists is reused (state carries over between runs
+//! of the same name) unless a live process of that capsule still runs.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::describe_io;
+
+/// The longest capsule name.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// File names inside a capsule's directory.
+pub const CONFIG_FILE: &str = "config";
+pub const PID_FILE: &str = "pid";
+pub const EXIT_FILE: &str = "exit";
+pub const LOCK_FILE: &str = "lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot tell where capsule state lives: HOME is not set; set CAPSULE_HOME")]
+    NoHome,
+    #[error("{name:?}: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error("capsule {name} is already running (pid {pid})")]
+    AlreadyRunning { name: String, pid: i32 },
+    #[error("capsule {name} is already being started by another capsule command")]
+    Locked { name: String },
+    #[error("{}: {}", path.display(), describe_io(error))]
+    Io { path: PathBuf, error: io::Error },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |error| StateError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// Checks a capsule name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63 characters.
+pub fn validate_name(name: &str) -> Result<(), StateError> {
+    let bad = |reason| {
+        Err(StateError::BadName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        None => return bad("a capsule name cannot be empty"),
+        Some(b) if !b.is_ascii_alphanumeric() => {
+            return bad("a capsule name starts with a letter or a digit")
+        }
+        Some(_) => {}
+    }
+    if bytes.len() > MAX_NAME_LEN {
+        return bad("a capsule name is at most 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return bad("a capsule name has only letters, digits, '_', '.' and '-'");
+    }
+    Ok(())
+}
+
+/// A fresh name, `capsule-` and 8 hex digits from `/dev/urandom` (or pid and time).
+pub fn generate_name() -> String {
+    let mut bytes = [0u8; 4];
+    let random = File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut bytes)
+    });
+    let value = match random {
+        Ok(()) => u32::from_ne_bytes(bytes),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+                .unwrap_or(0);
+            nanos ^ std::process::id().rotate_left(16)
+        }
+    };
+    format!("capsule-{value:08x}")
+}
+
+/// The root of all capsule state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// Finds `$CAPSULE_HOME` from the loader's environment (`var`) without touching the
+    /// disk; a relative setting is taken from `cwd`.
+    pub fn resolve(
+        var: impl Fn(&str) -> Option<OsString>,
+        cwd: Option<&Path>,
+    ) -> Result<Home, StateError> {
+        let set = |key: &str| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let root = if let Some(home) = set("CAPSULE_HOME") {
+            home
+        } else if let Some(data) = set("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
+            // The XDG spec says a relative XDG_DATA_HOME is invalid and is ignored.
+            data.join("capsule")
+        } else if let Some(home) = set("HOME") {
+            home.join(".local/share/capsule")
+        } else {
+            return Err(StateError::NoHome);
+        };
+        let root = match (root.is_absolute(), cwd) {
+            (true, _) => root,
+            (false, Some(cwd)) => cwd.join(root),
+            (false, None) => {
+                return Err(StateError::Io {
+                    path: root,
+                    error: io::Error::other("relative, and the current directory is unknown"),
+                })
+            }
+        };
+        Ok(Home { root })
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the capsule `name` keeps its state (it may not exist yet).
+    pub fn capsule_dir(&self, name: &str) -> PathBuf {
+        self.root.join("capsules").join(name)
+    }
+
+    /// A generated name whose directory does not exist yet.
+    pub fn unused_name(&self) -> String {
+        let mut name = generate_name();
+        for _ in 0..16 {
+            if !self.capsule_dir(&name).exists() {
+                break;
+            }
+            name = generate_name();
+        }
+        name
+    }
+
+    /// Refuses when the capsule's `pid` file names a live process of that capsule.
+    pub fn check_not_running(&self, name: &str) -> Result<(), StateError> {
+        match running_pid(&self.capsule_dir(name)) {
+            Some(pid) => Err(StateError::AlreadyRunning {
+                name: name.to_string(),
+                pid,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates (or reuses) the capsule's directory and takes its lock.
+    pub fn open_capsule(&self, name: &str) -> Result<CapsuleDir, StateError> {
+        let capsules = self.root.join("capsules");
+        fs::create_dir_all(&capsules).map_err(io_error(&capsules))?;
+        let path = self.capsule_dir(name);
+        let created = match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => false,
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let lock_path = path.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        // SAFETY: `lock` is an open descriptor owned by this function; flock only
+        // changes the lock state of its open file description.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(match running_pid(&path) {
+                    Some(pid) => StateError::AlreadyRunning {
+                        name: name.to_string(),
+                        pid,
+                    },
+                    None => StateError::Locked {
+                        name: name.to_string(),
+                    },
+                });
+            }
+            return Err(io_error(&lock_path)(err));
+        }
+        // Checked again under the lock: a program whose loader died may still run.
+        if let Some(pid) = running_pid(&path) {
+            return Err(StateError::AlreadyRunning {
+                name: name.to_string(),
+                pid,
+            });
+        }
+        Ok(CapsuleDir {
+            name: name.to_string(),
+            path,
+            created,
+            _lock: lock,
+        })
+    }
+}
+
+/// The pid in `dir/pid`, if it names a live process started for this capsule (its
+/// environment points at this capsule's `config`).
+fn running_pid(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join(PID_FILE)).ok()?;
+    let pid: i32 = text.trim().parse().ok().filter(|p| *p > 0)?;
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut wanted = b"CAPSULE_CONFIG=".to_vec();
+    wanted.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_encoded_bytes());
+    environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_slice())
+        .then_some(pid)
+}
+
+/// A capsule's state directory, locked by this process while the value lives.
+#[derive(Debug)]
+pub struct CapsuleDir {
+    name: String,
+    path: PathBuf,
+    created: bool,
+    _lock: File,
+}
+
+impl CapsuleDir {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this run created the directory (rather than reusing it).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    /// Forgets the previous run's `pid` and `exit`.
+    pub fn clear_run(&self) -> Result<(), StateError> {
+        for file in [PID_FILE, EXIT_FILE] {
+            let path = self.path.join(file);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&path)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write_config(&self, text: &str) -> Result<(), StateError> {
+        self.write_atomically(CONFIG_FILE, text)
+    }
+
+    pub fn write_pid(&self, pid: u32) -> Result<(), StateError> {
+        self.write_atomically(PID_FILE, &format!("{pid}\n"))
+    }
+
+    pub fn write_exit(&self, line: &str) -> Result<(), StateError> {
+        self.write_atomically(EXIT_FILE, &format!("{line}\n"))
+    }
+
+    /// Deletes the directory and everything in it.
+    pub fn remove(self) -> Result<(), StateError> {
+        fs::remove_dir_all(&self.path).map_err(io_error(&self.path))
+    }
+
+    /// Writes `file` so that a reader never sees it half-written.
+    fn write_atomically(&self, file: &str, text: &str) -> Result<(), StateError> {
+        let path = self.path.join(file);
+        let tmp = self.path.join(format!(".{file}.tmp"));
+        let mut out = File::create(&tmp).map_err(io_error(&tmp))?;
+        out.write_all(text.as_bytes()).map_err(io_error(&tmp))?;
+        drop(out);
+        fs::rename(&tmp, &path).map_err(io_error(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "db1", "web.example-1_x", "0", &"x".repeat(63)] {
+            assert!(validate_name(good).is_ok(), "{good:?} refused");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "a/b",
+            "a b",
+            "é",
+            "a:b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        let err = validate_name("a/b").unwrap_err().to_string();
+        assert!(err.starts_with("\"a/b\": "), "{err}");
+    }
+
+    #[test]
+    fn generated_names_are_valid_and_differ() {
+        let a = generate_name();
+        let b = generate_name();
+        assert!(validate_name(&a).is_ok());
+        assert!(a.starts_with("capsule-") && a.len() == 16, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn home_resolution_order() {
+        let cwd = Path::new("/work");
+        let home = |vars: &[(&str, &str)]| Home::resolve(env(vars), Some(cwd));
+        assert_eq!(
+            home(&[
+                ("CAPSULE_HOME", "/c"),
+                ("XDG_DATA_HOME", "/x"),
+                ("HOME", "/h")
+            ])
+            .unwrap()
+            .root(),
+            Path::new("/c")
+        );
+        assert_eq!(
+            home(&[("XDG_DATA_HOME", "/x"), ("HOME", "/h")])
+                .unwrap()
+                .root(),
+            Path::new("/x/capsule")
+        );
+        assert_eq!(
+            home(&[
+                ("CAPSULE_HOME", ""),
+                ("XDG_DATA_HOME", "rel"),
+                ("HOME", "/h")
+            ])
+            .unwrap()
+            .root(),
+            Path::new("/h/.local/share/capsule")
+        );
+        assert_eq!(
+            home(&[("CAPSULE_HOME", "state")]).unwrap().root(),
+            Path::new("/work/state")
+        );
+        assert!(matches!(home(&[]), Err(StateError::NoHome)));
+        assert_eq!(
+            Home::at("/c").capsule_dir("db"),
+            Path::new("/c/capsules/db")
+        );
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("capsule-state-test-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn open_writes_and_removes() {
+        let root = scratch("open");
+        let home = Home::at(&root);
+        home.check_not_running("db").unwrap();
+        assert!(!root.exists(), "checking created something");
+        let dir = home.open_capsule("db").unwrap();
+        assert!(dir.created());
+        dir.write_config("CAPSULE_NAME=db\n").unwrap();
+        dir.write_pid(1).unwrap();
+        dir.write_exit("exit=0").unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("capsules/db/pid")).unwrap(),
+            "1\n"
+        );
+        // A second opener is refused while the first holds the lock.
+        assert!(matches!(
+            home.open_capsule("db"),
+            Err(StateError::Locked { .. })
+        ));
+        dir.clear_run().unwrap();
+        assert!(!root.join("capsules/db/pid").exists());
+        drop(dir);
+        let again = home.open_capsule("db").unwrap();
+        assert!(!again.created());
+        again.remove().unwrap();
+        assert!(!root.join("capsules/db").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_stale_pid_does_not_count_as_running() {
+        let root = scratch("stale");
+        let home = Home::at(&root);
+        let dir = root.join("capsules/db");
+        fs::create_dir_all(&dir).unwrap();
+        // Our own pid is live but its environment does not point at this capsule.
+        fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id())).unwrap();
+        home.check_not_running("db").unwrap();
+        fs::write(dir.join(PID_FILE), "garbage").unwrap();
+        home.check_not_running("db").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
