@@ -4,21 +4,22 @@
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, FILE};
 
 use super::env::{current_environ, repair_environ, with_child_env};
+use crate::hook::outside;
 
 type Argv = *const *const c_char;
 
 hook! {
     fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| real(path, argv, env))
+    |real| with_child_env(envp, |env| outside(|| real(path, argv, env)))
 
     fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| real(file, argv, env))
+    |real| with_child_env(envp, |env| outside(|| real(file, argv, env)))
 
     fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| real(fd, argv, env))
+    |real| with_child_env(envp, |env| outside(|| real(fd, argv, env)))
 
     fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| real(dirfd, path, argv, env, flags))
+    |real| with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
     |real| with_child_env(envp, |env| real(pid, path, actions, attr, argv, env))

@@ -7,6 +7,8 @@
 //!   host name, clock offset), even when the program passed an empty environment;
 //! - nothing on those paths allocates or locks: they run in `vfork` children and
 //!   after `fork` in threaded programs;
+//! - the real exec is called outside the shim guard: in a `vfork` child the guard is
+//!   the parent thread's, and a successful exec would never clear it;
 //! - `system` and `popen` spawn with `environ` inside glibc, where no hook reaches:
 //!   the capsule's settings are put back into `environ` first.
 

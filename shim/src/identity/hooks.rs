@@ -79,16 +79,10 @@ hook! {
     |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real(gid))
 
     fn seteuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(
-        ops::set_res(&CREDS, Kind::User, [ops::UNCHANGED, uid, ops::UNCHANGED]),
-        || real(uid),
-    )
+    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real(uid))
 
     fn setegid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(
-        ops::set_res(&CREDS, Kind::Group, [ops::UNCHANGED, gid, ops::UNCHANGED]),
-        || real(gid),
-    )
+    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real(gid))
 
     fn setreuid(r: uid_t, e: uid_t) -> c_int, missing: -1;
     |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real(r, e))

@@ -78,6 +78,14 @@ pub fn set_res(creds: &Creds, kind: Kind, new: [u32; 3]) -> Outcome<c_int> {
     Handled(0)
 }
 
+/// seteuid / setegid: glibc refuses -1 itself, then goes through setresuid.
+pub fn set_effective(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
+    if creds.enabled() && id == UNCHANGED {
+        return Fail(libc::EINVAL);
+    }
+    set_res(creds, kind, [UNCHANGED, id, UNCHANGED])
+}
+
 /// setreuid / setregid.
 pub fn set_re(creds: &Creds, kind: Kind, real: u32, effective: u32) -> Outcome<c_int> {
     if !creds.enabled() {
@@ -227,6 +235,7 @@ mod tests {
         assert_eq!(ok(set_re(&c, Kind::User, 2000, 1000)), 0);
         assert_eq!(ok(get_all(&c, Kind::User)), [2000, 1000, 1000]);
         assert_eq!(errno(set_id(&c, Kind::User, UNCHANGED)), libc::EINVAL);
+        assert_eq!(errno(set_effective(&c, Kind::User, UNCHANGED)), libc::EINVAL);
         // setfsuid returns the old value and refuses foreign ids silently.
         assert_eq!(ok(set_fs(&c, Kind::User, 0)), 1000);
         assert_eq!(ok(set_fs(&c, Kind::User, UNCHANGED)), 1000);

@@ -22,27 +22,43 @@ pub fn to_ns(ts: &timespec) -> i128 {
     ts.tv_sec as i128 * NS + ts.tv_nsec as i128
 }
 
-pub fn from_ns(ns: i128) -> timespec {
-    let clamped = ns.clamp(i64::MIN as i128 * NS, i64::MAX as i128 * NS);
+/// `ts` moved by `offset_ns` (normalised: 0 ≤ tv_nsec < 1e9). In 64-bit arithmetic
+/// with constant divisors: this is on the `clock_gettime` hot path. A `ts` that is not
+/// normalised is returned as it is, for the kernel to refuse.
+#[inline]
+pub fn shift(ts: &timespec, offset_ns: i64) -> timespec {
+    const NS64: i64 = 1_000_000_000;
+    if !(0..NS64).contains(&ts.tv_nsec) {
+        return *ts;
+    }
+    let mut sec = ts.tv_sec.saturating_add(offset_ns.div_euclid(NS64));
+    let mut nsec = ts.tv_nsec + offset_ns.rem_euclid(NS64);
+    if nsec >= NS64 {
+        nsec -= NS64;
+        sec = sec.saturating_add(1);
+    }
     timespec {
-        tv_sec: clamped.div_euclid(NS) as libc::time_t,
-        tv_nsec: clamped.rem_euclid(NS) as libc::c_long,
+        tv_sec: sec,
+        tv_nsec: nsec,
     }
 }
 
-/// `ts` moved by `offset_ns` (normalised: 0 ≤ tv_nsec < 1e9).
-#[inline]
-pub fn shift(ts: &timespec, offset_ns: i64) -> timespec {
-    from_ns(to_ns(ts) + offset_ns as i128)
-}
-
 /// A `timeval` moved by `offset_ns`.
+#[inline]
 pub fn shift_timeval(tv: &libc::timeval, offset_ns: i64) -> libc::timeval {
-    let ns = tv.tv_sec as i128 * NS + tv.tv_usec as i128 * 1000 + offset_ns as i128;
-    let ts = from_ns(ns);
+    if !(0..1_000_000).contains(&tv.tv_usec) {
+        return *tv;
+    }
+    let ts = shift(
+        &timespec {
+            tv_sec: tv.tv_sec,
+            tv_nsec: tv.tv_usec * 1000,
+        },
+        offset_ns,
+    );
     libc::timeval {
         tv_sec: ts.tv_sec,
-        tv_usec: (ts.tv_nsec / 1000) as libc::suseconds_t,
+        tv_usec: ts.tv_nsec / 1000,
     }
 }
 
@@ -88,6 +104,10 @@ mod tests {
             1_000,
         );
         assert_eq!((tv.tv_sec, tv.tv_usec), (6, 0));
+        let t = shift(&ts(5, 0), -1);
+        assert_eq!((t.tv_sec, t.tv_nsec), (4, 999_999_999));
+        let t = shift(&ts(5, 2_000_000_000), 1);
+        assert_eq!((t.tv_sec, t.tv_nsec), (5, 2_000_000_000));
     }
 
     #[test]
