@@ -15,8 +15,16 @@ fn hook_table() -> Vec<(String, String, String)> {
         "import ctypes\nf = ctypes.CDLL({:?}).capsule_hook_table\nf.restype = ctypes.c_char_p\nprint(f().decode(), end='')",
         common::shim().display().to_string()
     );
-    let out = Command::new("python3").arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -61,11 +69,20 @@ fn every_export_is_in_a_table_and_in_libc() {
     assert!(exported.remove("capsule_hook_table"));
     let unlisted: Vec<_> = exported.difference(&table).collect();
     let unexported: Vec<_> = table.difference(&exported).collect();
-    assert!(unlisted.is_empty(), "exported but in no table: {unlisted:?}");
-    assert!(unexported.is_empty(), "listed but not exported: {unexported:?}");
+    assert!(
+        unlisted.is_empty(),
+        "exported but in no table: {unlisted:?}"
+    );
+    assert!(
+        unexported.is_empty(),
+        "listed but not exported: {unexported:?}"
+    );
     let libc = defined_functions(&libc_path());
     let foreign: Vec<_> = table.iter().filter(|s| !libc.contains(*s)).collect();
-    assert!(foreign.is_empty(), "hooks with no libc function behind them: {foreign:?}");
+    assert!(
+        foreign.is_empty(),
+        "hooks with no libc function behind them: {foreign:?}"
+    );
 }
 
 /// The README block between the coverage markers, as the tables make it.
@@ -91,11 +108,14 @@ fn coverage_markdown() -> String {
 
 #[test]
 fn readme_coverage_table_matches_the_shim() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let start = "<!-- coverage:start -->\n";
     let end = "<!-- coverage:end -->";
-    let from = readme.find(start).expect("README has a coverage:start marker") + start.len();
+    let from = readme
+        .find(start)
+        .expect("README has a coverage:start marker")
+        + start.len();
     let to = readme.find(end).expect("README has a coverage:end marker");
     let expected = coverage_markdown();
     assert_eq!(
