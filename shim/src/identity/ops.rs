@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(ok(set_re(&c, Kind::User, 2000, 1000)), 0);
         assert_eq!(ok(get_all(&c, Kind::User)), [2000, 1000, 1000]);
         assert_eq!(errno(set_id(&c, Kind::User, UNCHANGED)), libc::EINVAL);
-        assert_eq!(errno(set_effective(&c, Kind::User, UNCHANGED)), libc::EINVAL);
+        assert_eq!(
+            errno(set_effective(&c, Kind::User, UNCHANGED)),
+            libc::EINVAL
+        );
         // setfsuid returns the old value and refuses foreign ids silently.
         assert_eq!(ok(set_fs(&c, Kind::User, 0)), 1000);
         assert_eq!(ok(set_fs(&c, Kind::User, UNCHANGED)), 1000);
