@@ -193,6 +193,11 @@ fn own_path() -> CString {
         if libc::dladdr(anchor, &mut info) == 0 || info.dli_fname.is_null() {
             return CString::from(c"libcapsule.so");
         }
+        // LD_PRELOAD entries are normally absolute already: keep them as they are
+        // (realpath costs several system calls at every program start).
+        if *info.dli_fname == b'/' as c_char {
+            return CStr::from_ptr(info.dli_fname).to_owned();
+        }
         let resolved = libc::realpath(info.dli_fname, std::ptr::null_mut());
         if resolved.is_null() {
             return CStr::from_ptr(info.dli_fname).to_owned();

@@ -34,21 +34,26 @@ impl SharedName {
         }
     }
 
-    /// Copies the name into `out`; `None` when it was never set.
+    /// Copies the name into `out` and returns its length; `None` when it was never
+    /// set (the common case, decided by one load).
     pub fn read(&self, out: &mut [u8; MAX_HOSTNAME_LEN]) -> Option<usize> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         loop {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let len = self.len.load(Ordering::Relaxed) as usize;
-            for (dst, src) in out.iter_mut().zip(self.bytes.iter()) {
+            let len = (self.len.load(Ordering::Relaxed) as usize).saturating_sub(1);
+            let len = len.min(MAX_HOSTNAME_LEN);
+            for (dst, src) in out[..len].iter_mut().zip(self.bytes.iter()) {
                 *dst = src.load(Ordering::Relaxed);
             }
             std::sync::atomic::fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == before {
-                return len.checked_sub(1).map(|n| n.min(MAX_HOSTNAME_LEN));
+                return Some(len);
             }
         }
     }

@@ -60,16 +60,14 @@ pub unsafe fn time_with(out: *mut time_t, real: impl FnOnce() -> time_t) -> time
     if off == 0 {
         return real();
     }
-    let mut ts = timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    // The coarse clock is what time() reads too (from the vDSO, without a system call).
+    let Some(clock) = REAL_CLOCK_GETTIME.get() else {
+        return real();
     };
-    if libc::syscall(
-        libc::SYS_clock_gettime,
-        libc::CLOCK_REALTIME_COARSE,
-        &mut ts,
-    ) != 0
-    {
+    // SAFETY: libc's clock_gettime has this signature.
+    let clock: unsafe extern "C" fn(clockid_t, *mut timespec) -> c_int = std::mem::transmute(clock);
+    let mut ts = NO_TIME;
+    if clock(libc::CLOCK_REALTIME_COARSE, &mut ts) != 0 {
         return real();
     }
     let now = ops::shift(&ts, off).tv_sec;
@@ -80,6 +78,10 @@ pub unsafe fn time_with(out: *mut time_t, real: impl FnOnce() -> time_t) -> time
 }
 
 use identity::capsule_root as privileged;
+
+/// The real clock_gettime, for time(): the shim's own calls must not take a system
+/// call where libc reads the vDSO.
+static REAL_CLOCK_GETTIME: crate::hook::Real = crate::hook::Real::new(c"clock_gettime");
 
 /// Sets the capsule's wall clock to `target`; the host's is never touched.
 /// Shared with `syscall(SYS_clock_settime)` and `settimeofday`.
