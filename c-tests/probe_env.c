@@ -4,7 +4,8 @@
  * Prints one KEY=VALUE line each: tag, hostname (gethostname), uid (getuid),
  * euid (geteuid), realtime_offset (whole seconds between the libc and the kernel's
  * realtime clock), ld_preload (LD_PRELOAD or empty), shim_mapped (how many distinct
- * libcapsule files are mapped into the process), test_var (CAPSULE_TEST_VAR or empty).
+ * libcapsule files are mapped into the process), test_var (CAPSULE_TEST_VAR or empty),
+ * marker (1 when libmarker.so, another preloaded library, is loaded).
  */
 #include "probe.h"
 
@@ -41,5 +42,6 @@ int main(int argc, char **argv) {
     printf("ld_preload=%s\n", preload ? preload : "");
     printf("shim_mapped=%d\n", shim_mapped());
     printf("test_var=%s\n", var ? var : "");
+    printf("marker=%d\n", dlsym(RTLD_DEFAULT, "capsule_test_marker") != NULL);
     return 0;
 }

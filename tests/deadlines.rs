@@ -34,5 +34,8 @@ fn deadlines_with_the_clock_set_forward_a_day() {
 
 #[test]
 fn deadlines_with_a_clock_starting_in_2030() {
-    check(&[("CAPSULE_TIME_AT", "2030-01-01T00:00:00Z")], "time-at 2030");
+    check(
+        &[("CAPSULE_TIME_AT", "2030-01-01T00:00:00Z")],
+        "time-at 2030",
+    );
 }

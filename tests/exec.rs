@@ -113,6 +113,32 @@ exec_form_tests! {
 }
 
 #[test]
+fn other_preloaded_libraries_stay_beside_the_shim() {
+    let marker = compile_c_shared("libmarker");
+    let exec_family = compile_c("exec_family");
+    let probe = compile_c("probe_env");
+    let preload = format!("{}:{}", marker.display(), shim().display());
+    let mut env = capsule_env().to_vec();
+    env.push(("LD_PRELOAD", &preload));
+    for form in ["execve", "posix_spawn", "system", "vfork"] {
+        let out = run_preload(&env, &exec_family, &[form, "keep", probe.to_str().unwrap()]);
+        let text = success(&out, form);
+        let kv = key_values(&text);
+        assert_eq!(kv["hostname"], HOST, "{form}:\n{text}");
+        assert_eq!(
+            kv["marker"], "1",
+            "{form}: libmarker.so was dropped\n{text}"
+        );
+        assert!(
+            kv["ld_preload"].contains(marker.to_str().unwrap()),
+            "{form}: LD_PRELOAD lost libmarker.so: {}",
+            kv["ld_preload"]
+        );
+        assert_shim_once(&kv["ld_preload"], form);
+    }
+}
+
+#[test]
 fn shim_is_not_duplicated_over_generations() {
     // Each generation re-execs through a form that passes environ along.
     let probe = compile_c("probe_env");

@@ -353,8 +353,9 @@ fn id_u_and_id_g_and_id_groups() {
 
 #[test]
 fn whoami_as_fake_root_when_really_nobody() {
-    let mut cmd = preload_command(&[("CAPSULE_UID", "0")], "whoami", &[]);
-    let out = run(as_nobody(&mut cmd));
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.preload_command(&[("CAPSULE_UID", "0")], "whoami", &[]);
+    let out = run(&mut cmd);
     assert_eq!(success(&out, "whoami").trim(), "root");
 }
 
@@ -438,8 +439,9 @@ fn capsule_run_user_by_uid_and_gid() {
     assert_eq!(success(&out, "--user 4000:4001"), "4000\n4001\n");
     // As the real user nobody, only the capsule can make whoami say root.
     let home = CapsuleHome::new();
-    let mut cmd = home.command(&["run", "--user", "0", "--", "whoami"]);
-    let out = run(as_nobody(&mut cmd));
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.capsule_command(&home, &["run", "--user", "0", "--", "whoami"]);
+    let out = run(&mut cmd);
     assert_eq!(success(&out, "--user 0 -- whoami").trim(), "root");
 }
 

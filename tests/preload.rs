@@ -247,3 +247,39 @@ fn syscall_function_numbers_go_through_the_capsule() {
         "probe_syscall, uid triple",
     );
 }
+
+#[test]
+fn hooks_answer_in_constructors_and_destructors() {
+    let probe = compile_c("probe_ctor");
+    let (host, uid) = (host_name(), host_uid().to_string());
+    probe_ok(
+        &run_native(&probe, &[&host, &uid, "0"]),
+        "native probe_ctor",
+    );
+    let env = [
+        ("CAPSULE_HOSTNAME", "early"),
+        ("CAPSULE_UID", "321"),
+        ("CAPSULE_TIME_OFFSET", "-2d"),
+    ];
+    let out = run_preload(&env, &probe, &["early", "321", "-172800"]);
+    probe_ok(&out, "probe_ctor under the shim");
+}
+
+#[test]
+fn hooks_answer_in_signal_handlers_that_interrupt_hooks() {
+    // A SIGALRM handler calling time() or gethostname() interrupts the program's own
+    // hooked calls: the handler must still get the capsule's answers.
+    let probe = compile_c("probe_signal");
+    let (host, uid) = (host_name(), host_uid().to_string());
+    probe_ok(
+        &run_native(&probe, &[&host, &uid, "0"]),
+        "native probe_signal",
+    );
+    let env = [
+        ("CAPSULE_HOSTNAME", "sig-host"),
+        ("CAPSULE_UID", "9"),
+        ("CAPSULE_TIME_OFFSET", "-1d"),
+    ];
+    let out = run_preload(&env, &probe, &["sig-host", "9", "-86400"]);
+    probe_ok(&out, "probe_signal under the shim");
+}

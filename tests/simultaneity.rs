@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const COPIES: usize = 8;
-const LOOP_MILLIS: &str = "1000";
+const LOOP_MILLIS: &str = "1500";
 
 struct Copy {
     label: String,

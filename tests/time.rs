@@ -248,8 +248,9 @@ fn python_monotonic_is_not_shifted() {
 
 fn probe_settime(env: &[(&str, &str)], how: &str, delta: &str, expect: &str) -> String {
     let probe = compile_c("probe_time");
-    let mut cmd = preload_command(env, &probe, &["settime", how, delta, expect]);
-    let out = run(as_nobody(&mut cmd));
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.preload_command(env, &probe, &["settime", how, delta, expect]);
+    let out = run(&mut cmd);
     probe_ok(
         &out,
         &format!("{how} {delta} expecting {expect} with {env:?}"),

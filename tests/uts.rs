@@ -21,8 +21,9 @@ fn probe_uts(env: Option<&[(&str, &str)]>, args: &[&str]) -> std::process::Outpu
 /// Runs the setting probe under the shim as the real user nobody.
 fn probe_uts_set(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let probe = compile_c("probe_uts");
-    let mut cmd = preload_command(env, &probe, args);
-    run(as_nobody(&mut cmd))
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.preload_command(env, &probe, args);
+    run(&mut cmd)
 }
 
 #[track_caller]
@@ -217,8 +218,10 @@ fn hostname_program_renames_the_capsule_with_a_state_dir() {
         ("CAPSULE_HOSTNAME", "web1"),
         ("CAPSULE_STATE_DIR", state.str()),
     ];
-    let mut cmd = preload_command(&env, "sh", &["-c", "hostname renamed-by-prog && hostname"]);
-    let out = run(as_nobody(&mut cmd));
+    let script = "hostname renamed-by-prog && hostname";
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.preload_command(&env, "sh", &["-c", script]);
+    let out = run(&mut cmd);
     assert_eq!(success(&out, "hostname NEW; hostname"), "renamed-by-prog\n");
     assert_host_name_is(&before);
 }
@@ -227,8 +230,9 @@ fn hostname_program_renames_the_capsule_with_a_state_dir() {
 fn hostname_program_as_unprivileged_capsule_user_fails() {
     let before = host_name();
     let env = [("CAPSULE_UID", "1000"), ("CAPSULE_HOSTNAME", "web1")];
-    let mut cmd = preload_command(&env, "hostname", &["nope"]);
-    let out = run(as_nobody(&mut cmd));
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.preload_command(&env, "hostname", &["nope"]);
+    let out = run(&mut cmd);
     assert!(
         !out.status.success(),
         "hostname NEW must fail for uid 1000\n{}",
@@ -241,18 +245,22 @@ fn hostname_program_as_unprivileged_capsule_user_fails() {
 fn capsule_run_hostname_rename_is_seen_by_later_processes() {
     let before = host_name();
     let home = CapsuleHome::new();
-    let mut cmd = home.command(&[
-        "run",
-        "--hostname",
-        "web1",
-        "--user",
-        "0",
-        "--",
-        "sh",
-        "-c",
-        "hostname; hostname web9 && hostname",
-    ]);
-    let out = run(as_nobody(&mut cmd));
+    let mut nobody = AsNobody::new();
+    let mut cmd = nobody.capsule_command(
+        &home,
+        &[
+            "run",
+            "--hostname",
+            "web1",
+            "--user",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "hostname; hostname web9 && hostname",
+        ],
+    );
+    let out = run(&mut cmd);
     assert_eq!(
         success(&out, "capsule run ... hostname web9"),
         "web1\nweb9\n"

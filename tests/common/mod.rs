@@ -65,10 +65,20 @@ pub fn workspace_root() -> PathBuf {
 /// Test binaries may run at the same time: each compiles to a private temporary name and
 /// renames it into place, which is atomic.
 pub fn compile_c(name: &str) -> PathBuf {
+    build_c(name, false)
+}
+
+/// Compiles `c-tests/<name>.c` as a shared library `<target>/c-tests/<name>.so`.
+pub fn compile_c_shared(name: &str) -> PathBuf {
+    build_c(name, true)
+}
+
+fn build_c(name: &str, shared: bool) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let built = built.get_or_insert_with(HashMap::new);
-    if let Some(path) = built.get(name) {
+    let key = format!("{name}{}", if shared { ".so" } else { "" });
+    if let Some(path) = built.get(&key) {
         return path.clone();
     }
     let source = workspace_root().join("c-tests").join(format!("{name}.c"));
@@ -76,9 +86,18 @@ pub fn compile_c(name: &str) -> PathBuf {
     let out_dir = bin_dir().join("c-tests");
     std::fs::create_dir_all(&out_dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_dir.display()));
-    let target = out_dir.join(name);
-    let temp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let output = Command::new("cc")
+    let file = if shared {
+        format!("{name}.so")
+    } else {
+        name.to_string()
+    };
+    let target = out_dir.join(&file);
+    let temp = out_dir.join(format!(".{file}.{}.tmp", std::process::id()));
+    let mut cc = Command::new("cc");
+    if shared {
+        cc.args(["-shared", "-fPIC"]);
+    }
+    let output = cc
         .args(["-O1", "-Wall", "-Werror", "-o"])
         .arg(&temp)
         .arg(&source)
@@ -95,7 +114,7 @@ pub fn compile_c(name: &str) -> PathBuf {
     }
     std::fs::rename(&temp, &target)
         .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", temp.display()));
-    built.insert(name.to_string(), target.clone());
+    built.insert(key, target.clone());
     target
 }
 
@@ -297,14 +316,100 @@ pub fn can_switch_user() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Makes `cmd` run as the real unprivileged user NOBODY when the harness is root, so
-/// that a call the shim fails to intercept cannot change the host (as a non-root
-/// harness the kernel refuses such calls anyway).
-pub fn as_nobody(cmd: &mut Command) -> &mut Command {
-    if can_switch_user() {
-        cmd.uid(NOBODY).gid(NOBODY);
+/// Whether the user NOBODY can reach `path`: every ancestor directory searchable and the
+/// file itself readable and executable by others.
+fn others_can_use(path: &Path) -> bool {
+    let Ok(path) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0) && mode(&path) & 0o005 == 0o005
+}
+
+/// Starts programs as the real unprivileged user NOBODY (when the harness is root), so
+/// that a call the shim fails to intercept cannot change the host name or clock: the
+/// kernel refuses it. (A non-root harness runs them as itself; the kernel refuses too.)
+///
+/// When the build directory is out of NOBODY's reach (a checkout under a private home),
+/// the binaries are copied into a temporary directory first.
+pub struct AsNobody {
+    copies: Option<TempDir>,
+}
+
+impl AsNobody {
+    pub fn new() -> AsNobody {
+        AsNobody { copies: None }
     }
-    cmd
+
+    /// A path to `path` that NOBODY can use (the original, or a copy).
+    pub fn reach(&mut self, path: &Path) -> PathBuf {
+        if !can_switch_user() || others_can_use(path) {
+            return path.to_path_buf();
+        }
+        let dir = self.copies.get_or_insert_with(|| {
+            let dir = TempDir::new("nobody-bin");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod copies dir");
+            dir
+        });
+        let copy = dir.join(path.file_name().and_then(OsStr::to_str).expect("file name"));
+        if !copy.exists() {
+            std::fs::copy(path, &copy)
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", path.display()));
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod copy");
+        }
+        copy
+    }
+
+    fn switch(cmd: &mut Command) {
+        if can_switch_user() {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+    }
+
+    /// `prog args` under the shim with `env`, as NOBODY. `prog` may be a bare name
+    /// found in PATH (system programs are reachable by everyone).
+    pub fn preload_command(
+        &mut self,
+        env: &[(&str, &str)],
+        prog: impl AsRef<Path>,
+        args: &[&str],
+    ) -> Command {
+        let prog = prog.as_ref();
+        let prog = if prog.is_absolute() {
+            self.reach(prog)
+        } else {
+            prog.to_path_buf()
+        };
+        let shim = self.reach(&shim());
+        let mut cmd = clean_command(prog);
+        cmd.args(args)
+            .env("LD_PRELOAD", shim)
+            .envs(env.iter().copied());
+        Self::switch(&mut cmd);
+        cmd
+    }
+
+    /// `capsule ARGS...` with `home`, as NOBODY (the loader injects the shim found
+    /// beside itself, so both are made reachable together).
+    pub fn capsule_command(&mut self, home: &CapsuleHome, args: &[&str]) -> Command {
+        self.reach(&shim());
+        let mut cmd = clean_command(self.reach(&capsule_bin()));
+        cmd.env("CAPSULE_HOME", home.path()).args(args);
+        Self::switch(&mut cmd);
+        cmd
+    }
+}
+
+impl Default for AsNobody {
+    fn default() -> Self {
+        AsNobody::new()
+    }
 }
 
 /// A fresh `$CAPSULE_HOME` for `capsule` commands, removed on drop.
