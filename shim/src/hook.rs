@@ -177,13 +177,15 @@ pub enum Outcome<T> {
 /// function, typed; the body runs inside the shim guard, and when the thread is
 /// already inside the shim the real function is called directly. If the real
 /// function cannot be found the hook fails with `ENOSYS` and returns `missing`.
-/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`.
+/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`. A body marked
+/// `reads_state |real| …` only reads the shim's state and calls nothing but `real`:
+/// it runs without the guard once the runtime is ready.
 macro_rules! hook {
     ($(
         $(#[$meta:meta])*
         fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty, missing: $missing:expr
             $(, version: $version:literal)?;
-        |$real:ident| $body:expr
+        $($mode:ident)? |$real:ident| $body:expr
     )*) => {$(
         $(#[$meta])*
         #[no_mangle]
@@ -197,6 +199,13 @@ macro_rules! hook {
             // SAFETY: the symbol found by dlsym under this name has this C signature.
             let $real: unsafe extern "C" fn($($ty),*) -> $ret =
                 unsafe { ::core::mem::transmute(address) };
+            // A hook that only reads the shim's state (never calls a hooked function)
+            // needs no guard once the runtime exists: it then also answers in a
+            // signal handler that interrupted another hook.
+            if hook!(@reads_state $($mode)?) && $crate::runtime::is_ready() {
+                #[allow(unused_unsafe)]
+                return unsafe { $body };
+            }
             match $crate::hook::Guard::enter() {
                 None => unsafe { $real($($arg),*) },
                 Some(_guard) => {
@@ -207,6 +216,8 @@ macro_rules! hook {
             }
         }
     )*};
+    (@reads_state) => { false };
+    (@reads_state reads_state) => { true };
     (@real $name:ident) => {
         $crate::hook::Real::new(
             match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {

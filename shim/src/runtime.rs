@@ -56,6 +56,12 @@ pub fn get() -> &'static Runtime {
     unsafe { (*RUNTIME.0.get()).assume_init_ref() }
 }
 
+/// Whether the runtime is initialised.
+#[inline]
+pub fn is_ready() -> bool {
+    STATE.load(Ordering::Acquire) == READY
+}
+
 /// Makes sure the runtime exists (hooks call this before their replica's logic).
 #[inline]
 pub fn ensure_ready() {

@@ -45,25 +45,25 @@ unsafe fn get_three(kind: Kind, out: [*mut u32; 3], real: impl FnOnce() -> c_int
 
 hook! {
     fn getuid() -> uid_t, missing: uid_t::MAX;
-    |real| id_result(ops::get(&CREDS, Kind::User, REAL), || real())
+    reads_state |real| id_result(ops::get(&CREDS, Kind::User, REAL), || real())
 
     fn geteuid() -> uid_t, missing: uid_t::MAX;
-    |real| id_result(ops::get(&CREDS, Kind::User, EFFECTIVE), || real())
+    reads_state |real| id_result(ops::get(&CREDS, Kind::User, EFFECTIVE), || real())
 
     fn getgid() -> gid_t, missing: gid_t::MAX;
-    |real| id_result(ops::get(&CREDS, Kind::Group, REAL), || real())
+    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, REAL), || real())
 
     fn getegid() -> gid_t, missing: gid_t::MAX;
-    |real| id_result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || real())
+    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || real())
 
     fn getresuid(r: *mut uid_t, e: *mut uid_t, s: *mut uid_t) -> c_int, missing: -1;
-    |real| get_three(Kind::User, [r, e, s], || real(r, e, s))
+    reads_state |real| get_three(Kind::User, [r, e, s], || real(r, e, s))
 
     fn getresgid(r: *mut gid_t, e: *mut gid_t, s: *mut gid_t) -> c_int, missing: -1;
-    |real| get_three(Kind::Group, [r, e, s], || real(r, e, s))
+    reads_state |real| get_three(Kind::Group, [r, e, s], || real(r, e, s))
 
     fn getgroups(size: c_int, list: *mut gid_t) -> c_int, missing: -1;
-    |real| {
+    reads_state |real| {
         let out: &mut [u32] = if size > 0 && !list.is_null() {
             std::slice::from_raw_parts_mut(list, size as usize)
         } else {

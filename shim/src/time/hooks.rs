@@ -212,16 +212,16 @@ pub struct Timeb {
 
 hook! {
     fn clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int, missing: -1;
-    |real| clock_gettime_with(clock, ts, || real(clock, ts))
+    reads_state |real| clock_gettime_with(clock, ts, || real(clock, ts))
 
     fn gettimeofday(tv: *mut timeval, tz: *mut c_void) -> c_int, missing: -1;
-    |real| gettimeofday_with(tv, || real(tv, tz))
+    reads_state |real| gettimeofday_with(tv, || real(tv, tz))
 
     fn time(out: *mut time_t) -> time_t, missing: -1;
-    |real| time_with(out, || real(out))
+    reads_state |real| time_with(out, || real(out))
 
     fn timespec_get(ts: *mut timespec, base: c_int) -> c_int, missing: 0;
-    |real| {
+    reads_state |real| {
         let rc = real(ts, base);
         if rc == TIME_UTC && !ts.is_null() {
             let off = offset();
@@ -233,7 +233,7 @@ hook! {
     }
 
     fn ftime(tb: *mut Timeb) -> c_int, missing: -1;
-    |real| {
+    reads_state |real| {
         let rc = real(tb);
         let off = offset();
         if rc == 0 && off != 0 && !tb.is_null() {

@@ -76,13 +76,13 @@ unsafe fn get_name(
 
 hook! {
     fn uname(buf: *mut utsname) -> c_int, missing: -1;
-    |real| uname_with(buf, || real(buf))
+    reads_state |real| uname_with(buf, || real(buf))
 
     fn gethostname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
-    |real| get_name(Name::Host, name, len, || real(name, len))
+    reads_state |real| get_name(Name::Host, name, len, || real(name, len))
 
     fn getdomainname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
-    |real| get_name(Name::Domain, name, len, || real(name, len))
+    reads_state |real| get_name(Name::Domain, name, len, || real(name, len))
 
     /// Never reaches the kernel: the host's name is not the capsule's to change.
     fn sethostname(name: *const c_char, len: size_t) -> c_int, missing: -1;
