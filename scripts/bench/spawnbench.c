@@ -27,25 +27,7 @@
 
 extern char **environ;
 
-static long raw_syscall2(long number, long a1, long a2)
-{
-#if defined(__x86_64__)
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(number), "D"(a1), "S"(a2)
-                     : "rcx", "r11", "memory");
-    return ret;
-#elif defined(__aarch64__)
-    register long x8 __asm__("x8") = number;
-    register long x0 __asm__("x0") = a1;
-    register long x1 __asm__("x1") = a2;
-    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1) : "memory");
-    return x0;
-#else
-#error "spawnbench: only x86_64 and aarch64 are supported"
-#endif
-}
+#include "raw_syscall.h"
 
 static long long monotonic_ns(void)
 {
