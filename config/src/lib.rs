@@ -37,6 +37,14 @@ pub mod keys {
     pub const NAME: &str = "CAPSULE_NAME";
     pub const LOG: &str = "CAPSULE_LOG";
     pub const LOG_FILE: &str = "CAPSULE_LOG_FILE";
+    /// The capsule's `/`: a host directory, the read-only lower layer (default `/`).
+    pub const ROOT: &str = "CAPSULE_ROOT";
+    /// The capsule's private writable upper layer (a host directory).
+    pub const UPPER: &str = "CAPSULE_UPPER";
+    /// Bind volumes: `HOST:PATH[:ro]` entries separated by `;`.
+    pub const VOLUMES: &str = "CAPSULE_VOLUMES";
+    /// `1`: the whole root is read-only except volumes.
+    pub const READ_ONLY: &str = "CAPSULE_READ_ONLY";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -54,6 +62,10 @@ pub mod keys {
         NAME,
         LOG,
         LOG_FILE,
+        ROOT,
+        UPPER,
+        VOLUMES,
+        READ_ONLY,
     ];
 }
 
@@ -130,6 +142,83 @@ pub struct Config {
     pub state_dir: Option<String>,
     pub log: LogLevel,
     pub log_file: Option<String>,
+    pub fs: FsConfig,
+}
+
+/// A bind volume: the host file or directory `host` appears at `path` in the capsule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: String,
+    pub path: String,
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// Parses `HOST:PATH[:ro|:rw]` (`docker run -v` syntax). Both paths must be
+    /// absolute; `;` is reserved as the list separator of `CAPSULE_VOLUMES`.
+    pub fn parse(spec: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, path, read_only) = match parts.as_slice() {
+            [host, path] => (*host, *path, false),
+            [host, path, "ro"] => (*host, *path, true),
+            [host, path, "rw"] => (*host, *path, false),
+            [_, _, mode] => return Err(format!("unknown volume mode '{mode}' (ro or rw)")),
+            [_] => return Err("expected HOST:PATH[:ro]".into()),
+            _ => return Err("expected HOST:PATH[:ro] (paths cannot contain ':')".into()),
+        };
+        for p in [host, path] {
+            if !p.starts_with('/') {
+                return Err(format!("'{p}' is not an absolute path"));
+            }
+            if p.contains(';') {
+                return Err(format!("'{p}' contains ';'"));
+            }
+        }
+        Ok(Volume {
+            host: normalize(host),
+            path: normalize(path),
+            read_only,
+        })
+    }
+
+    pub fn to_spec(&self) -> String {
+        if self.read_only {
+            format!("{}:{}:ro", self.host, self.path)
+        } else {
+            format!("{}:{}", self.host, self.path)
+        }
+    }
+}
+
+/// Lexically normalises an absolute path: no `.`, `..`, repeated or trailing `/`.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The file-system replica's settings; all empty means the replica is off.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FsConfig {
+    /// The lower layer; `None` is the host's `/`.
+    pub root: Option<String>,
+    pub upper: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub read_only: bool,
+}
+
+impl FsConfig {
+    pub fn is_active(&self) -> bool {
+        self.root.is_some() || self.upper.is_some() || !self.volumes.is_empty() || self.read_only
+    }
 }
 
 /// A setting that cannot be used: which variable (or file line), what it held, why.
@@ -408,6 +497,38 @@ impl Config {
                 )
             })?;
         }
+        for (key, slot) in [
+            (keys::ROOT, &mut config.fs.root),
+            (keys::UPPER, &mut config.fs.upper),
+        ] {
+            if let Some(v) = get(key) {
+                if !v.starts_with('/') {
+                    return Err(error(key, v, "must be an absolute path"));
+                }
+                let n = normalize(v);
+                *slot = (n != "/" || key == keys::UPPER).then_some(n);
+            }
+        }
+        if let Some(v) = get(keys::VOLUMES) {
+            for spec in v.split(';').filter(|s| !s.is_empty()) {
+                let volume = Volume::parse(spec).map_err(|e| error(keys::VOLUMES, v, e))?;
+                if config.fs.volumes.iter().any(|o| o.path == volume.path) {
+                    return Err(error(
+                        keys::VOLUMES,
+                        v,
+                        format!("{} is bound twice", volume.path),
+                    ));
+                }
+                config.fs.volumes.push(volume);
+            }
+        }
+        if let Some(v) = get(keys::READ_ONLY) {
+            config.fs.read_only = match v {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => return Err(error(keys::READ_ONLY, v, "expected 1 or 0")),
+            };
+        }
         if let Some(v) = get(keys::LOG_FILE) {
             if v.is_empty() {
                 return Err(error(keys::LOG_FILE, v, "empty path"));
@@ -447,6 +568,19 @@ impl Config {
         }
         if let Some(f) = &self.log_file {
             out.push((keys::LOG_FILE, f.clone()));
+        }
+        if let Some(r) = &self.fs.root {
+            out.push((keys::ROOT, r.clone()));
+        }
+        if let Some(u) = &self.fs.upper {
+            out.push((keys::UPPER, u.clone()));
+        }
+        if !self.fs.volumes.is_empty() {
+            let specs: Vec<String> = self.fs.volumes.iter().map(Volume::to_spec).collect();
+            out.push((keys::VOLUMES, specs.join(";")));
+        }
+        if self.fs.read_only {
+            out.push((keys::READ_ONLY, "1".into()));
         }
         out
     }
@@ -561,6 +695,10 @@ mod tests {
             ("CAPSULE_GROUPS", "7,8"),
             ("CAPSULE_TIME_AT", "2030-01-01T00:00:00Z"),
             ("CAPSULE_LOG_FILE", "/tmp/log"),
+            ("CAPSULE_ROOT", "/srv/root/"),
+            ("CAPSULE_UPPER", "/srv/upper"),
+            ("CAPSULE_VOLUMES", "/data:/var/lib/app;/etc/ssl:/etc/ssl:ro"),
+            ("CAPSULE_READ_ONLY", "1"),
         ])
         .unwrap();
         let vars = c.to_vars();
@@ -570,6 +708,27 @@ mod tests {
         let back =
             Config::from_vars(file.iter().map(|(k, v)| (k.as_str(), v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn volumes_parse_like_docker() {
+        let v = Volume::parse("/data/:/var/lib//app:ro").unwrap();
+        assert_eq!(
+            (v.host.as_str(), v.path.as_str(), v.read_only),
+            ("/data", "/var/lib/app", true)
+        );
+        assert!(!Volume::parse("/a:/b:rw").unwrap().read_only);
+        for bad in ["/a", "a:/b", "/a:b", "/a:/b:rx", "/a:/b:ro:x", "/a;b:/c"] {
+            assert!(Volume::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse(&[("CAPSULE_VOLUMES", "/a:/x;/b:/x")]).is_err());
+        assert_eq!(normalize("/a/./b/../c//"), "/a/c");
+        assert_eq!(normalize("/.."), "/");
+        let c = parse(&[("CAPSULE_ROOT", "/")]).unwrap();
+        assert!(
+            !c.fs.is_active(),
+            "a root of / is the host's, the replica stays off"
+        );
     }
 
     #[test]
