@@ -272,6 +272,7 @@ impl RunSpec {
                 state_dir: Some(state_dir),
                 log,
                 log_file,
+                fs: Default::default(),
             },
             name,
             time: self.time,
