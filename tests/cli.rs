@@ -56,6 +56,28 @@ impl Scratch {
         self.home().join("capsules").join(name)
     }
 
+    /// A capsule root at `rootfs/`: `/bin/prog` exits 7, `/bin/data` is not executable,
+    /// `/sub` holds `tool`, which prints the `PWD` it was started with (a shell resets
+    /// its own `$PWD` when it does not name its directory on the host) and the real
+    /// directory, `/etc/passwd` knows `app` (uid 4242). No `sh`: the host's programs are
+    /// not the capsule's.
+    /// (The kernel runs the scripts' `#!/bin/sh` from the host: the empty test shim
+    /// translates nothing.)
+    fn rootfs(&self) -> PathBuf {
+        for dir in ["rootfs/bin", "rootfs/sub", "rootfs/etc"] {
+            fs::create_dir_all(self.path(dir)).unwrap();
+        }
+        self.write("rootfs/bin/prog", "#!/bin/sh\nexit 7\n", 0o755);
+        self.write("rootfs/bin/data", "#!/bin/sh\nexit 0\n", 0o644);
+        self.write(
+            "rootfs/sub/tool",
+            "#!/bin/sh\ntr '\\0' '\\n' </proc/$$/environ | grep '^PWD='\npwd -P\n",
+            0o755,
+        );
+        self.write("rootfs/etc/passwd", "app:x:4242:4343::/:/bin/sh\n", 0o644);
+        self.path("rootfs")
+    }
+
     /// `capsule ARGS` with a clean capsule environment, this scratch's home, the test
     /// shim, and no stdin.
     fn command<I, S>(&self, args: I) -> Command
@@ -82,6 +104,10 @@ impl Scratch {
             "CAPSULE_NAME",
             "CAPSULE_LOG",
             "CAPSULE_LOG_FILE",
+            "CAPSULE_ROOT",
+            "CAPSULE_UPPER",
+            "CAPSULE_VOLUMES",
+            "CAPSULE_READ_ONLY",
             "LD_PRELOAD",
         ] {
             command.env_remove(key);
@@ -297,6 +323,156 @@ fn missing_or_non_directory_workdir() {
 }
 
 #[test]
+fn missing_or_non_directory_root() {
+    let s = Scratch::new("root-bad");
+    let out = s.run(["run", "--root", "./no-such-root", "--", "/bin/true"]);
+    assert_refused(&s, &out, 125, &[]);
+    assert_eq!(
+        stderr(&out),
+        "capsule: --root ./no-such-root: no such directory\n"
+    );
+    s.write("file", "", 0o644);
+    let out = s.run(["run", "--root", "file", "--", "/bin/true"]);
+    assert_refused(&s, &out, 125, &[]);
+    assert_eq!(stderr(&out), "capsule: --root file: not a directory\n");
+}
+
+#[test]
+fn malformed_volumes() {
+    let s = Scratch::new("volume-bad");
+    let dir = s.dir.display().to_string();
+    for (spec, why) in [
+        ("/data".to_string(), "expected HOST:PATH[:ro]".to_string()),
+        ("".to_string(), "expected HOST:PATH[:ro]".to_string()),
+        (
+            format!("{dir}:/a:/b"),
+            "unknown volume mode '/b' (ro or rw)".to_string(),
+        ),
+        (
+            "data:/data".to_string(),
+            "'data' is not an absolute path".to_string(),
+        ),
+        (
+            format!("{dir}:data"),
+            "'data' is not an absolute path".to_string(),
+        ),
+        (
+            format!("{dir}:/data:rx"),
+            "unknown volume mode 'rx' (ro or rw)".to_string(),
+        ),
+        (
+            format!("{dir}:/"),
+            "a volume cannot be bound at the capsule's / (use --root)".to_string(),
+        ),
+        (
+            "/no/such/dir:/data".to_string(),
+            "/no/such/dir: no such file or directory".to_string(),
+        ),
+    ] {
+        let out = s.run(["run", "-v", &spec, "--", "true"]);
+        assert_refused(&s, &out, 125, &[]);
+        assert_eq!(stderr(&out), format!("capsule: -v {spec}: {why}\n"));
+    }
+    // The same capsule path twice, also when spelled differently.
+    let out = s.run([
+        "run",
+        "-v",
+        &format!("{dir}:/data"),
+        "--volume",
+        "/tmp:/data/:ro",
+        "--",
+        "true",
+    ]);
+    assert_refused(&s, &out, 125, &[]);
+    assert_eq!(
+        stderr(&out),
+        format!("capsule: -v /tmp:/data/:ro: /data is already bound by {dir}:/data\n")
+    );
+}
+
+#[test]
+fn workdir_inside_the_root_must_exist() {
+    let s = Scratch::new("root-workdir-bad");
+    let root = s.rootfs();
+    let root = root.to_str().unwrap();
+    let out = s.run([
+        "run",
+        "--root",
+        root,
+        "-w",
+        "/no-such-dir",
+        "--",
+        "/bin/prog",
+    ]);
+    assert_refused(&s, &out, 125, &[]);
+    assert_eq!(
+        stderr(&out),
+        "capsule: -w /no-such-dir: no such directory\n"
+    );
+    let out = s.run(["run", "--root", root, "-w", "/bin/prog", "--", "/bin/prog"]);
+    assert_refused(&s, &out, 125, &["-w /bin/prog: not a directory"]);
+    // A host directory that the root does not have is not the capsule's.
+    let out = s.run(["run", "--root", root, "-w", "/tmp", "--", "/bin/prog"]);
+    assert_refused(&s, &out, 125, &["-w /tmp: no such directory"]);
+    let out = s.run(["run", "--root", root, "-w", "sub", "--", "/bin/prog"]);
+    assert_refused(&s, &out, 125, &["-w sub: ", "must be absolute"]);
+}
+
+#[test]
+fn programs_inside_the_root_exit_127_or_126() {
+    let s = Scratch::new("root-prog-bad");
+    let root = s.rootfs();
+    let root = root.to_str().unwrap();
+    let out = s.run(["run", "--root", root, "--", "/bin/nope"]);
+    assert_refused(
+        &s,
+        &out,
+        127,
+        &["capsule: /bin/nope: no such file or directory"],
+    );
+    // The host has sh; the capsule does not.
+    let out = s.run([
+        "run",
+        "--root",
+        root,
+        "-e",
+        "PATH=/usr/bin:/bin",
+        "--",
+        "sh",
+    ]);
+    assert_refused(&s, &out, 127, &["capsule: sh: command not found"]);
+    let out = s.run(["run", "--root", root, "--", "/bin/data"]);
+    assert_refused(&s, &out, 126, &["capsule: /bin/data: permission denied"]);
+    let out = s.run(["run", "--root", root, "--", "/sub"]);
+    assert_refused(&s, &out, 126, &["capsule: /sub: is a directory"]);
+}
+
+#[test]
+fn user_names_come_from_the_roots_passwd() {
+    let s = Scratch::new("root-user");
+    let root = s.rootfs();
+    let root = root.to_str().unwrap();
+    // root is in the host's /etc/passwd, not in the capsule's.
+    let out = s.run(["run", "--root", root, "--user", "root", "--", "/bin/prog"]);
+    assert_refused(&s, &out, 125, &["--user \"root\"", "unknown user"]);
+    let out = s.run([
+        "run",
+        "--root",
+        root,
+        "--name",
+        "u",
+        "--user",
+        "app",
+        "--",
+        "/bin/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let config = fs::read_to_string(s.capsule_dir("u").join("config")).unwrap();
+    assert!(config.contains("CAPSULE_UID=4242\n"), "{config}");
+    assert!(config.contains("CAPSULE_GID=4343\n"), "{config}");
+}
+
+#[test]
 fn missing_shim() {
     let s = Scratch::new("shim");
     let out = s
@@ -454,6 +630,12 @@ fn help_documents_every_flag() {
         "--time-at 2030-01-01T00:00:00Z",
         "--user postgres",
         "--user 1000:1000",
+        "--root <DIR>",
+        "-v, --volume <HOST:PATH[:ro]>",
+        "--read-only",
+        "--root ./rootfs",
+        "--read-only -v /etc/ssl/certs:/etc/ssl/certs:ro",
+        "upper layer",
     ] {
         assert!(help.contains(flag), "run --help does not mention {flag}");
     }
@@ -751,6 +933,166 @@ fn program_starts_with_no_blocked_signals() {
         .map(|sig| 1u64 << (sig - 1))
         .sum();
     assert_eq!(field("SigIgn:") & relayed & !own_ignored, 0);
+}
+
+#[test]
+fn root_programs_run_from_the_root() {
+    let s = Scratch::new("root-run");
+    let root = s.rootfs();
+    let root = root.to_str().unwrap();
+    let out = s.run(["run", "--rm", "--root", root, "--", "/bin/prog"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    // PATH entries are capsule directories; argv[0] stays as given.
+    let out = s.run([
+        "run",
+        "--rm",
+        "--root",
+        root,
+        "-e",
+        "PATH=/nope:/bin",
+        "--",
+        "prog",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    // Without -w the program starts in the capsule's /, the root directory.
+    let out = s.run(["run", "--rm", "--root", root, "--", "/sub/tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("PWD=/\n{root}\n"));
+    // A relative PROG and -w are capsule paths too.
+    let out = s.run(["run", "--rm", "--root", root, "-w", "/sub", "--", "./tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("PWD=/sub\n{root}/sub\n"));
+    // A symbolic link in the root resolves inside the capsule; "." in PATH is the
+    // capsule's working directory.
+    std::os::unix::fs::symlink("/sub", s.path("rootfs/link")).unwrap();
+    let out = s.run(["run", "--rm", "--root", root, "-w", "/link", "--", "tool"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    let out = s.run([
+        "run",
+        "--rm",
+        "--root",
+        root,
+        "-w",
+        "/link",
+        "-e",
+        "PATH=.:/usr/bin:/bin",
+        "--",
+        "tool",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("PWD=/sub\n{root}/sub\n"));
+}
+
+#[test]
+fn the_upper_layer_is_private_and_looked_at_first() {
+    let s = Scratch::new("upper");
+    let root = s.rootfs();
+    let root = root.to_str().unwrap();
+    let data = s.path("data");
+    fs::create_dir(&data).unwrap();
+    let volumes = format!("{}:/data;{}:/etc/ssl:ro", data.display(), s.dir.display());
+    let out = s.run([
+        "run",
+        "--name",
+        "up",
+        "--root",
+        root,
+        "-v",
+        &format!("{}:/data", data.display()),
+        "--volume",
+        &format!("{}:/etc/ssl:ro", s.dir.display()),
+        "--read-only",
+        "--",
+        "/bin/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let dir = s.capsule_dir("up");
+    let upper = dir.join("upper");
+    let meta = fs::metadata(&upper).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+    let config = fs::read_to_string(dir.join("config")).unwrap();
+    for line in [
+        format!("CAPSULE_ROOT={root}\n"),
+        format!("CAPSULE_UPPER={}\n", upper.display()),
+        format!("CAPSULE_VOLUMES={volumes}\n"),
+        "CAPSULE_READ_ONLY=1\n".to_string(),
+    ] {
+        assert!(config.contains(&line), "{line:?} not in config:\n{config}");
+    }
+
+    // A later run of the same name keeps the upper layer, whose files shadow the root's.
+    fs::create_dir(upper.join("bin")).unwrap();
+    s.write(
+        "home/capsules/up/upper/bin/prog",
+        "#!/bin/sh\nexit 9\n",
+        0o755,
+    );
+    let out = s.run(["run", "--name", "up", "--root", root, "--", "/bin/prog"]);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let config = fs::read_to_string(dir.join("config")).unwrap();
+    assert!(!config.contains("CAPSULE_VOLUMES"), "{config}");
+    assert!(!config.contains("CAPSULE_READ_ONLY"), "{config}");
+    // ...and --rm removes it with the rest of the state.
+    let out = s.run([
+        "run",
+        "--rm",
+        "--name",
+        "up",
+        "--root",
+        root,
+        "--",
+        "/bin/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    assert!(!dir.exists());
+    // The root itself was never written.
+    assert!(!s
+        .path("rootfs/bin/prog")
+        .metadata()
+        .unwrap()
+        .permissions()
+        .readonly());
+    assert_eq!(
+        fs::read_to_string(s.path("rootfs/bin/prog")).unwrap(),
+        "#!/bin/sh\nexit 7\n"
+    );
+}
+
+#[test]
+fn every_capsule_has_an_upper_layer() {
+    let s = Scratch::new("upper-no-root");
+    let out = s.run(["run", "--name", "plain", "--", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = s.capsule_dir("plain");
+    assert!(dir.join("upper").is_dir());
+    let config = fs::read_to_string(dir.join("config")).unwrap();
+    assert!(
+        config.contains(&format!("CAPSULE_UPPER={}\n", dir.join("upper").display())),
+        "{config}"
+    );
+    assert!(!config.contains("CAPSULE_ROOT"), "{config}");
+    // Volumes and --read-only without --root: the capsule's / is the host's.
+    let out = s.run([
+        "run",
+        "--name",
+        "plain",
+        "-v",
+        &format!("{}:/mnt/x:ro", s.dir.display()),
+        "--read-only",
+        "--",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = fs::read_to_string(dir.join("config")).unwrap();
+    assert!(
+        config.contains(&format!("CAPSULE_VOLUMES={}:/mnt/x:ro\n", s.dir.display())),
+        "{config}"
+    );
+    assert!(config.contains("CAPSULE_READ_ONLY=1\n"), "{config}");
+    let out = s.run(["run", "--rm", "--name", "gone", "--", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!s.capsule_dir("gone").exists());
 }
 
 /// Waits until `path` exists (the program is ready), or fails after 10 s.

@@ -123,8 +123,13 @@ fn eight_capsules_through_the_loader_each_see_their_own_values() {
     for copy in copies() {
         let offset = offset_flag(copy.offset_secs);
         let uid = copy.uid.to_string();
+        // The barrier and result files live in a host directory: bind it into each
+        // capsule (its own writes otherwise stay in its private upper layer).
+        let volume = format!("{0}:{0}", dir.str());
         let mut args: Vec<String> = [
             "run",
+            "-v",
+            &volume,
             "--name",
             &copy.label,
             "--hostname",

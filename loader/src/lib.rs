@@ -6,6 +6,8 @@
 //!   environment;
 //! - [`state`]: `$CAPSULE_HOME`, capsule names, each capsule's state directory;
 //! - [`shim`]: finding `libcapsule.so` and composing `LD_PRELOAD`;
+//! - [`view`]: the capsule's file system seen from the host (`--root`, the upper
+//!   layer, volumes), to find the program and working directory inside the capsule;
 //! - [`program`]: finding the program as a shell would (127/126 cases);
 //! - [`launch`]: blocking signals, spawning, relaying signals, reaping;
 //! - [`run`]: `capsule run` itself, checked in full before anything is created.
@@ -18,6 +20,7 @@ pub mod program;
 pub mod run;
 pub mod shim;
 pub mod state;
+pub mod view;
 
 use std::io;
 

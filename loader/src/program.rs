@@ -3,6 +3,9 @@
 //! A name containing `/` is a path (relative to the program's working directory); one
 //! without is searched in the `PATH` of the program's own environment (an empty entry
 //! meaning the working directory; glibc's `/bin:/usr/bin` when `PATH` is unset).
+//! Inside a capsule with its own root ([`find_program_in`]) the same search runs on
+//! capsule paths, through the capsule's file-system [`View`].
+//!
 //! A shell exits 127 for a program that is not there and 126 for one that is there but
 //! cannot be executed; the loader's `main` does the same with these errors.
 
@@ -12,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::describe_io;
+use crate::view::View;
 
 /// What `execvp` uses when `PATH` is unset.
 pub const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -53,11 +57,40 @@ pub fn find_program(
     path_var: Option<&OsStr>,
     cwd: &Path,
 ) -> Result<PathBuf, LookupError> {
+    search(program, path_var, cwd, |path| {
+        (check(path), path.to_path_buf())
+    })
+}
+
+/// Finds `program` inside a capsule whose file system is `view` (`--root`): `cwd`, the
+/// `PATH` entries and a program path are capsule paths, each candidate is looked for
+/// in the capsule's volumes, then its upper layer, then its root (see [`View`]).
+/// Returns the host path of the file found, which is what gets executed.
+pub fn find_program_in(
+    program: &OsStr,
+    path_var: Option<&OsStr>,
+    cwd: &Path,
+    view: &View,
+) -> Result<PathBuf, LookupError> {
+    search(program, path_var, cwd, |path| match view.resolve(path) {
+        Ok(found) => (check(&found.host), found.host),
+        Err(e) => (classify(e), PathBuf::new()),
+    })
+}
+
+/// The search itself: `probe` examines the candidate at a path (from `cwd`) and says
+/// which file would be executed.
+fn search(
+    program: &OsStr,
+    path_var: Option<&OsStr>,
+    cwd: &Path,
+    probe: impl Fn(&Path) -> (Candidate, PathBuf),
+) -> Result<PathBuf, LookupError> {
     let name = program.to_os_string();
     if program.as_bytes().contains(&b'/') {
-        let path = cwd.join(program);
-        return match check(&path) {
-            Candidate::Executable => Ok(path),
+        let (candidate, file) = probe(&cwd.join(program));
+        return match candidate {
+            Candidate::Executable => Ok(file),
             Candidate::Missing => Err(LookupError::NoSuchFile(name)),
             Candidate::Directory => Err(LookupError::IsADirectory(name)),
             Candidate::NotExecutable => Err(LookupError::PermissionDenied(name)),
@@ -78,13 +111,12 @@ pub fn find_program(
         } else {
             cwd.join(OsStr::from_bytes(dir))
         };
-        let candidate = dir.join(program);
-        match check(&candidate) {
-            Candidate::Executable => return Ok(candidate),
+        match probe(&dir.join(program)) {
+            (Candidate::Executable, file) => return Ok(file),
             // Like execvp and bash: a file that is there but not executable is reported
             // only if nothing later in PATH can run.
-            Candidate::NotExecutable => denied = true,
-            Candidate::Missing | Candidate::Directory | Candidate::Error(_) => {}
+            (Candidate::NotExecutable, _) => denied = true,
+            (Candidate::Missing | Candidate::Directory | Candidate::Error(_), _) => {}
         }
     }
     if denied {
@@ -105,10 +137,7 @@ enum Candidate {
 fn check(path: &Path) -> Candidate {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Candidate::Missing,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Candidate::Missing,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Candidate::NotExecutable,
-        Err(e) => return Candidate::Error(e),
+        Err(e) => return classify(e),
     };
     if meta.is_dir() {
         Candidate::Directory
@@ -116,6 +145,17 @@ fn check(path: &Path) -> Candidate {
         Candidate::Executable
     } else {
         Candidate::NotExecutable
+    }
+}
+
+/// What a failure to examine a candidate means for the search.
+fn classify(error: io::Error) -> Candidate {
+    if error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ENOTDIR) {
+        Candidate::Missing
+    } else if error.kind() == io::ErrorKind::PermissionDenied {
+        Candidate::NotExecutable
+    } else {
+        Candidate::Error(error)
     }
 }
 
@@ -227,6 +267,63 @@ mod tests {
         let err = find("bin", Some(&s.0.display().to_string()), &s.0).unwrap_err();
         assert!(matches!(err, LookupError::CommandNotFound(_)));
         assert!(find("", Some(&path), &s.0).unwrap_err().is_missing());
+    }
+
+    #[test]
+    fn inside_a_capsule_upper_then_root() {
+        let s = Scratch::new("capsule");
+        for dir in ["root/bin", "root/usr/bin", "root/srv", "upper/bin", "vol"] {
+            fs::create_dir_all(s.0.join(dir)).unwrap();
+        }
+        let view = View::new(
+            s.0.join("root"),
+            s.0.join("upper"),
+            vec![
+                capsule_config::Volume::parse(&format!("{}:/opt", s.0.join("vol").display()))
+                    .unwrap(),
+            ],
+        );
+        let find = |program: &str, path: Option<&str>, cwd: &str| {
+            find_program_in(
+                program.as_ref(),
+                path.map(OsStr::new),
+                Path::new(cwd),
+                &view,
+            )
+        };
+        let lower = s.file("root/bin/prog", 0o755);
+        assert_eq!(find("/bin/prog", None, "/").unwrap(), lower);
+        assert_eq!(find("prog", Some("/usr/bin:/bin"), "/").unwrap(), lower);
+        // Relative paths and PATH entries are capsule paths from the capsule's cwd.
+        assert_eq!(find("../bin/prog", None, "/srv").unwrap(), lower);
+        assert_eq!(find("prog", Some("../bin"), "/srv").unwrap(), lower);
+        assert_eq!(find("./prog", None, "/bin").unwrap(), lower);
+        // The upper layer shadows the root.
+        let upper = s.file("upper/bin/prog", 0o755);
+        assert_eq!(find("/bin/prog", None, "/").unwrap(), upper);
+        assert_eq!(find("prog", None, "/").unwrap(), upper);
+        // A later PATH entry of the root is found after an earlier one of either layer.
+        let usr = s.file("root/usr/bin/only-usr", 0o755);
+        assert_eq!(find("only-usr", Some("/bin:/usr/bin"), "/").unwrap(), usr);
+        // Volumes are part of the capsule.
+        let tool = s.file("vol/tool", 0o755);
+        assert_eq!(find("tool", Some("/bin:/opt"), "/").unwrap(), tool);
+        // The host's programs are not the capsule's.
+        let err = find("/bin/sh", None, "/").unwrap_err();
+        assert_eq!(err.to_string(), "/bin/sh: no such file or directory");
+        let err = find("sh", Some("/bin:/usr/bin"), "/").unwrap_err();
+        assert_eq!(err.to_string(), "sh: command not found");
+        assert!(err.is_missing());
+        // 126 cases.
+        s.file("upper/bin/data", 0o644);
+        let err = find("/bin/data", None, "/").unwrap_err();
+        assert_eq!(err.to_string(), "/bin/data: permission denied");
+        assert!(!err.is_missing());
+        let err = find("/usr/bin", None, "/").unwrap_err();
+        assert_eq!(err.to_string(), "/usr/bin: is a directory");
+        // A symbolic link is followed inside the capsule.
+        std::os::unix::fs::symlink("/bin/prog", s.0.join("root/usr/bin/alias")).unwrap();
+        assert_eq!(find("alias", Some("/usr/bin"), "/").unwrap(), upper);
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //!
 //! Two steps, so that bad input never leaves anything behind:
 //! 1. [`RunSpec::prepare`] checks everything that can be checked without writing: the
-//!    state home, the name and whether that capsule already runs, the working
-//!    directory, the shim, the program, every value that goes into the config file.
+//!    state home, the name and whether that capsule already runs, `--root` and the
+//!    volumes, the user, the working directory, the shim, the program, every value
+//!    that goes into the config file.
 //! 2. [`Prepared::run`] creates (or reuses) the capsule's directory, writes `config`,
 //!    starts the program, writes `pid`, supervises, then writes `exit` or, with
 //!    `remove`, deletes the directory (also when a step after its creation fails).
+//!
+//! With a root ([`RunSpec::root`]) the program, the `PATH` search, `-w` and the user
+//! database are looked for inside the capsule ([`crate::view`]), and the program starts
+//! in the capsule's `/` unless `-w` says otherwise. Every capsule gets a private upper
+//! layer, `upper/` in its state directory, with or without a root.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use capsule_config::{keys, Config, ConfigError, Identity, LogLevel};
+use capsule_config::{keys, Config, ConfigError, FsConfig, Identity, LogLevel, UserDb};
 use log::{info, warn};
 
 use crate::envfile::{EnvEntry, Environment};
@@ -20,6 +26,7 @@ use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
 use crate::program::{self, LookupError};
 use crate::shim::{self, ShimError};
 use crate::state::{self, CapsuleDir, Home, StateError};
+use crate::view::{self, Resolved, RootError, View, VolumeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -33,6 +40,15 @@ pub enum RunError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     WorkDir(#[from] WorkDirError),
+    /// `--root`.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// A `-v` volume.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// A user spec ([`RunSpec::user`]) that does not resolve.
+    #[error("{spec:?}: {reason}")]
+    User { spec: String, reason: String },
     /// A `CAPSULE_LOG`/`CAPSULE_LOG_FILE` of the loader's environment that is unusable.
     #[error(transparent)]
     Setting(#[from] ConfigError),
@@ -49,6 +65,9 @@ pub enum WorkDirError {
     NotADirectory(PathBuf),
     #[error("{}: {}", .path.display(), crate::describe_io(.error))]
     Inaccessible { path: PathBuf, error: io::Error },
+    /// With a root, the working directory is a capsule path, and must be absolute.
+    #[error("{}: with --root, the working directory is a path inside the capsule and must be absolute", .0.display())]
+    Relative(PathBuf),
 }
 
 /// Checks that `dir` is an existing directory; returns it absolute (from `cwd`).
@@ -70,6 +89,28 @@ pub fn check_workdir(dir: &Path, cwd: Option<&Path>) -> Result<PathBuf, WorkDirE
         Some(cwd) if dir.is_relative() => cwd.join(dir),
         _ => dir.to_path_buf(),
     })
+}
+
+/// Checks a working directory inside a capsule: `dir` is an absolute capsule path that
+/// must resolve to a directory in `view`; returns it resolved (capsule and host paths).
+pub fn check_capsule_workdir(dir: &Path, view: &View) -> Result<Resolved, WorkDirError> {
+    if dir.is_relative() {
+        return Err(WorkDirError::Relative(dir.to_path_buf()));
+    }
+    match view.resolve(dir) {
+        Ok(found) if found.is_dir => Ok(found),
+        Ok(_) => Err(WorkDirError::NotADirectory(dir.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(WorkDirError::Missing(dir.to_path_buf()))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(WorkDirError::NotADirectory(dir.to_path_buf()))
+        }
+        Err(error) => Err(WorkDirError::Inaccessible {
+            path: dir.to_path_buf(),
+            error,
+        }),
+    }
 }
 
 /// The capsule's clock: a fixed offset, or an instant that "now" should be.
@@ -126,9 +167,13 @@ pub struct RunSpec {
     name: Option<String>,
     hostname: Option<String>,
     identity: Option<Identity>,
+    user: Option<String>,
     time: Option<TimeSetting>,
     env: Vec<EnvEntry>,
     workdir: Option<PathBuf>,
+    root: Option<PathBuf>,
+    volumes: Vec<String>,
+    read_only: bool,
     remove: bool,
 }
 
@@ -140,9 +185,13 @@ impl RunSpec {
             name: None,
             hostname: None,
             identity: None,
+            user: None,
             time: None,
             env: Vec::new(),
             workdir: None,
+            root: None,
+            volumes: Vec::new(),
+            read_only: false,
             remove: false,
         }
     }
@@ -157,8 +206,17 @@ impl RunSpec {
         self
     }
 
+    /// An identity already resolved; [`RunSpec::user`] wins over it.
     pub fn identity(mut self, identity: Option<Identity>) -> Self {
         self.identity = identity;
+        self
+    }
+
+    /// A user spec as `docker run --user` takes it (`NAME`, `UID`, `UID:GID`,
+    /// `NAME:GROUP`), resolved in the capsule's `/etc/passwd` and `/etc/group`: the
+    /// root's (upper layer first) with [`RunSpec::root`], else the host's.
+    pub fn user(mut self, spec: Option<String>) -> Self {
+        self.user = spec;
         self
     }
 
@@ -174,8 +232,29 @@ impl RunSpec {
         self
     }
 
+    /// Where the program starts. Without a root a host directory (relative: from the
+    /// loader's); with one, an absolute capsule path.
     pub fn workdir(mut self, dir: Option<PathBuf>) -> Self {
         self.workdir = dir;
+        self
+    }
+
+    /// The capsule's `/`: an existing host directory (relative: from the loader's
+    /// directory), the read-only lower layer under the capsule's upper layer.
+    pub fn root(mut self, dir: Option<PathBuf>) -> Self {
+        self.root = dir;
+        self
+    }
+
+    /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them.
+    pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.volumes.extend(specs.into_iter().map(Into::into));
+        self
+    }
+
+    /// Makes the capsule's whole file system read-only, except its volumes.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 
@@ -228,9 +307,52 @@ impl RunSpec {
             })?;
         }
 
-        let workdir = match &self.workdir {
-            Some(dir) => Some(check_workdir(dir, cwd)?),
+        // The file system: the root and volumes are checked here, the upper layer is
+        // created with the capsule's directory.
+        let root = match &self.root {
+            Some(dir) => Some(view::check_root(dir, cwd)?),
             None => None,
+        };
+        let volumes = view::check_volumes(&self.volumes)?;
+        let upper = home.upper_dir(&name);
+        let fs_config = FsConfig {
+            root: root
+                .as_ref()
+                .map(|r| config_value(keys::ROOT, r.as_os_str()))
+                .transpose()?,
+            upper: Some(config_value(keys::UPPER, upper.as_os_str())?),
+            volumes: volumes.clone(),
+            read_only: self.read_only,
+        };
+        let view = root.map(|root| View::new(root, upper, volumes));
+
+        let identity = match &self.user {
+            Some(spec) => {
+                let db = match &view {
+                    Some(view) => view.user_db(),
+                    None => UserDb::load(""),
+                };
+                Some(db.resolve(spec).map_err(|reason| RunError::User {
+                    spec: spec.clone(),
+                    reason,
+                })?)
+            }
+            None => self.identity,
+        };
+
+        // Where the program starts: a host directory, and what $PWD says (a capsule
+        // path with a root).
+        let (workdir, pwd) = match (&view, &self.workdir) {
+            (Some(view), Some(dir)) => {
+                let found = check_capsule_workdir(dir, view)?;
+                (Some(found.host), Some(found.capsule))
+            }
+            (Some(view), None) => (Some(view.root().to_path_buf()), Some(PathBuf::from("/"))),
+            (None, Some(dir)) => {
+                let dir = check_workdir(dir, cwd)?;
+                (Some(dir.clone()), Some(dir))
+            }
+            (None, None) => (None, None),
         };
 
         // The program's environment, less any capsule setting (the config file is the
@@ -244,20 +366,33 @@ impl RunSpec {
             }
         }
 
+        if let Some(pwd) = &pwd {
+            // Keep $PWD truthful for shells and programs that trust it.
+            env.set("PWD", pwd);
+        }
+
         let shim = shim::locate(host.env.get(shim::SHIM_VAR), host.exe.clone(), cwd)?;
 
-        let start_dir = match (&workdir, cwd) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(cwd)) => cwd.to_path_buf(),
-            (None, None) => {
-                return Err(RunError::NoCwd(
-                    std::env::current_dir()
-                        .err()
-                        .map_or_else(|| "unknown".into(), |e| e.to_string()),
-                ))
+        let executable = match &view {
+            Some(view) => {
+                let start_dir = pwd.as_deref().unwrap_or(Path::new("/"));
+                program::find_program_in(&self.program, env.get("PATH"), start_dir, view)?
+            }
+            None => {
+                let start_dir = match (&workdir, cwd) {
+                    (Some(dir), _) => dir.clone(),
+                    (None, Some(cwd)) => cwd.to_path_buf(),
+                    (None, None) => {
+                        return Err(RunError::NoCwd(
+                            std::env::current_dir()
+                                .err()
+                                .map_or_else(|| "unknown".into(), |e| e.to_string()),
+                        ))
+                    }
+                };
+                program::find_program(&self.program, env.get("PATH"), &start_dir)?
             }
         };
-        let executable = program::find_program(&self.program, env.get("PATH"), &start_dir)?;
 
         home.check_not_running(&name)?;
 
@@ -267,12 +402,12 @@ impl RunSpec {
                 name: Some(name.clone()),
                 hostname: self.hostname,
                 domainname: None,
-                identity: self.identity,
+                identity,
                 time_offset_ns: None,
                 state_dir: Some(state_dir),
                 log,
                 log_file,
-                fs: Default::default(),
+                fs: fs_config,
             },
             name,
             time: self.time,
@@ -301,7 +436,7 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
 
 /// A value written into the `CAPSULE_CONFIG` file: `KEY=VALUE` lines, so the value must
 /// be UTF-8, on one line, without trailing blanks (the shim trims lines).
-fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
+pub(crate) fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
     let bad = |reason: &str| ConfigError {
         key: key.into(),
         value: value.to_string_lossy().into_owned(),
@@ -402,10 +537,6 @@ impl Prepared {
         env.set(keys::CONFIG, dir.config_path());
         let preload = shim::preload_value(&shim, env.get("LD_PRELOAD"));
         env.set("LD_PRELOAD", preload);
-        if let Some(cwd) = &launch.cwd {
-            // Keep $PWD truthful for shells and programs that trust it.
-            env.set("PWD", cwd);
-        }
 
         let signals = BlockedSignals::block()?;
         let mut child = launch.spawn(&signals)?;
@@ -514,6 +645,101 @@ mod tests {
         assert_eq!(launch.env.get("CAPSULE_HOSTNAME"), None);
         assert_eq!(launch.env.get("CAPSULE_UID"), None);
         assert_eq!(prepared.ignored, vec!["CAPSULE_UID"]);
+        // Every capsule has an upper layer, with or without a root.
+        assert_eq!(
+            config.fs.upper.as_deref(),
+            root.join("capsules/db/upper").to_str()
+        );
+        assert_eq!(config.fs.root, None);
+    }
+
+    #[test]
+    fn prepare_with_a_root_looks_inside_the_capsule() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = std::env::temp_dir().join(format!("capsule-run-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let home = scratch.join("home");
+        let rootfs = scratch.join("rootfs");
+        for dir in ["bin", "etc", "srv/app"] {
+            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+        }
+        let prog = rootfs.join("bin/prog");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(rootfs.join("etc/passwd"), "app:x:4242:4343::/:/bin/sh\n").unwrap();
+        let shim = std::env::current_exe().unwrap();
+        let mut host = host(&home, &shim);
+        host.env.set("PATH", "/bin");
+        host.cwd = Some(scratch.clone());
+        let spec = || {
+            RunSpec::new("prog", vec![])
+                .name(Some("r".into()))
+                .root(Some("rootfs".into()))
+                .volumes([format!("{}:/data:ro", rootfs.join("etc").display())])
+                .read_only(true)
+        };
+
+        let prepared = spec().user(Some("app".into())).prepare(&host).unwrap();
+        assert!(!home.exists());
+        let fs = &prepared.config().fs;
+        let rootfs = std::fs::canonicalize(&rootfs).unwrap();
+        assert_eq!(fs.root.as_deref(), rootfs.to_str());
+        let upper = home.join("capsules/r/upper");
+        assert_eq!(fs.upper.as_deref(), upper.to_str());
+        assert_eq!(fs.volumes[0].path, "/data");
+        assert!(fs.volumes[0].read_only && fs.read_only);
+        // The user is the capsule's, not the host's.
+        assert_eq!(
+            prepared.config().identity.as_ref().map(|id| id.uid),
+            Some([4242; 3])
+        );
+        let launch = prepared.launch();
+        assert_eq!(launch.executable, rootfs.join("bin/prog"));
+        assert_eq!(launch.arg0, "prog");
+        assert_eq!(launch.cwd.as_deref(), Some(rootfs.as_path()));
+        assert_eq!(launch.env.get("PWD"), Some(OsStr::new("/")));
+
+        let prepared = spec()
+            .workdir(Some("/srv/app".into()))
+            .prepare(&host)
+            .unwrap();
+        assert_eq!(prepared.launch().cwd, Some(rootfs.join("srv/app")));
+        assert_eq!(
+            prepared.launch().env.get("PWD"),
+            Some(OsStr::new("/srv/app"))
+        );
+        // A volume is a working directory too.
+        let prepared = spec().workdir(Some("/data".into())).prepare(&host).unwrap();
+        assert_eq!(prepared.launch().cwd, Some(rootfs.join("etc")));
+
+        for (dir, message) in [
+            ("/nope", "/nope: no such directory"),
+            ("/bin/prog", "/bin/prog: not a directory"),
+            (
+                "srv",
+                "srv: with --root, the working directory is a path inside the capsule and must be absolute",
+            ),
+        ] {
+            let err = spec().workdir(Some(dir.into())).prepare(&host).unwrap_err();
+            assert!(matches!(err, RunError::WorkDir(_)), "{err}");
+            assert_eq!(err.to_string(), message);
+        }
+        let err = RunSpec::new("sh", vec![])
+            .root(Some(rootfs.clone()))
+            .prepare(&host)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "sh: command not found");
+        let err = spec().user(Some("root".into())).prepare(&host).unwrap_err();
+        assert!(matches!(err, RunError::User { .. }), "{err}");
+        let err = spec()
+            .root(Some("missing".into()))
+            .prepare(&host)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "missing: no such directory");
+        let err = spec().volumes(["/a"]).prepare(&host).unwrap_err();
+        assert!(matches!(err, RunError::Volume(_)), "{err}");
+        assert!(!home.exists());
+        std::fs::remove_dir_all(&scratch).unwrap();
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - `config`: the `CAPSULE_CONFIG` file its processes read (rewritten at every run);
 //! - `pid`: the pid of the program the last `capsule run` started;
 //! - `exit`: how that program ended, one line: `exit=N` or `signal=N`;
-//! - `lock`: held (`flock`) by the `capsule` command supervising the capsule.
+//! - `lock`: held (`flock`) by the `capsule` command supervising the capsule;
+//! - `upper/`: the capsule's private copy-on-write upper layer (mode 0755), which the
+//!   shim writes the capsule's changes to; it carries over to later runs of the name.
 //!
 //! Invariants: [`Home::resolve`] and [`Home::check_not_running`] only read; nothing is
 //! created before [`Home::open_capsule`], which the loader calls once every input has
@@ -16,7 +18,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,10 @@ pub const CONFIG_FILE: &str = "config";
 pub const PID_FILE: &str = "pid";
 pub const EXIT_FILE: &str = "exit";
 pub const LOCK_FILE: &str = "lock";
+pub const UPPER_DIR: &str = "upper";
+
+/// The mode of a new upper layer: the capsule's `/` is `rwxr-xr-x`, as a real one.
+const UPPER_MODE: u32 = 0o755;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -150,6 +156,11 @@ impl Home {
         self.root.join("capsules").join(name)
     }
 
+    /// The capsule's upper layer (it may not exist yet).
+    pub fn upper_dir(&self, name: &str) -> PathBuf {
+        self.capsule_dir(name).join(UPPER_DIR)
+    }
+
     /// A generated name whose directory does not exist yet.
     pub fn unused_name(&self) -> String {
         let mut name = generate_name();
@@ -173,7 +184,8 @@ impl Home {
         }
     }
 
-    /// Creates (or reuses) the capsule's directory and takes its lock.
+    /// Creates (or reuses) the capsule's directory and takes its lock; creates its
+    /// `upper/` layer if it is not there yet.
     pub fn open_capsule(&self, name: &str) -> Result<CapsuleDir, StateError> {
         let capsules = self.root.join("capsules");
         fs::create_dir_all(&capsules).map_err(io_error(&capsules))?;
@@ -215,12 +227,49 @@ impl Home {
                 pid,
             });
         }
+        create_upper(&path.join(UPPER_DIR))?;
         Ok(CapsuleDir {
             name: name.to_string(),
             path,
             created,
             _lock: lock,
         })
+    }
+}
+
+/// Creates the upper layer with mode 0755 whatever the umask; an existing directory is
+/// kept as the capsule left it.
+fn create_upper(upper: &Path) -> Result<(), StateError> {
+    match fs::DirBuilder::new().mode(UPPER_MODE).create(upper) {
+        Ok(()) => fs::set_permissions(upper, fs::Permissions::from_mode(UPPER_MODE))
+            .map_err(io_error(upper)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(upper) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(io_error(upper)(io::Error::from_raw_os_error(libc::ENOTDIR))),
+            Err(e) => Err(io_error(upper)(e)),
+        },
+        Err(e) => Err(io_error(upper)(e)),
+    }
+}
+
+/// Gives the owner full access to every directory below `dir` (not following symbolic
+/// links), so that a tree whose program made read-only directories can be removed.
+/// Best effort: what cannot be changed is left for the removal to report.
+fn make_removable(dir: &Path) {
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            make_removable(&entry.path());
+        }
     }
 }
 
@@ -289,9 +338,21 @@ impl CapsuleDir {
         self.write_atomically(EXIT_FILE, &format!("{line}\n"))
     }
 
-    /// Deletes the directory and everything in it.
+    /// The capsule's private upper layer.
+    pub fn upper_path(&self) -> PathBuf {
+        self.path.join(UPPER_DIR)
+    }
+
+    /// Deletes the directory and everything in it, the upper layer included (also
+    /// directories the program made read-only).
     pub fn remove(self) -> Result<(), StateError> {
-        fs::remove_dir_all(&self.path).map_err(io_error(&self.path))
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                make_removable(&self.path);
+                fs::remove_dir_all(&self.path).map_err(io_error(&self.path))
+            }
+            result => result.map_err(io_error(&self.path)),
+        }
     }
 
     /// Writes `file` so that a reader never sees it half-written.
@@ -404,6 +465,12 @@ mod tests {
         assert!(!root.exists(), "checking created something");
         let dir = home.open_capsule("db").unwrap();
         assert!(dir.created());
+        let upper = root.join("capsules/db/upper");
+        assert_eq!(dir.upper_path(), upper);
+        assert_eq!(home.upper_dir("db"), upper);
+        let mode = fs::metadata(&upper).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        fs::write(upper.join("kept"), "x").unwrap();
         dir.write_config("CAPSULE_NAME=db\n").unwrap();
         dir.write_pid(1).unwrap();
         dir.write_exit("exit=0").unwrap();
@@ -421,8 +488,30 @@ mod tests {
         drop(dir);
         let again = home.open_capsule("db").unwrap();
         assert!(!again.created());
+        assert!(upper.join("kept").exists(), "the upper layer is reused");
+        // Removal copes with directories the program made read-only.
+        fs::create_dir_all(upper.join("ro/sub")).unwrap();
+        fs::write(upper.join("ro/sub/f"), "x").unwrap();
+        fs::set_permissions(upper.join("ro/sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::set_permissions(upper.join("ro"), fs::Permissions::from_mode(0o500)).unwrap();
         again.remove().unwrap();
         assert!(!root.join("capsules/db").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_upper_layer_is_added_to_an_old_capsule_dir() {
+        let root = scratch("old");
+        let home = Home::at(&root);
+        fs::create_dir_all(root.join("capsules/db")).unwrap();
+        let dir = home.open_capsule("db").unwrap();
+        assert!(!dir.created());
+        assert!(dir.upper_path().is_dir());
+        drop(dir);
+        fs::remove_dir(root.join("capsules/db/upper")).unwrap();
+        fs::write(root.join("capsules/db/upper"), "").unwrap();
+        let err = home.open_capsule("db").unwrap_err();
+        assert!(err.to_string().ends_with("upper: not a directory"), "{err}");
         fs::remove_dir_all(&root).unwrap();
     }
 

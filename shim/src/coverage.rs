@@ -25,8 +25,9 @@ impl Hook {
 }
 
 /// Every replica's table, with the replica's name.
-pub fn all() -> [(&'static str, &'static [Hook]); 5] {
+pub fn all() -> [(&'static str, &'static [Hook]); 6] {
     [
+        ("fs", crate::fs::HOOKS),
         ("identity", crate::identity::HOOKS),
         ("uts", crate::uts::HOOKS),
         ("time", crate::time::HOOKS),

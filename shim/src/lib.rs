@@ -14,6 +14,7 @@ mod hook;
 
 mod coverage;
 mod exec;
+mod fs;
 mod identity;
 mod log;
 mod runtime;

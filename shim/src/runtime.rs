@@ -25,12 +25,14 @@ pub struct Runtime {
     pub config: Config,
     /// Absolute path of libcapsule.so, NUL-terminated.
     pub shim_path: CString,
-    /// The configuration entries that never change during the process
-    /// (`CAPSULE_NAME=…`, `CAPSULE_STATE_DIR=…`, logging), ready for a child's environment.
+    /// The configuration entries that never change during the process (name, state
+    /// directory, layers, logging), ready for a child's environment.
     pub static_env: Vec<CString>,
     /// State shared by every process of the capsule (a mapping in its state
     /// directory), or process-local state when the capsule has no state directory.
     pub shared: &'static Shared,
+    /// The file-system replica's layers; `None` when it is off.
+    pub fs: Option<crate::fs::Layers>,
 }
 
 const UNINIT: u8 = 0;
@@ -163,20 +165,29 @@ fn build() -> Runtime {
         None => shared::local(),
     };
 
-    let static_env = [
-        (keys::NAME, config.name.clone()),
-        (keys::STATE_DIR, config.state_dir.clone()),
-        (
-            keys::LOG,
-            (config.log != capsule_config::LogLevel::Off).then(|| config.log.as_str().to_string()),
-        ),
-        (keys::LOG_FILE, config.log_file.clone()),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.and_then(|v| CString::new(format!("{k}={v}")).ok()))
-    .collect();
+    // Everything but the settings a process can change (rendered at each exec by
+    // exec::env from their current values).
+    const DYNAMIC: &[&str] = &[
+        keys::HOSTNAME,
+        keys::DOMAINNAME,
+        keys::UID,
+        keys::GID,
+        keys::GROUPS,
+        keys::TIME_OFFSET,
+    ];
+    let static_env = config
+        .to_vars()
+        .into_iter()
+        .filter(|(k, _)| !DYNAMIC.contains(k))
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
 
+    let fs = config
+        .fs
+        .is_active()
+        .then(|| crate::fs::Layers::from_config(&config.fs));
     let runtime = Runtime {
+        fs,
         shim_path: own_path(),
         static_env,
         shared,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use capsule_config::MAX_HOSTNAME_LEN;
 
 /// Identifies the layout; a file of another layout is refused rather than misread.
-const MAGIC: u64 = 0x6361_7073_756c_6501; // "capsule" + layout 1
+const MAGIC: u64 = 0x6361_7073_756c_6502; // "capsule" + layout 2
 const FILE_NAME: &str = "shared";
 
 /// A name (host or domain) that a process of the capsule may change, read without
@@ -89,6 +89,8 @@ pub struct Shared {
     pub domainname: SharedName,
     /// Added to the configured clock offset by `clock_settime` inside the capsule.
     pub clock_adjust_ns: AtomicI64,
+    /// Bumped whenever the upper layer's directory structure changes.
+    pub fs_generation: AtomicU64,
 }
 
 impl Shared {
@@ -98,6 +100,7 @@ impl Shared {
             hostname: SharedName::new(),
             domainname: SharedName::new(),
             clock_adjust_ns: AtomicI64::new(0),
+            fs_generation: AtomicU64::new(0),
         }
     }
 }

@@ -19,6 +19,10 @@ capsule's configuration, and follows the program into every child it starts. No 
 kernel namespaces, no setuid helper and no daemon are involved: any user can run it, on \
 hosts where containers are not available.
 
+A capsule can also have its own file system: --root DIR makes a host directory its \
+read-only /, under a private copy-on-write layer, and -v binds host files and \
+directories into it.
+
 Each capsule keeps its state in $CAPSULE_HOME/capsules/NAME/ ($CAPSULE_HOME defaults to \
 $XDG_DATA_HOME/capsule, else ~/.local/share/capsule).";
 
@@ -26,6 +30,7 @@ const AFTER_HELP: &str = "\
 Running a program:
   capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
               [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
+              [--root DIR] [-v HOST:PATH[:ro]]... [--read-only]
               [-w DIR] [--rm] [--] PROG [ARGS]...
   'capsule run --help' explains each flag.
 
@@ -33,6 +38,7 @@ Examples:
   capsule run --hostname web1 -- uname -n
   capsule run --user postgres --time-offset -3d -- date
   capsule run --name db --user 1000:1000 -e PGDATA=/data -- postgres
+  capsule run --root ./rootfs -v /srv/data:/data -w /data -- /bin/sh
 
 Environment:
   CAPSULE_HOME   where capsule state lives
@@ -103,6 +109,29 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn file_system_flags() {
+        let cli = Cli::try_parse_from([
+            "capsule",
+            "run",
+            "--root",
+            "rootfs",
+            "-v",
+            "/a:/b",
+            "--volume=/c:/d:ro",
+            "--read-only",
+            "--",
+            "/bin/prog",
+            "-v",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.root.as_deref(), Some(std::path::Path::new("rootfs")));
+        assert_eq!(args.volume, ["/a:/b", "/c:/d:ro"]);
+        assert!(args.read_only);
+        assert_eq!(args.command, ["/bin/prog", "-v"]);
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! `capsule run`: flags → validated settings → [`capsule_loader::run::RunSpec`].
 //!
-//! Every flag is checked here, before the library is asked to do anything, and an
-//! error names the flag and the value at fault.
+//! Flags whose values stand alone are checked here, before the library is asked to do
+//! anything; those that depend on the capsule (the user, -w, --root, -v: the state
+//! directory's upper layer and the root decide what they mean) are checked by
+//! [`RunSpec::prepare`], which creates nothing either. Either way an error names the
+//! flag and the value at fault.
 
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _};
-use capsule_config::{parse_duration, parse_rfc3339, UserDb};
+use capsule_config::{parse_duration, parse_rfc3339};
 use capsule_loader::envfile::{self, EnvEntry};
 use capsule_loader::launch::Termination;
-use capsule_loader::run::{self, Host, RunSpec, TimeSetting};
+use capsule_loader::run::{self, Host, RunError, RunSpec, TimeSetting};
 use capsule_loader::state;
 use clap::Args;
 
@@ -24,12 +27,23 @@ LD_PRELOAD=libcapsule.so prepended and CAPSULE_CONFIG naming the capsule's confi
 ($CAPSULE_HOME/capsules/NAME/config). Signals sent to capsule (SIGINT, SIGTERM, SIGHUP, \
 SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM) are relayed to the program.
 
+File system: every capsule has a private copy-on-write upper layer, \
+$CAPSULE_HOME/capsules/NAME/upper, kept between runs of the same name and removed by --rm. \
+With --root DIR the capsule's / is DIR, read-only, under that upper layer: what the \
+program changes goes to the upper layer and DIR is never written. PROG, the PATH search \
+and -w are then paths inside the capsule (the upper layer first, then DIR; symbolic \
+links resolved inside the capsule), the program starts in / unless -w says otherwise, and \
+--user names are looked up in the capsule's /etc/passwd and /etc/group. -v binds host \
+files and directories into the capsule, with or without --root; --read-only makes \
+everything but the volumes read-only.
+
 Every flag is checked before anything is created or started. Exit status: the program's; \
 125 when capsule refuses its input or fails; 126 when PROG cannot be executed; 127 when \
 PROG is not found.";
 
 pub const USAGE: &str = "capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
                    [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
+                   [--root DIR] [-v HOST:PATH[:ro]]... [--read-only]
                    [-w DIR] [--rm] [--] PROG [ARGS]...";
 
 pub const AFTER_HELP: &str = "\
@@ -40,7 +54,10 @@ Examples:
   capsule run --user postgres -- id
   capsule run --user 1000:1000 -e HOME=/tmp -- id
   capsule run --name db --env-file ./db.env -w /srv/db -- ./start.sh
-  capsule run --rm -- sh -c 'hostname; whoami; date'";
+  capsule run --rm -- sh -c 'hostname; whoami; date'
+  capsule run --root ./rootfs -- /bin/sh -c 'echo hi > /tmp/x'   # ./rootfs/tmp/x stays absent
+  capsule run --root ./rootfs -w /srv/app -v $PWD/data:/srv/app/data -- ./serve
+  capsule run --root ./rootfs --read-only -v /etc/ssl/certs:/etc/ssl/certs:ro -- app";
 
 /// Flags of `capsule run`.
 #[derive(Debug, Args)]
@@ -90,16 +107,40 @@ pub struct RunArgs {
     pub env_file: Vec<PathBuf>,
 
     /// Directory the program starts in (must exist); a PROG given as a relative path is
-    /// found from there. Example: -w /srv/app
+    /// found from there. With --root, DIR is an absolute path inside the capsule (the
+    /// program starts in the capsule's / without -w). Example: -w /srv/app
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+
+    /// Use the host directory DIR as the capsule's / (an unpacked image or a debootstrap
+    /// tree; it must exist). DIR is the read-only lower layer: files the program creates,
+    /// changes or deletes go to the capsule's private upper layer
+    /// ($CAPSULE_HOME/capsules/NAME/upper) and DIR itself is never written. PROG, PATH
+    /// and -w are looked for inside the capsule (upper layer first, then DIR), and the
+    /// program starts in / unless -w is given. Examples: --root ./rootfs,
+    /// --root /srv/images/debian-12
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Bind the host file or directory HOST at PATH inside the capsule, as docker run -v:
+    /// both absolute, HOST must exist; the program reads and writes HOST itself there
+    /// (not the upper layer), or only reads it with :ro. Repeatable, each PATH once.
+    /// Examples: -v /srv/data:/var/lib/app, -v /etc/ssl/certs:/etc/ssl/certs:ro
+    #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
+    pub volume: Vec<String>,
+
+    /// Make the capsule's file system read-only: writes fail everywhere but in the
+    /// volumes not marked :ro, as with docker run --read-only.
+    /// Example: --read-only -v /tmp/app-cache:/var/cache/app
+    #[arg(long = "read-only")]
+    pub read_only: bool,
 
     /// Remove the capsule's state directory when the program ends.
     #[arg(long)]
     pub rm: bool,
 
     /// The program and its arguments. A PROG without '/' is searched in the PATH of
-    /// the program's environment (-e PATH=… if given).
+    /// the program's environment (-e PATH=… if given), inside the capsule with --root.
     #[arg(
         value_name = "PROG",
         required = true,
@@ -114,6 +155,18 @@ fn flag_error(flag: &str, value: impl Display, reason: impl Display) -> anyhow::
     anyhow!("{flag} {value}: {reason}")
 }
 
+/// Names the flag behind a refusal of the library (`-w DIR: no such directory`);
+/// other errors keep their type, which decides the exit status.
+fn name_the_flag(err: RunError) -> anyhow::Error {
+    match err {
+        RunError::WorkDir(e) => anyhow!("-w {e}"),
+        RunError::Root(e) => anyhow!("--root {e}"),
+        RunError::Volume(e) => anyhow!("-v {e}"),
+        RunError::User { spec, reason } => flag_error("--user", format!("{spec:?}"), reason),
+        other => other.into(),
+    }
+}
+
 /// Runs `capsule run`: checks every flag, then hands over to the library.
 pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
     if let Some(name) = &args.name {
@@ -122,14 +175,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
     if let Some(host) = &args.hostname {
         run::check_hostname(host).map_err(|e| flag_error("--hostname", format!("{host:?}"), e))?;
     }
-    let identity = match &args.user {
-        Some(spec) => Some(
-            UserDb::load("")
-                .resolve(spec)
-                .map_err(|e| flag_error("--user", format!("{spec:?}"), e))?,
-        ),
-        None => None,
-    };
     let time = match (&args.time_offset, &args.time_at) {
         (Some(offset), _) => Some(TimeSetting::Offset(parse_duration(offset).map_err(
             |e| {
@@ -162,13 +207,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
     }
 
     let host = Host::current();
-    let workdir = match &args.workdir {
-        Some(dir) => {
-            Some(run::check_workdir(dir, host.cwd.as_deref()).map_err(|e| anyhow!("-w {e}"))?)
-        }
-        None => None,
-    };
-
     let mut command = args.command.into_iter();
     let program = command
         .next()
@@ -176,12 +214,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
     let prepared = RunSpec::new(program, command.collect())
         .name(args.name)
         .hostname(args.hostname)
-        .identity(identity)
+        .user(args.user)
         .time(time)
         .env(env)
-        .workdir(workdir)
+        .workdir(args.workdir)
+        .root(args.root)
+        .volumes(args.volume)
+        .read_only(args.read_only)
         .remove_on_exit(args.rm)
-        .prepare(&host)?;
+        .prepare(&host)
+        .map_err(name_the_flag)?;
     log::debug!(
         "capsule {} in {}",
         prepared.name(),

@@ -4,16 +4,26 @@
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, FILE};
 
 use super::env::{current_environ, repair_environ, with_child_env};
-use crate::hook::outside;
+use super::program::{self, ArgvBuf};
+use crate::hook::{outside, set_errno, Real};
 
 type Argv = *const *const c_char;
 
 hook! {
     fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| outside(|| real(path, argv, env)))
+    |real| in_capsule(path, argv, false, -1, |file, argv| with_child_env(envp, |env| outside(|| real(file, argv, env))))
 
+    /// With a capsule file system, the `PATH` search happens in the capsule and the
+    /// host file found is executed directly.
     fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| outside(|| real(file, argv, env)))
+    |real| {
+        if crate::fs::layers().is_some() {
+            return in_capsule(file, argv, true, -1, |host, argv| {
+                with_child_env(envp, |env| outside(|| real_execve(host, argv, env)))
+            });
+        }
+        with_child_env(envp, |env| outside(|| real(file, argv, env)))
+    }
 
     fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int, missing: -1;
     |real| with_child_env(envp, |env| outside(|| real(fd, argv, env)))
@@ -22,10 +32,10 @@ hook! {
     |real| with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| with_child_env(envp, |env| real(pid, path, actions, attr, argv, env))
+    |real| in_capsule(path, argv, false, libc::ENOENT, |file, argv| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env)))
 
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env))
+    |real| in_capsule(file, argv, true, libc::ENOENT, |host, argv| with_child_env(envp, |env| real(pid, host, actions, attr, argv, env)))
 
     fn system(command: *const c_char) -> c_int, missing: -1;
     |real| {
@@ -39,6 +49,54 @@ hook! {
     |real| {
         repair_environ();
         real(command, mode)
+    }
+}
+
+static REAL_EXECVE: Real = Real::new(c"execve");
+
+/// The real execve (for execvpe, which finds the file itself in a capsule).
+unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    match REAL_EXECVE.get() {
+        // SAFETY: libc's execve has this signature.
+        Some(f) => std::mem::transmute::<
+            *mut libc::c_void,
+            unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int,
+        >(f)(path, argv, envp),
+        None => failed(-1, libc::ENOSYS),
+    }
+}
+
+/// Runs `exec` on the host file and argument vector of `file` in the capsule (as
+/// given when the capsule has no file system of its own). `fail` is returned, with
+/// errno set, when the program cannot be found: -1 for the exec family; for
+/// posix_spawn, which returns the error, pass its value through `fail`'s sign.
+unsafe fn in_capsule(
+    file: *const c_char,
+    argv: Argv,
+    search: bool,
+    fail: c_int,
+    exec: impl FnOnce(*const c_char, Argv) -> c_int,
+) -> c_int {
+    match program::prepare(file, search) {
+        Ok(None) => exec(file, argv),
+        Ok(Some(program)) => {
+            let mut buf: ArgvBuf = [std::ptr::null(); program::MAX_ARGS + 4];
+            match program.argv(argv, &mut buf) {
+                Ok(argv) => exec(program.host.as_ptr(), argv),
+                Err(e) => failed(fail, e),
+            }
+        }
+        Err(e) => failed(fail, e),
+    }
+}
+
+/// The exec family fails with -1 and errno; posix_spawn returns the error number.
+fn failed(fail: c_int, e: c_int) -> c_int {
+    if fail == -1 {
+        set_errno(e);
+        -1
+    } else {
+        e
     }
 }
 

@@ -1,0 +1,315 @@
+//! Copy-on-write: bringing lower-layer names into the upper layer before they
+//! change, and marking deletions.
+//!
+//! A copy-up is atomic: the copy is written under a temporary name in the target
+//! directory of the upper layer and renamed over the final name once complete, so a
+//! crash leaves either no upper file or a complete one, never a half-copied file.
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::layers::{Found, Layers, Node, OPAQUE_MARKER};
+use super::path::{components, PathBuf};
+use super::sys;
+use crate::hook::errno;
+
+/// A temporary name in `dir` for a copy in progress.
+fn temp_name(dir: &[u8]) -> Result<PathBuf, c_int> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let mut p = PathBuf::from_bytes(dir)?;
+    p.push_component(b".capsule-copyup-")?;
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    for value in [pid, n] {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut v = value;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        p.push_bytes(&digits[i..])?;
+        p.push_bytes(b".")?;
+    }
+    Ok(p)
+}
+
+/// Makes sure capsule directory `dir` exists in the upper layer, creating each
+/// missing directory on the way with the mode of the lower directory it shadows.
+pub fn ensure_upper_dir(layers: &Layers, dir: &[u8]) -> Result<(), c_int> {
+    let Some(_) = &layers.upper else {
+        return Err(libc::EROFS);
+    };
+    let mut capsule = PathBuf::root();
+    for name in components(dir) {
+        capsule.push_component(name)?;
+        let up = layers.upper_host(capsule.as_bytes())?;
+        // SAFETY: zeroed stat is valid.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if sys::lstat(&up, &mut st) {
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(libc::ENOTDIR);
+            }
+            continue;
+        }
+        let low = layers.lower_host(capsule.as_bytes())?;
+        let mode = if sys::lstat(&low, &mut st) {
+            st.st_mode & 0o7777
+        } else {
+            0o755
+        };
+        // The owner keeps write and search permission in the upper layer, so that
+        // copy-ups below a read-only lower directory still work.
+        let mode = mode | 0o300;
+        match sys::mkdir(&up, mode) {
+            Ok(()) => {
+                // mkdir applied the umask: give the directory its lower mode.
+                // SAFETY: NUL-terminated path.
+                unsafe { libc::chmod(up.as_ptr(), mode) };
+            }
+            Err(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        super::changed();
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes from `from` to `to` (file descriptors).
+fn copy_data(from: c_int, to: c_int, len: i64) -> Result<(), c_int> {
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: both descriptors are open; null offsets use the file positions.
+        let n = unsafe {
+            libc::copy_file_range(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                left as usize,
+                0,
+            )
+        };
+        if n > 0 {
+            left -= n as i64;
+            continue;
+        }
+        if n == 0 {
+            break;
+        }
+        let e = errno();
+        if !matches!(
+            e,
+            libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP
+        ) {
+            return Err(e);
+        }
+        // Fall back to read and write.
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: buffer valid for its length.
+            let r = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+            if r < 0 {
+                return Err(errno());
+            }
+            if r == 0 {
+                return Ok(());
+            }
+            let mut done = 0usize;
+            while done < r as usize {
+                // SAFETY: the slice is within the buffer.
+                let w = unsafe { libc::write(to, buf[done..].as_ptr().cast(), r as usize - done) };
+                if w <= 0 {
+                    return Err(errno());
+                }
+                done += w as usize;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies the extended attributes of `from` onto `to` (best effort: a file system
+/// without xattrs is not an error).
+fn copy_xattrs(from: c_int, to: c_int) {
+    let mut names = [0u8; 4096];
+    // SAFETY: buffer valid for its length.
+    let n = unsafe { libc::flistxattr(from, names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return;
+    }
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let mut cname = [0u8; 256];
+        if name.len() >= cname.len() {
+            continue;
+        }
+        cname[..name.len()].copy_from_slice(name);
+        let mut value = [0u8; 4096];
+        // SAFETY: NUL-terminated name, buffer valid for its length.
+        unsafe {
+            let len = libc::fgetxattr(
+                from,
+                cname.as_ptr().cast(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            );
+            if len >= 0 {
+                libc::fsetxattr(
+                    to,
+                    cname.as_ptr().cast(),
+                    value.as_ptr().cast(),
+                    len as usize,
+                    0,
+                );
+            }
+        }
+    }
+}
+
+/// Copies a lower regular file into place atomically.
+fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
+    let temp = temp_name(upper.parent_bytes())?;
+    // SAFETY: NUL-terminated paths; every descriptor opened here is closed here.
+    unsafe {
+        let src = libc::open(lower.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if src < 0 {
+            return Err(errno());
+        }
+        let dst = libc::open(
+            temp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        );
+        if dst < 0 {
+            let e = errno();
+            libc::close(src);
+            return Err(e);
+        }
+        let mut result = copy_data(src, dst, st.st_size);
+        if result.is_ok() {
+            copy_xattrs(src, dst);
+            libc::fchmod(dst, st.st_mode & 0o7777);
+            let times = [
+                libc::timespec {
+                    tv_sec: st.st_atime,
+                    tv_nsec: st.st_atime_nsec,
+                },
+                libc::timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec,
+                },
+            ];
+            libc::futimens(dst, times.as_ptr());
+            if libc::close(dst) != 0 {
+                result = Err(errno());
+            }
+        } else {
+            libc::close(dst);
+        }
+        libc::close(src);
+        if let Err(e) = result.and_then(|_| sys::rename(&temp, upper)) {
+            let _ = sys::unlink(&temp);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Copies a lower-layer name into the upper layer (content, mode, times, xattrs;
+/// links as links, directories as empty directories) and updates `node` to the
+/// upper copy. A name already in the upper layer is left alone.
+pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
+    if node.found != Found::Lower {
+        return Ok(());
+    }
+    if !layers.writable() {
+        return Err(libc::EROFS);
+    }
+    ensure_upper_dir(layers, node.capsule.parent_bytes())?;
+    let upper = layers.upper_host(node.capsule.as_bytes())?;
+    match node.stat.st_mode & libc::S_IFMT {
+        libc::S_IFREG => copy_file(&node.host, &upper, &node.stat)?,
+        libc::S_IFLNK => {
+            let mut target = PathBuf::new();
+            sys::readlink(&node.host, &mut target)?;
+            let temp = temp_name(upper.parent_bytes())?;
+            sys::symlink(&target, &temp)?;
+            if let Err(e) = sys::rename(&temp, &upper) {
+                let _ = sys::unlink(&temp);
+                return Err(e);
+            }
+        }
+        libc::S_IFDIR => ensure_upper_dir(layers, node.capsule.as_bytes())?,
+        libc::S_IFIFO => {
+            // SAFETY: NUL-terminated path.
+            if unsafe { libc::mkfifo(upper.as_ptr(), node.stat.st_mode & 0o7777) } != 0 {
+                return Err(errno());
+            }
+        }
+        // Device nodes and sockets cannot be recreated by an ordinary user.
+        _ => return Err(libc::EPERM),
+    }
+    node.found = Found::Upper;
+    node.host = upper;
+    sys::lstat(&node.host, &mut node.stat);
+    Ok(())
+}
+
+/// Hides the lower-layer name of `node` with a whiteout.
+pub fn whiteout(layers: &Layers, capsule: &PathBuf) -> Result<(), c_int> {
+    ensure_upper_dir(layers, capsule.parent_bytes())?;
+    match sys::create_empty(&layers.whiteout_host(capsule)?, 0o600) {
+        Ok(()) | Err(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    super::changed();
+    Ok(())
+}
+
+/// Removes the whiteout of a name about to be created; true if there was one (the
+/// lower name it hid stays hidden only through an opaque directory, if the new name
+/// is a directory).
+pub fn clear_whiteout(layers: &Layers, capsule: &PathBuf) -> Result<bool, c_int> {
+    if layers.upper.is_none() || capsule.is_root() {
+        return Ok(false);
+    }
+    match sys::unlink(&layers.whiteout_host(capsule)?) {
+        Ok(()) => {
+            super::changed();
+            Ok(true)
+        }
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks an upper directory opaque: the lower directory's entries stay hidden.
+pub fn make_opaque(layers: &Layers, capsule: &PathBuf) -> Result<(), c_int> {
+    let mut marker = layers.upper_host(capsule.as_bytes())?;
+    marker.push_component(OPAQUE_MARKER)?;
+    match sys::create_empty(&marker, 0o600) {
+        Ok(()) | Err(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    super::changed();
+    Ok(())
+}
+
+/// Whether a lower-layer name exists under `node` (hidden or not by the upper one).
+pub fn lower_exists(layers: &Layers, node: &Node) -> bool {
+    if !node.lower_visible || node.place != super::layers::Place::Overlay {
+        return false;
+    }
+    layers
+        .lower_host(node.capsule.as_bytes())
+        .map(|p| sys::exists(&p))
+        .unwrap_or(false)
+}

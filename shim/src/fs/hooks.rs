@@ -1,0 +1,834 @@
+//! FFI layer of the file-system replica: every libc entry point that takes a path
+//! (or a directory stream) in both glibc generations, the LFS `*64` names and the
+//! `_FORTIFY_SOURCE` variants. Each one turns its arguments into an `ops` call and
+//! calls the real function on the host path that comes back.
+
+use std::ffi::CStr;
+
+use libc::{
+    c_char, c_int, c_long, c_uint, c_void, dev_t, gid_t, mode_t, off_t, size_t, ssize_t, uid_t,
+    DIR, FILE,
+};
+
+use super::dirs;
+use super::layers::Layers;
+use super::ops::{self, Op, Skip};
+use super::path::PathBuf;
+use crate::hook::{set_errno, Real};
+
+/// Runs a file-system operation: `op` in the capsule, then `real` with what it
+/// prepared; `pass` (the real call with the caller's arguments) when the replica is
+/// off or the operation says so; `fail` with errno set on a capsule error.
+fn run<T, R>(
+    op: impl FnOnce(&'static Layers) -> Op<T>,
+    real: impl Fn(T) -> R + Copy,
+    pass: impl FnOnce() -> R,
+    fail: R,
+) -> R {
+    let Some(layers) = super::layers() else {
+        return pass();
+    };
+    match op(layers) {
+        Ok(prepared) => real(prepared),
+        Err(Skip::Pass) => pass(),
+        Err(Skip::Errno(e)) => {
+            set_errno(e);
+            fail
+        }
+    }
+}
+
+/// A path argument; null lets the real call report EFAULT.
+unsafe fn arg<'a>(path: *const c_char) -> Op<&'a CStr> {
+    if path.is_null() {
+        Err(Skip::Pass)
+    } else {
+        Ok(CStr::from_ptr(path))
+    }
+}
+
+unsafe fn open_with(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    real: impl Fn(*const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::open(l, dirfd, arg(path)?, flags),
+        |host| real(host.as_ptr()),
+        || real(path),
+        -1,
+    )
+}
+
+/// fopen's mode string as open flags (for the copy-up decision).
+fn fopen_flags(mode: *const c_char) -> c_int {
+    if mode.is_null() {
+        return libc::O_RDONLY;
+    }
+    // SAFETY: a non-null mode is a C string.
+    let m = unsafe { CStr::from_ptr(mode) }.to_bytes();
+    let plus = m.contains(&b'+');
+    match m.first() {
+        Some(b'w') => {
+            libc::O_CREAT | libc::O_TRUNC | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        Some(b'a') => {
+            libc::O_CREAT | libc::O_APPEND | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        _ if plus => libc::O_RDWR,
+        _ => libc::O_RDONLY,
+    }
+}
+
+unsafe fn stat_with<B>(
+    dirfd: c_int,
+    path: *const c_char,
+    follow: bool,
+    buf: *mut B,
+    real: impl Fn(*const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| {
+            let p = arg(path)?;
+            if p.to_bytes().is_empty() {
+                return Err(Skip::Pass);
+            }
+            let node = ops::existing(l, dirfd, p, follow)?;
+            Ok(node.host)
+        },
+        |host| {
+            // The kernel's answer for the host path, not following links: the walk
+            // already followed the ones it had to.
+            let _ = buf;
+            real(host.as_ptr())
+        },
+        || real(path),
+        -1,
+    )
+}
+
+/// A path operation on an existing name that only reads it.
+unsafe fn read_with<R>(
+    dirfd: c_int,
+    path: *const c_char,
+    follow: bool,
+    fail: R,
+    real: impl Fn(*const c_char) -> R + Copy,
+) -> R {
+    run(
+        |l| ops::read_path(l, dirfd, arg(path)?, follow),
+        |host| real(host.as_ptr()),
+        || real(path),
+        fail,
+    )
+}
+
+/// A path operation on an existing name that changes it (copied up first).
+unsafe fn change_with<R>(
+    dirfd: c_int,
+    path: *const c_char,
+    follow: bool,
+    fail: R,
+    real: impl Fn(*const c_char) -> R + Copy,
+) -> R {
+    run(
+        |l| ops::change_path(l, dirfd, arg(path)?, follow),
+        |host| real(host.as_ptr()),
+        || real(path),
+        fail,
+    )
+}
+
+/// A path operation that creates a name (mknod, mkfifo, symlink).
+unsafe fn create_with(
+    dirfd: c_int,
+    path: *const c_char,
+    real: impl Fn(*const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::create_path(l, dirfd, arg(path)?),
+        |(host, _, _)| real(host.as_ptr()),
+        || real(path),
+        -1,
+    )
+}
+
+unsafe fn mkdir_with(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: mode_t,
+    real: impl Fn(*const c_char, mode_t) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| Ok((ops::create_path(l, dirfd, arg(path)?)?, l)),
+        |((host, node, had_whiteout), l)| {
+            let rc = real(host.as_ptr(), mode);
+            if rc == 0 {
+                if let Err(Skip::Errno(e)) = ops::after_mkdir(l, &node, had_whiteout) {
+                    set_errno(e);
+                    return -1;
+                }
+            }
+            rc
+        },
+        || real(path, mode),
+        -1,
+    )
+}
+
+unsafe fn remove_with(
+    dirfd: c_int,
+    path: *const c_char,
+    directory: bool,
+    real: impl Fn() -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::remove(l, dirfd, arg(path)?, directory),
+        |()| 0,
+        real,
+        -1,
+    )
+}
+
+unsafe fn rename_with(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_uint,
+    real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
+) -> c_int {
+    if flags & !libc::RENAME_NOREPLACE != 0 && super::layers().is_some() {
+        // RENAME_EXCHANGE and RENAME_WHITEOUT cannot be honoured across layers;
+        // glibc and coreutils fall back on ENOSYS.
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    run(
+        |l| {
+            ops::rename(
+                l,
+                (olddir, arg(old)?),
+                (newdir, arg(new)?),
+                flags & libc::RENAME_NOREPLACE != 0,
+            )
+        },
+        |hosts| match hosts {
+            Some((from, to)) => real(from.as_ptr(), to.as_ptr()),
+            None => 0,
+        },
+        || real(old, new),
+        -1,
+    )
+}
+
+unsafe fn link_with(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    follow: bool,
+    real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::link(l, (olddir, arg(old)?), (newdir, arg(new)?), follow),
+        |(from, to)| real(from.as_ptr(), to.as_ptr()),
+        || real(old, new),
+        -1,
+    )
+}
+
+unsafe fn readlink_with(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+    real: impl Fn(*const c_char, *mut c_char, size_t) -> ssize_t + Copy,
+) -> ssize_t {
+    run(
+        |l| Ok((ops::existing(l, dirfd, arg(path)?, false)?, l)),
+        |(node, l)| {
+            if !ops::is_proc_link(node.capsule.as_bytes()) {
+                return real(node.host.as_ptr(), buf, size);
+            }
+            // A /proc link holds a host path: read it whole, map it, then copy out.
+            let mut target = [0u8; super::path::PATH_MAX];
+            let n = real(node.host.as_ptr(), target.as_mut_ptr().cast(), target.len());
+            if n < 0 {
+                return n;
+            }
+            let Ok(mut mapped) = PathBuf::from_bytes(&target[..n as usize]) else {
+                return n;
+            };
+            ops::map_proc_target(l, &mut mapped);
+            let out = mapped.as_bytes();
+            let len = out.len().min(size);
+            std::ptr::copy_nonoverlapping(out.as_ptr(), buf.cast(), len);
+            len as ssize_t
+        },
+        || real(path, buf, size),
+        -1,
+    )
+}
+
+unsafe fn getcwd_with(
+    buf: *mut c_char,
+    size: size_t,
+    real: impl FnOnce() -> *mut c_char,
+) -> *mut c_char {
+    let Some(layers) = super::layers() else {
+        return real();
+    };
+    let cwd = ops::cwd(layers);
+    if buf.is_null() {
+        if size != 0 && cwd.len() + 1 > size {
+            set_errno(libc::ERANGE);
+            return std::ptr::null_mut();
+        }
+        return ops::malloc_copy(cwd.as_bytes());
+    }
+    if size == 0 {
+        set_errno(libc::EINVAL);
+        return std::ptr::null_mut();
+    }
+    match ops::copy_out(cwd.as_bytes(), buf, size) {
+        Ok(()) => buf,
+        Err(e) => {
+            set_errno(e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe fn realpath_with(
+    path: *const c_char,
+    resolved: *mut c_char,
+    real: impl FnOnce() -> *mut c_char,
+) -> *mut c_char {
+    run(
+        |l| {
+            let p = arg(path)?;
+            if p.to_bytes().is_empty() {
+                return Err(Skip::Errno(libc::ENOENT));
+            }
+            ops::existing(l, libc::AT_FDCWD, p, true)
+        },
+        |node| {
+            if resolved.is_null() {
+                return ops::malloc_copy(node.capsule.as_bytes());
+            }
+            match ops::copy_out(node.capsule.as_bytes(), resolved, super::path::PATH_MAX) {
+                Ok(()) => resolved,
+                Err(_) => {
+                    set_errno(libc::ENAMETOOLONG);
+                    std::ptr::null_mut()
+                }
+            }
+        },
+        real,
+        std::ptr::null_mut(),
+    )
+}
+
+/// opendir / fdopendir: a merged stream where both layers hold the directory.
+unsafe fn open_stream(
+    node: super::layers::Node,
+    layers: &Layers,
+    fd: Option<c_int>,
+    real: impl FnOnce(&PathBuf) -> *mut DIR,
+) -> *mut DIR {
+    if !node.is_dir() {
+        set_errno(libc::ENOTDIR);
+        return std::ptr::null_mut();
+    }
+    let entries = match dirs::merged(layers, &node) {
+        Ok(Some(entries)) => entries,
+        Ok(None) => return real(&node.host),
+        Err(e) => {
+            set_errno(e);
+            return std::ptr::null_mut();
+        }
+    };
+    let fd = match fd {
+        Some(fd) => fd,
+        None => match super::sys::open_dir(&node.host) {
+            Ok(fd) => fd,
+            Err(e) => {
+                set_errno(e);
+                return std::ptr::null_mut();
+            }
+        },
+    };
+    let dir = dirs::open_merged(fd, entries);
+    if dir.is_null() {
+        log::warn!("too many merged directory streams; listing one layer only");
+        return real(&node.host);
+    }
+    dir
+}
+
+/// glibc's `struct dirent` and `struct dirent64` share a layout on 64-bit Linux.
+type Dirent = libc::dirent64;
+
+static REAL_READDIR64: Real = Real::new(c"readdir64");
+
+/// The next entry of a stream, ours or glibc's.
+unsafe fn next_entry(dir: *mut DIR) -> *mut Dirent {
+    if let Some(stream) = dirs::ours(dir) {
+        return stream.next();
+    }
+    match REAL_READDIR64.get() {
+        // SAFETY: libc's readdir64 has this signature.
+        Some(f) => {
+            std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut DIR) -> *mut Dirent>(f)(
+                dir,
+            )
+        }
+        None => std::ptr::null_mut(),
+    }
+}
+
+unsafe fn readdir_r_with(
+    dir: *mut DIR,
+    entry: *mut Dirent,
+    result: *mut *mut Dirent,
+    real: impl Fn() -> c_int + Copy,
+) -> c_int {
+    let Some(stream) = dirs::ours(dir) else {
+        return real();
+    };
+    let next = stream.next();
+    if next.is_null() {
+        *result = std::ptr::null_mut();
+    } else {
+        *entry = *next;
+        *result = entry;
+    }
+    0
+}
+
+type Filter = Option<unsafe extern "C" fn(*const Dirent) -> c_int>;
+type Compare = Option<unsafe extern "C" fn(*mut *const Dirent, *mut *const Dirent) -> c_int>;
+
+/// scandir in the capsule: glibc's calls its internal opendir, which no hook sees.
+/// The program's callbacks run outside the shim guard, so their libc calls are
+/// virtualised too.
+unsafe fn scandir_with(
+    path: *const c_char,
+    list: *mut *mut *mut Dirent,
+    filter: Filter,
+    compare: Compare,
+    real: impl Fn() -> c_int + Copy,
+) -> c_int {
+    let Some(layers) = super::layers() else {
+        return real();
+    };
+    let node = match arg(path).and_then(|p| ops::existing(layers, libc::AT_FDCWD, p, true)) {
+        Ok(node) => node,
+        Err(Skip::Pass) => return real(),
+        Err(Skip::Errno(e)) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    let dir = open_stream(node, layers, None, |host| libc::opendir(host.as_ptr()));
+    if dir.is_null() {
+        return -1;
+    }
+    let mut out: Vec<*mut Dirent> = Vec::new();
+    loop {
+        let entry = next_entry(dir);
+        if entry.is_null() {
+            break;
+        }
+        if let Some(keep) = filter {
+            if crate::hook::outside(|| keep(entry)) == 0 {
+                continue;
+            }
+        }
+        let copy = libc::malloc(std::mem::size_of::<Dirent>()) as *mut Dirent;
+        if copy.is_null() {
+            break;
+        }
+        *copy = *entry;
+        out.push(copy);
+    }
+    if dirs::ours(dir).is_some() {
+        dirs::close(dir);
+    } else {
+        libc::closedir(dir);
+    }
+    if let Some(cmp) = compare {
+        out.sort_by(|a, b| {
+            let (mut a, mut b) = (*a as *const Dirent, *b as *const Dirent);
+            crate::hook::outside(|| cmp(&mut a, &mut b)).cmp(&0)
+        });
+    }
+    let array =
+        libc::malloc(out.len().max(1) * std::mem::size_of::<*mut Dirent>()) as *mut *mut Dirent;
+    if array.is_null() {
+        for p in out {
+            libc::free(p.cast());
+        }
+        set_errno(libc::ENOMEM);
+        return -1;
+    }
+    std::ptr::copy_nonoverlapping(out.as_ptr(), array, out.len());
+    *list = array;
+    out.len() as c_int
+}
+
+/// `struct stat`-era entry points of binaries built against glibc < 2.33 take the
+/// structure version first.
+type Ver = c_int;
+
+hook! {
+    fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags, mode))
+
+    fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags, mode))
+
+    fn __open_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags))
+
+    fn __open64_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags))
+
+    fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags, mode))
+
+    fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags, mode))
+
+    fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags))
+
+    fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags))
+
+    fn creat(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
+
+    fn creat64(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
+
+    fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode), || real(path, mode), std::ptr::null_mut())
+
+    fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode), || real(path, mode), std::ptr::null_mut())
+
+    fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode, stream), || real(path, mode, stream), std::ptr::null_mut())
+
+    fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode, stream), || real(path, mode, stream), std::ptr::null_mut())
+
+    fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(p, buf))
+
+    fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(p, buf))
+
+    fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(p, buf))
+
+    fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(p, buf))
+
+    fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn __xstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(ver, p, buf))
+
+    fn __xstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(ver, p, buf))
+
+    fn __lxstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(ver, p, buf))
+
+    fn __lxstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(ver, p, buf))
+
+    fn __fxstatat(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn __fxstatat64(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx) -> c_int, missing: -1;
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
+
+    fn access(path: *const c_char, mode: c_int) -> c_int, missing: -1;
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+
+    fn faccessat(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| access_with(dirfd, path, mode, flags, |p, direct| if direct { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn euidaccess(path: *const c_char, mode: c_int) -> c_int, missing: -1;
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+
+    fn eaccess(path: *const c_char, mode: c_int) -> c_int, missing: -1;
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+
+    fn mkdir(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| mkdir_with(libc::AT_FDCWD, path, mode, |p, m| real(p, m))
+
+    fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| mkdir_with(dirfd, path, mode, |p, m| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, m))
+
+    fn rmdir(path: *const c_char) -> c_int, missing: -1;
+    |real| remove_with(libc::AT_FDCWD, path, true, || real(path))
+
+    fn unlink(path: *const c_char) -> c_int, missing: -1;
+    |real| remove_with(libc::AT_FDCWD, path, false, || real(path))
+
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| remove_with(dirfd, path, flags & libc::AT_REMOVEDIR != 0, || real(dirfd, path, flags))
+
+    fn rename(old: *const c_char, new: *const c_char) -> c_int, missing: -1;
+    |real| rename_with(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0, |a, b| real(a, b))
+
+    fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int, missing: -1;
+    |real| rename_with(olddir, old, newdir, new, 0, |a, b| if a == old { real(olddir, a, newdir, b) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b) })
+
+    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1;
+    |real| rename_with(olddir, old, newdir, new, flags, |a, b| if a == old { real(olddir, a, newdir, b, flags) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b, flags) })
+
+    fn link(old: *const c_char, new: *const c_char) -> c_int, missing: -1;
+    |real| link_with(libc::AT_FDCWD, old, libc::AT_FDCWD, new, false, |a, b| real(a, b))
+
+    fn linkat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| link_with(olddir, old, newdir, new, flags & libc::AT_SYMLINK_FOLLOW != 0, |a, b| if a == old { real(olddir, a, newdir, b, flags) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b, 0) })
+
+    fn symlink(target: *const c_char, path: *const c_char) -> c_int, missing: -1;
+    |real| create_with(libc::AT_FDCWD, path, |p| real(target, p))
+
+    fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int, missing: -1;
+    |real| create_with(dirfd, path, |p| real(target, if p == path { dirfd } else { libc::AT_FDCWD }, p))
+
+    fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(libc::AT_FDCWD, path, buf, size, |p, b, s| real(p, b, s))
+
+    fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(dirfd, path, buf, size, |p, b, s| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, b, s))
+
+    fn __readlink_chk(path: *const c_char, buf: *mut c_char, size: size_t, buflen: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(libc::AT_FDCWD, path, buf, size, |p, b, s| real(p, b, s, buflen))
+
+    fn __readlinkat_chk(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t, buflen: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(dirfd, path, buf, size, |p, b, s| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, b, s, buflen))
+
+    fn chmod(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, mode))
+
+    fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int, missing: -1;
+    |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+
+    fn chown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, uid, gid))
+
+    fn lchown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, uid, gid))
+
+    fn fchownat(dirfd: c_int, path: *const c_char, uid: uid_t, gid: gid_t, flags: c_int) -> c_int, missing: -1;
+    |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+
+    fn truncate(path: *const c_char, len: off_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
+
+    fn truncate64(path: *const c_char, len: off_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
+
+    fn utimensat(dirfd: c_int, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() {
+            return real(dirfd, path, times, flags);
+        }
+        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    }
+
+    fn utimes(path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, times))
+
+    fn lutimes(path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, times))
+
+    fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, times))
+
+    fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
+    |real| create_with(libc::AT_FDCWD, path, |p| real(p, mode, dev))
+
+    fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
+    |real| create_with(dirfd, path, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode, dev))
+
+    fn mkfifo(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| create_with(libc::AT_FDCWD, path, |p| real(p, mode))
+
+    fn mkfifoat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| create_with(dirfd, path, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode))
+
+    fn chdir(path: *const c_char) -> c_int, missing: -1;
+    |real| run(
+        |l| {
+            let node = ops::existing(l, libc::AT_FDCWD, arg(path)?, true)?;
+            if !node.is_dir() {
+                return Err(Skip::Errno(libc::ENOTDIR));
+            }
+            Ok(node.host)
+        },
+        |host| real(host.as_ptr()),
+        || real(path),
+        -1,
+    )
+
+    fn getcwd(buf: *mut c_char, size: size_t) -> *mut c_char, missing: std::ptr::null_mut();
+    |real| getcwd_with(buf, size, || real(buf, size))
+
+    fn __getcwd_chk(buf: *mut c_char, size: size_t, buflen: size_t) -> *mut c_char, missing: std::ptr::null_mut();
+    |real| getcwd_with(buf, size, || real(buf, size, buflen))
+
+    fn get_current_dir_name() -> *mut c_char, missing: std::ptr::null_mut();
+    |real| getcwd_with(std::ptr::null_mut(), 0, || real())
+
+    fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char, missing: std::ptr::null_mut(), version: "GLIBC_2.3";
+    |real| realpath_with(path, resolved, || real(path, resolved))
+
+    fn __realpath_chk(path: *const c_char, resolved: *mut c_char, len: size_t) -> *mut c_char, missing: std::ptr::null_mut();
+    |real| realpath_with(path, resolved, || real(path, resolved, len))
+
+    fn canonicalize_file_name(path: *const c_char) -> *mut c_char, missing: std::ptr::null_mut();
+    |real| realpath_with(path, std::ptr::null_mut(), || real(path))
+
+    fn statfs(path: *const c_char, buf: *mut libc::statfs) -> c_int, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, buf))
+
+    fn statfs64(path: *const c_char, buf: *mut libc::statfs64) -> c_int, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, buf))
+
+    fn statvfs(path: *const c_char, buf: *mut libc::statvfs) -> c_int, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, buf))
+
+    fn statvfs64(path: *const c_char, buf: *mut libc::statvfs64) -> c_int, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, buf))
+
+    fn getxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name, value, size))
+
+    fn lgetxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name, value, size))
+
+    fn listxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, list, size))
+
+    fn llistxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, false, -1, |p| real(p, list, size))
+
+    fn setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name, value, size, flags))
+
+    fn lsetxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name, value, size, flags))
+
+    fn removexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name))
+
+    fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name))
+
+    fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();
+    |real| {
+        let Some(layers) = super::layers() else { return real(path) };
+        match arg(path).and_then(|p| ops::existing(layers, libc::AT_FDCWD, p, true)) {
+            Ok(node) => open_stream(node, layers, None, |host| real(host.as_ptr())),
+            Err(Skip::Pass) => real(path),
+            Err(Skip::Errno(e)) => { set_errno(e); std::ptr::null_mut() }
+        }
+    }
+
+    fn fdopendir(fd: c_int) -> *mut DIR, missing: std::ptr::null_mut();
+    |real| {
+        let Some(layers) = super::layers() else { return real(fd) };
+        let node = match ops::fd_path(layers, fd) {
+            Ok(Some(capsule)) => match layers.resolve(capsule.as_bytes(), true) {
+                Ok(node) if node.exists() => node,
+                _ => return real(fd),
+            },
+            _ => return real(fd),
+        };
+        open_stream(node, layers, Some(fd), |_| real(fd))
+    }
+
+    fn readdir(dir: *mut DIR) -> *mut Dirent, missing: std::ptr::null_mut();
+    |real| match dirs::ours(dir) { Some(stream) => stream.next(), None => real(dir) }
+
+    fn readdir64(dir: *mut DIR) -> *mut Dirent, missing: std::ptr::null_mut();
+    |real| match dirs::ours(dir) { Some(stream) => stream.next(), None => real(dir) }
+
+    fn readdir_r(dir: *mut DIR, entry: *mut Dirent, result: *mut *mut Dirent) -> c_int, missing: libc::ENOSYS;
+    |real| readdir_r_with(dir, entry, result, || real(dir, entry, result))
+
+    fn readdir64_r(dir: *mut DIR, entry: *mut Dirent, result: *mut *mut Dirent) -> c_int, missing: libc::ENOSYS;
+    |real| readdir_r_with(dir, entry, result, || real(dir, entry, result))
+
+    fn closedir(dir: *mut DIR) -> c_int, missing: -1;
+    |real| if dirs::ours(dir).is_some() { dirs::close(dir) } else { real(dir) }
+
+    fn dirfd(dir: *mut DIR) -> c_int, missing: -1;
+    |real| match dirs::ours(dir) { Some(stream) => stream.fd, None => real(dir) }
+
+    #[allow(clippy::unused_unit)]
+    fn rewinddir(dir: *mut DIR) -> (), missing: ();
+    |real| match dirs::ours(dir) { Some(stream) => stream.rewind(), None => real(dir) }
+
+    fn telldir(dir: *mut DIR) -> c_long, missing: -1;
+    |real| match dirs::ours(dir) { Some(stream) => stream.tell(), None => real(dir) }
+
+    #[allow(clippy::unused_unit)]
+    fn seekdir(dir: *mut DIR, pos: c_long) -> (), missing: ();
+    |real| match dirs::ours(dir) { Some(stream) => stream.seek(pos), None => real(dir, pos) }
+
+    fn scandir(path: *const c_char, list: *mut *mut *mut Dirent, filter: Filter, compare: Compare) -> c_int, missing: -1;
+    |real| scandir_with(path, list, filter, compare, || real(path, list, filter, compare))
+
+    fn scandir64(path: *const c_char, list: *mut *mut *mut Dirent, filter: Filter, compare: Compare) -> c_int, missing: -1;
+    |real| scandir_with(path, list, filter, compare, || real(path, list, filter, compare))
+}
+
+/// access / faccessat: `W_OK` where the capsule cannot write is `EROFS`, as on a
+/// read-only mount; otherwise the kernel checks the host file. `real` gets the
+/// host path (direct = false) or the caller's own (direct = true).
+unsafe fn access_with(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: c_int,
+    flags: c_int,
+    real: impl Fn(*const c_char, bool) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| {
+            let node = ops::existing(l, dirfd, arg(path)?, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+            if mode & libc::W_OK != 0 {
+                let writable = match node.place {
+                    super::layers::Place::Volume { read_only } => !read_only,
+                    super::layers::Place::Passthrough => true,
+                    super::layers::Place::Overlay => l.writable(),
+                };
+                if !writable {
+                    return Err(Skip::Errno(libc::EROFS));
+                }
+            }
+            Ok(node.host)
+        },
+        |host| real(host.as_ptr(), false),
+        || real(path, true),
+        -1,
+    )
+}

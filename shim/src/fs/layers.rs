@@ -1,0 +1,422 @@
+//! Where a capsule path lives: the layers of a capsule and the walk that resolves a
+//! capsule path, component by component, into a host path.
+//!
+//! The walk resolves `..` and symbolic links itself, inside the capsule: an absolute
+//! link target starts again at the capsule's `/`, `..` stops there, and links read
+//! from `/proc` (whose targets are host paths) are mapped back to capsule paths. So
+//! neither `..` nor a link nor `/proc/self/root` leads out of the root.
+
+use std::ffi::c_int;
+
+use capsule_config::FsConfig;
+
+use super::path::{components, is_within, PathBuf};
+use super::sys;
+
+/// The most symbolic links one resolution follows (as the kernel's `MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
+/// Host file systems every capsule sees through (devices, processes, kernel state:
+/// never copied up).
+const PASSTHROUGH: &[&[u8]] = &[b"/proc", b"/dev", b"/sys"];
+/// Marker of a deleted name in the upper layer (OCI image layers use the same).
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// Marker of a directory whose lower entries are hidden.
+pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+pub struct Volume {
+    pub path: Vec<u8>,
+    pub host: Vec<u8>,
+    pub read_only: bool,
+}
+
+pub struct Layers {
+    /// The lower layer's host directory; `None` is the host's `/`.
+    pub root: Option<Vec<u8>>,
+    pub upper: Option<Vec<u8>>,
+    /// Longest capsule path first, so the first match is the longest prefix.
+    pub volumes: Vec<Volume>,
+    pub read_only: bool,
+}
+
+/// Where a resolved name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In a bind volume: the host path is used directly.
+    Volume { read_only: bool },
+    /// `/proc`, `/dev`, `/sys` of a capsule with its own root: the host's.
+    Passthrough,
+    /// In the capsule's layers.
+    Overlay,
+}
+
+/// Which layer holds an overlay name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Missing,
+    Upper,
+    Lower,
+    /// A volume or passthrough name that exists.
+    Direct,
+}
+
+/// What a capsule path resolved to.
+pub struct Node {
+    /// The canonical capsule path (links resolved as asked, no `.`/`..`).
+    pub capsule: PathBuf,
+    pub place: Place,
+    pub found: Found,
+    /// The host path of what was found; for a missing volume or passthrough name,
+    /// where it would be; empty for a missing overlay name.
+    pub host: PathBuf,
+    /// `lstat` of what was found.
+    pub stat: libc::stat,
+    /// Lower-layer entries at this name are not hidden (no whiteout, no opaque
+    /// directory above).
+    pub lower_visible: bool,
+}
+
+impl Node {
+    pub fn exists(&self) -> bool {
+        self.found != Found::Missing
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.exists() && self.stat.st_mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.exists() && self.stat.st_mode & libc::S_IFMT == libc::S_IFLNK
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // lives on the stack for one call, never in a collection
+enum Step {
+    Done(Node),
+    Restart(PathBuf),
+}
+
+/// What the walk knows about a directory it passed, for the names inside it.
+#[derive(Clone, Copy)]
+struct DirState {
+    in_upper: bool,
+    lower_visible: bool,
+}
+
+fn zeroed_stat() -> libc::stat {
+    // SAFETY: stat is plain data.
+    unsafe { std::mem::zeroed() }
+}
+
+impl Layers {
+    pub fn from_config(fs: &FsConfig) -> Layers {
+        let mut volumes: Vec<Volume> = fs
+            .volumes
+            .iter()
+            .map(|v| Volume {
+                path: v.path.as_bytes().to_vec(),
+                host: v.host.as_bytes().to_vec(),
+                read_only: v.read_only,
+            })
+            .collect();
+        volumes.sort_by_key(|v| std::cmp::Reverse(v.path.len()));
+        Layers {
+            root: fs.root.as_ref().map(|r| r.as_bytes().to_vec()),
+            upper: fs.upper.as_ref().map(|u| u.as_bytes().to_vec()),
+            volumes,
+            read_only: fs.read_only,
+        }
+    }
+
+    /// Whether names outside volumes can be changed at all.
+    pub fn writable(&self) -> bool {
+        self.upper.is_some() && !self.read_only
+    }
+
+    pub fn lower_host(&self, capsule: &[u8]) -> Result<PathBuf, c_int> {
+        match &self.root {
+            Some(root) => PathBuf::prefixed(root, capsule),
+            None => PathBuf::from_bytes(capsule),
+        }
+    }
+
+    pub fn upper_host(&self, capsule: &[u8]) -> Result<PathBuf, c_int> {
+        match &self.upper {
+            Some(upper) => PathBuf::prefixed(upper, capsule),
+            None => Err(libc::EROFS),
+        }
+    }
+
+    /// The upper-layer whiteout marker of a capsule path.
+    pub fn whiteout_host(&self, capsule: &PathBuf) -> Result<PathBuf, c_int> {
+        let mut p = self.upper_host(capsule.parent_bytes())?;
+        p.push_component(WHITEOUT_PREFIX)?;
+        p.push_bytes(capsule.file_name())?;
+        Ok(p)
+    }
+
+    fn volume_of(&self, capsule: &[u8]) -> Option<&Volume> {
+        self.volumes.iter().find(|v| is_within(capsule, &v.path))
+    }
+
+    fn is_passthrough(&self, capsule: &[u8]) -> bool {
+        PASSTHROUGH.iter().any(|p| is_within(capsule, p))
+    }
+
+    /// The place of a capsule path and, for volumes and passthrough, its host path.
+    fn place_of(&self, capsule: &[u8]) -> Result<(Place, Option<PathBuf>), c_int> {
+        if let Some(v) = self.volume_of(capsule) {
+            let mut host = PathBuf::from_bytes(&v.host)?;
+            host.push_bytes(&capsule[v.path.len()..])?;
+            return Ok((
+                Place::Volume {
+                    read_only: v.read_only,
+                },
+                Some(host),
+            ));
+        }
+        if self.is_passthrough(capsule) {
+            return Ok((Place::Passthrough, Some(PathBuf::from_bytes(capsule)?)));
+        }
+        Ok((Place::Overlay, None))
+    }
+
+    /// Looks up one name whose parent directory the walk has reached.
+    fn locate(&self, capsule: PathBuf, parent: DirState) -> Result<Node, c_int> {
+        let (place, direct) = self.place_of(capsule.as_bytes())?;
+        let mut node = Node {
+            capsule,
+            place,
+            found: Found::Missing,
+            host: PathBuf::new(),
+            stat: zeroed_stat(),
+            lower_visible: parent.lower_visible,
+        };
+        if let Some(host) = direct {
+            if sys::lstat(&host, &mut node.stat) {
+                node.found = Found::Direct;
+            }
+            node.host = host;
+            return Ok(node);
+        }
+        if parent.in_upper && self.upper.is_some() {
+            let up = self.upper_host(node.capsule.as_bytes())?;
+            if sys::lstat(&up, &mut node.stat) {
+                node.found = Found::Upper;
+                node.host = up;
+                return Ok(node);
+            }
+            if !node.capsule.is_root() && sys::exists(&self.whiteout_host(&node.capsule)?) {
+                node.lower_visible = false;
+            }
+        }
+        if node.lower_visible {
+            let low = self.lower_host(node.capsule.as_bytes())?;
+            if sys::lstat(&low, &mut node.stat) {
+                node.found = Found::Lower;
+                node.host = low;
+            }
+        }
+        Ok(node)
+    }
+
+    /// What the walk knows, inside directory `node`, about its entries.
+    fn dir_state(&self, node: &Node) -> DirState {
+        match node.found {
+            Found::Upper => {
+                let opaque = self
+                    .upper_host(node.capsule.as_bytes())
+                    .and_then(|mut p| p.push_component(OPAQUE_MARKER).map(|_| p))
+                    .map(|p| sys::exists(&p))
+                    .unwrap_or(false);
+                DirState {
+                    in_upper: true,
+                    lower_visible: node.lower_visible && !opaque,
+                }
+            }
+            _ => DirState {
+                in_upper: false,
+                lower_visible: node.lower_visible,
+            },
+        }
+    }
+
+    /// The node of the capsule's `/` as the walk starts from it (no system call).
+    fn walk_root(&self) -> Node {
+        Node {
+            capsule: PathBuf::root(),
+            place: Place::Overlay,
+            found: Found::Lower,
+            host: PathBuf::new(),
+            stat: zeroed_stat(),
+            lower_visible: true,
+        }
+    }
+
+    /// The node of the capsule's `/` itself: the lower root, what `/` looks like.
+    fn root_node(&self) -> Result<Node, c_int> {
+        let mut node = self.walk_root();
+        node.host = self.lower_host(b"/")?;
+        if !sys::lstat(&node.host, &mut node.stat) {
+            return Err(libc::ENOENT);
+        }
+        Ok(node)
+    }
+
+    /// Resolves an absolute capsule path. Links in every component but the last are
+    /// followed; the last one's too when `follow_last`. A missing last component is
+    /// not an error (the caller may create it); a missing directory on the way is
+    /// `ENOENT`, a non-directory on the way `ENOTDIR`.
+    pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Node, c_int> {
+        let mut pending = PathBuf::from_bytes(path)?;
+        let mut links = 0;
+        loop {
+            match self.walk(&pending, follow_last)? {
+                Step::Done(node) => return Ok(node),
+                Step::Restart(next) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(libc::ELOOP);
+                    }
+                    pending = next;
+                }
+            }
+        }
+    }
+
+    /// One walk from the capsule's `/`, until done or a link sends it elsewhere.
+    fn walk(&self, pending: &PathBuf, follow_last: bool) -> Result<Step, c_int> {
+        let bytes = pending.as_bytes();
+        // What the walk knows inside each directory it passed, by depth.
+        let mut states = [DirState {
+            in_upper: false,
+            lower_visible: true,
+        }; 128];
+        states[0] = DirState {
+            in_upper: self.upper.is_some(),
+            lower_visible: true,
+        };
+        let mut depth = 0usize;
+        let mut cur = self.walk_root();
+        let total = components(bytes).count();
+        let trailing_slash = bytes.len() > 1 && bytes.ends_with(b"/");
+        for (index, name) in components(bytes).enumerate() {
+            let last = index + 1 == total;
+            if name == b".." {
+                if depth > 0 {
+                    depth -= 1;
+                    let mut parent = PathBuf::from_bytes(cur.capsule.as_bytes())?;
+                    parent.pop();
+                    cur = if depth == 0 {
+                        self.walk_root()
+                    } else {
+                        self.locate(parent, states[depth - 1])?
+                    };
+                }
+                continue;
+            }
+            let mut capsule = PathBuf::from_bytes(cur.capsule.as_bytes())?;
+            capsule.push_component(name)?;
+            let node = self.locate(capsule, states[depth])?;
+            if !node.exists() {
+                return if last {
+                    Ok(Step::Done(node))
+                } else {
+                    Err(libc::ENOENT)
+                };
+            }
+            if node.is_symlink() && (!last || follow_last || trailing_slash) {
+                let mut target = PathBuf::new();
+                sys::readlink(&node.host, &mut target)?;
+                // Links in /proc (self/cwd, self/exe, fd/N, self/root) hold host paths.
+                if is_within(node.capsule.as_bytes(), b"/proc") {
+                    match self.reverse(target.as_bytes()) {
+                        Some(mapped) => target = mapped,
+                        None if target.as_bytes().starts_with(b"/") => return Err(libc::ENOENT),
+                        None => {}
+                    }
+                }
+                let mut next = PathBuf::new();
+                if !target.as_bytes().starts_with(b"/") {
+                    next.push_bytes(cur.capsule.as_bytes())?;
+                    next.push_bytes(b"/")?;
+                }
+                next.push_bytes(target.as_bytes())?;
+                for rest in components(bytes).skip(index + 1) {
+                    next.push_bytes(b"/")?;
+                    next.push_bytes(rest)?;
+                }
+                if trailing_slash {
+                    next.push_bytes(b"/")?;
+                }
+                return Ok(Step::Restart(next));
+            }
+            if last {
+                if trailing_slash && !node.is_dir() {
+                    return Err(libc::ENOTDIR);
+                }
+                return Ok(Step::Done(node));
+            }
+            if !node.is_dir() {
+                return Err(libc::ENOTDIR);
+            }
+            depth += 1;
+            if depth >= states.len() {
+                return Err(libc::ENAMETOOLONG);
+            }
+            states[depth] = self.dir_state(&node);
+            cur = node;
+        }
+        // No component left (the path was `/` or ended in `..`): that directory.
+        if cur.capsule.is_root() {
+            return Ok(Step::Done(self.root_node()?));
+        }
+        Ok(Step::Done(cur))
+    }
+
+    /// Maps a host path back to the capsule path it shows as, if it has one.
+    pub fn reverse(&self, host: &[u8]) -> Option<PathBuf> {
+        let strip = |prefix: &[u8], capsule_base: &[u8]| -> Option<PathBuf> {
+            if !is_within(host, prefix) {
+                return None;
+            }
+            let rest = if prefix == b"/" {
+                host
+            } else {
+                &host[prefix.len()..]
+            };
+            let mut p = PathBuf::from_bytes(capsule_base).ok()?;
+            if p.is_root() && !rest.is_empty() {
+                p.clear();
+            }
+            p.push_bytes(rest).ok()?;
+            if p.len() == 0 {
+                p.push_bytes(b"/").ok()?;
+            }
+            Some(p)
+        };
+        let mut by_host: Vec<&Volume> = self.volumes.iter().collect();
+        by_host.sort_by_key(|v| std::cmp::Reverse(v.host.len()));
+        for v in by_host {
+            if let Some(p) = strip(&v.host, &v.path) {
+                return Some(p);
+            }
+        }
+        if let Some(upper) = &self.upper {
+            if let Some(p) = strip(upper, b"/") {
+                return Some(p);
+            }
+        }
+        match &self.root {
+            Some(root) => {
+                if let Some(p) = strip(root, b"/") {
+                    return Some(p);
+                }
+                if PASSTHROUGH.iter().any(|p| is_within(host, p)) {
+                    return PathBuf::from_bytes(host).ok();
+                }
+                None
+            }
+            None => PathBuf::from_bytes(host).ok(),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The file-system replica: the capsule's own `/`.
+//!
+//! Invariants:
+//! - the lower layer (a `--root` directory, or the host's `/`) is never modified
+//!   through a capsule: every call that would change a lower name first copies it up
+//!   into the capsule's private upper layer (atomically: temporary file, then
+//!   rename), and deleting a lower name leaves a whiteout (`.wh.NAME`) in the upper
+//!   layer; a re-created directory is opaque (`.wh..wh..opq`);
+//! - every path a program passes is a capsule path: made absolute against the
+//!   capsule's working directory (or a directory descriptor, read back through
+//!   `/proc/self/fd`), then resolved component by component inside the capsule
+//!   (`layers.rs`), so `..`, symbolic links and `/proc/self/*` never lead out;
+//! - every path the shim hands back (getcwd, realpath, readlink of /proc links) is a
+//!   capsule path;
+//! - bind volumes are used directly, writable or read-only (`EROFS`); a capsule
+//!   without an upper layer, or `--read-only`, returns `EROFS` to every write
+//!   outside volumes;
+//! - with no file-system settings the replica is off and every hook passes through.
+
+pub mod cow;
+pub mod dirs;
+pub mod layers;
+pub mod ops;
+pub mod path;
+pub mod sys;
+
+// The exported symbols stay out of unit-test binaries, whose own libc calls they
+// would otherwise intercept.
+#[cfg(not(test))]
+pub mod hooks;
+
+use std::sync::atomic::Ordering;
+
+use crate::coverage::{Hook, Support::*};
+use crate::runtime;
+
+pub use layers::Layers;
+
+/// The capsule's layers, or `None` when the replica is off.
+#[inline]
+pub fn layers() -> Option<&'static Layers> {
+    runtime::get().fs.as_ref()
+}
+
+/// Records that the upper layer's directory structure changed (a directory made
+/// or removed, a whiteout or opaque marker written), for any process of the
+/// capsule that caches what it resolved.
+pub fn changed() {
+    runtime::get()
+        .shared
+        .fs_generation
+        .fetch_add(1, Ordering::Release);
+}
+
+pub const HOOKS: &[Hook] = &[
+    Hook::new("open", Full),
+    Hook::new("open64", Full),
+    Hook::new("__open_2", Full),
+    Hook::new("__open64_2", Full),
+    Hook::new("openat", Full),
+    Hook::new("openat64", Full),
+    Hook::new("__openat_2", Full),
+    Hook::new("__openat64_2", Full),
+    Hook::new("creat", Full),
+    Hook::new("creat64", Full),
+    Hook::new("fopen", Full),
+    Hook::new("fopen64", Full),
+    Hook::new("freopen", Full),
+    Hook::new("freopen64", Full),
+    Hook::new("stat", Full),
+    Hook::new("stat64", Full),
+    Hook::new("lstat", Full),
+    Hook::new("lstat64", Full),
+    Hook::new("fstatat", Full),
+    Hook::new("fstatat64", Full),
+    Hook::new("__xstat", Full),
+    Hook::new("__xstat64", Full),
+    Hook::new("__lxstat", Full),
+    Hook::new("__lxstat64", Full),
+    Hook::new("__fxstatat", Full),
+    Hook::new("__fxstatat64", Full),
+    Hook::new("statx", Full),
+    Hook::new("access", Full),
+    Hook::new("faccessat", Full),
+    Hook::new("euidaccess", Full),
+    Hook::new("eaccess", Full),
+    Hook::new("mkdir", Full),
+    Hook::new("mkdirat", Full),
+    Hook::new("rmdir", Full),
+    Hook::new("unlink", Full),
+    Hook::new("unlinkat", Full),
+    Hook::new(
+        "rename",
+        Partial("a directory with lower-layer content gives EXDEV (mv copies instead)"),
+    ),
+    Hook::new(
+        "renameat",
+        Partial("a directory with lower-layer content gives EXDEV (mv copies instead)"),
+    ),
+    Hook::new(
+        "renameat2",
+        Partial("RENAME_NOREPLACE only; other flags give ENOSYS (callers fall back)"),
+    ),
+    Hook::new("link", Full),
+    Hook::new("linkat", Full),
+    Hook::new("symlink", Full),
+    Hook::new("symlinkat", Full),
+    Hook::new("readlink", Full),
+    Hook::new("readlinkat", Full),
+    Hook::new("__readlink_chk", Full),
+    Hook::new("__readlinkat_chk", Full),
+    Hook::new("chmod", Full),
+    Hook::new("fchmodat", Full),
+    Hook::new(
+        "chown",
+        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
+    ),
+    Hook::new(
+        "lchown",
+        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
+    ),
+    Hook::new(
+        "fchownat",
+        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
+    ),
+    Hook::new("truncate", Full),
+    Hook::new("truncate64", Full),
+    Hook::new("utimensat", Full),
+    Hook::new("utimes", Full),
+    Hook::new("lutimes", Full),
+    Hook::new("utime", Full),
+    Hook::new("mknod", Partial("device nodes need real privileges")),
+    Hook::new("mknodat", Partial("device nodes need real privileges")),
+    Hook::new("mkfifo", Full),
+    Hook::new("mkfifoat", Full),
+    Hook::new("chdir", Full),
+    Hook::new("getcwd", Full),
+    Hook::new("__getcwd_chk", Full),
+    Hook::new("get_current_dir_name", Full),
+    Hook::new("realpath", Full),
+    Hook::new("__realpath_chk", Full),
+    Hook::new("canonicalize_file_name", Full),
+    Hook::new("statfs", Full),
+    Hook::new("statfs64", Full),
+    Hook::new("statvfs", Full),
+    Hook::new("statvfs64", Full),
+    Hook::new("getxattr", Full),
+    Hook::new("lgetxattr", Full),
+    Hook::new("listxattr", Full),
+    Hook::new("llistxattr", Full),
+    Hook::new("setxattr", Full),
+    Hook::new("lsetxattr", Full),
+    Hook::new("removexattr", Full),
+    Hook::new("lremovexattr", Full),
+    Hook::new(
+        "opendir",
+        Partial("a directory in both layers is read once, when opened"),
+    ),
+    Hook::new(
+        "fdopendir",
+        Partial("a directory in both layers is read once, when opened"),
+    ),
+    Hook::new("readdir", Full),
+    Hook::new("readdir64", Full),
+    Hook::new("readdir_r", Full),
+    Hook::new("readdir64_r", Full),
+    Hook::new("closedir", Full),
+    Hook::new("dirfd", Full),
+    Hook::new("rewinddir", Full),
+    Hook::new("telldir", Full),
+    Hook::new("seekdir", Full),
+    Hook::new("scandir", Full),
+    Hook::new("scandir64", Full),
+];

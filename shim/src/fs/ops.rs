@@ -1,0 +1,358 @@
+//! The file-system operations in capsule terms: each takes the caller's path
+//! arguments, resolves them in the capsule, prepares the layers (copy-up, parent
+//! directories, whiteouts) and says which host path the real call must use.
+
+use std::ffi::{c_int, CStr};
+
+use super::cow;
+use super::layers::{Found, Layers, Node, Place};
+use super::path::PathBuf;
+use super::sys;
+
+/// Why a hook does not go ahead with a translated path.
+pub enum Skip {
+    /// Fail with this errno.
+    Errno(c_int),
+    /// Call the real function with the caller's own arguments.
+    Pass,
+}
+
+impl From<c_int> for Skip {
+    fn from(e: c_int) -> Skip {
+        Skip::Errno(e)
+    }
+}
+
+pub type Op<T> = Result<T, Skip>;
+
+/// The capsule's working directory (the real one, mapped back; `/` when the real one
+/// lies outside the capsule).
+pub fn cwd(layers: &Layers) -> PathBuf {
+    let mut buf = [0u8; super::path::PATH_MAX];
+    // SAFETY: the buffer is valid for its length.
+    let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if p.is_null() {
+        return PathBuf::root();
+    }
+    // SAFETY: getcwd wrote a NUL-terminated string.
+    let host = unsafe { CStr::from_ptr(p) }.to_bytes();
+    layers.reverse(host).unwrap_or_else(PathBuf::root)
+}
+
+/// The capsule path of what descriptor `fd` refers to, if it is in the capsule.
+pub fn fd_path(layers: &Layers, fd: c_int) -> Result<Option<PathBuf>, c_int> {
+    let mut link = PathBuf::from_bytes(b"/proc/self/fd/")?;
+    let mut digits = [0u8; 12];
+    let mut n = fd as u32;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    link.push_bytes(&digits[i..])?;
+    let mut target = PathBuf::new();
+    if sys::readlink(&link, &mut target).is_err() {
+        return Err(libc::EBADF);
+    }
+    Ok(layers.reverse(target.as_bytes()))
+}
+
+/// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
+pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
+    let bytes = path.to_bytes();
+    if bytes.is_empty() {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
+    if bytes[0] == b'/' {
+        return Ok(PathBuf::from_bytes(bytes)?);
+    }
+    let mut base = if dirfd == libc::AT_FDCWD {
+        cwd(layers)
+    } else {
+        match fd_path(layers, dirfd)? {
+            Some(p) => p,
+            // A directory outside the capsule (inherited, or opened before): the
+            // kernel resolves relative to it, as it would without a capsule.
+            None => return Err(Skip::Pass),
+        }
+    };
+    base.push_bytes(b"/")?;
+    base.push_bytes(bytes)?;
+    Ok(base)
+}
+
+/// Resolves a path argument.
+pub fn lookup(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
+    let abs = absolute(layers, dirfd, path)?;
+    Ok(layers.resolve(abs.as_bytes(), follow)?)
+}
+
+/// Resolves a path argument that must exist.
+pub fn existing(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
+    let node = lookup(layers, dirfd, path, follow)?;
+    if !node.exists() {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
+    Ok(node)
+}
+
+/// Fails with `EROFS` where the node cannot be changed.
+fn check_writable(layers: &Layers, node: &Node) -> Op<()> {
+    match node.place {
+        Place::Volume { read_only: true } => Err(Skip::Errno(libc::EROFS)),
+        Place::Volume { .. } | Place::Passthrough => Ok(()),
+        Place::Overlay if layers.writable() => Ok(()),
+        Place::Overlay => Err(Skip::Errno(libc::EROFS)),
+    }
+}
+
+/// Makes an existing node changeable: copies it up if it is in the lower layer.
+pub fn for_change(layers: &Layers, mut node: Node) -> Op<Node> {
+    check_writable(layers, &node)?;
+    if node.found == Found::Lower {
+        cow::copy_up(layers, &mut node)?;
+    }
+    Ok(node)
+}
+
+/// Prepares the creation of a missing name and returns the host path to create.
+pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
+    check_writable(layers, node)?;
+    match node.place {
+        Place::Overlay => {
+            cow::ensure_upper_dir(layers, node.capsule.parent_bytes())?;
+            let had_whiteout = cow::clear_whiteout(layers, &node.capsule)?;
+            Ok((layers.upper_host(node.capsule.as_bytes())?, had_whiteout))
+        }
+        _ => Ok((PathBuf::from_bytes(node.host.as_bytes())?, false)),
+    }
+}
+
+/// The host path an `open` with these flags must use.
+pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<PathBuf> {
+    let create = flags & libc::O_CREAT != 0;
+    let exclusive = create && flags & libc::O_EXCL != 0;
+    let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
+    let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+    let node = lookup(layers, dirfd, path, follow)?;
+    if !node.exists() {
+        if !create {
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        return Ok(for_create(layers, &node)?.0);
+    }
+    if exclusive {
+        return Err(Skip::Errno(libc::EEXIST));
+    }
+    if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
+        return Ok(for_change(layers, node)?.host);
+    }
+    Ok(node.host)
+}
+
+/// The host path of an existing name, for calls that only read.
+pub fn read_path(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<PathBuf> {
+    Ok(existing(layers, dirfd, path, follow)?.host)
+}
+
+/// The host path of an existing name, copied up first, for calls that change it.
+pub fn change_path(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<PathBuf> {
+    let node = existing(layers, dirfd, path, follow)?;
+    Ok(for_change(layers, node)?.host)
+}
+
+/// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.
+pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, Node, bool)> {
+    let node = lookup(layers, dirfd, path, false)?;
+    if node.exists() {
+        return Err(Skip::Errno(libc::EEXIST));
+    }
+    let (host, had_whiteout) = for_create(layers, &node)?;
+    Ok((host, node, had_whiteout))
+}
+
+/// After `mkdir` of a name that hid a deleted lower name: the new directory must
+/// not show the old one's entries.
+pub fn after_mkdir(layers: &Layers, node: &Node, had_whiteout: bool) -> Op<()> {
+    if node.place == Place::Overlay {
+        if had_whiteout {
+            cow::make_opaque(layers, &node.capsule)?;
+        }
+        super::changed();
+    }
+    Ok(())
+}
+
+/// unlink / rmdir / unlinkat in the capsule.
+pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op<()> {
+    let node = existing(layers, dirfd, path, false)?;
+    if directory && !node.is_dir() {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
+    if !directory && node.is_dir() {
+        return Err(Skip::Errno(libc::EISDIR));
+    }
+    if node.capsule.is_root() {
+        return Err(Skip::Errno(libc::EBUSY));
+    }
+    check_writable(layers, &node)?;
+    if node.place != Place::Overlay {
+        return if directory {
+            Ok(sys::rmdir(&node.host)?)
+        } else {
+            Ok(sys::unlink(&node.host)?)
+        };
+    }
+    if directory && super::dirs::has_entries(layers, &node)? {
+        return Err(Skip::Errno(libc::ENOTEMPTY));
+    }
+    let in_lower = node.found == Found::Lower || cow::lower_exists(layers, &node);
+    if node.found == Found::Upper {
+        if directory {
+            super::dirs::clear_markers(&node.host)?;
+            sys::rmdir(&node.host)?;
+            super::changed();
+        } else {
+            sys::unlink(&node.host)?;
+        }
+    }
+    if in_lower {
+        cow::whiteout(layers, &node.capsule)?;
+    }
+    Ok(())
+}
+
+/// rename / renameat / renameat2 in the capsule. Returns the host paths to rename
+/// for volumes (which the real call handles); overlay renames are done here.
+pub fn rename(
+    layers: &Layers,
+    old: (c_int, &CStr),
+    new: (c_int, &CStr),
+    noreplace: bool,
+) -> Op<Option<(PathBuf, PathBuf)>> {
+    let src = existing(layers, old.0, old.1, false)?;
+    let dst = lookup(layers, new.0, new.1, false)?;
+    if noreplace && dst.exists() {
+        return Err(Skip::Errno(libc::EEXIST));
+    }
+    check_writable(layers, &src)?;
+    check_writable(layers, &dst)?;
+    if src.place != Place::Overlay || dst.place != Place::Overlay {
+        if src.place == Place::Overlay || dst.place == Place::Overlay {
+            return Err(Skip::Errno(libc::EXDEV));
+        }
+        return Ok(Some((src.host, PathBuf::from_bytes(dst.host.as_bytes())?)));
+    }
+    if src.capsule.as_bytes() == dst.capsule.as_bytes() {
+        return Ok(None);
+    }
+    if src.is_dir() {
+        // Moving a directory that has lower-layer content would need every entry
+        // copied: report EXDEV, and programs (mv) copy and delete instead.
+        if src.found == Found::Lower || cow::lower_exists(layers, &src) {
+            return Err(Skip::Errno(libc::EXDEV));
+        }
+        if super::path::is_within(dst.capsule.as_bytes(), src.capsule.as_bytes()) {
+            return Err(Skip::Errno(libc::EINVAL));
+        }
+    }
+    if dst.exists() {
+        match (src.is_dir(), dst.is_dir()) {
+            (false, true) => return Err(Skip::Errno(libc::EISDIR)),
+            (true, false) => return Err(Skip::Errno(libc::ENOTDIR)),
+            (true, true) => {
+                if super::dirs::has_entries(layers, &dst)? {
+                    return Err(Skip::Errno(libc::ENOTEMPTY));
+                }
+                if dst.found == Found::Lower || cow::lower_exists(layers, &dst) {
+                    return Err(Skip::Errno(libc::EXDEV));
+                }
+                super::dirs::clear_markers(&dst.host)?;
+            }
+            (false, false) => {}
+        }
+    }
+    let src_in_lower = src.found == Found::Lower || cow::lower_exists(layers, &src);
+    let src = for_change(layers, src)?;
+    let (dst_host, _) = if dst.exists() && dst.found == Found::Upper {
+        (PathBuf::from_bytes(dst.host.as_bytes())?, false)
+    } else {
+        for_create(layers, &dst)?
+    };
+    sys::rename(&src.host, &dst_host)?;
+    if src_in_lower {
+        cow::whiteout(layers, &src.capsule)?;
+    }
+    if src.is_dir() {
+        super::changed();
+    }
+    Ok(None)
+}
+
+/// link / linkat: both names in the capsule; the source is copied up first.
+pub fn link(
+    layers: &Layers,
+    old: (c_int, &CStr),
+    new: (c_int, &CStr),
+    follow: bool,
+) -> Op<(PathBuf, PathBuf)> {
+    let src = existing(layers, old.0, old.1, follow)?;
+    if src.is_dir() {
+        return Err(Skip::Errno(libc::EPERM));
+    }
+    let dst = lookup(layers, new.0, new.1, false)?;
+    if dst.exists() {
+        return Err(Skip::Errno(libc::EEXIST));
+    }
+    if (src.place == Place::Overlay) != (dst.place == Place::Overlay) {
+        return Err(Skip::Errno(libc::EXDEV));
+    }
+    let src = for_change(layers, src)?;
+    let (dst_host, _) = for_create(layers, &dst)?;
+    Ok((src.host, dst_host))
+}
+
+/// Whether a symbolic link's target, read from `/proc`, is a host path to map back.
+pub fn is_proc_link(capsule: &[u8]) -> bool {
+    super::path::is_within(capsule, b"/proc")
+}
+
+/// Maps a host path read from a `/proc` link back into the capsule, in place.
+pub fn map_proc_target(layers: &Layers, target: &mut PathBuf) {
+    if target.as_bytes().starts_with(b"/") {
+        if let Some(mapped) = layers.reverse(target.as_bytes()) {
+            *target = mapped;
+        }
+    }
+}
+
+/// Copies `text` into a caller's buffer of `size` bytes, NUL-terminated, or ERANGE.
+///
+/// # Safety
+/// `buf` is valid for `size` bytes.
+pub unsafe fn copy_out(text: &[u8], buf: *mut libc::c_char, size: usize) -> Result<(), c_int> {
+    if text.len() + 1 > size {
+        return Err(libc::ERANGE);
+    }
+    std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast(), text.len());
+    *buf.add(text.len()) = 0;
+    Ok(())
+}
+
+/// A malloc'd copy of `text` (for getcwd(NULL, 0), realpath(p, NULL)): the caller
+/// frees it with `free`.
+pub fn malloc_copy(text: &[u8]) -> *mut libc::c_char {
+    // SAFETY: malloc of len + 1 bytes, fully written before it is returned.
+    unsafe {
+        let p = libc::malloc(text.len() + 1) as *mut libc::c_char;
+        if !p.is_null() {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), p.cast(), text.len());
+            *p.add(text.len()) = 0;
+        }
+        p
+    }
+}

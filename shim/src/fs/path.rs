@@ -1,0 +1,213 @@
+//! Fixed-capacity path buffers: the file-system hooks translate paths without
+//! allocating (they may run after `fork` in threaded programs and in `vfork`
+//! children).
+
+use std::ffi::c_char;
+#[cfg(test)]
+use std::ffi::CStr;
+
+/// `PATH_MAX`: the longest path the kernel accepts, NUL included.
+pub const PATH_MAX: usize = 4096;
+
+/// A path of at most `PATH_MAX - 1` bytes, kept NUL-terminated.
+pub struct PathBuf {
+    len: usize,
+    bytes: [u8; PATH_MAX],
+}
+
+/// The error of a path that does not fit.
+pub const TOO_LONG: i32 = libc::ENAMETOOLONG;
+
+impl PathBuf {
+    pub const fn new() -> PathBuf {
+        PathBuf {
+            len: 0,
+            bytes: [0; PATH_MAX],
+        }
+    }
+
+    /// `/`.
+    pub fn root() -> PathBuf {
+        let mut p = PathBuf::new();
+        p.bytes[0] = b'/';
+        p.len = 1;
+        p
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<PathBuf, i32> {
+        let mut p = PathBuf::new();
+        p.push_bytes(bytes)?;
+        Ok(p)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.as_bytes() == b"/"
+    }
+
+    pub fn as_ptr(&self) -> *const c_char {
+        self.bytes.as_ptr().cast()
+    }
+
+    #[cfg(test)]
+    pub fn as_cstr(&self) -> &CStr {
+        // SAFETY: bytes[len] is always 0 and no interior byte is 0 (paths come from
+        // C strings or are built from their components).
+        unsafe { CStr::from_bytes_with_nul_unchecked(&self.bytes[..=self.len]) }
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.bytes[0] = 0;
+    }
+
+    pub fn set(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        self.clear();
+        self.push_bytes(bytes)
+    }
+
+    /// Appends raw bytes.
+    pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        if self.len + bytes.len() >= PATH_MAX {
+            return Err(TOO_LONG);
+        }
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        self.bytes[self.len] = 0;
+        Ok(())
+    }
+
+    /// Appends `/name` (just `name` after a trailing `/`).
+    pub fn push_component(&mut self, name: &[u8]) -> Result<(), i32> {
+        if self.len == 0 || self.bytes[self.len - 1] != b'/' {
+            self.push_bytes(b"/")?;
+        }
+        self.push_bytes(name)
+    }
+
+    /// Removes the last component; `/` stays `/`.
+    pub fn pop(&mut self) {
+        let bytes = self.as_bytes();
+        let cut = match bytes.iter().rposition(|&b| b == b'/') {
+            Some(0) | None => 1,
+            Some(i) => i,
+        };
+        self.len = cut.min(self.len);
+        self.bytes[self.len] = 0;
+    }
+
+    /// The last component (empty for `/`).
+    pub fn file_name(&self) -> &[u8] {
+        let bytes = self.as_bytes();
+        match bytes.iter().rposition(|&b| b == b'/') {
+            Some(i) => &bytes[i + 1..],
+            None => bytes,
+        }
+    }
+
+    /// Everything before the last component (`/` for a top-level name).
+    pub fn parent_bytes(&self) -> &[u8] {
+        let bytes = self.as_bytes();
+        match bytes.iter().rposition(|&b| b == b'/') {
+            Some(0) => b"/",
+            Some(i) => &bytes[..i],
+            None => b"",
+        }
+    }
+
+    /// `prefix` followed by this capsule path (`/` alone adds nothing after prefix).
+    pub fn prefixed(prefix: &[u8], path: &[u8]) -> Result<PathBuf, i32> {
+        let mut p = PathBuf::from_bytes(prefix)?;
+        if path != b"/" {
+            if prefix.ends_with(b"/") {
+                p.push_bytes(&path[1..])?;
+            } else {
+                p.push_bytes(path)?;
+            }
+        } else if p.len == 0 {
+            p.push_bytes(b"/")?;
+        }
+        Ok(p)
+    }
+}
+
+impl Default for PathBuf {
+    fn default() -> Self {
+        PathBuf::new()
+    }
+}
+
+impl std::fmt::Debug for PathBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// Whether `path` is `prefix` or lies below it (component-wise).
+pub fn is_within(path: &[u8], prefix: &[u8]) -> bool {
+    if prefix == b"/" {
+        return path.starts_with(b"/");
+    }
+    path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+}
+
+/// The components of a path, skipping empty ones and `.`.
+pub fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_pop_and_names() {
+        let mut p = PathBuf::root();
+        p.push_component(b"etc").unwrap();
+        p.push_component(b"passwd").unwrap();
+        assert_eq!(p.as_bytes(), b"/etc/passwd");
+        assert_eq!(p.file_name(), b"passwd");
+        assert_eq!(p.parent_bytes(), b"/etc");
+        p.pop();
+        assert_eq!(p.as_bytes(), b"/etc");
+        assert_eq!(p.parent_bytes(), b"/");
+        p.pop();
+        assert_eq!(p.as_bytes(), b"/");
+        p.pop();
+        assert_eq!(p.as_bytes(), b"/");
+        assert_eq!(p.as_cstr().to_bytes(), b"/");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            PathBuf::prefixed(b"/up", b"/etc/x").unwrap().as_bytes(),
+            b"/up/etc/x"
+        );
+        assert_eq!(PathBuf::prefixed(b"/up", b"/").unwrap().as_bytes(), b"/up");
+        assert_eq!(
+            PathBuf::prefixed(b"/", b"/etc").unwrap().as_bytes(),
+            b"/etc"
+        );
+        assert!(is_within(b"/var/lib/app/x", b"/var/lib/app"));
+        assert!(is_within(b"/var/lib/app", b"/var/lib/app"));
+        assert!(!is_within(b"/var/lib/apple", b"/var/lib/app"));
+        assert!(is_within(b"/x", b"/"));
+        let parts: Vec<&[u8]> = components(b"//a/./b/../c/").collect();
+        assert_eq!(parts, vec![&b"a"[..], b"b", b"..", b"c"]);
+    }
+
+    #[test]
+    fn too_long() {
+        let long = vec![b'a'; PATH_MAX];
+        assert_eq!(PathBuf::from_bytes(&long).unwrap_err(), TOO_LONG);
+    }
+}
