@@ -479,6 +479,75 @@ unsafe fn scandir_with(
     out.len() as c_int
 }
 
+/// mkstemp & co. and mkdtemp: glibc creates the file with its internal open, which
+/// no hook sees, so the names are made here and created through the capsule.
+unsafe fn mktemp_with(
+    template: *mut c_char,
+    suffix: c_int,
+    flags: c_int,
+    directory: bool,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let Some(layers) = super::layers() else {
+        return real();
+    };
+    if template.is_null() {
+        return real();
+    }
+    let len = libc::strlen(template);
+    let suffix = suffix.max(0) as usize;
+    if len < 6 + suffix {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    let x = std::slice::from_raw_parts_mut(template.add(len - 6 - suffix) as *mut u8, 6);
+    if x != b"XXXXXX" {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..1000 {
+        let mut random = [0u8; 6];
+        if libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) != 6 {
+            set_errno(libc::EIO);
+            return -1;
+        }
+        for (slot, r) in x.iter_mut().zip(random) {
+            *slot = LETTERS[r as usize % LETTERS.len()];
+        }
+        let path = CStr::from_ptr(template);
+        let result = if directory {
+            ops::create_path(layers, libc::AT_FDCWD, path).and_then(|(host, node, had_whiteout)| {
+                super::sys::mkdir(&host, 0o700)?;
+                ops::after_mkdir(layers, &node, had_whiteout)?;
+                Ok(0)
+            })
+        } else {
+            let open_flags =
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | (flags & !libc::O_ACCMODE);
+            ops::open(layers, libc::AT_FDCWD, path, open_flags).and_then(|host| {
+                let fd = libc::open(host.as_ptr(), open_flags, 0o600);
+                if fd < 0 {
+                    Err(Skip::Errno(crate::hook::errno()))
+                } else {
+                    Ok(fd)
+                }
+            })
+        };
+        match result {
+            Ok(fd) => return fd,
+            Err(Skip::Errno(libc::EEXIST)) => continue,
+            Err(Skip::Errno(e)) => {
+                set_errno(e);
+                return -1;
+            }
+            Err(Skip::Pass) => return real(),
+        }
+    }
+    set_errno(libc::EEXIST);
+    -1
+}
+
 /// `struct stat`-era entry points of binaries built against glibc < 2.33 take the
 /// structure version first.
 type Ver = c_int;
@@ -742,6 +811,37 @@ hook! {
 
     fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name))
+
+    fn mkstemp(template: *mut c_char) -> c_int, missing: -1;
+    |real| mktemp_with(template, 0, 0, false, || real(template))
+
+    fn mkstemp64(template: *mut c_char) -> c_int, missing: -1;
+    |real| mktemp_with(template, 0, 0, false, || real(template))
+
+    fn mkostemp(template: *mut c_char, flags: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, 0, flags, false, || real(template, flags))
+
+    fn mkostemp64(template: *mut c_char, flags: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, 0, flags, false, || real(template, flags))
+
+    fn mkstemps(template: *mut c_char, suffix: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, suffix, 0, false, || real(template, suffix))
+
+    fn mkstemps64(template: *mut c_char, suffix: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, suffix, 0, false, || real(template, suffix))
+
+    fn mkostemps(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, suffix, flags, false, || real(template, suffix, flags))
+
+    fn mkostemps64(template: *mut c_char, suffix: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| mktemp_with(template, suffix, flags, false, || real(template, suffix, flags))
+
+    fn mkdtemp(template: *mut c_char) -> *mut c_char, missing: std::ptr::null_mut();
+    |real| {
+        let mut made = std::ptr::null_mut();
+        let rc = mktemp_with(template, 0, 0, true, || { made = real(template); if made.is_null() { -1 } else { 0 } });
+        if rc < 0 { std::ptr::null_mut() } else if made.is_null() { template } else { made }
+    }
 
     fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();
     |real| {
