@@ -53,6 +53,15 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("mkstemp", Full),
+    Hook::new("mkstemp64", Full),
+    Hook::new("mkostemp", Full),
+    Hook::new("mkostemp64", Full),
+    Hook::new("mkstemps", Full),
+    Hook::new("mkstemps64", Full),
+    Hook::new("mkostemps", Full),
+    Hook::new("mkostemps64", Full),
+    Hook::new("mkdtemp", Full),
     Hook::new("open", Full),
     Hook::new("open64", Full),
     Hook::new("__open_2", Full),
