@@ -186,6 +186,9 @@ fn build() -> Runtime {
         .fs
         .is_active()
         .then(|| crate::fs::Layers::from_config(&config.fs));
+    if fs.is_some() {
+        crate::fs::cache::init();
+    }
     let runtime = Runtime {
         fs,
         shim_path: own_path(),

@@ -28,8 +28,14 @@ fn run<T, R>(
     let Some(layers) = super::layers() else {
         return pass();
     };
+    // The capsule's own lookups fail with ENOENT as a matter of course: the caller
+    // must see errno as the real call leaves it.
+    let saved = crate::hook::errno();
     match op(layers) {
-        Ok(prepared) => real(prepared),
+        Ok(prepared) => {
+            set_errno(saved);
+            real(prepared)
+        }
         Err(Skip::Pass) => pass(),
         Err(Skip::Errno(e)) => {
             set_errno(e);
@@ -81,11 +87,14 @@ fn fopen_flags(mode: *const c_char) -> c_int {
     }
 }
 
-unsafe fn stat_with<B>(
+/// The stat family. `copy`: the caller's buffer is a `struct stat` (64-bit Linux has
+/// one layout for `stat` and `stat64`), filled from what the walk already read; else
+/// `real` asks the kernel about the host path (statx, the versioned `__xstat`s).
+unsafe fn stat_with(
     dirfd: c_int,
     path: *const c_char,
     follow: bool,
-    buf: *mut B,
+    copy: Option<*mut libc::stat>,
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
     run(
@@ -94,14 +103,15 @@ unsafe fn stat_with<B>(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
-            let node = ops::existing(l, dirfd, p, follow)?;
-            Ok(node.host)
+            ops::existing(l, dirfd, p, follow)
         },
-        |host| {
-            // The kernel's answer for the host path, not following links: the walk
-            // already followed the ones it had to.
-            let _ = buf;
-            real(host.as_ptr())
+        |node| match copy {
+            Some(buf) if !buf.is_null() => {
+                *buf = node.stat;
+                0
+            }
+            // Not following links: the walk already followed the ones it had to.
+            _ => real(node.host.as_ptr()),
         },
         || real(path),
         -1,
@@ -596,43 +606,43 @@ hook! {
     |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode, stream), || real(path, mode, stream), std::ptr::null_mut())
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, Some(buf), |p| real(p, buf))
 
     fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, Some(buf.cast()), |p| real(p, buf))
 
     fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, Some(buf), |p| real(p, buf))
 
     fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, Some(buf.cast()), |p| real(p, buf))
 
     fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, Some(buf), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, Some(buf.cast()), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn __xstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, None, |p| real(ver, p, buf))
 
     fn __xstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, buf, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, None, |p| real(ver, p, buf))
 
     fn __lxstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, None, |p| real(ver, p, buf))
 
     fn __lxstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, buf, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, None, |p| real(ver, p, buf))
 
     fn __fxstatat(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn __fxstatat64(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, buf, |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
 
     fn access(path: *const c_char, mode: c_int) -> c_int, missing: -1;
     |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))

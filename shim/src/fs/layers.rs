@@ -73,6 +73,8 @@ pub struct Node {
     /// Lower-layer entries at this name are not hidden (no whiteout, no opaque
     /// directory above).
     pub lower_visible: bool,
+    /// What the walk knew inside the parent directory.
+    pub parent_state: DirState,
 }
 
 impl Node {
@@ -96,10 +98,10 @@ enum Step {
 }
 
 /// What the walk knows about a directory it passed, for the names inside it.
-#[derive(Clone, Copy)]
-struct DirState {
-    in_upper: bool,
-    lower_visible: bool,
+#[derive(Clone, Copy, Debug)]
+pub struct DirState {
+    pub in_upper: bool,
+    pub lower_visible: bool,
 }
 
 fn zeroed_stat() -> libc::stat {
@@ -190,6 +192,7 @@ impl Layers {
             host: PathBuf::new(),
             stat: zeroed_stat(),
             lower_visible: parent.lower_visible,
+            parent_state: parent,
         };
         if let Some(host) = direct {
             if sys::lstat(&host, &mut node.stat) {
@@ -249,6 +252,10 @@ impl Layers {
             host: PathBuf::new(),
             stat: zeroed_stat(),
             lower_visible: true,
+            parent_state: DirState {
+                in_upper: self.upper.is_some(),
+                lower_visible: true,
+            },
         }
     }
 
@@ -267,11 +274,24 @@ impl Layers {
     /// not an error (the caller may create it); a missing directory on the way is
     /// `ENOENT`, a non-directory on the way `ENOTDIR`.
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Node, c_int> {
+        if let Some(node) = self.direct(path, follow_last)? {
+            return Ok(node);
+        }
+        if let Some(node) = self.cached(path, follow_last)? {
+            return Ok(node);
+        }
+        // Read before the walk: a change during the walk makes what it found stale.
+        let generation = super::cache::generation();
         let mut pending = PathBuf::from_bytes(path)?;
         let mut links = 0;
         loop {
             match self.walk(&pending, follow_last)? {
-                Step::Done(node) => return Ok(node),
+                Step::Done(node) => {
+                    if let (0, Some(generation)) = (links, generation) {
+                        self.remember(generation, path, &node);
+                    }
+                    return Ok(node);
+                }
                 Step::Restart(next) => {
                     links += 1;
                     if links > MAX_LINKS {
@@ -280,6 +300,84 @@ impl Layers {
                     pending = next;
                 }
             }
+        }
+    }
+
+    /// A name in `/dev`, `/sys`, `/proc` or a volume, given without `..`: the host's
+    /// own file system, which the kernel resolves in one call. Paths through
+    /// `/proc/*/root` and `/proc/*/cwd` (host paths) are walked instead.
+    fn direct(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
+        if !path.starts_with(b"/") || components(path).any(|c| c == b"..") {
+            return Ok(None);
+        }
+        let (place, Some(host)) = self.place_of(path)? else {
+            return Ok(None);
+        };
+        if is_within(path, b"/proc") && components(path).any(|c| c == b"root" || c == b"cwd") {
+            return Ok(None);
+        }
+        let mut node = Node {
+            capsule: PathBuf::from_bytes(path)?,
+            place,
+            found: Found::Missing,
+            host,
+            stat: zeroed_stat(),
+            lower_visible: true,
+            parent_state: DirState {
+                in_upper: false,
+                lower_visible: true,
+            },
+        };
+        let found = if follow_last {
+            // SAFETY: a NUL-terminated path and a valid buffer.
+            unsafe { libc::stat(node.host.as_ptr(), &mut node.stat) == 0 }
+        } else {
+            sys::lstat(&node.host, &mut node.stat)
+        };
+        if found {
+            node.found = Found::Direct;
+        } else {
+            let e = crate::hook::errno();
+            if e != libc::ENOENT {
+                return Err(e);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// Resolves the last name of `path` in its directory, when what the walk knows
+    /// about that directory is cached and still valid.
+    fn cached(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
+        let Some((dir, name)) = super::cache::split(path) else {
+            return Ok(None);
+        };
+        let Some((canonical, state)) = super::cache::lookup(dir) else {
+            return Ok(None);
+        };
+        let mut capsule = canonical;
+        capsule.push_component(name)?;
+        let node = self.locate(capsule, state)?;
+        if node.is_symlink() && (follow_last || path.ends_with(b"/")) {
+            return Ok(None); // let the walk follow it
+        }
+        if path.ends_with(b"/") && node.exists() && !node.is_dir() {
+            return Err(libc::ENOTDIR);
+        }
+        Ok(Some(node))
+    }
+
+    /// Caches what the walk found out about the directory of `path`'s last name.
+    fn remember(&self, generation: u64, path: &[u8], node: &Node) {
+        if node.capsule.is_root() || node.place != Place::Overlay {
+            return;
+        }
+        if let Some((dir, _)) = super::cache::split(path) {
+            super::cache::insert(
+                generation,
+                dir,
+                node.capsule.parent_bytes(),
+                node.parent_state,
+            );
         }
     }
 

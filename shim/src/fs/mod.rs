@@ -17,6 +17,7 @@
 //!   outside volumes;
 //! - with no file-system settings the replica is off and every hook passes through.
 
+pub mod cache;
 pub mod cow;
 pub mod dirs;
 pub mod layers;

@@ -5,14 +5,22 @@
 use std::ffi::c_char;
 #[cfg(test)]
 use std::ffi::CStr;
+use std::mem::MaybeUninit;
 
 /// `PATH_MAX`: the longest path the kernel accepts, NUL included.
 pub const PATH_MAX: usize = 4096;
 
+/// Paths up to this length live inline, which keeps a `PathBuf` small and cheap to
+/// move; longer ones (rare) move to the heap.
+const INLINE: usize = 240;
+
 /// A path of at most `PATH_MAX - 1` bytes, kept NUL-terminated.
 pub struct PathBuf {
     len: usize,
-    bytes: [u8; PATH_MAX],
+    /// `inline[..=len]` is initialised while `heap` is empty.
+    inline: MaybeUninit<[u8; INLINE]>,
+    /// The path and its NUL once it outgrew `inline`.
+    heap: Vec<u8>,
 }
 
 /// The error of a path that does not fit.
@@ -20,17 +28,36 @@ pub const TOO_LONG: i32 = libc::ENAMETOOLONG;
 
 impl PathBuf {
     pub const fn new() -> PathBuf {
+        let mut inline = MaybeUninit::<[u8; INLINE]>::uninit();
+        // SAFETY: writing the first byte of the buffer we own.
+        unsafe { (inline.as_mut_ptr() as *mut u8).write(0) };
         PathBuf {
             len: 0,
-            bytes: [0; PATH_MAX],
+            inline,
+            heap: Vec::new(),
+        }
+    }
+
+    fn base(&self) -> *const u8 {
+        if self.heap.is_empty() {
+            self.inline.as_ptr() as *const u8
+        } else {
+            self.heap.as_ptr()
+        }
+    }
+
+    fn base_mut(&mut self) -> *mut u8 {
+        if self.heap.is_empty() {
+            self.inline.as_mut_ptr() as *mut u8
+        } else {
+            self.heap.as_mut_ptr()
         }
     }
 
     /// `/`.
     pub fn root() -> PathBuf {
         let mut p = PathBuf::new();
-        p.bytes[0] = b'/';
-        p.len = 1;
+        let _ = p.push_bytes(b"/");
         p
     }
 
@@ -41,7 +68,8 @@ impl PathBuf {
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        // SAFETY: the first `len` bytes are initialised.
+        unsafe { std::slice::from_raw_parts(self.base(), self.len) }
     }
 
     pub fn len(&self) -> usize {
@@ -53,19 +81,25 @@ impl PathBuf {
     }
 
     pub fn as_ptr(&self) -> *const c_char {
-        self.bytes.as_ptr().cast()
+        self.base().cast()
     }
 
     #[cfg(test)]
     pub fn as_cstr(&self) -> &CStr {
-        // SAFETY: bytes[len] is always 0 and no interior byte is 0 (paths come from
-        // C strings or are built from their components).
-        unsafe { CStr::from_bytes_with_nul_unchecked(&self.bytes[..=self.len]) }
+        // SAFETY: bytes[..=len] is initialised, bytes[len] is 0 and no interior byte
+        // is 0 (paths come from C strings or are built from their components).
+        unsafe {
+            CStr::from_bytes_with_nul_unchecked(std::slice::from_raw_parts(
+                self.base(),
+                self.len + 1,
+            ))
+        }
     }
 
     pub fn clear(&mut self) {
         self.len = 0;
-        self.bytes[0] = 0;
+        // SAFETY: the buffer has room for the NUL.
+        unsafe { self.base_mut().write(0) };
     }
 
     pub fn set(&mut self, bytes: &[u8]) -> Result<(), i32> {
@@ -75,18 +109,32 @@ impl PathBuf {
 
     /// Appends raw bytes.
     pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), i32> {
-        if self.len + bytes.len() >= PATH_MAX {
+        let new_len = self.len + bytes.len();
+        if new_len >= PATH_MAX {
             return Err(TOO_LONG);
         }
-        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-        self.bytes[self.len] = 0;
+        if self.heap.is_empty() && new_len + 1 > INLINE {
+            let mut heap = Vec::with_capacity(PATH_MAX);
+            heap.extend_from_slice(self.as_bytes());
+            heap.resize(PATH_MAX, 0);
+            self.heap = heap;
+        }
+        // SAFETY: the copy and the NUL stay within the buffer (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.base_mut().add(self.len),
+                bytes.len(),
+            );
+            self.len = new_len;
+            self.base_mut().add(self.len).write(0);
+        }
         Ok(())
     }
 
     /// Appends `/name` (just `name` after a trailing `/`).
     pub fn push_component(&mut self, name: &[u8]) -> Result<(), i32> {
-        if self.len == 0 || self.bytes[self.len - 1] != b'/' {
+        if self.len == 0 || self.as_bytes()[self.len - 1] != b'/' {
             self.push_bytes(b"/")?;
         }
         self.push_bytes(name)
@@ -100,7 +148,8 @@ impl PathBuf {
             Some(i) => i,
         };
         self.len = cut.min(self.len);
-        self.bytes[self.len] = 0;
+        // SAFETY: within the initialised part.
+        unsafe { self.base_mut().add(self.len).write(0) };
     }
 
     /// The last component (empty for `/`).
@@ -203,6 +252,22 @@ mod tests {
         assert!(is_within(b"/x", b"/"));
         let parts: Vec<&[u8]> = components(b"//a/./b/../c/").collect();
         assert_eq!(parts, vec![&b"a"[..], b"b", b"..", b"c"]);
+    }
+
+    #[test]
+    fn long_paths_move_to_the_heap() {
+        let mut p = PathBuf::root();
+        for _ in 0..100 {
+            p.push_component(b"component").unwrap();
+        }
+        assert_eq!(p.len(), 1000);
+        assert!(p.as_bytes().starts_with(b"/component/component"));
+        assert_eq!(p.file_name(), b"component");
+        p.pop();
+        assert_eq!(p.len(), 990);
+        assert_eq!(p.as_cstr().to_bytes().len(), 990);
+        let copy = PathBuf::from_bytes(p.as_bytes()).unwrap();
+        assert_eq!(copy.as_bytes(), p.as_bytes());
     }
 
     #[test]
