@@ -40,21 +40,20 @@ impl Guard {
     }
 }
 
-/// Leaves the shim for the duration of `f` (the guard is taken again if `f` returns).
+/// Leaves the shim for the duration of `f` (the guard is as before if `f` returns).
 ///
 /// Exec hooks call the real `execve` this way: in a `vfork` child the thread-local
 /// flag is the parent thread's, and an `execve` that succeeds never returns to clear
 /// it, which would leave the parent outside its capsule for good.
 #[inline]
 pub fn outside<R>(f: impl FnOnce() -> R) -> R {
-    struct Reenter;
-    impl Drop for Reenter {
+    struct Restore(bool);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            IN_SHIM.with(|flag| flag.set(true));
+            IN_SHIM.with(|flag| flag.set(self.0));
         }
     }
-    IN_SHIM.with(|flag| flag.set(false));
-    let _reenter = Reenter;
+    let _restore = Restore(IN_SHIM.with(|flag| flag.replace(false)));
     f()
 }
 

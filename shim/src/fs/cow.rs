@@ -17,7 +17,7 @@ use crate::hook::errno;
 fn temp_name(dir: &[u8]) -> Result<PathBuf, c_int> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut p = PathBuf::from_bytes(dir)?;
-    p.push_component(b".capsule-copyup-")?;
+    p.push_component(super::layers::COPYUP_PREFIX)?;
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -12,13 +12,10 @@ use std::collections::HashSet;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::layers::{Found, Layers, Node, Place, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::layers::{Found, Layers, Node, Place, COPYUP_PREFIX, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::path::PathBuf;
 use super::sys;
 use crate::hook::errno;
-
-/// Temporary names of copy-ups in progress, never listed.
-const COPYUP_PREFIX: &[u8] = b".capsule-copyup-";
 
 /// A directory stream served from a merged snapshot.
 pub struct MergedDir {

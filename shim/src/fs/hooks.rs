@@ -118,6 +118,34 @@ unsafe fn stat_with(
     )
 }
 
+/// A change through a descriptor: applied to the upper copy when the descriptor
+/// refers to a lower-layer file (`by_path`), else to the descriptor (`by_fd`).
+fn fd_change<R>(
+    fd: c_int,
+    fail: R,
+    by_path: impl FnOnce(*const c_char) -> R,
+    by_fd: impl FnOnce() -> R,
+) -> R {
+    let Some(layers) = super::layers() else {
+        return by_fd();
+    };
+    let saved = crate::hook::errno();
+    match ops::fd_for_change(layers, fd) {
+        Ok(Some(host)) => {
+            set_errno(saved);
+            by_path(host.as_ptr())
+        }
+        Ok(None) | Err(Skip::Pass) => {
+            set_errno(saved);
+            by_fd()
+        }
+        Err(Skip::Errno(e)) => {
+            set_errno(e);
+            fail
+        }
+    }
+}
+
 /// A path operation on an existing name that only reads it.
 unsafe fn read_with<R>(
     dirfd: c_int,
@@ -271,7 +299,10 @@ unsafe fn readlink_with(
             let Ok(mut mapped) = PathBuf::from_bytes(&target[..n as usize]) else {
                 return n;
             };
-            ops::map_proc_target(l, &mut mapped);
+            if let Err(e) = l.map_proc_link(node.capsule.file_name(), &mut mapped) {
+                set_errno(e);
+                return -1;
+            }
             let out = mapped.as_bytes();
             let len = out.len().min(size);
             std::ptr::copy_nonoverlapping(out.as_ptr(), buf.cast(), len);
@@ -558,6 +589,12 @@ unsafe fn mktemp_with(
     -1
 }
 
+type GlobErr = Option<unsafe extern "C" fn(*const c_char, c_int) -> c_int>;
+type NftwFn = Option<
+    unsafe extern "C" fn(*const c_char, *const libc::stat, c_int, *mut super::walk::Ftw) -> c_int,
+>;
+type FtwFn = Option<unsafe extern "C" fn(*const c_char, *const libc::stat, c_int) -> c_int>;
+
 /// `struct stat`-era entry points of binaries built against glibc < 2.33 take the
 /// structure version first.
 type Ver = c_int;
@@ -728,7 +765,7 @@ hook! {
     fn utimensat(dirfd: c_int, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int, missing: -1;
     |real| {
         if path.is_null() {
-            return real(dirfd, path, times, flags);
+            return fd_change(dirfd, -1, |p| real(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(dirfd, path, times, flags));
         }
         change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
     }
@@ -821,6 +858,54 @@ hook! {
 
     fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name))
+
+    fn fchmod(fd: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::chmod(p, mode), || real(fd, mode))
+
+    fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::lchown(p, uid, gid), || real(fd, uid, gid))
+
+    fn futimens(fd: c_int, times: *const libc::timespec) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::utimensat(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(fd, times))
+
+    fn futimes(fd: c_int, times: *const libc::timeval) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::lutimes(p, times), || real(fd, times))
+
+    fn fsetxattr(fd: c_int, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::lsetxattr(p, name, value, size, flags), || real(fd, name, value, size, flags))
+
+    fn fremovexattr(fd: c_int, name: *const c_char) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::lremovexattr(p, name), || real(fd, name))
+
+    fn glob(pattern: *const c_char, flags: c_int, errfunc: GlobErr, pglob: *mut super::walk::Glob) -> c_int, missing: -1;
+    |real| super::walk::glob_with(pglob, flags, |f| real(pattern, f, errfunc, pglob))
+
+    fn glob64(pattern: *const c_char, flags: c_int, errfunc: GlobErr, pglob: *mut super::walk::Glob) -> c_int, missing: -1;
+    |real| super::walk::glob_with(pglob, flags, |f| real(pattern, f, errfunc, pglob))
+
+    fn nftw(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd, flags) };
+        crate::hook::outside(|| super::walk::nftw_with(dir, flags, &mut |p, st, kind, mut ftw| visit(p, st, kind, &mut ftw)))
+    }
+
+    fn nftw64(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd, flags) };
+        crate::hook::outside(|| super::walk::nftw_with(dir, flags, &mut |p, st, kind, mut ftw| visit(p, st, kind, &mut ftw)))
+    }
+
+    fn ftw(dir: *const c_char, visit: FtwFn, nopenfd: c_int) -> c_int, missing: -1;
+    |real| {
+        let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd) };
+        crate::hook::outside(|| super::walk::nftw_with(dir, 0, &mut |p, st, kind, _| visit(p, st, kind)))
+    }
+
+    fn ftw64(dir: *const c_char, visit: FtwFn, nopenfd: c_int) -> c_int, missing: -1;
+    |real| {
+        let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd) };
+        crate::hook::outside(|| super::walk::nftw_with(dir, 0, &mut |p, st, kind, _| visit(p, st, kind)))
+    }
 
     fn mkstemp(template: *mut c_char) -> c_int, missing: -1;
     |real| mktemp_with(template, 0, 0, false, || real(template))

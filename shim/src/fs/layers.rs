@@ -13,6 +13,8 @@ use capsule_config::FsConfig;
 use super::path::{components, is_within, PathBuf};
 use super::sys;
 
+/// The longest name of one path component (`NAME_MAX`).
+const NAME_MAX: usize = 255;
 /// The most symbolic links one resolution follows (as the kernel's `MAXSYMLINKS`).
 const MAX_LINKS: u32 = 40;
 /// Host file systems every capsule sees through (devices, processes, kernel state:
@@ -20,6 +22,8 @@ const MAX_LINKS: u32 = 40;
 const PASSTHROUGH: &[&[u8]] = &[b"/proc", b"/dev", b"/sys"];
 /// Marker of a deleted name in the upper layer (OCI image layers use the same).
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// Temporary names of copy-ups in progress.
+pub const COPYUP_PREFIX: &[u8] = b".capsule-copyup-";
 /// Marker of a directory whose lower entries are hidden.
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
@@ -201,6 +205,11 @@ impl Layers {
             node.host = host;
             return Ok(node);
         }
+        let name = node.capsule.file_name();
+        if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
+            // The layers' own markers are not names of the capsule.
+            return Ok(node);
+        }
         if parent.in_upper && self.upper.is_some() {
             let up = self.upper_host(node.capsule.as_bytes())?;
             if sys::lstat(&up, &mut node.stat) {
@@ -274,6 +283,9 @@ impl Layers {
     /// not an error (the caller may create it); a missing directory on the way is
     /// `ENOENT`, a non-directory on the way `ENOTDIR`.
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Node, c_int> {
+        if components(path).any(|c| c.len() > NAME_MAX) {
+            return Err(libc::ENAMETOOLONG);
+        }
         if let Some(node) = self.direct(path, follow_last)? {
             return Ok(node);
         }
@@ -427,11 +439,7 @@ impl Layers {
                 sys::readlink(&node.host, &mut target)?;
                 // Links in /proc (self/cwd, self/exe, fd/N, self/root) hold host paths.
                 if is_within(node.capsule.as_bytes(), b"/proc") {
-                    match self.reverse(target.as_bytes()) {
-                        Some(mapped) => target = mapped,
-                        None if target.as_bytes().starts_with(b"/") => return Err(libc::ENOENT),
-                        None => {}
-                    }
+                    self.map_proc_link(node.capsule.file_name(), &mut target)?;
                 }
                 let mut next = PathBuf::new();
                 if !target.as_bytes().starts_with(b"/") {
@@ -469,6 +477,25 @@ impl Layers {
             return Ok(Step::Done(self.root_node()?));
         }
         Ok(Step::Done(cur))
+    }
+
+    /// Maps the host path a `/proc` link holds into the capsule: a process's `root`
+    /// is the capsule's `/`, a `cwd` outside the capsule shows as `/`, other
+    /// absolute targets outside the capsule are `ENOENT` (never revealed).
+    pub fn map_proc_link(&self, link_name: &[u8], target: &mut PathBuf) -> Result<(), c_int> {
+        if !target.as_bytes().starts_with(b"/") {
+            return Ok(()); // "socket:[123]", "pipe:[4]", relative links
+        }
+        if link_name == b"root" {
+            *target = PathBuf::root();
+            return Ok(());
+        }
+        match self.reverse(target.as_bytes()) {
+            Some(mapped) => *target = mapped,
+            None if link_name == b"cwd" => *target = PathBuf::root(),
+            None => return Err(libc::ENOENT),
+        }
+        Ok(())
     }
 
     /// Maps a host path back to the capsule path it shows as, if it has one.

@@ -24,6 +24,8 @@ pub mod layers;
 pub mod ops;
 pub mod path;
 pub mod sys;
+#[cfg(not(test))]
+pub mod walk;
 
 // The exported symbols stay out of unit-test binaries, whose own libc calls they
 // would otherwise intercept.
@@ -54,6 +56,18 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("glob", Full),
+    Hook::new("glob64", Full),
+    Hook::new("nftw", Partial("FTW_CHDIR is not honoured")),
+    Hook::new("nftw64", Partial("FTW_CHDIR is not honoured")),
+    Hook::new("ftw", Full),
+    Hook::new("ftw64", Full),
+    Hook::new("fchmod", Full),
+    Hook::new("fchown", Full),
+    Hook::new("futimens", Full),
+    Hook::new("futimes", Full),
+    Hook::new("fsetxattr", Full),
+    Hook::new("fremovexattr", Full),
     Hook::new("mkstemp", Full),
     Hook::new("mkstemp64", Full),
     Hook::new("mkostemp", Full),

@@ -61,6 +61,21 @@ pub fn fd_path(layers: &Layers, fd: c_int) -> Result<Option<PathBuf>, c_int> {
     Ok(layers.reverse(target.as_bytes()))
 }
 
+/// For a call that changes what descriptor `fd` refers to (fchmod, fchown,
+/// futimens, fsetxattr…): a lower-layer file is copied up first and the host path
+/// of the copy returned, for the change to go there (the descriptor itself keeps
+/// reading the lower file, which must not change). `None`: use the descriptor.
+pub fn fd_for_change(layers: &Layers, fd: c_int) -> Op<Option<PathBuf>> {
+    let Some(capsule) = fd_path(layers, fd).map_err(|_| Skip::Pass)? else {
+        return Ok(None);
+    };
+    let node = layers.resolve(capsule.as_bytes(), false)?;
+    if node.found != Found::Lower {
+        return Ok(None);
+    }
+    Ok(Some(for_change(layers, node)?.host))
+}
+
 /// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
 pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
     let bytes = path.to_bytes();
@@ -189,6 +204,13 @@ pub fn after_mkdir(layers: &Layers, node: &Node, had_whiteout: bool) -> Op<()> {
 
 /// unlink / rmdir / unlinkat in the capsule.
 pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op<()> {
+    let last = path
+        .to_bytes()
+        .rsplit(|&b| b == b'/')
+        .find(|c| !c.is_empty());
+    if directory && last == Some(b".") {
+        return Err(Skip::Errno(libc::EINVAL));
+    }
     let node = existing(layers, dirfd, path, false)?;
     if directory && !node.is_dir() {
         return Err(Skip::Errno(libc::ENOTDIR));
@@ -250,31 +272,30 @@ pub fn rename(
     if src.capsule.as_bytes() == dst.capsule.as_bytes() {
         return Ok(None);
     }
-    if src.is_dir() {
-        // Moving a directory that has lower-layer content would need every entry
-        // copied: report EXDEV, and programs (mv) copy and delete instead.
-        if src.found == Found::Lower || cow::lower_exists(layers, &src) {
-            return Err(Skip::Errno(libc::EXDEV));
-        }
-        if super::path::is_within(dst.capsule.as_bytes(), src.capsule.as_bytes()) {
-            return Err(Skip::Errno(libc::EINVAL));
-        }
+    // The kernel's own refusals come first, in its order.
+    if src.is_dir() && super::path::is_within(dst.capsule.as_bytes(), src.capsule.as_bytes()) {
+        return Err(Skip::Errno(libc::EINVAL));
     }
     if dst.exists() {
         match (src.is_dir(), dst.is_dir()) {
             (false, true) => return Err(Skip::Errno(libc::EISDIR)),
             (true, false) => return Err(Skip::Errno(libc::ENOTDIR)),
-            (true, true) => {
-                if super::dirs::has_entries(layers, &dst)? {
-                    return Err(Skip::Errno(libc::ENOTEMPTY));
-                }
-                if dst.found == Found::Lower || cow::lower_exists(layers, &dst) {
-                    return Err(Skip::Errno(libc::EXDEV));
-                }
-                super::dirs::clear_markers(&dst.host)?;
+            (true, true) if super::dirs::has_entries(layers, &dst)? => {
+                return Err(Skip::Errno(libc::ENOTEMPTY))
             }
-            (false, false) => {}
+            _ => {}
         }
+    }
+    // Moving a directory that has lower-layer content would need every entry
+    // copied: report EXDEV, and programs (mv) copy and delete instead.
+    if src.is_dir() && (src.found == Found::Lower || cow::lower_exists(layers, &src)) {
+        return Err(Skip::Errno(libc::EXDEV));
+    }
+    if dst.is_dir() {
+        if dst.found == Found::Lower || cow::lower_exists(layers, &dst) {
+            return Err(Skip::Errno(libc::EXDEV));
+        }
+        super::dirs::clear_markers(&dst.host)?;
     }
     let src_in_lower = src.found == Found::Lower || cow::lower_exists(layers, &src);
     let src = for_change(layers, src)?;
@@ -319,15 +340,6 @@ pub fn link(
 /// Whether a symbolic link's target, read from `/proc`, is a host path to map back.
 pub fn is_proc_link(capsule: &[u8]) -> bool {
     super::path::is_within(capsule, b"/proc")
-}
-
-/// Maps a host path read from a `/proc` link back into the capsule, in place.
-pub fn map_proc_target(layers: &Layers, target: &mut PathBuf) {
-    if target.as_bytes().starts_with(b"/") {
-        if let Some(mapped) = layers.reverse(target.as_bytes()) {
-            *target = mapped;
-        }
-    }
 }
 
 /// Copies `text` into a caller's buffer of `size` bytes, NUL-terminated, or ERANGE.

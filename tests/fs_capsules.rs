@@ -1,0 +1,343 @@
+//! Capsules of the fs replica through the loader: two capsules on one root at the same
+//! time, each with its own upper layer; `--name` continuing an upper layer and `--rm`
+//! removing it; volumes (`-v HOST:PATH`, `:ro`, a single file, nested volumes, a volume
+//! shared by two capsules; also `CAPSULE_VOLUMES` under plain LD_PRELOAD); and bad input
+//! refused with one line before anything is created.
+
+mod common;
+#[path = "fs_support.rs"]
+mod fs_support;
+
+use std::fs;
+use std::process::Command;
+
+use common::*;
+use fs_support::*;
+
+/// `capsule run --root ROOT --name NAME [FLAGS] -e PATH -- /bin/sh -c GUARD+script`.
+fn sh_command(
+    home: &CapsuleHome,
+    root: &TestRoot,
+    name: &str,
+    flags: &[&str],
+    script: &str,
+) -> Command {
+    shim();
+    let script = format!("{GUARD}{script}");
+    let mut args = vec![
+        "run",
+        "--root",
+        root.str(),
+        "--name",
+        name,
+        "-e",
+        "PATH=/usr/bin:/bin",
+    ];
+    args.extend_from_slice(flags);
+    args.extend(["--", "/bin/sh", "-c", &script]);
+    home.command(&args)
+}
+
+#[test]
+fn two_capsules_on_one_root_at_the_same_time() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    // Each writes the same paths (a new file, a lower file, a new directory) 20 times
+    // with its own content and reads back only its own.
+    let script = |me: &str| {
+        format!(
+            "mkdir -p /var/lib/app/state; i=0; while [ $i -lt 20 ]; do i=$((i+1)); \
+             echo {me}$i > /etc/shared; echo {me}$i >> /var/lib/app/data.txt; \
+             echo {me}$i > /var/lib/app/state/n; sleep 0.02; \
+             cat /etc/shared /var/lib/app/state/n; done; tail -n 1 /var/lib/app/data.txt; \
+             head -n 1 /var/lib/app/data.txt"
+        )
+    };
+    let a = spawn(&mut sh_command(&home, &root, "a", &[], &script("a")));
+    let b = spawn(&mut sh_command(&home, &root, "b", &[], &script("b")));
+    let (out_a, out_b) = (a.wait(), b.wait());
+    for (me, out) in [("a", &out_a), ("b", &out_b)] {
+        let mut want = String::new();
+        for i in 1..=20 {
+            want.push_str(&format!("{me}{i}\n{me}{i}\n"));
+        }
+        want.push_str(&format!("{me}20\nlower data\n"));
+        assert_eq!(
+            success(out, &format!("capsule {me}")),
+            want,
+            "capsule {me} saw another capsule's writes"
+        );
+        let upper = home.path().join("capsules").join(me).join("upper");
+        assert_eq!(read_text(&upper.join("etc/shared")), format!("{me}20\n"));
+        let data = read_text(&upper.join("var/lib/app/data.txt"));
+        assert!(
+            data.starts_with("lower data\n")
+                && data.ends_with(&format!("{me}20\n"))
+                && data.lines().count() == 21,
+            "capsule {me}'s copy of data.txt: {data:?}"
+        );
+    }
+    root.assert_unchanged();
+}
+
+#[test]
+fn a_name_continues_its_upper_layer_and_rm_removes_it() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "keep",
+        &[],
+        "echo kept > /etc/persist; rm /etc/app.conf",
+    ));
+    success(&out, "first run of keep");
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "keep",
+        &[],
+        "cat /etc/persist; test -e /etc/app.conf || echo still-removed",
+    ));
+    assert_eq!(success(&out, "second run of keep"), "kept\nstill-removed\n");
+    // Another name does not see them.
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "other",
+        &["--rm"],
+        "test -e /etc/persist || echo fresh; cat /etc/app.conf",
+    ));
+    assert_eq!(success(&out, "other capsule"), "fresh\nsetting=1\n");
+
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "gone",
+        &["--rm"],
+        "echo x > /etc/persist; cat /etc/persist",
+    ));
+    assert_eq!(success(&out, "--rm run"), "x\n");
+    let dir = home.path().join("capsules/gone");
+    assert!(!exists(&dir), "--rm left {}", dir.display());
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "gone",
+        &["--rm"],
+        "test -e /etc/persist || echo fresh",
+    ));
+    assert_eq!(success(&out, "after --rm"), "fresh\n");
+    root.assert_unchanged();
+}
+
+#[test]
+fn volumes_through_the_loader() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let rw = TempDir::new("vol-rw");
+    let ro = TempDir::new("vol-ro");
+    fs::write(rw.join("pre.txt"), "volume\n").unwrap();
+    fs::write(ro.join("pre.txt"), "volume\n").unwrap();
+    let ro_before = Snapshot::of(ro.path());
+    let rw_spec = format!("{}:/data", rw.str());
+    let ro_spec = format!("{}:/ro:ro", ro.str());
+    let out = home.run(&[
+        "run",
+        "--root",
+        root.str(),
+        "--name",
+        "vol",
+        "-v",
+        &rw_spec,
+        "-v",
+        &ro_spec,
+        "--",
+        "/probes/fs_errno",
+        "--capsule",
+        "vol-rw",
+        "/data",
+        "vol-ro",
+        "/ro",
+    ]);
+    probe_ok(
+        &out,
+        "fs_errno vol-rw /data vol-ro /ro through capsule run -v",
+    );
+    assert_eq!(
+        read_text(&rw.join("probe-rw.txt")),
+        "written\n",
+        "the write reached the host volume"
+    );
+    assert_eq!(read_text(&rw.join("pre.txt")), "volume\nappended\n");
+    Snapshot::of(ro.path()).assert_same(&ro_before, "the :ro volume");
+    let upper = home.path().join("capsules/vol/upper");
+    assert!(
+        !exists(&upper.join("data")) && !exists(&upper.join("ro")),
+        "volume writes went to the upper layer: {:?}",
+        names_in(&upper)
+    );
+
+    // What a shell sees there.
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "vol",
+        &["-v", &rw_spec, "-v", &ro_spec],
+        "ls /data; cat /ro/pre.txt; echo x > /ro/new 2>/dev/null || echo refused; \
+         echo shell > /data/shell.txt",
+    ));
+    assert_eq!(
+        success(&out, "shell with volumes"),
+        "pre.txt\nprobe-rw.txt\nvolume\nrefused\n"
+    );
+    assert_eq!(read_text(&rw.join("shell.txt")), "shell\n");
+    Snapshot::of(ro.path()).assert_same(&ro_before, "the :ro volume");
+    root.assert_unchanged();
+}
+
+#[test]
+fn a_file_volume_and_nested_volumes() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let files = TempDir::new("vol-file");
+    let conf = files.join("app.conf");
+    fs::write(&conf, "from host\n").unwrap();
+    let outer = TempDir::new("vol-outer");
+    let inner = TempDir::new("vol-inner");
+    let file_spec = format!("{}:/etc/app.conf", conf.display());
+    let outer_spec = format!("{}:/srv", outer.str());
+    let inner_spec = format!("{}:/srv/sub", inner.str());
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "files",
+        &["-v", &file_spec, "-v", &outer_spec, "-v", &inner_spec],
+        "cat /etc/app.conf; echo appended >> /etc/app.conf; echo x > /srv/sub/f; \
+         echo y > /srv/g; ls /srv/sub; cat /etc/hostname",
+    ));
+    assert_eq!(
+        success(&out, "file and nested volumes"),
+        "from host\nf\ncapsule-lower\n"
+    );
+    assert_eq!(
+        read_text(&conf),
+        "from host\nappended\n",
+        "write to a file volume"
+    );
+    assert_eq!(read_text(&inner.join("f")), "x\n", "longest prefix wins");
+    assert_eq!(read_text(&outer.join("g")), "y\n");
+    assert!(
+        !exists(&outer.join("sub/f")),
+        "/srv/sub/f went to the outer volume"
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn two_capsules_share_a_volume() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let shared = TempDir::new("vol-shared");
+    let spec = format!("{}:/shared", shared.str());
+    // Each writes its file, then waits (at most 20 s) for the other's.
+    let script = |me: &str, other: &str| {
+        format!(
+            "echo from-{me} > /shared/{me}.tmp; mv /shared/{me}.tmp /shared/{me}; n=0; \
+             while [ ! -e /shared/{other} ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done; \
+             cat /shared/{other}"
+        )
+    };
+    let a = spawn(&mut sh_command(
+        &home,
+        &root,
+        "sa",
+        &["-v", &spec],
+        &script("a", "b"),
+    ));
+    let b = spawn(&mut sh_command(
+        &home,
+        &root,
+        "sb",
+        &["-v", &spec],
+        &script("b", "a"),
+    ));
+    let (out_a, out_b) = (a.wait(), b.wait());
+    assert_eq!(success(&out_a, "capsule a"), "from-b\n");
+    assert_eq!(success(&out_b, "capsule b"), "from-a\n");
+    assert_eq!(
+        names_in(shared.path()),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn volumes_under_plain_preload() {
+    let root = TestRoot::new();
+    let upper = TempDir::new("upper");
+    let rw = TempDir::new("vol-rw");
+    let ro = TempDir::new("vol-ro");
+    fs::write(rw.join("pre.txt"), "volume\n").unwrap();
+    fs::write(ro.join("pre.txt"), "volume\n").unwrap();
+    let volumes = format!("{}:/data;{}:/ro:ro", rw.str(), ro.str());
+    let env = [
+        ("CAPSULE_ROOT", root.str()),
+        ("CAPSULE_UPPER", upper.str()),
+        ("CAPSULE_VOLUMES", volumes.as_str()),
+    ];
+    let out = run_preload(
+        &env,
+        root.host("/probes/fs_errno"),
+        &["--capsule", "vol-rw", "/data", "vol-ro", "/ro"],
+    );
+    probe_ok(&out, "fs_errno with CAPSULE_VOLUMES");
+    assert_eq!(read_text(&rw.join("probe-rw.txt")), "written\n");
+    assert_eq!(read_text(&ro.join("pre.txt")), "volume\n");
+    assert_eq!(names_in(ro.path()), vec!["pre.txt".to_string()]);
+    root.assert_unchanged();
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_created() {
+    let root = TestRoot::new();
+    let file = root.host("/etc/hostname");
+    let file = file.to_str().unwrap();
+    let missing_root = format!("{}/no-such-root", root.str());
+    let missing_host = format!("{}/no-such-volume", root.str());
+    let missing_vol = format!("{missing_host}:/data");
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["--root", &missing_root],
+            &missing_root,
+            "--root naming a missing directory",
+        ),
+        (vec!["--root", file], file, "--root naming a file"),
+        (
+            vec!["--root", root.str(), "-v", &missing_vol],
+            &missing_host,
+            "a volume whose host path is missing",
+        ),
+        (
+            vec!["--root", root.str(), "-v", "nocolon"],
+            "nocolon",
+            "a volume spec with no colon",
+        ),
+        (
+            vec!["--root", root.str(), "-v", "relative/dir:/data"],
+            "relative/dir",
+            "a volume with a relative host path",
+        ),
+    ];
+    for (flags, culprit, what) in cases {
+        let home = CapsuleHome::new();
+        let mut args = vec!["run", "--name", "bad"];
+        args.extend(flags);
+        args.extend(["--", "/bin/true"]);
+        let out = home.run(&args);
+        assert_refused(&out, &home, culprit, what);
+    }
+    assert!(!exists(std::path::Path::new(&missing_root)));
+    assert!(!exists(std::path::Path::new(&missing_host)));
+    root.assert_unchanged();
+}
