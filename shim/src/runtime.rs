@@ -188,6 +188,7 @@ fn build() -> Runtime {
         .then(|| crate::fs::Layers::from_config(&config.fs));
     if fs.is_some() {
         crate::fs::cache::init();
+        crate::fs::owner::init();
     }
     let runtime = Runtime {
         fs,

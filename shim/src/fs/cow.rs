@@ -257,6 +257,7 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
         // Device nodes and sockets cannot be recreated by an ordinary user.
         _ => return Err(libc::EPERM),
     }
+    super::owner::after_copy_up(&upper, &node.stat);
     node.found = Found::Upper;
     node.host = upper;
     sys::lstat(&node.host, &mut node.stat);

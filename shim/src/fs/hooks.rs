@@ -61,10 +61,44 @@ unsafe fn open_with(
 ) -> c_int {
     run(
         |l| ops::open(l, dirfd, arg(path)?, flags),
-        |host| real(host.as_ptr()),
+        |(host, created)| {
+            let fd = real(host.as_ptr());
+            if fd >= 0 && created {
+                super::owner::after_create(&host);
+            }
+            fd
+        },
         || real(path),
         -1,
     )
+}
+
+/// A stream fopen made: a new file belongs to its creator's capsule identity.
+fn created_file(file: *mut FILE, host: &PathBuf, created: bool) -> *mut FILE {
+    if !file.is_null() && created {
+        super::owner::after_create(host);
+    }
+    file
+}
+
+/// mknod of a device by a fake root that is not really root (see `owner`).
+unsafe fn mknod_in(
+    host: *const c_char,
+    mode: mode_t,
+    dev: dev_t,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let Ok(path) = PathBuf::from_bytes(CStr::from_ptr(host).to_bytes()) else {
+        return real();
+    };
+    match super::owner::mknod_device(&path, mode, dev) {
+        Ok(true) => 0,
+        Ok(false) => real(),
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
 }
 
 /// fopen's mode string as open flags (for the copy-up decision).
@@ -87,14 +121,39 @@ fn fopen_flags(mode: *const c_char) -> c_int {
     }
 }
 
-/// The stat family. `copy`: the caller's buffer is a `struct stat` (64-bit Linux has
-/// one layout for `stat` and `stat64`), filled from what the walk already read; else
-/// `real` asks the kernel about the host path (statx, the versioned `__xstat`s).
+/// Where a stat-family call wants its answer.
+#[derive(Clone, Copy)]
+enum StatBuf {
+    /// A `struct stat` (64-bit Linux has one layout for `stat` and `stat64`): filled
+    /// from what the walk already read.
+    Copy(*mut libc::stat),
+    /// A `struct stat` the real call fills (the versioned `__xstat`s).
+    Stat(*mut libc::stat),
+    Statx(*mut libc::statx),
+}
+
+impl StatBuf {
+    /// Applies recorded ownership to what was written.
+    unsafe fn fix(self, host: Option<&PathBuf>, fd: c_int) {
+        match self {
+            StatBuf::Copy(buf) | StatBuf::Stat(buf) if !buf.is_null() => match host {
+                Some(h) => super::owner::apply(h, &mut *buf),
+                None => super::owner::apply_fd(fd, &mut *buf),
+            },
+            StatBuf::Statx(buf) if !buf.is_null() => super::owner::apply_statx(host, fd, &mut *buf),
+            _ => {}
+        }
+    }
+}
+
+/// The stat family: the walk's answer, or the kernel's about the host path (links
+/// not followed: the walk already followed the ones it had to), with recorded
+/// ownership applied; an empty path with `AT_EMPTY_PATH` asks about `dirfd`.
 unsafe fn stat_with(
     dirfd: c_int,
     path: *const c_char,
     follow: bool,
-    copy: Option<*mut libc::stat>,
+    buf: StatBuf,
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
     run(
@@ -105,17 +164,68 @@ unsafe fn stat_with(
             }
             ops::existing(l, dirfd, p, follow)
         },
-        |node| match copy {
-            Some(buf) if !buf.is_null() => {
-                *buf = node.stat;
-                0
+        |node| {
+            let rc = match buf {
+                StatBuf::Copy(out) if !out.is_null() => {
+                    *out = node.stat;
+                    0
+                }
+                _ => real(node.host.as_ptr()),
+            };
+            if rc == 0 {
+                buf.fix(Some(&node.host), -1);
             }
-            // Not following links: the walk already followed the ones it had to.
-            _ => real(node.host.as_ptr()),
+            rc
+        },
+        || {
+            let rc = real(path);
+            if rc == 0 && !path.is_null() && *path == 0 && super::layers().is_some() {
+                buf.fix(None, dirfd);
+            }
+            rc
+        },
+        -1,
+    )
+}
+
+/// fstat and friends: the kernel's answer with recorded ownership applied.
+unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() -> c_int) -> c_int {
+    let rc = real();
+    if rc == 0 && !buf.is_null() && super::layers().is_some() {
+        super::owner::apply_fd(fd, &mut *buf);
+    }
+    rc
+}
+
+/// chown & co.: copied up, then the capsule's ownership rules (see `owner`).
+unsafe fn chown_with(
+    dirfd: c_int,
+    path: *const c_char,
+    uid: uid_t,
+    gid: gid_t,
+    follow: bool,
+    real: impl Fn(*const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::change_path(l, dirfd, arg(path)?, follow),
+        |host| match super::owner::chown(&host, uid, gid, follow) {
+            Ok(true) => 0,
+            Ok(false) => real(host.as_ptr()),
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
         },
         || real(path),
         -1,
     )
+}
+
+/// The host path a descriptor refers to.
+fn fd_host(fd: c_int) -> Option<PathBuf> {
+    super::sys::fd_target(fd)
+        .ok()
+        .filter(|t| t.as_bytes().starts_with(b"/"))
 }
 
 /// A change through a descriptor: applied to the upper copy when the descriptor
@@ -186,7 +296,13 @@ unsafe fn create_with(
 ) -> c_int {
     run(
         |l| ops::create_path(l, dirfd, arg(path)?),
-        |(host, _, _)| real(host.as_ptr()),
+        |(host, node, _)| {
+            let rc = real(host.as_ptr());
+            if rc == 0 && node.place == super::layers::Place::Overlay {
+                super::owner::after_create(&host);
+            }
+            rc
+        },
         || real(path),
         -1,
     )
@@ -566,11 +682,12 @@ unsafe fn mktemp_with(
         } else {
             let open_flags =
                 libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | (flags & !libc::O_ACCMODE);
-            ops::open(layers, libc::AT_FDCWD, path, open_flags).and_then(|host| {
+            ops::open(layers, libc::AT_FDCWD, path, open_flags).and_then(|(host, _)| {
                 let fd = libc::open(host.as_ptr(), open_flags, 0o600);
                 if fd < 0 {
                     Err(Skip::Errno(crate::hook::errno()))
                 } else {
+                    super::owner::after_create(&host);
                     Ok(fd)
                 }
             })
@@ -631,55 +748,55 @@ hook! {
     |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
 
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode), || real(path, mode), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode), &h, created), || real(path, mode), std::ptr::null_mut())
 
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode), || real(path, mode), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode), &h, created), || real(path, mode), std::ptr::null_mut())
 
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode, stream), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode, stream), &h, created), || real(path, mode, stream), std::ptr::null_mut())
 
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |h| real(h.as_ptr(), mode, stream), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode, stream), &h, created), || real(path, mode, stream), std::ptr::null_mut())
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, Some(buf), |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf), |p| real(p, buf))
 
     fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, Some(buf.cast()), |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf.cast()), |p| real(p, buf))
 
     fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, Some(buf), |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Copy(buf), |p| real(p, buf))
 
     fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, Some(buf.cast()), |p| real(p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Copy(buf.cast()), |p| real(p, buf))
 
     fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, Some(buf), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Copy(buf), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, Some(buf.cast()), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Copy(buf.cast()), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn __xstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, None, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
     fn __xstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, true, None, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
     fn __lxstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, None, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
     fn __lxstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
-    |real| stat_with(libc::AT_FDCWD, path, false, None, |p| real(ver, p, buf))
+    |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
     fn __fxstatat(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Stat(buf.cast()), |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn __fxstatat64(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Stat(buf.cast()), |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx) -> c_int, missing: -1;
-    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
+    |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Statx(buf), |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
 
     fn access(path: *const c_char, mode: c_int) -> c_int, missing: -1;
     |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
@@ -748,13 +865,13 @@ hook! {
     |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
 
     fn chown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, uid, gid))
+    |real| chown_with(libc::AT_FDCWD, path, uid, gid, true, |p| real(p, uid, gid))
 
     fn lchown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, uid, gid))
+    |real| chown_with(libc::AT_FDCWD, path, uid, gid, false, |p| real(p, uid, gid))
 
     fn fchownat(dirfd: c_int, path: *const c_char, uid: uid_t, gid: gid_t, flags: c_int) -> c_int, missing: -1;
-    |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| chown_with(dirfd, path, uid, gid, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn truncate(path: *const c_char, len: off_t) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
@@ -780,10 +897,10 @@ hook! {
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, times))
 
     fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
-    |real| create_with(libc::AT_FDCWD, path, |p| real(p, mode, dev))
+    |real| create_with(libc::AT_FDCWD, path, |p| mknod_in(p, mode, dev, || real(p, mode, dev)))
 
     fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
-    |real| create_with(dirfd, path, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode, dev))
+    |real| create_with(dirfd, path, |p| mknod_in(p, mode, dev, || real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode, dev)))
 
     fn mkfifo(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
     |real| create_with(libc::AT_FDCWD, path, |p| real(p, mode))
@@ -863,7 +980,24 @@ hook! {
     |real| fd_change(fd, -1, |p| libc::chmod(p, mode), || real(fd, mode))
 
     fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
-    |real| fd_change(fd, -1, |p| libc::lchown(p, uid, gid), || real(fd, uid, gid))
+    |real| {
+        let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
+            Ok(host) => match super::owner::chown(&host, uid, gid, false) {
+                Ok(true) => 0,
+                Ok(false) => libc::lchown(p, uid, gid),
+                Err(e) => { set_errno(e); -1 }
+            },
+            Err(e) => { set_errno(e); -1 }
+        };
+        fd_change(fd, -1, by_path, || {
+            if super::owner::active() && super::layers().is_some() {
+                if let Some(host) = fd_host(fd) {
+                    return by_path(host.as_ptr());
+                }
+            }
+            real(fd, uid, gid)
+        })
+    }
 
     fn futimens(fd: c_int, times: *const libc::timespec) -> c_int, missing: -1;
     |real| fd_change(fd, -1, |p| libc::utimensat(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(fd, times))
@@ -906,6 +1040,18 @@ hook! {
         let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd) };
         crate::hook::outside(|| super::walk::nftw_with(dir, 0, &mut |p, st, kind, _| visit(p, st, kind)))
     }
+
+    fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| fstat_with(fd, buf, || real(fd, buf))
+
+    fn fstat64(fd: c_int, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| fstat_with(fd, buf.cast(), || real(fd, buf))
+
+    fn __fxstat(ver: Ver, fd: c_int, buf: *mut libc::stat) -> c_int, missing: -1;
+    |real| fstat_with(fd, buf, || real(ver, fd, buf))
+
+    fn __fxstat64(ver: Ver, fd: c_int, buf: *mut libc::stat64) -> c_int, missing: -1;
+    |real| fstat_with(fd, buf.cast(), || real(ver, fd, buf))
 
     fn mkstemp(template: *mut c_char) -> c_int, missing: -1;
     |real| mktemp_with(template, 0, 0, false, || real(template))

@@ -22,6 +22,7 @@ pub mod cow;
 pub mod dirs;
 pub mod layers;
 pub mod ops;
+pub mod owner;
 pub mod path;
 pub mod sys;
 #[cfg(not(test))]
@@ -56,6 +57,10 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("fstat", Full),
+    Hook::new("fstat64", Full),
+    Hook::new("__fxstat", Full),
+    Hook::new("__fxstat64", Full),
     Hook::new("glob", Full),
     Hook::new("glob64", Full),
     Hook::new("nftw", Partial("FTW_CHDIR is not honoured")),
@@ -135,26 +140,17 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("__readlinkat_chk", Full),
     Hook::new("chmod", Full),
     Hook::new("fchmodat", Full),
-    Hook::new(
-        "chown",
-        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
-    ),
-    Hook::new(
-        "lchown",
-        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
-    ),
-    Hook::new(
-        "fchownat",
-        Partial("copies up, then the kernel decides (remembered ownership is not done yet)"),
-    ),
+    Hook::new("chown", Full),
+    Hook::new("lchown", Full),
+    Hook::new("fchownat", Full),
     Hook::new("truncate", Full),
     Hook::new("truncate64", Full),
     Hook::new("utimensat", Full),
     Hook::new("utimes", Full),
     Hook::new("lutimes", Full),
     Hook::new("utime", Full),
-    Hook::new("mknod", Partial("device nodes need real privileges")),
-    Hook::new("mknodat", Partial("device nodes need real privileges")),
+    Hook::new("mknod", Partial("a fake root that is not really root gets an empty file that stat reports as the device")),
+    Hook::new("mknodat", Partial("a fake root that is not really root gets an empty file that stat reports as the device")),
     Hook::new("mkfifo", Full),
     Hook::new("mkfifoat", Full),
     Hook::new("chdir", Full),

@@ -41,23 +41,7 @@ pub fn cwd(layers: &Layers) -> PathBuf {
 
 /// The capsule path of what descriptor `fd` refers to, if it is in the capsule.
 pub fn fd_path(layers: &Layers, fd: c_int) -> Result<Option<PathBuf>, c_int> {
-    let mut link = PathBuf::from_bytes(b"/proc/self/fd/")?;
-    let mut digits = [0u8; 12];
-    let mut n = fd as u32;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    link.push_bytes(&digits[i..])?;
-    let mut target = PathBuf::new();
-    if sys::readlink(&link, &mut target).is_err() {
-        return Err(libc::EBADF);
-    }
+    let target = sys::fd_target(fd)?;
     Ok(layers.reverse(target.as_bytes()))
 }
 
@@ -147,8 +131,8 @@ pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
     }
 }
 
-/// The host path an `open` with these flags must use.
-pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<PathBuf> {
+/// The host path an `open` with these flags must use, and whether it creates it.
+pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<(PathBuf, bool)> {
     let create = flags & libc::O_CREAT != 0;
     let exclusive = create && flags & libc::O_EXCL != 0;
     let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
@@ -158,15 +142,15 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<Path
         if !create {
             return Err(Skip::Errno(libc::ENOENT));
         }
-        return Ok(for_create(layers, &node)?.0);
+        return Ok((for_create(layers, &node)?.0, true));
     }
     if exclusive {
         return Err(Skip::Errno(libc::EEXIST));
     }
     if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
-        return Ok(for_change(layers, node)?.host);
+        return Ok((for_change(layers, node)?.host, false));
     }
-    Ok(node.host)
+    Ok((node.host, false))
 }
 
 /// The host path of an existing name, for calls that only read.
@@ -198,6 +182,11 @@ pub fn after_mkdir(layers: &Layers, node: &Node, had_whiteout: bool) -> Op<()> {
             cow::make_opaque(layers, &node.capsule)?;
         }
         super::changed();
+    }
+    if let Ok(host) = layers.upper_host(node.capsule.as_bytes()) {
+        if node.place == Place::Overlay {
+            super::owner::after_create(&host);
+        }
     }
     Ok(())
 }

@@ -101,3 +101,24 @@ pub fn open_dir(path: &PathBuf) -> Result<c_int, c_int> {
         Ok(fd)
     }
 }
+
+/// What descriptor `fd` refers to, as `/proc/self/fd/N` names it (a host path, or
+/// `pipe:[…]`, `socket:[…]`…).
+pub fn fd_target(fd: c_int) -> Result<PathBuf, c_int> {
+    let mut link = PathBuf::from_bytes(b"/proc/self/fd/")?;
+    let mut digits = [0u8; 12];
+    let mut n = fd as u32;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    link.push_bytes(&digits[i..])?;
+    let mut target = PathBuf::new();
+    readlink(&link, &mut target).map_err(|_| libc::EBADF)?;
+    Ok(target)
+}
