@@ -81,6 +81,10 @@ fn init_slow() {
             unsafe { (*RUNTIME.0.get()).write(runtime) };
             STATE.store(READY, Ordering::Release);
             log::debug_startup(get());
+            // Needs the runtime (it records changes in the shared state).
+            if let Some(layers) = &get().fs {
+                crate::fs::prepare_volumes(layers);
+            }
         }
         Err(_) => {
             // Another thread is initialising (this thread cannot be: it holds the guard

@@ -2,8 +2,10 @@
 //! change, and marking deletions.
 //!
 //! A copy-up is atomic: the copy is written under a temporary name in the target
-//! directory of the upper layer and renamed over the final name once complete, so a
+//! directory of the upper layer and renamed to the final name once complete, so a
 //! crash leaves either no upper file or a complete one, never a half-copied file.
+//! The rename never replaces: when processes of a capsule copy the same file up at
+//! once, the first copy wins and the others use it (with what was written to it).
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -215,10 +217,11 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
             libc::close(dst);
         }
         libc::close(src);
-        if let Err(e) = result.and_then(|_| sys::rename(&temp, upper)) {
+        if let Err(e) = result {
             let _ = sys::unlink(&temp);
             return Err(e);
         }
+        sys::publish(&temp, upper)?;
     }
     Ok(())
 }
@@ -242,10 +245,7 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
             sys::readlink(&node.host, &mut target)?;
             let temp = temp_name(upper.parent_bytes())?;
             sys::symlink(&target, &temp)?;
-            if let Err(e) = sys::rename(&temp, &upper) {
-                let _ = sys::unlink(&temp);
-                return Err(e);
-            }
+            sys::publish(&temp, &upper)?;
         }
         libc::S_IFDIR => ensure_upper_dir(layers, node.capsule.as_bytes())?,
         libc::S_IFIFO => {

@@ -46,6 +46,41 @@ pub fn layers() -> Option<&'static Layers> {
     runtime::get().fs.as_ref()
 }
 
+/// Makes every volume's mount point a name of the capsule: an empty directory (or
+/// file, for a file volume) in the upper layer where the lower layer has nothing,
+/// so that listings show it and its parents exist. Done by each process at start;
+/// one `lstat` per volume when they exist already.
+pub fn prepare_volumes(layers: &Layers) {
+    for volume in &layers.volumes {
+        let Ok(capsule) = path::PathBuf::from_bytes(&volume.path) else {
+            continue;
+        };
+        let (Ok(upper), Ok(lower)) = (
+            layers.upper_host(capsule.as_bytes()),
+            layers.lower_host(capsule.as_bytes()),
+        ) else {
+            continue;
+        };
+        if sys::exists(&upper) || sys::exists(&lower) {
+            continue;
+        }
+        let Ok(host) = path::PathBuf::from_bytes(&volume.host) else {
+            continue;
+        };
+        // SAFETY: zeroed stat is valid.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let is_dir = !sys::lstat(&host, &mut st) || st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if cow::ensure_upper_dir(layers, capsule.parent_bytes()).is_err() {
+            continue;
+        }
+        let _ = if is_dir {
+            sys::mkdir(&upper, 0o755)
+        } else {
+            sys::create_empty(&upper, 0o644)
+        };
+    }
+}
+
 /// Records that the upper layer's directory structure changed (a directory made
 /// or removed, a whiteout or opaque marker written), for any process of the
 /// capsule that caches what it resolved.

@@ -64,6 +64,31 @@ pub fn rename(from: &PathBuf, to: &PathBuf) -> Result<(), c_int> {
     check(unsafe { libc::rename(from.as_ptr(), to.as_ptr()) })
 }
 
+/// Puts a finished copy in place unless another process of the capsule did first
+/// (then the copy is dropped and theirs, possibly already changed, is used).
+pub fn publish(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
+    // SAFETY: NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            temp.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = errno();
+    let _ = unlink(temp);
+    if e == libc::EEXIST {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 pub fn symlink(target: &PathBuf, link: &PathBuf) -> Result<(), c_int> {
     // SAFETY: NUL-terminated paths.
     check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })
