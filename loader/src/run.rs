@@ -529,6 +529,9 @@ impl Prepared {
         dir.clear_run()?;
         config.time_offset_ns = time.map(|t| t.offset_ns(now_ns()));
         dir.write_config(&config.to_file())?;
+        if let Some(hostname) = &config.hostname {
+            dir.write_hostname(hostname)?;
+        }
         for key in ignored {
             warn!("{key} given with -e/--env-file is ignored: capsule settings come from the capsule's flags");
         }

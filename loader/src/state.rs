@@ -330,6 +330,30 @@ impl CapsuleDir {
         self.write_atomically(CONFIG_FILE, text)
     }
 
+    /// Gives the capsule an `/etc/hostname` holding its host name, in its upper
+    /// layer (as `docker run --hostname` provides one); it shadows the root's.
+    pub fn write_hostname(&self, hostname: &str) -> Result<(), StateError> {
+        let etc = self.upper_path().join("etc");
+        if !etc.is_dir() {
+            fs::DirBuilder::new()
+                .mode(UPPER_MODE)
+                .recursive(true)
+                .create(&etc)
+                .map_err(io_error(&etc))?;
+            fs::set_permissions(&etc, fs::Permissions::from_mode(UPPER_MODE))
+                .map_err(io_error(&etc))?;
+        }
+        let file = etc.join("hostname");
+        let whiteout = etc.join(".wh.hostname");
+        if whiteout.exists() {
+            fs::remove_file(&whiteout).map_err(io_error(&whiteout))?;
+        }
+        let temp = etc.join(".capsule-copyup-hostname");
+        fs::write(&temp, format!("{hostname}\n")).map_err(io_error(&temp))?;
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_error(&temp))?;
+        fs::rename(&temp, &file).map_err(io_error(&file))
+    }
+
     pub fn write_pid(&self, pid: u32) -> Result<(), StateError> {
         self.write_atomically(PID_FILE, &format!("{pid}\n"))
     }

@@ -14,7 +14,7 @@ use crate::hook::{self, Real};
 
 pub const HOOKS: &[Hook] = &[Hook::new(
     "syscall",
-    Partial("routes the identity, uts, time and exec numbers through their replicas"),
+    Partial("routes identity, uts, time, exec and path numbers through their replicas; getdents64 lists one layer; openat2 is ENOSYS in a capsule file system"),
 )];
 
 #[cfg(not(test))]
@@ -85,6 +85,87 @@ pub unsafe extern "C" fn syscall(
             p(a4).cast(),
             a5 as c_int,
         ) as c_long,
+        _ if crate::fs::layers().is_some() => match fs_call(number, [a1, a2, a3, a4, a5]) {
+            Some(rc) => rc,
+            None => real(number, a1, a2, a3, a4, a5, a6),
+        },
         _ => real(number, a1, a2, a3, a4, a5, a6),
     }
+}
+
+/// The file-system numbers, through the fs replica's hooks (which return -1 with
+/// errno, as syscall() does). `None`: not a path call the replica handles.
+#[cfg(not(test))]
+unsafe fn fs_call(number: c_long, a: [c_long; 5]) -> Option<c_long> {
+    use crate::fs::hooks as fs;
+    let p = |x: c_long| x as *mut libc::c_void;
+    let fd = |x: c_long| x as c_int;
+    let rc = match number {
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_open => fs::open(p(a[0]).cast(), fd(a[1]), a[2] as libc::mode_t) as c_long,
+        libc::SYS_openat => {
+            fs::openat(fd(a[0]), p(a[1]).cast(), fd(a[2]), a[3] as libc::mode_t) as c_long
+        }
+        // openat2's RESOLVE_* rules cannot be honoured across layers: callers fall
+        // back to openat on ENOSYS.
+        libc::SYS_openat2 => {
+            hook::set_errno(libc::ENOSYS);
+            -1
+        }
+        libc::SYS_newfstatat => {
+            fs::fstatat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), fd(a[3])) as c_long
+        }
+        libc::SYS_statx => fs::statx(
+            fd(a[0]),
+            p(a[1]).cast(),
+            fd(a[2]),
+            a[3] as libc::c_uint,
+            p(a[4]).cast(),
+        ) as c_long,
+        libc::SYS_faccessat => fs::faccessat(fd(a[0]), p(a[1]).cast(), fd(a[2]), 0) as c_long,
+        libc::SYS_faccessat2 => {
+            fs::faccessat(fd(a[0]), p(a[1]).cast(), fd(a[2]), fd(a[3])) as c_long
+        }
+        libc::SYS_mkdirat => fs::mkdirat(fd(a[0]), p(a[1]).cast(), a[2] as libc::mode_t) as c_long,
+        libc::SYS_unlinkat => fs::unlinkat(fd(a[0]), p(a[1]).cast(), fd(a[2])) as c_long,
+        libc::SYS_renameat2 => fs::renameat2(
+            fd(a[0]),
+            p(a[1]).cast(),
+            fd(a[2]),
+            p(a[3]).cast(),
+            a[4] as libc::c_uint,
+        ) as c_long,
+        libc::SYS_readlinkat => {
+            fs::readlinkat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), a[3] as usize) as c_long
+        }
+        libc::SYS_symlinkat => fs::symlinkat(p(a[0]).cast(), fd(a[1]), p(a[2]).cast()) as c_long,
+        libc::SYS_linkat => {
+            fs::linkat(fd(a[0]), p(a[1]).cast(), fd(a[2]), p(a[3]).cast(), fd(a[4])) as c_long
+        }
+        libc::SYS_fchmodat => {
+            fs::fchmodat(fd(a[0]), p(a[1]).cast(), a[2] as libc::mode_t, 0) as c_long
+        }
+        libc::SYS_fchownat => fs::fchownat(
+            fd(a[0]),
+            p(a[1]).cast(),
+            a[2] as libc::uid_t,
+            a[3] as libc::gid_t,
+            fd(a[4]),
+        ) as c_long,
+        libc::SYS_utimensat => {
+            fs::utimensat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), fd(a[3])) as c_long
+        }
+        libc::SYS_chdir => fs::chdir(p(a[0]).cast()) as c_long,
+        // The system call returns the length, NUL included.
+        libc::SYS_getcwd => {
+            let buf = fs::getcwd(p(a[0]).cast(), a[1] as usize);
+            if buf.is_null() {
+                -1
+            } else {
+                libc::strlen(buf) as c_long + 1
+            }
+        }
+        _ => return None,
+    };
+    Some(rc)
 }

@@ -1084,6 +1084,18 @@ hook! {
         if rc < 0 { std::ptr::null_mut() } else if made.is_null() { template } else { made }
     }
 
+    /// A library given by path is loaded from the capsule.
+    fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut();
+    |real| {
+        if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
+            return real(path, flags);
+        }
+        match super::layers().map(|l| ops::read_path(l, libc::AT_FDCWD, CStr::from_ptr(path), true)) {
+            Some(Ok(host)) => crate::hook::outside(|| real(host.as_ptr(), flags)),
+            _ => crate::hook::outside(|| real(path, flags)),
+        }
+    }
+
     fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();
     |real| {
         let Some(layers) = super::layers() else { return real(path) };

@@ -92,6 +92,7 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("dlopen", Partial("the library named is loaded from the capsule; its own dependencies come from the dynamic loader's search path")),
     Hook::new("fstat", Full),
     Hook::new("fstat64", Full),
     Hook::new("__fxstat", Full),
