@@ -6,6 +6,8 @@
  * usage: fs_errno --capsule | --native BASE  CHECK...
  *   rw            ENOENT ENOTDIR EEXIST EISDIR ENOTEMPTY EINVAL ENAMETOOLONG on /errno
  *   ro            every write to /errno fails with EROFS, reads work
+ *   long          a capsule path of 3000 bytes works (the host path behind it is longer),
+ *                 one over PATH_MAX is ENAMETOOLONG
  *   ro-new PATH   creating PATH (file or directory) fails with EROFS
  *   vol-rw DIR    DIR is a writable volume holding pre.txt "volume\n"
  *   vol-ro DIR    DIR is a read-only volume holding pre.txt "volume\n"
@@ -185,10 +187,78 @@ static void check_ro_new(const char *path) {
     fs_expect_absent("nothing created", path);
 }
 
+#define LONG_PATH 3000
+
+static void check_long(void) {
+    /* A capsule path (BASE included when native) of LONG_PATH bytes. In a capsule the
+     * host path behind it is longer by the layer's directory; the shim hands the kernel
+     * host paths, so a capsule path can be at most PATH_MAX - 1 minus that length
+     * (README: limits). 3000 bytes leaves room for any reasonable layer location. */
+    static char path[PATH_MAX + 512], file[PATH_MAX + 512];
+    char component[201];
+    memset(component, 'd', 200);
+    component[200] = '\0';
+    snprintf(path, sizeof path, "%s", P("/errno/long"));
+    CHECK_FS("mkdir /errno/long", 0, mkdir(path, 0755));
+    int depth = 0;
+    while (strlen(path) + 1 + 200 + 1 + 40 < LONG_PATH) {
+        strcat(path, "/");
+        strcat(path, component);
+        CHECK_FS("mkdir a long path", 0, mkdir(path, 0755));
+        depth++;
+    }
+    size_t pad = LONG_PATH - strlen(path) - 1;
+    strcpy(file, path);
+    strcat(file, "/");
+    memset(file + strlen(file), 'f', pad);
+    file[strlen(path) + 1 + pad] = '\0';
+    if (strlen(file) != LONG_PATH) fail("long: built a %zu-byte path", strlen(file));
+    CHECK_FS("create a long path", 0, fs_write(file, O_WRONLY | O_CREAT | O_EXCL, "long\n"));
+    char buf[64];
+    if (fs_read(file, buf, sizeof buf) < 0)
+        fail("read a long path: %s", fs_errname(errno));
+    else if (strcmp(buf, "long\n") != 0)
+        fail("read a long path: \"%s\"", buf);
+    struct stat st;
+    CHECK_FS("stat a long path", 0, stat(file, &st));
+    CHECK_FS("chdir into the long path", 0, chdir(path));
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL || strcmp(cwd, path) != 0)
+        fail("getcwd in a long path: %s", getcwd(cwd, sizeof cwd) ? "wrong path" : fs_errname(errno));
+    CHECK_FS("chdir /", 0, chdir(P("/")));
+    CHECK_FS("unlink a long path", 0, unlink(file));
+    while (strlen(file) < PATH_MAX + 8) strcat(file, "/ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
+    CHECK_FS("a path over PATH_MAX", ENAMETOOLONG, open(file, O_RDONLY));
+    for (; depth > 0; depth--) {
+        CHECK_FS("rmdir a long path", 0, rmdir(path));
+        *strrchr(path, '/') = '\0';
+    }
+    CHECK_FS("rmdir /errno/long", 0, rmdir(path));
+}
+
 static void check_volume(const char *dir, int writable) {
     char path[PATH_MAX], sub[PATH_MAX], label[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/pre.txt", dir);
     fs_expect_content("volume read", path, "volume\n");
+    /* Paths in a volume are capsule paths too. */
+    char buf[PATH_MAX];
+    char *r = realpath(path, buf);
+    fs_expect_str("realpath in a volume", r, path);
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, buf, sizeof buf - 1);
+        buf[n < 0 ? 0 : n] = '\0';
+        fs_expect_str("/proc/self/fd of a volume file", n < 0 ? NULL : buf, path);
+        close(fd);
+    }
+    char saved[PATH_MAX];
+    if (getcwd(saved, sizeof saved) == NULL) saved[0] = '\0';
+    CHECK_FS("chdir into a volume", 0, chdir(dir));
+    fs_expect_str("getcwd in a volume", getcwd(buf, sizeof buf), dir);
+    fs_expect_content("relative path in a volume", "pre.txt", "volume\n");
+    if (saved[0] != '\0' && chdir(saved) != 0) fail("chdir back: %s", fs_errname(errno));
     snprintf(path, sizeof path, "%s/probe-%s.txt", dir, writable ? "rw" : "ro");
     snprintf(sub, sizeof sub, "%s/probe-dir", dir);
     if (writable) {
@@ -214,7 +284,7 @@ static void check_volume(const char *dir, int writable) {
 }
 
 int main(int argc, char **argv) {
-    const char *use = "fs_errno --capsule | --native BASE  (rw | ro | ro-new PATH | "
+    const char *use = "fs_errno --capsule | --native BASE  (rw | ro | long | ro-new PATH | "
                       "vol-rw DIR | vol-ro DIR)...";
     int i = fs_parse_mode(argc, argv, use);
     umask(022);
@@ -227,6 +297,9 @@ int main(int argc, char **argv) {
         } else if (strcmp(check, "ro") == 0) {
             fs_require_test_root();
             check_ro();
+        } else if (strcmp(check, "long") == 0) {
+            fs_require_test_root();
+            check_long();
         } else if (i < argc && strcmp(check, "ro-new") == 0) {
             check_ro_new(argv[i++]);
         } else if (i < argc && strcmp(check, "vol-rw") == 0) {

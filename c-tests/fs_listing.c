@@ -6,6 +6,9 @@
  *        fs_listing --capsule | --native BASE --verify   check only (a later process)
  *        fs_listing --capsule | --native BASE --walk     glob and nftw of the changed tree
  *        fs_listing --capsule --premade                  upper layer prepared by the harness
+ *        fs_listing --capsule | --native BASE --cache EXE
+ *              what this process has seen of /list2 is not stale after another process
+ *              (EXE, this program, started with --mutate) or a forked child changes it
  *
  * The test tree (tests/fs_support.rs): list/{a,b,c,dir1/inner,dir2/,link -> a},
  * many/f00..f49, list2/{keep,x,opq/{hidden1,hidden2}}.
@@ -16,6 +19,7 @@
 
 #include <glob.h>
 #include <ftw.h>
+#include <sys/wait.h>
 
 /* The listing of /list after the changes. */
 static const char *const list_after[] = {"a",    "c",     "dir1",   "link",
@@ -51,7 +55,7 @@ static void build_many_after(void) {
 /* The type a listed entry must have (0: not checked). */
 static unsigned char want_type(const char *name) {
     if (strcmp(name, "dir1") == 0 || strcmp(name, "dir2") == 0 || strcmp(name, "newdir") == 0 ||
-        strcmp(name, "sub") == 0 || strcmp(name, "opq") == 0)
+        strcmp(name, "sub") == 0 || strcmp(name, "opq") == 0 || strcmp(name, "dir") == 0)
         return DT_DIR;
     if (strcmp(name, "link") == 0 || strcmp(name, "link2") == 0) return DT_LNK;
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return DT_DIR;
@@ -292,6 +296,87 @@ static void premade(void) {
     if (with_walk) check_nftw("/list2", 5);
 }
 
+/* Run by --cache in another process: changes /list2. */
+static void mutate(void) {
+    CHECK_FS("mutate: unlink x", 0, unlink(P("/list2/x")));
+    CHECK_FS("mutate: create new", 0,
+             fs_write(P("/list2/new"), O_WRONLY | O_CREAT | O_EXCL, "new\n"));
+    CHECK_FS("mutate: rewrite keep", 0,
+             fs_write(P("/list2/keep"), O_WRONLY | O_TRUNC, "changed\n"));
+    CHECK_FS("mutate: mkdir dir", 0, mkdir(P("/list2/dir"), 0755));
+    CHECK_FS("mutate: unlink opq/hidden1", 0, unlink(P("/list2/opq/hidden1")));
+}
+
+static void cache(const char *exe) {
+    static const char *const before[] = {"keep", "x", "opq", NULL};
+    static const char *const opq_before[] = {"hidden1", "hidden2", NULL};
+    struct stat st;
+    /* Look at everything first (whatever the shim remembers of it). */
+    check_listing("/list2", before);
+    check_listing("/list2/opq", opq_before);
+    CHECK_FS("stat x", 0, stat(P("/list2/x"), &st));
+    CHECK_FS("stat new (missing)", ENOENT, stat(P("/list2/new"), &st));
+    CHECK_FS("stat dir (missing)", ENOENT, stat(P("/list2/dir"), &st));
+    fs_expect_content("keep before", P("/list2/keep"), "keep\n");
+
+    /* Another program of the capsule changes it. */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[6];
+        int k = 0;
+        args[k++] = (char *)exe;
+        if (fs_in_capsule) {
+            args[k++] = "--capsule";
+        } else {
+            args[k++] = "--native";
+            args[k++] = (char *)fs_base;
+        }
+        args[k++] = "--mutate";
+        args[k] = NULL;
+        execv(exe, args);
+        printf("FAIL: exec %s: %s\n", exe, fs_errname(errno));
+        _exit(1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the --mutate process failed (status %d)", status);
+
+    static const char *const after[] = {"keep", "opq", "new", "dir", NULL};
+    static const char *const opq_after[] = {"hidden2", NULL};
+    check_listing("/list2", after);
+    check_listing("/list2/opq", opq_after);
+    fs_expect_absent("x removed by another process", P("/list2/x"));
+    fs_expect_absent("opq/hidden1 removed by another process", P("/list2/opq/hidden1"));
+    fs_expect_stat("dir made by another process", P("/list2/dir"), S_IFDIR, 0755);
+    fs_expect_content("new made by another process", P("/list2/new"), "new\n");
+    fs_expect_content("keep rewritten by another process", P("/list2/keep"), "changed\n");
+
+    /* A forked child (a copy of this process and of what the shim remembers). */
+    CHECK_FS("stat dir", 0, stat(P("/list2/dir"), &st));
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        if (rmdir(P("/list2/dir")) != 0) bad = 1;
+        if (fs_write(P("/list2/forked"), O_WRONLY | O_CREAT | O_EXCL, "forked\n") != 0) bad = 1;
+        if (unlink(P("/list2/opq/hidden2")) != 0) bad = 1;
+        _exit(bad);
+    }
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the forked child's changes failed (status %d)", status);
+    static const char *const after_fork[] = {"keep", "opq", "new", "forked", NULL};
+    static const char *const opq_empty[] = {NULL};
+    check_listing("/list2", after_fork);
+    check_listing("/list2/opq", opq_empty);
+    fs_expect_absent("dir removed by a forked child", P("/list2/dir"));
+    fs_expect_content("made by a forked child", P("/list2/forked"), "forked\n");
+    CHECK_FS("rmdir the emptied opq", 0, rmdir(P("/list2/opq")));
+    fs_expect_absent("opq removed", P("/list2/opq"));
+}
+
 int main(int argc, char **argv) {
     int i = fs_parse_mode(argc, argv,
                           "fs_listing --capsule | --native BASE [--verify | --walk | --premade "
@@ -299,7 +384,11 @@ int main(int argc, char **argv) {
     fs_require_test_root();
     build_many_after();
     if (i + 1 < argc && strcmp(argv[i + 1], "--walk") == 0) with_walk = 1;
-    if (i < argc && strcmp(argv[i], "--premade") == 0) {
+    if (i < argc && strcmp(argv[i], "--mutate") == 0) {
+        mutate();
+    } else if (i + 1 < argc && strcmp(argv[i], "--cache") == 0) {
+        cache(argv[i + 1]);
+    } else if (i < argc && strcmp(argv[i], "--premade") == 0) {
         premade();
     } else if (i < argc && strcmp(argv[i], "--verify") == 0) {
         verify();

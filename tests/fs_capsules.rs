@@ -171,12 +171,17 @@ fn volumes_through_the_loader() {
     );
     assert_eq!(read_text(&rw.join("pre.txt")), "volume\nappended\n");
     Snapshot::of(ro.path()).assert_same(&ro_before, "the :ro volume");
+    // The upper layer holds the mount points (empty placeholders, so that `/` lists
+    // them), never what was written through them.
     let upper = home.path().join("capsules/vol/upper");
-    assert!(
-        !exists(&upper.join("data")) && !exists(&upper.join("ro")),
-        "volume writes went to the upper layer: {:?}",
-        names_in(&upper)
-    );
+    for mount in ["data", "ro"] {
+        let dir = upper.join(mount);
+        assert!(
+            !exists(&dir) || names_in(&dir).is_empty(),
+            "volume writes went to the upper layer: {mount}: {:?}",
+            names_in(&dir)
+        );
+    }
 
     // What a shell sees there.
     let out = run(&mut sh_command(
@@ -339,5 +344,51 @@ fn bad_input_is_refused_before_anything_is_created() {
     }
     assert!(!exists(std::path::Path::new(&missing_root)));
     assert!(!exists(std::path::Path::new(&missing_host)));
+    root.assert_unchanged();
+}
+
+/// Several processes of one capsule append to the same lower files at once: each file
+/// is copied up once (atomically), and no append is lost to another's copy-up.
+#[test]
+fn concurrent_copy_ups_lose_nothing() {
+    let root = TestRoot::new();
+    let c = Capsule::new(Via::Preload, &root);
+    let script = "for f in 00 01 02 03 04 05 06 07 08 09; do \
+                    for n in 1 2 3 4 5 6; do (echo $n >> /many/f$f) & done; \
+                  done; wait; \
+                  for f in 00 01 02 03 04 05 06 07 08 09; do sort /many/f$f | tr '\\n' ' '; echo; done";
+    let out = c.sh(script);
+    let mut want = String::new();
+    for f in 0..10 {
+        want.push_str(&format!("1 2 3 4 5 6 f{f:02} \n"));
+    }
+    assert_eq!(
+        success(&out, "concurrent appends"),
+        want,
+        "appends lost or duplicated by concurrent copy-ups"
+    );
+    root.assert_unchanged();
+}
+
+/// A volume mounted where the root has nothing shows up in its parent's listing.
+#[test]
+fn a_volume_appears_in_its_parent_listing() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let vol = TempDir::new("vol-listed");
+    fs::write(vol.join("inside"), "inside\n").unwrap();
+    let spec = format!("{}:/data", vol.str());
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "listed",
+        &["-v", &spec],
+        "ls /; test -d /data && echo is-dir; ls /data; find /data",
+    ));
+    let text = success(&out, "ls / with a volume at /data");
+    assert!(
+        text.lines().any(|l| l == "data") && text.contains("is-dir\ninside\n/data\n/data/inside\n"),
+        "the volume at /data is not listed in /:\n{text}"
+    );
     root.assert_unchanged();
 }

@@ -35,6 +35,9 @@ fn probes_hold_natively_on_a_plain_copy() {
     native("fs_cow", &[]);
     native("fs_listing", &[]);
     native("fs_errno", &["rw"]);
+    native("fs_errno", &["long"]);
+    let listing = compile_c("fs_listing");
+    native("fs_listing", &["--cache", listing.to_str().unwrap()]);
     native("fs_stat", &[]);
     let exe = compile_c("fs_paths");
     native("fs_paths", &[exe.to_str().unwrap(), "-"]);
@@ -126,7 +129,11 @@ fn cow(via: Via) {
         "upper layer: cow/big.bin is not the lower file with byte 500000 changed".to_string()
     });
     k.upper_lacks(&c, "/cow/readonly.txt", "it was only read");
-    k.upper_lacks(&c, "/cow/nr-dst.txt", "a refused rename onto it changed nothing");
+    k.upper_lacks(
+        &c,
+        "/cow/nr-dst.txt",
+        "a refused rename onto it changed nothing",
+    );
     if root.xattrs {
         let got = xattrs_of(&c.up("/cow/xattr.txt"));
         let want = vec![
@@ -167,6 +174,15 @@ fn cow(via: Via) {
             "fopen-new.txt",
             "lowerdir",
             "lowerdir2",
+            "fifo",
+            "fifo2",
+            "chown.txt",
+            "chownlink",
+            "fchown.txt",
+            "nr-new.txt",
+            "xattr.txt",
+            "xattr2.txt",
+            "after-close.txt",
         ],
     );
     k.upper_only(&c, "/tmp", &[]);
@@ -239,6 +255,59 @@ fn glob_and_nftw_preload() {
 #[test]
 fn glob_and_nftw_loader() {
     walk(Via::Loader);
+}
+
+/// What one process has seen (and the shim may remember) is not stale after another
+/// process of the capsule, or a forked child, changes the directory.
+fn cache(via: Via) {
+    let root = TestRoot::new();
+    let c = Capsule::new(via, &root);
+    let mut k = Checks::new(c.label("fs_listing --cache"));
+    k.probe(
+        &c.run(
+            "/probes/fs_listing",
+            &["--capsule", "--cache", "/probes/fs_listing"],
+        ),
+        "fs_listing --cache",
+    );
+    k.upper_has(&c, "/list2/.wh.x", "whiteout of list2/x");
+    k.upper_has(&c, "/list2/.wh.opq", "whiteout of the removed list2/opq");
+    k.upper_file(&c, "/list2/forked", "forked\n");
+    k.root_unchanged(&root);
+    k.finish();
+}
+
+#[test]
+fn changes_by_other_processes_preload() {
+    cache(Via::Preload);
+}
+
+#[test]
+fn changes_by_other_processes_loader() {
+    cache(Via::Loader);
+}
+
+/// A capsule path just under PATH_MAX works although its host path is longer.
+fn long_paths(via: Via) {
+    let root = TestRoot::new();
+    let c = Capsule::new(via, &root);
+    let mut k = Checks::new(c.label("fs_errno long"));
+    k.probe(
+        &c.run("/probes/fs_errno", &["--capsule", "long"]),
+        "fs_errno long",
+    );
+    k.root_unchanged(&root);
+    k.finish();
+}
+
+#[test]
+fn long_paths_preload() {
+    long_paths(Via::Preload);
+}
+
+#[test]
+fn long_paths_loader() {
+    long_paths(Via::Loader);
 }
 
 #[test]

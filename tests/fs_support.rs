@@ -18,8 +18,8 @@ use crate::common::*;
 /// Host programs copied into every test root (with their libraries).
 pub const ROOT_PROGRAMS: &[&str] = &[
     "sh", "cat", "ls", "mkdir", "rm", "rmdir", "mv", "cp", "touch", "ln", "find", "stat", "chmod",
-    "du", "sleep", "readlink", "realpath", "sort", "wc", "head", "tail", "true", "false", "env",
-    "test",
+    "du", "sleep", "readlink", "realpath", "sort", "wc", "head", "tail", "tr", "true", "false",
+    "env", "test",
 ];
 
 /// The fs probes of `c-tests/`, installed in every test root as `/probes/NAME`.
@@ -74,7 +74,15 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
     let n = std::ffi::CString::new(name).expect("name");
     // SAFETY: NUL-terminated strings and a valid buffer of value.len() bytes.
-    unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) == 0 }
+    unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
 }
 
 /// The extended attributes of `path` (not following a symlink), sorted by name.
@@ -93,7 +101,12 @@ pub fn xattrs_of(path: &Path) -> Vec<(String, Vec<u8>)> {
         let mut value = vec![0u8; 65536];
         // SAFETY: valid path, name and buffer.
         let len = unsafe {
-            libc::lgetxattr(p.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            libc::lgetxattr(
+                p.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
         };
         value.truncate(len.max(0) as usize);
         out.push((String::from_utf8_lossy(name).into_owned(), value));

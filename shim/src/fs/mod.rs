@@ -24,6 +24,7 @@ pub mod layers;
 pub mod ops;
 pub mod owner;
 pub mod path;
+pub mod sockets;
 pub mod sys;
 #[cfg(not(test))]
 pub mod walk;
@@ -92,6 +93,9 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("bind", Partial("unix socket paths; abstract names are the host's until the network replica")),
+    Hook::new("connect", Partial("unix socket paths; sendto of datagrams to a path is not translated")),
+    Hook::new("getsockname", Partial("names a socket bound in this process")),
     Hook::new("dlopen", Partial("the library named is loaded from the capsule; its own dependencies come from the dynamic loader's search path")),
     Hook::new("fstat", Full),
     Hook::new("fstat64", Full),
