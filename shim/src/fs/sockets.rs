@@ -121,7 +121,8 @@ pub fn bind(layers: &Layers, path: &[u8]) -> Op<(HostAddress, PathBuf, PathBuf)>
     }
     let (host, _) = ops::for_create(layers, &node)?;
     let address = host_address(&host)?;
-    Ok((address, host, node.capsule))
+    // getsockname returns the path as it was given, as the kernel does.
+    Ok((address, host, name))
 }
 
 /// connect: the socket file is looked up in the capsule.
