@@ -13,6 +13,7 @@
 mod hook;
 
 mod coverage;
+mod decimal;
 mod exec;
 mod fs;
 mod identity;

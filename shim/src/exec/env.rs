@@ -10,6 +10,7 @@ use std::ptr;
 
 use capsule_config::keys;
 
+use crate::decimal::{decimal, Digits};
 use crate::identity::state::{CREDS, EFFECTIVE, REAL};
 use crate::runtime::{self, Runtime};
 use crate::uts::ops::{self as uts_ops, Name};
@@ -68,36 +69,15 @@ impl Text<'_> {
         self.len += bytes.len();
     }
 
-    fn push_u32(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..]);
+    fn push_u32(&mut self, n: u32) {
+        self.push(decimal(u64::from(n), &mut Digits::default()));
     }
 
     fn push_i64(&mut self, n: i64) {
         if n < 0 {
             self.push(b"-");
         }
-        let mut m = n.unsigned_abs();
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..]);
+        self.push(decimal(n.unsigned_abs(), &mut Digits::default()));
     }
 }
 

@@ -24,18 +24,10 @@ fn temp_name(dir: &[u8]) -> Result<PathBuf, c_int> {
     let pid = unsafe { libc::getpid() } as u32;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     for value in [pid, n] {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut v = value;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        p.push_bytes(&digits[i..])?;
+        p.push_bytes(crate::decimal::decimal(
+            u64::from(value),
+            &mut Default::default(),
+        ))?;
         p.push_bytes(b".")?;
     }
     Ok(p)

@@ -63,19 +63,10 @@ fn format_ids(uid: u32, gid: u32, out: &mut [u8; 24]) -> usize {
             out[n] = b':';
             n += 1;
         }
-        let mut digits = [0u8; 10];
-        let mut d = digits.len();
-        let mut v = value;
-        loop {
-            d -= 1;
-            digits[d] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        out[n..n + digits.len() - d].copy_from_slice(&digits[d..]);
-        n += digits.len() - d;
+        let mut buf = crate::decimal::Digits::default();
+        let digits = crate::decimal::decimal(u64::from(value), &mut buf);
+        out[n..n + digits.len()].copy_from_slice(digits);
+        n += digits.len();
     }
     n
 }

@@ -80,18 +80,7 @@ fn host_address(host: &PathBuf) -> Op<HostAddress> {
             return Err(Skip::Errno(crate::hook::errno()));
         }
         short.push_bytes(b"/proc/self/fd/")?;
-        let mut digits = [0u8; 12];
-        let mut n = dir as u32;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        short.push_bytes(&digits[i..])?;
+        short.push_bytes(crate::decimal::decimal(dir as u64, &mut Default::default()))?;
         short.push_component(host.file_name())?;
         if short.len() >= SUN_PATH {
             // SAFETY: we opened it.

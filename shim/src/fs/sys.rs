@@ -131,18 +131,7 @@ pub fn open_dir(path: &PathBuf) -> Result<c_int, c_int> {
 /// `pipe:[…]`, `socket:[…]`…).
 pub fn fd_target(fd: c_int) -> Result<PathBuf, c_int> {
     let mut link = PathBuf::from_bytes(b"/proc/self/fd/")?;
-    let mut digits = [0u8; 12];
-    let mut n = fd as u32;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    link.push_bytes(&digits[i..])?;
+    link.push_bytes(crate::decimal::decimal(fd as u64, &mut Default::default()))?;
     let mut target = PathBuf::new();
     readlink(&link, &mut target).map_err(|_| libc::EBADF)?;
     Ok(target)
