@@ -79,6 +79,8 @@ pub struct Node {
     pub lower_visible: bool,
     /// What the walk knew inside the parent directory.
     pub parent_state: DirState,
+    /// The upper layer holds a whiteout for this name (so creating it must remove it).
+    pub whiteout: bool,
 }
 
 impl Node {
@@ -197,6 +199,7 @@ impl Layers {
             stat: zeroed_stat(),
             lower_visible: parent.lower_visible,
             parent_state: parent,
+            whiteout: false,
         };
         if let Some(host) = direct {
             if sys::lstat(&host, &mut node.stat) {
@@ -217,8 +220,13 @@ impl Layers {
                 node.host = up;
                 return Ok(node);
             }
-            if !node.capsule.is_root() && sys::exists(&self.whiteout_host(&node.capsule)?) {
+            // A whiteout matters only where the lower layer shows through.
+            if parent.lower_visible
+                && !node.capsule.is_root()
+                && sys::exists(&self.whiteout_host(&node.capsule)?)
+            {
                 node.lower_visible = false;
+                node.whiteout = true;
             }
         }
         if node.lower_visible {
@@ -240,9 +248,20 @@ impl Layers {
                     .and_then(|mut p| p.push_component(OPAQUE_MARKER).map(|_| p))
                     .map(|p| sys::exists(&p))
                     .unwrap_or(false);
+                // Lower entries show through only if the lower layer has this
+                // directory too (one lstat, then cached with the directory).
+                let lower_dir = node.lower_visible
+                    && !opaque
+                    && self
+                        .lower_host(node.capsule.as_bytes())
+                        .map(|p| {
+                            let mut st = zeroed_stat();
+                            sys::lstat(&p, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        })
+                        .unwrap_or(false);
                 DirState {
                     in_upper: true,
-                    lower_visible: node.lower_visible && !opaque,
+                    lower_visible: lower_dir,
                 }
             }
             _ => DirState {
@@ -265,6 +284,7 @@ impl Layers {
                 in_upper: self.upper.is_some(),
                 lower_visible: true,
             },
+            whiteout: false,
         }
     }
 
@@ -339,6 +359,7 @@ impl Layers {
                 in_upper: false,
                 lower_visible: true,
             },
+            whiteout: false,
         };
         let found = if follow_last {
             // SAFETY: a NUL-terminated path and a valid buffer.

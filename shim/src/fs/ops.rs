@@ -123,8 +123,10 @@ pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
     check_writable(layers, node)?;
     match node.place {
         Place::Overlay => {
-            cow::ensure_upper_dir(layers, node.capsule.parent_bytes())?;
-            let had_whiteout = cow::clear_whiteout(layers, &node.capsule)?;
+            if !node.parent_state.in_upper {
+                cow::ensure_upper_dir(layers, node.capsule.parent_bytes())?;
+            }
+            let had_whiteout = node.whiteout && cow::clear_whiteout(layers, &node.capsule)?;
             Ok((layers.upper_host(node.capsule.as_bytes())?, had_whiteout))
         }
         _ => Ok((PathBuf::from_bytes(node.host.as_bytes())?, false)),
@@ -177,11 +179,10 @@ pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, N
 /// After `mkdir` of a name that hid a deleted lower name: the new directory must
 /// not show the old one's entries.
 pub fn after_mkdir(layers: &Layers, node: &Node, had_whiteout: bool) -> Op<()> {
-    if node.place == Place::Overlay {
-        if had_whiteout {
-            cow::make_opaque(layers, &node.capsule)?;
-        }
-        super::changed();
+    // A new directory changes nothing any process has cached about other
+    // directories; one that replaces a deleted lower name becomes opaque, which does.
+    if node.place == Place::Overlay && had_whiteout {
+        cow::make_opaque(layers, &node.capsule)?;
     }
     if let Ok(host) = layers.upper_host(node.capsule.as_bytes()) {
         if node.place == Place::Overlay {
@@ -226,7 +227,8 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
         if directory {
             super::dirs::clear_markers(&node.host)?;
             sys::rmdir(&node.host)?;
-            super::changed();
+            // Cached facts about it stay right (nothing in the upper layer, lower
+            // entries hidden by the whiteout below, which records the change).
         } else {
             sys::unlink(&node.host)?;
         }
