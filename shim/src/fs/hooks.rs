@@ -61,10 +61,13 @@ unsafe fn open_with(
 ) -> c_int {
     run(
         |l| ops::open(l, dirfd, arg(path)?, flags),
-        |(host, created)| {
-            let fd = real(host.as_ptr());
-            if fd >= 0 && created {
-                super::owner::after_create(&host);
+        |plan| {
+            let fd = real(plan.host.as_ptr());
+            if fd >= 0 {
+                super::fds::mark(fd, !plan.lower);
+                if plan.created {
+                    super::owner::after_create(&plan.host);
+                }
             }
             fd
         },
@@ -74,9 +77,13 @@ unsafe fn open_with(
 }
 
 /// A stream fopen made: a new file belongs to its creator's capsule identity.
-fn created_file(file: *mut FILE, host: &PathBuf, created: bool) -> *mut FILE {
-    if !file.is_null() && created {
-        super::owner::after_create(host);
+fn opened_file(file: *mut FILE, plan: &ops::OpenPlan) -> *mut FILE {
+    if !file.is_null() {
+        // SAFETY: a stream fopen just returned.
+        super::fds::mark(unsafe { libc::fileno(file) }, !plan.lower);
+        if plan.created {
+            super::owner::after_create(&plan.host);
+        }
     }
     file
 }
@@ -239,6 +246,9 @@ fn fd_change<R>(
     let Some(layers) = super::layers() else {
         return by_fd();
     };
+    if super::fds::is_safe(fd) {
+        return by_fd();
+    }
     let saved = crate::hook::errno();
     match ops::fd_for_change(layers, fd) {
         Ok(Some(host)) => {
@@ -682,12 +692,13 @@ unsafe fn mktemp_with(
         } else {
             let open_flags =
                 libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | (flags & !libc::O_ACCMODE);
-            ops::open(layers, libc::AT_FDCWD, path, open_flags).and_then(|(host, _)| {
-                let fd = libc::open(host.as_ptr(), open_flags, 0o600);
+            ops::open(layers, libc::AT_FDCWD, path, open_flags).and_then(|plan| {
+                let fd = libc::open(plan.host.as_ptr(), open_flags, 0o600);
                 if fd < 0 {
                     Err(Skip::Errno(crate::hook::errno()))
                 } else {
-                    super::owner::after_create(&host);
+                    super::fds::mark(fd, true);
+                    super::owner::after_create(&plan.host);
                     Ok(fd)
                 }
             })
@@ -748,16 +759,16 @@ hook! {
     |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
 
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode), &h, created), || real(path, mode), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode), &plan), || real(path, mode), std::ptr::null_mut())
 
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode), &h, created), || real(path, mode), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode), &plan), || real(path, mode), std::ptr::null_mut())
 
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode, stream), &h, created), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode, stream), &plan), || real(path, mode, stream), std::ptr::null_mut())
 
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |(h, created)| created_file(real(h.as_ptr(), mode, stream), &h, created), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode, stream), &plan), || real(path, mode, stream), std::ptr::null_mut())
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf), |p| real(p, buf))
@@ -1052,6 +1063,73 @@ hook! {
 
     fn __fxstat64(ver: Ver, fd: c_int, buf: *mut libc::stat64) -> c_int, missing: -1;
     |real| fstat_with(fd, buf.cast(), || real(ver, fd, buf))
+
+    fn close(fd: c_int) -> c_int, missing: -1;
+    |real| {
+        super::fds::mark(fd, false);
+        real(fd)
+    }
+
+    fn dup(fd: c_int) -> c_int, missing: -1;
+    |real| {
+        let new = real(fd);
+        super::fds::copy(fd, new);
+        new
+    }
+
+    fn dup2(fd: c_int, new: c_int) -> c_int, missing: -1;
+    |real| {
+        let rc = real(fd, new);
+        if rc >= 0 {
+            super::fds::copy(fd, rc);
+        }
+        rc
+    }
+
+    fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        let rc = real(fd, new, flags);
+        if rc >= 0 {
+            super::fds::copy(fd, rc);
+        }
+        rc
+    }
+
+    /// `fcntl` is variadic; its third argument is a fixed `unsigned long` on the
+    /// supported architectures.
+    fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| {
+        let rc = real(fd, cmd, arg);
+        if rc >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
+            super::fds::copy(fd, rc);
+        }
+        rc
+    }
+
+    fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| {
+        let rc = real(fd, cmd, arg);
+        if rc >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
+            super::fds::copy(fd, rc);
+        }
+        rc
+    }
+
+    fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        let rc = real(first, last, flags);
+        if rc == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+            super::fds::forget(first, last);
+        }
+        rc
+    }
+
+    #[allow(clippy::unused_unit)]
+    fn closefrom(first: c_int) -> (), missing: ();
+    |real| {
+        real(first);
+        super::fds::forget(first.max(0) as u32, u32::MAX);
+    }
 
     fn mkstemp(template: *mut c_char) -> c_int, missing: -1;
     |real| mktemp_with(template, 0, 0, false, || real(template))

@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod cow;
 pub mod dirs;
+pub mod fds;
 pub mod layers;
 pub mod ops;
 pub mod owner;
@@ -93,6 +94,14 @@ pub fn changed() {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook::new("close", Full),
+    Hook::new("dup", Full),
+    Hook::new("dup2", Full),
+    Hook::new("dup3", Full),
+    Hook::new("fcntl", Full),
+    Hook::new("fcntl64", Full),
+    Hook::new("close_range", Full),
+    Hook::new("closefrom", Full),
     Hook::new("bind", Partial("unix socket paths; abstract names are the host's until the network replica")),
     Hook::new("connect", Partial("unix socket paths; sendto of datagrams to a path is not translated")),
     Hook::new("getsockname", Partial("names a socket bound in this process")),

@@ -66,10 +66,9 @@ pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
     if bytes.is_empty() {
         return Err(Skip::Errno(libc::ENOENT));
     }
-    if bytes[0] == b'/' {
-        return Ok(PathBuf::from_bytes(bytes)?);
-    }
-    let mut base = if dirfd == libc::AT_FDCWD {
+    let mut out = if bytes[0] == b'/' {
+        PathBuf::root()
+    } else if dirfd == libc::AT_FDCWD {
         cwd(layers)
     } else {
         match fd_path(layers, dirfd)? {
@@ -79,9 +78,17 @@ pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
             None => return Err(Skip::Pass),
         }
     };
-    base.push_bytes(b"/")?;
-    base.push_bytes(bytes)?;
-    Ok(base)
+    // `.` and repeated slashes never change what a path names (`..` may, after a
+    // link: the walk resolves it); dropping them here lets the cache see one
+    // spelling. A trailing `/` (or `/.`) still asks for a directory.
+    for name in super::path::components(bytes) {
+        out.push_component(name)?;
+    }
+    let wants_dir = bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b".";
+    if wants_dir && !out.is_root() {
+        out.push_bytes(b"/")?;
+    }
+    Ok(out)
 }
 
 /// Resolves a path argument.
@@ -133,8 +140,16 @@ pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
     }
 }
 
-/// The host path an `open` with these flags must use, and whether it creates it.
-pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<(PathBuf, bool)> {
+/// What an `open` must do: the host path, whether it creates the file, whether the
+/// file is in the lower layer (then a descriptor on it must not be changed through).
+pub struct OpenPlan {
+    pub host: PathBuf,
+    pub created: bool,
+    pub lower: bool,
+}
+
+/// The host path an `open` with these flags must use.
+pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
     let create = flags & libc::O_CREAT != 0;
     let exclusive = create && flags & libc::O_EXCL != 0;
     let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
@@ -144,15 +159,27 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<(Pat
         if !create {
             return Err(Skip::Errno(libc::ENOENT));
         }
-        return Ok((for_create(layers, &node)?.0, true));
+        return Ok(OpenPlan {
+            host: for_create(layers, &node)?.0,
+            created: true,
+            lower: false,
+        });
     }
     if exclusive {
         return Err(Skip::Errno(libc::EEXIST));
     }
     if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
-        return Ok((for_change(layers, node)?.host, false));
+        return Ok(OpenPlan {
+            host: for_change(layers, node)?.host,
+            created: false,
+            lower: false,
+        });
     }
-    Ok((node.host, false))
+    Ok(OpenPlan {
+        lower: node.found == Found::Lower,
+        host: node.host,
+        created: false,
+    })
 }
 
 /// The host path of an existing name, for calls that only read.
