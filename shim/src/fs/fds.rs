@@ -46,3 +46,73 @@ pub fn forget(first: u32, last: u32) {
         fd += 1;
     }
 }
+
+/// The capsule path of directories the shim opened, by descriptor (below 1024),
+/// with the device and inode they had: `*at()` calls relative to such a descriptor
+/// then need one `fstat` to check it still is that directory, instead of reading
+/// `/proc/self/fd/N` back.
+mod directories {
+
+    use std::sync::atomic::AtomicPtr;
+
+    pub const SLOTS: usize = 1024;
+
+    pub struct Entry {
+        pub dev: u64,
+        pub ino: u64,
+        pub path: Box<[u8]>,
+    }
+
+    pub static TABLE: [AtomicPtr<Entry>; SLOTS] =
+        [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+}
+
+/// Remembers that `fd` is the directory `capsule`.
+pub fn remember_directory(fd: i32, capsule: &[u8]) {
+    if fd < 0 || fd as usize >= directories::SLOTS {
+        return;
+    }
+    // SAFETY: zeroed stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor into a valid buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return;
+    }
+    let entry = Box::new(directories::Entry {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        path: capsule.into(),
+    });
+    let old = directories::TABLE[fd as usize].swap(Box::into_raw(entry), Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: entries are only ever created by Box::into_raw above. A reader of
+        // the same descriptor number in another thread at this very moment would be
+        // using a descriptor this thread has just reused: a program error already.
+        drop(unsafe { Box::from_raw(old) });
+    }
+}
+
+/// The capsule path of directory descriptor `fd`, if the shim opened it and it is
+/// still that directory.
+pub fn directory(fd: i32) -> Option<super::path::PathBuf> {
+    if fd < 0 || fd as usize >= directories::SLOTS {
+        return None;
+    }
+    let entry = directories::TABLE[fd as usize].load(Ordering::Acquire);
+    if entry.is_null() {
+        return None;
+    }
+    // SAFETY: zeroed stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat into a valid buffer; the entry is live (see remember_directory).
+    unsafe {
+        if libc::fstat(fd, &mut st) != 0 {
+            return None;
+        }
+        let e = &*entry;
+        if e.dev != st.st_dev || e.ino != st.st_ino {
+            return None;
+        }
+        super::path::PathBuf::from_bytes(&e.path).ok()
+    }
+}

@@ -57,23 +57,74 @@ unsafe fn open_with(
     dirfd: c_int,
     path: *const c_char,
     flags: c_int,
-    real: impl Fn(*const c_char) -> c_int + Copy,
+    real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> c_int {
+    if let Some(fd) = open_optimistic(dirfd, path, flags, real) {
+        return fd;
+    }
     run(
         |l| ops::open(l, dirfd, arg(path)?, flags),
         |plan| {
-            let fd = real(plan.host.as_ptr());
+            let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
                 super::fds::mark(fd, !plan.lower);
+                if let Some(dir) = &plan.directory {
+                    super::fds::remember_directory(fd, dir.as_bytes());
+                }
                 if plan.created {
                     super::owner::after_create(&plan.host);
                 }
             }
             fd
         },
-        || real(path),
+        || real(path, flags),
         -1,
     )
+}
+
+/// A read-only open of a name whose directory the cache knows: opened in the layer
+/// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
+/// it is followed inside the capsule). One system call, like the program's own.
+/// `None`: not such an open, or the long way is needed.
+unsafe fn open_optimistic(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    real: impl Fn(*const c_char, c_int) -> c_int + Copy,
+) -> Option<c_int> {
+    let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY
+        && flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) == 0;
+    if !read_only || path.is_null() {
+        return None;
+    }
+    let layers = super::layers()?;
+    let saved = crate::hook::errno();
+    let abs = ops::absolute(layers, dirfd, CStr::from_ptr(path)).ok()?;
+    let candidates = layers.read_candidates(abs.as_bytes()).ok()??;
+    for (host, lower) in [(&candidates.upper, false), (&candidates.lower, true)] {
+        let Some(host) = host else { continue };
+        let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
+        if fd >= 0 {
+            super::fds::mark(fd, candidates.direct || !lower);
+            if flags & libc::O_DIRECTORY != 0 {
+                super::fds::remember_directory(fd, candidates.capsule.as_bytes());
+            }
+            set_errno(saved);
+            return Some(fd);
+        }
+        match crate::hook::errno() {
+            libc::ENOENT if !candidates.direct => continue,
+            // A link, or anything unusual: the long way decides.
+            libc::ELOOP => return None,
+            _ if candidates.direct => return Some(-1),
+            _ => return None,
+        }
+    }
+    if candidates.direct {
+        return None;
+    }
+    set_errno(libc::ENOENT);
+    Some(-1)
 }
 
 /// A stream fopen made: a new file belongs to its creator's capsule identity.
@@ -729,34 +780,34 @@ type Ver = c_int;
 
 hook! {
     fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags, mode))
+    |real| open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f, mode))
 
     fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags, mode))
+    |real| open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f, mode))
 
     fn __open_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags))
+    |real| open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f))
 
     fn __open64_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, flags, |p| real(p, flags))
+    |real| open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f))
 
     fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags, mode))
+    |real| open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f, mode))
 
     fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags, mode))
+    |real| open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f, mode))
 
     fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
-    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags))
+    |real| open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f))
 
     fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
-    |real| open_with(dirfd, path, flags, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, flags))
+    |real| open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f))
 
     fn creat(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
+    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p, _| real(p, mode))
 
     fn creat64(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
-    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p| real(p, mode))
+    |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p, _| real(p, mode))
 
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
     |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode), &plan), || real(path, mode), std::ptr::null_mut())

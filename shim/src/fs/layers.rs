@@ -97,6 +97,15 @@ impl Node {
     }
 }
 
+/// Where a read-only open tries a name (see `Layers::read_candidates`).
+pub struct Candidates {
+    pub capsule: PathBuf,
+    pub upper: Option<PathBuf>,
+    pub lower: Option<PathBuf>,
+    /// A volume or host name (`lower` is its host path): no layers involved.
+    pub direct: bool,
+}
+
 #[allow(clippy::large_enum_variant)] // lives on the stack for one call, never in a collection
 enum Step {
     Done(Node),
@@ -339,15 +348,9 @@ impl Layers {
     /// own file system, which the kernel resolves in one call. Paths through
     /// `/proc/*/root` and `/proc/*/cwd` (host paths) are walked instead.
     fn direct(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
-        if !path.starts_with(b"/") || components(path).any(|c| c == b"..") {
-            return Ok(None);
-        }
-        let (place, Some(host)) = self.place_of(path)? else {
+        let Some((place, host)) = self.direct_host(path)? else {
             return Ok(None);
         };
-        if is_within(path, b"/proc") && components(path).any(|c| c == b"root" || c == b"cwd") {
-            return Ok(None);
-        }
         let mut node = Node {
             capsule: PathBuf::from_bytes(path)?,
             place,
@@ -378,6 +381,22 @@ impl Layers {
         Ok(Some(node))
     }
 
+    /// The host path of a name the kernel may resolve by itself: in `/dev`, `/sys`,
+    /// `/proc` or a volume, given without `..`, and not through `/proc/*/root` or
+    /// `/proc/*/cwd` (whose targets are host paths the walk must map).
+    fn direct_host(&self, path: &[u8]) -> Result<Option<(Place, PathBuf)>, c_int> {
+        if !path.starts_with(b"/") || components(path).any(|c| c == b"..") {
+            return Ok(None);
+        }
+        let (place, Some(host)) = self.place_of(path)? else {
+            return Ok(None);
+        };
+        if is_within(path, b"/proc") && components(path).any(|c| c == b"root" || c == b"cwd") {
+            return Ok(None);
+        }
+        Ok(Some((place, host)))
+    }
+
     /// Resolves the last name of `path` in its directory, when what the walk knows
     /// about that directory is cached and still valid.
     fn cached(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
@@ -397,6 +416,54 @@ impl Layers {
             return Err(libc::ENOTDIR);
         }
         Ok(Some(node))
+    }
+
+    /// For an open that only reads: where to try the name, without looking first.
+    /// `None`: resolve the long way. Otherwise the candidates in order (upper, then
+    /// lower unless hidden), to be opened with `O_NOFOLLOW`; a link (`ELOOP`) sends
+    /// the caller back to the long way, which follows it inside the capsule.
+    pub fn read_candidates(&self, path: &[u8]) -> Result<Option<Candidates>, c_int> {
+        if let Some((_, host)) = self.direct_host(path)? {
+            return Ok(Some(Candidates {
+                capsule: PathBuf::from_bytes(path)?,
+                upper: None,
+                lower: Some(host),
+                direct: true,
+            }));
+        }
+        let Some((dir, name)) = super::cache::split(path) else {
+            return Ok(None);
+        };
+        if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
+            return Ok(None);
+        }
+        let Some((mut capsule, state)) = super::cache::lookup(dir) else {
+            return Ok(None);
+        };
+        capsule.push_component(name)?;
+        if self.place_of(capsule.as_bytes())?.0 != Place::Overlay {
+            return Ok(None);
+        }
+        let upper = if state.in_upper && self.upper.is_some() {
+            Some(self.upper_host(capsule.as_bytes())?)
+        } else {
+            None
+        };
+        let mut lower_visible = state.lower_visible;
+        if lower_visible && upper.is_some() && sys::exists(&self.whiteout_host(&capsule)?) {
+            lower_visible = false;
+        }
+        let lower = if lower_visible {
+            Some(self.lower_host(capsule.as_bytes())?)
+        } else {
+            None
+        };
+        Ok(Some(Candidates {
+            capsule,
+            upper,
+            lower,
+            direct: false,
+        }))
     }
 
     /// Caches what the walk found out about the directory of `path`'s last name.

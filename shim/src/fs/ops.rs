@@ -41,6 +41,9 @@ pub fn cwd(layers: &Layers) -> PathBuf {
 
 /// The capsule path of what descriptor `fd` refers to, if it is in the capsule.
 pub fn fd_path(layers: &Layers, fd: c_int) -> Result<Option<PathBuf>, c_int> {
+    if let Some(known) = super::fds::directory(fd) {
+        return Ok(Some(known));
+    }
     let target = sys::fd_target(fd)?;
     Ok(layers.reverse(target.as_bytes()))
 }
@@ -146,6 +149,8 @@ pub struct OpenPlan {
     pub host: PathBuf,
     pub created: bool,
     pub lower: bool,
+    /// The capsule path, when the open is of a directory (for `*at()` calls).
+    pub directory: Option<PathBuf>,
 }
 
 /// The host path an `open` with these flags must use.
@@ -163,6 +168,7 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<Open
             host: for_create(layers, &node)?.0,
             created: true,
             lower: false,
+            directory: None,
         });
     }
     if exclusive {
@@ -173,10 +179,15 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<Open
             host: for_change(layers, node)?.host,
             created: false,
             lower: false,
+            directory: None,
         });
     }
     Ok(OpenPlan {
         lower: node.found == Found::Lower,
+        directory: node
+            .is_dir()
+            .then(|| PathBuf::from_bytes(node.capsule.as_bytes()))
+            .transpose()?,
         host: node.host,
         created: false,
     })
