@@ -75,6 +75,20 @@ pub fn merged(layers: &Layers, node: &Node) -> Result<Option<Vec<libc::dirent64>
     if !in_upper {
         return Ok(None);
     }
+    // A directory of the upper layer alone (no lower directory shows through, not
+    // opaque, so no markers in it) is listed as it is.
+    if !node.capsule.is_root() {
+        let lower_shows = node.lower_visible
+            && layers
+                .lower_host(node.capsule.as_bytes())
+                .map(|p| sys::lstat(&p, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .unwrap_or(false);
+        let mut marker = PathBuf::from_bytes(upper.as_bytes())?;
+        marker.push_component(OPAQUE_MARKER)?;
+        if !lower_shows && !sys::exists(&marker) {
+            return Ok(None);
+        }
+    }
     let mut entries = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut opaque = false;

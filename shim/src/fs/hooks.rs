@@ -1364,9 +1364,16 @@ unsafe fn access_with(
                     return Err(Skip::Errno(libc::EROFS));
                 }
             }
-            Ok(node.host)
+            Ok(node)
         },
-        |host| real(host.as_ptr(), false),
+        |node| match super::owner::access_by_root(&node.stat, mode) {
+            Some(0) => 0,
+            Some(e) => {
+                set_errno(e);
+                -1
+            }
+            None => real(node.host.as_ptr(), false),
+        },
         || real(path, true),
         -1,
     )

@@ -214,6 +214,26 @@ fn apply_rdev(host: &PathBuf, st: &mut libc::stat) {
     }
 }
 
+/// `access` decided from the walk's `lstat`, where the answer does not depend on
+/// who asks (existence) or the process is really root (who may read and write
+/// anything, and execute what has an execute bit or is a directory). `None`: ask
+/// the kernel. Returns 0 or the errno.
+pub fn access_by_root(st: &libc::stat, mode: c_int) -> Option<c_int> {
+    if mode == libc::F_OK {
+        return Some(0);
+    }
+    if !really_root() {
+        return None;
+    }
+    if mode & libc::X_OK != 0
+        && st.st_mode & libc::S_IFMT != libc::S_IFDIR
+        && st.st_mode & 0o111 == 0
+    {
+        return Some(libc::EACCES);
+    }
+    Some(0)
+}
+
 /// The kernel's rule for chown, applied to the capsule identity: a privileged
 /// process may give any file to anyone; others may only change the group of their
 /// own files to one of their groups.

@@ -6,6 +6,14 @@ use super::ops::{self, Kind};
 use super::state::{CREDS, EFFECTIVE, REAL};
 use crate::hook::{int_result, set_errno, Outcome};
 
+/// A real set*id call (the capsule has no identity): what the process may do in the
+/// file system changes with it.
+fn real_set(call: impl FnOnce() -> c_int) -> c_int {
+    let rc = call();
+    crate::fs::owner::init();
+    rc
+}
+
 fn id_result(outcome: Outcome<u32>, real: impl FnOnce() -> u32) -> u32 {
     match outcome {
         Outcome::Handled(v) => v,
@@ -73,34 +81,34 @@ hook! {
     }
 
     fn setuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_id(&CREDS, Kind::User, uid), || real(uid))
+    |real| int_result(ops::set_id(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
 
     fn setgid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real(gid))
+    |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
 
     fn seteuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real(uid))
+    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
 
     fn setegid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real(gid))
+    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
 
     fn setreuid(r: uid_t, e: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real(r, e))
+    |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real_set(|| real(r, e)))
 
     fn setregid(r: gid_t, e: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_re(&CREDS, Kind::Group, r, e), || real(r, e))
+    |real| int_result(ops::set_re(&CREDS, Kind::Group, r, e), || real_set(|| real(r, e)))
 
     fn setresuid(r: uid_t, e: uid_t, s: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real(r, e, s))
+    |real| int_result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real_set(|| real(r, e, s)))
 
     fn setresgid(r: gid_t, e: gid_t, s: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real(r, e, s))
+    |real| int_result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real_set(|| real(r, e, s)))
 
     fn setfsuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_fs(&CREDS, Kind::User, uid), || real(uid))
+    |real| int_result(ops::set_fs(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
 
     fn setfsgid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real(gid))
+    |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
 
     fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1;
     |real| {
