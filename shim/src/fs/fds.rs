@@ -35,6 +35,9 @@ pub fn is_safe(fd: i32) -> bool {
 /// `to` now refers to what `from` refers to.
 pub fn copy(from: i32, to: i32) {
     mark(to, is_safe(from));
+    if let Some(dir) = directory(from) {
+        remember_directory(to, dir.as_bytes());
+    }
 }
 
 /// Forgets descriptors `first..=last`.

@@ -466,6 +466,29 @@ impl Layers {
         }))
     }
 
+    /// For a removal: the upper-layer host path of `path` when its directory is known
+    /// (cached) to be in the upper layer alone, so that the kernel's unlink or rmdir
+    /// says all (no lower name to hide, no marker to mind). `None`: the long way.
+    pub fn upper_only(&self, path: &[u8]) -> Result<Option<PathBuf>, c_int> {
+        let Some((dir, name)) = super::cache::split(path) else {
+            return Ok(None);
+        };
+        if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
+            return Ok(None);
+        }
+        let Some((mut capsule, state)) = super::cache::lookup(dir) else {
+            return Ok(None);
+        };
+        if !state.in_upper || state.lower_visible || self.upper.is_none() || self.read_only {
+            return Ok(None);
+        }
+        capsule.push_component(name)?;
+        if self.place_of(capsule.as_bytes())?.0 != Place::Overlay {
+            return Ok(None);
+        }
+        Ok(Some(self.upper_host(capsule.as_bytes())?))
+    }
+
     /// Caches what the walk found out about the directory of `path`'s last name.
     fn remember(&self, generation: u64, path: &[u8], node: &Node) {
         if node.capsule.is_root() || node.place != Place::Overlay {

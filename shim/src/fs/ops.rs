@@ -239,7 +239,25 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     if directory && last == Some(b".") {
         return Err(Skip::Errno(libc::EINVAL));
     }
-    let node = existing(layers, dirfd, path, false)?;
+    // In a directory of the upper layer alone, the kernel's answer is the capsule's
+    // (an opaque directory's marker makes rmdir say ENOTEMPTY: then the long way).
+    let abs = absolute(layers, dirfd, path)?;
+    if let Some(host) = layers.upper_only(abs.as_bytes())? {
+        let done = if directory {
+            sys::rmdir(&host)
+        } else {
+            sys::unlink(&host)
+        };
+        match done {
+            Ok(()) => return Ok(()),
+            Err(libc::ENOTEMPTY) | Err(libc::EEXIST) if directory => {}
+            Err(e) => return Err(Skip::Errno(e)),
+        }
+    }
+    let node = layers.resolve(abs.as_bytes(), false)?;
+    if !node.exists() {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
     if directory && !node.is_dir() {
         return Err(Skip::Errno(libc::ENOTDIR));
     }
