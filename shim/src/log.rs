@@ -85,6 +85,12 @@ fn open_append(path: &str) -> i32 {
     }
 }
 
+/// The shim's log descriptor, if it has one (spared by `close_range`/`closefrom`).
+pub fn own_fd() -> Option<u32> {
+    let fd = FD.load(Ordering::Relaxed);
+    (fd > 2).then_some(fd as u32)
+}
+
 /// One line about the capsule this process runs in, when debugging.
 pub fn debug_startup(runtime: &Runtime) {
     log::debug!("loaded from {:?}: {:?}", runtime.shim_path, runtime.config);

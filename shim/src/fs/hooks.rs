@@ -1168,8 +1168,17 @@ hook! {
 
     fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, missing: -1;
     |real| {
-        let rc = real(first, last, flags);
-        if rc == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        let closing = flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0;
+        let rc = match crate::log::own_fd() {
+            // The shim's log descriptor stays open: close around it.
+            Some(own) if closing && (first..=last).contains(&own) => {
+                let below = if own > first { real(first, own - 1, flags) } else { 0 };
+                let above = if own < last { real(own + 1, last, flags) } else { 0 };
+                if below != 0 { below } else { above }
+            }
+            _ => real(first, last, flags),
+        };
+        if rc == 0 && closing {
             super::fds::forget(first, last);
         }
         rc
@@ -1178,7 +1187,16 @@ hook! {
     #[allow(clippy::unused_unit)]
     fn closefrom(first: c_int) -> (), missing: ();
     |real| {
-        real(first);
+        match crate::log::own_fd() {
+            // The shim's log descriptor stays open: close around it.
+            Some(own) if first >= 0 && own >= first as u32 => {
+                if own > first as u32 {
+                    libc::close_range(first as c_uint, own - 1, 0);
+                }
+                real(own as c_int + 1);
+            }
+            _ => real(first),
+        }
         super::fds::forget(first.max(0) as u32, u32::MAX);
     }
 
