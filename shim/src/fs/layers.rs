@@ -418,19 +418,10 @@ impl Layers {
         Ok(Some(node))
     }
 
-    /// For an open that only reads: where to try the name, without looking first.
-    /// `None`: resolve the long way. Otherwise the candidates in order (upper, then
-    /// lower unless hidden), to be opened with `O_NOFOLLOW`; a link (`ELOOP`) sends
-    /// the caller back to the long way, which follows it inside the capsule.
-    pub fn read_candidates(&self, path: &[u8]) -> Result<Option<Candidates>, c_int> {
-        if let Some((_, host)) = self.direct_host(path)? {
-            return Ok(Some(Candidates {
-                capsule: PathBuf::from_bytes(path)?,
-                upper: None,
-                lower: Some(host),
-                direct: true,
-            }));
-        }
+    /// The capsule path of `path`'s last name and what is known inside its directory,
+    /// when that directory is cached, the name is not a layer marker and lies in the
+    /// layers (not a volume or host directory).
+    fn in_cached_dir(&self, path: &[u8]) -> Result<Option<(PathBuf, DirState)>, c_int> {
         let Some((dir, name)) = super::cache::split(path) else {
             return Ok(None);
         };
@@ -444,6 +435,25 @@ impl Layers {
         if self.place_of(capsule.as_bytes())?.0 != Place::Overlay {
             return Ok(None);
         }
+        Ok(Some((capsule, state)))
+    }
+
+    /// For an open that only reads: where to try the name, without looking first.
+    /// `None`: resolve the long way. Otherwise the candidates in order (upper, then
+    /// lower unless hidden), to be opened with `O_NOFOLLOW`; a link (`ELOOP`) sends
+    /// the caller back to the long way, which follows it inside the capsule.
+    pub fn read_candidates(&self, path: &[u8]) -> Result<Option<Candidates>, c_int> {
+        if let Some((_, host)) = self.direct_host(path)? {
+            return Ok(Some(Candidates {
+                capsule: PathBuf::from_bytes(path)?,
+                upper: None,
+                lower: Some(host),
+                direct: true,
+            }));
+        }
+        let Some((capsule, state)) = self.in_cached_dir(path)? else {
+            return Ok(None);
+        };
         let upper = if state.in_upper && self.upper.is_some() {
             Some(self.upper_host(capsule.as_bytes())?)
         } else {
@@ -470,20 +480,10 @@ impl Layers {
     /// (cached) to be in the upper layer alone, so that the kernel's unlink or rmdir
     /// says all (no lower name to hide, no marker to mind). `None`: the long way.
     pub fn upper_only(&self, path: &[u8]) -> Result<Option<PathBuf>, c_int> {
-        let Some((dir, name)) = super::cache::split(path) else {
-            return Ok(None);
-        };
-        if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
-            return Ok(None);
-        }
-        let Some((mut capsule, state)) = super::cache::lookup(dir) else {
+        let Some((capsule, state)) = self.in_cached_dir(path)? else {
             return Ok(None);
         };
         if !state.in_upper || state.lower_visible || self.upper.is_none() || self.read_only {
-            return Ok(None);
-        }
-        capsule.push_component(name)?;
-        if self.place_of(capsule.as_bytes())?.0 != Place::Overlay {
             return Ok(None);
         }
         Ok(Some(self.upper_host(capsule.as_bytes())?))
