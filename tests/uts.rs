@@ -275,3 +275,15 @@ fn capsule_run_hostname() {
     let out = run_capsule(&["run", "--hostname", "loader-host", "--", "uname", "-n"]);
     assert_eq!(success(&out, "capsule run uname -n"), "loader-host\n");
 }
+
+#[test]
+fn capsule_run_hostname_gives_the_capsule_an_etc_hostname() {
+    let before = std::fs::read_to_string("/etc/hostname").ok();
+    let out = run_capsule(&["run", "--hostname", "file-host", "--", "cat", "/etc/hostname"]);
+    assert_eq!(success(&out, "capsule run cat /etc/hostname"), "file-host\n");
+    assert_eq!(
+        std::fs::read_to_string("/etc/hostname").ok(),
+        before,
+        "the host's /etc/hostname changed"
+    );
+}
