@@ -279,8 +279,18 @@ fn capsule_run_hostname() {
 #[test]
 fn capsule_run_hostname_gives_the_capsule_an_etc_hostname() {
     let before = std::fs::read_to_string("/etc/hostname").ok();
-    let out = run_capsule(&["run", "--hostname", "file-host", "--", "cat", "/etc/hostname"]);
-    assert_eq!(success(&out, "capsule run cat /etc/hostname"), "file-host\n");
+    let out = run_capsule(&[
+        "run",
+        "--hostname",
+        "file-host",
+        "--",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(
+        success(&out, "capsule run cat /etc/hostname"),
+        "file-host\n"
+    );
     assert_eq!(
         std::fs::read_to_string("/etc/hostname").ok(),
         before,
