@@ -14,6 +14,8 @@ use capsule_config::MAX_HOSTNAME_LEN;
 /// Identifies the layout; a file of another layout is refused rather than misread.
 const MAGIC: u64 = 0x6361_7073_756c_6502; // "capsule" + layout 2
 const FILE_NAME: &str = "shared";
+/// How long a reader or writer waits for another writer (a copy takes nanoseconds).
+const STALE_SPINS: u32 = 1 << 22;
 
 /// A name (host or domain) that a process of the capsule may change, read without
 /// locks: a sequence counter, odd while a writer is copying (a seqlock).
@@ -40,9 +42,13 @@ impl SharedName {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
+        let mut spins = 0u32;
         loop {
             let before = self.seq.load(Ordering::Acquire);
-            if before & 1 == 1 {
+            // A writer that died mid-copy (killed) leaves the count odd: after a long
+            // wait, read what is there rather than hang every process of the capsule.
+            if before & 1 == 1 && spins < STALE_SPINS {
+                spins += 1;
                 std::hint::spin_loop();
                 continue;
             }
@@ -60,9 +66,14 @@ impl SharedName {
 
     /// Replaces the name (at most `MAX_HOSTNAME_LEN` bytes; callers check).
     pub fn write(&self, name: &[u8]) {
-        // Take the writer side: move seq from even to odd.
+        // Take the writer side: move seq from even to odd (or, after a long wait,
+        // take over from a writer that died with it odd).
+        let mut spins = 0u32;
         loop {
             let seq = self.seq.load(Ordering::Relaxed);
+            if seq & 1 == 1 && spins >= STALE_SPINS {
+                break;
+            }
             if seq & 1 == 0
                 && self
                     .seq
@@ -71,6 +82,7 @@ impl SharedName {
             {
                 break;
             }
+            spins += 1;
             std::hint::spin_loop();
         }
         let n = name.len().min(MAX_HOSTNAME_LEN);

@@ -678,9 +678,20 @@ unsafe fn scandir_with(
         libc::closedir(dir);
     }
     if let Some(cmp) = compare {
-        out.sort_by(|a, b| {
-            let (mut a, mut b) = (*a as *const Dirent, *b as *const Dirent);
-            crate::hook::outside(|| cmp(&mut a, &mut b)).cmp(&0)
+        // qsort, as glibc's scandir: a comparator that is not a total order gives
+        // some order, where Rust's sort may panic (and abort the program).
+        // SAFETY: the comparator takes pointers to the array's elements, which is
+        // what qsort passes; the elements are valid dirent pointers.
+        let cmp: unsafe extern "C" fn(*const c_void, *const c_void) -> c_int =
+            std::mem::transmute(cmp);
+        let (base, len) = (out.as_mut_ptr(), out.len());
+        crate::hook::outside(|| {
+            libc::qsort(
+                base.cast(),
+                len,
+                std::mem::size_of::<*mut Dirent>(),
+                Some(cmp),
+            )
         });
     }
     let array =
