@@ -8,12 +8,14 @@
 //! This crate is std-only and links no hook code: it is safe for the loader to use.
 
 mod duration;
+pub mod net;
 mod rfc3339;
 pub mod users;
 
 use std::fmt;
 
 pub use duration::{format_duration_ns, parse_duration};
+pub use net::{NetConfig, PortMap, Proto};
 pub use rfc3339::parse_rfc3339;
 
 /// The environment variables (and `CAPSULE_CONFIG` file keys) a capsule is configured by.
@@ -45,6 +47,11 @@ pub mod keys {
     pub const VOLUMES: &str = "CAPSULE_VOLUMES";
     /// `1`: the whole root is read-only except volumes.
     pub const READ_ONLY: &str = "CAPSULE_READ_ONLY";
+    /// Published ports: `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/proto]`, separated by `,`.
+    pub const PORTS: &str = "CAPSULE_PORTS";
+    /// The names of the capsules started together (this one included), separated by
+    /// `,`, in the same order for each of them.
+    pub const PEERS: &str = "CAPSULE_PEERS";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -66,6 +73,8 @@ pub mod keys {
         UPPER,
         VOLUMES,
         READ_ONLY,
+        PORTS,
+        PEERS,
     ];
 }
 
@@ -143,6 +152,7 @@ pub struct Config {
     pub log: LogLevel,
     pub log_file: Option<String>,
     pub fs: FsConfig,
+    pub net: NetConfig,
 }
 
 /// A bind volume: the host file or directory `host` appears at `path` in the capsule.
@@ -535,6 +545,30 @@ impl Config {
             }
             config.log_file = Some(v.to_string());
         }
+        if let Some(v) = get(keys::PORTS) {
+            for spec in v.split(',').filter(|s| !s.is_empty()) {
+                let map = PortMap::parse(spec).map_err(|e| error(keys::PORTS, v, e))?;
+                let clash = config.net.ports.iter().find(|o| {
+                    o.proto == map.proto
+                        && (o.port == map.port || (o.host.is_some() && o.host == map.host))
+                });
+                if let Some(other) = clash {
+                    return Err(error(
+                        keys::PORTS,
+                        v,
+                        format!("{map} and {other} publish the same port"),
+                    ));
+                }
+                config.net.ports.push(map);
+            }
+        }
+        if let Some(v) = get(keys::PEERS) {
+            config.net.peers = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
         Ok(config)
     }
 
@@ -581,6 +615,13 @@ impl Config {
         }
         if self.fs.read_only {
             out.push((keys::READ_ONLY, "1".into()));
+        }
+        if !self.net.ports.is_empty() {
+            let specs: Vec<String> = self.net.ports.iter().map(PortMap::to_string).collect();
+            out.push((keys::PORTS, specs.join(",")));
+        }
+        if !self.net.peers.is_empty() {
+            out.push((keys::PEERS, self.net.peers.join(",")));
         }
         out
     }
@@ -699,8 +740,12 @@ mod tests {
             ("CAPSULE_UPPER", "/srv/upper"),
             ("CAPSULE_VOLUMES", "/data:/var/lib/app;/etc/ssl:/etc/ssl:ro"),
             ("CAPSULE_READ_ONLY", "1"),
+            ("CAPSULE_PORTS", "18080:8000,53/udp"),
+            ("CAPSULE_PEERS", "web-1,web-2,db"),
         ])
         .unwrap();
+        assert_eq!(c.net.ports.len(), 2);
+        assert_eq!(c.net.peers, ["web-1", "web-2", "db"]);
         let vars = c.to_vars();
         let back = Config::from_vars(vars.iter().map(|(k, v)| (*k, v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
@@ -708,6 +753,14 @@ mod tests {
         let back =
             Config::from_vars(file.iter().map(|(k, v)| (k.as_str(), v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn ports_published_twice_are_refused() {
+        assert!(parse(&[("CAPSULE_PORTS", "8000,9000:8000")]).is_err());
+        assert!(parse(&[("CAPSULE_PORTS", "9000:80,9000:81")]).is_err());
+        assert!(parse(&[("CAPSULE_PORTS", "9000:80,9000:80/udp")]).is_ok());
+        assert!(parse(&[("CAPSULE_PORTS", "x")]).is_err());
     }
 
     #[test]

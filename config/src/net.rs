@@ -1,0 +1,325 @@
+//! The network replica's settings and the one piece of state it shares between
+//! processes: published ports (`-p HOSTPORT:PORT[/tcp|/udp]`), the names of the
+//! capsules started together (peers), the loopback address each peer answers on, and
+//! the layout of a capsule's port table file.
+//!
+//! The port table (`$CAPSULE_STATE_DIR/ports`) records which host port stands for each
+//! capsule port the capsule has bound. Every process of the capsule maps it shared; the
+//! processes of peer capsules map it to reach the capsule by name; `capsule ps` reads it.
+//! A file of zeros is an empty table, so nobody has to create it first.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// The port table's file name inside a capsule's state directory.
+pub const PORTS_FILE: &str = "ports";
+/// How many distinct (protocol, port) pairs one capsule can bind.
+pub const PORT_SLOTS: usize = 510;
+/// Identifies the table layout; 0 (a fresh file) is accepted as empty.
+pub const PORTS_MAGIC: u64 = 0x6361_7073_706f_7201; // "capsport" + layout 1
+/// The first two bytes of every peer address: 127.73.0.0/16, inside loopback.
+pub const PEER_NET: [u8; 2] = [127, 73];
+/// How long an inserter waits for another (an insert takes nanoseconds); after that it
+/// takes over from a process that died holding the lock.
+const STALE_SPINS: u32 = 1 << 22;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            Proto::Tcp => 1,
+            Proto::Udp => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Proto> {
+        match code {
+            1 => Some(Proto::Tcp),
+            2 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// A published port: capsule `port` is bound on the host as `host` (`None`: a free
+/// port the kernel picks when the capsule binds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMap {
+    pub host: Option<u16>,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl PortMap {
+    /// Parses `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/tcp|/udp]` (`docker run -p` syntax,
+    /// without a host address).
+    pub fn parse(spec: &str) -> Result<PortMap, String> {
+        let (ports, proto) = match spec.rsplit_once('/') {
+            Some((ports, "tcp")) => (ports, Proto::Tcp),
+            Some((ports, "udp")) => (ports, Proto::Udp),
+            Some((_, other)) => return Err(format!("unknown protocol '{other}' (tcp or udp)")),
+            None => (spec, Proto::Tcp),
+        };
+        let number = |text: &str, what: &str| -> Result<u16, String> {
+            match text.parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("{what} '{text}' is not a port (1-65535)")),
+                Ok(p) => Ok(p),
+            }
+        };
+        match ports.split(':').collect::<Vec<_>>().as_slice() {
+            [port] => Ok(PortMap {
+                host: None,
+                port: number(port, "port")?,
+                proto,
+            }),
+            [host, port] => Ok(PortMap {
+                host: Some(number(host, "host port")?),
+                port: number(port, "port")?,
+                proto,
+            }),
+            _ => Err("expected HOSTPORT:PORT[/tcp|/udp] or PORT[/tcp|/udp]".into()),
+        }
+    }
+}
+
+impl fmt::Display for PortMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host {
+            Some(h) => write!(f, "{h}:{}/{}", self.port, self.proto.as_str()),
+            None => write!(f, "{}/{}", self.port, self.proto.as_str()),
+        }
+    }
+}
+
+/// The network replica's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetConfig {
+    pub ports: Vec<PortMap>,
+    /// The capsules started together, in one order every one of them agrees on; each
+    /// resolves by name to [`peer_address`] of its index. Includes this capsule.
+    pub peers: Vec<String>,
+}
+
+/// The loopback address capsule number `index` of a set answers on (127.73.x.y).
+pub fn peer_address(index: usize) -> [u8; 4] {
+    let n = index + 1;
+    [PEER_NET[0], PEER_NET[1], (n >> 8) as u8, n as u8]
+}
+
+/// The index of the peer that answers on `addr`, if it is a peer address.
+pub fn peer_index(addr: [u8; 4]) -> Option<usize> {
+    if addr[..2] != PEER_NET {
+        return None;
+    }
+    let n = (usize::from(addr[2]) << 8) | usize::from(addr[3]);
+    n.checked_sub(1)
+}
+
+/// One binding: capsule `port` over `proto` is host port `host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub proto: Proto,
+    pub port: u16,
+    pub host: u16,
+}
+
+#[repr(C)]
+pub struct PortEntry {
+    /// 0: free; else protocol code << 16 | capsule port. Written last.
+    key: AtomicU32,
+    host: AtomicU32,
+}
+
+/// The port table, as it lies in the file (native byte order, fixed size).
+#[repr(C)]
+pub struct PortTable {
+    magic: AtomicU64,
+    /// 0, or the pid of the process inserting.
+    lock: AtomicU32,
+    len: AtomicU32,
+    entries: [PortEntry; PORT_SLOTS],
+}
+
+fn key_of(proto: Proto, port: u16) -> u32 {
+    (proto.code() << 16) | u32::from(port)
+}
+
+impl PortTable {
+    /// The size of the table file.
+    pub const SIZE: usize = std::mem::size_of::<PortTable>();
+
+    /// Whether the mapped bytes hold this layout (or nothing yet).
+    pub fn is_valid(&self) -> bool {
+        matches!(self.magic.load(Ordering::Acquire), 0 | PORTS_MAGIC)
+    }
+
+    fn live(&self) -> &[PortEntry] {
+        let len = (self.len.load(Ordering::Acquire) as usize).min(PORT_SLOTS);
+        &self.entries[..len]
+    }
+
+    /// The host port standing for capsule `port`, if the capsule has bound it.
+    pub fn host_port(&self, proto: Proto, port: u16) -> Option<u16> {
+        let key = key_of(proto, port);
+        self.live()
+            .iter()
+            .find(|e| e.key.load(Ordering::Acquire) == key)
+            .map(|e| e.host.load(Ordering::Acquire) as u16)
+    }
+
+    /// The capsule port that host port `host` stands for.
+    pub fn capsule_port(&self, proto: Proto, host: u16) -> Option<u16> {
+        self.live().iter().find_map(|e| {
+            let key = e.key.load(Ordering::Acquire);
+            (key >> 16 == proto.code() && e.host.load(Ordering::Acquire) == u32::from(host))
+                .then_some(key as u16)
+        })
+    }
+
+    /// Records that capsule `port` is host port `host` (replacing an older host port).
+    /// `pid` marks the lock holder. Returns false when the table is full.
+    pub fn record(&self, proto: Proto, port: u16, host: u16, pid: u32) -> bool {
+        let key = key_of(proto, port);
+        let mut spins = 0u32;
+        while self
+            .lock
+            .compare_exchange_weak(0, pid.max(1), Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins >= STALE_SPINS {
+                // The holder died mid-insert; its entry is either whole or not counted.
+                self.lock.store(pid.max(1), Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::Acquire);
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        self.magic.store(PORTS_MAGIC, Ordering::Release);
+        let len = (self.len.load(Ordering::Relaxed) as usize).min(PORT_SLOTS);
+        let done = match self.entries[..len]
+            .iter()
+            .find(|e| e.key.load(Ordering::Relaxed) == key)
+        {
+            Some(entry) => {
+                entry.host.store(u32::from(host), Ordering::Release);
+                true
+            }
+            None if len < PORT_SLOTS => {
+                let entry = &self.entries[len];
+                entry.host.store(u32::from(host), Ordering::Relaxed);
+                entry.key.store(key, Ordering::Release);
+                self.len.store(len as u32 + 1, Ordering::Release);
+                true
+            }
+            None => false,
+        };
+        self.lock.store(0, Ordering::Release);
+        done
+    }
+
+    /// Every binding in a table file's bytes (for readers that do not map it).
+    pub fn parse(bytes: &[u8]) -> Vec<Binding> {
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+        };
+        let magic = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_ne_bytes);
+        if magic != Some(PORTS_MAGIC) {
+            return Vec::new();
+        }
+        let len = word(12).unwrap_or(0) as usize;
+        (0..len.min(PORT_SLOTS))
+            .filter_map(|i| {
+                let at = 16 + i * 8;
+                let key = word(at)?;
+                Some(Binding {
+                    proto: Proto::from_code(key >> 16)?,
+                    port: key as u16,
+                    host: word(at + 4)? as u16,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs() {
+        let p = PortMap::parse("18080:8000").unwrap();
+        assert_eq!((p.host, p.port, p.proto), (Some(18080), 8000, Proto::Tcp));
+        let p = PortMap::parse("53/udp").unwrap();
+        assert_eq!((p.host, p.port, p.proto), (None, 53, Proto::Udp));
+        assert_eq!(PortMap::parse("1:2/udp").unwrap().to_string(), "1:2/udp");
+        for bad in ["", "0", "70000", "a:80", "80:", "1:2:3", "80/sctp", "-1"] {
+            assert!(PortMap::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_round_trip() {
+        for i in [0, 1, 254, 255, 256, 1000, 65533] {
+            assert_eq!(peer_index(peer_address(i)), Some(i));
+        }
+        assert_eq!(peer_address(0), [127, 73, 0, 1]);
+        assert_eq!(peer_index([127, 0, 0, 1]), None);
+        assert_eq!(peer_index([127, 73, 0, 0]), None);
+    }
+
+    #[test]
+    fn table_records_and_parses() {
+        let bytes = vec![0u64; PortTable::SIZE / 8];
+        // SAFETY: the buffer is zeroed, 8-byte aligned and as large as the table, whose
+        // fields are all atomics for which zero is valid.
+        let table = unsafe { &*(bytes.as_ptr() as *const PortTable) };
+        assert!(table.is_valid());
+        assert_eq!(table.host_port(Proto::Tcp, 8000), None);
+        assert!(table.record(Proto::Tcp, 8000, 40001, 7));
+        assert!(table.record(Proto::Udp, 8000, 40002, 7));
+        assert!(table.record(Proto::Tcp, 8000, 40003, 7));
+        assert_eq!(table.host_port(Proto::Tcp, 8000), Some(40003));
+        assert_eq!(table.host_port(Proto::Udp, 8000), Some(40002));
+        assert_eq!(table.capsule_port(Proto::Tcp, 40003), Some(8000));
+        assert_eq!(table.capsule_port(Proto::Tcp, 40002), None);
+        // SAFETY: reading the same initialised buffer as bytes.
+        let raw =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const u8, PortTable::SIZE) };
+        let all = PortTable::parse(raw);
+        assert_eq!(
+            all,
+            vec![
+                Binding {
+                    proto: Proto::Tcp,
+                    port: 8000,
+                    host: 40003
+                },
+                Binding {
+                    proto: Proto::Udp,
+                    port: 8000,
+                    host: 40002
+                },
+            ]
+        );
+        for port in 1..PORT_SLOTS as u16 - 1 {
+            assert!(table.record(Proto::Tcp, 10000 + port, port, 7));
+        }
+        assert!(!table.record(Proto::Tcp, 9, 9, 7), "a full table refuses");
+    }
+}
