@@ -548,11 +548,7 @@ impl Config {
         if let Some(v) = get(keys::PORTS) {
             for spec in v.split(',').filter(|s| !s.is_empty()) {
                 let map = PortMap::parse(spec).map_err(|e| error(keys::PORTS, v, e))?;
-                let clash = config.net.ports.iter().find(|o| {
-                    o.proto == map.proto
-                        && (o.port == map.port || (o.host.is_some() && o.host == map.host))
-                });
-                if let Some(other) = clash {
+                if let Some(other) = config.net.ports.iter().find(|o| o.clashes_with(&map)) {
                     return Err(error(
                         keys::PORTS,
                         v,

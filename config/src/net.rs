@@ -94,6 +94,14 @@ impl PortMap {
     }
 }
 
+impl PortMap {
+    /// Whether both publish the same capsule port or the same host port.
+    pub fn clashes_with(&self, other: &PortMap) -> bool {
+        self.proto == other.proto
+            && (self.port == other.port || (self.host.is_some() && self.host == other.host))
+    }
+}
+
 impl fmt::Display for PortMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.host {

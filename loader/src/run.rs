@@ -18,7 +18,9 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use capsule_config::{keys, Config, ConfigError, FsConfig, Identity, LogLevel, UserDb};
+use capsule_config::{
+    keys, Config, ConfigError, FsConfig, Identity, LogLevel, NetConfig, PortMap, UserDb,
+};
 use log::{info, warn};
 
 use crate::envfile::{EnvEntry, Environment};
@@ -54,6 +56,9 @@ pub enum RunError {
     Setting(#[from] ConfigError),
     #[error("cannot determine the current directory: {0}")]
     NoCwd(String),
+    /// A `-p` port spec, or two specs publishing the same port.
+    #[error("-p {spec}: {reason}")]
+    Port { spec: String, reason: String },
 }
 
 /// Why a working directory cannot be used.
@@ -173,6 +178,8 @@ pub struct RunSpec {
     workdir: Option<PathBuf>,
     root: Option<PathBuf>,
     volumes: Vec<String>,
+    ports: Vec<String>,
+    peers: Vec<String>,
     read_only: bool,
     remove: bool,
 }
@@ -191,6 +198,8 @@ impl RunSpec {
             workdir: None,
             root: None,
             volumes: Vec::new(),
+            ports: Vec::new(),
+            peers: Vec::new(),
             read_only: false,
             remove: false,
         }
@@ -249,6 +258,20 @@ impl RunSpec {
     /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them.
     pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.volumes.extend(specs.into_iter().map(Into::into));
+        self
+    }
+
+    /// Published ports, `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/proto]` each, as
+    /// `docker run -p` takes them (without a host address).
+    pub fn ports(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.ports.extend(specs.into_iter().map(Into::into));
+        self
+    }
+
+    /// The names of the capsules started together with this one (itself included),
+    /// in one order shared by all: each reaches the others by name.
+    pub fn peers(mut self, names: Vec<String>) -> Self {
+        self.peers = names;
         self
     }
 
@@ -394,6 +417,7 @@ impl RunSpec {
             }
         };
 
+        let net = check_ports(&self.ports, self.peers)?;
         home.check_not_running(&name)?;
 
         Ok(Prepared {
@@ -408,6 +432,7 @@ impl RunSpec {
                 log,
                 log_file,
                 fs: fs_config,
+                net,
             },
             name,
             time: self.time,
@@ -423,6 +448,23 @@ impl RunSpec {
             ignored,
         })
     }
+}
+
+/// Parses `-p` specs; refuses a port published twice.
+fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunError> {
+    let mut ports: Vec<PortMap> = Vec::new();
+    for spec in specs {
+        let bad = |reason: String| RunError::Port {
+            spec: spec.clone(),
+            reason,
+        };
+        let map = PortMap::parse(spec).map_err(bad)?;
+        if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
+            return Err(bad(format!("publishes the same port as {other}")));
+        }
+        ports.push(map);
+    }
+    Ok(NetConfig { ports, peers })
 }
 
 /// Checks a capsule host name: what `sethostname(2)` accepts, and what the config file

@@ -7,6 +7,8 @@
 //! - `pid`: the pid of the program the last `capsule run` started;
 //! - `exit`: how that program ended, one line: `exit=N` or `signal=N`;
 //! - `lock`: held (`flock`) by the `capsule` command supervising the capsule;
+//! - `ports`: the shim's port table (capsule port → host port), see
+//!   [`capsule_config::net`]; forgotten at every run;
 //! - `upper/`: the capsule's private copy-on-write upper layer (mode 0755), which the
 //!   shim writes the capsule's changes to; it carries over to later runs of the name.
 //!
@@ -33,6 +35,8 @@ pub const PID_FILE: &str = "pid";
 pub const EXIT_FILE: &str = "exit";
 pub const LOCK_FILE: &str = "lock";
 pub const UPPER_DIR: &str = "upper";
+/// The port table the shim keeps: which host port each bound capsule port is.
+pub use capsule_config::net::PORTS_FILE;
 
 /// The mode of a new upper layer: the capsule's `/` is `rwxr-xr-x`, as a real one.
 const UPPER_MODE: u32 = 0o755;
@@ -316,7 +320,7 @@ impl CapsuleDir {
 
     /// Forgets the previous run's `pid` and `exit`.
     pub fn clear_run(&self) -> Result<(), StateError> {
-        for file in [PID_FILE, EXIT_FILE] {
+        for file in [PID_FILE, EXIT_FILE, PORTS_FILE] {
             let path = self.path.join(file);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&path)(e)),

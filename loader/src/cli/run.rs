@@ -44,7 +44,7 @@ PROG is not found.";
 pub const USAGE: &str = "capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
                    [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
                    [--root DIR] [-v HOST:PATH[:ro]]... [--read-only]
-                   [-w DIR] [--rm] [--] PROG [ARGS]...";
+                   [-p HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [--] PROG [ARGS]...";
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -128,6 +128,13 @@ pub struct RunArgs {
     /// Examples: -v /srv/data:/var/lib/app, -v /etc/ssl/certs:/etc/ssl/certs:ro
     #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
     pub volume: Vec<String>,
+
+    /// Publish capsule port PORT as host port HOSTPORT, as docker run -p: a bind to
+    /// PORT inside the capsule binds HOSTPORT on the host. PORT alone takes a free host
+    /// port (so does any port the capsule binds without -p); capsule ps shows it.
+    /// Repeatable. Examples: -p 18080:8000, -p 5353:53/udp, -p 8000
+    #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:PORT[/udp]")]
+    pub publish: Vec<String>,
 
     /// Make the capsule's file system read-only: writes fail everywhere but in the
     /// volumes not marked :ro, as with docker run --read-only.
@@ -220,6 +227,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         .workdir(args.workdir)
         .root(args.root)
         .volumes(args.volume)
+        .ports(args.publish)
         .read_only(args.read_only)
         .remove_on_exit(args.rm)
         .prepare(&host)
