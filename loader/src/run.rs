@@ -56,6 +56,9 @@ pub enum RunError {
     Setting(#[from] ConfigError),
     #[error("cannot determine the current directory: {0}")]
     NoCwd(String),
+    /// `--image REF` (or `image =` in a manifest) that cannot be used.
+    #[error("--image {reference}: {reason}")]
+    Image { reference: String, reason: String },
     /// A `-p` port spec, or two specs publishing the same port.
     #[error("-p {spec}: {reason}")]
     Port { spec: String, reason: String },
@@ -177,6 +180,7 @@ pub struct RunSpec {
     env: Vec<EnvEntry>,
     workdir: Option<PathBuf>,
     root: Option<PathBuf>,
+    image: Option<String>,
     volumes: Vec<String>,
     ports: Vec<String>,
     peers: Vec<String>,
@@ -197,6 +201,7 @@ impl RunSpec {
             env: Vec::new(),
             workdir: None,
             root: None,
+            image: None,
             volumes: Vec::new(),
             ports: Vec::new(),
             peers: Vec::new(),
@@ -255,6 +260,12 @@ impl RunSpec {
         self
     }
 
+    /// An imported image whose layers are the capsule's read-only lower layers.
+    pub fn image(mut self, reference: Option<String>) -> Self {
+        self.image = reference;
+        self
+    }
+
     /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them.
     pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.volumes.extend(specs.into_iter().map(Into::into));
@@ -288,6 +299,13 @@ impl RunSpec {
 
     /// Checks everything; creates nothing.
     pub fn prepare(self, host: &Host) -> Result<Prepared, RunError> {
+        if let Some(reference) = self.image {
+            // The image store is not built yet (issue 5).
+            return Err(RunError::Image {
+                reference,
+                reason: "images are not supported by this build".into(),
+            });
+        }
         let cwd = host.cwd.as_deref();
         let home = Home::resolve(|key| host.env.get(key).map(OsStr::to_os_string), cwd)?;
         let name = match self.name {
