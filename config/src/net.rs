@@ -164,9 +164,30 @@ fn key_of(proto: Proto, port: u16) -> u32 {
     (proto.code() << 16) | u32::from(port)
 }
 
+impl Default for PortTable {
+    fn default() -> PortTable {
+        PortTable::new()
+    }
+}
+
 impl PortTable {
     /// The size of the table file.
     pub const SIZE: usize = std::mem::size_of::<PortTable>();
+
+    /// An empty table (for a capsule without a state directory, kept in memory).
+    pub const fn new() -> PortTable {
+        PortTable {
+            magic: AtomicU64::new(0),
+            lock: AtomicU32::new(0),
+            len: AtomicU32::new(0),
+            entries: [const {
+                PortEntry {
+                    key: AtomicU32::new(0),
+                    host: AtomicU32::new(0),
+                }
+            }; PORT_SLOTS],
+        }
+    }
 
     /// Whether the mapped bytes hold this layout (or nothing yet).
     pub fn is_valid(&self) -> bool {
@@ -293,10 +314,7 @@ mod tests {
 
     #[test]
     fn table_records_and_parses() {
-        let bytes = vec![0u64; PortTable::SIZE / 8];
-        // SAFETY: the buffer is zeroed, 8-byte aligned and as large as the table, whose
-        // fields are all atomics for which zero is valid.
-        let table = unsafe { &*(bytes.as_ptr() as *const PortTable) };
+        let table = Box::new(PortTable::new());
         assert!(table.is_valid());
         assert_eq!(table.host_port(Proto::Tcp, 8000), None);
         assert!(table.record(Proto::Tcp, 8000, 40001, 7));
@@ -306,9 +324,10 @@ mod tests {
         assert_eq!(table.host_port(Proto::Udp, 8000), Some(40002));
         assert_eq!(table.capsule_port(Proto::Tcp, 40003), Some(8000));
         assert_eq!(table.capsule_port(Proto::Tcp, 40002), None);
-        // SAFETY: reading the same initialised buffer as bytes.
-        let raw =
-            unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const u8, PortTable::SIZE) };
+        // SAFETY: the table is initialised plain memory of SIZE bytes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(&*table as *const PortTable as *const u8, PortTable::SIZE)
+        };
         let all = PortTable::parse(raw);
         assert_eq!(
             all,

@@ -1,3 +1,4 @@
+// TEAM NOTE (temporary, the lead removes it): engineers working in this checkout must read and follow /tmp/notes/common.md (no commits, no cargo fmt --all, deadline 17:35 UTC, report format).
 //! Capsule state on disk: `$CAPSULE_HOME/capsules/NAME/`.
 //!
 //! `$CAPSULE_HOME` defaults to `$XDG_DATA_HOME/capsule`, else `~/.local/share/capsule`.
@@ -9,6 +10,16 @@
 //! - `lock`: held (`flock`) by the `capsule` command supervising the capsule;
 //! - `ports`: the shim's port table (capsule port → host port), see
 //!   [`capsule_config::net`]; forgotten at every run;
+//! - `command`: the program's argv as started (NUL-terminated arguments, as
+//!   `/proc/PID/cmdline`), so `capsule ps` can show it after the program ended;
+//! - `stop`: written by `capsule stop` *before* it signals the program: a supervisor
+//!   does not restart a capsule while it exists; removed ([`CapsuleDir::clear_stop`])
+//!   when the capsule is started anew, never between restarts;
+//! - `supervisor`: the pid of the process supervising the capsule (`capsule up`),
+//!   present while that process may still start or restart it (removed when the
+//!   capsule has ended for good: no restart policy, given up, or stopped); with a live
+//!   supervisor and no live `pid`, the capsule is waiting to be restarted;
+//! - `log`: the capsule's output lines (`capsule up`), read by `capsule logs`;
 //! - `upper/`: the capsule's private copy-on-write upper layer (mode 0755), which the
 //!   shim writes the capsule's changes to; it carries over to later runs of the name.
 //!
@@ -35,6 +46,10 @@ pub const PID_FILE: &str = "pid";
 pub const EXIT_FILE: &str = "exit";
 pub const LOCK_FILE: &str = "lock";
 pub const UPPER_DIR: &str = "upper";
+pub const COMMAND_FILE: &str = "command";
+pub const STOP_FILE: &str = "stop";
+pub const SUPERVISOR_FILE: &str = "supervisor";
+pub const LOG_FILE: &str = "log";
 /// The port table the shim keeps: which host port each bound capsule port is.
 pub use capsule_config::net::PORTS_FILE;
 
@@ -279,7 +294,7 @@ fn make_removable(dir: &Path) {
 
 /// The pid in `dir/pid`, if it names a live process started for this capsule (its
 /// environment points at this capsule's `config`).
-fn running_pid(dir: &Path) -> Option<i32> {
+pub fn running_pid(dir: &Path) -> Option<i32> {
     let text = fs::read_to_string(dir.join(PID_FILE)).ok()?;
     let pid: i32 = text.trim().parse().ok().filter(|p| *p > 0)?;
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -320,14 +335,28 @@ impl CapsuleDir {
 
     /// Forgets the previous run's `pid` and `exit`.
     pub fn clear_run(&self) -> Result<(), StateError> {
-        for file in [PID_FILE, EXIT_FILE, PORTS_FILE] {
+        for file in [PID_FILE, EXIT_FILE] {
             let path = self.path.join(file);
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&path)(e)),
                 _ => {}
             }
         }
-        Ok(())
+        self.clear_ports()
+    }
+
+    /// Empties the port table in place: peers that mapped it from an earlier run
+    /// then see the new run's ports, not the old ones (a new file would go unseen).
+    fn clear_ports(&self) -> Result<(), StateError> {
+        let path = self.path.join(PORTS_FILE);
+        let mut file = match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let len = file.metadata().map_err(io_error(&path))?.len();
+        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        file.write_all(&zeros).map_err(io_error(&path))
     }
 
     pub fn write_config(&self, text: &str) -> Result<(), StateError> {
@@ -364,6 +393,59 @@ impl CapsuleDir {
 
     pub fn write_exit(&self, line: &str) -> Result<(), StateError> {
         self.write_atomically(EXIT_FILE, &format!("{line}\n"))
+    }
+
+    /// Records the program's argv (`argv[0]` as the user wrote it) for `capsule ps`;
+    /// called at every start, by `capsule run` and by the supervisor.
+    pub fn write_command<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Result<(), StateError> {
+        let mut bytes = Vec::new();
+        for arg in argv {
+            bytes.extend_from_slice(arg.as_ref().as_encoded_bytes());
+            bytes.push(0);
+        }
+        let path = self.path.join(COMMAND_FILE);
+        let tmp = self.path.join(format!(".{COMMAND_FILE}.tmp"));
+        fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_error(&path))
+    }
+
+    /// Forgets an earlier `capsule stop`: called once when a capsule is started anew
+    /// (not between a supervisor's restarts, which must keep honouring it).
+    pub fn clear_stop(&self) -> Result<(), StateError> {
+        let path = self.path.join(STOP_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `capsule stop` asked for the capsule to stay stopped.
+    pub fn stop_requested(&self) -> bool {
+        self.path.join(STOP_FILE).exists()
+    }
+
+    /// Records the pid of the process that supervises (and may restart) the capsule.
+    pub fn write_supervisor(&self, pid: u32) -> Result<(), StateError> {
+        self.write_atomically(SUPERVISOR_FILE, &format!("{pid}\n"))
+    }
+
+    /// Says that nobody will restart the capsule any more.
+    pub fn remove_supervisor(&self) -> Result<(), StateError> {
+        let path = self.path.join(SUPERVISOR_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the capsule's `log` for appending (created if missing).
+    pub fn open_log(&self) -> Result<File, StateError> {
+        let path = self.path.join(LOG_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))
     }
 
     /// The capsule's private upper layer.

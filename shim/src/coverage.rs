@@ -25,13 +25,14 @@ impl Hook {
 }
 
 /// Every replica's table, with the replica's name.
-pub fn all() -> [(&'static str, &'static [Hook]); 6] {
+pub fn all() -> [(&'static str, &'static [Hook]); 7] {
     [
         ("fs", crate::fs::HOOKS),
         ("identity", crate::identity::HOOKS),
         ("uts", crate::uts::HOOKS),
         ("time", crate::time::HOOKS),
         ("exec", crate::exec::HOOKS),
+        ("net", crate::net::HOOKS),
         ("syscall", crate::syscall::HOOKS),
     ]
 }

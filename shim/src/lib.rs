@@ -18,6 +18,7 @@ mod exec;
 mod fs;
 mod identity;
 mod log;
+mod net;
 mod runtime;
 mod shared;
 mod syscall;

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub shared: &'static Shared,
     /// The file-system replica's layers; `None` when it is off.
     pub fs: Option<crate::fs::Layers>,
+    /// The network replica; `None` when it is off.
+    pub net: Option<crate::net::Net>,
 }
 
 const UNINIT: u8 = 0;
@@ -194,8 +196,10 @@ fn build() -> Runtime {
         crate::fs::cache::init();
         crate::fs::owner::init();
     }
+    let net = crate::net::Net::from_config(&config);
     let runtime = Runtime {
         fs,
+        net,
         shim_path: own_path(),
         static_env,
         shared,

@@ -11,14 +11,14 @@ type Argv = *const *const c_char;
 
 hook! {
     fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| in_capsule(path, argv, false, -1, |file, argv| with_child_env(envp, |env| outside(|| real(file, argv, env))))
+    |real| in_capsule(path, argv, envp, false, -1, |file, argv| with_child_env(envp, |env| outside(|| real(file, argv, env))))
 
     /// With a capsule file system, the `PATH` search happens in the capsule and the
     /// host file found is executed directly.
     fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
     |real| {
         if crate::fs::layers().is_some() {
-            return in_capsule(file, argv, true, -1, |host, argv| {
+            return in_capsule(file, argv, envp, true, -1, |host, argv| {
                 with_child_env(envp, |env| outside(|| real_execve(host, argv, env)))
             });
         }
@@ -32,10 +32,10 @@ hook! {
     |real| with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(path, argv, false, libc::ENOENT, |file, argv| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env)))
+    |real| in_capsule(path, argv, envp, false, libc::ENOENT, |file, argv| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env)))
 
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(file, argv, true, libc::ENOENT, |host, argv| with_child_env(envp, |env| real(pid, host, actions, attr, argv, env)))
+    |real| in_capsule(file, argv, envp, true, libc::ENOENT, |host, argv| with_child_env(envp, |env| real(pid, host, actions, attr, argv, env)))
 
     fn system(command: *const c_char) -> c_int, missing: -1;
     |real| {
@@ -67,22 +67,24 @@ unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
 }
 
 /// Runs `exec` on the host file and argument vector of `file` in the capsule (as
-/// given when the capsule has no file system of its own). `fail` is returned, with
+/// given when the capsule has no file system of its own). `envp` is the
+/// environment the program passed for the child. `fail` is returned, with
 /// errno set, when the program cannot be found: -1 for the exec family; for
 /// posix_spawn, which returns the error, pass its value through `fail`'s sign.
 unsafe fn in_capsule(
     file: *const c_char,
     argv: Argv,
+    envp: Argv,
     search: bool,
     fail: c_int,
     exec: impl FnOnce(*const c_char, Argv) -> c_int,
 ) -> c_int {
-    match program::prepare(file, search) {
+    match program::prepare(file, search, envp) {
         Ok(None) => exec(file, argv),
         Ok(Some(program)) => {
-            let mut buf: ArgvBuf = [std::ptr::null(); program::MAX_ARGS + 4];
+            let mut buf = ArgvBuf::new();
             match program.argv(argv, &mut buf) {
-                Ok(argv) => exec(program.host.as_ptr(), argv),
+                Ok(argv) => exec(program.exec_path(), argv),
                 Err(e) => failed(fail, e),
             }
         }

@@ -17,6 +17,7 @@ pub mod env;
 // would otherwise intercept.
 #[cfg(not(test))]
 pub mod hooks;
+pub mod interp;
 pub mod program;
 #[cfg(not(test))]
 pub mod variadic;

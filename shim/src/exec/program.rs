@@ -7,17 +7,21 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
+use super::interp::{self, Loader};
 use crate::fs::path::PathBuf;
 use crate::fs::{self, Layers};
 
-/// The longest argument vector rebuilt for a `#!` script.
-pub const MAX_ARGS: usize = 256;
+/// Arguments a rebuilt vector holds on the stack; longer ones go to a private mapping.
+const STACK_ARGS: usize = 512;
 
 /// A program ready to execute: the host file, and for a `#!` script run through
-/// the root's interpreter, what the rebuilt argument vector holds.
+/// the root's interpreter, or a program run by the root's own dynamic loader, what
+/// the rebuilt argument vector holds.
 pub struct Program {
     pub host: PathBuf,
     script: Option<Script>,
+    /// The root's dynamic loader, which runs `host` (see `interp.rs`).
+    loader: Option<Loader>,
 }
 
 struct Script {
@@ -30,45 +34,129 @@ struct Script {
     path: PathBuf,
 }
 
-/// Room for a rebuilt argument vector.
-pub type ArgvBuf = [*const c_char; MAX_ARGS + 4];
+/// Room for a rebuilt argument vector: on the stack, or in a private mapping (exec
+/// hooks run in `vfork` children, where malloc is off limits); unmapped on drop
+/// (when the exec fails and returns).
+pub struct ArgvBuf {
+    stack: [*const c_char; STACK_ARGS],
+    mapping: Option<(*mut libc::c_void, usize)>,
+}
+
+impl ArgvBuf {
+    pub fn new() -> ArgvBuf {
+        ArgvBuf {
+            stack: [std::ptr::null(); STACK_ARGS],
+            mapping: None,
+        }
+    }
+
+    /// A vector of at least `n` pointers.
+    fn slots(&mut self, n: usize) -> Result<&mut [*const c_char], c_int> {
+        if n <= STACK_ARGS {
+            return Ok(&mut self.stack[..]);
+        }
+        let len = n * std::mem::size_of::<*const c_char>();
+        // SAFETY: a fresh private anonymous mapping of `len` bytes, owned by self.
+        unsafe {
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if addr == libc::MAP_FAILED {
+                return Err(libc::E2BIG);
+            }
+            self.mapping = Some((addr, len));
+            Ok(std::slice::from_raw_parts_mut(addr.cast(), n))
+        }
+    }
+}
+
+impl Default for ArgvBuf {
+    fn default() -> Self {
+        ArgvBuf::new()
+    }
+}
+
+impl Drop for ArgvBuf {
+    fn drop(&mut self) {
+        if let Some((addr, len)) = self.mapping {
+            // SAFETY: exactly the range slots() mapped.
+            unsafe { libc::munmap(addr, len) };
+        }
+    }
+}
 
 impl Program {
-    /// The argument vector to pass: the caller's, or, for a script, one rebuilt in
-    /// `buf` (which must outlive the exec call).
+    /// The file to hand to the kernel: the root's loader, or the program itself.
+    pub fn exec_path(&self) -> *const c_char {
+        match &self.loader {
+            Some(loader) => loader.ldso.as_ptr(),
+            None => self.host.as_ptr(),
+        }
+    }
+
+    /// The argument vector to pass: the caller's, or one rebuilt in `buf` (which
+    /// must outlive the exec call) for a script or the root's loader.
     pub fn argv(
         &self,
         original: *const *const c_char,
         buf: &mut ArgvBuf,
     ) -> Result<*const *const c_char, c_int> {
-        let Some(script) = &self.script else {
+        if self.script.is_none() && self.loader.is_none() {
             return Ok(original);
-        };
-        let mut i = 0;
-        buf[i] = script.interpreter.as_ptr().cast();
-        i += 1;
-        if script.has_argument {
-            buf[i] = script.argument.as_ptr().cast();
-            i += 1;
         }
-        buf[i] = script.path.as_ptr();
-        i += 1;
-        // SAFETY: argv is a NULL-terminated array of C strings.
+        // The caller's arguments after argv[0].
+        let mut rest: &[*const c_char] = &[];
+        let mut argv0: *const c_char = std::ptr::null();
+        // SAFETY: argv is null or a NULL-terminated array of C strings.
         unsafe {
             if !original.is_null() && !(*original).is_null() {
-                let mut p = original.add(1);
-                while !(*p).is_null() {
-                    if i >= MAX_ARGS {
-                        return Err(libc::E2BIG);
-                    }
-                    buf[i] = *p;
-                    i += 1;
-                    p = p.add(1);
+                argv0 = *original;
+                let mut n = 1;
+                while !(*original.add(n)).is_null() {
+                    n += 1;
                 }
+                rest = std::slice::from_raw_parts(original.add(1), n - 1);
             }
         }
-        buf[i] = std::ptr::null();
-        Ok(buf.as_ptr())
+        let slots = buf.slots(rest.len() + 12)?;
+        let mut i = 0;
+        let mut put = |p: *const c_char| {
+            slots[i] = p;
+            i += 1;
+        };
+        if let Some(script) = &self.script {
+            argv0 = script.interpreter.as_ptr().cast();
+        }
+        match &self.loader {
+            Some(loader) => {
+                put(loader.ldso.as_ptr());
+                if !argv0.is_null() {
+                    put(c"--argv0".as_ptr());
+                    put(argv0);
+                }
+                put(c"--library-path".as_ptr());
+                put(loader.library_path());
+                put(c"--inhibit-cache".as_ptr());
+                put(self.host.as_ptr());
+            }
+            None => put(argv0),
+        }
+        if let Some(script) = &self.script {
+            if script.has_argument {
+                put(script.argument.as_ptr().cast());
+            }
+            put(script.path.as_ptr());
+        }
+        for &arg in rest {
+            put(arg);
+        }
+        put(std::ptr::null());
+        Ok(slots.as_ptr())
     }
 }
 
@@ -135,7 +223,15 @@ fn search(layers: &Layers, file: &[u8]) -> Result<(PathBuf, PathBuf), c_int> {
 
 /// Prepares the exec of `file` (searched along `PATH` when `search_path` and it has
 /// no `/`). `None`: the capsule has no file-system replica, exec as asked.
-pub fn prepare(file: *const c_char, search_path: bool) -> Result<Option<Program>, c_int> {
+///
+/// In a capsule with its own root, a dynamically linked program (or `#!`
+/// interpreter) is run by the root's dynamic loader; `envp` is the child's
+/// environment (its `LD_LIBRARY_PATH` is translated for that loader).
+pub fn prepare(
+    file: *const c_char,
+    search_path: bool,
+    envp: *const *const c_char,
+) -> Result<Option<Program>, c_int> {
     let Some(layers) = fs::layers() else {
         return Ok(None);
     };
@@ -152,9 +248,14 @@ pub fn prepare(file: *const c_char, search_path: bool) -> Result<Option<Program>
     } else {
         (resolve(layers, bytes)?, PathBuf::from_bytes(bytes)?)
     };
-    let mut program = Program { host, script: None };
+    let mut program = Program {
+        host,
+        script: None,
+        loader: None,
+    };
     if layers.root.is_some() {
         program.script = shebang(layers, &mut program.host, capsule)?;
+        program.loader = interp::for_program(layers, &program.host, envp);
     }
     Ok(Some(program))
 }

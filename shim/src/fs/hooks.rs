@@ -476,7 +476,7 @@ unsafe fn readlink_with(
             let Ok(mut mapped) = PathBuf::from_bytes(&target[..n as usize]) else {
                 return n;
             };
-            if let Err(e) = l.map_proc_link(node.capsule.file_name(), &mut mapped) {
+            if let Err(e) = l.map_proc_link(node.capsule.as_bytes(), &mut mapped) {
                 set_errno(e);
                 return -1;
             }
@@ -1252,63 +1252,6 @@ hook! {
             Some(Ok(host)) => crate::hook::outside(|| real(host.as_ptr(), flags)),
             _ => crate::hook::outside(|| real(path, flags)),
         }
-    }
-
-    fn bind(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int, missing: -1;
-    |real| {
-        let (Some(layers), Some(path)) = (super::layers(), super::sockets::path_of(addr, len)) else {
-            return real(fd, addr, len);
-        };
-        let saved = crate::hook::errno();
-        match super::sockets::bind(layers, path) {
-            Ok((host_addr, host, capsule)) => {
-                set_errno(saved);
-                let rc = real(fd, (&host_addr.addr as *const libc::sockaddr_un).cast(), host_addr.len);
-                if rc == 0 {
-                    super::owner::after_create(&host);
-                    super::sockets::remember(fd, &capsule);
-                }
-                rc
-            }
-            Err(Skip::Pass) => real(fd, addr, len),
-            Err(Skip::Errno(e)) => { set_errno(e); -1 }
-        }
-    }
-
-    fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int, missing: -1;
-    |real| {
-        let (Some(layers), Some(path)) = (super::layers(), super::sockets::path_of(addr, len)) else {
-            return real(fd, addr, len);
-        };
-        let saved = crate::hook::errno();
-        match super::sockets::connect(layers, path) {
-            Ok(host_addr) => {
-                set_errno(saved);
-                crate::hook::outside(|| real(fd, (&host_addr.addr as *const libc::sockaddr_un).cast(), host_addr.len))
-            }
-            Err(Skip::Pass) => real(fd, addr, len),
-            Err(Skip::Errno(e)) => { set_errno(e); -1 }
-        }
-    }
-
-    fn getsockname(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int, missing: -1;
-    |real| {
-        let rc = real(fd, addr, len);
-        if rc != 0 || addr.is_null() || len.is_null() || super::layers().is_none() {
-            return rc;
-        }
-        if super::sockets::path_of(addr, *len).is_some() {
-            if let Some(name) = super::sockets::name_of(fd) {
-                let bytes = name.to_bytes_with_nul();
-                let room = (*len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
-                let un = &mut *(addr as *mut libc::sockaddr_un);
-                for (i, slot) in un.sun_path.iter_mut().enumerate().take(room.min(bytes.len())) {
-                    *slot = bytes[i] as libc::c_char;
-                }
-                *len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len()) as libc::socklen_t;
-            }
-        }
-        rc
     }
 
     fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();

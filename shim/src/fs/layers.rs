@@ -119,6 +119,21 @@ pub struct DirState {
     pub lower_visible: bool,
 }
 
+/// Whether `/proc/...` link path `link` is about this process: `/proc/self/...`,
+/// `/proc/thread-self/...` or `/proc/PID/...` with this process's pid.
+fn is_own_proc_entry(link: &[u8]) -> bool {
+    let Some(entry) = components(link).nth(1) else {
+        return false;
+    };
+    if entry == b"self" || entry == b"thread-self" {
+        return true;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut digits = crate::decimal::Digits::default();
+    entry == crate::decimal::decimal(pid as u64, &mut digits)
+}
+
 fn zeroed_stat() -> libc::stat {
     // SAFETY: stat is plain data.
     unsafe { std::mem::zeroed() }
@@ -391,7 +406,10 @@ impl Layers {
         let (place, Some(host)) = self.place_of(path)? else {
             return Ok(None);
         };
-        if is_within(path, b"/proc") && components(path).any(|c| c == b"root" || c == b"cwd") {
+        // `exe` too: a program run by its root's loader must not open the loader.
+        if is_within(path, b"/proc")
+            && components(path).any(|c| c == b"root" || c == b"cwd" || c == b"exe")
+        {
             return Ok(None);
         }
         Ok(Some((place, host)))
@@ -550,7 +568,7 @@ impl Layers {
                 sys::readlink(&node.host, &mut target)?;
                 // Links in /proc (self/cwd, self/exe, fd/N, self/root) hold host paths.
                 if is_within(node.capsule.as_bytes(), b"/proc") {
-                    self.map_proc_link(node.capsule.file_name(), &mut target)?;
+                    self.map_proc_link(node.capsule.as_bytes(), &mut target)?;
                 }
                 let mut next = PathBuf::new();
                 if !target.as_bytes().starts_with(b"/") {
@@ -590,12 +608,23 @@ impl Layers {
         Ok(Step::Done(cur))
     }
 
-    /// Maps the host path a `/proc` link holds into the capsule: a process's `root`
-    /// is the capsule's `/`, a `cwd` outside the capsule shows as `/`, other
-    /// absolute targets outside the capsule are `ENOENT` (never revealed).
-    pub fn map_proc_link(&self, link_name: &[u8], target: &mut PathBuf) -> Result<(), c_int> {
+    /// Maps the host path the `/proc` link `link` (a capsule path) holds into the
+    /// capsule: a process's `root` is the capsule's `/`, a `cwd` outside the capsule
+    /// shows as `/`, this process's `exe` is its program even when the root's
+    /// dynamic loader runs it, other absolute targets outside the capsule are
+    /// `ENOENT` (never revealed).
+    pub fn map_proc_link(&self, link: &[u8], target: &mut PathBuf) -> Result<(), c_int> {
         if !target.as_bytes().starts_with(b"/") {
             return Ok(()); // "socket:[123]", "pipe:[4]", relative links
+        }
+        let link_name = match link.iter().rposition(|&b| b == b'/') {
+            Some(i) => &link[i + 1..],
+            None => link,
+        };
+        if link_name == b"exe" && is_own_proc_entry(link) {
+            if let Some(program) = crate::exec::interp::explicit_program() {
+                target.set(program.to_bytes())?;
+            }
         }
         if link_name == b"root" {
             *target = PathBuf::root();
@@ -610,6 +639,9 @@ impl Layers {
     }
 
     /// Maps a host path back to the capsule path it shows as, if it has one.
+    ///
+    /// (A `/proc/self/exe` whose process was started by a root's loader is mapped
+    /// by `map_proc_link`.)
     pub fn reverse(&self, host: &[u8]) -> Option<PathBuf> {
         let strip = |prefix: &[u8], capsule_base: &[u8]| -> Option<PathBuf> {
             if !is_within(host, prefix) {

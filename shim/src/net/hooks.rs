@@ -1,0 +1,467 @@
+//! FFI layer of the network replica: socket calls and name resolution. Unix socket
+//! paths are handed to the file-system replica (`fs::sockets`); internet addresses
+//! and abstract names are translated here.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use libc::{addrinfo, hostent, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+use super::addr::{Inet, Place};
+use super::{names, ports, unix, Net};
+use crate::fs::ops::Skip;
+use crate::fs::sockets;
+use crate::hook::{outside, set_errno};
+use crate::runtime;
+
+/// An address rewritten for the kernel, or the caller's own.
+enum Target {
+    Same,
+    Inet(Inet),
+    Unix(sockets::HostAddress),
+    Abstract(unix::Address),
+}
+
+impl Target {
+    fn addr<'a>(&'a self, addr: *const sockaddr, len: socklen_t) -> (*const sockaddr, socklen_t) {
+        match self {
+            Target::Same => (addr, len),
+            Target::Inet(inet) => (inet.as_ptr(), inet.len),
+            Target::Unix(host) => ((&host.addr as *const libc::sockaddr_un).cast(), host.len),
+            Target::Abstract(a) => ((&a.addr as *const libc::sockaddr_un).cast(), a.len),
+        }
+    }
+}
+
+/// Where a datagram or connection to `addr` goes, in host terms.
+///
+/// # Safety
+/// `addr` is null or valid for `len` bytes.
+unsafe fn destination(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Result<Target, c_int> {
+    if let Some(path) = sockets::path_of(addr, len) {
+        let Some(layers) = crate::fs::layers() else {
+            return Ok(Target::Same);
+        };
+        return match sockets::connect(layers, path) {
+            Ok(host) => Ok(Target::Unix(host)),
+            Err(Skip::Pass) => Ok(Target::Same),
+            Err(Skip::Errno(e)) => Err(e),
+        };
+    }
+    let Some(net) = super::get() else {
+        return Ok(Target::Same);
+    };
+    if let Some(name) = unix::abstract_name(addr, len) {
+        return match &net.abstract_prefix {
+            Some(prefix) => unix::to_host(prefix, name).map(Target::Abstract),
+            None => Ok(Target::Same),
+        };
+    }
+    let Some(mut inet) = Inet::read(addr, len) else {
+        return Ok(Target::Same);
+    };
+    let place = inet.place();
+    let port = inet.port();
+    if place == Place::Elsewhere {
+        return Ok(Target::Same);
+    }
+    let Some(proto) = ports::proto_of(fd) else {
+        return Ok(Target::Same);
+    };
+    match net.ports.connect_target(proto, place, port) {
+        Ok(Some(host)) => {
+            if matches!(place, Place::Peer(_)) {
+                inet.set_loopback();
+            }
+            inet.set_port(host);
+            log::debug!("port {port} of {place:?} is host port {host}");
+            Ok(Target::Inet(inet))
+        }
+        Ok(None) => Ok(Target::Same),
+        Err(ports::Refused) => Err(libc::ECONNREFUSED),
+    }
+}
+
+/// Turns an address the kernel reported for socket `fd` into the capsule's view, in
+/// place. `room` is how many bytes the caller's buffer holds.
+///
+/// # Safety
+/// `addr` is valid for `room` bytes and `len` is valid, or either is null.
+unsafe fn report(net: &Net, fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, room: usize) {
+    if addr.is_null() || len.is_null() || (*len as usize) > room {
+        return;
+    }
+    if let Some(prefix) = &net.abstract_prefix {
+        if unix::abstract_name(addr, *len).is_some() {
+            unix::strip(prefix, addr, len, room);
+            return;
+        }
+    }
+    let Some(mut inet) = Inet::read(addr, *len) else {
+        return;
+    };
+    if inet.place() != Place::Own {
+        return;
+    }
+    let Some(proto) = ports::proto_of(fd) else {
+        return;
+    };
+    match net.ports.reverse(proto, inet.port()) {
+        Some((Place::Peer(i), port)) => {
+            inet.set_ipv4(capsule_config::net::peer_address(i));
+            inet.set_port(port);
+        }
+        Some((_, port)) => inet.set_port(port),
+        None => return,
+    }
+    let mut out_len = room as socklen_t;
+    inet.write(addr, &mut out_len);
+    *len = out_len;
+}
+
+/// bind of an internet address: the capsule port becomes a host port.
+unsafe fn bind_inet(
+    net: &Net,
+    fd: c_int,
+    mut inet: Inet,
+    real: impl Fn(*const sockaddr, socklen_t) -> c_int,
+) -> c_int {
+    match inet.place() {
+        Place::Peer(i) if Some(i) == net.ports.own_index() => inet.set_loopback(),
+        Place::Peer(_) => {
+            set_errno(libc::EADDRNOTAVAIL);
+            return -1;
+        }
+        _ => {}
+    }
+    let port = inet.port();
+    let proto = match (port, ports::proto_of(fd)) {
+        (0, _) | (_, None) => return real(inet.as_ptr(), inet.len),
+        (_, Some(proto)) => proto,
+    };
+    let host = net.ports.host_port_for_bind(proto, port);
+    inet.set_port(host);
+    let rc = real(inet.as_ptr(), inet.len);
+    if rc != 0 {
+        return rc;
+    }
+    let errno = crate::hook::errno();
+    let mut bound: libc::sockaddr_in6 = std::mem::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_in6>() as socklen_t;
+    if libc::getsockname(fd, (&mut bound as *mut libc::sockaddr_in6).cast(), &mut len) == 0 {
+        if let Some(actual) = Inet::read((&bound as *const libc::sockaddr_in6).cast(), len) {
+            net.ports.record(proto, port, actual.port());
+            log::debug!(
+                "bound capsule port {port}/{} as host port {}",
+                proto.as_str(),
+                actual.port()
+            );
+        }
+    }
+    set_errno(errno);
+    rc
+}
+
+hook! {
+    /// Unix paths are created in the capsule; abstract names get the capsule's prefix;
+    /// internet ports are mapped to host ports.
+    fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int, missing: -1;
+    |real| {
+        if let (Some(layers), Some(path)) = (crate::fs::layers(), sockets::path_of(addr, len)) {
+            let saved = crate::hook::errno();
+            return match sockets::bind(layers, path) {
+                Ok((host_addr, host, capsule)) => {
+                    set_errno(saved);
+                    let rc = real(fd, (&host_addr.addr as *const libc::sockaddr_un).cast(), host_addr.len);
+                    if rc == 0 {
+                        crate::fs::owner::after_create(&host);
+                        sockets::remember(fd, &capsule);
+                    }
+                    rc
+                }
+                Err(Skip::Pass) => real(fd, addr, len),
+                Err(Skip::Errno(e)) => { set_errno(e); -1 }
+            };
+        }
+        let Some(net) = super::get() else { return real(fd, addr, len) };
+        if let Some(name) = unix::abstract_name(addr, len) {
+            return match &net.abstract_prefix {
+                Some(prefix) => match unix::to_host(prefix, name) {
+                    Ok(a) => real(fd, (&a.addr as *const libc::sockaddr_un).cast(), a.len),
+                    Err(e) => { set_errno(e); -1 }
+                },
+                None => real(fd, addr, len),
+            };
+        }
+        match Inet::read(addr, len) {
+            Some(inet) => bind_inet(net, fd, inet, |a, l| real(fd, a, l)),
+            None => real(fd, addr, len),
+        }
+    }
+
+    /// Reaches the capsule's own ports, its peers' by their addresses, unix paths in
+    /// the capsule and the capsule's abstract names.
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int, missing: -1;
+    |real| {
+        let saved = crate::hook::errno();
+        match destination(fd, addr, len) {
+            Ok(target) => {
+                set_errno(saved);
+                let (a, l) = target.addr(addr, len);
+                outside(|| real(fd, a, l))
+            }
+            Err(e) => { set_errno(e); -1 }
+        }
+    }
+
+    fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t, missing: -1;
+    |real| {
+        if addr.is_null() {
+            return outside(|| real(fd, buf, n, flags, addr, len));
+        }
+        let saved = crate::hook::errno();
+        match destination(fd, addr, len) {
+            Ok(target) => {
+                set_errno(saved);
+                let (a, l) = target.addr(addr, len);
+                outside(|| real(fd, buf, n, flags, a, l))
+            }
+            Err(e) => { set_errno(e); -1 }
+        }
+    }
+
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t, missing: -1;
+    |real| {
+        if msg.is_null() || (*msg).msg_name.is_null() {
+            return outside(|| real(fd, msg, flags));
+        }
+        let saved = crate::hook::errno();
+        let name = (*msg).msg_name as *const sockaddr;
+        match destination(fd, name, (*msg).msg_namelen) {
+            Ok(Target::Same) => { set_errno(saved); outside(|| real(fd, msg, flags)) }
+            Ok(target) => {
+                set_errno(saved);
+                let (a, l) = target.addr(name, (*msg).msg_namelen);
+                let mut copy = *msg;
+                copy.msg_name = a as *mut c_void;
+                copy.msg_namelen = l;
+                outside(|| real(fd, &copy, flags))
+            }
+            Err(e) => { set_errno(e); -1 }
+        }
+    }
+
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t, missing: -1;
+    |real| {
+        let room = if len.is_null() { 0 } else { *len as usize };
+        let rc = outside(|| real(fd, buf, n, flags, addr, len));
+        if rc >= 0 {
+            if let Some(net) = super::get() {
+                let saved = crate::hook::errno();
+                report(net, fd, addr, len, room);
+                set_errno(saved);
+            }
+        }
+        rc
+    }
+
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, missing: -1;
+    |real| {
+        let room = if msg.is_null() { 0 } else { (*msg).msg_namelen as usize };
+        let rc = outside(|| real(fd, msg, flags));
+        if rc >= 0 && !msg.is_null() {
+            if let Some(net) = super::get() {
+                let saved = crate::hook::errno();
+                report(net, fd, (*msg).msg_name.cast(), &mut (*msg).msg_namelen, room);
+                set_errno(saved);
+            }
+        }
+        rc
+    }
+
+    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    |real| {
+        let room = if len.is_null() { 0 } else { *len as usize };
+        let rc = outside(|| real(fd, addr, len));
+        if rc >= 0 {
+            if let Some(net) = super::get() {
+                report(net, rc, addr, len, room);
+            }
+        }
+        rc
+    }
+
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        let room = if len.is_null() { 0 } else { *len as usize };
+        let rc = outside(|| real(fd, addr, len, flags));
+        if rc >= 0 {
+            if let Some(net) = super::get() {
+                report(net, rc, addr, len, room);
+            }
+        }
+        rc
+    }
+
+    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    |real| {
+        let room = if len.is_null() { 0 } else { *len as usize };
+        let rc = real(fd, addr, len);
+        if rc == 0 {
+            if let Some(net) = super::get() {
+                report(net, fd, addr, len, room);
+            }
+        }
+        rc
+    }
+
+    /// The address a socket was bound to, in capsule terms.
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    |real| {
+        let room = if len.is_null() { 0 } else { *len as usize };
+        let rc = real(fd, addr, len);
+        if rc != 0 || addr.is_null() || len.is_null() {
+            return rc;
+        }
+        if crate::fs::layers().is_some() && sockets::path_of(addr, *len).is_some() {
+            if let Some(name) = sockets::name_of(fd) {
+                let bytes = name.to_bytes_with_nul();
+                let family = std::mem::size_of::<libc::sa_family_t>();
+                let space = room.saturating_sub(family);
+                let un = &mut *(addr as *mut libc::sockaddr_un);
+                for (i, slot) in un.sun_path.iter_mut().enumerate().take(space.min(bytes.len())) {
+                    *slot = bytes[i] as libc::c_char;
+                }
+                *len = (family + bytes.len()) as socklen_t;
+            }
+            return rc;
+        }
+        if let Some(net) = super::get() {
+            report(net, fd, addr, len, room);
+        }
+        rc
+    }
+
+    /// A capsule's name resolves to its loopback address; everything else is the
+    /// host resolver's.
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int, missing: libc::EAI_SYSTEM;
+    |real| {
+        let Some(ip) = resolve(node) else { return real(node, service, hints, res) };
+        let mut ask: addrinfo = if hints.is_null() { std::mem::zeroed() } else { *hints };
+        if ask.ai_family != libc::AF_INET && ask.ai_family != libc::AF_INET6 {
+            ask.ai_family = libc::AF_INET;
+        }
+        // Numeric, and loopback counts even on a host without other addresses.
+        ask.ai_flags = (ask.ai_flags | libc::AI_NUMERICHOST) & !libc::AI_ADDRCONFIG;
+        let mut text = [0u8; 32];
+        let numeric = names::numeric(ip, ask.ai_family, &mut text);
+        let rc = real(numeric, service, &ask, res);
+        if rc == 0 && ask.ai_flags & libc::AI_CANONNAME != 0 && !(*res).is_null() {
+            // freeaddrinfo frees the canonical name on its own.
+            let first = &mut **res;
+            libc::free(first.ai_canonname.cast());
+            first.ai_canonname = libc::strdup(node);
+        }
+        rc
+    }
+
+    fn gethostbyname(name: *const c_char) -> *mut hostent, missing: std::ptr::null_mut();
+    |real| by_name_static(name, libc::AF_INET).unwrap_or_else(|| real(name))
+
+    fn gethostbyname2(name: *const c_char, family: c_int) -> *mut hostent, missing: std::ptr::null_mut();
+    |real| by_name_static(name, family).unwrap_or_else(|| real(name, family))
+
+    fn gethostbyname_r(name: *const c_char, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
+    |real| by_name_r(name, libc::AF_INET, ret, buf, buflen, result)
+        .unwrap_or_else(|| real(name, ret, buf, buflen, result, h_errnop))
+
+    fn gethostbyname2_r(name: *const c_char, family: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
+    |real| by_name_r(name, family, ret, buf, buflen, result)
+        .unwrap_or_else(|| real(name, family, ret, buf, buflen, result, h_errnop))
+
+    /// A peer's address gives its name back.
+    fn getnameinfo(addr: *const sockaddr, len: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int, missing: libc::EAI_SYSTEM;
+    |real| {
+        let peer = match (super::get(), Inet::read(addr, len)) {
+            (Some(net), Some(inet)) if !host.is_null() && hostlen > 0 && flags & libc::NI_NUMERICHOST == 0 => match inet.place() {
+                Place::Peer(i) => names::peer_name(net, i),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(name) = peer else { return real(addr, len, host, hostlen, serv, servlen, flags) };
+        if name.len() + 1 > hostlen as usize {
+            return libc::EAI_OVERFLOW;
+        }
+        std::ptr::copy_nonoverlapping(name.as_ptr(), host.cast(), name.len());
+        *host.add(name.len()) = 0;
+        if serv.is_null() || servlen == 0 {
+            return 0;
+        }
+        real(addr, len, std::ptr::null_mut(), 0, serv, servlen, flags)
+    }
+}
+
+/// The capsule-set address of `node`, if it names a capsule.
+unsafe fn resolve(node: *const c_char) -> Option<[u8; 4]> {
+    let net = super::get()?;
+    if node.is_null() {
+        return None;
+    }
+    let host = crate::uts::ops::current(runtime::get(), crate::uts::ops::Name::Host);
+    names::lookup(
+        net,
+        CStr::from_ptr(node).to_bytes(),
+        host.as_ref().map(|h| h.as_bytes()),
+    )
+}
+
+struct StaticHost {
+    ent: std::cell::UnsafeCell<hostent>,
+    buf: std::cell::UnsafeCell<[c_char; 256]>,
+}
+// SAFETY: gethostbyname's result is shared process-wide by its specification (not
+// thread-safe, as glibc's own).
+unsafe impl Sync for StaticHost {}
+static STATIC_HOST: StaticHost = StaticHost {
+    // SAFETY: hostent is plain data; zero is a valid empty value.
+    ent: std::cell::UnsafeCell::new(unsafe { std::mem::zeroed() }),
+    buf: std::cell::UnsafeCell::new([0; 256]),
+};
+
+unsafe fn by_name_static(name: *const c_char, family: c_int) -> Option<*mut hostent> {
+    let ip = resolve(name)?;
+    let ent = &mut *STATIC_HOST.ent.get();
+    let buf = &mut *STATIC_HOST.buf.get();
+    let text = CStr::from_ptr(name).to_bytes();
+    match names::fill_hostent(ent, text, ip, family, buf.as_mut_ptr(), buf.len()) {
+        Ok(()) => Some(ent),
+        Err(_) => None,
+    }
+}
+
+unsafe fn by_name_r(
+    name: *const c_char,
+    family: c_int,
+    ret: *mut hostent,
+    buf: *mut c_char,
+    buflen: size_t,
+    result: *mut *mut hostent,
+) -> Option<c_int> {
+    if family != libc::AF_INET && family != libc::AF_INET6 {
+        return None;
+    }
+    let ip = resolve(name)?;
+    let text = CStr::from_ptr(name).to_bytes();
+    if !result.is_null() {
+        *result = std::ptr::null_mut();
+    }
+    match names::fill_hostent(&mut *ret, text, ip, family, buf, buflen) {
+        Ok(()) => {
+            if !result.is_null() {
+                *result = ret;
+            }
+            Some(0)
+        }
+        Err(e) => Some(e),
+    }
+}
