@@ -52,11 +52,8 @@ pub fn ensure_upper_dir(layers: &Layers, dir: &[u8]) -> Result<(), c_int> {
             continue;
         }
         let low = layers.lower_host(capsule.as_bytes())?;
-        let mode = if sys::lstat(&low, &mut st) {
-            st.st_mode & 0o7777
-        } else {
-            0o755
-        };
+        let lower = sys::lstat(&low, &mut st);
+        let mode = if lower { st.st_mode & 0o7777 } else { 0o755 };
         // The owner keeps write and search permission in the upper layer, so that
         // copy-ups below a read-only lower directory still work.
         let mode = mode | 0o300;
@@ -65,6 +62,9 @@ pub fn ensure_upper_dir(layers: &Layers, dir: &[u8]) -> Result<(), c_int> {
                 // mkdir applied the umask: give the directory its lower mode.
                 // SAFETY: NUL-terminated path.
                 unsafe { libc::chmod(up.as_ptr(), mode) };
+                if lower {
+                    super::owner::after_copy_up(&up, &st);
+                }
             }
             Err(libc::EEXIST) => {}
             Err(e) => return Err(e),

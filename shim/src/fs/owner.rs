@@ -133,13 +133,13 @@ pub fn apply(host: &PathBuf, st: &mut libc::stat) {
 
 /// After a copy-up: the copy keeps the lower file's owner.
 pub fn after_copy_up(host: &PathBuf, lower: &libc::stat) {
-    if !active() {
-        return;
-    }
     if really_root() {
+        // A copy-up is invisible: as real root the copy gets the real owner, whether
+        // or not the capsule has an identity.
         // SAFETY: NUL-terminated path.
         unsafe { libc::lchown(host.as_ptr(), lower.st_uid, lower.st_gid) };
-    } else if (lower.st_uid, lower.st_gid) != real_ids()
+    } else if active()
+        && (lower.st_uid, lower.st_gid) != real_ids()
         && lower.st_mode & libc::S_IFMT != libc::S_IFLNK
     {
         let _ = set_owner_xattr(host, lower.st_uid, lower.st_gid);
