@@ -3,7 +3,7 @@
 # Each copy also writes its host name to the same hard-coded path, /srv/app/owner,
 # and reads it back: every capsule reads its own, and the host has no such file.
 state=/srv/app/owner
-if [ -n "${CAPSULE_CONFIG:-}" ]; then
+if [ -n "${CAPSULE_NAME:-}" ]; then  # set in every capsule the loader starts
     mkdir -p /srv/app && hostname > "$state"
 fi
 for i in 1 2 3; do

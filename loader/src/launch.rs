@@ -123,7 +123,7 @@ impl BlockedSignals {
     }
 
     /// Waits up to `timeout` for one of the blocked signals.
-    fn wait(&self, timeout: Duration) -> io::Result<Option<Received>> {
+    pub fn wait(&self, timeout: Duration) -> io::Result<Option<Received>> {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -149,10 +149,12 @@ impl BlockedSignals {
     }
 }
 
-struct Received {
-    signal: libc::c_int,
-    code: libc::c_int,
-    sender: libc::pid_t,
+/// A signal taken by [`BlockedSignals::wait`].
+pub struct Received {
+    pub signal: libc::c_int,
+    /// `si_code`: `SI_KERNEL` when the terminal sent it, `SI_USER` for `kill`.
+    pub code: libc::c_int,
+    pub sender: libc::pid_t,
 }
 
 /// What to start: an already resolved executable, its argv, environment and directory.
@@ -171,7 +173,17 @@ pub struct Launch {
 
 impl Launch {
     /// Starts the program. Signals must already be blocked ([`BlockedSignals::block`]).
-    pub fn spawn(&self, _blocked: &BlockedSignals) -> Result<Child, LaunchError> {
+    pub fn spawn(&self, blocked: &BlockedSignals) -> Result<Child, LaunchError> {
+        self.spawn_with(blocked, |_| {})
+    }
+
+    /// Starts the program after `configure` has adjusted the command (a supervisor
+    /// gives it its own process group and captures its output).
+    pub fn spawn_with(
+        &self,
+        _blocked: &BlockedSignals,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Child, LaunchError> {
         let mut command = Command::new(&self.executable);
         command
             .arg0(&self.arg0)
@@ -198,6 +210,7 @@ impl Launch {
                 Ok(())
             });
         }
+        configure(&mut command);
         debug!(
             "spawning {} (argv[0] {:?}) in {:?}",
             self.executable.display(),

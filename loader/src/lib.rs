@@ -11,15 +11,24 @@
 //! - [`program`]: finding the program as a shell would (127/126 cases);
 //! - [`launch`]: blocking signals, spawning, relaying signals, reaping;
 //! - [`run`]: `capsule run` itself, checked in full before anything is created.
+//! - [`inspect`]: reading a capsule's state (status, uptime, ports, command);
+//! - [`manage`]: `capsule ps`, `logs`, `stop`, `exec`, `rm`;
+//! - [`manifest`]: `capsule.toml`, checked and placed (file, line, key) in errors;
+//! - [`up`]: `capsule up`: many capsules at once, their output, restarts and stop.
 //!
 //! The loader never links the shim: only the `capsule-config` crate is shared.
 
 pub mod envfile;
+pub mod image;
+pub mod inspect;
 pub mod launch;
+pub mod manage;
+pub mod manifest;
 pub mod program;
 pub mod run;
 pub mod shim;
 pub mod state;
+pub mod up;
 pub mod view;
 
 use std::io;

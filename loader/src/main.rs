@@ -44,6 +44,38 @@ fn main() -> ExitCode {
                 ExitCode::from(failure_status(&err))
             }
         },
+        cli::Command::Exec(args) => match cli::exec::exec(args) {
+            Ok(end) => ExitCode::from(exit_status(end)),
+            Err(err) => {
+                report(&err);
+                ExitCode::from(failure_status(&err))
+            }
+        },
+        cli::Command::Up(args) => match cli::up::up(args) {
+            Ok(status) => ExitCode::from(status),
+            Err(err) => {
+                report(&err);
+                ExitCode::from(EXIT_CAPSULE_ERROR)
+            }
+        },
+        cli::Command::Ps(args) => done(cli::ps::ps(args)),
+        cli::Command::Logs(args) => done(cli::logs::logs(args)),
+        cli::Command::Stop(args) => done(cli::stop::stop(args)),
+        cli::Command::Rm(args) => done(cli::rm::rm(args)),
+        cli::Command::Image(args) => done(cli::image::image(args)),
+        cli::Command::Diff(args) => done(cli::image::diff(args)),
+        cli::Command::Commit(args) => done(cli::image::commit(args)),
+    }
+}
+
+/// The exit code of a command that runs no program: 0, or 125 after its error.
+fn done(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::from(EXIT_CAPSULE_ERROR)
+        }
     }
 }
 

@@ -298,16 +298,10 @@ impl RunSpec {
     }
 
     /// Checks everything; creates nothing.
-    pub fn prepare(self, host: &Host) -> Result<Prepared, RunError> {
-        if let Some(reference) = self.image {
-            // The image store is not built yet (issue 5).
-            return Err(RunError::Image {
-                reference,
-                reason: "images are not supported by this build".into(),
-            });
-        }
+    pub fn prepare(mut self, host: &Host) -> Result<Prepared, RunError> {
         let cwd = host.cwd.as_deref();
         let home = Home::resolve(|key| host.env.get(key).map(OsStr::to_os_string), cwd)?;
+        let image_id = self.apply_image(&home)?;
         let name = match self.name {
             Some(name) => {
                 state::validate_name(&name)?;
@@ -464,7 +458,68 @@ impl RunSpec {
             },
             remove: self.remove,
             ignored,
+            image_id,
         })
+    }
+
+    /// With an image ([`RunSpec::image`]): its root becomes the capsule's lower layer,
+    /// and its configuration supplies what the run leaves unsaid, as `docker run` does:
+    /// the program (`Entrypoint`, then the given program and arguments or else `Cmd`;
+    /// an empty program means none was given), `Env` (under `-e`), `WorkingDir`,
+    /// `User` (root when the image names none), `ExposedPorts` (published on free host
+    /// ports unless `-p` publishes them). Returns the image id.
+    fn apply_image(&mut self, home: &Home) -> Result<Option<String>, RunError> {
+        let Some(reference) = self.image.clone() else {
+            return Ok(None);
+        };
+        let bad = |reason: String| RunError::Image {
+            reference: reference.clone(),
+            reason,
+        };
+        if self.root.is_some() {
+            return Err(bad("cannot be combined with --root".into()));
+        }
+        let image =
+            crate::image::run_defaults(home.root(), &reference).map_err(|e| bad(e.to_string()))?;
+        let mut argv: Vec<OsString> = image.entrypoint.iter().map(OsString::from).collect();
+        if self.program.is_empty() {
+            argv.extend(image.cmd.iter().map(OsString::from));
+        } else {
+            argv.push(std::mem::take(&mut self.program));
+            argv.append(&mut self.args);
+        }
+        if argv.is_empty() {
+            return Err(bad("the image has no Entrypoint or Cmd: name a program".into()));
+        }
+        self.program = argv.remove(0);
+        self.args = argv;
+        self.root = Some(image.root.clone());
+        if self.workdir.is_none() {
+            self.workdir = image.workdir.clone();
+        }
+        if self.user.is_none() && self.identity.is_none() {
+            self.user = Some(image.user.clone().unwrap_or_else(|| "0".into()));
+        }
+        let mut env: Vec<EnvEntry> = image
+            .env
+            .iter()
+            .map(|(k, v)| EnvEntry::Set(k.into(), v.into()))
+            .collect();
+        env.append(&mut self.env);
+        self.env = env;
+        for spec in &image.exposed_ports {
+            let exposed =
+                PortMap::parse(spec).map_err(|e| bad(format!("ExposedPorts {spec}: {e}")))?;
+            let published = self
+                .ports
+                .iter()
+                .filter_map(|p| PortMap::parse(p).ok())
+                .any(|p| p.port == exposed.port && p.proto == exposed.proto);
+            if !published {
+                self.ports.push(spec.clone());
+            }
+        }
+        Ok(Some(image.id))
     }
 }
 
@@ -525,6 +580,8 @@ pub struct Prepared {
     launch: Launch,
     remove: bool,
     ignored: Vec<&'static str>,
+    /// The image the capsule runs (`--image`), recorded for `capsule commit`.
+    image_id: Option<String>,
 }
 
 impl Prepared {
@@ -547,16 +604,9 @@ impl Prepared {
 
     /// Creates the capsule's state, runs the program to its end, records how it ended.
     pub fn run(self) -> Result<Termination, RunError> {
-        let dir = self.home.open_capsule(&self.name)?;
+        let dir = self.open_dir()?;
         let remove = self.remove;
-        match Self::run_in(
-            self.config,
-            self.time,
-            self.shim,
-            self.launch,
-            self.ignored,
-            &dir,
-        ) {
+        match self.run_in(&dir) {
             Ok(end) => {
                 if remove {
                     if let Err(e) = dir.remove() {
@@ -578,31 +628,60 @@ impl Prepared {
         }
     }
 
-    fn run_in(
-        mut config: Config,
-        time: Option<TimeSetting>,
-        shim: PathBuf,
-        mut launch: Launch,
-        ignored: Vec<&'static str>,
+    fn run_in(&self, dir: &CapsuleDir) -> Result<Termination, RunError> {
+        dir.clear_stop()?;
+        let signals = BlockedSignals::block()?;
+        let mut child = self.start(dir, &signals, |_| {})?;
+        let end = launch::supervise(&mut child, &signals)?;
+        info!("capsule {}: {}", dir.name(), end.record());
+        Ok(end)
+    }
+
+    /// Creates (or reuses) the capsule's directory and takes its lock, held while the
+    /// returned value lives.
+    pub fn open_dir(&self) -> Result<CapsuleDir, RunError> {
+        Ok(self.home.open_capsule(&self.name)?)
+    }
+
+    /// Starts the program in `dir` (from [`Prepared::open_dir`]) and returns at once:
+    /// forgets the previous run's `pid`, `exit` and ports, writes `config` (the time
+    /// offset fixed now), `/etc/hostname`, `command`, then `pid`. `configure` adjusts
+    /// the command before it is spawned. A supervisor calls it again to restart.
+    pub fn start(
+        &self,
         dir: &CapsuleDir,
-    ) -> Result<Termination, RunError> {
+        signals: &BlockedSignals,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Result<std::process::Child, RunError> {
         dir.clear_run()?;
-        config.time_offset_ns = time.map(|t| t.offset_ns(now_ns()));
+        let mut config = self.config.clone();
+        config.time_offset_ns = self.time.map(|t| t.offset_ns(now_ns()));
         dir.write_config(&config.to_file())?;
+        if let Some(id) = &self.image_id {
+            crate::image::record_capsule_image(dir.path(), id).map_err(|e| RunError::Image {
+                reference: id.clone(),
+                reason: crate::describe_io(&e),
+            })?;
+        }
         if let Some(hostname) = &config.hostname {
             dir.write_hostname(hostname)?;
         }
-        for key in ignored {
+        for key in &self.ignored {
             warn!("{key} given with -e/--env-file is ignored: capsule settings come from the capsule's flags");
         }
 
+        let mut launch = self.launch.clone();
         let env = &mut launch.env;
         env.set(keys::CONFIG, dir.config_path());
-        let preload = shim::preload_value(&shim, env.get("LD_PRELOAD"));
+        let preload = shim::preload_value(&self.shim, env.get("LD_PRELOAD"));
         env.set("LD_PRELOAD", preload);
 
-        let signals = BlockedSignals::block()?;
-        let mut child = launch.spawn(&signals)?;
+        let argv: Vec<&OsStr> = std::iter::once(launch.arg0.as_os_str())
+            .chain(launch.args.iter().map(OsString::as_os_str))
+            .collect();
+        dir.write_command(&argv)?;
+
+        let child = launch.spawn_with(signals, configure)?;
         info!(
             "capsule {} started {} as pid {}",
             dir.name(),
@@ -612,9 +691,7 @@ impl Prepared {
         if let Err(e) = dir.write_pid(child.id()) {
             warn!("{e}");
         }
-        let end = launch::supervise(&mut child, &signals)?;
-        info!("capsule {}: {}", dir.name(), end.record());
-        Ok(end)
+        Ok(child)
     }
 }
 

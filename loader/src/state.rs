@@ -1,11 +1,10 @@
-// TEAM NOTE (temporary, the lead removes it): engineers working in this checkout must read and follow /tmp/notes/common.md (no commits, no cargo fmt --all, deadline 17:35 UTC, report format).
 //! Capsule state on disk: `$CAPSULE_HOME/capsules/NAME/`.
 //!
 //! `$CAPSULE_HOME` defaults to `$XDG_DATA_HOME/capsule`, else `~/.local/share/capsule`.
 //! A capsule's directory holds:
 //!
 //! - `config`: the `CAPSULE_CONFIG` file its processes read (rewritten at every run);
-//! - `pid`: the pid of the program the last `capsule run` started;
+//! - `pid`: the pid of the program the last `capsule run` (or `capsule up`) started;
 //! - `exit`: how that program ended, one line: `exit=N` or `signal=N`;
 //! - `lock`: held (`flock`) by the `capsule` command supervising the capsule;
 //! - `ports`: the shim's port table (capsule port → host port), see
@@ -293,16 +292,20 @@ fn make_removable(dir: &Path) {
 }
 
 /// The pid in `dir/pid`, if it names a live process started for this capsule (its
-/// environment points at this capsule's `config`).
+/// environment points at this capsule's `config`, or, once the program has executed
+/// another through the shim, which passes the settings on one by one, at this
+/// capsule's state directory).
 pub fn running_pid(dir: &Path) -> Option<i32> {
     let text = fs::read_to_string(dir.join(PID_FILE)).ok()?;
     let pid: i32 = text.trim().parse().ok().filter(|p| *p > 0)?;
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut wanted = b"CAPSULE_CONFIG=".to_vec();
-    wanted.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_encoded_bytes());
+    let mut config = b"CAPSULE_CONFIG=".to_vec();
+    config.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_encoded_bytes());
+    let mut state_dir = b"CAPSULE_STATE_DIR=".to_vec();
+    state_dir.extend_from_slice(dir.as_os_str().as_encoded_bytes());
     environ
         .split(|&b| b == 0)
-        .any(|var| var == wanted.as_slice())
+        .any(|var| var == config.as_slice() || var == state_dir.as_slice())
         .then_some(pid)
 }
 
@@ -417,11 +420,6 @@ impl CapsuleDir {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
             _ => Ok(()),
         }
-    }
-
-    /// Whether `capsule stop` asked for the capsule to stay stopped.
-    pub fn stop_requested(&self) -> bool {
-        self.path.join(STOP_FILE).exists()
     }
 
     /// Records the pid of the process that supervises (and may restart) the capsule.

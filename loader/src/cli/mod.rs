@@ -1,7 +1,14 @@
 //! The command line: clap structures only; each subcommand's file converts its flags
 //! and calls the library.
 
+pub mod exec;
+pub mod image;
+pub mod logs;
+pub mod ps;
+pub mod rm;
 pub mod run;
+pub mod stop;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -30,9 +37,22 @@ const AFTER_HELP: &str = "\
 Running a program:
   capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
               [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
-              [--root DIR] [-v HOST:PATH[:ro]]... [--read-only]
+              [--root DIR | --image REF] [-v HOST:PATH[:ro]]... [--read-only]
               [-w DIR] [--rm] [--] PROG [ARGS]...
   'capsule run --help' explains each flag.
+
+Many programs at once, from a manifest:
+  capsule up [-f capsule.toml] [-d] [--exit-code-from NAME] [-t SECS]
+  'capsule up --help' explains the manifest.
+
+Managing capsules (of run --name and of up alike):
+  capsule ps [-a] [--format table|json]      capsule logs [-f] NAME
+  capsule stop [-t SECS] NAME... | --all     capsule rm [-f] NAME...
+  capsule exec [-e K[=V]]... [-w DIR] [--user U] NAME [--] PROG [ARGS]...
+
+Images (OCI layouts and archives, docker save archives, root file system tarballs):
+  capsule image import PATH[:TAG] [--name REF]   capsule image ls | rm REF... | export REF DIR
+  capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
 
 Examples:
   capsule run --hostname web1 -- uname -n
@@ -67,6 +87,31 @@ pub enum Command {
     /// Run a program in a capsule, supervise it and exit with its status
     #[command(long_about = run::LONG_ABOUT, after_help = run::AFTER_HELP)]
     Run(run::RunArgs),
+    /// Start every capsule of a manifest (capsule.toml) at once and supervise them
+    #[command(long_about = up::LONG_ABOUT, after_help = up::AFTER_HELP)]
+    Up(up::UpArgs),
+    /// List capsules: name, pid, status, uptime, ports, command
+    #[command(long_about = ps::LONG_ABOUT)]
+    Ps(ps::PsArgs),
+    /// Print the output of a capsule started by `capsule up`
+    #[command(long_about = logs::LONG_ABOUT)]
+    Logs(logs::LogsArgs),
+    /// Stop capsules: SIGTERM, then SIGKILL after a grace period; no restart
+    #[command(long_about = stop::LONG_ABOUT)]
+    Stop(stop::StopArgs),
+    /// Run a new process inside a running capsule
+    #[command(long_about = exec::LONG_ABOUT)]
+    Exec(exec::ExecArgs),
+    /// Remove capsules and their private layers
+    #[command(long_about = rm::LONG_ABOUT)]
+    Rm(rm::RmArgs),
+    /// Import, list, remove and export images
+    #[command(long_about = image::LONG_ABOUT, after_help = image::AFTER_HELP)]
+    Image(image::ImageArgs),
+    /// Show what a capsule changed in its file system: A added, C changed, D deleted
+    Diff(image::DiffArgs),
+    /// Make a new image of a capsule's image and the capsule's changes
+    Commit(image::CommitArgs),
 }
 
 #[cfg(test)]
@@ -83,7 +128,9 @@ mod tests {
     fn time_offset_takes_negative_durations() {
         let cli =
             Cli::try_parse_from(["capsule", "run", "--time-offset", "-3d", "--", "date"]).unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
         assert_eq!(args.time_offset.as_deref(), Some("-3d"));
     }
 
@@ -91,7 +138,9 @@ mod tests {
     fn program_arguments_are_kept_verbatim() {
         let cli =
             Cli::try_parse_from(["capsule", "run", "--rm", "sh", "-c", "exit 3", "--rm"]).unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
         assert!(args.rm);
         assert_eq!(args.command, ["sh", "-c", "exit 3", "--rm"]);
     }
@@ -127,11 +176,27 @@ mod tests {
             "-v",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
         assert_eq!(args.root.as_deref(), Some(std::path::Path::new("rootfs")));
         assert_eq!(args.volume, ["/a:/b", "/c:/d:ro"]);
         assert!(args.read_only);
         assert_eq!(args.command, ["/bin/prog", "-v"]);
+    }
+
+    #[test]
+    fn an_image_makes_the_program_optional() {
+        let cli = Cli::try_parse_from(["capsule", "run", "--image", "debian:12"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
+        assert_eq!(args.image.as_deref(), Some("debian:12"));
+        assert!(args.command.is_empty());
+        let err = Cli::try_parse_from(["capsule", "run", "--image", "a", "--root", "r"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let err = Cli::try_parse_from(["capsule", "run", "--name", "x"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fmt::Display;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use capsule_config::{parse_duration, parse_rfc3339};
 use capsule_loader::envfile::{self, EnvEntry};
 use capsule_loader::launch::Termination;
@@ -43,7 +43,7 @@ PROG is not found.";
 
 pub const USAGE: &str = "capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
                    [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
-                   [--root DIR] [-v HOST:PATH[:ro]]... [--read-only]
+                   [--root DIR | --image REF] [-v HOST:PATH[:ro]]... [--read-only]
                    [-p HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [--] PROG [ARGS]...";
 
 pub const AFTER_HELP: &str = "\
@@ -122,6 +122,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
+    /// Use an imported image (capsule image import) as the capsule's /, read-only under
+    /// the capsule's upper layer, like --root. The image's configuration supplies the
+    /// defaults docker run takes from it: Entrypoint and Cmd (PROG is then optional:
+    /// when given it replaces Cmd), Env (under -e), WorkingDir (unless -w), User (unless
+    /// --user; root when the image names none) and ExposedPorts (published on free host
+    /// ports unless -p publishes them). Examples: --image debian:12, --image 3f2a9c1b
+    #[arg(long, value_name = "REF", conflicts_with = "root")]
+    pub image: Option<String>,
+
     /// Bind the host file or directory HOST at PATH inside the capsule, as docker run -v:
     /// both absolute, HOST must exist; the program reads and writes HOST itself there
     /// (not the upper layer), or only reads it with :ro. Repeatable, each PATH once.
@@ -150,7 +159,7 @@ pub struct RunArgs {
     /// the program's environment (-e PATH=… if given), inside the capsule with --root.
     #[arg(
         value_name = "PROG",
-        required = true,
+        required_unless_present = "image",
         num_args = 1..,
         trailing_var_arg = true
     )]
@@ -215,9 +224,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
 
     let host = Host::current();
     let mut command = args.command.into_iter();
-    let program = command
-        .next()
-        .context("no program given (capsule run [FLAGS] -- PROG [ARGS]...)")?;
+    // With --image, no program means the image's Entrypoint/Cmd.
+    let program = match (command.next(), &args.image) {
+        (Some(program), _) => program,
+        (None, Some(_)) => OsString::new(),
+        (None, None) => {
+            return Err(anyhow!(
+                "no program given (capsule run [FLAGS] -- PROG [ARGS]...)"
+            ))
+        }
+    };
     let prepared = RunSpec::new(program, command.collect())
         .name(args.name)
         .hostname(args.hostname)
@@ -226,6 +242,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         .env(env)
         .workdir(args.workdir)
         .root(args.root)
+        .image(args.image)
         .volumes(args.volume)
         .ports(args.publish)
         .read_only(args.read_only)

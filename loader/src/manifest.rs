@@ -1,0 +1,864 @@
+//! `capsule.toml`: the manifest `capsule up` starts, one `[capsule.NAME]` table per
+//! capsule, in the spirit of a compose file.
+//!
+//! [`Manifest::parse`] checks everything that the manifest alone decides, and says where
+//! a problem is: every error is one line `FILE:LINE:COLUMN: KEY: what`. Syntax, unknown
+//! keys and wrong types come from the TOML deserializer (its byte span gives the place,
+//! the table the span falls in gives the key); the rest is checked here on values that
+//! kept their spans (`toml::Spanned`). What depends on the disk or the capsule's file
+//! system (a missing root, an unknown user, a missing program) is checked later by
+//! [`crate::run::RunSpec::prepare`]; [`Manifest::error_at`] places those errors too.
+//!
+//! Rules that are the manifest's own:
+//! - `replicas = N` makes the capsules `NAME-1` … `NAME-N`, each with its own state
+//!   directory (private layer) and host name (`NAME-i`, or `HOSTNAME-i` when `hostname`
+//!   is set); names must be unique after this expansion.
+//! - A published port `HOSTPORT:PORT` in a table with replicas is published by replica
+//!   `i` as `HOSTPORT+i-1`; `PORT` alone gives each replica a free host port. A host
+//!   port may be published once in the whole manifest.
+//! - Relative paths (`root`, the host side of `volumes`, `env_file`, `workdir` without a
+//!   root, a relative program) are taken from the manifest's directory.
+//! - `depends_on` names tables or single capsules; a table stands for all its replicas.
+//!   The start order puts every capsule after those it depends on, else keeps the
+//!   manifest's order; a cycle is refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use capsule_config::{parse_duration, parse_rfc3339, PortMap, Volume};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::envfile::{self, EnvEntry};
+use crate::run::{self, TimeSetting};
+use crate::state;
+
+/// The manifest `capsule up` reads when `-f` is not given.
+pub const DEFAULT_FILE: &str = "capsule.toml";
+/// The most replicas one table may ask for.
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// A manifest that cannot be used, placed in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{}{message}", self.place())]
+pub struct ManifestError {
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line and column, when known.
+    pub line: Option<(usize, usize)>,
+    /// The dotted key at fault (`capsule.web.ports`), when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ManifestError {
+    fn place(&self) -> String {
+        let mut text = match self.line {
+            Some((line, column)) => format!("{line}:{column}: "),
+            None => " ".to_string(),
+        };
+        if let Some(key) = &self.key {
+            text.push_str(key);
+            text.push_str(": ");
+        }
+        text
+    }
+}
+
+/// What to do when a capsule's program ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart after a non-zero exit or a fatal signal.
+    OnFailure,
+    /// Restart whatever the end.
+    Always,
+}
+
+/// The program line: an argv, or one string for `/bin/sh -c`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string (run by /bin/sh -c) or an array of strings"
+)]
+enum CommandLine {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    capsule: BTreeMap<Spanned<String>, Spanned<RawCapsule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapsule {
+    command: Option<Spanned<CommandLine>>,
+    #[serde(default)]
+    ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    volumes: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env_file: Option<Spanned<String>>,
+    root: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
+    hostname: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    workdir: Option<Spanned<String>>,
+    time_offset: Option<Spanned<String>>,
+    time_at: Option<Spanned<String>>,
+    read_only: Option<Spanned<bool>>,
+    restart: Option<Spanned<Restart>>,
+    replicas: Option<Spanned<u32>>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+}
+
+/// One capsule of the manifest, after replica expansion, with its values checked.
+#[derive(Debug, Clone)]
+pub struct CapsuleDef {
+    /// The capsule's name (`web-2` for the second replica of `[capsule.web]`).
+    pub name: String,
+    /// The table it comes from.
+    pub table: String,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub ports: Vec<String>,
+    /// Volumes with absolute host paths.
+    pub volumes: Vec<String>,
+    /// `env_file` entries first, then `env`, so that `env` wins.
+    pub env: Vec<EnvEntry>,
+    pub root: Option<PathBuf>,
+    pub image: Option<String>,
+    pub hostname: String,
+    pub user: Option<String>,
+    pub workdir: Option<PathBuf>,
+    pub time: Option<TimeSetting>,
+    pub read_only: bool,
+    pub restart: Restart,
+    /// Indices (into [`Manifest::capsules`]) of the capsules started before this one.
+    pub depends_on: Vec<usize>,
+    /// Where each key's value is, for errors found later.
+    spans: HashMap<&'static str, Range<usize>>,
+    /// The table's name in its header.
+    table_span: Range<usize>,
+}
+
+impl CapsuleDef {
+    /// The `capsule run` equivalent of this capsule, with `peers` for name resolution.
+    pub fn spec(&self, peers: Vec<String>) -> run::RunSpec {
+        run::RunSpec::new(self.program.clone(), self.args.clone())
+            .name(Some(self.name.clone()))
+            .hostname(Some(self.hostname.clone()))
+            .user(self.user.clone())
+            .time(self.time)
+            .env(self.env.iter().cloned())
+            .workdir(self.workdir.clone())
+            .root(self.root.clone())
+            .image(self.image.clone())
+            .volumes(self.volumes.iter().cloned())
+            .ports(self.ports.iter().cloned())
+            .peers(peers)
+            .read_only(self.read_only)
+    }
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file as the user named it (for messages).
+    pub file: String,
+    /// The directory relative paths are taken from (absolute).
+    pub dir: PathBuf,
+    /// Every capsule, in the manifest's order (replicas in place).
+    pub capsules: Vec<CapsuleDef>,
+    /// The order to start them in: each after the capsules it depends on.
+    pub start_order: Vec<usize>,
+    text: String,
+}
+
+impl Manifest {
+    /// Reads and checks the manifest at `path` (relative: from `cwd`).
+    pub fn load(path: &Path, cwd: &Path) -> Result<Manifest, ManifestError> {
+        let file = path.display().to_string();
+        let full = cwd.join(path);
+        let text = std::fs::read_to_string(&full).map_err(|e| ManifestError {
+            file: file.clone(),
+            line: None,
+            key: None,
+            message: crate::describe_io(&e),
+        })?;
+        let dir = full.parent().unwrap_or(cwd).to_path_buf();
+        Manifest::parse(file, dir, text)
+    }
+
+    /// Checks a manifest's `text`; `file` names it in errors, `dir` is where relative
+    /// paths start from.
+    pub fn parse(file: String, dir: PathBuf, text: String) -> Result<Manifest, ManifestError> {
+        let mut manifest = Manifest {
+            file,
+            dir,
+            capsules: Vec::new(),
+            start_order: Vec::new(),
+            text,
+        };
+        let raw: RawManifest = match toml::from_str(&manifest.text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(manifest.toml_error(&e)),
+        };
+        let mut tables: Vec<(Spanned<String>, Spanned<RawCapsule>)> =
+            raw.capsule.into_iter().collect();
+        if tables.is_empty() {
+            return Err(manifest.error(
+                None,
+                None,
+                "no capsules: add a [capsule.NAME] table with a command".into(),
+            ));
+        }
+        // The deserialized map is sorted by name; the file's order is the span's.
+        tables.sort_by_key(|(name, _)| name.span().start);
+        let mut depends: Vec<Vec<Spanned<String>>> = Vec::new();
+        for (name, table) in tables {
+            let table_span = name.span();
+            let mut raw = table.into_inner();
+            let defs = manifest.expand(name.into_inner(), table_span, &mut raw)?;
+            for def in defs {
+                if let Some(first) = manifest.capsules.iter().find(|c| c.name == def.name) {
+                    let (line, _) = manifest.line_of(first.table_span.start);
+                    return Err(manifest.error(
+                        Some(def.table_span.clone()),
+                        Some(format!("capsule.{}", def.table)),
+                        format!(
+                            "two capsules are named {} (the other is [capsule.{}], line {line})",
+                            def.name, first.table
+                        ),
+                    ));
+                }
+                depends.push(raw.depends_on.clone());
+                manifest.capsules.push(def);
+            }
+        }
+        manifest.check_published_ports()?;
+        manifest.resolve_dependencies(depends)?;
+        manifest.start_order = manifest.order()?;
+        Ok(manifest)
+    }
+
+    /// The capsule named `name`, if there is one.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.capsules.iter().position(|c| c.name == name)
+    }
+
+    /// Every capsule's name, in the manifest's order.
+    pub fn names(&self) -> Vec<String> {
+        self.capsules.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// An error about `key` of capsule `index` (the table itself when the key is not
+    /// set or `None`), placed at the key's value.
+    pub fn error_at(&self, index: usize, key: Option<&str>, message: String) -> ManifestError {
+        let capsule = &self.capsules[index];
+        let span = key
+            .and_then(|k| capsule.spans.get(k))
+            .cloned()
+            .unwrap_or_else(|| capsule.table_span.clone());
+        let key = match key {
+            Some(k) => format!("capsule.{}.{k}", capsule.table),
+            None => format!("capsule.{}", capsule.table),
+        };
+        self.error(Some(span), Some(key), message)
+    }
+
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: Option<String>,
+        message: String,
+    ) -> ManifestError {
+        ManifestError {
+            file: self.file.clone(),
+            line: span.map(|s| self.line_of(s.start)),
+            key,
+            message,
+        }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`.
+    fn line_of(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// A deserializer error, with the key its span falls in.
+    fn toml_error(&self, err: &toml::de::Error) -> ManifestError {
+        let span = err.span();
+        let key = span.as_ref().and_then(|s| key_at(&self.text, s.start));
+        // The message may quote a whole table; one line is what we print.
+        let message = err.message().trim().replace('\n', " ");
+        self.error(span, key, message)
+    }
+
+    /// Checks one table and makes its capsules (one, or one per replica).
+    fn expand(
+        &self,
+        table: String,
+        table_span: Range<usize>,
+        raw: &mut RawCapsule,
+    ) -> Result<Vec<CapsuleDef>, ManifestError> {
+        let key_error = |span: Range<usize>, key: &str, message: String| {
+            self.error(Some(span), Some(format!("capsule.{table}.{key}")), message)
+        };
+        let table_error = |message: String| {
+            self.error(
+                Some(table_span.clone()),
+                Some(format!("capsule.{table}")),
+                message,
+            )
+        };
+        state::validate_name(&table).map_err(|e| table_error(e.to_string()))?;
+        let mut spans: HashMap<&'static str, Range<usize>> = HashMap::new();
+
+        let (program, args) = match &raw.command {
+            // An image's Entrypoint and Cmd say what runs (an empty program: none given).
+            None if raw.image.is_some() => (OsString::new(), Vec::new()),
+            None => {
+                return Err(table_error(
+                    "no command: add command = [\"PROG\", \"ARG\"…]".into(),
+                ))
+            }
+            Some(command) => {
+                spans.insert("command", command.span());
+                match command.get_ref() {
+                    CommandLine::Shell(line) => (
+                        OsString::from("/bin/sh"),
+                        vec![OsString::from("-c"), OsString::from(line)],
+                    ),
+                    CommandLine::Argv(argv) => match argv.split_first() {
+                        Some((program, args)) if !program.is_empty() => {
+                            (program.into(), args.iter().map(OsString::from).collect())
+                        }
+                        _ => {
+                            return Err(key_error(
+                                command.span(),
+                                "command",
+                                "the program (the array's first string) is missing".into(),
+                            ))
+                        }
+                    },
+                }
+            }
+        };
+
+        let replicas = match &raw.replicas {
+            Some(n) => {
+                spans.insert("replicas", n.span());
+                if !(1..=MAX_REPLICAS).contains(n.get_ref()) {
+                    return Err(key_error(
+                        n.span(),
+                        "replicas",
+                        format!("{}: expected 1 to {MAX_REPLICAS}", n.get_ref()),
+                    ));
+                }
+                Some(*n.get_ref())
+            }
+            None => None,
+        };
+
+        let mut ports: Vec<PortMap> = Vec::new();
+        for spec in &raw.ports {
+            spans.entry("ports").or_insert(spec.span());
+            let bad = |reason: String| {
+                key_error(
+                    spec.span(),
+                    "ports",
+                    format!("{:?}: {reason}", spec.get_ref()),
+                )
+            };
+            let map = PortMap::parse(spec.get_ref()).map_err(bad)?;
+            if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
+                return Err(bad(format!("publishes the same port as {other}")));
+            }
+            if let (Some(host), Some(n)) = (map.host, replicas) {
+                if u32::from(host) + n - 1 > u32::from(u16::MAX) {
+                    return Err(bad(format!(
+                        "replica {n} would publish host port {}, beyond 65535 (replica i publishes HOSTPORT+i-1)",
+                        u32::from(host) + n - 1
+                    )));
+                }
+            }
+            ports.push(map);
+        }
+
+        let mut volumes = Vec::new();
+        for spec in &raw.volumes {
+            spans.entry("volumes").or_insert(spec.span());
+            let absolute = self.absolute_volume(spec.get_ref());
+            Volume::parse(&absolute).map_err(|reason| {
+                key_error(
+                    spec.span(),
+                    "volumes",
+                    format!("{:?}: {reason}", spec.get_ref()),
+                )
+            })?;
+            volumes.push(absolute);
+        }
+
+        let mut env = Vec::new();
+        if let Some(file) = &raw.env_file {
+            spans.insert("env_file", file.span());
+            let path = self.dir.join(file.get_ref());
+            env.extend(
+                envfile::read_env_file(&path)
+                    .map_err(|e| key_error(file.span(), "env_file", e.to_string()))?,
+            );
+        }
+        for (key, value) in &raw.env {
+            spans.entry("env").or_insert(key.span());
+            let env_key = format!("env.{}", key.get_ref());
+            if key.get_ref().contains('=') {
+                return Err(key_error(
+                    key.span(),
+                    &env_key,
+                    "a variable name cannot contain '='".into(),
+                ));
+            }
+            let mut assignment = OsString::from(key.get_ref());
+            assignment.push("=");
+            assignment.push(value.get_ref());
+            let entry = envfile::parse_assignment(&assignment)
+                .map_err(|e| key_error(key.span(), &env_key, e.to_string()))?;
+            env.push(entry);
+        }
+
+        // Plain string settings, checked where they are used (prepare).
+        let mut text_value = |key: &'static str, value: &Option<Spanned<String>>| {
+            value.as_ref().map(|v| {
+                spans.insert(key, v.span());
+                v.get_ref().clone()
+            })
+        };
+        let root = text_value("root", &raw.root).map(|r| self.dir.join(r));
+        let image = text_value("image", &raw.image);
+        let user = text_value("user", &raw.user);
+        let workdir = text_value("workdir", &raw.workdir).map(PathBuf::from);
+        let hostname = text_value("hostname", &raw.hostname);
+        if let (Some(_), Some(image)) = (&raw.root, &raw.image) {
+            return Err(key_error(
+                image.span(),
+                "image",
+                "a capsule has a root or an image, not both".into(),
+            ));
+        }
+        if let Some(name) = &raw.hostname {
+            run::check_hostname(name.get_ref()).map_err(|e| {
+                key_error(
+                    name.span(),
+                    "hostname",
+                    format!("{:?}: {e}", name.get_ref()),
+                )
+            })?;
+        }
+
+        let time = match (&raw.time_offset, &raw.time_at) {
+            (Some(_), Some(at)) => {
+                return Err(key_error(
+                    at.span(),
+                    "time_at",
+                    "a capsule has a time_offset or a time_at, not both".into(),
+                ))
+            }
+            (Some(offset), None) => {
+                spans.insert("time_offset", offset.span());
+                Some(TimeSetting::Offset(
+                    parse_duration(offset.get_ref()).map_err(|e| {
+                        key_error(
+                            offset.span(),
+                            "time_offset",
+                            format!(
+                                "{:?}: {e} (a duration looks like -3d, +90m or 1y2d)",
+                                offset.get_ref()
+                            ),
+                        )
+                    })?,
+                ))
+            }
+            (None, Some(at)) => {
+                spans.insert("time_at", at.span());
+                Some(TimeSetting::At(parse_rfc3339(at.get_ref()).map_err(
+                    |e| {
+                        key_error(
+                            at.span(),
+                            "time_at",
+                            format!(
+                                "{:?}: {e} (an RFC 3339 instant looks like 2030-01-01T00:00:00Z)",
+                                at.get_ref()
+                            ),
+                        )
+                    },
+                )?))
+            }
+            (None, None) => None,
+        };
+        if let Some(first) = raw.depends_on.first() {
+            spans.insert("depends_on", first.span());
+        }
+        for (key, value) in [
+            ("restart", raw.restart.as_ref().map(Spanned::span)),
+            ("read_only", raw.read_only.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = value {
+                spans.insert(key, span);
+            }
+        }
+
+        let base = CapsuleDef {
+            name: table.clone(),
+            table: table.clone(),
+            program,
+            args,
+            ports: ports.iter().map(ToString::to_string).collect(),
+            volumes,
+            env,
+            root,
+            image,
+            hostname: hostname.clone().unwrap_or_else(|| table.clone()),
+            user,
+            workdir,
+            time,
+            read_only: raw.read_only.as_ref().is_some_and(|r| *r.get_ref()),
+            restart: raw.restart.as_ref().map_or(Restart::No, |r| *r.get_ref()),
+            depends_on: Vec::new(),
+            spans,
+            table_span: table_span.clone(),
+        };
+        let Some(n) = replicas else {
+            return Ok(vec![base]);
+        };
+        let mut defs = Vec::new();
+        for i in 1..=n {
+            let mut def = base.clone();
+            def.name = format!("{table}-{i}");
+            state::validate_name(&def.name)
+                .map_err(|e| table_error(format!("replica {i}: {e}")))?;
+            def.hostname = format!("{}-{i}", hostname.as_deref().unwrap_or(&table));
+            run::check_hostname(&def.hostname).map_err(|e| {
+                table_error(format!("replica {i}'s host name {:?}: {e}", def.hostname))
+            })?;
+            def.ports = ports
+                .iter()
+                .map(|map| {
+                    let mut map = *map;
+                    // Checked above: stays within 65535.
+                    map.host = map.host.map(|h| h + (i - 1) as u16);
+                    map.to_string()
+                })
+                .collect();
+            defs.push(def);
+        }
+        Ok(defs)
+    }
+
+    /// A volume spec whose relative host path is taken from the manifest's directory.
+    fn absolute_volume(&self, spec: &str) -> String {
+        match spec.split_once(':') {
+            Some((host, rest)) if !host.is_empty() && !host.starts_with('/') => {
+                format!("{}:{rest}", self.dir.join(host).display())
+            }
+            _ => spec.to_string(),
+        }
+    }
+
+    /// Refuses a host port published by two capsules.
+    fn check_published_ports(&self) -> Result<(), ManifestError> {
+        let mut seen: HashMap<(capsule_config::net::Proto, u16), &str> = HashMap::new();
+        for (index, capsule) in self.capsules.iter().enumerate() {
+            for spec in &capsule.ports {
+                let Ok(map) = PortMap::parse(spec) else {
+                    continue;
+                };
+                let Some(host) = map.host else { continue };
+                if let Some(other) = seen.insert((map.proto, host), &capsule.name) {
+                    return Err(self.error_at(
+                        index,
+                        Some("ports"),
+                        format!(
+                            "host port {host}/{} is published by both {other} and {}",
+                            map.proto.as_str(),
+                            capsule.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns `depends_on` names into capsule indices.
+    fn resolve_dependencies(
+        &mut self,
+        depends: Vec<Vec<Spanned<String>>>,
+    ) -> Result<(), ManifestError> {
+        for (index, names) in depends.into_iter().enumerate() {
+            let mut targets = Vec::new();
+            for name in names {
+                let wanted = name.get_ref();
+                let found: Vec<usize> = self
+                    .capsules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| &c.table == wanted || &c.name == wanted)
+                    .map(|(i, _)| i)
+                    .collect();
+                if found.is_empty() {
+                    return Err(self.error(
+                        Some(name.span()),
+                        Some(format!("capsule.{}.depends_on", self.capsules[index].table)),
+                        format!("{wanted:?}: no such capsule in this manifest"),
+                    ));
+                }
+                targets.extend(found);
+            }
+            targets.sort_unstable();
+            targets.dedup();
+            self.capsules[index].depends_on = targets;
+        }
+        Ok(())
+    }
+
+    /// The start order: each capsule after its dependencies, else in manifest order.
+    fn order(&self) -> Result<Vec<usize>, ManifestError> {
+        let count = self.capsules.len();
+        let mut started = vec![false; count];
+        let mut order = Vec::with_capacity(count);
+        while order.len() < count {
+            let next = (0..count)
+                .find(|&i| !started[i] && self.capsules[i].depends_on.iter().all(|&d| started[d]));
+            match next {
+                Some(i) => {
+                    started[i] = true;
+                    order.push(i);
+                }
+                None => {
+                    let cycle = self.cycle(&started);
+                    let names: Vec<&str> = cycle
+                        .iter()
+                        .map(|&i| self.capsules[i].name.as_str())
+                        .collect();
+                    return Err(self.error_at(
+                        cycle[0],
+                        Some("depends_on"),
+                        format!("a dependency cycle: {} -> {}", names.join(" -> "), names[0]),
+                    ));
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// A cycle among the capsules not started (each of them waits for another one).
+    fn cycle(&self, started: &[bool]) -> Vec<usize> {
+        let waiting_on = |i: usize| {
+            self.capsules[i]
+                .depends_on
+                .iter()
+                .copied()
+                .find(|&d| !started[d])
+        };
+        let mut at = (0..started.len()).find(|&i| !started[i]).unwrap_or(0);
+        let mut path = Vec::new();
+        // Following "waits for" from any blocked capsule must come back to a capsule
+        // already on the path.
+        while !path.contains(&at) {
+            path.push(at);
+            match waiting_on(at) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        let from = path.iter().position(|&i| i == at).unwrap_or(0);
+        path.split_off(from)
+    }
+}
+
+/// The dotted key (`capsule.web.ports`) whose name or value holds byte `offset`, the
+/// innermost one: the deserializer's errors carry a span but not the key.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    key_in(document.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+fn key_in(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table {
+        path.push(key.get_ref().to_string());
+        // A table's span is its header only: look inside every table.
+        let inside = match value.get_ref() {
+            toml::de::DeValue::Table(inner) => key_in(inner, offset, path),
+            _ => false,
+        };
+        if inside || key.span().contains(&offset) || value.span().contains(&offset) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(
+            "capsule.toml".into(),
+            PathBuf::from("/srv/app"),
+            text.into(),
+        )
+    }
+
+    #[test]
+    fn replicas_get_their_names_host_names_and_ports() {
+        let manifest = parse(
+            r#"
+[capsule.web]
+command = ["python3", "-m", "http.server", "8000"]
+replicas = 3
+ports = ["18081:8000", "9000/udp"]
+volumes = ["data:/data:ro", "/abs:/abs"]
+root = "rootfs"
+env = { GREETING = "a=b" }
+
+[capsule.db]
+command = "exec postgres"
+hostname = "db.internal"
+"#,
+        )
+        .unwrap();
+        assert_eq!(manifest.names(), ["web-1", "web-2", "web-3", "db"]);
+        let web3 = &manifest.capsules[2];
+        assert_eq!(web3.hostname, "web-3");
+        assert_eq!(web3.ports, ["18083:8000/tcp", "9000/udp"]);
+        assert_eq!(web3.volumes, ["/srv/app/data:/data:ro", "/abs:/abs"]);
+        assert_eq!(web3.root.as_deref(), Some(Path::new("/srv/app/rootfs")));
+        assert_eq!(web3.program, "python3");
+        assert_eq!(web3.env, [EnvEntry::Set("GREETING".into(), "a=b".into())]);
+        let db = &manifest.capsules[3];
+        assert_eq!(db.hostname, "db.internal");
+        assert_eq!(db.program, "/bin/sh");
+        assert_eq!(db.args, ["-c", "exec postgres"]);
+        assert_eq!(db.restart, Restart::No);
+        assert_eq!(manifest.start_order, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_hostname_with_replicas_is_numbered() {
+        let manifest =
+            parse("[capsule.w]\ncommand = 'true'\nhostname = 'box'\nreplicas = 2\n").unwrap();
+        let names: Vec<&str> = manifest
+            .capsules
+            .iter()
+            .map(|c| c.hostname.as_str())
+            .collect();
+        assert_eq!(names, ["box-1", "box-2"]);
+    }
+
+    #[test]
+    fn dependencies_come_first_else_the_manifest_order_holds() {
+        let manifest = parse(
+            r#"
+[capsule.client]
+command = "true"
+depends_on = ["web", "db"]
+
+[capsule.web]
+command = "true"
+replicas = 2
+depends_on = ["db"]
+
+[capsule.db]
+command = "true"
+
+[capsule.tool]
+command = "true"
+"#,
+        )
+        .unwrap();
+        let order: Vec<&str> = manifest
+            .start_order
+            .iter()
+            .map(|&i| manifest.capsules[i].name.as_str())
+            .collect();
+        assert_eq!(order, ["db", "web-1", "web-2", "client", "tool"]);
+        assert_eq!(manifest.capsules[0].depends_on, [1, 2, 3]);
+    }
+
+    #[test]
+    fn errors_name_the_line_column_and_key() {
+        let err = parse("[capsule.a]\ncommand = 'true'\n\nports = ['1:2', 'x:1']\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "capsule.toml:4:17: capsule.a.ports: \"x:1\": host port 'x' is not a port (1-65535)"
+        );
+        let err = parse("[capsule.a]\ncommand = 'true'\ndepends_on = ['a']\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "capsule.toml:3:15: capsule.a.depends_on: a dependency cycle: a -> a"
+        );
+        let err = parse("[capsule.a]\ncommand = 'true'\nenv = { X = 1 }\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("capsule.toml:3:13: capsule.a.env.X: "),
+            "{err}"
+        );
+        let err = parse("[capsule.a]\ncommand = []\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("capsule.toml:2:11: capsule.a.command: "),
+            "{err}"
+        );
+        let err = parse(
+            "[capsule.a]\ncommand = 'true'\ntime_offset = '1d'\ntime_at = '2030-01-01T00:00:00Z'\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("capsule.toml:4:11: capsule.a.time_at: "),
+            "{err}"
+        );
+        let err = parse("[capsule.a]\ncommand = 'true'\nports = ['80:80', '81:80']\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("publishes the same port as 80:80/tcp"),
+            "{err}"
+        );
+        let err = parse("title = 'x'\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("capsule.toml:1:1: title: unknown field"),
+            "{err}"
+        );
+    }
+}
