@@ -23,7 +23,16 @@ pub const ROOT_PROGRAMS: &[&str] = &[
 ];
 
 /// The fs probes of `c-tests/`, installed in every test root as `/probes/NAME`.
-pub const PROBES: &[&str] = &["fs_cow", "fs_listing", "fs_paths", "fs_errno", "fs_stat"];
+pub const PROBES: &[&str] = &[
+    "fs_cow",
+    "fs_listing",
+    "fs_paths",
+    "fs_errno",
+    "fs_stat",
+    "fs_exec_root",
+    "fs_rawcalls",
+    "fs_fts",
+];
 
 /// The capsule's `PATH` inside a test root.
 pub const ROOT_PATH: &str = "/usr/bin:/bin";

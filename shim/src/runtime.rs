@@ -243,6 +243,9 @@ fn own_path() -> CString {
 extern "C" fn constructor() {
     if let Some(_guard) = Guard::enter() {
         ensure_ready();
+        // A program of a capsule root started by the kernel runs again through the
+        // root's own dynamic loader (see exec/interp.rs).
+        crate::exec::interp::run_first_program_with_roots_loader();
     }
 }
 

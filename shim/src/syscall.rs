@@ -14,7 +14,7 @@ use crate::hook::{self, Real};
 
 pub const HOOKS: &[Hook] = &[Hook::new(
     "syscall",
-    Partial("routes identity, uts, time, exec and path numbers through their replicas; getdents64 lists one layer; openat2 is ENOSYS in a capsule file system"),
+    Partial("routes identity, uts, time, exec and path numbers through their replicas (getdents64 lists merged directories; openat2 honours RESOLVE_* over the capsule's layers, RESOLVE_NO_XDEV counting the layers, each volume and /proc, /dev, /sys as the mounts, RESOLVE_CACHED gives EAGAIN)"),
 )];
 
 #[cfg(not(test))]
@@ -106,11 +106,21 @@ unsafe fn fs_call(number: c_long, a: [c_long; 5]) -> Option<c_long> {
         libc::SYS_openat => {
             fs::openat(fd(a[0]), p(a[1]).cast(), fd(a[2]), a[3] as libc::mode_t) as c_long
         }
-        // openat2's RESOLVE_* rules cannot be honoured across layers: callers fall
-        // back to openat on ENOSYS.
         libc::SYS_openat2 => {
-            hook::set_errno(libc::ENOSYS);
-            -1
+            use crate::fs::syscalls::{openat2, Openat2};
+            match openat2(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), a[3] as usize) {
+                Openat2::Open(path, flags, mode) => {
+                    fs::openat(libc::AT_FDCWD, path.as_ptr(), flags, mode) as c_long
+                }
+                Openat2::Fail(e) => {
+                    hook::set_errno(e);
+                    -1
+                }
+                Openat2::Pass => return None,
+            }
+        }
+        libc::SYS_getdents64 => {
+            crate::fs::syscalls::getdents64(fd(a[0]), p(a[1]).cast(), a[2] as usize)?
         }
         libc::SYS_newfstatat => {
             fs::fstatat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), fd(a[3])) as c_long

@@ -17,7 +17,7 @@
 //!
 //! Nothing here allocates: exec hooks also run in `vfork` children.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::fs::path::PathBuf;
@@ -67,6 +67,85 @@ pub fn explicit_program() -> Option<&'static CStr> {
     }
 }
 
+/// The first process of a capsule with its own root was started by the kernel, with
+/// the host's dynamic loader (the program's `PT_INTERP` read on the host): before
+/// `main`, it runs itself again through the root's loader, with the same arguments
+/// and environment. Later processes are started through the root's loader by the
+/// exec hooks, so this happens once per capsule (`capsule run --root`, or a program
+/// of the root started with `LD_PRELOAD` by hand). Nothing happens where the root's
+/// loader cannot be used (see `for_program`); a failed exec leaves the process as it
+/// was.
+///
+/// Called from the library constructor, inside the shim guard.
+pub fn run_first_program_with_roots_loader() {
+    let Some(layers) = crate::fs::layers() else {
+        return;
+    };
+    if layers.root.is_none() || explicit_program().is_some() {
+        return;
+    }
+    // SAFETY: getauxval has no preconditions.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
+    let mut exe = PathBuf::new();
+    let Ok(link) = PathBuf::from_bytes(b"/proc/self/exe") else {
+        return;
+    };
+    if crate::fs::sys::readlink(&link, &mut exe).is_err()
+        || layers.reverse(exe.as_bytes()).is_none()
+    {
+        return; // not a program of the capsule
+    }
+    let environ = super::env::current_environ();
+    let Some(loader) = for_program(layers, &exe, environ) else {
+        return;
+    };
+    let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
+        return;
+    };
+    let args: Vec<&[u8]> = cmdline
+        .strip_suffix(b"\0")
+        .unwrap_or(&cmdline)
+        .split(|&b| b == 0)
+        .collect();
+    let mut owned: Vec<std::ffi::CString> = Vec::with_capacity(args.len());
+    for arg in &args {
+        match std::ffi::CString::new(*arg) {
+            Ok(c) => owned.push(c),
+            Err(_) => return,
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = vec![loader.ldso.as_ptr()];
+    if let Some(argv0) = owned.first().filter(|_| !cmdline.is_empty()) {
+        argv.extend([c"--argv0".as_ptr(), argv0.as_ptr()]);
+    }
+    argv.extend([
+        c"--library-path".as_ptr(),
+        loader.library_path(),
+        c"--inhibit-cache".as_ptr(),
+        exe.as_ptr(),
+    ]);
+    if !cmdline.is_empty() {
+        argv.extend(owned.iter().skip(1).map(|a| a.as_ptr()));
+    }
+    argv.push(std::ptr::null());
+    // SAFETY: NULL-terminated vectors of C strings that outlive the call; inside the
+    // guard, execve is the real one. The environment is the one every child gets
+    // (the shim in LD_PRELOAD even when it came from elsewhere).
+    unsafe {
+        super::env::with_child_env(environ, |env| {
+            libc::execve(loader.ldso.as_ptr(), argv.as_ptr(), env)
+        })
+    };
+    log::warn!(
+        "cannot run {:?} with the root's loader {:?}: errno {}",
+        exe,
+        loader.ldso,
+        crate::hook::errno()
+    );
+}
+
 /// For the host file `program` about to be executed in a capsule: the root's loader
 /// to run it with, or `None` to execute it as it is (no root of its own, not a
 /// dynamically linked program of this machine, no usable loader in the root).
@@ -80,6 +159,15 @@ pub fn for_program(
     let file = Mapped::open(program.as_ptr())?;
     let elf = Elf::parse(file.bytes())?;
     let name = elf.interpreter(&mut interp)?;
+    // glibc's loader only (musl's takes other options).
+    if !name
+        .to_bytes()
+        .rsplit(|&b| b == b'/')
+        .next()?
+        .starts_with(b"ld-linux")
+    {
+        return None;
+    }
     let node = match ops::existing(layers, libc::AT_FDCWD, name, true) {
         Ok(node) if node.stat.st_mode & libc::S_IFMT == libc::S_IFREG => node,
         _ => {
@@ -129,7 +217,11 @@ const STANDARD_DIRS: &[&[u8]] = &[
 fn expand(pattern: &[u8], out: &mut [u8; 64]) -> usize {
     let mut n = 0;
     for &b in pattern {
-        let part: &[u8] = if b == b'@' { TRIPLET } else { std::slice::from_ref(&b) };
+        let part: &[u8] = if b == b'@' {
+            TRIPLET
+        } else {
+            std::slice::from_ref(&b)
+        };
         out[n..n + part.len()].copy_from_slice(part);
         n += part.len();
     }
@@ -216,9 +308,7 @@ fn shim_fits(loader: &Loader) -> bool {
     let fits = match check_versions(loader) {
         Ok(()) => true,
         Err(why) => {
-            log::warn!(
-                "programs of this root run with the host's loader and libraries: {why}"
-            );
+            log::warn!("programs of this root run with the host's loader and libraries: {why}");
             false
         }
     };
@@ -390,7 +480,9 @@ impl<'a> Elf<'a> {
     fn interpreter<'b>(&self, out: &'b mut [u8; 256]) -> Option<&'b CStr> {
         let seg = self.segments().find(|s| s.kind == PT_INTERP)?;
         let start = usize::try_from(seg.offset).ok()?;
-        let text = self.data.get(start..start + usize::try_from(seg.filesz).ok()?)?;
+        let text = self
+            .data
+            .get(start..start + usize::try_from(seg.filesz).ok()?)?;
         let text = CStr::from_bytes_until_nul(text).ok()?.to_bytes();
         if text.is_empty() || text.len() >= out.len() {
             return None;
@@ -425,7 +517,11 @@ impl<'a> Elf<'a> {
 
     fn string(&self, strtab: usize, index: u32) -> Option<&'a [u8]> {
         let start = strtab.checked_add(index as usize)?;
-        Some(CStr::from_bytes_until_nul(self.data.get(start..)?).ok()?.to_bytes())
+        Some(
+            CStr::from_bytes_until_nul(self.data.get(start..)?)
+                .ok()?
+                .to_bytes(),
+        )
     }
 
     fn strtab(&self) -> Option<usize> {

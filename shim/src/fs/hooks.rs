@@ -779,6 +779,50 @@ unsafe fn mktemp_with(
     -1
 }
 
+/// tmpfile: glibc opens its file in `P_tmpdir` with its internal open, which no
+/// hook sees. Here it is made in the capsule's `/tmp` (the upper layer), unnamed from
+/// the start with `O_TMPFILE`, or named and removed at once where the file system
+/// has no `O_TMPFILE`.
+unsafe fn tmpfile_with(real: impl FnOnce() -> *mut FILE) -> *mut FILE {
+    let Some(layers) = super::layers() else {
+        return real();
+    };
+    let flags = libc::O_RDWR | libc::O_TMPFILE | libc::O_EXCL;
+    let mut fd = match ops::open(layers, libc::AT_FDCWD, c"/tmp", flags) {
+        Ok(plan) => libc::open(plan.host.as_ptr(), flags, 0o600),
+        Err(Skip::Errno(e)) => {
+            set_errno(e);
+            return std::ptr::null_mut();
+        }
+        Err(Skip::Pass) => return real(),
+    };
+    if fd < 0 {
+        if !matches!(
+            crate::hook::errno(),
+            libc::EISDIR | libc::EOPNOTSUPP | libc::EINVAL
+        ) {
+            return std::ptr::null_mut();
+        }
+        let mut template = *b"/tmp/tmpfXXXXXX\0";
+        fd = mktemp_with(template.as_mut_ptr().cast(), 0, 0, false, || -1);
+        if fd < 0 {
+            return std::ptr::null_mut();
+        }
+        let name = CStr::from_bytes_until_nul(&template).unwrap_or(c"/tmp");
+        if let Err(Skip::Errno(e)) = ops::remove(layers, libc::AT_FDCWD, name, false) {
+            log::warn!("tmpfile: cannot remove {name:?}: errno {e}");
+        }
+    }
+    super::fds::mark(fd, true);
+    let file = libc::fdopen(fd, c"w+".as_ptr());
+    if file.is_null() {
+        let e = crate::hook::errno();
+        libc::close(fd);
+        set_errno(e);
+    }
+    file
+}
+
 type GlobErr = Option<unsafe extern "C" fn(*const c_char, c_int) -> c_int>;
 type NftwFn = Option<
     unsafe extern "C" fn(*const c_char, *const libc::stat, c_int, *mut super::walk::Ftw) -> c_int,
@@ -1210,6 +1254,72 @@ hook! {
         }
         super::fds::forget(first.max(0) as u32, u32::MAX);
     }
+
+    fn fts_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::open(argv, options, compar)),
+        None => real(argv, options, compar),
+    }
+
+    fn fts64_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::open(argv, options, compar)),
+        None => real(argv, options, compar),
+    }
+
+    fn fts_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::read(sp)),
+        None => real(sp),
+    }
+
+    fn fts64_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::read(sp)),
+        None => real(sp),
+    }
+
+    fn fts_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::children(sp, instr)),
+        None => real(sp, instr),
+    }
+
+    fn fts64_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::children(sp, instr)),
+        None => real(sp, instr),
+    }
+
+    fn fts_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1;
+    |real| match super::layers() {
+        Some(_) => super::fts::set(p, instr),
+        None => real(sp, p, instr),
+    }
+
+    fn fts64_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1;
+    |real| match super::layers() {
+        Some(_) => super::fts::set(p, instr),
+        None => real(sp, p, instr),
+    }
+
+    fn fts_close(sp: *mut super::fts::Fts) -> c_int, missing: -1;
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::close(sp)),
+        None => real(sp),
+    }
+
+    fn fts64_close(sp: *mut super::fts::Fts) -> c_int, missing: -1;
+    |real| match super::layers() {
+        Some(_) => crate::hook::outside(|| super::fts::close(sp)),
+        None => real(sp),
+    }
+
+    fn tmpfile() -> *mut FILE, missing: std::ptr::null_mut();
+    |real| tmpfile_with(|| real())
+
+    fn tmpfile64() -> *mut FILE, missing: std::ptr::null_mut();
+    |real| tmpfile_with(|| real())
 
     fn mkstemp(template: *mut c_char) -> c_int, missing: -1;
     |real| mktemp_with(template, 0, 0, false, || real(template))

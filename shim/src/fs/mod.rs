@@ -21,12 +21,15 @@ pub mod cache;
 pub mod cow;
 pub mod dirs;
 pub mod fds;
+#[cfg(not(test))]
+pub mod fts;
 pub mod layers;
 pub mod ops;
 pub mod owner;
 pub mod path;
 pub mod sockets;
 pub mod sys;
+pub mod syscalls;
 #[cfg(not(test))]
 pub mod walk;
 
@@ -112,6 +115,16 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("nftw", Partial("FTW_CHDIR is not honoured")),
     Hook::new("nftw64", Partial("FTW_CHDIR is not honoured")),
     Hook::new("ftw", Full),
+    Hook::new("fts_open", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts_read", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts_children", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts_set", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts_close", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts64_open", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts64_read", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts64_children", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts64_set", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
+    Hook::new("fts64_close", Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts")),
     Hook::new("ftw64", Full),
     Hook::new("fchmod", Full),
     Hook::new("fchown", Full),
@@ -119,6 +132,8 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("futimes", Full),
     Hook::new("fsetxattr", Full),
     Hook::new("fremovexattr", Full),
+    Hook::new("tmpfile", Full),
+    Hook::new("tmpfile64", Full),
     Hook::new("mkstemp", Full),
     Hook::new("mkstemp64", Full),
     Hook::new("mkostemp", Full),

@@ -160,6 +160,9 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<Open
     let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
     let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
     let node = lookup(layers, dirfd, path, follow)?;
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        return tmpfile_in(layers, node);
+    }
     if !node.exists() {
         if !create {
             return Err(Skip::Errno(libc::ENOENT));
@@ -190,6 +193,31 @@ pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<Open
             .transpose()?,
         host: node.host,
         created: false,
+    })
+}
+
+/// `O_TMPFILE` in directory `node`: the unnamed file is made in the upper layer's
+/// copy of the directory (a later `linkat` gives it a name there), never in the
+/// lower layer's.
+fn tmpfile_in(layers: &Layers, node: Node) -> Op<OpenPlan> {
+    if !node.exists() {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
+    if !node.is_dir() {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
+    check_writable(layers, &node)?;
+    let host = if node.place == Place::Overlay {
+        cow::ensure_upper_dir(layers, node.capsule.as_bytes())?;
+        layers.upper_host(node.capsule.as_bytes())?
+    } else {
+        node.host
+    };
+    Ok(OpenPlan {
+        host,
+        created: false,
+        lower: false,
+        directory: None,
     })
 }
 

@@ -1,0 +1,78 @@
+//! What a program reaches only through `syscall()` — `getdents64` of a merged
+//! directory, `openat2` with `RESOLVE_*` rules — and glibc's `tmpfile`, which opens
+//! its file inside glibc: `c-tests/fs_rawcalls.c` natively on a copy of the test tree
+//! (the kernel's answers), then in capsules on a test root (the same answers), under
+//! plain `LD_PRELOAD` and `capsule run --root`. Checked on disk: the changes are in
+//! the upper layer, the tmpfile lived there, the lower layer is unchanged.
+
+mod common;
+#[path = "fs_support.rs"]
+mod fs_support;
+
+use std::fs;
+
+use common::*;
+use fs_support::*;
+
+/// Whether this kernel has openat2 (a null `how` gives EFAULT there, ENOSYS before 5.6).
+fn kernel_has_openat2() -> bool {
+    // SAFETY: the kernel checks the pointers; a null `how` is rejected.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c".".as_ptr(),
+            0usize,
+            24usize,
+        )
+    };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+}
+
+#[test]
+fn the_probe_holds_natively() {
+    let dir = TempDir::new("rawcalls-native");
+    populate_data(dir.path());
+    let out = run_native(compile_c("fs_rawcalls"), &[dir.str()]);
+    let text = probe_ok(&out, "fs_rawcalls natively");
+    let tmp = key_values(&text)["tmpfile_host"].clone();
+    assert!(tmp.ends_with(" (deleted)"), "{tmp}");
+}
+
+#[test]
+fn getdents64_openat2_and_tmpfile_in_a_capsule() {
+    let root = TestRoot::new();
+    for via in [Via::Preload, Via::Loader] {
+        let c = Capsule::new(via, &root);
+        let out = c.run("/probes/fs_rawcalls", &["/"]);
+        root.assert_probe_ok(&out, &c.label("fs_rawcalls"));
+        let seen = key_values(&stdout(&out));
+        assert!(
+            !kernel_has_openat2() || !stdout(&out).contains("openat2: not in this kernel"),
+            "{}: openat2 must not be ENOSYS in a capsule",
+            c.label("fs_rawcalls")
+        );
+        // The changes the probe made are the upper layer's.
+        assert!(c.up("/list/new1").is_file(), "{}", c.label("new1"));
+        assert!(
+            fs::symlink_metadata(c.up("/list/.wh.b")).is_ok(),
+            "{}: b's whiteout",
+            c.label("upper layer")
+        );
+        assert_eq!(
+            fs::read_to_string(c.up("/tmp/o2.txt")).ok().as_deref(),
+            Some("o2\n"),
+            "{}: openat2 O_CREAT",
+            c.label("upper layer")
+        );
+        // tmpfile's file lived in the upper layer's /tmp.
+        let tmp = &seen["tmpfile_host"];
+        let upper_tmp = format!("{}/", c.up("/tmp").display());
+        assert!(
+            tmp.starts_with(&upper_tmp) && tmp.ends_with(" (deleted)"),
+            "{}: tmpfile's file was {tmp}, not in {upper_tmp}",
+            c.label("tmpfile")
+        );
+    }
+    root.assert_unchanged();
+}
