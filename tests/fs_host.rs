@@ -448,3 +448,23 @@ fn loader_over_the_host() {
     assert_eq!(success(&out, "another capsule"), "absent\n");
     host.check();
 }
+
+/// A `#!` script run through a symbolic link sees the name it was run by in `$0`, as
+/// the kernel gives it (Debian's `psql` is a link to a script that dispatches on it),
+/// also when the script exists only in the capsule's private layer.
+#[test]
+fn a_script_run_through_a_link_sees_the_link_name() {
+    let host = HostPaths::new("shebang");
+    let var = host.var();
+    let capsule = HostCapsule::new();
+    let out = capsule.sh_ok(&format!(
+        "mkdir -p {var}/bin && cd {var}/bin && printf '#!/bin/sh\\necho \"$0 $1\"\\n' > real.sh \
+         && chmod +x real.sh && ln -s real.sh tool && ./tool one && {var}/bin/tool two \
+         && PATH={var}/bin:$PATH tool three"
+    ));
+    assert_eq!(
+        out,
+        format!("./tool one\n{var}/bin/tool two\n{var}/bin/tool three\n")
+    );
+    assert!(capsule.up(format!("{var}/bin/real.sh")).exists());
+}

@@ -253,15 +253,19 @@ pub fn prepare(
         script: None,
         loader: None,
     };
+    // The interpreter gets the script's path as the program gave it (a capsule path,
+    // which it opens through the shim), as the kernel would: not the host path the
+    // name resolves to, which is another name when it is a link (`psql` ->
+    // `pg_wrapper`) and which a script may read from its `$0`.
+    program.script = shebang(layers, &mut program.host, capsule)?;
     if layers.root.is_some() {
-        program.script = shebang(layers, &mut program.host, capsule)?;
         program.loader = interp::for_program(layers, &program.host, envp);
     }
     Ok(Some(program))
 }
 
-/// For a `#!` script in a capsule with its own root: the root's interpreter runs
-/// the script's capsule path, as the kernel would have run the host's interpreter.
+/// For a `#!` script: the capsule's interpreter runs the script's capsule path, as
+/// the kernel would have run the interpreter with the path given to exec.
 fn shebang(
     layers: &Layers,
     host: &mut PathBuf,

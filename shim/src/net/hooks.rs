@@ -22,7 +22,7 @@ enum Target {
 }
 
 impl Target {
-    fn addr<'a>(&'a self, addr: *const sockaddr, len: socklen_t) -> (*const sockaddr, socklen_t) {
+    fn addr(&self, addr: *const sockaddr, len: socklen_t) -> (*const sockaddr, socklen_t) {
         match self {
             Target::Same => (addr, len),
             Target::Inet(inet) => (inet.as_ptr(), inet.len),
