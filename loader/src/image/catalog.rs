@@ -1,0 +1,100 @@
+//! `capsule image ls` and `capsule image rm`.
+
+use std::path::Path;
+
+use super::store::Store;
+use super::ImageError;
+
+/// One line of `capsule image ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// `name:tag`, or `<none>` for an image no reference names.
+    pub reference: String,
+    /// The image id (config digest), hex.
+    pub id: String,
+    /// Bytes on disk of its layers (each layer counted once per image, although
+    /// images share them).
+    pub size: u64,
+    pub layers: usize,
+    pub created: Option<String>,
+}
+
+pub fn list(home: &Path) -> Result<Vec<Listed>, ImageError> {
+    let store = Store::new(home);
+    let index = store.read_index()?;
+    let mut out = Vec::new();
+    let mut named = std::collections::BTreeSet::new();
+    let line = |reference: String, id: &str| {
+        let record = index.images.get(id)?;
+        Some(Listed {
+            reference,
+            id: id.to_string(),
+            size: record
+                .layers
+                .iter()
+                .filter_map(|l| index.layers.get(l))
+                .map(|l| l.size)
+                .sum(),
+            layers: record.layers.len(),
+            created: record.created.clone(),
+        })
+    };
+    for (reference, id) in &index.refs {
+        named.insert(id.clone());
+        out.extend(line(reference.clone(), id));
+    }
+    for id in index.images.keys() {
+        if !named.contains(id) {
+            out.extend(line("<none>".into(), id));
+        }
+    }
+    Ok(out)
+}
+
+/// What `rm` did.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub untagged: Vec<String>,
+    /// The image's id when the image itself went (no reference names it any more).
+    pub deleted: Option<String>,
+}
+
+/// Removes a reference (or, given an id, the image and all its references); layers
+/// and roots stay while another image or a capsule uses them.
+pub fn remove(home: &Path, reference: &str) -> Result<Removed, ImageError> {
+    let store = Store::new(home);
+    if !store.dir().join("index.json").exists() {
+        return Err(ImageError::NotFound(reference.to_string()));
+    }
+    let lock = store.lock()?;
+    let mut index = store.read_index()?;
+    let (id, _) = store.resolve(&index, reference)?;
+    let by_ref = [
+        reference.to_string(),
+        super::store::normalize_reference(reference),
+    ]
+    .into_iter()
+    .find(|r| index.refs.get(r) == Some(&id));
+    let untagged: Vec<String> = match by_ref {
+        Some(r) => vec![r],
+        None => index
+            .refs
+            .iter()
+            .filter(|(_, i)| **i == id)
+            .map(|(r, _)| r.clone())
+            .collect(),
+    };
+    for r in &untagged {
+        index.refs.remove(r);
+    }
+    let still_named = index.refs.values().any(|i| *i == id);
+    let deleted = if still_named {
+        None
+    } else {
+        index.images.remove(&id);
+        Some(id)
+    };
+    store.write_index(&index, &lock)?;
+    store.collect_garbage(&mut index, &lock)?;
+    Ok(Removed { untagged, deleted })
+}

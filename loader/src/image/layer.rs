@@ -1,0 +1,197 @@
+//! One layer into the store's staging area: its blob read once, through the
+//! decompressor, hashed on both sides (blob digest, diff id) and unpacked; a layer
+//! the store already has is only verified.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::digest::{Digest, HashingReader};
+use super::formats::LayerSource;
+use super::owners::{self, Owners};
+use super::pack;
+use super::progress::Progress;
+use super::spec::Compression;
+use super::store::LayerRecord;
+use super::unpack;
+use super::ImageError;
+
+/// A layer checked and, when the store lacks it, unpacked into `staged`.
+#[derive(Debug)]
+pub struct NewLayer {
+    pub diff_id: Digest,
+    pub staged: Option<PathBuf>,
+    pub record: LayerRecord,
+}
+
+fn invalid(text: String) -> ImageError {
+    ImageError::Invalid(text)
+}
+
+/// Verifies `source` against `expected` (its diff id, when known) and unpacks it into
+/// `into` (which must not exist yet) unless `have` says the store has that layer.
+pub fn prepare(
+    source: &LayerSource,
+    expected: Option<&Digest>,
+    have: impl Fn(&Digest) -> Option<LayerRecord>,
+    into: &Path,
+    owners: Owners,
+    progress: &Progress,
+) -> Result<NewLayer, ImageError> {
+    match source {
+        LayerSource::Tree(dir) => prepare_tree(dir, into, owners),
+        LayerSource::Blob {
+            path,
+            what,
+            digest,
+            size,
+            compression,
+        } => {
+            let known = expected.and_then(|d| have(d).map(|r| (d.clone(), r)));
+            let unpack_into = if known.is_some() { None } else { Some(into) };
+            let (diff_id, entries) = read_blob(
+                path,
+                what,
+                digest.as_ref(),
+                *size,
+                *compression,
+                unpack_into,
+                owners,
+                progress,
+            )?;
+            if let Some(expected) = expected {
+                if &diff_id != expected {
+                    return Err(invalid(format!(
+                        "{what}: uncompressed content has digest {diff_id}, the image configuration says {expected}"
+                    )));
+                }
+            }
+            if let Some((diff_id, record)) = known {
+                return Ok(NewLayer {
+                    diff_id,
+                    staged: None,
+                    record,
+                });
+            }
+            let size = layer_size(into)?;
+            Ok(NewLayer {
+                diff_id,
+                staged: Some(into.to_path_buf()),
+                record: LayerRecord { size, entries },
+            })
+        }
+    }
+}
+
+fn layer_size(dir: &Path) -> Result<u64, ImageError> {
+    owners::disk_usage(dir, &mut Default::default()).map_err(|error| ImageError::Io {
+        path: dir.to_path_buf(),
+        error,
+    })
+}
+
+/// Reads a blob once: checks its digest and size, computes its diff id, and unpacks
+/// it into `into` when given. Returns the diff id and the number of entries.
+#[allow(clippy::too_many_arguments)]
+fn read_blob(
+    path: &Path,
+    what: &str,
+    digest: Option<&Digest>,
+    size: Option<u64>,
+    compression: Option<Compression>,
+    into: Option<&Path>,
+    owners: Owners,
+    progress: &Progress,
+) -> Result<(Digest, u64), ImageError> {
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut buffered = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+    let compression = match compression {
+        Some(c) => c,
+        None => Compression::sniff(buffered.fill_buf().map_err(io)?),
+    };
+    let mut raw = HashingReader::new(progress.reader(buffered));
+    let outcome = (|| -> Result<(Digest, u64), String> {
+        let decoder: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut raw),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut raw)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(&mut raw)
+                    .map_err(|e| format!("not zstd data: {}", crate::describe_io(&e)))?,
+            ),
+        };
+        let mut plain = HashingReader::new(decoder);
+        let entries = match into {
+            Some(dir) => {
+                fs::create_dir(dir).map_err(|e| crate::describe_io(&e))?;
+                unpack::unpack(&mut plain, dir, owners)?.entries
+            }
+            None => 0,
+        };
+        let (diff_id, _) = plain.finish().map_err(|e| stream_error(&e, compression))?;
+        Ok((diff_id, entries))
+    })();
+    // The blob's own digest is checked first: a corrupt blob is reported as such, not
+    // as whatever its corruption made of the tar stream.
+    let (blob_digest, count) = raw.finish().map_err(io)?;
+    if let Some(digest) = digest {
+        if &blob_digest != digest {
+            return Err(invalid(format!(
+                "{what}: content has digest {blob_digest}: corrupt or altered blob"
+            )));
+        }
+    }
+    if let Some(size) = size {
+        if size != count {
+            return Err(invalid(format!(
+                "{what}: {count} bytes, the descriptor says {size}"
+            )));
+        }
+    }
+    outcome.map_err(|e| invalid(format!("{what}: {e}")))
+}
+
+fn stream_error(e: &io::Error, compression: Compression) -> String {
+    match compression {
+        Compression::None => format!("not a valid tar archive: {}", crate::describe_io(e)),
+        Compression::Gzip => format!("corrupt gzip data: {}", crate::describe_io(e)),
+        Compression::Zstd => format!("corrupt zstd data: {}", crate::describe_io(e)),
+    }
+}
+
+/// A directory as a layer: packed by a thread into a pipe that is unpacked here, so
+/// the tar (whose digest is the diff id) is never written out.
+fn prepare_tree(dir: &Path, into: &Path, owners: Owners) -> Result<NewLayer, ImageError> {
+    let (reader, writer) = io::pipe().map_err(|error| ImageError::Io {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let source = dir.to_path_buf();
+    let packer = std::thread::spawn(move || pack::pack(&source, writer, owners).map(drop));
+    fs::create_dir(into).map_err(|error| ImageError::Io {
+        path: into.to_path_buf(),
+        error,
+    })?;
+    let mut plain = HashingReader::new(reader);
+    let unpacked = unpack::unpack(&mut plain, into, owners);
+    let finished = plain.finish();
+    let packed = packer
+        .join()
+        .map_err(|_| invalid(format!("{}: packing the directory failed", dir.display())))?;
+    packed.map_err(|e| invalid(format!("{}: {}", dir.display(), crate::describe_io(&e))))?;
+    let entries = unpacked
+        .map_err(|e| invalid(format!("{}: {e}", dir.display())))?
+        .entries;
+    let (diff_id, _) = finished.map_err(|error| ImageError::Io {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let size = layer_size(into)?;
+    Ok(NewLayer {
+        diff_id,
+        staged: Some(into.to_path_buf()),
+        record: LayerRecord { size, entries },
+    })
+}
