@@ -431,29 +431,46 @@ depends_on = ["server"]
 #[test]
 fn a_hundred_replicas_run_at_once_and_stop_cleanly() {
     const N: usize = 100;
+    // Each replica binds "port 8000" and reports its host name and the port it sees.
+    let server = compile_c("listen_report");
     let project = Project::new(
         "up-scale",
-        r#"
+        &format!(
+            r#"
 [capsule.small]
 replicas = 100
 volumes = ["./out:/out"]
-command = "uname -n > /out/$(uname -n); exec sleep 120"
+command = "exec {} 8000 /out/$(uname -n)"
 "#,
+            server.display()
+        ),
     );
     let up = spawn(&mut project.up(&[]));
-    wait_until("every replica", || {
-        std::fs::read_dir(project.dir.join("out")).unwrap().count() == N
-    });
     let names: Vec<String> = (1..=N).map(|i| format!("small-{i}")).collect();
-    for name in &names {
-        wait_until("its output", || {
-            project.read_out(name) == format!("{name}\n")
-        });
-    }
-    // All of them at the same time.
+    wait_until("every replica", || {
+        names.iter().all(|name| project.out(name).exists())
+    });
+    // All of them at the same time, each with its own host name and "its" port 8000,
+    // each behind its own host port.
     let pids: Vec<i32> = names.iter().map(|n| project.pid(n)).collect();
     let running = pids.iter().filter(|&&pid| alive(pid)).count();
     assert_eq!(running, N);
+    let mut host_ports = std::collections::BTreeSet::new();
+    for name in &names {
+        assert_eq!(project.read_out(name), format!("{name} 8000\n"));
+        let table = std::fs::read(project.capsule_file(name, "ports")).unwrap();
+        let bindings = capsule_config::net::PortTable::parse(&table);
+        assert_eq!(bindings.len(), 1, "{name}: {bindings:?}");
+        assert_eq!(bindings[0].port, 8000);
+        let host = bindings[0].host;
+        assert!(host_ports.insert(host), "{name} shares host port {host}");
+        let mut reply = String::new();
+        use std::io::Read;
+        std::net::TcpStream::connect(("127.0.0.1", host))
+            .and_then(|mut s| s.read_to_string(&mut reply))
+            .unwrap_or_else(|e| panic!("{name} on host port {host}: {e}"));
+        assert_eq!(&reply, name);
+    }
     send(up.id(), libc::SIGINT);
     let out = up.wait();
     let text = stdout(&out);
