@@ -2,9 +2,9 @@
 //! paths are handed to the file-system replica (`fs::sockets`); internet addresses
 //! and abstract names are translated here.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
-use libc::{addrinfo, hostent, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{addrinfo, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::addr::{Inet, Place};
 use super::{names, ports, unix, Net};
@@ -116,6 +116,83 @@ unsafe fn report(net: &Net, fd: c_int, addr: *mut sockaddr, len: *mut socklen_t,
     let mut out_len = room as socklen_t;
     inet.write(addr, &mut out_len);
     *len = out_len;
+}
+
+/// The most messages one sendmmsg/recvmmsg system call handles (the kernel's
+/// UIO_MAXIOV).
+const UIO_MAXIOV: usize = 1024;
+/// How many messages of a sendmmsg call are rewritten and sent at a time.
+const MMSG_CHUNK: usize = 32;
+
+/// sendmmsg of `total` messages at `vec`, each with its destination rewritten;
+/// `send` is the real call. Returns what sendmmsg returns.
+///
+/// # Safety
+/// `vec` is valid for `total` messages.
+unsafe fn send_many(
+    fd: c_int,
+    vec: *mut mmsghdr,
+    total: usize,
+    send: impl Fn(*mut mmsghdr, c_uint) -> c_int,
+) -> c_int {
+    let saved = crate::hook::errno();
+    let mut sent = 0usize;
+    while sent < total {
+        let n = (total - sent).min(MMSG_CHUNK);
+        let mut targets: [Option<Target>; MMSG_CHUNK] = Default::default();
+        let mut copies: [mmsghdr; MMSG_CHUNK] = std::mem::zeroed();
+        let mut ready = 0;
+        let mut refused = None;
+        for i in 0..n {
+            let original = &*vec.add(sent + i);
+            let mut copy = *original;
+            let name = original.msg_hdr.msg_name as *const sockaddr;
+            if !name.is_null() {
+                match destination(fd, name, original.msg_hdr.msg_namelen) {
+                    Ok(Target::Same) => {}
+                    Ok(target) => {
+                        let target = targets[i].insert(target);
+                        let (a, l) = target.addr(name, original.msg_hdr.msg_namelen);
+                        copy.msg_hdr.msg_name = a as *mut c_void;
+                        copy.msg_hdr.msg_namelen = l;
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            copies[i] = copy;
+            ready += 1;
+        }
+        if ready > 0 {
+            set_errno(saved);
+            let rc = send(copies.as_mut_ptr(), ready as c_uint);
+            if rc < 0 {
+                if sent == 0 {
+                    return rc;
+                }
+                break;
+            }
+            let rc = rc as usize;
+            for (i, copy) in copies.iter().enumerate().take(rc) {
+                (*vec.add(sent + i)).msg_len = copy.msg_len;
+            }
+            sent += rc;
+            if rc < ready {
+                break;
+            }
+        }
+        if let Some(e) = refused {
+            if sent == 0 {
+                set_errno(e);
+                return -1;
+            }
+            break;
+        }
+    }
+    set_errno(saved);
+    sent as c_int
 }
 
 /// bind of an internet address: the capsule port becomes a host port.
@@ -264,6 +341,40 @@ hook! {
         rc
     }
 
+    /// Each message's destination as sendmsg's; the messages go in chunks, and the
+    /// count sent is the kernel's (a destination refused after some were sent ends
+    /// the call with that count, as a failed send does).
+    fn sendmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        if vec.is_null() || vlen == 0 {
+            return outside(|| real(fd, vec, vlen, flags));
+        }
+        send_many(fd, vec, vlen as usize, |v, n| outside(|| real(fd, v, n, flags)))
+    }
+
+    /// Each message's source address as recvmsg's.
+    fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut libc::timespec) -> c_int, missing: -1;
+    |real| {
+        // The kernel fills at most UIO_MAXIOV messages.
+        let mut rooms = [0 as socklen_t; UIO_MAXIOV];
+        let n = if vec.is_null() { 0 } else { (vlen as usize).min(UIO_MAXIOV) };
+        for (i, room) in rooms.iter_mut().enumerate().take(n) {
+            *room = (*vec.add(i)).msg_hdr.msg_namelen;
+        }
+        let rc = outside(|| real(fd, vec, vlen, flags, timeout));
+        if rc > 0 {
+            if let Some(net) = super::get() {
+                let saved = crate::hook::errno();
+                for (i, &room) in rooms.iter().enumerate().take((rc as usize).min(n)) {
+                    let hdr = &mut (*vec.add(i)).msg_hdr;
+                    report(net, fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room as usize);
+                }
+                set_errno(saved);
+            }
+        }
+        rc
+    }
+
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, missing: -1;
     |real| {
         let room = if msg.is_null() { 0 } else { (*msg).msg_namelen as usize };
@@ -378,6 +489,14 @@ hook! {
     |real| by_name_r(name, family, ret, buf, buflen, result)
         .unwrap_or_else(|| real(name, family, ret, buf, buflen, result, h_errnop))
 
+    /// A peer's address gives its name back, as getnameinfo.
+    fn gethostbyaddr(addr: *const c_void, len: socklen_t, family: c_int) -> *mut hostent, missing: std::ptr::null_mut();
+    |real| by_addr_static(addr, len, family).unwrap_or_else(|| real(addr, len, family))
+
+    fn gethostbyaddr_r(addr: *const c_void, len: socklen_t, family: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
+    |real| by_addr_r(addr, len, family, ret, buf, buflen, result)
+        .unwrap_or_else(|| real(addr, len, family, ret, buf, buflen, result, h_errnop))
+
     /// A peer's address gives its name back.
     fn getnameinfo(addr: *const sockaddr, len: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int, missing: libc::EAI_SYSTEM;
     |real| {
@@ -436,6 +555,79 @@ unsafe fn by_name_static(name: *const c_char, family: c_int) -> Option<*mut host
     match names::fill_hostent(ent, text, ip, family, buf.as_mut_ptr(), buf.len()) {
         Ok(()) => Some(ent),
         Err(_) => None,
+    }
+}
+
+/// The name and IPv4 address of the capsule answering on the `len` bytes of address
+/// `addr` of `family` (IPv4, or v4-mapped IPv6), if it is a peer address.
+///
+/// # Safety
+/// `addr` is null or valid for `len` bytes.
+unsafe fn peer_at(
+    addr: *const c_void,
+    len: socklen_t,
+    family: c_int,
+) -> Option<(&'static str, [u8; 4])> {
+    let net = super::get()?;
+    if addr.is_null() {
+        return None;
+    }
+    let bytes = std::slice::from_raw_parts(addr.cast::<u8>(), len as usize);
+    let ip: [u8; 4] = match (family, bytes.len()) {
+        (libc::AF_INET, 4) => bytes.try_into().ok()?,
+        (libc::AF_INET6, 16)
+            if bytes[..10].iter().all(|&b| b == 0) && bytes[10..12] == [0xff, 0xff] =>
+        {
+            bytes[12..].try_into().ok()?
+        }
+        _ => return None,
+    };
+    let name = names::peer_name(net, capsule_config::net::peer_index(ip)?)?;
+    Some((name, ip))
+}
+
+unsafe fn by_addr_static(
+    addr: *const c_void,
+    len: socklen_t,
+    family: c_int,
+) -> Option<*mut hostent> {
+    let (name, ip) = peer_at(addr, len, family)?;
+    let ent = &mut *STATIC_HOST.ent.get();
+    let buf = &mut *STATIC_HOST.buf.get();
+    names::fill_hostent(
+        ent,
+        name.as_bytes(),
+        ip,
+        family,
+        buf.as_mut_ptr(),
+        buf.len(),
+    )
+    .ok()?;
+    Some(ent)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_addr_r(
+    addr: *const c_void,
+    len: socklen_t,
+    family: c_int,
+    ret: *mut hostent,
+    buf: *mut c_char,
+    buflen: size_t,
+    result: *mut *mut hostent,
+) -> Option<c_int> {
+    let (name, ip) = peer_at(addr, len, family)?;
+    if !result.is_null() {
+        *result = std::ptr::null_mut();
+    }
+    match names::fill_hostent(&mut *ret, name.as_bytes(), ip, family, buf, buflen) {
+        Ok(()) => {
+            if !result.is_null() {
+                *result = ret;
+            }
+            Some(0)
+        }
+        Err(e) => Some(e),
     }
 }
 

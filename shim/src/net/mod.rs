@@ -51,7 +51,11 @@ impl Net {
         if config.state_dir.is_none() && net.ports.is_empty() && net.peers.is_empty() {
             return None;
         }
-        let identity = config.state_dir.as_deref().or(config.name.as_deref());
+        let identity = config
+            .state_dir
+            .as_deref()
+            .map(|d| d.trim_end_matches('/'))
+            .or(config.name.as_deref());
         Some(Net {
             ports: ports::Ports::new(
                 config.state_dir.as_deref(),
@@ -86,10 +90,14 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("sendmsg", Full),
     Hook::new("recvfrom", Full),
     Hook::new("recvmsg", Full),
+    Hook::new("sendmmsg", Full),
+    Hook::new("recvmmsg", Full),
     Hook::new("getaddrinfo", Full),
     Hook::new("gethostbyname", Full),
     Hook::new("gethostbyname2", Full),
     Hook::new("gethostbyname_r", Full),
     Hook::new("gethostbyname2_r", Full),
     Hook::new("getnameinfo", Full),
+    Hook::new("gethostbyaddr", Full),
+    Hook::new("gethostbyaddr_r", Full),
 ];

@@ -119,6 +119,8 @@ impl Ports {
         published: &[PortMap],
     ) -> Ports {
         let table_path = |dir: &str| CString::new(format!("{dir}/{PORTS_FILE}")).ok();
+        // `/x/capsules/NAME/` names the same capsule as `/x/capsules/NAME`.
+        let state_dir = state_dir.map(|d| d.trim_end_matches('/'));
         let capsules = state_dir.and_then(|d| d.rsplit_once('/').map(|(parent, _)| parent));
         let peer_tables = peers
             .iter()
