@@ -225,6 +225,7 @@ mod tests {
         assert_eq!(b.ipv4(), Some([127, 0, 0, 1]));
         assert_eq!(b.storage.sin6_scope_id, 7);
         assert_eq!(b.len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+        // SAFETY: a zeroed sockaddr_in6 is valid.
         let mut out: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         let mut len: libc::socklen_t = 8;
         // SAFETY: out has room for 8 bytes and more.
