@@ -1028,3 +1028,35 @@ fn bad_port_specs_are_refused() {
         );
     }
 }
+
+/// Socket calls made through libc's `syscall()` go through the replica too: a raw
+/// `bind` of capsule port 8123 binds a host port recorded in the table, and a raw
+/// `getsockname` reports 8123.
+#[test]
+fn socket_calls_through_syscall_are_translated() {
+    const SCRIPT: &str = r#"
+import ctypes, platform, socket, struct
+numbers = {"x86_64": (49, 51), "aarch64": (200, 204)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+s = socket.socket()
+addr = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 8123) + socket.inet_aton("127.0.0.1") + bytes(8)
+buf = ctypes.create_string_buffer(addr, len(addr))
+rc = libc.syscall(ctypes.c_long(numbers[0]), ctypes.c_long(s.fileno()), buf, ctypes.c_long(len(addr)))
+print("bind", rc, ctypes.get_errno() if rc else 0)
+out = ctypes.create_string_buffer(16)
+size = ctypes.c_uint(16)
+rc = libc.syscall(ctypes.c_long(numbers[1]), ctypes.c_long(s.fileno()), out, ctypes.byref(size))
+print("sockname", rc, struct.unpack("!H", out.raw[2:4])[0])
+"#;
+    let home = CapsuleHome::new();
+    let name = unique("rawnet");
+    let out = home.run(&["run", "--name", &name, "--", "python3", "-c", SCRIPT]);
+    assert_eq!(
+        success(&out, "raw socket system calls in a capsule"),
+        "bind 0 0\nsockname 0 8123\n"
+    );
+    let bindings = table(&home.path().join("capsules"), &name);
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    assert_eq!(bindings[0].port, 8123);
+}

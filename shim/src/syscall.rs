@@ -14,7 +14,7 @@ use crate::hook::{self, Real};
 
 pub const HOOKS: &[Hook] = &[Hook::new(
     "syscall",
-    Partial("routes identity, uts, time, exec and path numbers through their replicas (getdents64 lists merged directories; openat2 honours RESOLVE_* over the capsule's layers, RESOLVE_NO_XDEV counting the layers, each volume and /proc, /dev, /sys as the mounts, RESOLVE_CACHED gives EAGAIN)"),
+    Partial("routes identity, uts, time, exec, socket and path numbers through their replicas (getdents64 lists merged directories; openat2 honours RESOLVE_* over the capsule's layers, RESOLVE_NO_XDEV counting the layers, each volume and /proc, /dev, /sys as the mounts, RESOLVE_CACHED gives EAGAIN)"),
 )];
 
 #[cfg(not(test))]
@@ -85,11 +85,87 @@ pub unsafe extern "C" fn syscall(
             p(a4).cast(),
             a5 as c_int,
         ) as c_long,
+        _ if is_socket_call(number)
+            && (crate::net::get().is_some() || crate::fs::layers().is_some()) =>
+        {
+            net_call(number, [a1, a2, a3, a4, a5, a6])
+        }
         _ if crate::fs::layers().is_some() => match fs_call(number, [a1, a2, a3, a4, a5]) {
             Some(rc) => rc,
             None => real(number, a1, a2, a3, a4, a5, a6),
         },
         _ => real(number, a1, a2, a3, a4, a5, a6),
+    }
+}
+
+#[cfg(not(test))]
+fn is_socket_call(number: c_long) -> bool {
+    matches!(
+        number,
+        libc::SYS_bind
+            | libc::SYS_connect
+            | libc::SYS_getsockname
+            | libc::SYS_getpeername
+            | libc::SYS_accept
+            | libc::SYS_accept4
+            | libc::SYS_sendto
+            | libc::SYS_recvfrom
+            | libc::SYS_sendmsg
+            | libc::SYS_recvmsg
+            | libc::SYS_sendmmsg
+            | libc::SYS_recvmmsg
+    )
+}
+
+/// The socket numbers, through the network replica's hooks (a unix path goes on to
+/// the fs replica from there).
+#[cfg(not(test))]
+unsafe fn net_call(number: c_long, a: [c_long; 6]) -> c_long {
+    use crate::net::hooks as net;
+    let p = |x: c_long| x as *mut libc::c_void;
+    let fd = |x: c_long| x as c_int;
+    let len = |x: c_long| x as libc::socklen_t;
+    match number {
+        libc::SYS_bind => net::bind(fd(a[0]), p(a[1]).cast(), len(a[2])) as c_long,
+        libc::SYS_connect => net::connect(fd(a[0]), p(a[1]).cast(), len(a[2])) as c_long,
+        libc::SYS_getsockname => {
+            net::getsockname(fd(a[0]), p(a[1]).cast(), p(a[2]).cast()) as c_long
+        }
+        libc::SYS_getpeername => {
+            net::getpeername(fd(a[0]), p(a[1]).cast(), p(a[2]).cast()) as c_long
+        }
+        libc::SYS_accept => net::accept(fd(a[0]), p(a[1]).cast(), p(a[2]).cast()) as c_long,
+        libc::SYS_accept4 => {
+            net::accept4(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), fd(a[3])) as c_long
+        }
+        libc::SYS_sendto => net::sendto(
+            fd(a[0]),
+            p(a[1]),
+            a[2] as size_t,
+            fd(a[3]),
+            p(a[4]).cast(),
+            len(a[5]),
+        ) as c_long,
+        libc::SYS_recvfrom => net::recvfrom(
+            fd(a[0]),
+            p(a[1]),
+            a[2] as size_t,
+            fd(a[3]),
+            p(a[4]).cast(),
+            p(a[5]).cast(),
+        ) as c_long,
+        libc::SYS_sendmsg => net::sendmsg(fd(a[0]), p(a[1]).cast(), fd(a[2])) as c_long,
+        libc::SYS_recvmsg => net::recvmsg(fd(a[0]), p(a[1]).cast(), fd(a[2])) as c_long,
+        libc::SYS_sendmmsg => {
+            net::sendmmsg(fd(a[0]), p(a[1]).cast(), a[2] as libc::c_uint, fd(a[3])) as c_long
+        }
+        _ => net::recvmmsg(
+            fd(a[0]),
+            p(a[1]).cast(),
+            a[2] as libc::c_uint,
+            fd(a[3]),
+            p(a[4]).cast(),
+        ) as c_long,
     }
 }
 
