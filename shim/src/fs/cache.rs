@@ -94,23 +94,22 @@ fn index(key: &[u8]) -> usize {
 /// Splits a plain absolute path (no `.`, `..`, empty component or trailing `/`)
 /// into its directory and last name; `None` for anything else.
 pub fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
-    if path.len() < 2 || path[0] != b'/' || path.ends_with(b"/") {
+    if path.len() < 2 || !super::path::is_plain(path, false) {
         return None;
     }
-    if path
-        .split(|&b| b == b'/')
-        .skip(1)
-        .any(|c| c.is_empty() || c == b"." || c == b"..")
-    {
-        return None;
-    }
-    let cut = path.iter().rposition(|&b| b == b'/')?;
-    let dir = if cut == 0 { &path[..1] } else { &path[..cut] };
-    Some((dir, &path[cut + 1..]))
+    Some(split_plain(path))
 }
 
-/// The canonical path of directory `dir` and what is known inside it.
-pub fn lookup(dir: &[u8]) -> Option<(PathBuf, DirState)> {
+/// `split` of a path known to be plain (`path::Shape::plain`).
+pub fn split_plain(path: &[u8]) -> (&[u8], &[u8]) {
+    let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let dir = if cut == 0 { &path[..1] } else { &path[..cut] };
+    (dir, &path[cut + 1..])
+}
+
+/// What is known inside directory `dir`, its canonical path written into
+/// `canonical` (left as it was when `dir` is not cached).
+pub fn lookup_into(dir: &[u8], canonical: &mut PathBuf) -> Option<DirState> {
     let generation = generation()?;
     if dir.len() > KEY_MAX {
         return None;
@@ -120,8 +119,9 @@ pub fn lookup(dir: &[u8]) -> Option<(PathBuf, DirState)> {
         if slot.generation != generation || &slot.key[..slot.key_len] != dir {
             return None;
         }
-        let canonical = PathBuf::from_bytes(&slot.canonical[..slot.canonical_len]).ok()?;
-        Some((canonical, slot.state))
+        // Only the bytes in use: the slot itself is never copied.
+        canonical.set(&slot.canonical[..slot.canonical_len]).ok()?;
+        Some(slot.state)
     })
     .flatten()
 }

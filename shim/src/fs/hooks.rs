@@ -11,7 +11,7 @@ use libc::{
 };
 
 use super::dirs;
-use super::layers::Layers;
+use super::layers::{Layers, Node};
 use super::ops::{self, Op, Skip};
 use super::path::PathBuf;
 use crate::hook::{set_errno, Real};
@@ -44,6 +44,34 @@ fn run<T, R>(
     }
 }
 
+/// `run` with the operation's result built in place, in `scratch` (a `Node` or an
+/// `OpenPlan`: large, and cheaper to fill where it stays than to move out).
+fn run_in<S, X, R>(
+    scratch: impl FnOnce() -> S,
+    op: impl FnOnce(&'static Layers, &mut S) -> Op<X>,
+    real: impl FnOnce(&S, X) -> R,
+    pass: impl FnOnce() -> R,
+    fail: R,
+) -> R {
+    let Some(layers) = super::layers() else {
+        return pass();
+    };
+    // As in `run`: the caller sees errno as the real call leaves it.
+    let saved = crate::hook::errno();
+    let mut made = scratch();
+    match op(layers, &mut made) {
+        Ok(extra) => {
+            set_errno(saved);
+            real(&made, extra)
+        }
+        Err(Skip::Pass) => pass(),
+        Err(Skip::Errno(e)) => {
+            set_errno(e);
+            fail
+        }
+    }
+}
+
 /// A path argument; null lets the real call report EFAULT.
 unsafe fn arg<'a>(path: *const c_char) -> Op<&'a CStr> {
     if path.is_null() {
@@ -62,14 +90,15 @@ unsafe fn open_with(
     if let Some(fd) = open_optimistic(dirfd, path, flags, real) {
         return fd;
     }
-    run(
-        |l| ops::open(l, dirfd, arg(path)?, flags),
-        |plan| {
+    run_in(
+        ops::OpenPlan::new,
+        |l, plan| ops::open_into(l, dirfd, arg(path)?, flags, plan),
+        |plan, ()| {
             let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
                 super::fds::mark(fd, !plan.lower);
-                if let Some(dir) = &plan.directory {
-                    super::fds::remember_directory(fd, dir.as_bytes());
+                if plan.directory {
+                    super::fds::remember_directory(fd, plan.node.capsule.as_bytes());
                 }
                 if plan.created {
                     super::owner::after_create(&plan.host);
@@ -99,10 +128,19 @@ unsafe fn open_optimistic(
     }
     let layers = super::layers()?;
     let saved = crate::hook::errno();
-    let abs = ops::absolute(layers, dirfd, CStr::from_ptr(path)).ok()?;
-    let candidates = layers.read_candidates(abs.as_bytes()).ok()??;
+    let mut abs = PathBuf::new();
+    let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
+    let mut candidates = super::layers::Candidates::new();
+    if !layers
+        .read_candidates_into(abs.as_bytes(), shape, &mut candidates)
+        .ok()?
+    {
+        return None;
+    }
     for (host, lower) in [(&candidates.upper, false), (&candidates.lower, true)] {
-        let Some(host) = host else { continue };
+        if host.is_empty() {
+            continue;
+        }
         let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
         if fd >= 0 {
             super::fds::mark(fd, candidates.direct || !lower);
@@ -214,15 +252,16 @@ unsafe fn stat_with(
     buf: StatBuf,
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
-    run(
-        |l| {
+    run_in(
+        Node::empty,
+        |l, node| {
             let p = arg(path)?;
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
-            ops::existing(l, dirfd, p, follow)
+            ops::existing_into(l, dirfd, p, follow, node)
         },
-        |node| {
+        |node, ()| {
             let rc = match buf {
                 StatBuf::Copy(out) if !out.is_null() => {
                     *out = node.stat;
@@ -264,11 +303,12 @@ unsafe fn chown_with(
     follow: bool,
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
-    run(
-        |l| ops::change_path(l, dirfd, arg(path)?, follow),
-        |host| match super::owner::chown(&host, uid, gid, follow) {
+    run_in(
+        Node::empty,
+        |l, node| ops::change_path_into(l, dirfd, arg(path)?, follow, node),
+        |node, ()| match super::owner::chown(&node.host, uid, gid, follow) {
             Ok(true) => 0,
-            Ok(false) => real(host.as_ptr()),
+            Ok(false) => real(node.host.as_ptr()),
             Err(e) => {
                 set_errno(e);
                 -1
@@ -325,9 +365,10 @@ unsafe fn read_with<R>(
     fail: R,
     real: impl Fn(*const c_char) -> R + Copy,
 ) -> R {
-    run(
-        |l| ops::read_path(l, dirfd, arg(path)?, follow),
-        |host| real(host.as_ptr()),
+    run_in(
+        Node::empty,
+        |l, node| ops::read_path_into(l, dirfd, arg(path)?, follow, node),
+        |node, ()| real(node.host.as_ptr()),
         || real(path),
         fail,
     )
@@ -341,9 +382,10 @@ unsafe fn change_with<R>(
     fail: R,
     real: impl Fn(*const c_char) -> R + Copy,
 ) -> R {
-    run(
-        |l| ops::change_path(l, dirfd, arg(path)?, follow),
-        |host| real(host.as_ptr()),
+    run_in(
+        Node::empty,
+        |l, node| ops::change_path_into(l, dirfd, arg(path)?, follow, node),
+        |node, ()| real(node.host.as_ptr()),
         || real(path),
         fail,
     )
@@ -461,9 +503,13 @@ unsafe fn readlink_with(
     size: size_t,
     real: impl Fn(*const c_char, *mut c_char, size_t) -> ssize_t + Copy,
 ) -> ssize_t {
-    run(
-        |l| Ok((ops::existing(l, dirfd, arg(path)?, false)?, l)),
-        |(node, l)| {
+    run_in(
+        Node::empty,
+        |l, node| {
+            ops::existing_into(l, dirfd, arg(path)?, false, node)?;
+            Ok(l)
+        },
+        |node, l| {
             if !ops::is_proc_link(node.capsule.as_bytes()) {
                 return real(node.host.as_ptr(), buf, size);
             }
@@ -524,15 +570,16 @@ unsafe fn realpath_with(
     resolved: *mut c_char,
     real: impl FnOnce() -> *mut c_char,
 ) -> *mut c_char {
-    run(
-        |l| {
+    run_in(
+        Node::empty,
+        |l, node| {
             let p = arg(path)?;
             if p.to_bytes().is_empty() {
                 return Err(Skip::Errno(libc::ENOENT));
             }
-            ops::existing(l, libc::AT_FDCWD, p, true)
+            ops::existing_into(l, libc::AT_FDCWD, p, true, node)
         },
-        |node| {
+        |node, ()| {
             if resolved.is_null() {
                 return ops::malloc_copy(node.capsule.as_bytes());
             }
@@ -551,7 +598,7 @@ unsafe fn realpath_with(
 
 /// opendir / fdopendir: a merged stream where both layers hold the directory.
 unsafe fn open_stream(
-    node: super::layers::Node,
+    node: &Node,
     layers: &Layers,
     fd: Option<c_int>,
     real: impl FnOnce(&PathBuf) -> *mut DIR,
@@ -560,7 +607,7 @@ unsafe fn open_stream(
         set_errno(libc::ENOTDIR);
         return std::ptr::null_mut();
     }
-    let entries = match dirs::merged(layers, &node) {
+    let entries = match dirs::merged(layers, node) {
         Ok(Some(entries)) => entries,
         Ok(None) => return real(&node.host),
         Err(e) => {
@@ -642,15 +689,16 @@ unsafe fn scandir_with(
     let Some(layers) = super::layers() else {
         return real();
     };
-    let node = match arg(path).and_then(|p| ops::existing(layers, libc::AT_FDCWD, p, true)) {
-        Ok(node) => node,
+    let mut node = Node::empty();
+    match arg(path).and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
+        Ok(()) => {}
         Err(Skip::Pass) => return real(),
         Err(Skip::Errno(e)) => {
             set_errno(e);
             return -1;
         }
     };
-    let dir = open_stream(node, layers, None, |host| libc::opendir(host.as_ptr()));
+    let dir = open_stream(&node, layers, None, |host| libc::opendir(host.as_ptr()));
     if dir.is_null() {
         return -1;
     }
@@ -865,16 +913,16 @@ hook! {
     |real| open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p, _| real(p, mode))
 
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode), &plan), || real(path, mode), std::ptr::null_mut())
+    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode), plan), || real(path, mode), std::ptr::null_mut())
 
     fn fopen64(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode), &plan), || real(path, mode), std::ptr::null_mut())
+    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode), plan), || real(path, mode), std::ptr::null_mut())
 
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode, stream), &plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
 
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run(|l| ops::open(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode)), |plan| opened_file(real(plan.host.as_ptr(), mode, stream), &plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf), |p| real(p, buf))
@@ -1026,15 +1074,16 @@ hook! {
     |real| create_with(dirfd, path, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode))
 
     fn chdir(path: *const c_char) -> c_int, missing: -1;
-    |real| run(
-        |l| {
-            let node = ops::existing(l, libc::AT_FDCWD, arg(path)?, true)?;
+    |real| run_in(
+        Node::empty,
+        |l, node| {
+            ops::existing_into(l, libc::AT_FDCWD, arg(path)?, true, node)?;
             if !node.is_dir() {
                 return Err(Skip::Errno(libc::ENOTDIR));
             }
-            Ok(node.host)
+            Ok(())
         },
-        |host| real(host.as_ptr()),
+        |node, ()| real(node.host.as_ptr()),
         || real(path),
         -1,
     )
@@ -1358,8 +1407,9 @@ hook! {
         if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
             return real(path, flags);
         }
-        match super::layers().map(|l| ops::read_path(l, libc::AT_FDCWD, CStr::from_ptr(path), true)) {
-            Some(Ok(host)) => crate::hook::outside(|| real(host.as_ptr(), flags)),
+        let mut node = Node::empty();
+        match super::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, CStr::from_ptr(path), true, &mut node)) {
+            Some(Ok(())) => crate::hook::outside(|| real(node.host.as_ptr(), flags)),
             _ => crate::hook::outside(|| real(path, flags)),
         }
     }
@@ -1367,8 +1417,9 @@ hook! {
     fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();
     |real| {
         let Some(layers) = super::layers() else { return real(path) };
-        match arg(path).and_then(|p| ops::existing(layers, libc::AT_FDCWD, p, true)) {
-            Ok(node) => open_stream(node, layers, None, |host| real(host.as_ptr())),
+        let mut node = Node::empty();
+        match arg(path).and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
+            Ok(()) => open_stream(&node, layers, None, |host| real(host.as_ptr())),
             Err(Skip::Pass) => real(path),
             Err(Skip::Errno(e)) => { set_errno(e); std::ptr::null_mut() }
         }
@@ -1377,14 +1428,15 @@ hook! {
     fn fdopendir(fd: c_int) -> *mut DIR, missing: std::ptr::null_mut();
     |real| {
         let Some(layers) = super::layers() else { return real(fd) };
-        let node = match ops::fd_path(layers, fd) {
-            Ok(Some(capsule)) => match layers.resolve(capsule.as_bytes(), true) {
-                Ok(node) if node.exists() => node,
+        let mut node = Node::empty();
+        match ops::fd_path(layers, fd) {
+            Ok(Some(capsule)) => match layers.resolve_into(capsule.as_bytes(), true, &mut node) {
+                Ok(()) if node.exists() => {}
                 _ => return real(fd),
             },
             _ => return real(fd),
         };
-        open_stream(node, layers, Some(fd), |_| real(fd))
+        open_stream(&node, layers, Some(fd), |_| real(fd))
     }
 
     fn readdir(dir: *mut DIR) -> *mut Dirent, missing: std::ptr::null_mut();
@@ -1433,9 +1485,16 @@ unsafe fn access_with(
     flags: c_int,
     real: impl Fn(*const c_char, bool) -> c_int + Copy,
 ) -> c_int {
-    run(
-        |l| {
-            let node = ops::existing(l, dirfd, arg(path)?, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+    run_in(
+        Node::empty,
+        |l, node| {
+            ops::existing_into(
+                l,
+                dirfd,
+                arg(path)?,
+                flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                node,
+            )?;
             if mode & libc::W_OK != 0 {
                 let writable = match node.place {
                     super::layers::Place::Volume { read_only } => !read_only,
@@ -1446,9 +1505,9 @@ unsafe fn access_with(
                     return Err(Skip::Errno(libc::EROFS));
                 }
             }
-            Ok(node)
+            Ok(())
         },
-        |node| match super::owner::access_by_root(&node.stat, mode) {
+        |node, ()| match super::owner::access_by_root(&node.stat, mode) {
             Some(0) => 0,
             Some(e) => {
                 set_errno(e);

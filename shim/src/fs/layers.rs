@@ -10,11 +10,9 @@ use std::ffi::c_int;
 
 use capsule_config::FsConfig;
 
-use super::path::{components, is_within, PathBuf};
+use super::path::{components, is_within, PathBuf, Shape, NAME_MAX};
 use super::sys;
 
-/// The longest name of one path component (`NAME_MAX`).
-const NAME_MAX: usize = 255;
 /// The most symbolic links one resolution follows (as the kernel's `MAXSYMLINKS`).
 const MAX_LINKS: u32 = 40;
 /// Host file systems every capsule sees through (devices, processes, kernel state:
@@ -84,6 +82,24 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node to be filled in place (by `Layers::resolve_into` and the `ops`
+    /// functions ending in `_into`): a missing overlay name with an empty path.
+    pub fn empty() -> Node {
+        Node {
+            capsule: PathBuf::new(),
+            place: Place::Overlay,
+            found: Found::Missing,
+            host: PathBuf::new(),
+            stat: zeroed_stat(),
+            lower_visible: true,
+            parent_state: DirState {
+                in_upper: false,
+                lower_visible: true,
+            },
+            whiteout: false,
+        }
+    }
+
     pub fn exists(&self) -> bool {
         self.found != Found::Missing
     }
@@ -97,19 +113,31 @@ impl Node {
     }
 }
 
-/// Where a read-only open tries a name (see `Layers::read_candidates`).
+/// Where a read-only open tries a name (see `Layers::read_candidates_into`); an
+/// empty host path is not tried.
 pub struct Candidates {
     pub capsule: PathBuf,
-    pub upper: Option<PathBuf>,
-    pub lower: Option<PathBuf>,
+    pub upper: PathBuf,
+    pub lower: PathBuf,
     /// A volume or host name (`lower` is its host path): no layers involved.
     pub direct: bool,
 }
 
-#[allow(clippy::large_enum_variant)] // lives on the stack for one call, never in a collection
-enum Step {
-    Done(Node),
-    Restart(PathBuf),
+impl Candidates {
+    pub fn new() -> Candidates {
+        Candidates {
+            capsule: PathBuf::new(),
+            upper: PathBuf::new(),
+            lower: PathBuf::new(),
+            direct: false,
+        }
+    }
+}
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Candidates::new()
+    }
 }
 
 /// What the walk knows about a directory it passed, for the names inside it.
@@ -165,25 +193,52 @@ impl Layers {
     }
 
     pub fn lower_host(&self, capsule: &[u8]) -> Result<PathBuf, c_int> {
+        let mut p = PathBuf::new();
+        self.lower_host_into(capsule, &mut p)?;
+        Ok(p)
+    }
+
+    /// `lower_host`, written into `out`.
+    pub fn lower_host_into(&self, capsule: &[u8], out: &mut PathBuf) -> Result<(), c_int> {
         match &self.root {
-            Some(root) => PathBuf::prefixed(root, capsule),
-            None => PathBuf::from_bytes(capsule),
+            Some(root) => out.set_prefixed(root, capsule),
+            None => out.set(capsule),
         }
     }
 
     pub fn upper_host(&self, capsule: &[u8]) -> Result<PathBuf, c_int> {
+        let mut p = PathBuf::new();
+        self.upper_host_into(capsule, &mut p)?;
+        Ok(p)
+    }
+
+    /// `upper_host`, written into `out`.
+    pub fn upper_host_into(&self, capsule: &[u8], out: &mut PathBuf) -> Result<(), c_int> {
         match &self.upper {
-            Some(upper) => PathBuf::prefixed(upper, capsule),
+            Some(upper) => out.set_prefixed(upper, capsule),
             None => Err(libc::EROFS),
         }
     }
 
     /// The upper-layer whiteout marker of a capsule path.
     pub fn whiteout_host(&self, capsule: &PathBuf) -> Result<PathBuf, c_int> {
-        let mut p = self.upper_host(capsule.parent_bytes())?;
-        p.push_component(WHITEOUT_PREFIX)?;
-        p.push_bytes(capsule.file_name())?;
+        let mut p = PathBuf::new();
+        self.whiteout_host_into(capsule, &mut p)?;
         Ok(p)
+    }
+
+    /// `whiteout_host`, written into `out`.
+    pub fn whiteout_host_into(&self, capsule: &PathBuf, out: &mut PathBuf) -> Result<(), c_int> {
+        self.upper_host_into(capsule.parent_bytes(), out)?;
+        out.push_component(WHITEOUT_PREFIX)?;
+        out.push_bytes(capsule.file_name())
+    }
+
+    /// Whether the upper layer holds a whiteout for capsule path `capsule`.
+    fn has_whiteout(&self, capsule: &PathBuf) -> Result<bool, c_int> {
+        let mut p = PathBuf::new();
+        self.whiteout_host_into(capsule, &mut p)?;
+        Ok(sys::exists(&p))
     }
 
     fn volume_of(&self, capsule: &[u8]) -> Option<&Volume> {
@@ -194,95 +249,96 @@ impl Layers {
         PASSTHROUGH.iter().any(|p| is_within(capsule, p))
     }
 
-    /// The place of a capsule path and, for volumes and passthrough, its host path.
-    fn place_of(&self, capsule: &[u8]) -> Result<(Place, Option<PathBuf>), c_int> {
+    /// The place of a capsule path; for volumes and passthrough, its host path is
+    /// written into `host` when given.
+    fn place_of(&self, capsule: &[u8], host: Option<&mut PathBuf>) -> Result<Place, c_int> {
         if let Some(v) = self.volume_of(capsule) {
-            let mut host = PathBuf::from_bytes(&v.host)?;
-            host.push_bytes(&capsule[v.path.len()..])?;
-            return Ok((
-                Place::Volume {
-                    read_only: v.read_only,
-                },
-                Some(host),
-            ));
+            if let Some(host) = host {
+                host.set(&v.host)?;
+                host.push_bytes(&capsule[v.path.len()..])?;
+            }
+            return Ok(Place::Volume {
+                read_only: v.read_only,
+            });
         }
         if self.is_passthrough(capsule) {
-            return Ok((Place::Passthrough, Some(PathBuf::from_bytes(capsule)?)));
+            if let Some(host) = host {
+                host.set(capsule)?;
+            }
+            return Ok(Place::Passthrough);
         }
-        Ok((Place::Overlay, None))
+        Ok(Place::Overlay)
     }
 
-    /// Looks up one name whose parent directory the walk has reached.
-    fn locate(&self, capsule: PathBuf, parent: DirState) -> Result<Node, c_int> {
-        let (place, direct) = self.place_of(capsule.as_bytes())?;
-        let mut node = Node {
-            capsule,
-            place,
-            found: Found::Missing,
-            host: PathBuf::new(),
-            stat: zeroed_stat(),
-            lower_visible: parent.lower_visible,
-            parent_state: parent,
-            whiteout: false,
-        };
-        if let Some(host) = direct {
-            if sys::lstat(&host, &mut node.stat) {
+    /// Looks up one name whose parent directory the walk has reached: `node.capsule`
+    /// holds its capsule path; every other field of `node` is set here.
+    fn locate_into(&self, node: &mut Node, parent: DirState) -> Result<(), c_int> {
+        node.found = Found::Missing;
+        node.stat = zeroed_stat();
+        node.lower_visible = parent.lower_visible;
+        node.parent_state = parent;
+        node.whiteout = false;
+        node.host.clear();
+        node.place = self.place_of(node.capsule.as_bytes(), Some(&mut node.host))?;
+        if node.place != Place::Overlay {
+            if sys::lstat(&node.host, &mut node.stat) {
                 node.found = Found::Direct;
             }
-            node.host = host;
-            return Ok(node);
+            return Ok(());
         }
         let name = node.capsule.file_name();
         if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
             // The layers' own markers are not names of the capsule.
-            return Ok(node);
+            return Ok(());
         }
         if parent.in_upper && self.upper.is_some() {
-            let up = self.upper_host(node.capsule.as_bytes())?;
-            if sys::lstat(&up, &mut node.stat) {
+            self.upper_host_into(node.capsule.as_bytes(), &mut node.host)?;
+            if sys::lstat(&node.host, &mut node.stat) {
                 node.found = Found::Upper;
-                node.host = up;
-                return Ok(node);
+                return Ok(());
             }
+            node.host.clear();
             // A whiteout matters only where the lower layer shows through.
             if parent.lower_visible
                 && !node.capsule.is_root()
-                && sys::exists(&self.whiteout_host(&node.capsule)?)
+                && self.has_whiteout(&node.capsule)?
             {
                 node.lower_visible = false;
                 node.whiteout = true;
             }
         }
         if node.lower_visible {
-            let low = self.lower_host(node.capsule.as_bytes())?;
-            if sys::lstat(&low, &mut node.stat) {
+            self.lower_host_into(node.capsule.as_bytes(), &mut node.host)?;
+            if sys::lstat(&node.host, &mut node.stat) {
                 node.found = Found::Lower;
-                node.host = low;
+            } else {
+                node.host.clear();
             }
         }
-        Ok(node)
+        Ok(())
     }
 
     /// What the walk knows, inside directory `node`, about its entries.
     fn dir_state(&self, node: &Node) -> DirState {
         match node.found {
             Found::Upper => {
+                let mut p = PathBuf::new();
                 let opaque = self
-                    .upper_host(node.capsule.as_bytes())
-                    .and_then(|mut p| p.push_component(OPAQUE_MARKER).map(|_| p))
-                    .map(|p| sys::exists(&p))
-                    .unwrap_or(false);
+                    .upper_host_into(node.capsule.as_bytes(), &mut p)
+                    .is_ok()
+                    && p.push_component(OPAQUE_MARKER).is_ok()
+                    && sys::exists(&p);
                 // Lower entries show through only if the lower layer has this
                 // directory too (one lstat, then cached with the directory).
                 let lower_dir = node.lower_visible
                     && !opaque
                     && self
-                        .lower_host(node.capsule.as_bytes())
-                        .map(|p| {
-                            let mut st = zeroed_stat();
-                            sys::lstat(&p, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFDIR
-                        })
-                        .unwrap_or(false);
+                        .lower_host_into(node.capsule.as_bytes(), &mut p)
+                        .is_ok()
+                    && {
+                        let mut st = zeroed_stat();
+                        sys::lstat(&p, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                    };
                 DirState {
                     in_upper: true,
                     lower_visible: lower_dir,
@@ -295,31 +351,31 @@ impl Layers {
         }
     }
 
-    /// The node of the capsule's `/` as the walk starts from it (no system call).
-    fn walk_root(&self) -> Node {
-        Node {
-            capsule: PathBuf::root(),
-            place: Place::Overlay,
-            found: Found::Lower,
-            host: PathBuf::new(),
-            stat: zeroed_stat(),
+    /// Makes `node` the capsule's `/` as the walk starts from it (no system call).
+    fn walk_root_into(&self, node: &mut Node) {
+        node.capsule.clear();
+        // Cannot fail: one byte.
+        let _ = node.capsule.push_bytes(b"/");
+        node.place = Place::Overlay;
+        node.found = Found::Lower;
+        node.host.clear();
+        node.stat = zeroed_stat();
+        node.lower_visible = true;
+        node.parent_state = DirState {
+            in_upper: self.upper.is_some(),
             lower_visible: true,
-            parent_state: DirState {
-                in_upper: self.upper.is_some(),
-                lower_visible: true,
-            },
-            whiteout: false,
-        }
+        };
+        node.whiteout = false;
     }
 
-    /// The node of the capsule's `/` itself: the lower root, what `/` looks like.
-    fn root_node(&self) -> Result<Node, c_int> {
-        let mut node = self.walk_root();
-        node.host = self.lower_host(b"/")?;
+    /// Makes `node` the capsule's `/` itself: the lower root, what `/` looks like.
+    fn root_node_into(&self, node: &mut Node) -> Result<(), c_int> {
+        self.walk_root_into(node);
+        self.lower_host_into(b"/", &mut node.host)?;
         if !sys::lstat(&node.host, &mut node.stat) {
             return Err(libc::ENOENT);
         }
-        Ok(node)
+        Ok(())
     }
 
     /// Resolves an absolute capsule path. Links in every component but the last are
@@ -327,58 +383,87 @@ impl Layers {
     /// not an error (the caller may create it); a missing directory on the way is
     /// `ENOENT`, a non-directory on the way `ENOTDIR`.
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Node, c_int> {
-        if components(path).any(|c| c.len() > NAME_MAX) {
+        let mut node = Node::empty();
+        self.resolve_into(path, follow_last, &mut node)?;
+        Ok(node)
+    }
+
+    /// `resolve`, building the node in place (a `Node` is large: moving it costs
+    /// more than most of what the resolution does). On error `node` is unspecified.
+    pub fn resolve_into(
+        &self,
+        path: &[u8],
+        follow_last: bool,
+        node: &mut Node,
+    ) -> Result<(), c_int> {
+        self.resolve_shaped(path, super::path::shape(path, NAME_MAX), follow_last, node)
+    }
+
+    /// `resolve_into` of a path whose shape (with `NAME_MAX`) is known.
+    pub fn resolve_shaped(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        follow_last: bool,
+        node: &mut Node,
+    ) -> Result<(), c_int> {
+        if shape.over {
             return Err(libc::ENAMETOOLONG);
         }
-        if let Some(node) = self.direct(path, follow_last)? {
-            return Ok(node);
+        if self.direct_into(path, shape, follow_last, node)? {
+            return Ok(());
         }
-        if let Some(node) = self.cached(path, follow_last)? {
-            return Ok(node);
+        if shape.plain && self.cached_into(path, follow_last, node)? {
+            return Ok(());
+        }
+        if path.len() >= super::path::PATH_MAX {
+            return Err(super::path::TOO_LONG);
         }
         // Read before the walk: a change during the walk makes what it found stale.
         let generation = super::cache::generation();
-        let mut pending = PathBuf::from_bytes(path)?;
+        let mut pending = PathBuf::new();
+        let mut restart = PathBuf::new();
         let mut links = 0;
         loop {
-            match self.walk(&pending, follow_last)? {
-                Step::Done(node) => {
-                    if let (0, Some(generation)) = (links, generation) {
-                        self.remember(generation, path, &node);
-                    }
-                    return Ok(node);
+            let bytes = if links == 0 { path } else { pending.as_bytes() };
+            if self.walk(bytes, follow_last, node, &mut restart)? {
+                if let (0, Some(generation)) = (links, generation) {
+                    self.remember(generation, path, node);
                 }
-                Step::Restart(next) => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(libc::ELOOP);
-                    }
-                    pending = next;
-                }
+                return Ok(());
             }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(libc::ELOOP);
+            }
+            std::mem::swap(&mut pending, &mut restart);
         }
     }
 
     /// A name in `/dev`, `/sys`, `/proc` or a volume, given without `..`: the host's
     /// own file system, which the kernel resolves in one call. Paths through
-    /// `/proc/*/root` and `/proc/*/cwd` (host paths) are walked instead.
-    fn direct(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
-        let Some((place, host)) = self.direct_host(path)? else {
-            return Ok(None);
+    /// `/proc/*/root` and `/proc/*/cwd` (host paths) are walked instead. False: not
+    /// such a name (`node` unspecified).
+    fn direct_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        follow_last: bool,
+        node: &mut Node,
+    ) -> Result<bool, c_int> {
+        let Some(place) = self.direct_host_into(path, shape, &mut node.host)? else {
+            return Ok(false);
         };
-        let mut node = Node {
-            capsule: PathBuf::from_bytes(path)?,
-            place,
-            found: Found::Missing,
-            host,
-            stat: zeroed_stat(),
+        node.capsule.set(path)?;
+        node.place = place;
+        node.found = Found::Missing;
+        node.stat = zeroed_stat();
+        node.lower_visible = true;
+        node.parent_state = DirState {
+            in_upper: false,
             lower_visible: true,
-            parent_state: DirState {
-                in_upper: false,
-                lower_visible: true,
-            },
-            whiteout: false,
         };
+        node.whiteout = false;
         let found = if follow_last {
             // SAFETY: a NUL-terminated path and a valid buffer.
             unsafe { libc::stat(node.host.as_ptr(), &mut node.stat) == 0 }
@@ -393,118 +478,141 @@ impl Layers {
                 return Err(e);
             }
         }
-        Ok(Some(node))
+        Ok(true)
     }
 
-    /// The host path of a name the kernel may resolve by itself: in `/dev`, `/sys`,
-    /// `/proc` or a volume, given without `..`, and not through `/proc/*/root` or
-    /// `/proc/*/cwd` (whose targets are host paths the walk must map).
-    fn direct_host(&self, path: &[u8]) -> Result<Option<(Place, PathBuf)>, c_int> {
-        if !path.starts_with(b"/") || components(path).any(|c| c == b"..") {
+    /// The place of a name the kernel may resolve by itself, its host path written
+    /// into `host`: in `/dev`, `/sys`, `/proc` or a volume, given without `..`, and
+    /// not through `/proc/*/root` or `/proc/*/cwd` (whose targets are host paths the
+    /// walk must map). `None`: not such a name (`host` unspecified).
+    fn direct_host_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        host: &mut PathBuf,
+    ) -> Result<Option<Place>, c_int> {
+        if !path.starts_with(b"/") || self.place_of(path, None)? == Place::Overlay {
             return Ok(None);
         }
-        let (place, Some(host)) = self.place_of(path)? else {
+        if shape.dotdot {
             return Ok(None);
-        };
+        }
+        let place = self.place_of(path, Some(host))?;
         // `exe` too: a program run by its root's loader must not open the loader.
         if is_within(path, b"/proc")
             && components(path).any(|c| c == b"root" || c == b"cwd" || c == b"exe")
         {
             return Ok(None);
         }
-        Ok(Some((place, host)))
+        Ok(Some(place))
     }
 
     /// Resolves the last name of `path` in its directory, when what the walk knows
-    /// about that directory is cached and still valid.
-    fn cached(&self, path: &[u8], follow_last: bool) -> Result<Option<Node>, c_int> {
-        let Some((dir, name)) = super::cache::split(path) else {
-            return Ok(None);
+    /// about that directory is cached and still valid. False: not cached, or the
+    /// walk must decide (`node` unspecified). `path` is plain (`path::Shape`).
+    fn cached_into(&self, path: &[u8], follow_last: bool, node: &mut Node) -> Result<bool, c_int> {
+        let (dir, name) = super::cache::split_plain(path);
+        let Some(state) = super::cache::lookup_into(dir, &mut node.capsule) else {
+            return Ok(false);
         };
-        let Some((canonical, state)) = super::cache::lookup(dir) else {
-            return Ok(None);
-        };
-        let mut capsule = canonical;
-        capsule.push_component(name)?;
-        let node = self.locate(capsule, state)?;
+        node.capsule.push_component(name)?;
+        self.locate_into(node, state)?;
         if node.is_symlink() && (follow_last || path.ends_with(b"/")) {
-            return Ok(None); // let the walk follow it
+            return Ok(false); // let the walk follow it
         }
         if path.ends_with(b"/") && node.exists() && !node.is_dir() {
             return Err(libc::ENOTDIR);
         }
-        Ok(Some(node))
+        Ok(true)
     }
 
-    /// The capsule path of `path`'s last name and what is known inside its directory,
-    /// when that directory is cached, the name is not a layer marker and lies in the
-    /// layers (not a volume or host directory).
-    fn in_cached_dir(&self, path: &[u8]) -> Result<Option<(PathBuf, DirState)>, c_int> {
-        let Some((dir, name)) = super::cache::split(path) else {
+    /// What is known inside the directory of `path`'s last name, its capsule path
+    /// written into `capsule`, when that directory is cached, the name is not a
+    /// layer marker and lies in the layers (not a volume or host directory).
+    fn in_cached_dir_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        capsule: &mut PathBuf,
+    ) -> Result<Option<DirState>, c_int> {
+        if !shape.plain {
             return Ok(None);
-        };
+        }
+        let (dir, name) = super::cache::split_plain(path);
         if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
             return Ok(None);
         }
-        let Some((mut capsule, state)) = super::cache::lookup(dir) else {
+        let Some(state) = super::cache::lookup_into(dir, capsule) else {
             return Ok(None);
         };
         capsule.push_component(name)?;
-        if self.place_of(capsule.as_bytes())?.0 != Place::Overlay {
+        if self.place_of(capsule.as_bytes(), None)? != Place::Overlay {
             return Ok(None);
         }
-        Ok(Some((capsule, state)))
+        Ok(Some(state))
     }
 
-    /// For an open that only reads: where to try the name, without looking first.
-    /// `None`: resolve the long way. Otherwise the candidates in order (upper, then
-    /// lower unless hidden), to be opened with `O_NOFOLLOW`; a link (`ELOOP`) sends
-    /// the caller back to the long way, which follows it inside the capsule.
-    pub fn read_candidates(&self, path: &[u8]) -> Result<Option<Candidates>, c_int> {
-        if let Some((_, host)) = self.direct_host(path)? {
-            return Ok(Some(Candidates {
-                capsule: PathBuf::from_bytes(path)?,
-                upper: None,
-                lower: Some(host),
-                direct: true,
-            }));
+    /// For an open that only reads: where to try the name, without looking first,
+    /// written into `c`. False: resolve the long way. Otherwise the candidates in
+    /// order (upper, then lower unless hidden; empty ones are not tried), to be
+    /// opened with `O_NOFOLLOW`; a link (`ELOOP`) sends the caller back to the long
+    /// way, which follows it inside the capsule. `shape`: `path::shape(path, NAME_MAX)`.
+    pub fn read_candidates_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        c: &mut Candidates,
+    ) -> Result<bool, c_int> {
+        if shape.over {
+            return Ok(false);
         }
-        let Some((capsule, state)) = self.in_cached_dir(path)? else {
-            return Ok(None);
+        if self.direct_host_into(path, shape, &mut c.lower)?.is_some() {
+            c.capsule.set(path)?;
+            c.upper.clear();
+            c.direct = true;
+            return Ok(true);
+        }
+        let Some(state) = self.in_cached_dir_into(path, shape, &mut c.capsule)? else {
+            return Ok(false);
         };
-        let upper = if state.in_upper && self.upper.is_some() {
-            Some(self.upper_host(capsule.as_bytes())?)
-        } else {
-            None
-        };
+        c.direct = false;
+        c.upper.clear();
+        c.lower.clear();
+        if state.in_upper && self.upper.is_some() {
+            self.upper_host_into(c.capsule.as_bytes(), &mut c.upper)?;
+        }
         let mut lower_visible = state.lower_visible;
-        if lower_visible && upper.is_some() && sys::exists(&self.whiteout_host(&capsule)?) {
+        if lower_visible && !c.upper.is_empty() && self.has_whiteout(&c.capsule)? {
             lower_visible = false;
         }
-        let lower = if lower_visible {
-            Some(self.lower_host(capsule.as_bytes())?)
-        } else {
-            None
-        };
-        Ok(Some(Candidates {
-            capsule,
-            upper,
-            lower,
-            direct: false,
-        }))
+        if lower_visible {
+            self.lower_host_into(c.capsule.as_bytes(), &mut c.lower)?;
+        }
+        Ok(true)
     }
 
-    /// For a removal: the upper-layer host path of `path` when its directory is known
-    /// (cached) to be in the upper layer alone, so that the kernel's unlink or rmdir
-    /// says all (no lower name to hide, no marker to mind). `None`: the long way.
-    pub fn upper_only(&self, path: &[u8]) -> Result<Option<PathBuf>, c_int> {
-        let Some((capsule, state)) = self.in_cached_dir(path)? else {
-            return Ok(None);
+    /// For a removal: the upper-layer host path of `path`, written into `host`, when
+    /// its directory is known (cached) to be in the upper layer alone, so that the
+    /// kernel's unlink or rmdir says all (no lower name to hide, no marker to mind).
+    /// False: the long way. `shape`: `path::shape(path, NAME_MAX)`.
+    pub fn upper_only_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        host: &mut PathBuf,
+    ) -> Result<bool, c_int> {
+        if shape.over {
+            return Ok(false);
+        }
+        let mut capsule = PathBuf::new();
+        let Some(state) = self.in_cached_dir_into(path, shape, &mut capsule)? else {
+            return Ok(false);
         };
         if !state.in_upper || state.lower_visible || self.upper.is_none() || self.read_only {
-            return Ok(None);
+            return Ok(false);
         }
-        Ok(Some(self.upper_host(capsule.as_bytes())?))
+        self.upper_host_into(capsule.as_bytes(), host)?;
+        Ok(true)
     }
 
     /// Caches what the walk found out about the directory of `path`'s last name.
@@ -522,9 +630,15 @@ impl Layers {
         }
     }
 
-    /// One walk from the capsule's `/`, until done or a link sends it elsewhere.
-    fn walk(&self, pending: &PathBuf, follow_last: bool) -> Result<Step, c_int> {
-        let bytes = pending.as_bytes();
+    /// One walk from the capsule's `/`, building the node in `node`: true when done,
+    /// false when a link sends it elsewhere (the path to walk next in `restart`).
+    fn walk(
+        &self,
+        bytes: &[u8],
+        follow_last: bool,
+        node: &mut Node,
+        restart: &mut PathBuf,
+    ) -> Result<bool, c_int> {
         // What the walk knows inside each directory it passed, by depth.
         let mut states = [DirState {
             in_upper: false,
@@ -535,7 +649,8 @@ impl Layers {
             lower_visible: true,
         };
         let mut depth = 0usize;
-        let mut cur = self.walk_root();
+        // `node` is the directory reached so far, then the name looked up in it.
+        self.walk_root_into(node);
         let total = components(bytes).count();
         let trailing_slash = bytes.len() > 1 && bytes.ends_with(b"/");
         for (index, name) in components(bytes).enumerate() {
@@ -543,25 +658,19 @@ impl Layers {
             if name == b".." {
                 if depth > 0 {
                     depth -= 1;
-                    let mut parent = PathBuf::from_bytes(cur.capsule.as_bytes())?;
-                    parent.pop();
-                    cur = if depth == 0 {
-                        self.walk_root()
+                    if depth == 0 {
+                        self.walk_root_into(node);
                     } else {
-                        self.locate(parent, states[depth - 1])?
-                    };
+                        node.capsule.pop();
+                        self.locate_into(node, states[depth - 1])?;
+                    }
                 }
                 continue;
             }
-            let mut capsule = PathBuf::from_bytes(cur.capsule.as_bytes())?;
-            capsule.push_component(name)?;
-            let node = self.locate(capsule, states[depth])?;
+            node.capsule.push_component(name)?;
+            self.locate_into(node, states[depth])?;
             if !node.exists() {
-                return if last {
-                    Ok(Step::Done(node))
-                } else {
-                    Err(libc::ENOENT)
-                };
+                return if last { Ok(true) } else { Err(libc::ENOENT) };
             }
             if node.is_symlink() && (!last || follow_last || trailing_slash) {
                 let mut target = PathBuf::new();
@@ -570,26 +679,27 @@ impl Layers {
                 if is_within(node.capsule.as_bytes(), b"/proc") {
                     self.map_proc_link(node.capsule.as_bytes(), &mut target)?;
                 }
-                let mut next = PathBuf::new();
+                restart.clear();
                 if !target.as_bytes().starts_with(b"/") {
-                    next.push_bytes(cur.capsule.as_bytes())?;
-                    next.push_bytes(b"/")?;
+                    // The directory the link is in.
+                    restart.push_bytes(node.capsule.parent_bytes())?;
+                    restart.push_bytes(b"/")?;
                 }
-                next.push_bytes(target.as_bytes())?;
+                restart.push_bytes(target.as_bytes())?;
                 for rest in components(bytes).skip(index + 1) {
-                    next.push_bytes(b"/")?;
-                    next.push_bytes(rest)?;
+                    restart.push_bytes(b"/")?;
+                    restart.push_bytes(rest)?;
                 }
                 if trailing_slash {
-                    next.push_bytes(b"/")?;
+                    restart.push_bytes(b"/")?;
                 }
-                return Ok(Step::Restart(next));
+                return Ok(false);
             }
             if last {
                 if trailing_slash && !node.is_dir() {
                     return Err(libc::ENOTDIR);
                 }
-                return Ok(Step::Done(node));
+                return Ok(true);
             }
             if !node.is_dir() {
                 return Err(libc::ENOTDIR);
@@ -598,14 +708,13 @@ impl Layers {
             if depth >= states.len() {
                 return Err(libc::ENAMETOOLONG);
             }
-            states[depth] = self.dir_state(&node);
-            cur = node;
+            states[depth] = self.dir_state(node);
         }
         // No component left (the path was `/` or ended in `..`): that directory.
-        if cur.capsule.is_root() {
-            return Ok(Step::Done(self.root_node()?));
+        if node.capsule.is_root() {
+            self.root_node_into(node)?;
         }
-        Ok(Step::Done(cur))
+        Ok(true)
     }
 
     /// Maps the host path the `/proc` link `link` (a capsule path) holds into the
@@ -643,48 +752,69 @@ impl Layers {
     /// (A `/proc/self/exe` whose process was started by a root's loader is mapped
     /// by `map_proc_link`.)
     pub fn reverse(&self, host: &[u8]) -> Option<PathBuf> {
-        let strip = |prefix: &[u8], capsule_base: &[u8]| -> Option<PathBuf> {
+        let mut p = PathBuf::new();
+        self.reverse_into(host, &mut p).then_some(p)
+    }
+
+    /// `reverse`, written into `out`; false (and `out` unspecified) when `host` has
+    /// no capsule path.
+    pub fn reverse_into(&self, host: &[u8], out: &mut PathBuf) -> bool {
+        let strip = |out: &mut PathBuf, prefix: &[u8], capsule_base: &[u8]| -> bool {
             if !is_within(host, prefix) {
-                return None;
+                return false;
             }
             let rest = if prefix == b"/" {
                 host
             } else {
                 &host[prefix.len()..]
             };
-            let mut p = PathBuf::from_bytes(capsule_base).ok()?;
-            if p.is_root() && !rest.is_empty() {
-                p.clear();
+            if out.set(capsule_base).is_err() {
+                return false;
             }
-            p.push_bytes(rest).ok()?;
-            if p.len() == 0 {
-                p.push_bytes(b"/").ok()?;
+            if out.is_root() && !rest.is_empty() {
+                out.clear();
             }
-            Some(p)
+            if out.push_bytes(rest).is_err() {
+                return false;
+            }
+            !out.is_empty() || out.push_bytes(b"/").is_ok()
         };
-        let mut by_host: Vec<&Volume> = self.volumes.iter().collect();
-        by_host.sort_by_key(|v| std::cmp::Reverse(v.host.len()));
-        for v in by_host {
-            if let Some(p) = strip(&v.host, &v.path) {
-                return Some(p);
+        // Volumes by host path, longest first (a stable sort: ties keep their order);
+        // the usual few without allocating.
+        let mut few = [0usize; 16];
+        let mut many = Vec::new();
+        let order: &mut [usize] = if self.volumes.len() <= few.len() {
+            &mut few[..self.volumes.len()]
+        } else {
+            many.resize(self.volumes.len(), 0);
+            &mut many
+        };
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i;
+        }
+        order.sort_by_key(|&i| std::cmp::Reverse(self.volumes[i].host.len()));
+        for &i in order.iter() {
+            let v = &self.volumes[i];
+            if strip(out, &v.host, &v.path) {
+                return true;
             }
         }
         if let Some(upper) = &self.upper {
-            if let Some(p) = strip(upper, b"/") {
-                return Some(p);
+            if strip(out, upper, b"/") {
+                return true;
             }
         }
         match &self.root {
             Some(root) => {
-                if let Some(p) = strip(root, b"/") {
-                    return Some(p);
+                if strip(out, root, b"/") {
+                    return true;
                 }
                 if PASSTHROUGH.iter().any(|p| is_within(host, p)) {
-                    return PathBuf::from_bytes(host).ok();
+                    return out.set(host).is_ok();
                 }
-                None
+                false
             }
-            None => PathBuf::from_bytes(host).ok(),
+            None => out.set(host).is_ok(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::{c_int, CStr};
 
 use super::cow;
 use super::layers::{Found, Layers, Node, Place};
-use super::path::PathBuf;
+use super::path::{PathBuf, Shape, NAME_MAX};
 use super::sys;
 
 /// Why a hook does not go ahead with a translated path.
@@ -28,24 +28,42 @@ pub type Op<T> = Result<T, Skip>;
 /// The capsule's working directory (the real one, mapped back; `/` when the real one
 /// lies outside the capsule).
 pub fn cwd(layers: &Layers) -> PathBuf {
+    let mut out = PathBuf::new();
+    cwd_into(layers, &mut out);
+    out
+}
+
+/// `cwd`, written into `out`.
+pub fn cwd_into(layers: &Layers, out: &mut PathBuf) {
     let mut buf = [0u8; super::path::PATH_MAX];
     // SAFETY: the buffer is valid for its length.
     let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
-    if p.is_null() {
-        return PathBuf::root();
+    if !p.is_null() {
+        // SAFETY: getcwd wrote a NUL-terminated string.
+        let host = unsafe { CStr::from_ptr(p) }.to_bytes();
+        if layers.reverse_into(host, out) {
+            return;
+        }
     }
-    // SAFETY: getcwd wrote a NUL-terminated string.
-    let host = unsafe { CStr::from_ptr(p) }.to_bytes();
-    layers.reverse(host).unwrap_or_else(PathBuf::root)
+    out.clear();
+    let _ = out.push_bytes(b"/");
 }
 
 /// The capsule path of what descriptor `fd` refers to, if it is in the capsule.
 pub fn fd_path(layers: &Layers, fd: c_int) -> Result<Option<PathBuf>, c_int> {
+    let mut p = PathBuf::new();
+    Ok(fd_path_into(layers, fd, &mut p)?.then_some(p))
+}
+
+/// `fd_path`, written into `out`; false (and `out` unspecified) when it is not in
+/// the capsule.
+pub fn fd_path_into(layers: &Layers, fd: c_int, out: &mut PathBuf) -> Result<bool, c_int> {
     if let Some(known) = super::fds::directory(fd) {
-        return Ok(Some(known));
+        out.set(known.as_bytes())?;
+        return Ok(true);
     }
     let target = sys::fd_target(fd)?;
-    Ok(layers.reverse(target.as_bytes()))
+    Ok(layers.reverse_into(target.as_bytes(), out))
 }
 
 /// For a call that changes what descriptor `fd` refers to (fchmod, fchown,
@@ -65,22 +83,36 @@ pub fn fd_for_change(layers: &Layers, fd: c_int) -> Op<Option<PathBuf>> {
 
 /// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
 pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
+    let mut out = PathBuf::new();
+    absolute_into(layers, dirfd, path, &mut out)?;
+    Ok(out)
+}
+
+/// `absolute`, written into `out`; returns its shape (`path::shape` with
+/// `NAME_MAX`).
+pub fn absolute_into(layers: &Layers, dirfd: c_int, path: &CStr, out: &mut PathBuf) -> Op<Shape> {
     let bytes = path.to_bytes();
     if bytes.is_empty() {
         return Err(Skip::Errno(libc::ENOENT));
     }
-    let mut out = if bytes[0] == b'/' {
-        PathBuf::root()
+    if bytes[0] == b'/' {
+        // Already as the loop below would write it: no empty component (`//`, a
+        // trailing `/`) and no `.`.
+        let shape = super::path::shape(bytes, NAME_MAX);
+        if shape.clean {
+            out.set(bytes)?;
+            return Ok(shape);
+        }
+        out.set(b"/")?;
     } else if dirfd == libc::AT_FDCWD {
-        cwd(layers)
+        cwd_into(layers, out);
     } else {
-        match fd_path(layers, dirfd)? {
-            Some(p) => p,
+        if !fd_path_into(layers, dirfd, out)? {
             // A directory outside the capsule (inherited, or opened before): the
             // kernel resolves relative to it, as it would without a capsule.
-            None => return Err(Skip::Pass),
+            return Err(Skip::Pass);
         }
-    };
+    }
     // `.` and repeated slashes never change what a path names (`..` may, after a
     // link: the walk resolves it); dropping them here lets the cache see one
     // spelling. A trailing `/` (or `/.`) still asks for a directory.
@@ -91,22 +123,49 @@ pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
     if wants_dir && !out.is_root() {
         out.push_bytes(b"/")?;
     }
-    Ok(out)
+    Ok(super::path::shape(out.as_bytes(), NAME_MAX))
 }
 
 /// Resolves a path argument.
 pub fn lookup(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
-    let abs = absolute(layers, dirfd, path)?;
-    Ok(layers.resolve(abs.as_bytes(), follow)?)
+    let mut node = Node::empty();
+    lookup_into(layers, dirfd, path, follow, &mut node)?;
+    Ok(node)
+}
+
+/// `lookup`, building the node in place (on error `node` is unspecified).
+pub fn lookup_into(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    follow: bool,
+    node: &mut Node,
+) -> Op<()> {
+    let mut abs = PathBuf::new();
+    let shape = absolute_into(layers, dirfd, path, &mut abs)?;
+    Ok(layers.resolve_shaped(abs.as_bytes(), shape, follow, node)?)
 }
 
 /// Resolves a path argument that must exist.
 pub fn existing(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
-    let node = lookup(layers, dirfd, path, follow)?;
+    let mut node = Node::empty();
+    existing_into(layers, dirfd, path, follow, &mut node)?;
+    Ok(node)
+}
+
+/// `existing`, building the node in place (on error `node` is unspecified).
+pub fn existing_into(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    follow: bool,
+    node: &mut Node,
+) -> Op<()> {
+    lookup_into(layers, dirfd, path, follow, node)?;
     if !node.exists() {
         return Err(Skip::Errno(libc::ENOENT));
     }
-    Ok(node)
+    Ok(())
 }
 
 /// Fails with `EROFS` where the node cannot be changed.
@@ -121,15 +180,29 @@ fn check_writable(layers: &Layers, node: &Node) -> Op<()> {
 
 /// Makes an existing node changeable: copies it up if it is in the lower layer.
 pub fn for_change(layers: &Layers, mut node: Node) -> Op<Node> {
-    check_writable(layers, &node)?;
-    if node.found == Found::Lower {
-        cow::copy_up(layers, &mut node)?;
-    }
+    for_change_in(layers, &mut node)?;
     Ok(node)
+}
+
+/// `for_change`, in place.
+pub fn for_change_in(layers: &Layers, node: &mut Node) -> Op<()> {
+    check_writable(layers, node)?;
+    if node.found == Found::Lower {
+        cow::copy_up(layers, node)?;
+    }
+    Ok(())
 }
 
 /// Prepares the creation of a missing name and returns the host path to create.
 pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
+    let mut host = PathBuf::new();
+    let had_whiteout = for_create_into(layers, node, &mut host)?;
+    Ok((host, had_whiteout))
+}
+
+/// `for_create`, the host path written into `host`; returns whether a whiteout was
+/// cleared.
+pub fn for_create_into(layers: &Layers, node: &Node, host: &mut PathBuf) -> Op<bool> {
     check_writable(layers, node)?;
     match node.place {
         Place::Overlay => {
@@ -137,99 +210,149 @@ pub fn for_create(layers: &Layers, node: &Node) -> Op<(PathBuf, bool)> {
                 cow::ensure_upper_dir(layers, node.capsule.parent_bytes())?;
             }
             let had_whiteout = node.whiteout && cow::clear_whiteout(layers, &node.capsule)?;
-            Ok((layers.upper_host(node.capsule.as_bytes())?, had_whiteout))
+            layers.upper_host_into(node.capsule.as_bytes(), host)?;
+            Ok(had_whiteout)
         }
-        _ => Ok((PathBuf::from_bytes(node.host.as_bytes())?, false)),
+        _ => {
+            host.set(node.host.as_bytes())?;
+            Ok(false)
+        }
     }
 }
 
 /// What an `open` must do: the host path, whether it creates the file, whether the
 /// file is in the lower layer (then a descriptor on it must not be changed through).
 pub struct OpenPlan {
+    /// What the path resolved to.
+    pub node: Node,
     pub host: PathBuf,
     pub created: bool,
     pub lower: bool,
-    /// The capsule path, when the open is of a directory (for `*at()` calls).
-    pub directory: Option<PathBuf>,
+    /// The open is of a directory, whose capsule path is `node.capsule` (for `*at()`
+    /// calls).
+    pub directory: bool,
+}
+
+impl OpenPlan {
+    pub fn new() -> OpenPlan {
+        OpenPlan {
+            node: Node::empty(),
+            host: PathBuf::new(),
+            created: false,
+            lower: false,
+            directory: false,
+        }
+    }
+}
+
+impl Default for OpenPlan {
+    fn default() -> Self {
+        OpenPlan::new()
+    }
 }
 
 /// The host path an `open` with these flags must use.
 pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
+    let mut plan = OpenPlan::new();
+    open_into(layers, dirfd, path, flags, &mut plan)?;
+    Ok(plan)
+}
+
+/// `open`, building the plan in place (on error `plan` is unspecified).
+pub fn open_into(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    flags: c_int,
+    plan: &mut OpenPlan,
+) -> Op<()> {
     let create = flags & libc::O_CREAT != 0;
     let exclusive = create && flags & libc::O_EXCL != 0;
     let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
     let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-    let node = lookup(layers, dirfd, path, follow)?;
-    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
-        return tmpfile_in(layers, node);
+    plan.created = false;
+    plan.lower = false;
+    plan.directory = false;
+    let mut abs = PathBuf::new();
+    let shape = absolute_into(layers, dirfd, path, &mut abs)?;
+    // An exclusive creation in a directory of the upper layer alone: the kernel's
+    // answer is the capsule's (`EEXIST` for any name there, links included; no
+    // lower name, whiteout or marker to mind), as for `remove`.
+    if exclusive
+        && flags & libc::O_TMPFILE != libc::O_TMPFILE
+        && layers.upper_only_into(abs.as_bytes(), shape, &mut plan.host)?
+    {
+        plan.created = true;
+        return Ok(());
     }
+    layers.resolve_shaped(abs.as_bytes(), shape, follow, &mut plan.node)?;
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        return tmpfile_in(layers, plan);
+    }
+    let node = &mut plan.node;
     if !node.exists() {
         if !create {
             return Err(Skip::Errno(libc::ENOENT));
         }
-        return Ok(OpenPlan {
-            host: for_create(layers, &node)?.0,
-            created: true,
-            lower: false,
-            directory: None,
-        });
+        for_create_into(layers, node, &mut plan.host)?;
+        plan.created = true;
+        return Ok(());
     }
     if exclusive {
         return Err(Skip::Errno(libc::EEXIST));
     }
     if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
-        return Ok(OpenPlan {
-            host: for_change(layers, node)?.host,
-            created: false,
-            lower: false,
-            directory: None,
-        });
+        for_change_in(layers, node)?;
+        return Ok(plan.host.set(node.host.as_bytes())?);
     }
-    Ok(OpenPlan {
-        lower: node.found == Found::Lower,
-        directory: node
-            .is_dir()
-            .then(|| PathBuf::from_bytes(node.capsule.as_bytes()))
-            .transpose()?,
-        host: node.host,
-        created: false,
-    })
+    plan.lower = node.found == Found::Lower;
+    plan.directory = node.is_dir();
+    Ok(plan.host.set(node.host.as_bytes())?)
 }
 
-/// `O_TMPFILE` in directory `node`: the unnamed file is made in the upper layer's
-/// copy of the directory (a later `linkat` gives it a name there), never in the
-/// lower layer's.
-fn tmpfile_in(layers: &Layers, node: Node) -> Op<OpenPlan> {
+/// `O_TMPFILE` in directory `plan.node`: the unnamed file is made in the upper
+/// layer's copy of the directory (a later `linkat` gives it a name there), never in
+/// the lower layer's.
+fn tmpfile_in(layers: &Layers, plan: &mut OpenPlan) -> Op<()> {
+    let node = &plan.node;
     if !node.exists() {
         return Err(Skip::Errno(libc::ENOENT));
     }
     if !node.is_dir() {
         return Err(Skip::Errno(libc::ENOTDIR));
     }
-    check_writable(layers, &node)?;
-    let host = if node.place == Place::Overlay {
+    check_writable(layers, node)?;
+    if node.place == Place::Overlay {
         cow::ensure_upper_dir(layers, node.capsule.as_bytes())?;
-        layers.upper_host(node.capsule.as_bytes())?
+        layers.upper_host_into(node.capsule.as_bytes(), &mut plan.host)?;
     } else {
-        node.host
-    };
-    Ok(OpenPlan {
-        host,
-        created: false,
-        lower: false,
-        directory: None,
-    })
+        plan.host.set(node.host.as_bytes())?;
+    }
+    Ok(())
 }
 
-/// The host path of an existing name, for calls that only read.
-pub fn read_path(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<PathBuf> {
-    Ok(existing(layers, dirfd, path, follow)?.host)
+/// The host path of an existing name (`node.host`), for calls that only read.
+pub fn read_path_into(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    follow: bool,
+    node: &mut Node,
+) -> Op<()> {
+    existing_into(layers, dirfd, path, follow, node)
 }
 
-/// The host path of an existing name, copied up first, for calls that change it.
-pub fn change_path(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<PathBuf> {
-    let node = existing(layers, dirfd, path, follow)?;
-    Ok(for_change(layers, node)?.host)
+/// The host path of an existing name (`node.host`), copied up first, for calls
+/// that change it.
+pub fn change_path_into(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    follow: bool,
+    node: &mut Node,
+) -> Op<()> {
+    existing_into(layers, dirfd, path, follow, node)?;
+    for_change_in(layers, node)
 }
 
 /// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.
@@ -269,12 +392,14 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     }
     // In a directory of the upper layer alone, the kernel's answer is the capsule's
     // (an opaque directory's marker makes rmdir say ENOTEMPTY: then the long way).
-    let abs = absolute(layers, dirfd, path)?;
-    if let Some(host) = layers.upper_only(abs.as_bytes())? {
+    let mut abs = PathBuf::new();
+    let shape = absolute_into(layers, dirfd, path, &mut abs)?;
+    let mut node = Node::empty();
+    if layers.upper_only_into(abs.as_bytes(), shape, &mut node.host)? {
         let done = if directory {
-            sys::rmdir(&host)
+            sys::rmdir(&node.host)
         } else {
-            sys::unlink(&host)
+            sys::unlink(&node.host)
         };
         match done {
             Ok(()) => return Ok(()),
@@ -282,7 +407,7 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
             Err(e) => return Err(Skip::Errno(e)),
         }
     }
-    let node = layers.resolve(abs.as_bytes(), false)?;
+    layers.resolve_shaped(abs.as_bytes(), shape, false, &mut node)?;
     if !node.exists() {
         return Err(Skip::Errno(libc::ENOENT));
     }

@@ -108,7 +108,26 @@ impl PathBuf {
     }
 
     /// Appends raw bytes.
+    #[inline]
     pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        let new_len = self.len + bytes.len();
+        if new_len >= INLINE || !self.heap.is_empty() {
+            return self.push_spilled(bytes);
+        }
+        // SAFETY: the copy and the NUL stay within the inline buffer (new_len <
+        // INLINE), which is in use (the heap is empty).
+        unsafe {
+            let base = self.inline.as_mut_ptr() as *mut u8;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(self.len), bytes.len());
+            base.add(new_len).write(0);
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// `push_bytes` of a path that is or becomes too long for the inline buffer.
+    #[cold]
+    fn push_spilled(&mut self, bytes: &[u8]) -> Result<(), i32> {
         let new_len = self.len + bytes.len();
         if new_len >= PATH_MAX {
             return Err(TOO_LONG);
@@ -171,19 +190,34 @@ impl PathBuf {
         }
     }
 
+    /// Whether the path is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// `prefix` followed by this capsule path (`/` alone adds nothing after prefix).
+    #[cfg(test)]
     pub fn prefixed(prefix: &[u8], path: &[u8]) -> Result<PathBuf, i32> {
-        let mut p = PathBuf::from_bytes(prefix)?;
+        let mut p = PathBuf::new();
+        p.set_prefixed(prefix, path)?;
+        Ok(p)
+    }
+
+    /// Sets this buffer to `prefix` followed by capsule path `path` (`/` alone adds
+    /// nothing after `prefix`).
+    pub fn set_prefixed(&mut self, prefix: &[u8], path: &[u8]) -> Result<(), i32> {
+        self.set(prefix)?;
         if path != b"/" {
             if prefix.ends_with(b"/") {
-                p.push_bytes(&path[1..])?;
+                self.push_bytes(&path[1..])
             } else {
-                p.push_bytes(path)?;
+                self.push_bytes(path)
             }
-        } else if p.len == 0 {
-            p.push_bytes(b"/")?;
+        } else if self.len == 0 {
+            self.push_bytes(b"/")
+        } else {
+            Ok(())
         }
-        Ok(p)
     }
 }
 
@@ -200,11 +234,81 @@ impl std::fmt::Debug for PathBuf {
 }
 
 /// Whether `path` is `prefix` or lies below it (component-wise).
+#[inline]
 pub fn is_within(path: &[u8], prefix: &[u8]) -> bool {
     if prefix == b"/" {
         return path.starts_with(b"/");
     }
-    path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+    // The cheap tests first: most paths fail on the length or the byte after.
+    let n = prefix.len();
+    path.len() >= n && (path.len() == n || path[n] == b'/') && path[..n] == *prefix
+}
+
+/// The longest name of one path component (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Whether absolute `path` is plain: `/`, or `/` and components each followed by one
+/// `/` but the last, none empty or `.`, and none `..` unless `dotdot`.
+pub fn is_plain(path: &[u8], dotdot: bool) -> bool {
+    let s = shape(path, usize::MAX);
+    s.clean && (dotdot || !s.dotdot)
+}
+
+/// What one pass over a path finds out.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// A component is longer than the limit given (the rest is then unknown:
+    /// false).
+    pub over: bool,
+    /// Absolute, with no empty component (`//`, a trailing `/`) and no `.`: `/`, or
+    /// components each after one `/`.
+    pub clean: bool,
+    /// A component is `..`.
+    pub dotdot: bool,
+    /// Plain as the path cache wants it: clean, no `..`, not `/` itself.
+    pub plain: bool,
+}
+
+/// The shape of `path`, with `max` the longest component allowed, in one pass.
+pub fn shape(path: &[u8], max: usize) -> Shape {
+    let n = path.len();
+    let mut clean = n > 0 && path[0] == b'/';
+    let mut dotdot = false;
+    // Each component in turn: path[start..end], up to the next `/` or the end.
+    let mut start = 0usize;
+    loop {
+        let end = match path[start..].iter().position(|&b| b == b'/') {
+            Some(at) => start + at,
+            None => n,
+        };
+        let name = &path[start..end];
+        if name.len() > max {
+            return Shape {
+                over: true,
+                clean: false,
+                dotdot: false,
+                plain: false,
+            };
+        }
+        match name {
+            // Before a leading `/`, and after the `/` of the root alone: no
+            // component; anywhere else an empty one (`//`, a trailing `/`).
+            [] if end == 0 || n == 1 => {}
+            [] | [b'.'] => clean = false,
+            [b'.', b'.'] => dotdot = true,
+            _ => {}
+        }
+        if end == n {
+            break;
+        }
+        start = end + 1;
+    }
+    Shape {
+        over: false,
+        clean,
+        dotdot,
+        plain: clean && !dotdot && n >= 2,
+    }
 }
 
 /// The components of a path, skipping empty ones and `.`.
@@ -268,6 +372,84 @@ mod tests {
         assert_eq!(p.as_cstr().to_bytes().len(), 990);
         let copy = PathBuf::from_bytes(p.as_bytes()).unwrap();
         assert_eq!(copy.as_bytes(), p.as_bytes());
+    }
+
+    #[test]
+    fn plain_paths() {
+        for p in [&b"/"[..], b"/a", b"/usr/lib/x", b"/a/..b/.c"] {
+            assert!(is_plain(p, false), "{:?}", String::from_utf8_lossy(p));
+        }
+        assert!(is_plain(b"/a/../b", true));
+        for p in [
+            &b""[..],
+            b"a/b",
+            b"//",
+            b"/a//b",
+            b"/a/./b",
+            b"/a/.",
+            b"/a/",
+            b"/a/../b",
+            b"/..",
+        ] {
+            assert!(!is_plain(p, false), "{:?}", String::from_utf8_lossy(p));
+        }
+        for p in [
+            &b"/"[..],
+            b"/a",
+            b"/a/b",
+            b"/...",
+            b"a/b",
+            b"//a",
+            b"/a/./b",
+            b"/a/../b",
+            b"/a/",
+            b"/a/.",
+            b"/a/..",
+            b"/.a/b.",
+            b"../x",
+            b".",
+        ] {
+            let s = shape(p, NAME_MAX);
+            let text = String::from_utf8_lossy(p);
+            assert_eq!(s.plain, p.len() >= 2 && is_plain(p, false), "{text:?}");
+            assert_eq!(s.dotdot, components(p).any(|c| c == b".."), "{text:?}");
+            assert!(!s.over);
+        }
+        assert!(shape(b"/abc/d", 2).over);
+        assert!(!shape(b"/ab/cd/", 2).over);
+    }
+
+    #[test]
+    fn shapes_match_their_definitions() {
+        // Every path of up to 7 bytes of `/`, `.` and `a`.
+        let mut paths: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=7 {
+            let mut longer = Vec::new();
+            for p in paths.iter().filter(|p| p.len() == len - 1) {
+                for b in [b'/', b'.', b'a'] {
+                    let mut q = p.clone();
+                    q.push(b);
+                    longer.push(q);
+                }
+            }
+            paths.extend(longer);
+        }
+        for p in &paths {
+            let text = String::from_utf8_lossy(p);
+            let plain = |dotdot: bool| {
+                p.as_slice() == b"/"
+                    || (p.first() == Some(&b'/')
+                        && p[1..]
+                            .split(|&b| b == b'/')
+                            .all(|c| !c.is_empty() && c != b"." && (dotdot || c != b"..")))
+            };
+            let s = shape(p, NAME_MAX);
+            assert_eq!(s.clean, plain(true), "{text:?}");
+            assert_eq!(s.plain, p.len() >= 2 && plain(false), "{text:?}");
+            assert_eq!(s.dotdot, components(p).any(|c| c == b".."), "{text:?}");
+            let over = components(p).any(|c| c.len() > 2);
+            assert_eq!(shape(p, 2).over, over, "{text:?}");
+        }
     }
 
     #[test]
