@@ -615,6 +615,45 @@ impl Layers {
         Ok(true)
     }
 
+    /// For a change of `path`'s last name in a cached directory the upper layer has
+    /// (which may merge a lower one): the name's capsule path in `capsule`, its upper
+    /// host path in `upper`, and whether the directory shows lower names. `None`:
+    /// resolve the long way.
+    pub fn cached_upper_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        capsule: &mut PathBuf,
+        upper: &mut PathBuf,
+    ) -> Result<Option<bool>, c_int> {
+        if shape.over {
+            return Ok(None);
+        }
+        let Some(state) = self.in_cached_dir_into(path, shape, capsule)? else {
+            return Ok(None);
+        };
+        if !state.in_upper || self.upper.is_none() || self.read_only {
+            return Ok(None);
+        }
+        self.upper_host_into(capsule.as_bytes(), upper)?;
+        Ok(Some(state.lower_visible))
+    }
+
+    /// Whether the lower layer has capsule path `capsule` (one `lstat`); `None` when
+    /// it cannot tell (no permission to look, say).
+    pub fn lower_has(&self, capsule: &[u8]) -> Result<Option<bool>, c_int> {
+        let mut lower = PathBuf::new();
+        self.lower_host_into(capsule, &mut lower)?;
+        let mut st = zeroed_stat();
+        if sys::lstat(&lower, &mut st) {
+            return Ok(Some(true));
+        }
+        match crate::hook::errno() {
+            libc::ENOENT | libc::ENOTDIR => Ok(Some(false)),
+            _ => Ok(None),
+        }
+    }
+
     /// Caches what the walk found out about the directory of `path`'s last name.
     fn remember(&self, generation: u64, path: &[u8], node: &Node) {
         if node.capsule.is_root() || node.place != Place::Overlay {

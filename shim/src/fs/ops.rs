@@ -407,6 +407,29 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
             Err(e) => return Err(Skip::Errno(e)),
         }
     }
+    // A file of a cached upper directory that merges a lower one: removing it from
+    // the upper layer is the kernel's to judge; a whiteout follows if the lower layer
+    // has the name too (rmdir always goes the long way: a lower directory's entries
+    // make it ENOTEMPTY).
+    if !directory {
+        let mut capsule = PathBuf::new();
+        if let Some(lower_visible) =
+            layers.cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut node.host)?
+        {
+            match sys::unlink(&node.host) {
+                Ok(()) => {
+                    // What the lower layer has is asked only now: removing a lower
+                    // name alone (no upper copy) takes the long way without it.
+                    if lower_visible && layers.lower_has(capsule.as_bytes())? != Some(false) {
+                        cow::whiteout(layers, &capsule)?;
+                    }
+                    return Ok(());
+                }
+                Err(libc::ENOENT) => {}
+                Err(e) => return Err(Skip::Errno(e)),
+            }
+        }
+    }
     layers.resolve_shaped(abs.as_bytes(), shape, false, &mut node)?;
     if !node.exists() {
         return Err(Skip::Errno(libc::ENOENT));
