@@ -468,3 +468,37 @@ fn a_script_run_through_a_link_sees_the_link_name() {
     );
     assert!(capsule.up(format!("{var}/bin/real.sh")).exists());
 }
+
+/// Creating and removing files in a directory that both layers have (the quick path
+/// that asks the upper layer directly): a removed lower file stays removed through a
+/// whiteout, a file made and removed in the capsule leaves none, a lower name removed
+/// then made again comes back with the new content, appending to an upper file keeps
+/// it, and a link in the upper layer is still followed inside the capsule.
+#[test]
+fn create_and_remove_in_a_merged_directory() {
+    let lower = TempDir::new("merged-lower");
+    fs::write(lower.join("f"), "lower\n").unwrap();
+    fs::write(lower.join("other"), "lower\n").unwrap();
+    let dir = lower.str();
+    // A state directory turns the directory cache (and so the quick path) on.
+    let state = TempDir::new("merged-state");
+    let capsule = HostCapsule::new().with("CAPSULE_STATE_DIR", state.str());
+    let out = capsule.sh_ok(&format!(
+        "cd {dir} && echo x > other && cat f && echo x > f && cat f && rm f && \
+         {{ cat f 2>/dev/null || echo gone; }} && echo y > g && rm g && echo z > f && cat f && \
+         rm f && echo a >> g2 && echo b >> g2 && cat g2 && ln -s /etc/hostname link && \
+         echo hi > link && cat /etc/hostname && ls"
+    ));
+    assert_eq!(out, "lower\nx\ngone\nz\na\nb\nhi\ng2\nlink\nother\n");
+    let up = capsule.up(lower.path());
+    assert!(up.join(".wh.f").exists(), "the lower f is whited out");
+    assert!(!up.join(".wh.g").exists(), "g never was in the lower layer");
+    assert_eq!(fs::read_to_string(up.join("g2")).unwrap(), "a\nb\n");
+    assert_eq!(fs::read_to_string(lower.join("f")).unwrap(), "lower\n");
+    assert_eq!(fs::read_to_string(lower.join("other")).unwrap(), "lower\n");
+    assert_ne!(fs::read_to_string("/etc/hostname").unwrap(), "hi\n");
+    assert_eq!(
+        fs::read_to_string(capsule.up("/etc/hostname")).unwrap(),
+        "hi\n"
+    );
+}
