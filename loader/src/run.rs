@@ -489,7 +489,9 @@ impl RunSpec {
             argv.append(&mut self.args);
         }
         if argv.is_empty() {
-            return Err(bad("the image has no Entrypoint or Cmd: name a program".into()));
+            return Err(bad(
+                "the image has no Entrypoint or Cmd: name a program".into()
+            ));
         }
         self.program = argv.remove(0);
         self.args = argv;

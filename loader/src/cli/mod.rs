@@ -193,7 +193,8 @@ mod tests {
         };
         assert_eq!(args.image.as_deref(), Some("debian:12"));
         assert!(args.command.is_empty());
-        let err = Cli::try_parse_from(["capsule", "run", "--image", "a", "--root", "r"]).unwrap_err();
+        let err =
+            Cli::try_parse_from(["capsule", "run", "--image", "a", "--root", "r"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
         let err = Cli::try_parse_from(["capsule", "run", "--name", "x"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);

@@ -170,7 +170,9 @@ impl Store {
     pub fn write_index(&self, index: &StoreIndex, _lock: &Lock) -> Result<(), ImageError> {
         let path = self.index_path();
         // In tmp/, named for this process: a crash leaves it to the next collection.
-        let temp = self.dir.join(format!("tmp/{}-index.json", std::process::id()));
+        let temp = self
+            .dir
+            .join(format!("tmp/{}-index.json", std::process::id()));
         let text =
             serde_json::to_vec_pretty(index).map_err(|e| ImageError::Invalid(e.to_string()))?;
         let write = || -> io::Result<()> {
