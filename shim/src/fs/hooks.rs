@@ -183,6 +183,15 @@ unsafe fn open_optimistic(
         if host.is_empty() {
             continue;
         }
+        // Checked before the lower file is opened (not after): opening a FIFO or the
+        // like that the capsule deleted must not block or have effects.
+        if lower && candidates.lower_unless_whiteout {
+            match layers.has_whiteout(&candidates.capsule) {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(_) => return None,
+            }
+        }
         let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
         if fd >= 0 {
             super::fds::mark(fd, candidates.direct || !lower);

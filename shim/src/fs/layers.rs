@@ -121,6 +121,10 @@ pub struct Candidates {
     pub lower: PathBuf,
     /// A volume or host name (`lower` is its host path): no layers involved.
     pub direct: bool,
+    /// The lower name counts only if the upper layer has no whiteout for it: asked
+    /// only when the upper name is missing (`Layers::has_whiteout`), so that a name
+    /// found in the upper layer costs no whiteout check.
+    pub lower_unless_whiteout: bool,
 }
 
 impl Candidates {
@@ -130,6 +134,7 @@ impl Candidates {
             upper: PathBuf::new(),
             lower: PathBuf::new(),
             direct: false,
+            lower_unless_whiteout: false,
         }
     }
 }
@@ -235,7 +240,7 @@ impl Layers {
     }
 
     /// Whether the upper layer holds a whiteout for capsule path `capsule`.
-    fn has_whiteout(&self, capsule: &PathBuf) -> Result<bool, c_int> {
+    pub fn has_whiteout(&self, capsule: &PathBuf) -> Result<bool, c_int> {
         let mut p = PathBuf::new();
         self.whiteout_host_into(capsule, &mut p)?;
         Ok(sys::exists(&p))
@@ -298,13 +303,28 @@ impl Layers {
                 return Ok(());
             }
             node.host.clear();
-            // A whiteout matters only where the lower layer shows through.
-            if parent.lower_visible
-                && !node.capsule.is_root()
-                && self.has_whiteout(&node.capsule)?
-            {
-                node.lower_visible = false;
-                node.whiteout = true;
+            // A whiteout matters only where the lower layer shows the name: the lower
+            // name is looked up first, so that a name in neither layer (the common
+            // miss: a PATH or import search) costs no whiteout check. A whiteout left
+            // over a name the lower layer no longer has hides nothing.
+            if parent.lower_visible && !node.capsule.is_root() {
+                self.lower_host_into(node.capsule.as_bytes(), &mut node.host)?;
+                if !sys::lstat(&node.host, &mut node.stat) {
+                    node.host.clear();
+                    return Ok(());
+                }
+                if self.has_whiteout(&node.capsule)? {
+                    node.host.clear();
+                    node.stat = zeroed_stat();
+                    node.lower_visible = false;
+                    node.whiteout = true;
+                    return Ok(());
+                }
+                node.found = Found::Lower;
+                return Ok(());
+            }
+            if !parent.lower_visible {
+                return Ok(());
             }
         }
         if node.lower_visible {
@@ -566,6 +586,7 @@ impl Layers {
         if shape.over {
             return Ok(false);
         }
+        c.lower_unless_whiteout = false;
         if self.direct_host_into(path, shape, &mut c.lower)?.is_some() {
             c.capsule.set(path)?;
             c.upper.clear();
@@ -581,12 +602,9 @@ impl Layers {
         if state.in_upper && self.upper.is_some() {
             self.upper_host_into(c.capsule.as_bytes(), &mut c.upper)?;
         }
-        let mut lower_visible = state.lower_visible;
-        if lower_visible && !c.upper.is_empty() && self.has_whiteout(&c.capsule)? {
-            lower_visible = false;
-        }
-        if lower_visible {
+        if state.lower_visible {
             self.lower_host_into(c.capsule.as_bytes(), &mut c.lower)?;
+            c.lower_unless_whiteout = !c.upper.is_empty();
         }
         Ok(true)
     }
