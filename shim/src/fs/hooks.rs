@@ -87,12 +87,16 @@ unsafe fn open_with(
     flags: c_int,
     real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> c_int {
+    let saved = crate::hook::errno();
     if let Some(fd) = open_optimistic(dirfd, path, flags, real) {
         return fd;
     }
     if let Some(fd) = create_optimistic(dirfd, path, flags, real) {
         return fd;
     }
+    // A quick path that gave up may have failed a system call: the long way starts
+    // from the caller's errno (which a successful open leaves as it was).
+    set_errno(saved);
     run_in(
         ops::OpenPlan::new,
         |l, plan| ops::open_into(l, dirfd, arg(path)?, flags, plan),
@@ -114,10 +118,6 @@ unsafe fn open_with(
     )
 }
 
-/// A read-only open of a name whose directory the cache knows: opened in the layer
-/// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
-/// it is followed inside the capsule). One system call, like the program's own.
-/// `None`: not such an open, or the long way is needed.
 /// A creation in a cached directory of the upper layer whose lower layer has no such
 /// name: whiteouts and lower names do not matter, so the upper layer's answer is the
 /// capsule's. Tried with `O_EXCL` (a name that exists there, links included, is
@@ -157,6 +157,10 @@ unsafe fn create_optimistic(
     }
 }
 
+/// A read-only open of a name whose directory the cache knows: opened in the layer
+/// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
+/// it is followed inside the capsule). One system call, like the program's own.
+/// `None`: not such an open, or the long way is needed.
 unsafe fn open_optimistic(
     dirfd: c_int,
     path: *const c_char,

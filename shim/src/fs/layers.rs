@@ -619,18 +619,8 @@ impl Layers {
         shape: Shape,
         host: &mut PathBuf,
     ) -> Result<bool, c_int> {
-        if shape.over {
-            return Ok(false);
-        }
         let mut capsule = PathBuf::new();
-        let Some(state) = self.in_cached_dir_into(path, shape, &mut capsule)? else {
-            return Ok(false);
-        };
-        if !state.in_upper || state.lower_visible || self.upper.is_none() || self.read_only {
-            return Ok(false);
-        }
-        self.upper_host_into(capsule.as_bytes(), host)?;
-        Ok(true)
+        Ok(self.cached_upper_into(path, shape, &mut capsule, host)? == Some(false))
     }
 
     /// For a change of `path`'s last name in a cached directory the upper layer has

@@ -390,45 +390,41 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     if directory && last == Some(b".") {
         return Err(Skip::Errno(libc::EINVAL));
     }
-    // In a directory of the upper layer alone, the kernel's answer is the capsule's
-    // (an opaque directory's marker makes rmdir say ENOTEMPTY: then the long way).
+    // In a cached directory of the upper layer, one cache lookup decides:
+    // - the upper layer alone: the kernel's answer is the capsule's (an opaque
+    //   directory's marker makes rmdir say ENOTEMPTY: then the long way);
+    // - merging a lower one, for a file: removing it from the upper layer is the
+    //   kernel's to judge, and a whiteout follows if the lower layer has the name too
+    //   (asked only then: a lower name alone takes the long way without it). rmdir
+    //   goes the long way there: a lower directory's entries make it ENOTEMPTY.
     let mut abs = PathBuf::new();
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
     let mut node = Node::empty();
-    if layers.upper_only_into(abs.as_bytes(), shape, &mut node.host)? {
-        let done = if directory {
-            sys::rmdir(&node.host)
-        } else {
-            sys::unlink(&node.host)
-        };
-        match done {
-            Ok(()) => return Ok(()),
-            Err(libc::ENOTEMPTY) | Err(libc::EEXIST) if directory => {}
-            Err(e) => return Err(Skip::Errno(e)),
-        }
-    }
-    // A file of a cached upper directory that merges a lower one: removing it from
-    // the upper layer is the kernel's to judge; a whiteout follows if the lower layer
-    // has the name too (rmdir always goes the long way: a lower directory's entries
-    // make it ENOTEMPTY).
-    if !directory {
-        let mut capsule = PathBuf::new();
-        if let Some(lower_visible) =
-            layers.cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut node.host)?
-        {
-            match sys::unlink(&node.host) {
-                Ok(()) => {
-                    // What the lower layer has is asked only now: removing a lower
-                    // name alone (no upper copy) takes the long way without it.
-                    if lower_visible && layers.lower_has(capsule.as_bytes())? != Some(false) {
-                        cow::whiteout(layers, &capsule)?;
-                    }
-                    return Ok(());
-                }
-                Err(libc::ENOENT) => {}
+    let mut capsule = PathBuf::new();
+    match layers.cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut node.host)? {
+        Some(false) => {
+            let done = if directory {
+                sys::rmdir(&node.host)
+            } else {
+                sys::unlink(&node.host)
+            };
+            match done {
+                Ok(()) => return Ok(()),
+                Err(libc::ENOTEMPTY) | Err(libc::EEXIST) if directory => {}
                 Err(e) => return Err(Skip::Errno(e)),
             }
         }
+        Some(true) if !directory => match sys::unlink(&node.host) {
+            Ok(()) => {
+                if layers.lower_has(capsule.as_bytes())? != Some(false) {
+                    cow::whiteout(layers, &capsule)?;
+                }
+                return Ok(());
+            }
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(Skip::Errno(e)),
+        },
+        _ => {}
     }
     layers.resolve_shaped(abs.as_bytes(), shape, false, &mut node)?;
     if !node.exists() {

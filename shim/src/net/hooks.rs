@@ -87,6 +87,19 @@ unsafe fn destination(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Resul
 /// # Safety
 /// `addr` is valid for `room` bytes and `len` is valid, or either is null.
 unsafe fn report(net: &Net, fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, room: usize) {
+    // The caller's call succeeded: its errno stays as the caller found it.
+    let saved = crate::hook::errno();
+    translate_reported(net, fd, addr, len, room);
+    set_errno(saved);
+}
+
+unsafe fn translate_reported(
+    net: &Net,
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    room: usize,
+) {
     if addr.is_null() || len.is_null() || (*len as usize) > room {
         return;
     }
@@ -333,9 +346,7 @@ hook! {
         let rc = outside(|| real(fd, buf, n, flags, addr, len));
         if rc >= 0 {
             if let Some(net) = super::get() {
-                let saved = crate::hook::errno();
                 report(net, fd, addr, len, room);
-                set_errno(saved);
             }
         }
         rc
@@ -364,12 +375,10 @@ hook! {
         let rc = outside(|| real(fd, vec, vlen, flags, timeout));
         if rc > 0 {
             if let Some(net) = super::get() {
-                let saved = crate::hook::errno();
                 for (i, &room) in rooms.iter().enumerate().take((rc as usize).min(n)) {
                     let hdr = &mut (*vec.add(i)).msg_hdr;
                     report(net, fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room as usize);
                 }
-                set_errno(saved);
             }
         }
         rc
@@ -381,9 +390,7 @@ hook! {
         let rc = outside(|| real(fd, msg, flags));
         if rc >= 0 && !msg.is_null() {
             if let Some(net) = super::get() {
-                let saved = crate::hook::errno();
                 report(net, fd, (*msg).msg_name.cast(), &mut (*msg).msg_namelen, room);
-                set_errno(saved);
             }
         }
         rc
