@@ -3,8 +3,10 @@
 //!
 //! Layout: `hook` is the machinery every hook uses; `runtime` reads the
 //! configuration once; `shared` is the state all processes of a capsule share;
-//! one module per replica (`identity`, `uts`, `time`, `exec`), each with `hooks`
-//! (the FFI layer only), `ops` (safe logic) and, where needed, `state`.
+//! one module per replica (`fs`, `identity`, `uts`, `time`, `net`, `exec`), each
+//! with `hooks` (the exported functions) and its logic beside them; `syscall` routes
+//! `syscall(2)` numbers to the replicas; `coverage` lists every hook and how well it
+//! is supported.
 
 // Unit-test builds leave out the exported hooks, so much of the machinery is unused there.
 #![cfg_attr(test, allow(dead_code, unused_imports, unused_macros))]
