@@ -587,3 +587,34 @@ time.sleep(300)";
             .unwrap_or_else(|e| panic!("host port {port} from ps ({ports}): {e}"));
     }
 }
+
+/// `CAPSULE_NAME` is in the first process's own environment (a shell reads `environ`
+/// directly, before any exec the shim could see), and in `capsule exec`'s.
+#[test]
+fn the_first_process_and_exec_have_capsule_name() {
+    let home = CapsuleHome::new();
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "zz",
+        "--",
+        "sh",
+        "-c",
+        "echo \"[$CAPSULE_NAME]\"",
+    ]);
+    assert_eq!(success(&out, "run sh"), "[zz]\n");
+    let script = "echo \"[$CAPSULE_NAME]\" > /tmp/name; exec sleep 300";
+    let capsule = Capsule::start(&home, "named", &[], &["sh", "-c", script]);
+    capsule.wait_for_file("/tmp/name");
+    assert_eq!(
+        success(
+            &home.run(&["exec", "named", "cat", "/tmp/name"]),
+            "exec cat"
+        ),
+        "[named]\n"
+    );
+    let out = home.run(&["exec", "named", "sh", "-c", "echo \"[$CAPSULE_NAME]\""]);
+    assert_eq!(success(&out, "exec sh"), "[named]\n");
+    let _ = home.run(&["stop", "named"]);
+}

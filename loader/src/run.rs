@@ -675,6 +675,9 @@ impl Prepared {
         let mut launch = self.launch.clone();
         let env = &mut launch.env;
         env.set(keys::CONFIG, dir.config_path());
+        // The one setting a program may rely on: in the first process's own
+        // environment too (shells and static programs read `environ` directly).
+        env.set(keys::NAME, dir.name());
         let preload = shim::preload_value(&self.shim, env.get("LD_PRELOAD"));
         env.set("LD_PRELOAD", preload);
 

@@ -112,6 +112,7 @@ fn prepare(home: &Home, spec: &ExecSpec, host: &Host) -> Result<Launch, ExecErro
         }
     }
     env.set(keys::CONFIG, &config_path);
+    env.set(keys::NAME, &spec.name);
     let shim = shim::locate(
         host.env.get(shim::SHIM_VAR),
         host.exe.clone(),
