@@ -392,3 +392,120 @@ fn a_volume_appears_in_its_parent_listing() {
     );
     root.assert_unchanged();
 }
+
+/// The variables a program of a `--root` capsule may see: docker's set, the ones
+/// asked for, and the capsule's own.
+const CLEAN_KEYS: &[&str] = &[
+    "PATH",
+    "HOSTNAME",
+    "HOME",
+    "PWD",
+    "GIVEN",
+    "PASSED",
+    "CAPSULE_NAME",
+    "LD_PRELOAD",
+];
+
+/// `env` run as the capsule's first program with `flags`, the caller having a secret
+/// and `PASSED` in its environment.
+fn env_in_capsule(flags: &[&str]) -> std::collections::HashMap<String, String> {
+    let home = CapsuleHome::new();
+    shim();
+    let mut args = vec!["run", "--rm", "--name", "envy"];
+    args.extend_from_slice(flags);
+    args.extend(["-e", "GIVEN=1", "-e", "PASSED", "--", "env"]);
+    let mut cmd = home.command(&args);
+    cmd.env("SECRET_TOKEN", "s3cret").env("PASSED", "from-host");
+    key_values(&success(&run(&mut cmd), "capsule run env"))
+}
+
+#[test]
+fn a_root_capsule_gets_dockers_environment_not_the_callers() {
+    let root = TestRoot::new();
+    let vars = env_in_capsule(&["--root", root.str(), "--hostname", "hh", "--user", "4242"]);
+    let leaked: Vec<&String> = vars
+        .keys()
+        .filter(|k| !CLEAN_KEYS.contains(&k.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "host variables leaked: {leaked:?} in {vars:?}"
+    );
+    assert_eq!(vars["HOSTNAME"], "hh");
+    assert_eq!(vars["HOME"], "/", "uid 4242 has no passwd entry");
+    assert_eq!(vars["GIVEN"], "1");
+    assert_eq!(
+        vars["PASSED"], "from-host",
+        "-e NAME copies the caller's value"
+    );
+    assert_eq!(
+        vars["PATH"],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    assert_eq!(vars["CAPSULE_NAME"], "envy");
+
+    // HOME comes from the capsule's passwd; without --hostname HOSTNAME is the name
+    // the capsule has (the host's).
+    let vars = env_in_capsule(&["--root", root.str(), "--user", "daemon"]);
+    assert_eq!(vars["HOME"], "/usr/sbin");
+    assert_eq!(vars["HOSTNAME"], host_name());
+    assert!(!vars.contains_key("SECRET_TOKEN"));
+    let vars = env_in_capsule(&["--root", root.str()]);
+    assert_eq!(vars["HOME"], "/root", "the default user of a root is root");
+
+    // --env-host: the caller's environment under the capsule's.
+    let vars = env_in_capsule(&["--root", root.str(), "--env-host"]);
+    assert_eq!(vars["SECRET_TOKEN"], "s3cret");
+    assert_eq!(vars["GIVEN"], "1");
+    root.assert_unchanged();
+}
+
+#[test]
+fn a_host_root_capsule_continues_the_callers_environment() {
+    let vars = env_in_capsule(&["--hostname", "hh", "--user", "daemon"]);
+    assert_eq!(vars["SECRET_TOKEN"], "s3cret");
+    assert_eq!(vars["HOSTNAME"], "hh");
+    assert_eq!(vars["HOME"], "/usr/sbin");
+    assert_eq!(vars["GIVEN"], "1");
+}
+
+/// The shim's own settings (host paths of the layers and state, ids, clock) are not in
+/// a program's environment, before or after `system`/`popen`, in it or its children;
+/// the capsule still holds in those children.
+#[test]
+fn the_shims_settings_are_not_in_the_programs_environment() {
+    let home = CapsuleHome::new();
+    let script = r#"
+import os, subprocess
+def mine(): return sorted(k for k in os.environ if k.startswith("CAPSULE_") or k == "LD_PRELOAD")
+print("first", mine())
+os.system("true")
+print("after-system", mine())
+print("popen", os.popen("env | grep ^CAPSULE_ | cut -d= -f1 | sort | tr '\\n' ' '").read().strip())
+print("child", subprocess.run(["python3", "-c", "import os; print(sorted(k for k in os.environ if k.startswith('CAPSULE_')))"], capture_output=True, text=True).stdout.strip())
+print("child-hostname", subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip())
+"#;
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "quiet",
+        "--hostname",
+        "hh",
+        "--user",
+        "4242",
+        "--",
+        "python3",
+        "-c",
+        script,
+    ]);
+    let text = success(&out, "python3 in a capsule");
+    assert_eq!(
+        text,
+        "first ['CAPSULE_NAME', 'LD_PRELOAD']\n\
+         after-system ['CAPSULE_NAME', 'LD_PRELOAD']\n\
+         popen CAPSULE_NAME\n\
+         child ['CAPSULE_NAME']\n\
+         child-hostname hh\n"
+    );
+}

@@ -369,6 +369,15 @@ impl UserDb {
         };
         Ok(Identity::plain(entry.uid, gid, groups))
     }
+
+    /// The home directory of `uid` in this `/etc/passwd`: `/` when it has no entry or
+    /// an empty one, as docker gives `$HOME`.
+    pub fn home(&self, uid: u32) -> String {
+        users::user_by_uid(&self.passwd, uid)
+            .map(|e| e.home)
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
 }
 
 /// Reads the `KEY=VALUE` lines of a `CAPSULE_CONFIG` file (`#` comments, blank lines).

@@ -185,8 +185,19 @@ pub struct RunSpec {
     ports: Vec<String>,
     peers: Vec<String>,
     read_only: bool,
+    env_host: bool,
     remove: bool,
 }
+
+/// The host's name, which a capsule without `--hostname` also has.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|n| n.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// `PATH` of a `--root`/`--image` capsule whose image sets none: docker's default.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl RunSpec {
     pub fn new(program: impl Into<OsString>, args: Vec<OsString>) -> RunSpec {
@@ -206,8 +217,16 @@ impl RunSpec {
             ports: Vec::new(),
             peers: Vec::new(),
             read_only: false,
+            env_host: false,
             remove: false,
         }
+    }
+
+    /// With `--root`/`--image`: start from the loader's whole environment rather than
+    /// docker's clean one (host-root capsules always do).
+    pub fn env_host(mut self, env_host: bool) -> Self {
+        self.env_host = env_host;
+        self
     }
 
     pub fn name(mut self, name: Option<String>) -> Self {
@@ -390,10 +409,49 @@ impl RunSpec {
             (None, None) => (None, None),
         };
 
-        // The program's environment, less any capsule setting (the config file is the
-        // one source of truth for those).
-        let mut env = host.env.clone();
+        // The program's environment. A capsule of the host's root continues the
+        // caller's, as any command does; one of a root or image gets what docker gives:
+        // the image's Env, --env-file, -e (a bare `-e NAME` copies the caller's), PATH,
+        // TERM on a terminal, and no other variable of the host.
+        let clean = view.is_some() && !self.env_host;
+        let mut env = if clean {
+            let mut env = Environment::new();
+            env.set("PATH", DEFAULT_PATH);
+            if let Some(term) = host.env.get("TERM") {
+                // SAFETY: isatty only inspects descriptor 0.
+                if unsafe { libc::isatty(0) } == 1 {
+                    env.set("TERM", term);
+                }
+            }
+            env
+        } else {
+            host.env.clone()
+        };
         env.apply(&self.env, &host.env);
+        let given = |key: &str| self.env.iter().any(|e| e.key() == key);
+        // The loader's own settings are not the program's, unless it asks for them.
+        for key in [state::HOME_VAR, shim::SHIM_VAR] {
+            if !given(key) {
+                env.remove(key);
+            }
+        }
+        if clean || self.hostname.is_some() {
+            let hostname = self.hostname.clone().unwrap_or_else(host_name);
+            if !given("HOSTNAME") {
+                env.set("HOSTNAME", hostname);
+            }
+        }
+        if let Some(identity) = &identity {
+            if (clean || self.user.is_some()) && !given("HOME") {
+                let db = match &view {
+                    Some(view) => view.user_db(),
+                    None => UserDb::load(""),
+                };
+                env.set("HOME", db.home(identity.uid[0]));
+            }
+        } else if clean && !given("HOME") {
+            env.set("HOME", "/root");
+        }
         let mut ignored = Vec::new();
         for key in keys::ALL {
             if env.remove(key).is_some() && self.env.iter().any(|e| e.key() == *key) {

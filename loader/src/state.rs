@@ -130,6 +130,9 @@ pub struct Home {
     root: PathBuf,
 }
 
+/// The loader's own setting of where capsules live (not passed to programs).
+pub const HOME_VAR: &str = "CAPSULE_HOME";
+
 impl Home {
     /// Finds `$CAPSULE_HOME` from the loader's environment (`var`) without touching the
     /// disk; a relative setting is taken from `cwd`.
@@ -138,7 +141,7 @@ impl Home {
         cwd: Option<&Path>,
     ) -> Result<Home, StateError> {
         let set = |key: &str| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let root = if let Some(home) = set("CAPSULE_HOME") {
+        let root = if let Some(home) = set(HOME_VAR) {
             home
         } else if let Some(data) = set("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
             // The XDG spec says a relative XDG_DATA_HOME is invalid and is ignored.

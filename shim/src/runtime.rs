@@ -246,6 +246,7 @@ extern "C" fn constructor() {
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();
+        crate::exec::env::hide_settings();
     }
 }
 

@@ -145,6 +145,14 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:PORT[/udp]")]
     pub publish: Vec<String>,
 
+    /// With --root or --image, give the program the whole environment of capsule's
+    /// caller (under the image's Env, --env-file and -e) instead of docker's clean one:
+    /// PATH, HOME of the capsule's user, HOSTNAME, TERM on a terminal, and only the
+    /// variables -e and --env-file name. A capsule of the host's root always
+    /// continues its caller's environment, as any command does.
+    #[arg(long = "env-host")]
+    pub env_host: bool,
+
     /// Make the capsule's file system read-only: writes fail everywhere but in the
     /// volumes not marked :ro, as with docker run --read-only.
     /// Example: --read-only -v /tmp/app-cache:/var/cache/app
@@ -246,6 +254,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         .volumes(args.volume)
         .ports(args.publish)
         .read_only(args.read_only)
+        .env_host(args.env_host)
         .remove_on_exit(args.rm)
         .prepare(&host)
         .map_err(name_the_flag)?;

@@ -268,6 +268,30 @@ pub unsafe fn with_child_env<R>(
     f(ptrs.as_ptr())
 }
 
+/// Whether this entry is one of the shim's own settings, which the program does not
+/// see in its environment (`CAPSULE_NAME` is the one it may rely on).
+fn hidden(entry: &[u8]) -> bool {
+    let key = key_of(entry);
+    key != keys::NAME.as_bytes() && keys::ALL.iter().any(|k| k.as_bytes() == key)
+}
+
+/// Removes the shim's settings (host paths of the layers and state, ids, clock) from
+/// this process's environment, so that the program neither sees nor relies on them;
+/// [`with_child_env`] gives them to each child again. Called once the configuration
+/// has been read, from the library constructor and after `system`/`popen`.
+pub fn hide_settings() {
+    for key in keys::ALL {
+        let mut buf = [0u8; 64];
+        if key.len() >= buf.len() || !hidden(key.as_bytes()) {
+            continue;
+        }
+        buf[..key.len()].copy_from_slice(key.as_bytes());
+        // SAFETY: `buf` is a NUL-terminated key; unsetenv edits the environment array
+        // (before main, or where the program itself called system/popen).
+        unsafe { libc::unsetenv(buf.as_ptr().cast()) };
+    }
+}
+
 /// Puts the capsule's settings back into this process's own environment, for libc
 /// functions that spawn with `environ` internally (`system`, `popen`) after the
 /// program removed them.
@@ -312,6 +336,10 @@ mod tests {
         assert!(replaced(b"CAPSULE_HOSTNAME=x"));
         assert!(!replaced(b"CAPSULE_HOME=x"));
         assert!(!replaced(b"LD_PRELOADX=x"));
+        assert!(hidden(b"CAPSULE_UPPER=/x"));
+        assert!(hidden(b"CAPSULE_CONFIG"));
+        assert!(!hidden(b"CAPSULE_NAME=web"));
+        assert!(!hidden(b"LD_PRELOAD=x"));
         assert_eq!(basename(b"/a/b/libcapsule.so"), b"libcapsule.so");
     }
 

@@ -3,7 +3,7 @@
 
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, FILE};
 
-use super::env::{current_environ, repair_environ, with_child_env};
+use super::env::{current_environ, hide_settings, repair_environ, with_child_env};
 use super::program::{self, ArgvBuf};
 use crate::hook::{outside, set_errno, Real};
 
@@ -39,16 +39,22 @@ hook! {
 
     fn system(command: *const c_char) -> c_int, missing: -1;
     |real| {
-        if !command.is_null() {
-            repair_environ();
+        if command.is_null() {
+            return real(command);
         }
-        real(command)
+        // glibc spawns the shell with `environ` internally, unseen by the exec hooks.
+        repair_environ();
+        let status = real(command);
+        hide_settings();
+        status
     }
 
     fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
     |real| {
         repair_environ();
-        real(command, mode)
+        let stream = real(command, mode);
+        hide_settings();
+        stream
     }
 }
 
