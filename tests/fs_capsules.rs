@@ -509,3 +509,76 @@ print("child-hostname", subprocess.run(["hostname"], capture_output=True, text=T
          child-hostname hh\n"
     );
 }
+
+/// A capsule's users and groups are those of its own `/etc/passwd` and `/etc/group`
+/// (glibc's NSS opens them with calls no hook sees): a user added in the capsule is
+/// found, one it removed is gone, and neither the root nor the host changes.
+#[test]
+fn a_root_capsule_has_its_own_users_and_groups() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    shim();
+    let script = "echo 'zed:x:4321:4321:Zed Gecos:/home/zed:/bin/sh' >> /etc/passwd \
+        && echo 'zgrp:x:4321:' >> /etc/group && echo 'extra:x:777:other,zed' >> /etc/group \
+        && grep -v '^daemon:' /etc/passwd > /tmp/p && cat /tmp/p > /etc/passwd \
+        && id zed && getent passwd zed && getent group extra && id -nu 4321 \
+        && (id daemon 2>/dev/null || echo no-daemon) && getent passwd | grep -c -e '^zed:' -e '^daemon:'";
+    let out = home.run(&[
+        "run",
+        "--name",
+        "users",
+        "--root",
+        root.str(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        success(&out, "users in a root capsule"),
+        "uid=4321(zed) gid=4321(zgrp) groups=4321(zgrp),777(extra)\n\
+         zed:x:4321:4321:Zed Gecos:/home/zed:/bin/sh\n\
+         extra:x:777:other,zed\n\
+         zed\n\
+         no-daemon\n\
+         1\n"
+    );
+    root.assert_unchanged();
+    // Another capsule of the same root has the root's users, not the first one's.
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--root",
+        root.str(),
+        "--",
+        "sh",
+        "-c",
+        "id zed 2>/dev/null || echo no-zed; id -u daemon",
+    ]);
+    assert_eq!(success(&out, "another capsule"), "no-zed\n1\n");
+}
+
+/// A capsule of the host's root that added a user finds it, still finds the host's
+/// users, and the host does not see the capsule's.
+#[test]
+fn a_host_root_capsule_finds_the_users_it_added() {
+    let home = CapsuleHome::new();
+    let before = std::fs::read("/etc/passwd").unwrap();
+    let script =
+        "echo 'zed:x:4321:4321::/home/zed:/bin/sh' >> /etc/passwd && id -nu 4321 && id -u root";
+    let out = home.run(&["run", "--rm", "--", "sh", "-c", script]);
+    assert_eq!(success(&out, "host-root capsule"), "zed\n0\n");
+    assert_eq!(
+        std::fs::read("/etc/passwd").unwrap(),
+        before,
+        "the host's /etc/passwd changed"
+    );
+    let outside = Command::new("getent")
+        .args(["passwd", "zed"])
+        .output()
+        .unwrap();
+    assert!(
+        !outside.status.success(),
+        "the host sees the capsule's user"
+    );
+}

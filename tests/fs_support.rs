@@ -19,7 +19,7 @@ use crate::common::*;
 pub const ROOT_PROGRAMS: &[&str] = &[
     "sh", "cat", "ls", "mkdir", "rm", "rmdir", "mv", "cp", "touch", "ln", "find", "stat", "chmod",
     "du", "sleep", "readlink", "realpath", "sort", "wc", "head", "tail", "tr", "true", "false",
-    "env", "test",
+    "env", "test", "id", "getent", "grep",
 ];
 
 /// The fs probes of `c-tests/`, installed in every test root as `/probes/NAME`.

@@ -133,7 +133,11 @@ hook! {
         }
         let mut groups = [0 as gid_t; capsule_config::MAX_GROUPS];
         let mut n = groups.len() as c_int;
-        if libc::getgrouplist(user, group, groups.as_mut_ptr(), &mut n) < 0 {
+        // The capsule's /etc/group when it has its own (this runs inside the guard,
+        // where libc's getgrouplist would be the host's).
+        let listed = super::nss_hooks::capsule_grouplist(user, group, groups.as_mut_ptr(), &mut n)
+            .unwrap_or_else(|| libc::getgrouplist(user, group, groups.as_mut_ptr(), &mut n));
+        if listed < 0 {
             // More groups than a capsule identity holds: keep the first ones.
             n = groups.len() as c_int;
         }

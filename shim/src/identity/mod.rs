@@ -14,6 +14,9 @@
 // would otherwise intercept.
 #[cfg(not(test))]
 pub mod hooks;
+pub mod nss;
+#[cfg(not(test))]
+pub mod nss_hooks;
 pub mod ops;
 pub mod state;
 
@@ -58,4 +61,21 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("setfsgid", Full),
     Hook::new("setgroups", Partial("at most 64 supplementary groups")),
     Hook::new("initgroups", Full),
+    Hook::new("getpwnam", Partial("from the capsule's /etc/passwd (files format) when it has its own root or changed the file; else the host's NSS")),
+    Hook::new("getpwuid", Partial("as getpwnam")),
+    Hook::new("getpwnam_r", Partial("as getpwnam")),
+    Hook::new("getpwuid_r", Partial("as getpwnam")),
+    Hook::new("getpwent", Partial("as getpwnam; lists the capsule's file only")),
+    Hook::new("getpwent_r", Partial("as getpwent")),
+    Hook::new("setpwent", Full),
+    Hook::new("endpwent", Full),
+    Hook::new("getgrnam", Partial("from the capsule's /etc/group (files format) when it has its own root or changed the file; else the host's NSS")),
+    Hook::new("getgrgid", Partial("as getgrnam")),
+    Hook::new("getgrnam_r", Partial("as getgrnam")),
+    Hook::new("getgrgid_r", Partial("as getgrnam")),
+    Hook::new("getgrent", Partial("as getgrnam; lists the capsule's file only")),
+    Hook::new("getgrent_r", Partial("as getgrent")),
+    Hook::new("setgrent", Full),
+    Hook::new("endgrent", Full),
+    Hook::new("getgrouplist", Partial("from the capsule's /etc/group when the capsule has its own database (see getgrnam)")),
 ];

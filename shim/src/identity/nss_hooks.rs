@@ -1,0 +1,316 @@
+//! FFI layer of the capsule's user and group database (see `nss.rs`): the `getpw*`,
+//! `getgr*` and `getgrouplist` functions, answered from the capsule's own files.
+
+use std::cell::{RefCell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_char, c_int, gid_t, group, passwd, size_t, uid_t};
+
+use super::nss::{self, Gr, Pw, Source};
+
+const PASSWD: &[u8] = b"/etc/passwd";
+const GROUP: &[u8] = b"/etc/group";
+
+thread_local! {
+    // What the non-reentrant functions return: valid until the thread's next call,
+    // as glibc's static buffers are.
+    static PW_OUT: UnsafeCell<passwd> = const {
+        // SAFETY: passwd is plain data; null pointers until filled.
+        UnsafeCell::new(unsafe { std::mem::zeroed() })
+    };
+    static GR_OUT: UnsafeCell<group> = const {
+        // SAFETY: group is plain data; null pointers until filled.
+        UnsafeCell::new(unsafe { std::mem::zeroed() })
+    };
+    static PW_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static GR_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Where `getpwent`/`getgrent` are in the capsule's file (process-wide, as glibc's).
+static PW_POS: AtomicUsize = AtomicUsize::new(0);
+static GR_POS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fills a thread's static result with `fill`, growing its buffer until it fits.
+unsafe fn store<T>(
+    out: &'static std::thread::LocalKey<UnsafeCell<T>>,
+    buffer: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
+    fill: impl Fn(*mut T, *mut c_char, usize) -> c_int,
+) -> *mut T {
+    let target = out.with(UnsafeCell::get);
+    buffer.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < 1024 {
+            buf.resize(1024, 0);
+        }
+        loop {
+            let len = buf.len();
+            match fill(target, buf.as_mut_ptr().cast(), len) {
+                0 => return target,
+                libc::ERANGE if len < 1 << 24 => buf.resize(len * 2, 0),
+                _ => return ptr::null_mut(),
+            }
+        }
+    })
+}
+
+unsafe fn store_pw(pw: &Pw) -> *mut passwd {
+    store(&PW_OUT, &PW_STORE, |out, buf, len| {
+        nss::fill_passwd(pw, out, buf, len)
+    })
+}
+
+unsafe fn store_gr(gr: &Gr) -> *mut group {
+    store(&GR_OUT, &GR_STORE, |out, buf, len| {
+        nss::fill_group(gr, out, buf, len)
+    })
+}
+
+/// A reentrant lookup (`get*_r`): 0 with `*result` set or null (not found), or an
+/// errno value such as `ERANGE`.
+unsafe fn reentrant<T>(
+    found: Option<c_int>,
+    fallback: bool,
+    out: *mut T,
+    result: *mut *mut T,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    match found {
+        Some(rc) => {
+            if !result.is_null() {
+                *result = if rc == 0 { out } else { ptr::null_mut() };
+            }
+            rc
+        }
+        None if fallback => real(),
+        None => {
+            if !result.is_null() {
+                *result = ptr::null_mut();
+            }
+            0
+        }
+    }
+}
+
+unsafe fn pw_r(
+    matches: impl Fn(&Pw) -> bool,
+    out: *mut passwd,
+    buf: *mut c_char,
+    len: size_t,
+    result: *mut *mut passwd,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    match nss::source(PASSWD) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => {
+            let found = nss::passwd_entries(&text)
+                .find(|p| matches(p))
+                .map(|pw| nss::fill_passwd(&pw, out, buf, len));
+            reentrant(found, fallback, out, result, real)
+        }
+    }
+}
+
+unsafe fn pw(matches: impl Fn(&Pw) -> bool, real: impl FnOnce() -> *mut passwd) -> *mut passwd {
+    match nss::source(PASSWD) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => match nss::passwd_entries(&text).find(|p| matches(p))
+        {
+            Some(pw) => store_pw(&pw),
+            None if fallback => real(),
+            None => ptr::null_mut(),
+        },
+    }
+}
+
+unsafe fn gr_r(
+    matches: impl Fn(&Gr) -> bool,
+    out: *mut group,
+    buf: *mut c_char,
+    len: size_t,
+    result: *mut *mut group,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    match nss::source(GROUP) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => {
+            let found = nss::group_entries(&text)
+                .find(|g| matches(g))
+                .map(|gr| nss::fill_group(&gr, out, buf, len));
+            reentrant(found, fallback, out, result, real)
+        }
+    }
+}
+
+unsafe fn gr(matches: impl Fn(&Gr) -> bool, real: impl FnOnce() -> *mut group) -> *mut group {
+    match nss::source(GROUP) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => {
+            match nss::group_entries(&text).find(|g| matches(g)) {
+                Some(gr) => store_gr(&gr),
+                None if fallback => real(),
+                None => ptr::null_mut(),
+            }
+        }
+    }
+}
+
+unsafe fn name_of<'a>(name: *const c_char) -> Option<&'a [u8]> {
+    (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_bytes())
+}
+
+/// `getgrouplist` from the capsule's `/etc/group`; `None` when the host's answers.
+///
+/// # Safety
+/// `user` is a C string; `groups` holds `*ngroups` ids.
+pub unsafe fn capsule_grouplist(
+    user: *const c_char,
+    group: gid_t,
+    groups: *mut gid_t,
+    ngroups: *mut c_int,
+) -> Option<c_int> {
+    let Source::Capsule { text, .. } = nss::source(GROUP) else {
+        return None;
+    };
+    let list = nss::group_list(&text, name_of(user).unwrap_or_default(), group);
+    let room = (*ngroups).max(0) as usize;
+    for (i, gid) in list.iter().take(room).enumerate() {
+        *groups.add(i) = *gid;
+    }
+    let n = list.len() as c_int;
+    *ngroups = n;
+    Some(if list.len() > room { -1 } else { n })
+}
+
+hook! {
+    fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut();
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name) };
+        pw(|p| p.name == wanted, || real(name))
+    }
+
+    fn getpwuid(uid: uid_t) -> *mut passwd, missing: ptr::null_mut();
+    |real| pw(|p| p.uid == uid, || real(uid))
+
+    fn getpwnam_r(name: *const c_char, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
+        pw_r(|p| p.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
+    }
+
+    fn getpwuid_r(uid: uid_t, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    |real| pw_r(|p| p.uid == uid, out, buf, len, result, || real(uid, out, buf, len, result))
+
+    fn getpwent() -> *mut passwd, missing: ptr::null_mut();
+    |real| match nss::source(PASSWD) {
+        Source::Host => real(),
+        Source::Capsule { text, .. } => {
+            let at = PW_POS.fetch_add(1, Ordering::Relaxed);
+            nss::passwd_entries(&text).nth(at).map_or(ptr::null_mut(), |p| store_pw(&p))
+        }
+    }
+
+    fn getpwent_r(out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    |real| match nss::source(PASSWD) {
+        Source::Host => real(out, buf, len, result),
+        Source::Capsule { text, .. } => {
+            let at = PW_POS.load(Ordering::Relaxed);
+            let rc = match nss::passwd_entries(&text).nth(at) {
+                Some(p) => nss::fill_passwd(&p, out, buf, len),
+                None => libc::ENOENT,
+            };
+            if rc == 0 {
+                PW_POS.store(at + 1, Ordering::Relaxed);
+            }
+            if !result.is_null() {
+                *result = if rc == 0 { out } else { ptr::null_mut() };
+            }
+            rc
+        }
+    }
+
+    #[allow(clippy::unused_unit)]
+    fn setpwent() -> (), missing: ();
+    |real| {
+        PW_POS.store(0, Ordering::Relaxed);
+        real()
+    }
+
+    #[allow(clippy::unused_unit)]
+    fn endpwent() -> (), missing: ();
+    |real| {
+        PW_POS.store(0, Ordering::Relaxed);
+        real()
+    }
+
+    fn getgrnam(name: *const c_char) -> *mut group, missing: ptr::null_mut();
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name) };
+        gr(|g| g.name == wanted, || real(name))
+    }
+
+    fn getgrgid(gid: gid_t) -> *mut group, missing: ptr::null_mut();
+    |real| gr(|g| g.gid == gid, || real(gid))
+
+    fn getgrnam_r(name: *const c_char, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
+        gr_r(|g| g.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
+    }
+
+    fn getgrgid_r(gid: gid_t, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    |real| gr_r(|g| g.gid == gid, out, buf, len, result, || real(gid, out, buf, len, result))
+
+    fn getgrent() -> *mut group, missing: ptr::null_mut();
+    |real| match nss::source(GROUP) {
+        Source::Host => real(),
+        Source::Capsule { text, .. } => {
+            let at = GR_POS.fetch_add(1, Ordering::Relaxed);
+            nss::group_entries(&text).nth(at).map_or(ptr::null_mut(), |g| store_gr(&g))
+        }
+    }
+
+    fn getgrent_r(out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    |real| match nss::source(GROUP) {
+        Source::Host => real(out, buf, len, result),
+        Source::Capsule { text, .. } => {
+            let at = GR_POS.load(Ordering::Relaxed);
+            let rc = match nss::group_entries(&text).nth(at) {
+                Some(g) => nss::fill_group(&g, out, buf, len),
+                None => libc::ENOENT,
+            };
+            if rc == 0 {
+                GR_POS.store(at + 1, Ordering::Relaxed);
+            }
+            if !result.is_null() {
+                *result = if rc == 0 { out } else { ptr::null_mut() };
+            }
+            rc
+        }
+    }
+
+    #[allow(clippy::unused_unit)]
+    fn setgrent() -> (), missing: ();
+    |real| {
+        GR_POS.store(0, Ordering::Relaxed);
+        real()
+    }
+
+    #[allow(clippy::unused_unit)]
+    fn endgrent() -> (), missing: ();
+    |real| {
+        GR_POS.store(0, Ordering::Relaxed);
+        real()
+    }
+
+    fn getgrouplist(user: *const c_char, group: gid_t, groups: *mut gid_t, ngroups: *mut c_int) -> c_int, missing: -1;
+    |real| {
+        if ngroups.is_null() {
+            return real(user, group, groups, ngroups);
+        }
+        match capsule_grouplist(user, group, groups, ngroups) {
+            Some(rc) => rc,
+            None => real(user, group, groups, ngroups),
+        }
+    }
+}
