@@ -124,3 +124,197 @@ fn readme_coverage_table_matches_the_shim() {
         "README's coverage table is stale; replace it with:\n{expected}"
     );
 }
+
+/// Every libc function that takes a path name (from glibc's exported API), so that
+/// a missed one is a test failure rather than an escape: each is hooked, or listed
+/// in README's pass-through block with the reason it may pass.
+const PATH_FUNCTIONS: &[&str] = &[
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "__open_2",
+    "__open64_2",
+    "__openat_2",
+    "__openat64_2",
+    "creat",
+    "creat64",
+    "fopen",
+    "fopen64",
+    "freopen",
+    "freopen64",
+    "opendir",
+    "scandir",
+    "scandir64",
+    "scandirat",
+    "scandirat64",
+    "stat",
+    "stat64",
+    "lstat",
+    "lstat64",
+    "fstatat",
+    "fstatat64",
+    "statx",
+    "access",
+    "faccessat",
+    "euidaccess",
+    "eaccess",
+    "chmod",
+    "lchmod",
+    "fchmodat",
+    "chown",
+    "lchown",
+    "fchownat",
+    "truncate",
+    "truncate64",
+    "utime",
+    "utimes",
+    "lutimes",
+    "futimesat",
+    "utimensat",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "readlink",
+    "readlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mkfifo",
+    "mkfifoat",
+    "chdir",
+    "chroot",
+    "realpath",
+    "canonicalize_file_name",
+    "statfs",
+    "statfs64",
+    "statvfs",
+    "statvfs64",
+    "pathconf",
+    "getxattr",
+    "lgetxattr",
+    "setxattr",
+    "lsetxattr",
+    "listxattr",
+    "llistxattr",
+    "removexattr",
+    "lremovexattr",
+    "execve",
+    "execv",
+    "execvp",
+    "execvpe",
+    "execl",
+    "execlp",
+    "execle",
+    "execveat",
+    "posix_spawn",
+    "posix_spawnp",
+    "posix_spawn_file_actions_addopen",
+    "posix_spawn_file_actions_addchdir_np",
+    "dlopen",
+    "dlmopen",
+    "mkstemp",
+    "mkstemp64",
+    "mkostemp",
+    "mkostemp64",
+    "mkstemps",
+    "mkostemps",
+    "mkdtemp",
+    "mktemp",
+    "tmpfile",
+    "tmpfile64",
+    "tempnam",
+    "tmpnam",
+    "ftw",
+    "ftw64",
+    "nftw",
+    "nftw64",
+    "fts_open",
+    "glob",
+    "glob64",
+    "wordexp",
+    "inotify_add_watch",
+    "fanotify_mark",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "ftok",
+    "mount",
+    "umount",
+    "umount2",
+    "swapon",
+    "swapoff",
+    "acct",
+    "shm_open",
+    "shm_unlink",
+    "sem_open",
+    "sem_unlink",
+    "bindtextdomain",
+    "catopen",
+    "setmntent",
+    "utmpname",
+    "system",
+    "popen",
+    "bind",
+    "connect",
+    "getcwd",
+    "get_current_dir_name",
+];
+
+/// The backticked names at the start of README's pass-through list items.
+fn readme_pass_through() -> BTreeSet<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = "<!-- passthrough:start -->\n";
+    let from = readme
+        .find(start)
+        .expect("README has a passthrough:start marker")
+        + start.len();
+    let to = readme
+        .find("<!-- passthrough:end -->")
+        .expect("passthrough:end marker");
+    readme[from..to]
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .flat_map(|l| {
+            let names = l.split(':').next().unwrap_or_default();
+            names
+                .split(['`', ',', ' '])
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_path_function_is_hooked_or_said_to_pass_through() {
+    let hooked: BTreeSet<String> = hook_table().into_iter().map(|(_, s, _)| s).collect();
+    let passing = readme_pass_through();
+    let missing: Vec<_> = PATH_FUNCTIONS
+        .iter()
+        .filter(|f| !hooked.contains(**f) && !passing.contains(**f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "path functions neither hooked nor in README's pass-through list: {missing:?}"
+    );
+    let both: Vec<_> = passing.intersection(&hooked).collect();
+    assert!(
+        both.is_empty(),
+        "README says these pass through, but they are hooked: {both:?}"
+    );
+    let libc = defined_functions(&libc_path());
+    let unknown: Vec<_> = passing.iter().filter(|f| !libc.contains(*f)).collect();
+    assert!(
+        unknown.is_empty(),
+        "README's pass-through names no libc function: {unknown:?}"
+    );
+}

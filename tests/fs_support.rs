@@ -32,6 +32,7 @@ pub const PROBES: &[&str] = &[
     "fs_exec_root",
     "fs_rawcalls",
     "fs_fts",
+    "fs_more",
 ];
 
 /// The capsule's `PATH` inside a test root.

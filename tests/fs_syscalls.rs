@@ -76,3 +76,53 @@ fn getdents64_openat2_and_tmpfile_in_a_capsule() {
     }
     root.assert_unchanged();
 }
+
+#[test]
+fn more_path_functions_hold_natively() {
+    let dir = TempDir::new("more-native");
+    populate_data(dir.path());
+    let out = run_native(compile_c("fs_more"), &[dir.str()]);
+    probe_ok(&out, "fs_more natively");
+}
+
+/// futimesat, lchmod, scandirat, pathconf, ftok, inotify_add_watch,
+/// name_to_handle_at, posix_spawn file actions and execveat name the capsule's files:
+/// the probe sees what it sees natively, the changes are in the upper layer, the root
+/// is untouched.
+#[test]
+fn more_path_functions_in_a_capsule() {
+    let root = TestRoot::new();
+    for via in [Via::Preload, Via::Loader] {
+        let c = Capsule::new(via, &root);
+        let out = c.run("/probes/fs_more", &["/"]);
+        root.assert_probe_ok(&out, &c.label("fs_more"));
+        assert_eq!(
+            fs::read_to_string(c.up("/cow/append.txt")).ok().as_deref(),
+            Some("line1\nsetting=1\n"),
+            "{}: the spawned child's write",
+            c.label("upper layer")
+        );
+        assert_eq!(
+            fs::read_to_string(c.up("/tmp/spawned.txt")).ok().as_deref(),
+            Some("rel\n"),
+            "{}: the spawned child's creation",
+            c.label("upper layer")
+        );
+    }
+    root.assert_unchanged();
+}
+
+/// chroot, mount and opening by handle would leave the capsule's view: refused.
+#[test]
+fn calls_that_would_leave_the_view_are_refused() {
+    let root = TestRoot::new();
+    let c = Capsule::new(Via::Loader, &root);
+    let script = "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True)\n\
+        for name, call in [('chroot', lambda: libc.chroot(b'/tmp')), ('mount', lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)), ('open_by_handle_at', lambda: libc.open_by_handle_at(-100, None, 0))]:\n\
+        \x20   rc = call(); print(name, rc, os.strerror(ctypes.get_errno()))";
+    let out = c.home.run(&["run", "--rm", "--", "python3", "-c", script]);
+    assert_eq!(
+        success(&out, "python3 in a host-root capsule"),
+        "chroot -1 Operation not permitted\nmount -1 Operation not permitted\nopen_by_handle_at -1 Operation not permitted\n"
+    );
+}

@@ -28,8 +28,21 @@ hook! {
     fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int, missing: -1;
     |real| with_child_env(envp, |env| outside(|| real(fd, argv, env)))
 
+    /// A path relative to `dirfd` is the capsule's program, as for `execve`; an empty
+    /// one with `AT_EMPTY_PATH` runs the file `dirfd` already names.
     fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
+    |real| {
+        if let (Some(layers), false) = (crate::fs::layers(), path.is_null() || *path == 0) {
+            return match crate::fs::ops::absolute(layers, dirfd, std::ffi::CStr::from_ptr(path)) {
+                Ok(full) => in_capsule(full.as_ptr(), argv, envp, false, -1, |file, argv| {
+                    with_child_env(envp, |env| outside(|| real_execve(file, argv, env)))
+                }),
+                Err(crate::fs::ops::Skip::Errno(e)) => failed(-1, e),
+                Err(crate::fs::ops::Skip::Pass) => with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags))),
+            };
+        }
+        with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
+    }
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
     |real| in_capsule(path, argv, envp, false, libc::ENOENT, |file, argv| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env)))

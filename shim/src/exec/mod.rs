@@ -33,7 +33,10 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("execlp", Full),
     Hook::new("execle", Full),
     Hook::new("fexecve", Full),
-    Hook::new("execveat", Full),
+    Hook::new(
+        "execveat",
+        Partial("AT_SYMLINK_NOFOLLOW is not checked for a capsule path"),
+    ),
     Hook::new("posix_spawn", Full),
     Hook::new("posix_spawnp", Full),
     Hook::new(

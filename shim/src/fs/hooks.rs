@@ -46,7 +46,7 @@ fn run<T, R>(
 
 /// `run` with the operation's result built in place, in `scratch` (a `Node` or an
 /// `OpenPlan`: large, and cheaper to fill where it stays than to move out).
-fn run_in<S, X, R>(
+pub(super) fn run_in<S, X, R>(
     scratch: impl FnOnce() -> S,
     op: impl FnOnce(&'static Layers, &mut S) -> Op<X>,
     real: impl FnOnce(&S, X) -> R,
@@ -73,7 +73,7 @@ fn run_in<S, X, R>(
 }
 
 /// A path argument; null lets the real call report EFAULT.
-unsafe fn arg<'a>(path: *const c_char) -> Op<&'a CStr> {
+pub(super) unsafe fn arg<'a>(path: *const c_char) -> Op<&'a CStr> {
     if path.is_null() {
         Err(Skip::Pass)
     } else {
@@ -413,7 +413,7 @@ fn fd_change<R>(
 }
 
 /// A path operation on an existing name that only reads it.
-unsafe fn read_with<R>(
+pub(super) unsafe fn read_with<R>(
     dirfd: c_int,
     path: *const c_char,
     follow: bool,
@@ -430,7 +430,7 @@ unsafe fn read_with<R>(
 }
 
 /// A path operation on an existing name that changes it (copied up first).
-unsafe fn change_with<R>(
+pub(super) unsafe fn change_with<R>(
     dirfd: c_int,
     path: *const c_char,
     follow: bool,
@@ -689,7 +689,7 @@ unsafe fn open_stream(
 }
 
 /// glibc's `struct dirent` and `struct dirent64` share a layout on 64-bit Linux.
-type Dirent = libc::dirent64;
+pub(super) type Dirent = libc::dirent64;
 
 static REAL_READDIR64: Real = Real::new(c"readdir64");
 
@@ -728,13 +728,14 @@ unsafe fn readdir_r_with(
     0
 }
 
-type Filter = Option<unsafe extern "C" fn(*const Dirent) -> c_int>;
-type Compare = Option<unsafe extern "C" fn(*mut *const Dirent, *mut *const Dirent) -> c_int>;
+pub(super) type Filter = Option<unsafe extern "C" fn(*const Dirent) -> c_int>;
+pub(super) type Compare =
+    Option<unsafe extern "C" fn(*mut *const Dirent, *mut *const Dirent) -> c_int>;
 
 /// scandir in the capsule: glibc's calls its internal opendir, which no hook sees.
 /// The program's callbacks run outside the shim guard, so their libc calls are
 /// virtualised too.
-unsafe fn scandir_with(
+pub(super) unsafe fn scandir_with(
     path: *const c_char,
     list: *mut *mut *mut Dirent,
     filter: Filter,

@@ -27,6 +27,8 @@ pub mod layers;
 pub mod ops;
 pub mod owner;
 pub mod path;
+#[cfg(not(test))]
+pub mod path_hooks;
 pub mod sockets;
 pub mod sys;
 pub mod syscalls;
@@ -251,5 +253,25 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("telldir", Full),
     Hook::new("seekdir", Full),
     Hook::new("scandir", Full),
+    Hook::new("scandirat", Full),
+    Hook::new("scandirat64", Full),
+    Hook::new("futimesat", Full),
+    Hook::new("lchmod", Full),
+    Hook::new("pathconf", Full),
+    Hook::new("ftok", Full),
+    Hook::new("inotify_add_watch", Partial("watches the file the name has now: after a copy-up the watch is on the old (lower) file, as with overlayfs")),
+    Hook::new("fanotify_mark", Partial("as inotify_add_watch; a mount or file-system mark covers the host's whole mount")),
+    Hook::new("name_to_handle_at", Full),
+    Hook::new("open_by_handle_at", Partial("EPERM in a capsule with a file system: a handle names any inode, outside the capsule too")),
+    Hook::new("chroot", Partial("EPERM in a capsule with a file system: not emulated yet")),
+    Hook::new("mount", Partial("EPERM in a capsule with a file system")),
+    Hook::new("umount", Partial("EPERM in a capsule with a file system")),
+    Hook::new("umount2", Partial("EPERM in a capsule with a file system")),
+    Hook::new("swapon", Partial("EPERM in a capsule with a file system")),
+    Hook::new("swapoff", Partial("EPERM in a capsule with a file system")),
+    Hook::new("acct", Partial("EPERM in a capsule with a file system")),
+    Hook::new("dlmopen", Partial("as dlopen")),
+    Hook::new("posix_spawn_file_actions_addopen", Partial("the name is resolved, and a file to be written copied up, when the action is added (relative to the working directory then, not to an earlier addchdir action); a capsule refusal is returned by the add")),
+    Hook::new("posix_spawn_file_actions_addchdir_np", Partial("the directory is resolved when the action is added")),
     Hook::new("scandir64", Full),
 ];

@@ -1,0 +1,183 @@
+//! Path-taking libc functions beyond the core file calls (`hooks.rs`): each names
+//! its file in the capsule like every other call, so that none of them reaches the
+//! host's file of the same name. Functions that need privileges a capsule cannot
+//! contain (`chroot`, `mount`, opening by file handle) are refused in a capsule with
+//! a file system of its own, as they would be for an unprivileged user.
+
+use std::ffi::CStr;
+
+use libc::{c_char, c_int, c_long, c_uint, c_void, mode_t, posix_spawn_file_actions_t};
+
+use super::hooks::{arg, change_with, read_with, run_in, scandir_with, Compare, Dirent, Filter};
+use super::ops::{self, Skip};
+use super::path::PathBuf;
+use crate::hook::set_errno;
+
+/// `EPERM` for an operation that would leave the capsule's view when the capsule has
+/// a file system; the real call otherwise.
+fn refused<R>(fail: R, real: impl FnOnce() -> R) -> R {
+    if super::layers().is_none() {
+        return real();
+    }
+    set_errno(libc::EPERM);
+    fail
+}
+
+/// The absolute capsule path of `path` relative to `dirfd`, for calls that have only
+/// an `AT_FDCWD` form underneath (`scandirat`).
+unsafe fn absolute(dirfd: c_int, path: *const c_char) -> Result<Option<PathBuf>, c_int> {
+    let Some(layers) = super::layers() else {
+        return Ok(None);
+    };
+    match ops::absolute(layers, dirfd, CStr::from_ptr(path)) {
+        Ok(p) => Ok(Some(p)),
+        Err(Skip::Pass) => Ok(None),
+        Err(Skip::Errno(e)) => Err(e),
+    }
+}
+
+hook! {
+    /// `futimesat(dirfd, NULL, …)` is `futimes` on the descriptor.
+    fn futimesat(dirfd: c_int, path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() {
+            return crate::hook::outside(|| libc::futimes(dirfd, times));
+        }
+        change_with(dirfd, path, true, -1, |p| if p == path { real(dirfd, p, times) } else { real(libc::AT_FDCWD, p, times) })
+    }
+
+    fn lchmod(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, mode))
+
+    fn pathconf(path: *const c_char, name: c_int) -> c_long, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name))
+
+    fn ftok(path: *const c_char, id: c_int) -> libc::key_t, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, id))
+
+    /// The watch is on the file the name has now; a later copy-up makes a new file
+    /// the watch does not see (as overlayfs's inotify does).
+    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int, missing: -1;
+    |real| read_with(libc::AT_FDCWD, path, mask & libc::IN_DONT_FOLLOW == 0, -1, |p| real(fd, p, mask))
+
+    fn fanotify_mark(fd: c_int, flags: c_uint, mask: u64, dirfd: c_int, path: *const c_char) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() {
+            return real(fd, flags, mask, dirfd, path);
+        }
+        let follow = flags & libc::FAN_MARK_DONT_FOLLOW == 0;
+        read_with(dirfd, path, follow, -1, |p| if p == path { real(fd, flags, mask, dirfd, p) } else { real(fd, flags, mask, libc::AT_FDCWD, p) })
+    }
+
+    fn name_to_handle_at(dirfd: c_int, path: *const c_char, handle: *mut c_void, mount_id: *mut c_int, flags: c_int) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() || (flags & libc::AT_EMPTY_PATH != 0 && *path == 0) {
+            return real(dirfd, path, handle, mount_id, flags);
+        }
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        read_with(dirfd, path, follow, -1, |p| if p == path { real(dirfd, p, handle, mount_id, flags) } else { real(libc::AT_FDCWD, p, handle, mount_id, flags) })
+    }
+
+    /// A handle names any inode of a file system, outside the capsule too: refused.
+    fn open_by_handle_at(mount_fd: c_int, handle: *mut c_void, flags: c_int) -> c_int, missing: -1;
+    |real| refused(-1, || real(mount_fd, handle, flags))
+
+    /// A real chroot would leave the shim's host paths pointing elsewhere; it is not
+    /// emulated yet.
+    fn chroot(path: *const c_char) -> c_int, missing: -1;
+    |real| refused(-1, || real(path))
+
+    fn mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: libc::c_ulong, data: *const c_void) -> c_int, missing: -1;
+    |real| refused(-1, || real(source, target, fstype, flags, data))
+
+    fn umount(target: *const c_char) -> c_int, missing: -1;
+    |real| refused(-1, || real(target))
+
+    fn umount2(target: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| refused(-1, || real(target, flags))
+
+    fn swapon(path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| refused(-1, || real(path, flags))
+
+    fn swapoff(path: *const c_char) -> c_int, missing: -1;
+    |real| refused(-1, || real(path))
+
+    fn acct(path: *const c_char) -> c_int, missing: -1;
+    |real| refused(-1, || real(path))
+
+    fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut();
+    |real| {
+        if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
+            return real(lmid, path, flags);
+        }
+        let mut node = super::layers::Node::empty();
+        match super::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, CStr::from_ptr(path), true, &mut node)) {
+            Some(Ok(())) => crate::hook::outside(|| real(lmid, node.host.as_ptr(), flags)),
+            _ => crate::hook::outside(|| real(lmid, path, flags)),
+        }
+    }
+
+    fn scandirat(dirfd: c_int, path: *const c_char, list: *mut *mut *mut Dirent, filter: Filter, compare: Compare) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() {
+            return real(dirfd, path, list, filter, compare);
+        }
+        match absolute(dirfd, path) {
+            Ok(Some(full)) => scandir_with(full.as_ptr(), list, filter, compare, || real(dirfd, path, list, filter, compare)),
+            Ok(None) => real(dirfd, path, list, filter, compare),
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        }
+    }
+
+    fn scandirat64(dirfd: c_int, path: *const c_char, list: *mut *mut *mut Dirent, filter: Filter, compare: Compare) -> c_int, missing: -1;
+    |real| {
+        if path.is_null() {
+            return real(dirfd, path, list, filter, compare);
+        }
+        match absolute(dirfd, path) {
+            Ok(Some(full)) => scandir_with(full.as_ptr(), list, filter, compare, || real(dirfd, path, list, filter, compare)),
+            Ok(None) => real(dirfd, path, list, filter, compare),
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        }
+    }
+
+    /// The child opens the capsule's file: the name is resolved (and a file to be
+    /// written copied up) when the action is added, a capsule refusal (`EROFS`,
+    /// `ENOENT` of a directory on the way) is returned then rather than by the spawn.
+    fn posix_spawn_file_actions_addopen(actions: *mut posix_spawn_file_actions_t, fd: c_int, path: *const c_char, oflag: c_int, mode: mode_t) -> c_int, missing: libc::ENOSYS;
+    |real| {
+        let saved = crate::hook::errno();
+        let rc = run_in(
+            ops::OpenPlan::new,
+            |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, oflag, plan),
+            |plan, ()| real(actions, fd, plan.host.as_ptr(), oflag, mode),
+            || real(actions, fd, path, oflag, mode),
+            -1,
+        );
+        if rc == -1 {
+            // The capsule refused the name: posix_spawn_file_actions_* return errors.
+            let e = crate::hook::errno();
+            set_errno(saved);
+            return e;
+        }
+        rc
+    }
+
+    fn posix_spawn_file_actions_addchdir_np(actions: *mut posix_spawn_file_actions_t, path: *const c_char) -> c_int, missing: libc::ENOSYS;
+    |real| {
+        let saved = crate::hook::errno();
+        let rc = read_with(libc::AT_FDCWD, path, true, -1, |p| real(actions, p));
+        if rc == -1 {
+            let e = crate::hook::errno();
+            set_errno(saved);
+            return e;
+        }
+        rc
+    }
+}
