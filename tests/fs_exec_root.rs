@@ -304,3 +304,67 @@ fn static_programs_and_capsules_over_the_host_run_as_before() {
     assert_eq!(Path::new(&seen["exe"]), probe.as_path());
     assert_eq!(seen["exe_same"], "yes");
 }
+
+/// The dynamic loader run by hand (`ld.so PROGRAM`) opens PROGRAM itself, unseen by
+/// the shim: PROGRAM is the capsule's file, never the host's file of that name.
+#[test]
+fn the_loader_run_by_hand_runs_the_capsules_program() {
+    let root = TestRoot::new();
+    let ldso = "/lib64/ld-linux-x86-64.so.2";
+    if !root.path().join(ldso.trim_start_matches('/')).exists() {
+        eprintln!("skipped: the test root has no {ldso}");
+        return;
+    }
+    // A host program at a path the capsule does not have.
+    let outside = TempDir::new("host-only");
+    let host_prog = outside.path().join("host-only-echo");
+    fs::copy("/bin/echo", &host_prog).unwrap();
+    for via in [Via::Preload, Via::Loader] {
+        let c = Capsule::new(via, &root);
+        let script = format!(
+            "cp /bin/cat /tmp/mycat && {ldso} /tmp/mycat /secret && {ldso} --inhibit-cache /tmp/mycat /etc/app.conf; \
+             {ldso} {} host-program-ran 2>/dev/null || echo host-program-not-run",
+            host_prog.display()
+        );
+        let out = c.sh(&script);
+        assert_eq!(
+            stdout(&out),
+            "root secret\nsetting=1\nhost-program-not-run\n",
+            "{}: {}",
+            c.label("ld.so by hand"),
+            describe(&out)
+        );
+    }
+    root.assert_unchanged();
+}
+
+/// An extra `LD_PRELOAD` entry is a capsule path, which the dynamic loader (opening
+/// it itself) gets as the host file it names; a host library the capsule does not
+/// have is left out rather than loaded.
+#[test]
+fn extra_preloads_are_the_capsules_libraries() {
+    let root = TestRoot::new();
+    let outside = TempDir::new("host-lib");
+    let host_lib = outside.path().join("libhostonly.so");
+    fs::copy(compile_c_shared("libmarker"), &host_lib).unwrap();
+    for via in [Via::Preload, Via::Loader] {
+        let c = Capsule::new(via, &root);
+        let lib = c.up("/opt/lib/libmarker.so");
+        fs::create_dir_all(lib.parent().unwrap()).unwrap();
+        fs::copy(compile_c_shared("libmarker"), &lib).unwrap();
+        let script = format!(
+            "LD_PRELOAD=/opt/lib/libmarker.so cat /proc/self/maps | grep -q libmarker && echo loaded; \
+             LD_PRELOAD={} cat /proc/self/maps | grep -q libhostonly || echo left-out",
+            host_lib.display()
+        );
+        let out = c.sh(&script);
+        assert_eq!(
+            stdout(&out),
+            "loaded\nleft-out\n",
+            "{}: {}",
+            c.label("LD_PRELOAD"),
+            describe(&out)
+        );
+    }
+    root.assert_unchanged();
+}

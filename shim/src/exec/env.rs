@@ -141,11 +141,54 @@ fn render_preload(rt: &Runtime, existing: Option<&[u8]>, out: &mut Text) {
             if item.is_empty() || item == ours || basename(item) == basename(ours) {
                 continue;
             }
-            out.push(b":");
-            out.push(item);
+            let mut host = crate::fs::path::PathBuf::new();
+            match preload_host(item, &mut host) {
+                Some(true) => {
+                    out.push(b":");
+                    out.push(host.as_bytes());
+                }
+                Some(false) => {
+                    out.push(b":");
+                    out.push(item);
+                }
+                None => log::info!(
+                    "LD_PRELOAD entry {:?} is not in the capsule: left out",
+                    String::from_utf8_lossy(item)
+                ),
+            }
         }
     }
     out.push(b"\0");
+}
+
+/// Where the dynamic loader must find an extra `LD_PRELOAD` entry, which it opens
+/// itself, unseen by the shim: `Some(true)` with `host` set to the host file a
+/// capsule path names, `Some(false)` to keep the entry as it is (a bare name, which
+/// the loader searches in the library directories, or a host path an earlier exec
+/// of this capsule already translated), `None` for a path the capsule does not have.
+fn preload_host(item: &[u8], host: &mut crate::fs::path::PathBuf) -> Option<bool> {
+    let Some(layers) = crate::fs::layers() else {
+        return Some(false);
+    };
+    if !item.contains(&b'/') {
+        return Some(false);
+    }
+    let mut buf = [0u8; crate::fs::path::PATH_MAX + 1];
+    if item.len() >= crate::fs::path::PATH_MAX {
+        return None;
+    }
+    buf[..item.len()].copy_from_slice(item);
+    let name = CStr::from_bytes_until_nul(&buf).ok()?;
+    if let Ok(node) = crate::fs::ops::existing(layers, libc::AT_FDCWD, name, true) {
+        if node.stat.st_mode & libc::S_IFMT == libc::S_IFREG
+            && host.set(node.host.as_bytes()).is_ok()
+        {
+            return Some(true);
+        }
+    }
+    // Translated by an earlier exec: a host path inside the capsule's layers.
+    (layers.root.is_some() && item.starts_with(b"/") && layers.reverse(item).is_some())
+        .then_some(false)
 }
 
 /// Iterates a NULL-terminated `char *[]`.

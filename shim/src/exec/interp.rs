@@ -178,8 +178,18 @@ pub fn for_program(
             return None;
         }
     };
+    with_library_path(layers, node.host, envp)
+}
+
+/// The root's loader `ldso` (a host path) with the `--library-path` a program of the
+/// root needs, or `None` when the shim cannot run under it.
+pub fn with_library_path(
+    layers: &Layers,
+    ldso: PathBuf,
+    envp: *const *const libc::c_char,
+) -> Option<Loader> {
     let mut loader = Loader {
-        ldso: node.host,
+        ldso,
         library_path: [0; LIBRARY_PATH_MAX],
         len: 0,
     };

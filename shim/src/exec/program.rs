@@ -22,6 +22,10 @@ pub struct Program {
     script: Option<Script>,
     /// The root's dynamic loader, which runs `host` (see `interp.rs`).
     loader: Option<Loader>,
+    /// The program is the root's dynamic loader itself (`ld.so PROGRAM ARGS`): the
+    /// loader opens PROGRAM on its own, so its path is translated here, and the
+    /// root's library directories are given unless the caller names some.
+    explicit: Option<Loader>,
 }
 
 struct Script {
@@ -40,6 +44,8 @@ struct Script {
 pub struct ArgvBuf {
     stack: [*const c_char; STACK_ARGS],
     mapping: Option<(*mut libc::c_void, usize)>,
+    /// The host path of the program an explicit `ld.so` runs.
+    program: PathBuf,
 }
 
 impl ArgvBuf {
@@ -47,6 +53,7 @@ impl ArgvBuf {
         ArgvBuf {
             stack: [std::ptr::null(); STACK_ARGS],
             mapping: None,
+            program: PathBuf::new(),
         }
     }
 
@@ -106,6 +113,9 @@ impl Program {
         original: *const *const c_char,
         buf: &mut ArgvBuf,
     ) -> Result<*const *const c_char, c_int> {
+        if let Some(loader) = &self.explicit {
+            return explicit_loader_argv(loader, original, buf);
+        }
         if self.script.is_none() && self.loader.is_none() {
             return Ok(original);
         }
@@ -158,6 +168,90 @@ impl Program {
         put(std::ptr::null());
         Ok(slots.as_ptr())
     }
+}
+
+/// Options of glibc's `ld.so` that take a value.
+const LDSO_VALUE_OPTIONS: &[&[u8]] = &[
+    b"--argv0",
+    b"--library-path",
+    b"--preload",
+    b"--audit",
+    b"--inhibit-rpath",
+    b"--glibc-hwcaps-prefer",
+    b"--glibc-hwcaps-mask",
+];
+
+/// The argument vector of `ld.so [OPTIONS] PROGRAM ARGS` run in a capsule with its
+/// own root: PROGRAM becomes the host file it names in the capsule, and the root's
+/// library directories are added unless the caller gave `--library-path`.
+fn explicit_loader_argv(
+    loader: &Loader,
+    original: *const *const c_char,
+    buf: &mut ArgvBuf,
+) -> Result<*const *const c_char, c_int> {
+    let layers = fs::layers().ok_or(libc::ENOENT)?;
+    let mut args: &[*const c_char] = &[];
+    // SAFETY: argv is null or a NULL-terminated array of C strings.
+    unsafe {
+        if !original.is_null() {
+            let mut n = 0;
+            while !(*original.add(n)).is_null() {
+                n += 1;
+            }
+            args = std::slice::from_raw_parts(original, n);
+        }
+    }
+    // Where PROGRAM is, and whether the caller chose the library directories.
+    let mut program_at = None;
+    let mut has_library_path = false;
+    let mut i = 1;
+    while i < args.len() {
+        // SAFETY: each entry is a C string.
+        let arg = unsafe { CStr::from_ptr(args[i]) }.to_bytes();
+        if arg == b"--library-path" {
+            has_library_path = true;
+        }
+        if LDSO_VALUE_OPTIONS.contains(&arg) {
+            i += 2;
+        } else if arg.starts_with(b"--") {
+            i += 1;
+        } else {
+            program_at = Some(i);
+            break;
+        }
+    }
+    let Some(at) = program_at else {
+        return Ok(original); // --help, --list-tunables...: no program to open
+    };
+    // SAFETY: a C string of argv.
+    let program = unsafe { CStr::from_ptr(args[at]) }.to_bytes();
+    buf.program = resolve(layers, program)?;
+    let program_host = buf.program.as_ptr();
+    let slots = buf.slots(args.len() + 4)?;
+    let mut n = 0;
+    for (j, &arg) in args.iter().enumerate() {
+        if j == at {
+            if !has_library_path {
+                slots[n] = c"--library-path".as_ptr();
+                slots[n + 1] = loader.library_path();
+                slots[n + 2] = c"--inhibit-cache".as_ptr();
+                n += 3;
+            }
+            slots[n] = program_host;
+        } else {
+            slots[n] = arg;
+        }
+        n += 1;
+    }
+    slots[n] = std::ptr::null();
+    Ok(slots.as_ptr())
+}
+
+/// Whether a program path names glibc's dynamic loader (`ld-linux-x86-64.so.2`).
+fn is_glibc_loader(path: &[u8]) -> bool {
+    path.rsplit(|&b| b == b'/')
+        .next()
+        .is_some_and(|name| name.starts_with(b"ld-linux"))
 }
 
 fn is_executable_file(host: &PathBuf) -> Result<(), c_int> {
@@ -248,10 +342,24 @@ pub fn prepare(
     } else {
         (resolve(layers, bytes)?, PathBuf::from_bytes(bytes)?)
     };
+    if layers.root.is_some() && is_glibc_loader(capsule.as_bytes()) {
+        let explicit = PathBuf::from_bytes(host.as_bytes())
+            .ok()
+            .and_then(|ldso| interp::with_library_path(layers, ldso, envp));
+        if explicit.is_some() {
+            return Ok(Some(Program {
+                host,
+                script: None,
+                loader: None,
+                explicit,
+            }));
+        }
+    }
     let mut program = Program {
         host,
         script: None,
         loader: None,
+        explicit: None,
     };
     // The interpreter gets the script's path as the program gave it (a capsule path,
     // which it opens through the shim), as the kernel would: not the host path the
