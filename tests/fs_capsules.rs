@@ -582,3 +582,42 @@ fn a_host_root_capsule_finds_the_users_it_added() {
         "the host sees the capsule's user"
     );
 }
+
+/// A link inside a volume leads into the capsule, as every other link does: never to
+/// the host's file of that name, for reading or writing. (The kernel would follow it
+/// on the host.)
+#[test]
+fn links_inside_a_volume_stay_in_the_capsule() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let vol = TempDir::new("vol-links");
+    std::os::unix::fs::symlink("/etc", vol.join("e")).unwrap();
+    std::os::unix::fs::symlink("/", vol.join("r")).unwrap();
+    let host_etc = Snapshot::of(std::path::Path::new("/etc"));
+    let spec = format!("{}:/vol", vol.str());
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "vollinks",
+        &["-v", &spec],
+        "cat /vol/e/hostname; cat /vol/r/secret; echo new > /vol/e/written-through-link; \
+         cat /etc/written-through-link; ln -s /secret /vol/s; cat /vol/s",
+    ));
+    assert_eq!(
+        success(&out, "links in a volume"),
+        "capsule-lower\nroot secret\nnew\nroot secret\n"
+    );
+    assert!(
+        !std::path::Path::new("/etc/written-through-link").exists(),
+        "a write reached the host's /etc"
+    );
+    host_etc.assert_same(
+        &Snapshot::of(std::path::Path::new("/etc")),
+        "the host's /etc",
+    );
+    let upper = home
+        .path()
+        .join("capsules/vollinks/upper/etc/written-through-link");
+    assert_eq!(read_text(&upper), "new\n", "the write is the capsule's");
+    root.assert_unchanged();
+}

@@ -460,8 +460,8 @@ impl Layers {
         }
     }
 
-    /// A name in `/dev`, `/sys`, `/proc` or a volume, given without `..`: the host's
-    /// own file system, which the kernel resolves in one call. Paths through
+    /// A name in `/dev`, `/sys` or `/proc`, given without `..`: the host's own file
+    /// system, which the kernel resolves in one call. Paths through
     /// `/proc/*/root` and `/proc/*/cwd` (host paths) are walked instead. False: not
     /// such a name (`node` unspecified).
     fn direct_into(
@@ -518,6 +518,12 @@ impl Layers {
             return Ok(None);
         }
         let place = self.place_of(path, Some(host))?;
+        // A volume's names are walked like the layers': a link inside it (`/vol/e ->
+        // /etc`) leads to the capsule's `/etc`, which the kernel would take for the
+        // host's.
+        if let Place::Volume { .. } = place {
+            return Ok(None);
+        }
         // `exe` too: a program run by its root's loader must not open the loader.
         if is_within(path, b"/proc")
             && components(path).any(|c| c == b"root" || c == b"cwd" || c == b"exe")

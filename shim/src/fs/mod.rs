@@ -12,7 +12,8 @@
 //!   (`layers.rs`), so `..`, symbolic links and `/proc/self/*` never lead out;
 //! - every path the shim hands back (getcwd, realpath, readlink of /proc links) is a
 //!   capsule path;
-//! - bind volumes are used directly, writable or read-only (`EROFS`); a capsule
+//! - bind volumes are used directly, writable or read-only (`EROFS`), their names
+//!   walked like the layers' (a link inside one leads into the capsule); a capsule
 //!   without an upper layer, or `--read-only`, returns `EROFS` to every write
 //!   outside volumes;
 //! - with no file-system settings the replica is off and every hook passes through.
