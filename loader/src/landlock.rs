@@ -141,11 +141,14 @@ pub struct Policy {
 
 /// What the host's dynamic loader needs to start a root's first program, before the
 /// shim re-runs it with the root's own loader (and throughout, for a root whose glibc
-/// is too old): the program's `PT_INTERP`, its cache, and the directories of the
-/// host's C library and the shim's dependencies, files readable, not listable.
+/// is too old): the program's `PT_INTERP` (for a `#!` script, which the kernel starts
+/// with the host's interpreter, that interpreter and its `PT_INTERP`), its cache, and
+/// the directories of the host's C library and the shim's dependencies, files
+/// readable, not listable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostLoader {
-    pub interpreter: Option<PathBuf>,
+    /// Host files the kernel executes to start the program.
+    pub interpreters: Vec<PathBuf>,
     pub library_dirs: Vec<PathBuf>,
 }
 
@@ -168,8 +171,14 @@ impl HostLoader {
                 }
             }
         }
+        let mut interpreters = Vec::new();
+        if let Some(script) = script_interpreter(executable) {
+            interpreters.extend(interpreter_of(&script));
+            interpreters.push(script);
+        }
+        interpreters.extend(interpreter_of(executable));
         HostLoader {
-            interpreter: interpreter_of(executable),
+            interpreters,
             library_dirs,
         }
     }
@@ -254,7 +263,7 @@ impl Policy {
         rule(Path::new("/proc"), read & !EXECUTE | WRITE_FILE | TRUNCATE);
         rule(Path::new("/sys"), read & !EXECUTE);
         if own_root {
-            if let Some(interpreter) = &host.interpreter {
+            for interpreter in &host.interpreters {
                 rule(interpreter, EXECUTE | READ_FILE);
             }
             rule(Path::new("/etc/ld.so.cache"), READ_FILE);
@@ -505,6 +514,18 @@ fn add_rule(ruleset: &OwnedFd, rule: &Rule, handled: u64) -> Result<(), Backstop
     Ok(())
 }
 
+/// The interpreter a `#!` line of `path` names, if it is a script.
+fn script_interpreter(path: &Path) -> Option<PathBuf> {
+    let mut head = [0u8; 256];
+    let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let name = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .find(|w| !w.is_empty())?;
+    Some(PathBuf::from(OsStr::from_bytes(name))).filter(|p| p.is_absolute())
+}
+
 /// The `PT_INTERP` of the ELF executable `path` (its host dynamic loader), if any.
 pub fn interpreter_of(path: &Path) -> Option<PathBuf> {
     let mut head = Vec::with_capacity(4096);
@@ -603,7 +624,7 @@ mod tests {
     #[test]
     fn read_only_capsules_write_only_their_state_files_and_rw_volumes() {
         let host = HostLoader {
-            interpreter: Some("/lib64/ld.so".into()),
+            interpreters: vec!["/lib64/ld.so".into()],
             library_dirs: vec!["/usr/lib/x86_64-linux-gnu".into()],
         };
         let p = Policy::for_capsule(&config(Some("/r"), true), Path::new("/s/lib.so"), &host);
@@ -641,7 +662,7 @@ mod tests {
     #[test]
     fn the_host_loader_needs_the_c_library_directory() {
         let host = HostLoader::of(Path::new("/bin/sh"));
-        assert!(host.interpreter.is_some());
+        assert_eq!(host.interpreters.len(), 1);
         let libc_dir = host.library_dirs.iter().any(|d| {
             fs::read_dir(d).is_ok_and(|mut e| {
                 e.any(|f| f.is_ok_and(|f| f.file_name().to_string_lossy().starts_with("libc.so")))
@@ -655,5 +676,11 @@ mod tests {
         let sh = interpreter_of(Path::new("/bin/sh"));
         assert!(sh.as_deref().is_some_and(|p| p.is_absolute()), "{sh:?}");
         assert_eq!(interpreter_of(Path::new("/etc/passwd")), None);
+        let dir = std::env::temp_dir().join(format!("capsule-ll-script-{}", std::process::id()));
+        fs::write(&dir, "#! /bin/sh -e\necho\n").unwrap();
+        let host = HostLoader::of(&dir);
+        fs::remove_file(&dir).unwrap();
+        assert_eq!(host.interpreters.len(), 2, "{host:?}");
+        assert_eq!(host.interpreters[1], Path::new("/bin/sh"));
     }
 }
