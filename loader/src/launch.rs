@@ -28,6 +28,7 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use crate::envfile::Environment;
+use crate::landlock::Backstop;
 
 /// Signals relayed to the program.
 pub const RELAYED: &[libc::c_int] = &[
@@ -172,9 +173,14 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Starts the program. Signals must already be blocked ([`BlockedSignals::block`]).
-    pub fn spawn(&self, blocked: &BlockedSignals) -> Result<Child, LaunchError> {
-        self.spawn_with(blocked, |_| {})
+    /// Starts the program in `backstop`'s Landlock domain, if any. Signals must
+    /// already be blocked ([`BlockedSignals::block`]).
+    pub fn spawn(
+        &self,
+        blocked: &BlockedSignals,
+        backstop: Option<&Backstop>,
+    ) -> Result<Child, LaunchError> {
+        self.spawn_with(blocked, backstop, |_| {})
     }
 
     /// Starts the program after `configure` has adjusted the command (a supervisor
@@ -182,8 +188,11 @@ impl Launch {
     pub fn spawn_with(
         &self,
         _blocked: &BlockedSignals,
+        backstop: Option<&Backstop>,
         configure: impl FnOnce(&mut Command),
     ) -> Result<Child, LaunchError> {
+        // The ruleset was built before fork; the child only enters it.
+        let ruleset = backstop.map(Backstop::raw_fd);
         let mut command = Command::new(&self.executable);
         command
             .arg0(&self.arg0)
@@ -196,16 +205,20 @@ impl Launch {
         // std's Command does not reset the signal mask: without this the program would
         // start with the relayed signals and SIGCHLD blocked (seen on Rust 1.95).
         // SAFETY: the closure runs in the forked child before exec; it only calls
-        // sigemptyset and sigprocmask, which are async-signal-safe, on a local set, and
-        // neither allocates nor takes locks.
+        // sigemptyset and sigprocmask on a local set, prctl and landlock_restrict_self
+        // on the ruleset descriptor the parent keeps open across the spawn: all
+        // async-signal-safe, none allocates or takes locks.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
                 if libc::sigemptyset(empty.as_mut_ptr()) != 0
                     || libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut())
                         != 0
                 {
                     return Err(io::Error::last_os_error());
+                }
+                if let Some(fd) = ruleset {
+                    Backstop::restrict_self(fd)?;
                 }
                 Ok(())
             });

@@ -9,6 +9,7 @@
 //! - [`view`]: the capsule's file system seen from the host (`--root`, the upper
 //!   layer, volumes), to find the program and working directory inside the capsule;
 //! - [`program`]: finding the program as a shell would (127/126 cases);
+//! - [`landlock`]: the kernel backstop, a Landlock domain around each program;
 //! - [`launch`]: blocking signals, spawning, relaying signals, reaping;
 //! - [`run`]: `capsule run` itself, checked in full before anything is created.
 //! - [`inspect`]: reading a capsule's state (status, uptime, ports, command);
@@ -21,6 +22,7 @@
 pub mod envfile;
 pub mod image;
 pub mod inspect;
+pub mod landlock;
 pub mod launch;
 pub mod manage;
 pub mod manifest;

@@ -24,6 +24,7 @@ use capsule_config::{
 use log::{info, warn};
 
 use crate::envfile::{EnvEntry, Environment};
+use crate::landlock::{self, Backstop, BackstopError, HostLoader, Policy};
 use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
 use crate::program::{self, LookupError};
 use crate::shim::{self, ShimError};
@@ -40,6 +41,8 @@ pub enum RunError {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Backstop(#[from] BackstopError),
     #[error(transparent)]
     WorkDir(#[from] WorkDirError),
     /// `--root`.
@@ -517,6 +520,7 @@ impl RunSpec {
             remove: self.remove,
             ignored,
             image_id,
+            landlock: host.env.get(landlock::SETTING).map(OsStr::to_os_string),
         })
     }
 
@@ -642,6 +646,8 @@ pub struct Prepared {
     ignored: Vec<&'static str>,
     /// The image the capsule runs (`--image`), recorded for `capsule commit`.
     image_id: Option<String>,
+    /// The loader's `CAPSULE_LANDLOCK` (never the program's `-e`).
+    landlock: Option<OsString>,
 }
 
 impl Prepared {
@@ -744,7 +750,11 @@ impl Prepared {
             .collect();
         dir.write_command(&argv)?;
 
-        let child = launch.spawn_with(signals, configure)?;
+        // After the state directory is ready: rules name its files' inodes.
+        let host_loader = HostLoader::of(&launch.executable);
+        let policy = Policy::for_capsule(&config, &self.shim, &host_loader);
+        let backstop = Backstop::build(&policy, self.landlock.as_deref())?;
+        let child = launch.spawn_with(signals, backstop.as_ref(), configure)?;
         info!(
             "capsule {} started {} as pid {}",
             dir.name(),

@@ -19,6 +19,7 @@ use log::warn;
 use super::ManageError;
 use crate::envfile::{EnvEntry, Environment};
 use crate::inspect::{self, existing_dir, InspectError};
+use crate::landlock::{self, Backstop, BackstopError, HostLoader, Policy};
 use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
 use crate::program::{self, LookupError};
 use crate::run::{check_capsule_workdir, Host, WorkDirError};
@@ -36,6 +37,8 @@ pub enum ExecError {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    Backstop(#[from] BackstopError),
     /// Not a `source`: the message already carries it.
     #[error("-w {0}")]
     WorkDir(WorkDirError),
@@ -77,9 +80,13 @@ pub struct ExecSpec {
 
 /// Starts the program in the capsule, relays signals to it, returns how it ended.
 pub fn exec(home: &Home, spec: ExecSpec, host: &Host) -> Result<Termination, ExecError> {
-    let launch = prepare(home, &spec, host)?;
+    let (launch, config, shim) = prepare(home, &spec, host)?;
+    // The capsule's own domain, computed again from its config: never wider.
+    let host_loader = HostLoader::of(&launch.executable);
+    let policy = Policy::for_capsule(&config, &shim, &host_loader);
+    let backstop = Backstop::build(&policy, host.env.get(landlock::SETTING))?;
     let signals = BlockedSignals::block()?;
-    let mut child = launch.spawn(&signals)?;
+    let mut child = launch.spawn(&signals, backstop.as_ref())?;
     log::info!(
         "capsule {}: exec {} as pid {}",
         spec.name,
@@ -89,12 +96,20 @@ pub fn exec(home: &Home, spec: ExecSpec, host: &Host) -> Result<Termination, Exe
     Ok(launch::supervise(&mut child, &signals)?)
 }
 
-/// Checks everything and composes what to start; starts nothing.
-fn prepare(home: &Home, spec: &ExecSpec, host: &Host) -> Result<Launch, ExecError> {
+/// Checks everything and composes what to start (with the capsule's config and the
+/// shim); starts nothing.
+fn prepare(
+    home: &Home,
+    spec: &ExecSpec,
+    host: &Host,
+) -> Result<(Launch, Config, PathBuf), ExecError> {
     let dir = existing_dir(home, &spec.name)?;
     let pid = state::running_pid(&dir).ok_or_else(|| ManageError::NotRunning(spec.name.clone()))?;
     let config_path = dir.join(CONFIG_FILE);
-    let config = inspect::read_config(&dir)?;
+    let mut config = inspect::read_config(&dir)?;
+    if config.fs.upper.is_none() {
+        config.fs.upper = Some(home.upper_dir(&spec.name).to_string_lossy().into_owned());
+    }
     let view = capsule_view(&config, home.upper_dir(&spec.name));
 
     let environ_path = format!("/proc/{pid}/environ");
@@ -147,13 +162,14 @@ fn prepare(home: &Home, spec: &ExecSpec, host: &Host) -> Result<Launch, ExecErro
     env.set("PWD", &start.capsule);
     let executable =
         program::find_program_in(&spec.program, env.get("PATH"), &start.capsule, &view)?;
-    Ok(Launch {
+    let launch = Launch {
         executable,
         arg0: spec.program.clone(),
         args: spec.args.clone(),
         env,
         cwd: Some(start.host),
-    })
+    };
+    Ok((launch, config, shim))
 }
 
 /// The capsule's file system from the host: its root (the host's `/` without one),

@@ -1,0 +1,191 @@
+/* An attacker of the red-team suite (tests/redteam.rs): one attempt to change or read
+ * a file the capsule must not reach, by a route that bypasses libc's path functions.
+ *
+ *   redteam ACTION PATH [PATH2]
+ *
+ * ACTIONs (each through the raw system call instruction, so no preload sees it,
+ * unless named libc-*):
+ *   append PATH       openat(O_WRONLY|O_APPEND), write "X\n"
+ *   trunc PATH        openat(O_WRONLY|O_TRUNC)
+ *   truncate PATH     truncate(PATH, 1)
+ *   create PATH       openat(O_WRONLY|O_CREAT|O_EXCL), write "X\n"
+ *   unlink PATH       unlinkat(AT_FDCWD, PATH, 0)
+ *   rmdir PATH        unlinkat(AT_FDCWD, PATH, AT_REMOVEDIR)
+ *   rename PATH NEW   renameat(PATH, NEW)
+ *   link PATH NEW     linkat(PATH, NEW)
+ *   symlink T NEW     symlinkat(T, NEW)
+ *   mkdir PATH        mkdirat(PATH)
+ *   mknod PATH        mknodat(PATH, S_IFIFO)
+ *   chmod PATH        fchmodat(PATH, 0777)            (metadata: not Landlock's)
+ *   utimes PATH       utimensat(PATH, {0, 0})         (metadata)
+ *   setxattr PATH     setxattr(PATH, user.redteam)    (metadata)
+ *   read PATH         openat(O_RDONLY), print what it read
+ *   libc-append PATH  syscall(SYS_openat, ...) through libc's syscall()
+ *   libc-unlink PATH  syscall(SYS_unlinkat, ...)
+ *   libc-rename P N   syscall(SYS_renameat2, ...)
+ *   spawn-trunc PATH  posix_spawn of /bin/true (or argv[3]) with a file action opening
+ *                     PATH O_WRONLY|O_TRUNC as its stdout
+ *   fd-append PATH    open(PATH, O_RDONLY) with libc, then the raw openat of
+ *                     /proc/self/fd/N for appending
+ *
+ * Prints "RAN ACTION" first (the harness checks the attempt really ran), then
+ * "DENIED errno=E" or "DONE" (with what it read for `read`). Exit 0 either way: the
+ * harness judges by the disk, not by what the attacker says.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static long raw6(long n, long a, long b, long c, long d, long e) {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+                     : "rcx", "r11", "memory");
+    if (ret < 0 && ret > -4096) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory");
+    if (x0 < 0 && x0 > -4096) {
+        errno = (int)-x0;
+        return -1;
+    }
+    return x0;
+#else
+    return syscall(n, a, b, c, d, e);
+#endif
+}
+
+#define RAW(n, a, b, c, d, e) raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e))
+
+static int report(long rc) {
+    if (rc < 0)
+        printf("DENIED errno=%d\n", errno);
+    else
+        printf("DONE\n");
+    return 0;
+}
+
+static int write_fd(long fd) {
+    if (fd < 0)
+        return report(fd);
+    long n = RAW(SYS_write, fd, "X\n", 2, 0, 0);
+    RAW(SYS_close, fd, 0, 0, 0, 0);
+    return report(n);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: redteam ACTION PATH [PATH2]\n");
+        return 2;
+    }
+    const char *act = argv[1], *p = argv[2], *q = argc > 3 ? argv[3] : "";
+    printf("RAN %s\n", act);
+    fflush(stdout);
+    if (!strcmp(act, "append"))
+        return write_fd(RAW(SYS_openat, AT_FDCWD, p, O_WRONLY | O_APPEND, 0, 0));
+    if (!strcmp(act, "trunc")) {
+        long fd = RAW(SYS_openat, AT_FDCWD, p, O_WRONLY | O_TRUNC, 0, 0);
+        if (fd >= 0)
+            RAW(SYS_close, fd, 0, 0, 0, 0);
+        return report(fd);
+    }
+    if (!strcmp(act, "truncate"))
+        return report(RAW(SYS_truncate, p, 1, 0, 0, 0));
+    if (!strcmp(act, "create"))
+        return write_fd(RAW(SYS_openat, AT_FDCWD, p, O_WRONLY | O_CREAT | O_EXCL, 0644, 0));
+    if (!strcmp(act, "unlink"))
+        return report(RAW(SYS_unlinkat, AT_FDCWD, p, 0, 0, 0));
+    if (!strcmp(act, "rmdir"))
+        return report(RAW(SYS_unlinkat, AT_FDCWD, p, AT_REMOVEDIR, 0, 0));
+    if (!strcmp(act, "rename"))
+        return report(RAW(SYS_renameat, AT_FDCWD, p, AT_FDCWD, q, 0));
+    if (!strcmp(act, "link"))
+        return report(RAW(SYS_linkat, AT_FDCWD, p, AT_FDCWD, q, 0));
+    if (!strcmp(act, "symlink"))
+        return report(RAW(SYS_symlinkat, p, AT_FDCWD, q, 0, 0));
+    if (!strcmp(act, "mkdir"))
+        return report(RAW(SYS_mkdirat, AT_FDCWD, p, 0755, 0, 0));
+    if (!strcmp(act, "mknod"))
+        return report(RAW(SYS_mknodat, AT_FDCWD, p, S_IFIFO | 0644, 0, 0));
+    if (!strcmp(act, "chmod"))
+        return report(RAW(SYS_fchmodat, AT_FDCWD, p, 0777, 0, 0));
+    if (!strcmp(act, "utimes")) {
+        struct timespec ts[2] = {{0, 0}, {0, 0}};
+        return report(RAW(SYS_utimensat, AT_FDCWD, p, ts, 0, 0));
+    }
+    if (!strcmp(act, "setxattr"))
+        return report(RAW(SYS_setxattr, p, "user.redteam", "X", 1, 0));
+    if (!strcmp(act, "read")) {
+        char buf[256];
+        long fd = RAW(SYS_openat, AT_FDCWD, p, O_RDONLY, 0, 0);
+        if (fd < 0)
+            return report(fd);
+        long n = RAW(SYS_read, fd, buf, sizeof buf - 1, 0, 0);
+        RAW(SYS_close, fd, 0, 0, 0, 0);
+        if (n < 0)
+            return report(n);
+        buf[n] = 0;
+        printf("DONE read: %s\n", buf);
+        return 0;
+    }
+    if (!strcmp(act, "libc-append"))
+        return write_fd(syscall(SYS_openat, AT_FDCWD, p, O_WRONLY | O_APPEND, 0));
+    if (!strcmp(act, "libc-unlink"))
+        return report(syscall(SYS_unlinkat, AT_FDCWD, p, 0));
+    if (!strcmp(act, "libc-rename"))
+        return report(syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, 0));
+    if (!strcmp(act, "spawn-trunc")) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, p, O_WRONLY | O_TRUNC, 0644);
+        char *prog = argc > 3 ? argv[3] : "/bin/true";
+        char *args[] = {prog, NULL};
+        pid_t pid;
+        int rc = posix_spawn(&pid, prog, &fa, NULL, args, environ);
+        if (rc != 0) {
+            errno = rc;
+            return report(-1);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        /* posix_spawn reports a failed file action as exit 127 of the child. */
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+            errno = EACCES;
+            return report(-1);
+        }
+        return report(0);
+    }
+    if (!strcmp(act, "fd-append")) {
+        int fd = open(p, O_RDONLY);
+        if (fd < 0)
+            return report(-1);
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        return write_fd(RAW(SYS_openat, AT_FDCWD, link, O_WRONLY | O_APPEND, 0, 0));
+    }
+    fprintf(stderr, "redteam: unknown action %s\n", act);
+    return 2;
+}
