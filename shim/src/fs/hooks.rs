@@ -103,10 +103,11 @@ unsafe fn open_with(
         |plan, ()| {
             let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
-                super::fds::mark(fd, !plan.lower);
-                if plan.directory {
-                    super::fds::remember_directory(fd, plan.node.capsule.as_bytes());
-                }
+                super::fds::opened(
+                    fd,
+                    plan.safe,
+                    plan.directory.then(|| plan.node.capsule.as_bytes()),
+                );
                 if plan.created {
                     super::owner::after_create(&plan.host);
                 }
@@ -146,7 +147,7 @@ unsafe fn create_optimistic(
     }
     let fd = real(upper.as_ptr(), flags | libc::O_EXCL);
     if fd >= 0 {
-        super::fds::mark(fd, true);
+        super::fds::opened(fd, true, None);
         super::owner::after_create(&upper);
         set_errno(saved);
         return Some(fd);
@@ -198,10 +199,10 @@ unsafe fn open_optimistic(
         }
         let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
         if fd >= 0 {
-            super::fds::mark(fd, candidates.direct || !lower);
-            if flags & libc::O_DIRECTORY != 0 {
-                super::fds::remember_directory(fd, candidates.capsule.as_bytes());
-            }
+            // A volume or host file may be read-only: the slow way decides then.
+            let safe = !candidates.direct && !lower && layers.writable();
+            let directory = flags & libc::O_DIRECTORY != 0;
+            super::fds::opened(fd, safe, directory.then(|| candidates.capsule.as_bytes()));
             set_errno(saved);
             return Some(fd);
         }
@@ -224,12 +225,19 @@ unsafe fn open_optimistic(
 fn opened_file(file: *mut FILE, plan: &ops::OpenPlan) -> *mut FILE {
     if !file.is_null() {
         // SAFETY: a stream fopen just returned.
-        super::fds::mark(unsafe { libc::fileno(file) }, !plan.lower);
+        super::fds::opened(unsafe { libc::fileno(file) }, plan.safe, None);
         if plan.created {
             super::owner::after_create(&plan.host);
         }
     }
     file
+}
+
+/// freopen closes the stream's descriptor with glibc's internal close.
+unsafe fn forget_stream(stream: *mut FILE) {
+    if !stream.is_null() {
+        super::fds::closed(libc::fileno(stream));
+    }
 }
 
 /// mknod of a device by a fake root that is not really root (see `owner`).
@@ -862,7 +870,7 @@ unsafe fn mktemp_with(
                 if fd < 0 {
                     Err(Skip::Errno(crate::hook::errno()))
                 } else {
-                    super::fds::mark(fd, true);
+                    super::fds::opened(fd, true, None);
                     super::owner::after_create(&plan.host);
                     Ok(fd)
                 }
@@ -916,7 +924,7 @@ unsafe fn tmpfile_with(real: impl FnOnce() -> *mut FILE) -> *mut FILE {
             log::warn!("tmpfile: cannot remove {name:?}: errno {e}");
         }
     }
-    super::fds::mark(fd, true);
+    super::fds::opened(fd, true, None);
     let file = libc::fdopen(fd, c"w+".as_ptr());
     if file.is_null() {
         let e = crate::hook::errno();
@@ -974,10 +982,10 @@ hook! {
     |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode), plan), || real(path, mode), std::ptr::null_mut())
 
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| { forget_stream(stream); run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut()) }
 
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| { forget_stream(stream); run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut()) }
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf), |p| real(p, buf))
@@ -1276,8 +1284,18 @@ hook! {
 
     fn close(fd: c_int) -> c_int, missing: -1;
     |real| {
-        super::fds::mark(fd, false);
+        super::fds::closed(fd);
         real(fd)
+    }
+
+    /// glibc's fclose closes the descriptor with its internal close, which no hook
+    /// sees.
+    fn fclose(file: *mut FILE) -> c_int, missing: libc::EOF;
+    |real| {
+        let fd = if file.is_null() { -1 } else { libc::fileno(file) };
+        let rc = real(file);
+        super::fds::closed(fd);
+        rc
     }
 
     fn dup(fd: c_int) -> c_int, missing: -1;
@@ -1507,7 +1525,15 @@ hook! {
     |real| readdir_r_with(dir, entry, result, || real(dir, entry, result))
 
     fn closedir(dir: *mut DIR) -> c_int, missing: -1;
-    |real| if dirs::ours(dir).is_some() { dirs::close(dir) } else { real(dir) }
+    |real| {
+        // Either way the descriptor is closed inside libc or the shim.
+        let (fd, rc) = match dirs::ours(dir) {
+            Some(stream) => (stream.fd, dirs::close(dir)),
+            None => (if dir.is_null() { -1 } else { libc::dirfd(dir) }, real(dir)),
+        };
+        super::fds::closed(fd);
+        rc
+    }
 
     fn dirfd(dir: *mut DIR) -> c_int, missing: -1;
     |real| match dirs::ours(dir) { Some(stream) => stream.fd, None => real(dir) }
