@@ -382,6 +382,46 @@ unsafe fn chown_with(
     )
 }
 
+/// ioctl requests that change a file's inode (flags, project, version): the
+/// `_IOW` numbers are the same on x86-64 and aarch64.
+fn changes_inode(request: libc::c_ulong) -> bool {
+    const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+    const FS_IOC32_SETFLAGS: libc::c_ulong = 0x4004_6602;
+    const FS_IOC_SETVERSION: libc::c_ulong = 0x4008_7602;
+    const FS_IOC32_SETVERSION: libc::c_ulong = 0x4004_7602;
+    const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_6620;
+    matches!(
+        request,
+        FS_IOC_SETFLAGS
+            | FS_IOC32_SETFLAGS
+            | FS_IOC_SETVERSION
+            | FS_IOC32_SETVERSION
+            | FS_IOC_FSSETXATTR
+    )
+}
+
+/// An inode-changing ioctl on the upper copy `host`, when the descriptor could not
+/// follow the copy-up.
+unsafe fn ioctl_by_path(
+    host: *const c_char,
+    request: libc::c_ulong,
+    arg: libc::c_ulong,
+    real: unsafe extern "C" fn(c_int, libc::c_ulong, libc::c_ulong) -> c_int,
+) -> c_int {
+    let fd = libc::open(
+        host,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    );
+    if fd < 0 {
+        return -1;
+    }
+    let rc = real(fd, request, arg);
+    let e = crate::hook::errno();
+    libc::close(fd);
+    set_errno(e);
+    rc
+}
+
 /// The host path a descriptor refers to.
 fn fd_host(fd: c_int) -> Option<PathBuf> {
     super::sys::fd_target(fd)
@@ -1239,6 +1279,17 @@ hook! {
 
     fn fremovexattr(fd: c_int, name: *const c_char) -> c_int, missing: -1;
     |real| fd_change(fd, -1, |p| libc::lremovexattr(p, name), || real(fd, name))
+
+    /// `ioctl` is variadic; its third argument is a fixed `unsigned long` on the
+    /// supported architectures. Requests that change the inode (chattr's
+    /// FS_IOC_SETFLAGS & co.) copy a lower-layer file up first, like fchmod.
+    fn ioctl(fd: c_int, request: libc::c_ulong, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| {
+        if !changes_inode(request) {
+            return real(fd, request, arg);
+        }
+        fd_change(fd, -1, |p| ioctl_by_path(p, request, arg, real), || real(fd, request, arg))
+    }
 
     fn glob(pattern: *const c_char, flags: c_int, errfunc: GlobErr, pglob: *mut super::walk::Glob) -> c_int, missing: -1;
     |real| super::walk::glob_with(pglob, flags, |f| real(pattern, f, errfunc, pglob))

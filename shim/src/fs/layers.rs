@@ -914,7 +914,7 @@ impl Layers {
     /// itself; none of these is a lower-layer name. Other magic links are mapped to
     /// the capsule path of what they name (`map_proc_link`), so that a change through
     /// them copies up like any other.
-    fn is_object_link(&self, node: &Node, target: &PathBuf) -> Result<bool, c_int> {
+    pub fn is_object_link(&self, node: &Node, target: &PathBuf) -> Result<bool, c_int> {
         let Some((pid, name, 1)) = proc_way(node.capsule.as_bytes()) else {
             return Ok(false);
         };
