@@ -107,7 +107,7 @@ pub fn fd_for_change(layers: &Layers, fd: c_int) -> Op<Option<PathBuf>> {
         Found::Upper => {} // another process copied it up: follow it
         _ => return Ok(None),
     }
-    if follow(fd, &node) {
+    if cow::follow(fd, &node) {
         super::fds::mark(fd, true);
         return Ok(None);
     }
@@ -133,57 +133,6 @@ fn zeroed_stat() -> libc::stat {
     unsafe { std::mem::zeroed() }
 }
 
-/// Makes descriptor `fd` refer to the upper-layer file `node` (same number, access
-/// mode, status flags, close-on-exec flag and offset). False when it cannot.
-fn follow(fd: c_int, node: &Node) -> bool {
-    const KEPT: c_int = libc::O_ACCMODE
-        | libc::O_APPEND
-        | libc::O_NONBLOCK
-        | libc::O_DSYNC
-        | libc::O_SYNC
-        | libc::O_DIRECT
-        | libc::O_NOATIME
-        | libc::O_PATH
-        | libc::O_LARGEFILE;
-    // SAFETY: fcntl, lseek, open, dup3 and close on descriptors this call owns or
-    // the caller named; no memory is involved but the NUL-terminated host path.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        let fd_flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags < 0 || fd_flags < 0 {
-            return false;
-        }
-        let directory = node.is_dir();
-        let mut open_flags = flags & KEPT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
-        if directory {
-            open_flags |= libc::O_DIRECTORY;
-        }
-        let offset = if directory || flags & libc::O_PATH != 0 {
-            0
-        } else {
-            libc::lseek(fd, 0, libc::SEEK_CUR)
-        };
-        let upper = libc::open(node.host.as_ptr(), open_flags);
-        if upper < 0 {
-            return false;
-        }
-        if offset > 0 && libc::lseek(upper, offset, libc::SEEK_SET) != offset {
-            libc::close(upper);
-            return false;
-        }
-        let cloexec = if fd_flags & libc::FD_CLOEXEC != 0 {
-            libc::O_CLOEXEC
-        } else {
-            0
-        };
-        let done = libc::dup3(upper, fd, cloexec) == fd;
-        libc::close(upper);
-        if done && directory {
-            super::fds::remember_directory(fd, node.capsule.as_bytes());
-        }
-        done
-    }
-}
 
 /// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
 pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
