@@ -60,17 +60,57 @@ const fn f(class: char, name: &'static str, script: &'static str) -> Attempt {
 
 const ATTEMPTS: &[Attempt] = &[
     // A: magic links to a read-only descriptor of a lower file.
-    a('A', "bash-append-proc-self-fd", r#"exec 3<"$T"; echo X >> /proc/self/fd/3; cat "$T""#),
-    a('A', "bash-truncating-dev-fd", r#"exec 3<"$T"; echo Y > /dev/fd/3"#),
-    a('A', "truncate-dev-stdin", r#"truncate -s 2 /dev/stdin < "$T""#),
-    a('A', "bash-task-fd", r#"exec 3<"$T"; echo Z >> /proc/self/task/$$/fd/3"#),
-    a('A', "chmod-proc-self-fd", r#"exec 3<"$T"; chmod 600 /proc/self/fd/3; stat -L -c %a /proc/self/fd/3"#),
+    a(
+        'A',
+        "bash-append-proc-self-fd",
+        r#"exec 3<"$T"; echo X >> /proc/self/fd/3; cat "$T""#,
+    ),
+    a(
+        'A',
+        "bash-truncating-dev-fd",
+        r#"exec 3<"$T"; echo Y > /dev/fd/3"#,
+    ),
+    a(
+        'A',
+        "truncate-dev-stdin",
+        r#"truncate -s 2 /dev/stdin < "$T""#,
+    ),
+    a(
+        'A',
+        "bash-task-fd",
+        r#"exec 3<"$T"; echo Z >> /proc/self/task/$$/fd/3"#,
+    ),
+    a(
+        'A',
+        "chmod-proc-self-fd",
+        r#"exec 3<"$T"; chmod 600 /proc/self/fd/3; stat -L -c %a /proc/self/fd/3"#,
+    ),
     a('A', "touch-dev-fd", r#"exec 3<"$T"; touch -d @5 /dev/fd/3"#),
-    a('A', "chown-dev-stdin", r#"chown 1234:1234 /dev/stdin < "$T""#),
-    a('A', "touch-in-lower-dir-through-fd", r#"exec 3<"$D"; touch /proc/self/fd/3/made; ls /proc/self/fd/3/"#),
-    a('A', "python-open-rdwr-dev-fd", r#"exec 3<"$T"; $PY -c 'import os; f = os.open("/dev/fd/3", os.O_RDWR); os.write(f, b"P"); os.truncate("/proc/self/fd/3", 4); print(os.pread(f, 9, 0))'"#),
-    a('A', "python-xattr-proc-self-fd", r#"exec 3<"$T"; $PY -c 'import os; os.setxattr("/proc/self/fd/3", "user.new", b"x"); os.removexattr("/dev/fd/3", "user.origin"); print(sorted(os.listxattr("/proc/self/fd/3")))'"#),
-    a('A', "python-utime-chmod-dev-stdin", r#"$PY -c 'import os; os.utime("/dev/stdin", (6, 6)); os.chmod("/dev/stdin", 0o640); print(oct(os.stat("/dev/stdin").st_mode))' < "$T""#),
+    a(
+        'A',
+        "chown-dev-stdin",
+        r#"chown 1234:1234 /dev/stdin < "$T""#,
+    ),
+    a(
+        'A',
+        "touch-in-lower-dir-through-fd",
+        r#"exec 3<"$D"; touch /proc/self/fd/3/made; ls /proc/self/fd/3/"#,
+    ),
+    a(
+        'A',
+        "python-open-rdwr-dev-fd",
+        r#"exec 3<"$T"; $PY -c 'import os; f = os.open("/dev/fd/3", os.O_RDWR); os.write(f, b"P"); os.truncate("/proc/self/fd/3", 4); print(os.pread(f, 9, 0))'"#,
+    ),
+    a(
+        'A',
+        "python-xattr-proc-self-fd",
+        r#"exec 3<"$T"; $PY -c 'import os; os.setxattr("/proc/self/fd/3", "user.new", b"x"); os.removexattr("/dev/fd/3", "user.origin"); print(sorted(os.listxattr("/proc/self/fd/3")))'"#,
+    ),
+    a(
+        'A',
+        "python-utime-chmod-dev-stdin",
+        r#"$PY -c 'import os; os.utime("/dev/stdin", (6, 6)); os.chmod("/dev/stdin", 0o640); print(oct(os.stat("/dev/stdin").st_mode))' < "$T""#,
+    ),
     a('A', "probe-magic-write", r#"$P magic-write "$T""#),
     a('A', "probe-magic-dir", r#"$P magic-dir "$T" "$D""#),
     a('A', "probe-map-files", r#"$P map-files "$T""#),
@@ -80,18 +120,38 @@ const ATTEMPTS: &[Attempt] = &[
     a('B', "probe-futimens-twice", r#"$P futimens2 "$T""#),
     a('B', "probe-fsetxattr-twice", r#"$P fxattr2 "$T""#),
     a('B', "probe-mixed", r#"$P mixed "$T""#),
-    a('B', "python-fchmod-after-other-process-copied-up", r#"exec 3<"$T"; chmod 640 "$T"; $PY -c 'import os; os.chmod(3, 0o600); os.utime(3, (8, 8)); print(oct(os.stat(3).st_mode))'"#),
-    a('B', "python-fchmod-twice", r#"$PY -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.chmod(fd, 0o600); os.chmod(fd, 0o604); os.setxattr(fd, "user.b", b"1"); print(oct(os.fstat(fd).st_mode), sorted(os.listxattr(fd)))' "$T""#),
+    a(
+        'B',
+        "python-fchmod-after-other-process-copied-up",
+        r#"exec 3<"$T"; chmod 640 "$T"; $PY -c 'import os; os.chmod(3, 0o600); os.utime(3, (8, 8)); print(oct(os.stat(3).st_mode))'"#,
+    ),
+    a(
+        'B',
+        "python-fchmod-twice",
+        r#"$PY -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.chmod(fd, 0o600); os.chmod(fd, 0o604); os.setxattr(fd, "user.b", b"1"); print(oct(os.fstat(fd).st_mode), sorted(os.listxattr(fd)))' "$T""#,
+    ),
     // C: a descriptor number reused after a close the table did not see.
     a('C', "probe-fclose-reuse", r#"$P fclose-reuse "$T""#),
     a('C', "probe-closedir-reuse", r#"$P closedir-reuse "$T""#),
     a('C', "probe-dup2-over", r#"$P dup2-over "$T""#),
-    a('C', "probe-close-range-reuse", r#"$P close-range-reuse "$T""#),
-    a('C', "python-fdopen-close-reuse", r#"$PY -c 'import os, sys; f = open(os.path.dirname(sys.argv[1]) + "/c-reuse", "w"); n = f.fileno(); f.close(); fd = os.open(sys.argv[1], os.O_RDONLY); print(fd == n); os.chmod(fd, 0o600)' "$T""#),
+    a(
+        'C',
+        "probe-close-range-reuse",
+        r#"$P close-range-reuse "$T""#,
+    ),
+    a(
+        'C',
+        "python-fdopen-close-reuse",
+        r#"$PY -c 'import os, sys; f = open(os.path.dirname(sys.argv[1]) + "/c-reuse", "w"); n = f.fileno(); f.close(); fd = os.open(sys.argv[1], os.O_RDONLY); print(fd == n); os.chmod(fd, 0o600)' "$T""#,
+    ),
     // G: inode flags.
     f('G', "chattr", r#"chattr +d "$T"; lsattr "$T" | cut -c1-22"#),
     f('G', "probe-setflags-twice", r#"$P ioctl-flags "$T""#),
-    f('G', "python-setflags", r#"$PY -c 'import os, sys, fcntl, _struct as struct; fd = os.open(sys.argv[1], os.O_RDONLY); v = struct.unpack("l", fcntl.ioctl(fd, 0x80086601, b"\0" * 8))[0]; fcntl.ioctl(fd, 0x40086602, struct.pack("l", v | 0x80)); print(struct.unpack("l", fcntl.ioctl(fd, 0x80086601, b"\0" * 8))[0] & 0xc0)' "$T""#),
+    f(
+        'G',
+        "python-setflags",
+        r#"$PY -c 'import os, sys, fcntl, _struct as struct; fd = os.open(sys.argv[1], os.O_RDONLY); v = struct.unpack("l", fcntl.ioctl(fd, 0x80086601, b"\0" * 8))[0]; fcntl.ioctl(fd, 0x40086602, struct.pack("l", v | 0x80)); print(struct.unpack("l", fcntl.ioctl(fd, 0x80086601, b"\0" * 8))[0] & 0xc0)' "$T""#,
+    ),
     // L: syscall() with path numbers.
     f('L', "probe-raw-syscalls", r#"$P syscalls "$T""#),
 ];
@@ -238,8 +298,20 @@ fn native(attempt: &Attempt, probe: &Path) -> (String, String) {
 /// `encodings`, the probe in `/probes`, and the data in `/data` (or a volume).
 fn build_root(dir: &Path, probe: &Path) {
     let programs = [
-        "sh", "bash", "cat", "chmod", "chown", "touch", "stat", "truncate", "ls", "cut", "readlink",
-        "chattr", "lsattr", "python3.11",
+        "sh",
+        "bash",
+        "cat",
+        "chmod",
+        "chown",
+        "touch",
+        "stat",
+        "truncate",
+        "ls",
+        "cut",
+        "readlink",
+        "chattr",
+        "lsattr",
+        "python3.11",
     ];
     for name in programs {
         let path = which(name);
@@ -262,7 +334,11 @@ fn build_root(dir: &Path, probe: &Path) {
         }
     }
     // Python's landmarks for its prefix and exec prefix (os itself is frozen).
-    fs::copy("/usr/lib/python3.11/os.py", dir.join("usr/lib/python3.11/os.py")).expect("os.py");
+    fs::copy(
+        "/usr/lib/python3.11/os.py",
+        dir.join("usr/lib/python3.11/os.py"),
+    )
+    .expect("os.py");
     fs::create_dir_all(dir.join("usr/lib/python3.11/lib-dynload")).expect("mkdir lib-dynload");
     fs::create_dir_all(dir.join("probes")).expect("mkdir probes");
     fs::copy(probe, dir.join("probes/fs_escape")).expect("copy probe");
@@ -302,7 +378,13 @@ fn in_capsule(kind: Kind, attempt: &Attempt, probe: &Path) -> Run {
             let data = hostdata.join("data");
             let t = data.join("target").to_str().unwrap().to_string();
             let d = data.join("dir").to_str().unwrap().to_string();
-            (data, t, d, probe.to_str().unwrap().to_string(), "/usr/bin/python3.11")
+            (
+                data,
+                t,
+                d,
+                probe.to_str().unwrap().to_string(),
+                "/usr/bin/python3.11",
+            )
         }
         Kind::Root | Kind::ReadOnly => (
             root.join("data"),
@@ -390,7 +472,10 @@ fn check_lower(c: &mut Checks, label: &str, run: &Run) {
 fn attempts() -> Vec<&'static Attempt> {
     let flags = has_inode_flags(&std::env::temp_dir());
     if !flags {
-        eprintln!("note: {} keeps no inode flags; chattr attempts skipped", std::env::temp_dir().display());
+        eprintln!(
+            "note: {} keeps no inode flags; chattr attempts skipped",
+            std::env::temp_dir().display()
+        );
     }
     ATTEMPTS.iter().filter(|a| flags || !a.flags).collect()
 }
@@ -501,7 +586,14 @@ sh -c 'echo "parent cwd: $(readlink /proc/$PPID/cwd)"'
 true
 "#;
     let expected: String = [
-        "fd", "fd/3", "fd/3/", "cwd", "cwd/secret", "root/etc/hostname", "exe", "map_files",
+        "fd",
+        "fd/3",
+        "fd/3/",
+        "cwd",
+        "cwd/secret",
+        "root/etc/hostname",
+        "exe",
+        "map_files",
     ]
     .iter()
     .map(|w| format!("{w}: refused\n"))
@@ -535,7 +627,9 @@ true
             format!("{label}: expected\n{expected}got\n{text}\n{}", stderr(&out))
         });
     }
-    if let Some(diff) = Snapshot::of(host.dir.path()).differences(&before, "the host process's directory") {
+    if let Some(diff) =
+        Snapshot::of(host.dir.path()).differences(&before, "the host process's directory")
+    {
         c.check(false, || diff);
     }
     c.finish();
@@ -549,6 +643,10 @@ fn the_probe_reaches_the_lower_file_natively() {
     let untouched = untouched_look(&probe);
     for attempt in attempts() {
         let (_, look) = native(attempt, &probe);
-        assert_ne!(look, untouched, "{}: changes nothing even natively", attempt.name);
+        assert_ne!(
+            look, untouched,
+            "{}: changes nothing even natively",
+            attempt.name
+        );
     }
 }

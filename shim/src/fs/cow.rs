@@ -337,7 +337,9 @@ fn follow_open_descriptors(lower: &PathBuf, st: &libc::stat, node: &Node) {
                 break;
             }
             let name = std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes();
-            let Some(fd) = std::str::from_utf8(name).ok().and_then(|n| n.parse::<c_int>().ok())
+            let Some(fd) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| n.parse::<c_int>().ok())
             else {
                 continue;
             };

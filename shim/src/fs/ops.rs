@@ -133,7 +133,6 @@ fn zeroed_stat() -> libc::stat {
     unsafe { std::mem::zeroed() }
 }
 
-
 /// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
 pub fn absolute(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<PathBuf> {
     let mut out = PathBuf::new();
