@@ -135,6 +135,14 @@ int main(int argc, char **argv) {
         char buf[16] = {0};
         report("pread", pread(fd, buf, sizeof buf - 1, 0));
         printf("content=%s", buf);
+    } else if (!strcmp(a, "empty-path")) { /* B: *at calls naming the descriptor itself */
+        int fd = ro(t);
+        struct timespec ts[2] = {{6, 0}, {6, 0}};
+        report("fchownat-empty", fchownat(fd, "", 1234, 1234, AT_EMPTY_PATH));
+        report("fchmodat2-empty", syscall(SYS_fchmodat2, fd, "", 0600, AT_EMPTY_PATH));
+        report("utimensat-empty", utimensat(fd, "", ts, AT_EMPTY_PATH));
+        report("fchmodat2-empty", syscall(SYS_fchmodat2, fd, "", 0640, AT_EMPTY_PATH));
+        show_fd("fd", fd);
     } else if (!strcmp(a, "ioctl-flags")) { /* G */
         flags_twice(ro(t));
     } else if (!strcmp(a, "fclose-reuse")) { /* C: a stale "safe" bit after fclose */

@@ -120,6 +120,7 @@ const ATTEMPTS: &[Attempt] = &[
     a('B', "probe-futimens-twice", r#"$P futimens2 "$T""#),
     a('B', "probe-fsetxattr-twice", r#"$P fxattr2 "$T""#),
     a('B', "probe-mixed", r#"$P mixed "$T""#),
+    a('B', "probe-at-empty-path", r#"$P empty-path "$T""#),
     a(
         'B',
         "python-fchmod-after-other-process-copied-up",

@@ -422,6 +422,38 @@ unsafe fn ioctl_by_path(
     rc
 }
 
+/// fchown, and fchownat of an empty path with `AT_EMPTY_PATH`: copied up as fchmod,
+/// then the capsule's ownership rules (see `owner`).
+unsafe fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> c_int) -> c_int {
+    let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
+        Ok(host) => match super::owner::chown(&host, uid, gid, false) {
+            Ok(true) => 0,
+            Ok(false) => libc::lchown(p, uid, gid),
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        },
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    };
+    fd_change(fd, -1, by_path, || {
+        if super::owner::active() && super::layers().is_some() {
+            if let Some(host) = fd_host(fd) {
+                return by_path(host.as_ptr());
+            }
+        }
+        real()
+    })
+}
+
+/// An `*at` call that names `dirfd` itself (an empty path with `AT_EMPTY_PATH`).
+unsafe fn names_dirfd(path: *const c_char, flags: c_int) -> bool {
+    flags & libc::AT_EMPTY_PATH != 0 && !path.is_null() && *path == 0
+}
+
 /// The host path a descriptor refers to.
 fn fd_host(fd: c_int) -> Option<PathBuf> {
     super::sys::fd_target(fd)
@@ -1130,7 +1162,13 @@ hook! {
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, mode))
 
     fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int, missing: -1;
-    |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+    |real| {
+        if names_dirfd(path, flags) {
+            // glibc's fchmodat refuses AT_EMPTY_PATH; the kernel's fchmodat2 takes it.
+            return fd_change(dirfd, -1, |p| libc::chmod(p, mode), || libc::fchmod(dirfd, mode));
+        }
+        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+    }
 
     fn chown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
     |real| chown_with(libc::AT_FDCWD, path, uid, gid, true, |p| real(p, uid, gid))
@@ -1139,7 +1177,12 @@ hook! {
     |real| chown_with(libc::AT_FDCWD, path, uid, gid, false, |p| real(p, uid, gid))
 
     fn fchownat(dirfd: c_int, path: *const c_char, uid: uid_t, gid: gid_t, flags: c_int) -> c_int, missing: -1;
-    |real| chown_with(dirfd, path, uid, gid, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| {
+        if names_dirfd(path, flags) {
+            return fchown_with(dirfd, uid, gid, || real(dirfd, path, uid, gid, flags));
+        }
+        chown_with(dirfd, path, uid, gid, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    }
 
     fn truncate(path: *const c_char, len: off_t) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
@@ -1149,7 +1192,7 @@ hook! {
 
     fn utimensat(dirfd: c_int, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int, missing: -1;
     |real| {
-        if path.is_null() {
+        if path.is_null() || names_dirfd(path, flags) {
             return fd_change(dirfd, -1, |p| real(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(dirfd, path, times, flags));
         }
         change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
@@ -1249,24 +1292,7 @@ hook! {
     |real| fd_change(fd, -1, |p| libc::chmod(p, mode), || real(fd, mode))
 
     fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
-    |real| {
-        let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
-            Ok(host) => match super::owner::chown(&host, uid, gid, false) {
-                Ok(true) => 0,
-                Ok(false) => libc::lchown(p, uid, gid),
-                Err(e) => { set_errno(e); -1 }
-            },
-            Err(e) => { set_errno(e); -1 }
-        };
-        fd_change(fd, -1, by_path, || {
-            if super::owner::active() && super::layers().is_some() {
-                if let Some(host) = fd_host(fd) {
-                    return by_path(host.as_ptr());
-                }
-            }
-            real(fd, uid, gid)
-        })
-    }
+    |real| fchown_with(fd, uid, gid, || real(fd, uid, gid))
 
     fn futimens(fd: c_int, times: *const libc::timespec) -> c_int, missing: -1;
     |real| fd_change(fd, -1, |p| libc::utimensat(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(fd, times))

@@ -1077,3 +1077,62 @@ impl Layers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ways_into_a_process_are_recognised_in_every_form() {
+        assert_eq!(
+            proc_way(b"/proc/12/fd/3"),
+            Some((&b"12"[..], &b"fd"[..], 1))
+        );
+        assert_eq!(proc_way(b"/proc/12/fd"), Some((&b"12"[..], &b"fd"[..], 0)));
+        assert_eq!(
+            proc_way(b"/proc/self/task/13/cwd/etc"),
+            Some((&b"self"[..], &b"cwd"[..], 1))
+        );
+        assert_eq!(
+            proc_way(b"/proc/12/map_files/1-2"),
+            Some((&b"12"[..], &b"map_files"[..], 1))
+        );
+        for other in [
+            &b"/proc/12/status"[..],
+            b"/proc/sys/kernel/hostname",
+            b"/proc",
+            b"/etc/fd/1",
+        ] {
+            assert_eq!(proc_way(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        assert!(is_dev_fd_link(b"/dev/fd/0") && is_dev_fd_link(b"/dev/stdin"));
+        assert!(!is_dev_fd_link(b"/dev/null") && !is_dev_fd_link(b"/dev/fdx"));
+    }
+
+    #[test]
+    fn a_descriptor_open_for_writing_is_told_from_a_read_only_one() {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let mut digits = crate::decimal::Digits::default();
+        let pid = crate::decimal::decimal(pid as u64, &mut digits).to_vec();
+        // SAFETY: opening /dev/null; the descriptors are closed below.
+        let (r, w) = unsafe {
+            (
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY),
+                libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY),
+            )
+        };
+        let name = |fd: i32| fd.to_string().into_bytes();
+        assert!(!fd_writable(&pid, &name(r)));
+        assert!(fd_writable(&pid, &name(w)));
+        // Another process's descriptors are read from /proc/PID/fdinfo: our own
+        // pid through that route gives the same answers.
+        assert!(!fd_writable(b"self", &name(r)));
+        assert!(fd_writable(b"self", &name(w)));
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+}
