@@ -63,7 +63,7 @@ const ATTEMPTS: &[Attempt] = &[
     a(
         'A',
         "bash-append-proc-self-fd",
-        r#"exec 3<"$T"; echo X >> /proc/self/fd/3; cat "$T""#,
+        r#"exec 3<"$T"; echo X >> /proc/self/fd/3; cat <&3"#,
     ),
     a(
         'A',
