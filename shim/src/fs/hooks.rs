@@ -1375,6 +1375,15 @@ hook! {
         rc
     }
 
+    /// Closes every stream inside glibc: which descriptors is not known, so none
+    /// stays known as safe.
+    fn fcloseall() -> c_int, missing: libc::EOF;
+    |real| {
+        let rc = real();
+        super::fds::forget(0, u32::MAX);
+        rc
+    }
+
     fn dup(fd: c_int) -> c_int, missing: -1;
     |real| {
         let new = real(fd);

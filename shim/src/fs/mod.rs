@@ -134,6 +134,7 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("fremovexattr", Full),
     Hook::new("ioctl", Partial("only requests that change a file's inode (FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR, FS_IOC_SETVERSION) are the replica's: a lower-layer file is copied up first; others pass through")),
     Hook::new("fclose", Full),
+    Hook::new("fcloseall", Full),
     Hook::new("tmpfile", Full),
     Hook::new("tmpfile64", Full),
     Hook::new("mkstemp", Full),
