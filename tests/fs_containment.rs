@@ -3,7 +3,8 @@
 //! `c-tests/fs_escape.c`) run through the real `capsule` binary against a lower-layer
 //! file `$T` and directory `$D`:
 //!
-//! - in a `--root DIR` capsule and in a capsule over the host's `/`: what the attempt
+//! - in a `--root DIR` capsule, in a capsule over the host's `/` and in capsules of an
+//!   imported image (whose stored layer every capsule of the image shares): what the attempt
 //!   printed and what a later process of the capsule sees (`LOOK`: contents, mode,
 //!   owner, mtime, xattrs, inode flags, the directory's names) must equal a native run
 //!   on a fresh copy of the files (the kernel's semantics, kept inside), while the
@@ -361,6 +362,87 @@ enum Kind {
     RoVolume,
 }
 
+/// An image imported once (umoci builds it from a root made by `build_root`, with the
+/// files in `/data`), whose capsules share its stored layer.
+struct Image {
+    home: CapsuleHome,
+    _work: TempDir,
+    /// The stored copies of `/data`: the layer and the merged root (hard links).
+    stored: Vec<PathBuf>,
+}
+
+impl Image {
+    fn import(probe: &Path) -> Image {
+        let work = TempDir::new("escape-image");
+        let layout = work.join("oci");
+        let bundle = work.join("bundle");
+        let (l, b) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
+        let umoci = |args: &[&str]| {
+            let out = run_native("umoci", args);
+            success(&out, &format!("umoci {}", args.join(" ")));
+        };
+        umoci(&["init", "--layout", l]);
+        umoci(&["new", "--image", &format!("{l}:t")]);
+        umoci(&["unpack", "--image", &format!("{l}:t"), b]);
+        let rootfs = bundle.join("rootfs");
+        build_root(&rootfs, probe);
+        make_data(&rootfs.join("data"));
+        umoci(&["repack", "--image", &format!("{l}:t"), b]);
+        let home = CapsuleHome::new();
+        let out = home.run(&["image", "import", &format!("{l}:t"), "--name", "escape:1"]);
+        success(&out, "capsule image import");
+        let mut stored = Vec::new();
+        for sub in ["layers", "roots"] {
+            for entry in fs::read_dir(home.path().join("images").join(sub)).expect("store") {
+                let data = entry.expect("store entry").path().join("data");
+                if data.is_dir() {
+                    stored.push(data);
+                }
+            }
+        }
+        assert_eq!(stored.len(), 2, "the image's layer and root: {stored:?}");
+        Image {
+            home,
+            _work: work,
+            stored,
+        }
+    }
+
+    fn state(&self) -> Vec<(Snapshot, Option<i64>)> {
+        self.stored.iter().map(|d| lower_state(d)).collect()
+    }
+}
+
+/// Runs `attempt` in a new capsule (`name`) of `image`: what it said and saw, and
+/// whether the stored layer stayed as it was.
+fn in_image(image: &Image, name: &str, attempt: &Attempt) -> (String, String, Output, bool) {
+    let before = image.state();
+    let mut args: Vec<String> = ["run", "--name", name, "--image", "escape:1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (k, v) in [
+        ("T", "/data/target"),
+        ("D", "/data/dir"),
+        ("P", "/probes/fs_escape"),
+        ("PY", "/usr/bin/python3.11 -S"),
+        ("PATH", "/usr/bin:/bin"),
+    ] {
+        args.push("-e".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push("--".into());
+    args.extend(runner("/bin/sh", "/usr/bin/python3.11"));
+    args.push(attempt.script.into());
+    args.push(LOOK.into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&mut image.home.command(&argv));
+    let (said, look) = split(&out);
+    let said = neutral(&said, "/data/target", "/data/dir");
+    let same = image.state() == before;
+    (said, look, out, same)
+}
+
 struct Run {
     said: String,
     look: String,
@@ -518,6 +600,28 @@ fn attempts_in_a_root_capsule_change_only_the_capsule() {
 #[test]
 fn attempts_over_the_host_root_change_only_the_capsule() {
     differential(&[Kind::Host]);
+}
+
+#[test]
+fn attempts_in_capsules_of_an_image_leave_its_stored_layer_alone() {
+    let probe = compile_c("fs_escape");
+    let image = Image::import(&probe);
+    let mut c = Checks::new("containment in capsules of an image");
+    for (i, attempt) in attempts().into_iter().enumerate() {
+        let label = format!("{}:{} (Image)", attempt.class, attempt.name);
+        let (said, look) = native(attempt, &probe);
+        let (got_said, got_look, out, same) = in_image(&image, &format!("img{i}"), attempt);
+        c.check(same, || {
+            format!("{label}: the image's stored layer changed")
+        });
+        c.check(got_said == said, || {
+            format!("{label}: the attempt saw something else than natively\n--- native ---\n{said}--- capsule ---\n{got_said}\n{}", stderr(&out))
+        });
+        c.check(got_look == look, || {
+            format!("{label}: a later process of the capsule sees something else than natively\n--- native ---\n{look}--- capsule ---\n{got_look}\n{}", stderr(&out))
+        });
+    }
+    c.finish();
 }
 
 #[test]
