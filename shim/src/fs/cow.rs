@@ -343,7 +343,11 @@ fn follow_open_descriptors(lower: &PathBuf, st: &libc::stat, node: &Node) {
             else {
                 continue;
             };
-            if fd == own || !sys::fd_target(fd).is_ok_and(|t| t.as_bytes() == lower.as_bytes()) {
+            // A descriptor known not to be on a lower file needs no look.
+            if fd == own
+                || super::fds::is_safe(fd)
+                || !sys::fd_target(fd).is_ok_and(|t| t.as_bytes() == lower.as_bytes())
+            {
                 continue;
             }
             let mut by_fd: libc::stat = std::mem::zeroed();

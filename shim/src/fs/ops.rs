@@ -99,6 +99,9 @@ pub fn fd_for_change(layers: &Layers, fd: c_int) -> Op<Option<PathBuf>> {
     match node.found {
         Found::Lower => {
             for_change_in(layers, &mut node)?;
+            if super::fds::is_safe(fd) {
+                return Ok(None); // the copy-up made it follow (`cow::copy_up`)
+            }
         }
         Found::Upper if !on_lower(layers, fd, &capsule) => {
             super::fds::mark(fd, true);
