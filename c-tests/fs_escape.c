@@ -231,6 +231,12 @@ int main(int argc, char **argv) {
         report("SYS_rmdir", syscall(SYS_rmdir, with_suffix(t, ".d")));
         report("SYS_mknod-fifo", syscall(SYS_mknod, with_suffix(t, ".fifo"), S_IFIFO | 0644, 0));
         int fd = ro(t);
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        long w = syscall(SYS_open, link, O_WRONLY | O_APPEND);
+        report_fd("SYS_open-magic-w", (int)w);
+        report("write", w < 0 ? -1 : write((int)w, "S\n", 2));
+        w = syscall(SYS_openat, AT_FDCWD, link, O_WRONLY | O_APPEND);
+        report_fd("SYS_openat-magic-w", (int)w);
         report("SYS_fchmod", syscall(SYS_fchmod, fd, 0606));
         int flags = 0;
         report("SYS_ioctl-getflags", syscall(SYS_ioctl, fd, FS_IOC_GETFLAGS, &flags));

@@ -78,6 +78,21 @@ const ATTEMPTS: &[Attempt] = &[
     ),
     a(
         'A',
+        "bash-dotdot-after-dir-fd",
+        r#"exec 3<"$D"; echo V >> /proc/self/fd/3/../target"#,
+    ),
+    a(
+        'A',
+        "bash-proc-self-cwd",
+        r#"cd "$D"; echo R >> /proc/self/cwd/../target; chmod 606 /proc/$$/cwd/inner"#,
+    ),
+    a(
+        'A',
+        "bash-proc-self-root",
+        r#"echo Q >> /proc/self/root$T; touch -d @4 /proc/thread-self/root$T"#,
+    ),
+    a(
+        'A',
         "bash-task-fd",
         r#"exec 3<"$T"; echo Z >> /proc/self/task/$$/fd/3"#,
     ),
