@@ -383,15 +383,16 @@ unsafe fn chown_with(
 }
 
 /// ioctl requests that change a file's inode (flags, project, version): the
-/// `_IOW` numbers are the same on x86-64 and aarch64.
+/// `_IOW` numbers are the same on x86-64 and aarch64. The kernel reads the request
+/// as an `unsigned int`, so only its low 32 bits count.
 fn changes_inode(request: libc::c_ulong) -> bool {
-    const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
-    const FS_IOC32_SETFLAGS: libc::c_ulong = 0x4004_6602;
-    const FS_IOC_SETVERSION: libc::c_ulong = 0x4008_7602;
-    const FS_IOC32_SETVERSION: libc::c_ulong = 0x4004_7602;
-    const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_6620;
+    const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+    const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+    const FS_IOC_SETVERSION: u32 = 0x4008_7602;
+    const FS_IOC32_SETVERSION: u32 = 0x4004_7602;
+    const FS_IOC_FSSETXATTR: u32 = 0x401c_6620;
     matches!(
-        request,
+        request as u32,
         FS_IOC_SETFLAGS
             | FS_IOC32_SETFLAGS
             | FS_IOC_SETVERSION
