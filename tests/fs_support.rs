@@ -245,7 +245,7 @@ fn set_mtimes(path: &Path) {
 /// Copies host `path` into `root` at the same place: every symlink met on the way
 /// (`/bin -> usr/bin`, `libc.so.6 -> libc-2.36.so`...) is recreated as a symlink and
 /// followed, so the root resolves the path as the host does.
-fn install(root: &Path, path: &Path) {
+pub fn install(root: &Path, path: &Path) {
     install_depth(root, path, 0);
 }
 
@@ -299,7 +299,7 @@ fn install_depth(root: &Path, path: &Path, depth: usize) {
 }
 
 /// The shared libraries (and the dynamic loader) `ldd` lists for a host program.
-fn libraries_of(program: &Path) -> Vec<PathBuf> {
+pub fn libraries_of(program: &Path) -> Vec<PathBuf> {
     let out = run_native("ldd", &[program.to_str().expect("utf-8 program path")]);
     let text = success(&out, "ldd");
     let mut libs = Vec::new();

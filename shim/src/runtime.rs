@@ -181,17 +181,18 @@ fn build() -> Runtime {
         keys::GROUPS,
         keys::TIME_OFFSET,
     ];
-    let static_env = config
+    let static_env: Vec<CString> = config
         .to_vars()
         .into_iter()
         .filter(|(k, _)| !DYNAMIC.contains(k))
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
 
-    let fs = config
-        .fs
-        .is_active()
-        .then(|| crate::fs::Layers::from_config(&config.fs));
+    let fs = config.fs.is_active().then(|| {
+        let mut layers = crate::fs::Layers::from_config(&config.fs);
+        layers.members = members(&config, &static_env);
+        layers
+    });
     if fs.is_some() {
         crate::fs::cache::init();
         crate::fs::owner::init();
@@ -210,6 +211,24 @@ fn build() -> Runtime {
     uts::init(&runtime);
     time::init(&runtime);
     runtime
+}
+
+/// The environment entries that mark a process of this capsule (see
+/// `fs::Layers::members`): the settings every process of it is started with (each
+/// exec passes `static_env` on), and the loader's `CAPSULE_CONFIG` of its first one.
+fn members(config: &Config, static_env: &[CString]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = static_env
+        .iter()
+        .map(|e| e.as_bytes().to_vec())
+        .filter(|e| {
+            e.starts_with(format!("{}=", keys::STATE_DIR).as_bytes())
+                || e.starts_with(format!("{}=", keys::UPPER).as_bytes())
+        })
+        .collect();
+    if let Some(dir) = &config.state_dir {
+        out.push(format!("{}={}/config", keys::CONFIG, dir.trim_end_matches('/')).into_bytes());
+    }
+    out
 }
 
 /// The absolute path this library was loaded from.

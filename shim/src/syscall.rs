@@ -14,7 +14,7 @@ use crate::hook::{self, Real};
 
 pub const HOOKS: &[Hook] = &[Hook::new(
     "syscall",
-    Partial("routes identity, uts, time, exec, socket and path numbers through their replicas (getdents64 lists merged directories; openat2 honours RESOLVE_* over the capsule's layers, RESOLVE_NO_XDEV counting the layers, each volume and /proc, /dev, /sys as the mounts, RESOLVE_CACHED gives EAGAIN)"),
+    Partial("routes identity, uts, time, exec, socket and every path number through their replicas (getdents64 lists merged directories; openat2 honours RESOLVE_* over the capsule's layers, RESOLVE_NO_XDEV counting the layers, each volume and /proc, /dev, /sys as the mounts, RESOLVE_CACHED gives EAGAIN); path numbers with no hooked libc function (mount API, *xattrat, file_setattr, handles, inotify/fanotify marks, chroot) give ENOSYS"),
 )];
 
 #[cfg(not(test))]
@@ -90,12 +90,52 @@ pub unsafe extern "C" fn syscall(
         {
             net_call(number, [a1, a2, a3, a4, a5, a6])
         }
+        _ if crate::fs::layers().is_some() && is_unrouted_path_call(number) => {
+            // A path the kernel would resolve on the host: not the capsule's.
+            hook::set_errno(libc::ENOSYS);
+            -1
+        }
         _ if crate::fs::layers().is_some() => match fs_call(number, [a1, a2, a3, a4, a5]) {
             Some(rc) => rc,
             None => real(number, a1, a2, a3, a4, a5, a6),
         },
         _ => real(number, a1, a2, a3, a4, a5, a6),
     }
+}
+
+/// Numbers that take a path (or a file handle, or make mounts) and have no libc
+/// function the file-system replica hooks: `ENOSYS` while the replica is on, as a
+/// kernel without them would say (callers fall back to the libc functions).
+#[cfg(not(test))]
+fn is_unrouted_path_call(number: c_long) -> bool {
+    // The generic numbers (from 424 on) are the same on every architecture.
+    const OPEN_TREE_TO_FSPICK: std::ops::RangeInclusive<c_long> = 428..=433;
+    const MOUNT_SETATTR: c_long = 442;
+    const QUOTACTL_FD: c_long = 443;
+    const SETXATTRAT_TO_FILE_SETATTR: std::ops::RangeInclusive<c_long> = 463..=469;
+    #[cfg(target_arch = "x86_64")]
+    if number == libc::SYS_uselib {
+        return true;
+    }
+    OPEN_TREE_TO_FSPICK.contains(&number)
+        || SETXATTRAT_TO_FILE_SETATTR.contains(&number)
+        || matches!(
+            number,
+            MOUNT_SETATTR
+                | QUOTACTL_FD
+                | libc::SYS_name_to_handle_at
+                | libc::SYS_open_by_handle_at
+                | libc::SYS_inotify_add_watch
+                | libc::SYS_fanotify_mark
+                | libc::SYS_chroot
+                | libc::SYS_pivot_root
+                | libc::SYS_mount
+                | libc::SYS_umount2
+                | libc::SYS_acct
+                | libc::SYS_swapon
+                | libc::SYS_swapoff
+                | libc::SYS_quotactl
+        )
 }
 
 #[cfg(not(test))]
@@ -167,6 +207,28 @@ unsafe fn net_call(number: c_long, a: [c_long; 6]) -> c_long {
             p(a[4]).cast(),
         ) as c_long,
     }
+}
+
+/// `futimesat(dirfd, path, times)` (microseconds) as `utimensat`; a null path
+/// names `dirfd` itself.
+#[cfg(all(not(test), target_arch = "x86_64"))]
+unsafe fn futimesat(dirfd: c_int, path: *const c_char, times: *const libc::timeval) -> c_long {
+    use crate::fs::hooks as fs;
+    let mut spec = [libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    }; 2];
+    let spec_ptr = if times.is_null() {
+        std::ptr::null()
+    } else {
+        for (i, ts) in spec.iter_mut().enumerate() {
+            let tv = *times.add(i);
+            ts.tv_sec = tv.tv_sec;
+            ts.tv_nsec = tv.tv_usec * 1000;
+        }
+        spec.as_ptr()
+    };
+    fs::utimensat(dirfd, path, spec_ptr, 0) as c_long
 }
 
 /// The file-system numbers, through the fs replica's hooks (which return -1 with
@@ -241,6 +303,102 @@ unsafe fn fs_call(number: c_long, a: [c_long; 5]) -> Option<c_long> {
         libc::SYS_utimensat => {
             fs::utimensat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), fd(a[3])) as c_long
         }
+        libc::SYS_fchmodat2 => {
+            fs::fchmodat(fd(a[0]), p(a[1]).cast(), a[2] as libc::mode_t, fd(a[3])) as c_long
+        }
+        libc::SYS_mknodat => fs::mknodat(
+            fd(a[0]),
+            p(a[1]).cast(),
+            a[2] as libc::mode_t,
+            a[3] as libc::dev_t,
+        ) as c_long,
+        libc::SYS_renameat => {
+            fs::renameat(fd(a[0]), p(a[1]).cast(), fd(a[2]), p(a[3]).cast()) as c_long
+        }
+        libc::SYS_truncate => fs::truncate(p(a[0]).cast(), a[1] as libc::off_t) as c_long,
+        libc::SYS_fchmod => fs::fchmod(fd(a[0]), a[1] as libc::mode_t) as c_long,
+        libc::SYS_fchown => {
+            fs::fchown(fd(a[0]), a[1] as libc::uid_t, a[2] as libc::gid_t) as c_long
+        }
+        libc::SYS_fstat => fs::fstat(fd(a[0]), p(a[1]).cast()) as c_long,
+        libc::SYS_ioctl => {
+            fs::ioctl(fd(a[0]), a[1] as libc::c_ulong, a[2] as libc::c_ulong) as c_long
+        }
+        libc::SYS_setxattr => fs::setxattr(
+            p(a[0]).cast(),
+            p(a[1]).cast(),
+            p(a[2]),
+            a[3] as usize,
+            fd(a[4]),
+        ) as c_long,
+        libc::SYS_lsetxattr => fs::lsetxattr(
+            p(a[0]).cast(),
+            p(a[1]).cast(),
+            p(a[2]),
+            a[3] as usize,
+            fd(a[4]),
+        ) as c_long,
+        libc::SYS_fsetxattr => {
+            fs::fsetxattr(fd(a[0]), p(a[1]).cast(), p(a[2]), a[3] as usize, fd(a[4])) as c_long
+        }
+        libc::SYS_removexattr => fs::removexattr(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        libc::SYS_lremovexattr => fs::lremovexattr(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        libc::SYS_fremovexattr => fs::fremovexattr(fd(a[0]), p(a[1]).cast()) as c_long,
+        libc::SYS_getxattr => {
+            fs::getxattr(p(a[0]).cast(), p(a[1]).cast(), p(a[2]), a[3] as usize) as c_long
+        }
+        libc::SYS_lgetxattr => {
+            fs::lgetxattr(p(a[0]).cast(), p(a[1]).cast(), p(a[2]), a[3] as usize) as c_long
+        }
+        libc::SYS_listxattr => {
+            fs::listxattr(p(a[0]).cast(), p(a[1]).cast(), a[2] as usize) as c_long
+        }
+        libc::SYS_llistxattr => {
+            fs::llistxattr(p(a[0]).cast(), p(a[1]).cast(), a[2] as usize) as c_long
+        }
+        libc::SYS_statfs => fs::statfs(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_creat => fs::creat(p(a[0]).cast(), a[1] as libc::mode_t) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_stat => fs::stat(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_lstat => fs::lstat(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_access => fs::access(p(a[0]).cast(), fd(a[1])) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_chmod => fs::chmod(p(a[0]).cast(), a[1] as libc::mode_t) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_chown => {
+            fs::chown(p(a[0]).cast(), a[1] as libc::uid_t, a[2] as libc::gid_t) as c_long
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_lchown => {
+            fs::lchown(p(a[0]).cast(), a[1] as libc::uid_t, a[2] as libc::gid_t) as c_long
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mkdir => fs::mkdir(p(a[0]).cast(), a[1] as libc::mode_t) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rmdir => fs::rmdir(p(a[0]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_unlink => fs::unlink(p(a[0]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rename => fs::rename(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_link => fs::link(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_symlink => fs::symlink(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_readlink => fs::readlink(p(a[0]).cast(), p(a[1]).cast(), a[2] as usize) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mknod => {
+            fs::mknod(p(a[0]).cast(), a[1] as libc::mode_t, a[2] as libc::dev_t) as c_long
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_utime => fs::utime(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_utimes => fs::utimes(p(a[0]).cast(), p(a[1]).cast()) as c_long,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_futimesat => futimesat(fd(a[0]), p(a[1]).cast(), p(a[2]).cast()),
         libc::SYS_chdir => fs::chdir(p(a[0]).cast()) as c_long,
         // The system call returns the length, NUL included.
         libc::SYS_getcwd => {

@@ -45,6 +45,9 @@ const HEALTHY_RUN: Duration = Duration::from_secs(10);
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How long output threads may take to drain the pipes once every capsule has ended.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// How long the end of one capsule waits for its output to be copied (the loop
+/// supervises the others meanwhile only after it).
+const END_DRAIN_WAIT: Duration = Duration::from_millis(250);
 
 /// How `capsule up` runs.
 #[derive(Debug, Clone)]
@@ -103,7 +106,8 @@ struct Supervisor {
     /// Set once the stop began: when to SIGKILL what still runs.
     kill_at: Option<Instant>,
     killed: bool,
-    outputs: Vec<JoinHandle<()>>,
+    /// The output threads, with the member whose pipe each copies.
+    outputs: Vec<(usize, JoinHandle<()>)>,
 }
 
 /// Starts the plan's capsules (in its start order), supervises them until every one
@@ -245,7 +249,7 @@ impl Supervisor {
             .console
             .relay(pipe, log, member.prefix.clone())
             .map_err(|e| io_error(&member.dir, e))?;
-        self.outputs.push(thread);
+        self.outputs.push((index, thread));
         Ok(())
     }
 
@@ -267,7 +271,7 @@ impl Supervisor {
                     self.kill_all();
                 }
             }
-            self.outputs.retain(|thread| !thread.is_finished());
+            self.outputs.retain(|(_, thread)| !thread.is_finished());
             let received = self
                 .signals
                 .wait(self.wait_time())
@@ -334,6 +338,18 @@ impl Supervisor {
     }
 
     fn after_end(&mut self, index: usize, end: Termination, ran: Duration) {
+        // What the program wrote before it ended comes before the line saying so: let
+        // its output thread reach the end of the pipe (not long: a child that
+        // outlives the program may hold the pipe open).
+        let deadline = Instant::now() + END_DRAIN_WAIT;
+        while self
+            .outputs
+            .iter()
+            .any(|(i, t)| *i == index && !t.is_finished())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let stopping = self.kill_at.is_some();
         let member = &mut self.members[index];
         if stop_requested(member.dir.path()) {
@@ -444,10 +460,10 @@ impl Supervisor {
     /// that outlive it may hold a pipe open: they are not waited for long).
     fn drain(&mut self) {
         let deadline = Instant::now() + DRAIN_WAIT;
-        while self.outputs.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        while self.outputs.iter().any(|(_, t)| !t.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for thread in self.outputs.drain(..).filter(|t| t.is_finished()) {
+        for (_, thread) in self.outputs.drain(..).filter(|(_, t)| t.is_finished()) {
             let _ = thread.join();
         }
     }

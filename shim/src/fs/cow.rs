@@ -231,7 +231,17 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
     ensure_upper_dir(layers, node.capsule.parent_bytes())?;
     let upper = layers.upper_host(node.capsule.as_bytes())?;
     match node.stat.st_mode & libc::S_IFMT {
-        libc::S_IFREG => copy_file(&node.host, &upper, &node.stat)?,
+        libc::S_IFREG => {
+            copy_file(&node.host, &upper, &node.stat)?;
+            let lower = PathBuf::from_bytes(node.host.as_bytes())?;
+            let st = node.stat;
+            super::owner::after_copy_up(&upper, &node.stat);
+            node.found = Found::Upper;
+            node.host = upper;
+            sys::lstat(&node.host, &mut node.stat);
+            follow_open_descriptors(&lower, &st, node);
+            return Ok(());
+        }
         libc::S_IFLNK => {
             let mut target = PathBuf::new();
             sys::readlink(&node.host, &mut target)?;
@@ -254,6 +264,107 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
     node.host = upper;
     sys::lstat(&node.host, &mut node.stat);
     Ok(())
+}
+
+/// Makes descriptor `fd` refer to the upper-layer file `node` (same number, access
+/// mode, status flags, close-on-exec flag and offset). False when it cannot.
+pub fn follow(fd: c_int, node: &Node) -> bool {
+    const KEPT: c_int = libc::O_ACCMODE
+        | libc::O_APPEND
+        | libc::O_NONBLOCK
+        | libc::O_DSYNC
+        | libc::O_SYNC
+        | libc::O_DIRECT
+        | libc::O_NOATIME
+        | libc::O_PATH
+        | libc::O_LARGEFILE;
+    // SAFETY: fcntl, lseek, open, dup3 and close on descriptors this call owns or
+    // the caller named; no memory is involved but the NUL-terminated host path.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        let fd_flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || fd_flags < 0 {
+            return false;
+        }
+        let directory = node.is_dir();
+        let mut open_flags = flags & KEPT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+        if directory {
+            open_flags |= libc::O_DIRECTORY;
+        }
+        let offset = if directory || flags & libc::O_PATH != 0 {
+            0
+        } else {
+            libc::lseek(fd, 0, libc::SEEK_CUR)
+        };
+        let upper = libc::open(node.host.as_ptr(), open_flags);
+        if upper < 0 {
+            return false;
+        }
+        if offset > 0 && libc::lseek(upper, offset, libc::SEEK_SET) != offset {
+            libc::close(upper);
+            return false;
+        }
+        let cloexec = if fd_flags & libc::FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
+        let done = libc::dup3(upper, fd, cloexec) == fd;
+        libc::close(upper);
+        if done && directory {
+            super::fds::remember_directory(fd, node.capsule.as_bytes());
+        }
+        done
+    }
+}
+
+/// After this process copied up the lower file `lower` (`st`) to `node`: its
+/// read-only descriptors on the lower file follow the copy (see `follow`), so that
+/// what the capsule changes by name shows through them as it would without layers.
+/// Descriptors of other processes still read the lower file (a limit).
+fn follow_open_descriptors(lower: &PathBuf, st: &libc::stat, node: &Node) {
+    // SAFETY: opendir/readdir/closedir of /proc/self/fd (the real ones: this runs
+    // inside the shim guard); the entries are read before the stream is closed.
+    unsafe {
+        let dir = libc::opendir(c"/proc/self/fd".as_ptr());
+        if dir.is_null() {
+            return;
+        }
+        let own = libc::dirfd(dir);
+        loop {
+            let entry = libc::readdir(dir);
+            if entry.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes();
+            let Some(fd) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| n.parse::<c_int>().ok())
+            else {
+                continue;
+            };
+            // A descriptor known not to be on a lower file needs no look.
+            if fd == own
+                || super::fds::is_safe(fd)
+                || !sys::fd_target(fd).is_ok_and(|t| t.as_bytes() == lower.as_bytes())
+            {
+                continue;
+            }
+            let mut by_fd: libc::stat = std::mem::zeroed();
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0
+                || flags & libc::O_ACCMODE != libc::O_RDONLY
+                || libc::fstat(fd, &mut by_fd) != 0
+                || (by_fd.st_dev, by_fd.st_ino) != (st.st_dev, st.st_ino)
+            {
+                continue;
+            }
+            if follow(fd, node) {
+                super::fds::mark(fd, true);
+            }
+        }
+        libc::closedir(dir);
+    }
 }
 
 /// Hides the lower-layer name of `node` with a whiteout.

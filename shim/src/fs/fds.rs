@@ -1,11 +1,26 @@
-//! Which descriptors are known not to refer to a lower-layer file, so that a change
-//! through one of them (fchmod, fchown, futimens, fsetxattr…) needs no look at what
-//! it refers to. A bit per descriptor below 4096, set when the shim's `open` gives a
-//! descriptor on an upper-layer, volume or host file, cleared when it gives one on a
-//! lower-layer file and when the descriptor is closed, copied by `dup` & co. An
-//! unknown descriptor (inherited, from a call no hook sees) is looked at the slow way.
+//! What the shim knows about descriptors it opened, in flat lock-free tables indexed
+//! by descriptor:
+//!
+//! - a "safe" bit per descriptor below 4096: the descriptor is known to refer to a
+//!   file a change may reach directly (upper layer, writable volume, host file), so
+//!   that fchmod, fchown, futimens, fsetxattr… through it need no look at what it
+//!   refers to. Set when a hook's open gives such a descriptor, cleared when one gives
+//!   a lower-layer or read-only file, and by every close the shim sees: `close`,
+//!   `fclose`, `closedir`, `close_range`, `closefrom`, and `dup2`/`dup3` over it
+//!   (which copy the source's knowledge instead). An unknown descriptor (inherited,
+//!   from a call no hook sees) is looked at the slow way, so a bit left set by a close
+//!   no hook saw is the only way to be wrong: every libc function that closes a
+//!   descriptor the program opened through a hook is hooked.
+//! - the capsule path of directories the shim opened, with the device and inode they
+//!   had (below 1024): `*at()` calls relative to such a descriptor then need one
+//!   `fstat` instead of reading `/proc/self/fd/N` back. Each slot is a seqlock over
+//!   inline storage: nothing is ever freed, so a reader racing a writer of the same
+//!   number (an application race) reads a torn entry at worst, which the sequence
+//!   check rejects; it never reads freed memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use super::path::PathBuf;
 
 const WORDS: usize = 64;
 static SAFE: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
@@ -17,7 +32,7 @@ fn slot(fd: i32) -> Option<(&'static AtomicU64, u64)> {
     Some((&SAFE[fd as usize / 64], 1u64 << (fd as usize % 64)))
 }
 
-/// Records whether `fd` is known not to refer to a lower-layer file.
+/// Records whether changes through `fd` may go to it directly.
 pub fn mark(fd: i32, safe: bool) {
     if let Some((word, bit)) = slot(fd) {
         if safe {
@@ -32,11 +47,31 @@ pub fn is_safe(fd: i32) -> bool {
     slot(fd).is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
 }
 
+/// A hook opened `fd`: whether changes may go to it directly, and the capsule path
+/// of the directory it is, if it is one.
+pub fn opened(fd: i32, safe: bool, directory: Option<&[u8]>) {
+    mark(fd, safe);
+    match directory {
+        Some(path) => remember_directory(fd, path),
+        None => forget_directory(fd),
+    }
+}
+
+/// `fd` was closed (or is about to be reused by `dup2` & co.).
+pub fn closed(fd: i32) {
+    mark(fd, false);
+    forget_directory(fd);
+}
+
 /// `to` now refers to what `from` refers to.
 pub fn copy(from: i32, to: i32) {
+    if from == to {
+        return;
+    }
     mark(to, is_safe(from));
-    if let Some(dir) = directory(from) {
-        remember_directory(to, dir.as_bytes());
+    match directory(from) {
+        Some(dir) => remember_directory(to, dir.as_bytes()),
+        None => forget_directory(to),
     }
 }
 
@@ -45,77 +80,188 @@ pub fn forget(first: u32, last: u32) {
     let end = (last as u64).min((WORDS * 64 - 1) as u64) as u32;
     let mut fd = first;
     while fd <= end {
-        mark(fd as i32, false);
+        closed(fd as i32);
         fd += 1;
     }
 }
 
-/// The capsule path of directories the shim opened, by descriptor (below 1024),
-/// with the device and inode they had: `*at()` calls relative to such a descriptor
-/// then need one `fstat` to check it still is that directory, instead of reading
-/// `/proc/self/fd/N` back.
+/// The directory table (see the module comment).
 mod directories {
-
-    use std::sync::atomic::AtomicPtr;
+    use super::*;
 
     pub const SLOTS: usize = 1024;
+    /// Longer capsule paths are not remembered (the slow way reads them back).
+    pub const PATH_BYTES: usize = 1024;
 
     pub struct Entry {
-        pub dev: u64,
-        pub ino: u64,
-        pub path: Box<[u8]>,
+        /// Odd while a writer fills the entry; 0 or even otherwise.
+        pub seq: AtomicU32,
+        /// Path length + 1; 0: empty.
+        pub len: AtomicU32,
+        pub dev: AtomicU64,
+        pub ino: AtomicU64,
+        pub path: [AtomicU8; PATH_BYTES],
     }
 
-    pub static TABLE: [AtomicPtr<Entry>; SLOTS] =
-        [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+    impl Entry {
+        const fn new() -> Entry {
+            Entry {
+                seq: AtomicU32::new(0),
+                len: AtomicU32::new(0),
+                dev: AtomicU64::new(0),
+                ino: AtomicU64::new(0),
+                path: [const { AtomicU8::new(0) }; PATH_BYTES],
+            }
+        }
+
+        /// Takes the writer side; false when another writer holds it (then this
+        /// write is dropped: the entry stays checked by device and inode).
+        pub fn begin(&self) -> bool {
+            let seq = self.seq.load(Ordering::Relaxed);
+            let taken = seq & 1 == 0
+                && self
+                    .seq
+                    .compare_exchange(
+                        seq,
+                        seq.wrapping_add(1),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+            // The odd count is visible before any of the stores that follow.
+            fence(Ordering::Release);
+            taken
+        }
+
+        pub fn end(&self) {
+            self.seq.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    pub static TABLE: [Entry; SLOTS] = [const { Entry::new() }; SLOTS];
+}
+
+fn entry(fd: i32) -> Option<&'static directories::Entry> {
+    if fd < 0 || fd as usize >= directories::SLOTS {
+        return None;
+    }
+    Some(&directories::TABLE[fd as usize])
+}
+
+fn forget_directory(fd: i32) {
+    let Some(e) = entry(fd) else {
+        return;
+    };
+    // An empty slot needs no writer (the common case: one load).
+    if e.len.load(Ordering::Relaxed) == 0 || !e.begin() {
+        return;
+    }
+    e.len.store(0, Ordering::Relaxed);
+    e.end();
 }
 
 /// Remembers that `fd` is the directory `capsule`.
 pub fn remember_directory(fd: i32, capsule: &[u8]) {
-    if fd < 0 || fd as usize >= directories::SLOTS {
+    let Some(e) = entry(fd) else {
+        return;
+    };
+    if capsule.len() > directories::PATH_BYTES {
+        forget_directory(fd);
         return;
     }
     // SAFETY: zeroed stat is valid.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat of a descriptor into a valid buffer.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        forget_directory(fd);
         return;
     }
-    let entry = Box::new(directories::Entry {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        path: capsule.into(),
-    });
-    let old = directories::TABLE[fd as usize].swap(Box::into_raw(entry), Ordering::AcqRel);
-    if !old.is_null() {
-        // SAFETY: entries are only ever created by Box::into_raw above. A reader of
-        // the same descriptor number in another thread at this very moment would be
-        // using a descriptor this thread has just reused: a program error already.
-        drop(unsafe { Box::from_raw(old) });
+    if !e.begin() {
+        return;
     }
+    e.dev.store(st.st_dev, Ordering::Relaxed);
+    e.ino.store(st.st_ino, Ordering::Relaxed);
+    for (slot, &b) in e.path.iter().zip(capsule) {
+        slot.store(b, Ordering::Relaxed);
+    }
+    e.len.store(capsule.len() as u32 + 1, Ordering::Relaxed);
+    e.end();
 }
 
 /// The capsule path of directory descriptor `fd`, if the shim opened it and it is
 /// still that directory.
-pub fn directory(fd: i32) -> Option<super::path::PathBuf> {
-    if fd < 0 || fd as usize >= directories::SLOTS {
+pub fn directory(fd: i32) -> Option<PathBuf> {
+    let e = entry(fd)?;
+    if e.len.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let entry = directories::TABLE[fd as usize].load(Ordering::Acquire);
-    if entry.is_null() {
+    let before = e.seq.load(Ordering::Acquire);
+    if before & 1 == 1 {
+        return None; // being written: the slow way
+    }
+    let len = (e.len.load(Ordering::Relaxed) as usize).checked_sub(1)?;
+    let (dev, ino) = (e.dev.load(Ordering::Relaxed), e.ino.load(Ordering::Relaxed));
+    let mut bytes = [0u8; directories::PATH_BYTES];
+    let len = len.min(bytes.len());
+    for (dst, src) in bytes[..len].iter_mut().zip(e.path.iter()) {
+        *dst = src.load(Ordering::Relaxed);
+    }
+    fence(Ordering::Acquire);
+    if e.seq.load(Ordering::Relaxed) != before {
         return None;
     }
     // SAFETY: zeroed stat is valid.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat into a valid buffer; the entry is live (see remember_directory).
-    unsafe {
-        if libc::fstat(fd, &mut st) != 0 {
-            return None;
+    // SAFETY: fstat into a valid buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_dev != dev || st.st_ino != ino {
+        return None;
+    }
+    PathBuf::from_bytes(&bytes[..len]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_descriptor_is_neither_safe_nor_a_known_directory() {
+        // SAFETY: opening a directory that exists everywhere.
+        let fd = unsafe { libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(fd >= 0);
+        opened(fd, true, Some(b"/somewhere"));
+        assert!(is_safe(fd));
+        assert_eq!(directory(fd).unwrap().as_bytes(), b"/somewhere");
+        let other = fd + 1;
+        copy(fd, other);
+        assert!(is_safe(other));
+        closed(other);
+        assert!(!is_safe(other) && directory(other).is_none());
+        closed(fd);
+        assert!(!is_safe(fd) && directory(fd).is_none());
+        opened(fd, false, None);
+        assert!(directory(fd).is_none());
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn reuse_never_frees_what_a_reader_may_hold() {
+        // SAFETY: as above.
+        let fd = unsafe { libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(fd >= 0);
+        let reader = std::thread::spawn(move || {
+            for _ in 0..20000 {
+                if let Some(p) = directory(fd) {
+                    assert!(p.as_bytes() == b"/a" || p.as_bytes() == b"/bb/longer");
+                }
+            }
+        });
+        for i in 0..20000 {
+            remember_directory(fd, if i % 2 == 0 { b"/a" } else { b"/bb/longer" });
         }
-        let e = &*entry;
-        if e.dev != st.st_dev || e.ino != st.st_ino {
-            return None;
-        }
-        super::path::PathBuf::from_bytes(&e.path).ok()
+        reader.join().unwrap();
+        closed(fd);
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
     }
 }

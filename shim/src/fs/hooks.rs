@@ -103,10 +103,11 @@ unsafe fn open_with(
         |plan, ()| {
             let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
-                super::fds::mark(fd, !plan.lower);
-                if plan.directory {
-                    super::fds::remember_directory(fd, plan.node.capsule.as_bytes());
-                }
+                super::fds::opened(
+                    fd,
+                    plan.safe,
+                    plan.directory.then(|| plan.node.capsule.as_bytes()),
+                );
                 if plan.created {
                     super::owner::after_create(&plan.host);
                 }
@@ -146,7 +147,7 @@ unsafe fn create_optimistic(
     }
     let fd = real(upper.as_ptr(), flags | libc::O_EXCL);
     if fd >= 0 {
-        super::fds::mark(fd, true);
+        super::fds::opened(fd, true, None);
         super::owner::after_create(&upper);
         set_errno(saved);
         return Some(fd);
@@ -198,10 +199,10 @@ unsafe fn open_optimistic(
         }
         let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
         if fd >= 0 {
-            super::fds::mark(fd, candidates.direct || !lower);
-            if flags & libc::O_DIRECTORY != 0 {
-                super::fds::remember_directory(fd, candidates.capsule.as_bytes());
-            }
+            // A volume or host file may be read-only: the slow way decides then.
+            let safe = !candidates.direct && !lower && layers.writable();
+            let directory = flags & libc::O_DIRECTORY != 0;
+            super::fds::opened(fd, safe, directory.then(|| candidates.capsule.as_bytes()));
             set_errno(saved);
             return Some(fd);
         }
@@ -224,12 +225,19 @@ unsafe fn open_optimistic(
 fn opened_file(file: *mut FILE, plan: &ops::OpenPlan) -> *mut FILE {
     if !file.is_null() {
         // SAFETY: a stream fopen just returned.
-        super::fds::mark(unsafe { libc::fileno(file) }, !plan.lower);
+        super::fds::opened(unsafe { libc::fileno(file) }, plan.safe, None);
         if plan.created {
             super::owner::after_create(&plan.host);
         }
     }
     file
+}
+
+/// freopen closes the stream's descriptor with glibc's internal close.
+unsafe fn forget_stream(stream: *mut FILE) {
+    if !stream.is_null() {
+        super::fds::closed(libc::fileno(stream));
+    }
 }
 
 /// mknod of a device by a fake root that is not really root (see `owner`).
@@ -372,6 +380,79 @@ unsafe fn chown_with(
         || real(path),
         -1,
     )
+}
+
+/// ioctl requests that change a file's inode (flags, project, version): the
+/// `_IOW` numbers are the same on x86-64 and aarch64. The kernel reads the request
+/// as an `unsigned int`, so only its low 32 bits count.
+fn changes_inode(request: libc::c_ulong) -> bool {
+    const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+    const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+    const FS_IOC_SETVERSION: u32 = 0x4008_7602;
+    const FS_IOC32_SETVERSION: u32 = 0x4004_7602;
+    const FS_IOC_FSSETXATTR: u32 = 0x401c_6620;
+    matches!(
+        request as u32,
+        FS_IOC_SETFLAGS
+            | FS_IOC32_SETFLAGS
+            | FS_IOC_SETVERSION
+            | FS_IOC32_SETVERSION
+            | FS_IOC_FSSETXATTR
+    )
+}
+
+/// An inode-changing ioctl on the upper copy `host`, when the descriptor could not
+/// follow the copy-up.
+unsafe fn ioctl_by_path(
+    host: *const c_char,
+    request: libc::c_ulong,
+    arg: libc::c_ulong,
+    real: unsafe extern "C" fn(c_int, libc::c_ulong, libc::c_ulong) -> c_int,
+) -> c_int {
+    let fd = libc::open(
+        host,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    );
+    if fd < 0 {
+        return -1;
+    }
+    let rc = real(fd, request, arg);
+    let e = crate::hook::errno();
+    libc::close(fd);
+    set_errno(e);
+    rc
+}
+
+/// fchown, and fchownat of an empty path with `AT_EMPTY_PATH`: copied up as fchmod,
+/// then the capsule's ownership rules (see `owner`).
+unsafe fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> c_int) -> c_int {
+    let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
+        Ok(host) => match super::owner::chown(&host, uid, gid, false) {
+            Ok(true) => 0,
+            Ok(false) => libc::lchown(p, uid, gid),
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        },
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    };
+    fd_change(fd, -1, by_path, || {
+        if super::owner::active() && super::layers().is_some() {
+            if let Some(host) = fd_host(fd) {
+                return by_path(host.as_ptr());
+            }
+        }
+        real()
+    })
+}
+
+/// An `*at` call that names `dirfd` itself (an empty path with `AT_EMPTY_PATH`).
+unsafe fn names_dirfd(path: *const c_char, flags: c_int) -> bool {
+    flags & libc::AT_EMPTY_PATH != 0 && !path.is_null() && *path == 0
 }
 
 /// The host path a descriptor refers to.
@@ -863,7 +944,7 @@ unsafe fn mktemp_with(
                 if fd < 0 {
                     Err(Skip::Errno(crate::hook::errno()))
                 } else {
-                    super::fds::mark(fd, true);
+                    super::fds::opened(fd, true, None);
                     super::owner::after_create(&plan.host);
                     Ok(fd)
                 }
@@ -917,7 +998,7 @@ unsafe fn tmpfile_with(real: impl FnOnce() -> *mut FILE) -> *mut FILE {
             log::warn!("tmpfile: cannot remove {name:?}: errno {e}");
         }
     }
-    super::fds::mark(fd, true);
+    super::fds::opened(fd, true, None);
     let file = libc::fdopen(fd, c"w+".as_ptr());
     if file.is_null() {
         let e = crate::hook::errno();
@@ -975,10 +1056,10 @@ hook! {
     |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode), plan), || real(path, mode), std::ptr::null_mut())
 
     fn freopen(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| { forget_stream(stream); run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut()) }
 
     fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut FILE) -> *mut FILE, missing: std::ptr::null_mut();
-    |real| run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut())
+    |real| { forget_stream(stream); run_in(ops::OpenPlan::new, |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan), |plan, ()| opened_file(real(plan.host.as_ptr(), mode, stream), plan), || real(path, mode, stream), std::ptr::null_mut()) }
 
     fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Copy(buf), |p| real(p, buf))
@@ -1083,7 +1164,13 @@ hook! {
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, mode))
 
     fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int, missing: -1;
-    |real| change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+    |real| {
+        if names_dirfd(path, flags) {
+            // glibc's fchmodat refuses AT_EMPTY_PATH; the kernel's fchmodat2 takes it.
+            return fd_change(dirfd, -1, |p| libc::chmod(p, mode), || libc::fchmod(dirfd, mode));
+        }
+        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+    }
 
     fn chown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
     |real| chown_with(libc::AT_FDCWD, path, uid, gid, true, |p| real(p, uid, gid))
@@ -1092,7 +1179,12 @@ hook! {
     |real| chown_with(libc::AT_FDCWD, path, uid, gid, false, |p| real(p, uid, gid))
 
     fn fchownat(dirfd: c_int, path: *const c_char, uid: uid_t, gid: gid_t, flags: c_int) -> c_int, missing: -1;
-    |real| chown_with(dirfd, path, uid, gid, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| {
+        if names_dirfd(path, flags) {
+            return fchown_with(dirfd, uid, gid, || real(dirfd, path, uid, gid, flags));
+        }
+        chown_with(dirfd, path, uid, gid, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |p| if p == path { real(dirfd, p, uid, gid, flags) } else { real(libc::AT_FDCWD, p, uid, gid, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    }
 
     fn truncate(path: *const c_char, len: off_t) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
@@ -1102,7 +1194,7 @@ hook! {
 
     fn utimensat(dirfd: c_int, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int, missing: -1;
     |real| {
-        if path.is_null() {
+        if path.is_null() || names_dirfd(path, flags) {
             return fd_change(dirfd, -1, |p| real(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(dirfd, path, times, flags));
         }
         change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
@@ -1202,24 +1294,7 @@ hook! {
     |real| fd_change(fd, -1, |p| libc::chmod(p, mode), || real(fd, mode))
 
     fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
-    |real| {
-        let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
-            Ok(host) => match super::owner::chown(&host, uid, gid, false) {
-                Ok(true) => 0,
-                Ok(false) => libc::lchown(p, uid, gid),
-                Err(e) => { set_errno(e); -1 }
-            },
-            Err(e) => { set_errno(e); -1 }
-        };
-        fd_change(fd, -1, by_path, || {
-            if super::owner::active() && super::layers().is_some() {
-                if let Some(host) = fd_host(fd) {
-                    return by_path(host.as_ptr());
-                }
-            }
-            real(fd, uid, gid)
-        })
-    }
+    |real| fchown_with(fd, uid, gid, || real(fd, uid, gid))
 
     fn futimens(fd: c_int, times: *const libc::timespec) -> c_int, missing: -1;
     |real| fd_change(fd, -1, |p| libc::utimensat(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(fd, times))
@@ -1232,6 +1307,17 @@ hook! {
 
     fn fremovexattr(fd: c_int, name: *const c_char) -> c_int, missing: -1;
     |real| fd_change(fd, -1, |p| libc::lremovexattr(p, name), || real(fd, name))
+
+    /// `ioctl` is variadic; its third argument is a fixed `unsigned long` on the
+    /// supported architectures. Requests that change the inode (chattr's
+    /// FS_IOC_SETFLAGS & co.) copy a lower-layer file up first, like fchmod.
+    fn ioctl(fd: c_int, request: libc::c_ulong, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| {
+        if !changes_inode(request) {
+            return real(fd, request, arg);
+        }
+        fd_change(fd, -1, |p| ioctl_by_path(p, request, arg, real), || real(fd, request, arg))
+    }
 
     fn glob(pattern: *const c_char, flags: c_int, errfunc: GlobErr, pglob: *mut super::walk::Glob) -> c_int, missing: -1;
     |real| super::walk::glob_with(pglob, flags, |f| real(pattern, f, errfunc, pglob))
@@ -1277,8 +1363,27 @@ hook! {
 
     fn close(fd: c_int) -> c_int, missing: -1;
     |real| {
-        super::fds::mark(fd, false);
+        super::fds::closed(fd);
         real(fd)
+    }
+
+    /// glibc's fclose closes the descriptor with its internal close, which no hook
+    /// sees.
+    fn fclose(file: *mut FILE) -> c_int, missing: libc::EOF;
+    |real| {
+        let fd = if file.is_null() { -1 } else { libc::fileno(file) };
+        let rc = real(file);
+        super::fds::closed(fd);
+        rc
+    }
+
+    /// Closes every stream inside glibc: which descriptors is not known, so none
+    /// stays known as safe.
+    fn fcloseall() -> c_int, missing: libc::EOF;
+    |real| {
+        let rc = real();
+        super::fds::forget(0, u32::MAX);
+        rc
     }
 
     fn dup(fd: c_int) -> c_int, missing: -1;
@@ -1508,7 +1613,15 @@ hook! {
     |real| readdir_r_with(dir, entry, result, || real(dir, entry, result))
 
     fn closedir(dir: *mut DIR) -> c_int, missing: -1;
-    |real| if dirs::ours(dir).is_some() { dirs::close(dir) } else { real(dir) }
+    |real| {
+        // Either way the descriptor is closed inside libc or the shim.
+        let (fd, rc) = match dirs::ours(dir) {
+            Some(stream) => (stream.fd, dirs::close(dir)),
+            None => (if dir.is_null() { -1 } else { libc::dirfd(dir) }, real(dir)),
+        };
+        super::fds::closed(fd);
+        rc
+    }
 
     fn dirfd(dir: *mut DIR) -> c_int, missing: -1;
     |real| match dirs::ours(dir) { Some(stream) => stream.fd, None => real(dir) }

@@ -38,6 +38,10 @@ pub struct Layers {
     /// Longest capsule path first, so the first match is the longest prefix.
     pub volumes: Vec<Volume>,
     pub read_only: bool,
+    /// Environment entries (`KEY=VALUE`) of which a process of this capsule has at
+    /// least one in `/proc/PID/environ` (see `is_capsule_process`); empty: none
+    /// known, so no other process counts as the capsule's.
+    pub members: Vec<Vec<u8>>,
 }
 
 /// Where a resolved name is.
@@ -167,6 +171,88 @@ fn is_own_proc_entry(link: &[u8]) -> bool {
     entry == crate::decimal::decimal(pid as u64, &mut digits)
 }
 
+/// The names in a process's `/proc` directory that lead to its files: magic links
+/// (which the kernel follows to the object itself, wherever it is) and the
+/// directories of them.
+const PROC_WAYS: &[&[u8]] = &[b"fd", b"map_files", b"cwd", b"root", b"exe"];
+
+/// For `/proc/PID/NAME…` or `/proc/PID/task/TID/NAME…` with NAME in `PROC_WAYS`:
+/// PID, NAME and how many components follow NAME.
+fn proc_way(path: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let mut parts = components(path);
+    if parts.next()? != b"proc" {
+        return None;
+    }
+    let pid = parts.next()?;
+    let mut name = parts.next()?;
+    if name == b"task" {
+        parts.next()?; // TID
+        name = parts.next()?;
+    }
+    PROC_WAYS
+        .contains(&name)
+        .then(|| (pid, name, parts.count()))
+}
+
+/// Names in `/dev` that are links into `/proc/self/fd`.
+fn is_dev_fd_link(path: &[u8]) -> bool {
+    is_within(path, b"/dev/fd") || matches!(path, b"/dev/stdin" | b"/dev/stdout" | b"/dev/stderr")
+}
+
+/// Whether descriptor `fd` (decimal) of process `pid` (decimal) is open for
+/// writing: `fcntl` for this process, `/proc/PID/fdinfo/FD` for another one.
+pub fn fd_writable(pid: &[u8], fd: &[u8]) -> bool {
+    let writes = |flags: i64| {
+        let mode = flags & libc::O_ACCMODE as i64;
+        flags & libc::O_PATH as i64 == 0
+            && (mode == libc::O_WRONLY as i64 || mode == libc::O_RDWR as i64)
+    };
+    if is_own_pid(pid) {
+        let Some(n) = std::str::from_utf8(fd)
+            .ok()
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        // SAFETY: F_GETFL has no memory arguments.
+        let flags = unsafe { libc::fcntl(n, libc::F_GETFL) };
+        return flags >= 0 && writes(flags as i64);
+    }
+    let mut path = PathBuf::new();
+    let built = path.push_bytes(b"/proc/").is_ok()
+        && path.push_bytes(pid).is_ok()
+        && path.push_bytes(b"/fdinfo/").is_ok()
+        && path.push_bytes(fd).is_ok();
+    if !built {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    // SAFETY: a NUL-terminated path, a buffer valid for its length, our descriptor.
+    let n = unsafe {
+        let f = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if f < 0 {
+            return false;
+        }
+        let n = libc::read(f, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(f);
+        n
+    };
+    let text = &buf[..n.max(0) as usize];
+    text.split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"flags:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())
+        .is_some_and(writes)
+}
+
+/// Whether `pid` (decimal) is this process.
+fn is_own_pid(pid: &[u8]) -> bool {
+    // SAFETY: getpid has no preconditions.
+    let own = unsafe { libc::getpid() };
+    let mut digits = crate::decimal::Digits::default();
+    pid == crate::decimal::decimal(own as u64, &mut digits)
+}
+
 fn zeroed_stat() -> libc::stat {
     // SAFETY: stat is plain data.
     unsafe { std::mem::zeroed() }
@@ -189,6 +275,7 @@ impl Layers {
             upper: fs.upper.as_ref().map(|u| u.as_bytes().to_vec()),
             volumes,
             read_only: fs.read_only,
+            members: Vec::new(),
         }
     }
 
@@ -524,10 +611,11 @@ impl Layers {
         if let Place::Volume { .. } = place {
             return Ok(None);
         }
-        // `exe` too: a program run by its root's loader must not open the loader.
-        if is_within(path, b"/proc")
-            && components(path).any(|c| c == b"root" || c == b"cwd" || c == b"exe")
-        {
+        // A process's magic links lead to host files (the lower layer's among them:
+        // reopened for writing, they would change it), and other processes' are not
+        // the capsule's to see: the walk maps or refuses them. `exe` too: a program
+        // run by its root's loader must not open the loader.
+        if place == Place::Passthrough && (proc_way(path).is_some() || is_dev_fd_link(path)) {
             return Ok(None);
         }
         Ok(Some(place))
@@ -722,6 +810,9 @@ impl Layers {
             }
             node.capsule.push_component(name)?;
             self.locate_into(node, states[depth])?;
+            if node.place == Place::Passthrough {
+                self.check_proc_way(node.capsule.as_bytes())?;
+            }
             if !node.exists() {
                 return if last { Ok(true) } else { Err(libc::ENOENT) };
             }
@@ -730,6 +821,10 @@ impl Layers {
                 sys::readlink(&node.host, &mut target)?;
                 // Links in /proc (self/cwd, self/exe, fd/N, self/root) hold host paths.
                 if is_within(node.capsule.as_bytes(), b"/proc") {
+                    if self.is_object_link(node, &target)? {
+                        let rest = components(bytes).skip(index + 1);
+                        return self.object_into(node, rest, trailing_slash).map(|()| true);
+                    }
                     self.map_proc_link(node.capsule.as_bytes(), &mut target)?;
                 }
                 restart.clear();
@@ -768,6 +863,123 @@ impl Layers {
             self.root_node_into(node)?;
         }
         Ok(true)
+    }
+
+    /// Refuses (`EACCES`, as the kernel does for a process one may not trace) the
+    /// ways into another process's files (`/proc/PID/fd`, `cwd`, `root`, `exe`,
+    /// `map_files`, and their `task/TID` forms) unless that process is the
+    /// capsule's.
+    fn check_proc_way(&self, capsule: &[u8]) -> Result<(), c_int> {
+        let Some((pid, _, 0)) = proc_way(capsule) else {
+            return Ok(());
+        };
+        if !pid.iter().all(u8::is_ascii_digit) || is_own_pid(pid) || self.is_capsule_process(pid) {
+            return Ok(());
+        }
+        Err(libc::EACCES)
+    }
+
+    /// Whether process `pid` (decimal) runs in this capsule: its environment holds
+    /// one of the capsule's own entries (its state directory or upper layer).
+    fn is_capsule_process(&self, pid: &[u8]) -> bool {
+        if self.members.is_empty() {
+            return false;
+        }
+        let Ok(mut path) = PathBuf::from_bytes(b"/proc/") else {
+            return false;
+        };
+        if path.push_bytes(pid).is_err() || path.push_bytes(b"/environ").is_err() {
+            return false;
+        }
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return false;
+        }
+        let mut environ = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // SAFETY: the buffer is valid for its length.
+            let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n <= 0 || environ.len() > 4 << 20 {
+                break;
+            }
+            environ.extend_from_slice(&chunk[..n as usize]);
+        }
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        environ
+            .split(|&b| b == 0)
+            .any(|entry| self.members.iter().any(|m| m.as_slice() == entry))
+    }
+
+    /// Whether the `/proc` link `node` (read: `target`) is a descriptor's or a
+    /// mapping's magic link whose object has no name in the capsule: a pipe, socket
+    /// or other object without a path, a deleted file, or (inherited from outside)
+    /// a file outside the capsule's view. The kernel must then follow the link
+    /// itself; none of these is a lower-layer name. Other magic links are mapped to
+    /// the capsule path of what they name (`map_proc_link`), so that a change through
+    /// them copies up like any other.
+    pub fn is_object_link(&self, node: &Node, target: &PathBuf) -> Result<bool, c_int> {
+        let Some((pid, name, 1)) = proc_way(node.capsule.as_bytes()) else {
+            return Ok(false);
+        };
+        if name != b"fd" && name != b"map_files" {
+            return Ok(false);
+        }
+        if !target.as_bytes().starts_with(b"/") {
+            return Ok(true);
+        }
+        // A descriptor open for writing was handed in so (the capsule's own opens
+        // of lower files for writing copy them up first): reopening it gives nothing
+        // more (`echo >/dev/stdout` with stdout redirected to a host file).
+        if name == b"fd" && fd_writable(pid, node.capsule.file_name()) {
+            return Ok(true);
+        }
+        let mut st = zeroed_stat();
+        // SAFETY: a NUL-terminated path and a valid buffer.
+        if unsafe { libc::stat(node.host.as_ptr(), &mut st) } != 0 {
+            return Err(crate::hook::errno());
+        }
+        if st.st_nlink == 0 {
+            return Ok(true);
+        }
+        let mut mapped = PathBuf::new();
+        Ok(!self.reverse_into(target.as_bytes(), &mut mapped))
+    }
+
+    /// Makes `node` (an object link, see `is_object_link`) the host path the kernel
+    /// follows, with the components after it.
+    fn object_into<'a>(
+        &self,
+        node: &mut Node,
+        rest: impl Iterator<Item = &'a [u8]>,
+        trailing_slash: bool,
+    ) -> Result<(), c_int> {
+        let mut more = false;
+        for name in rest {
+            node.host.push_bytes(b"/")?;
+            node.host.push_bytes(name)?;
+            node.capsule.push_bytes(b"/")?;
+            node.capsule.push_bytes(name)?;
+            more = true;
+        }
+        if trailing_slash {
+            node.host.push_bytes(b"/")?;
+        }
+        node.place = Place::Passthrough;
+        // SAFETY: a NUL-terminated path and a valid buffer.
+        if unsafe { libc::stat(node.host.as_ptr(), &mut node.stat) } == 0 {
+            node.found = Found::Direct;
+            return Ok(());
+        }
+        let e = crate::hook::errno();
+        node.stat = zeroed_stat();
+        node.found = Found::Missing;
+        if more && e == libc::ENOENT {
+            return Ok(()); // a name to create, in a directory the kernel reaches
+        }
+        Err(e)
     }
 
     /// Maps the host path the `/proc` link `link` (a capsule path) holds into the
@@ -868,6 +1080,65 @@ impl Layers {
                 false
             }
             None => out.set(host).is_ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ways_into_a_process_are_recognised_in_every_form() {
+        assert_eq!(
+            proc_way(b"/proc/12/fd/3"),
+            Some((&b"12"[..], &b"fd"[..], 1))
+        );
+        assert_eq!(proc_way(b"/proc/12/fd"), Some((&b"12"[..], &b"fd"[..], 0)));
+        assert_eq!(
+            proc_way(b"/proc/self/task/13/cwd/etc"),
+            Some((&b"self"[..], &b"cwd"[..], 1))
+        );
+        assert_eq!(
+            proc_way(b"/proc/12/map_files/1-2"),
+            Some((&b"12"[..], &b"map_files"[..], 1))
+        );
+        for other in [
+            &b"/proc/12/status"[..],
+            b"/proc/sys/kernel/hostname",
+            b"/proc",
+            b"/etc/fd/1",
+        ] {
+            assert_eq!(proc_way(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        assert!(is_dev_fd_link(b"/dev/fd/0") && is_dev_fd_link(b"/dev/stdin"));
+        assert!(!is_dev_fd_link(b"/dev/null") && !is_dev_fd_link(b"/dev/fdx"));
+    }
+
+    #[test]
+    fn a_descriptor_open_for_writing_is_told_from_a_read_only_one() {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let mut digits = crate::decimal::Digits::default();
+        let pid = crate::decimal::decimal(pid as u64, &mut digits).to_vec();
+        // SAFETY: opening /dev/null; the descriptors are closed below.
+        let (r, w) = unsafe {
+            (
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY),
+                libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY),
+            )
+        };
+        let name = |fd: i32| fd.to_string().into_bytes();
+        assert!(!fd_writable(&pid, &name(r)));
+        assert!(fd_writable(&pid, &name(w)));
+        // Another process's descriptors are read from /proc/PID/fdinfo: our own
+        // pid through that route gives the same answers.
+        assert!(!fd_writable(b"self", &name(r)));
+        assert!(fd_writable(b"self", &name(w)));
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
         }
     }
 }

@@ -67,18 +67,73 @@ pub fn fd_path_into(layers: &Layers, fd: c_int, out: &mut PathBuf) -> Result<boo
 }
 
 /// For a call that changes what descriptor `fd` refers to (fchmod, fchown,
-/// futimens, fsetxattr…): a lower-layer file is copied up first and the host path
-/// of the copy returned, for the change to go there (the descriptor itself keeps
-/// reading the lower file, which must not change). `None`: use the descriptor.
+/// futimens, fsetxattr, FS_IOC_SETFLAGS…): where the descriptor refers to a
+/// lower-layer file, the file is copied up first (unless another process did) and
+/// the descriptor made to follow it: the upper copy is opened with the descriptor's
+/// flags and offset and `dup3`'d onto its number, so that this change and every
+/// later one through it reach the copy, and `fstat` through it shows them. `None`:
+/// change through the descriptor. `Some(host)`: the descriptor could not follow
+/// (the copy cannot be opened so); change the copy by that path. A read-only place
+/// (`--read-only`, a `:ro` volume) is `EROFS`.
 pub fn fd_for_change(layers: &Layers, fd: c_int) -> Op<Option<PathBuf>> {
     let Some(capsule) = fd_path(layers, fd).map_err(|_| Skip::Pass)? else {
         return Ok(None);
     };
-    let node = layers.resolve(capsule.as_bytes(), false)?;
-    if node.found != Found::Lower {
+    // Open for writing: a descriptor the capsule was handed so (its own opens of
+    // lower files for writing copy them up), whose file is the caller's to change.
+    // SAFETY: F_GETFL has no memory arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags >= 0 && flags & libc::O_PATH == 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
         return Ok(None);
     }
-    Ok(Some(for_change(layers, node)?.host))
+    let mut node = layers.resolve(capsule.as_bytes(), false)?;
+    if !node.exists() {
+        // A name the capsule deleted (or renamed) while the descriptor stayed open:
+        // only a lower-layer file must not be changed.
+        return match on_lower(layers, fd, &capsule) {
+            true => Err(Skip::Errno(libc::EROFS)),
+            false => Ok(None),
+        };
+    }
+    check_writable(layers, &node)?;
+    match node.found {
+        Found::Lower => {
+            for_change_in(layers, &mut node)?;
+            if super::fds::is_safe(fd) {
+                return Ok(None); // the copy-up made it follow (`cow::copy_up`)
+            }
+        }
+        Found::Upper if !on_lower(layers, fd, &capsule) => {
+            super::fds::mark(fd, true);
+            return Ok(None);
+        }
+        Found::Upper => {} // another process copied it up: follow it
+        _ => return Ok(None),
+    }
+    if cow::follow(fd, &node) {
+        super::fds::mark(fd, true);
+        return Ok(None);
+    }
+    Ok(Some(node.host))
+}
+
+/// Whether descriptor `fd` refers to the lower layer's file at capsule path
+/// `capsule`.
+fn on_lower(layers: &Layers, fd: c_int, capsule: &PathBuf) -> bool {
+    let Ok(lower) = layers.lower_host(capsule.as_bytes()) else {
+        return false;
+    };
+    let mut by_fd = zeroed_stat();
+    let mut by_name = zeroed_stat();
+    // SAFETY: fstat into a valid buffer.
+    let open = unsafe { libc::fstat(fd, &mut by_fd) } == 0;
+    open && sys::lstat(&lower, &mut by_name)
+        && (by_fd.st_dev, by_fd.st_ino) == (by_name.st_dev, by_name.st_ino)
+}
+
+fn zeroed_stat() -> libc::stat {
+    // SAFETY: stat is plain data.
+    unsafe { std::mem::zeroed() }
 }
 
 /// A path argument made absolute in the capsule (`dirfd` as for the `*at` calls).
@@ -228,6 +283,8 @@ pub struct OpenPlan {
     pub host: PathBuf,
     pub created: bool,
     pub lower: bool,
+    /// Changes through the descriptor may go to it directly (see `fds`).
+    pub safe: bool,
     /// The open is of a directory, whose capsule path is `node.capsule` (for `*at()`
     /// calls).
     pub directory: bool,
@@ -240,6 +297,7 @@ impl OpenPlan {
             host: PathBuf::new(),
             created: false,
             lower: false,
+            safe: false,
             directory: false,
         }
     }
@@ -272,6 +330,7 @@ pub fn open_into(
     let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
     plan.created = false;
     plan.lower = false;
+    plan.safe = false;
     plan.directory = false;
     let mut abs = PathBuf::new();
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
@@ -283,6 +342,7 @@ pub fn open_into(
         && layers.upper_only_into(abs.as_bytes(), shape, &mut plan.host)?
     {
         plan.created = true;
+        plan.safe = true;
         return Ok(());
     }
     layers.resolve_shaped(abs.as_bytes(), shape, follow, &mut plan.node)?;
@@ -296,6 +356,7 @@ pub fn open_into(
         }
         for_create_into(layers, node, &mut plan.host)?;
         plan.created = true;
+        plan.safe = true;
         return Ok(());
     }
     if exclusive {
@@ -303,9 +364,11 @@ pub fn open_into(
     }
     if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
         for_change_in(layers, node)?;
+        plan.safe = true;
         return Ok(plan.host.set(node.host.as_bytes())?);
     }
     plan.lower = node.found == Found::Lower;
+    plan.safe = !plan.lower && check_writable(layers, node).is_ok();
     plan.directory = node.is_dir();
     Ok(plan.host.set(node.host.as_bytes())?)
 }
@@ -322,6 +385,7 @@ fn tmpfile_in(layers: &Layers, plan: &mut OpenPlan) -> Op<()> {
         return Err(Skip::Errno(libc::ENOTDIR));
     }
     check_writable(layers, node)?;
+    plan.safe = true;
     if node.place == Place::Overlay {
         cow::ensure_upper_dir(layers, node.capsule.as_bytes())?;
         layers.upper_host_into(node.capsule.as_bytes(), &mut plan.host)?;

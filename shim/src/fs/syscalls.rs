@@ -365,6 +365,16 @@ fn walk(
                     if resolve & (RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH | RESOLVE_IN_ROOT) != 0 {
                         return Err(libc::ELOOP);
                     }
+                    if layers.is_object_link(&node, &target)? {
+                        // Followed by the kernel (see `Layers::is_object_link`): the
+                        // open resolves the link's own path again.
+                        let mut through = PathBuf::from_bytes(node.capsule.as_bytes())?;
+                        for later in components(text.as_bytes()).skip(i + 1) {
+                            through.push_bytes(b"/")?;
+                            through.push_bytes(later)?;
+                        }
+                        return Ok(through);
+                    }
                     layers.map_proc_link(node.capsule.as_bytes(), &mut target)?;
                 }
                 let absolute = target.as_bytes().starts_with(b"/");
