@@ -164,7 +164,7 @@ const ATTEMPTS: &[Attempt] = &[
 
 /// Programs installed in the test root, with their libraries.
 const ROOT_PROGRAMS: &[&str] = &[
-    "bash", "sh", "cat", "truncate", "ln", "ls", "rm", "touch", "chmod", "true", "mkdir",
+    "bash", "sh", "cat", "truncate", "ln", "ls", "rm", "touch", "chmod", "true", "mkdir", "sleep",
 ];
 
 const SECRET: &str = "rt-outside-secret-4711";
@@ -553,4 +553,56 @@ fn attacks_on_a_read_only_host_root_capsule() {
 #[test]
 fn there_are_enough_attempts() {
     assert!(ATTEMPTS.len() >= 40, "{} attempts", ATTEMPTS.len());
+}
+
+/// A `capsule run` inside a `--read-only` capsule (asking for no backstop of its own)
+/// cannot write the lower layer: the outer domain holds, whatever the inner one is.
+#[test]
+fn a_nested_capsule_run_cannot_widen_a_read_only_capsule() {
+    let arena = Arena::new();
+    let capsule = capsule_bin().display().to_string();
+    let rt = attackers().0.display().to_string();
+    let script = format!(
+        "export CAPSULE_HOME=/rw/home CAPSULE_LANDLOCK=off; \
+         {capsule} run --rm -- bash -c 'echo INNER; exec 3<\"$L/marker\"; echo X >> /proc/self/fd/3; \
+         {rt} append \"$L/marker\"; {rt} create \"$OUT/rt-new\"; {rt} create \"$UP/rt-new\"'"
+    );
+    let name = format!("rt-nested-{}", std::process::id());
+    let out = run(&mut arena.command(HOST_RO, &name, &script));
+    let text = stdout(&out);
+    assert!(
+        text.contains("INNER") && text.contains("RAN append") && text.contains("RAN create"),
+        "the nested capsule did not run its attacks\n{}",
+        describe(&out)
+    );
+    assert_eq!(judge(&arena, HOST_RO, &name, "", &out), Verdict::Contained);
+}
+
+/// `capsule exec` into a running `--read-only` root capsule gets the same domain.
+#[test]
+fn capsule_exec_joins_the_capsules_domain() {
+    let arena = Arena::new();
+    let name = format!("rt-exec-{}", std::process::id());
+    let ready = arena.dir.join("rw/ready");
+    let mut main = arena.command(ROOT_RO, &name, "touch /rw/ready; sleep 20");
+    let mut main = spawn(&mut main);
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(!main.has_exited(), "the capsule ended early");
+        assert!(start.elapsed().as_secs() < 10, "the capsule did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let d = arena.dir.str();
+    let script = format!(
+        "echo RAN; exec 3</etc/rt/marker; echo X >> /proc/self/fd/3; \
+         /rt/redteam append {d}/root/etc/rt/marker; /rt/redteam create {d}/outside/rt-new; \
+         /rt/redteam read {d}/outside/secret"
+    );
+    let out = run(&mut arena
+        .home
+        .command(&["exec", &name, "--", "bash", "-c", &script]));
+    let _ = run(&mut arena.home.command(&["stop", &name]));
+    let _ = main.wait();
+    assert!(stdout(&out).contains("RAN append"), "{}", describe(&out));
+    assert_eq!(judge(&arena, ROOT_RO, &name, "", &out), Verdict::Contained);
 }

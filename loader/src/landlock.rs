@@ -290,6 +290,27 @@ impl Policy {
     }
 }
 
+/// The configuration the program will really run under. A `capsule run` (or `exec`)
+/// inside a capsule is itself a capsule process: the shim in it hands its own
+/// capsule's settings to every program it starts, so the program joins that outer
+/// capsule, and the outer configuration is the one to allow (Landlock intersects it
+/// with the outer domain in any case: nothing is widened).
+pub fn governing_config(own: &Config, loader_config: Option<&OsStr>) -> Config {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let under_shim = maps.lines().any(|l| l.ends_with("/libcapsule.so"));
+    let outer = loader_config
+        .filter(|_| under_shim)
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+        .and_then(|dir| crate::inspect::read_config(&dir).ok());
+    match outer {
+        Some(outer) => {
+            debug!("Landlock: inside a capsule: its configuration governs the program");
+            outer
+        }
+        None => own.clone(),
+    }
+}
+
 /// The shim's shared state file in a capsule's state directory.
 const STATE_SHARED: &str = "shared";
 

@@ -521,6 +521,7 @@ impl RunSpec {
             ignored,
             image_id,
             landlock: host.env.get(landlock::SETTING).map(OsStr::to_os_string),
+            loader_config: host.env.get(keys::CONFIG).map(OsStr::to_os_string),
         })
     }
 
@@ -648,6 +649,8 @@ pub struct Prepared {
     image_id: Option<String>,
     /// The loader's `CAPSULE_LANDLOCK` (never the program's `-e`).
     landlock: Option<OsString>,
+    /// The loader's own `CAPSULE_CONFIG`: set when it runs inside a capsule.
+    loader_config: Option<OsString>,
 }
 
 impl Prepared {
@@ -752,7 +755,8 @@ impl Prepared {
 
         // After the state directory is ready: rules name its files' inodes.
         let host_loader = HostLoader::of(&launch.executable);
-        let policy = Policy::for_capsule(&config, &self.shim, &host_loader);
+        let governing = landlock::governing_config(&config, self.loader_config.as_deref());
+        let policy = Policy::for_capsule(&governing, &self.shim, &host_loader);
         let backstop = Backstop::build(&policy, self.landlock.as_deref())?;
         let child = launch.spawn_with(signals, backstop.as_ref(), configure)?;
         info!(

@@ -37,6 +37,8 @@ links resolved inside the capsule), the program starts in / unless -w says other
 files and directories into the capsule, with or without --root; --read-only makes \
 everything but the volumes read-only.
 
+Kernel backstop: on Linux 5.13 or newer with Landlock enabled, the kernel enforces that too, for every process of the capsule and whatever it runs (raw system calls, static binaries, /proc/self/fd links): writes only in the upper layer (not with --read-only), the rw volumes and /dev; with --root or --image, reads and exec only in the capsule's layers, volumes, /proc, /dev, /sys and what the shim needs. It also sets no_new_privs, so setuid programs do not gain privileges. Metadata changes (chmod, chown, times, xattrs) are not Landlock's: only the shim guards them. Without Landlock, or with CAPSULE_LANDLOCK=off in capsule's environment, the capsule runs without the backstop and capsule says so once (warning).
+
 Every flag is checked before anything is created or started. Exit status: the program's; \
 125 when capsule refuses its input or fails; 126 when PROG cannot be executed; 127 when \
 PROG is not found.";

@@ -83,7 +83,8 @@ pub fn exec(home: &Home, spec: ExecSpec, host: &Host) -> Result<Termination, Exe
     let (launch, config, shim) = prepare(home, &spec, host)?;
     // The capsule's own domain, computed again from its config: never wider.
     let host_loader = HostLoader::of(&launch.executable);
-    let policy = Policy::for_capsule(&config, &shim, &host_loader);
+    let governing = landlock::governing_config(&config, host.env.get(keys::CONFIG));
+    let policy = Policy::for_capsule(&governing, &shim, &host_loader);
     let backstop = Backstop::build(&policy, host.env.get(landlock::SETTING))?;
     let signals = BlockedSignals::block()?;
     let mut child = launch.spawn(&signals, backstop.as_ref())?;
