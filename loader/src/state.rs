@@ -236,6 +236,12 @@ impl Home {
             });
         }
         create_upper(&path.join(UPPER_DIR))?;
+        // No process of the capsule runs (checked under the lock): every copy-up
+        // temporary in its upper layer is the leftover of a killed one.
+        let collected = collect_copy_up_leftovers(&path.join(UPPER_DIR));
+        if collected > 0 {
+            log::info!("capsule {name}: removed {collected} unfinished copy-ups");
+        }
         Ok(CapsuleDir {
             name: name.to_string(),
             path,
@@ -259,6 +265,39 @@ fn create_upper(upper: &Path) -> Result<(), StateError> {
         },
         Err(e) => Err(io_error(upper)(e)),
     }
+}
+
+/// The name prefix of the shim's copy-up temporaries (`shim/src/fs/layers.rs`).
+pub const COPY_UP_PREFIX: &str = ".capsule-copyup-";
+
+/// Removes every copy-up temporary below the upper layer `dir` (not following
+/// symbolic links); returns how many. Best effort: what cannot be read is skipped.
+pub fn collect_copy_up_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(COPY_UP_PREFIX.as_bytes())
+        {
+            let gone = if kind.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed += usize::from(gone.is_ok());
+        } else if kind.is_dir() {
+            removed += collect_copy_up_leftovers(&path);
+        }
+    }
+    removed
 }
 
 /// Gives the owner full access to every directory below `dir` (not following symbolic
