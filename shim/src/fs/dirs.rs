@@ -132,7 +132,12 @@ pub fn clear_markers(upper_dir: &PathBuf) -> Result<(), c_int> {
         if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
             let mut p = PathBuf::from_bytes(upper_dir.as_bytes())?;
             p.push_component(name)?;
-            sys::unlink(&p)?;
+            match sys::unlink(&p) {
+                // A copy-up's temporary directory (empty until it is renamed).
+                // SAFETY: NUL-terminated path.
+                Err(libc::EISDIR) if unsafe { libc::rmdir(p.as_ptr()) } == 0 => {}
+                r => r?,
+            }
         }
     }
     Ok(())
