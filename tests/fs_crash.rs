@@ -408,6 +408,24 @@ fn names_that_look_like_layer_markers_cannot_be_created() {
     fs::write(dir.join("keep"), "kept\n").unwrap();
     let home = scratch.home.clone();
     let d = dir.to_str().unwrap();
+    let py = scratch.lower.join("markers.py");
+    fs::write(
+        &py,
+        "import os, errno\n\
+         for n, f in [('.wh.keep', 0), ('.wh.keep', os.O_EXCL), ('fresh/.wh.x', os.O_EXCL),\n\
+         \x20            ('fresh/.wh..wh..opq', 0)]:\n\
+         \x20   try:\n\
+         \x20       os.open(n, os.O_CREAT | os.O_WRONLY | f, 0o644)\n\
+         \x20       print('created', n)\n\
+         \x20   except OSError as e:\n\
+         \x20       print(errno.errorcode[e.errno])\n\
+         try:\n\
+         \x20   os.mknod('.wh.keep', 0o600)\n\
+         except OSError as e:\n\
+         \x20   print(errno.errorcode[e.errno])\n",
+    )
+    .unwrap();
+    let py = py.to_str().unwrap();
     let script = format!(
         "cd {d} || exit 9\n\
          touch new || exit 8\n\
@@ -417,9 +435,9 @@ fn names_that_look_like_layer_markers_cannot_be_created() {
            if ln -s x \"$n\" 2>/dev/null; then echo \"linked $n\"; fi\n\
            if mv new \"$n\" 2>/dev/null; then echo \"moved $n\"; mv \"$n\" new; fi\n\
          done\n\
-         python3 -c 'import os,errno\n\
-try:\n    os.open(\".wh.keep\", os.O_CREAT|os.O_WRONLY, 0o644)\n\
-except OSError as e: print(errno.errorcode[e.errno])'\n\
+         mkdir fresh || exit 7\n\
+         python3 {py}\n\
+         ls -A fresh\n\
          ls -A\n\
          cat keep"
     );
@@ -428,7 +446,10 @@ except OSError as e: print(errno.errorcode[e.errno])'\n\
         .env("CAPSULE_SHIM", shim())
         .args(["run", "--name", "markers", "--", "sh", "-c", &script]);
     let out = run(&mut cmd);
-    assert_eq!(success(&out, "markers"), "EINVAL\nkeep\nnew\nkept\n");
+    assert_eq!(
+        success(&out, "markers"),
+        "EINVAL\nEINVAL\nEINVAL\nEINVAL\nEINVAL\nfresh\nkeep\nnew\nkept\n"
+    );
     // Nothing of it reached the upper or the lower layer.
     let upper = home
         .join("capsules/markers/upper")
@@ -438,7 +459,7 @@ except OSError as e: print(errno.errorcode[e.errno])'\n\
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["new"]);
+    assert_eq!(names, ["fresh", "new"]);
     let mut lower: Vec<String> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
