@@ -763,3 +763,138 @@ fn an_ordinary_user_keeps_image_owners_and_devices_in_extended_attributes() {
     }
     assert_eq!(out, expected);
 }
+
+#[test]
+fn bad_input_is_refused_naming_the_entry_and_leaves_no_store() {
+    let work = TempDir::new("image-bad-input");
+    let refuse = |home: &CapsuleHome, args: &[&str], message: &str, label: &str| {
+        let out = home.run(args);
+        assert_eq!(out.status.code(), Some(125), "{label}: {}", describe(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{label}: one line: {err}");
+        assert!(err.contains(message), "{label}: {message:?} not in {err}");
+        assert!(
+            !err.contains("images/tmp"),
+            "{label}: names a staging path: {err}"
+        );
+    };
+    // Into a fresh home: a refusal leaves no store skeleton behind.
+    let fresh = CapsuleHome::new();
+    let missing = work.join("no-such-image.tar");
+    let empty = work.join("empty.tar");
+    fs::write(&empty, "").unwrap();
+    let mut cases: Vec<(std::path::PathBuf, &str, &str)> = vec![
+        (missing, "no-such-image.tar", "nonexistent path"),
+        (empty, "an empty file is not an image", "0-byte file"),
+    ];
+    for (label, name, message) in [
+        (
+            "self-whiteout",
+            "etc/.wh.",
+            "entry \"etc/.wh.\": malformed whiteout",
+        ),
+        (
+            "top-dotdot",
+            ".wh...",
+            "entry \".wh...\": malformed whiteout",
+        ),
+        (
+            "dot",
+            "etc/.wh..",
+            "entry \"etc/.wh..\": malformed whiteout",
+        ),
+        (
+            "reserved",
+            "etc/.wh..wh.x",
+            "entry \"etc/.wh..wh.x\": malformed whiteout",
+        ),
+    ] {
+        let path = work.join(&format!("{label}.tar"));
+        crafted_tar(&path, "file", name, "");
+        cases.push((path, message, label));
+    }
+    let dir_marker = work.join("dir-marker.tar");
+    crafted_tar(&dir_marker, "symlink", "etc/.wh.passwd", "x");
+    cases.push((
+        dir_marker,
+        "a whiteout must be a regular file",
+        "symlink whiteout",
+    ));
+    for (path, message, label) in &cases {
+        refuse(
+            &fresh,
+            &["image", "import", path.to_str().unwrap(), "--name", "bad"],
+            message,
+            label,
+        );
+        assert!(
+            !fresh.path().join("images").exists(),
+            "{label}: store created"
+        );
+    }
+
+    // Into a store holding an image: the store stays as it was.
+    let layout = umoci_layout(work.path());
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    capsule_ok(&home, &["image", "import", &app, "--name", "app"]);
+    let store = home.path().join("images");
+    let store_now = || {
+        let mut s = snapshot(&store);
+        s.remove("tmp");
+        s
+    };
+    let before = store_now();
+    // No platform in the index: the configuration's is checked.
+    refuse(
+        &home,
+        &[
+            "image",
+            "import",
+            &app,
+            "--platform",
+            "linux/s390x",
+            "--name",
+            "x",
+        ],
+        "--platform linux/s390x: the image is for linux/amd64 only",
+        "platform",
+    );
+    assert_same(&store_now(), &before, "platform");
+    let negative = work.join("negative");
+    skopeo_copy(&layout, "app", &format!("oci:{}:app", negative.display()));
+    edit_manifest(&negative, |m| {
+        let at = m.rfind("\"size\":").unwrap() + 7;
+        let end = at + m[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
+        format!("{}-1{}", &m[..at], &m[end..])
+    });
+    refuse(
+        &home,
+        &[
+            "image",
+            "import",
+            negative.to_str().unwrap(),
+            "--name",
+            "neg",
+        ],
+        "size -1 is negative",
+        "size -1",
+    );
+    assert_same(&store_now(), &before, "size -1");
+    for (path, message, label) in &cases {
+        refuse(
+            &home,
+            &["image", "import", path.to_str().unwrap(), "--name", "bad"],
+            message,
+            label,
+        );
+        assert_same(&store_now(), &before, label);
+    }
+    // A well-formed whiteout at the top still applies.
+    let ok = work.join("ok-whiteout.tar");
+    crafted_tar(&ok, "file", ".wh.gone", "");
+    capsule_ok(
+        &home,
+        &["image", "import", ok.to_str().unwrap(), "--name", "ok"],
+    );
+}

@@ -184,6 +184,11 @@ impl Volume {
                 return Err(format!("'{p}' contains ';'"));
             }
         }
+        // `/a/../../b` would be bound at whatever `..` lexically leaves: refused, as a
+        // capsule path names one place without resolving anything.
+        if path.split('/').any(|c| c == "..") {
+            return Err(format!("'{path}': a capsule path cannot contain '..'"));
+        }
         Ok(Volume {
             host: normalize(host),
             path: normalize(path),
@@ -312,6 +317,32 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     }
 }
 
+/// The longest capsule name.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Checks a capsule name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63 characters (it is a
+/// directory name, a host name and a peer's name; never a path).
+pub fn validate_name(name: &str) -> Result<(), &'static str> {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        None => return Err("a capsule name cannot be empty"),
+        Some(b) if !b.is_ascii_alphanumeric() => {
+            return Err("a capsule name starts with a letter or a digit")
+        }
+        Some(_) => {}
+    }
+    if bytes.len() > MAX_NAME_LEN {
+        return Err("a capsule name is at most 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err("a capsule name has only letters, digits, '_', '.' and '-'");
+    }
+    Ok(())
+}
+
 /// Where the user database is, so that tests and capsule roots can point elsewhere.
 pub struct UserDb {
     pub passwd: String,
@@ -428,6 +459,7 @@ impl Config {
             config.domainname = Some(v.to_string());
         }
         if let Some(v) = get(keys::NAME) {
+            validate_name(v).map_err(|e| error(keys::NAME, v, e))?;
             config.name = Some(v.to_string());
         }
 
@@ -568,11 +600,22 @@ impl Config {
             }
         }
         if let Some(v) = get(keys::PEERS) {
-            config.net.peers = v
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
+            // Empty means no peers; otherwise every name is a capsule name (an empty
+            // one, as in `a,,b`, is a mistake, not nothing).
+            if !v.is_empty() {
+                for name in v.split(',') {
+                    validate_name(name)
+                        .map_err(|e| error(keys::PEERS, v, format!("peer {name:?}: {e}")))?;
+                    if config.net.peers.iter().any(|p| p == name) {
+                        return Err(error(
+                            keys::PEERS,
+                            v,
+                            format!("peer {name:?} is named twice"),
+                        ));
+                    }
+                    config.net.peers.push(name.to_string());
+                }
+            }
         }
         Ok(config)
     }

@@ -87,7 +87,7 @@ fn init_logging() {
                 out,
                 "capsule: {}: {}",
                 record.level().as_str().to_lowercase(),
-                record.args()
+                one_line(&record.args().to_string())
             )
         })
         .init();
@@ -95,8 +95,26 @@ fn init_logging() {
 
 /// Prints an error as one line: `capsule: what: why`.
 fn report(err: &anyhow::Error) {
-    let text = format!("{err:#}").replace('\n', "\\n");
-    let _ = writeln!(std::io::stderr(), "capsule: {text}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "capsule: {}",
+        one_line(&format!("{err:#}"))
+    );
+}
+
+/// `text` with every control character (a newline, a carriage return, an escape…)
+/// written as its Rust escape, so that a message echoing bad input stays one line and
+/// cannot drive the terminal.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A shell's convention: the program's own status, or 128+N for signal N.
@@ -146,6 +164,11 @@ fn failure_status(err: &anyhow::Error) -> u8 {
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn reports_stay_on_one_line() {
+        assert_eq!(one_line("a\nb\r\u{1b}[2Jc\té"), "a\\nb\\r\\u{1b}[2Jc\\té");
+    }
 
     #[test]
     fn exit_statuses_follow_the_shell() {

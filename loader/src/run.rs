@@ -65,6 +65,74 @@ pub enum RunError {
     /// A `-p` port spec, or two specs publishing the same port.
     #[error("-p {spec}: {reason}")]
     Port { spec: String, reason: String },
+    /// A `CAPSULE_*` setting or `LD_PRELOAD` given for the program's environment.
+    #[error("{key:?} given with -e, --env-file or env: {reason}")]
+    ReservedEnv { key: String, reason: &'static str },
+    /// A NUL byte in the program or an argument (no `exec` can carry one).
+    #[error("{what} {text:?}: contains a NUL byte, which no program can be given")]
+    Nul { what: &'static str, text: String },
+    /// The program's arguments and environment exceed what `exec` takes.
+    #[error("the program's arguments and environment take {need} bytes, more than exec accepts ({limit})")]
+    TooBig { need: usize, limit: usize },
+}
+
+/// Refuses environment entries that would change the capsule itself: a `CAPSULE_*`
+/// name (the capsule's settings come from its flags and its config file only) and
+/// `LD_PRELOAD` (the capsule's preload list is the shim's own; a library given here
+/// would be a host path loaded into every process of the capsule).
+pub fn check_env_entries(entries: &[EnvEntry]) -> Result<(), RunError> {
+    for entry in entries {
+        let key = entry.key().to_string_lossy();
+        let reason = if key.starts_with("CAPSULE_") {
+            "capsule settings come from the capsule's flags, not from the program's environment"
+        } else if key == "LD_PRELOAD" {
+            "the capsule's preload list is its own; put the library in the capsule and load it from the program"
+        } else {
+            continue;
+        };
+        return Err(RunError::ReservedEnv {
+            key: key.into_owned(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a NUL byte in the program or its arguments, and arguments and environment
+/// larger than `exec` takes (`E2BIG`), before anything is created.
+fn check_exec_size(launch: &Launch) -> Result<(), RunError> {
+    use std::os::unix::ffi::OsStrExt;
+    let pointer = std::mem::size_of::<usize>();
+    let mut need = 0usize;
+    for (what, text) in std::iter::once(("program", launch.arg0.as_os_str()))
+        .chain(launch.args.iter().map(|a| ("argument", a.as_os_str())))
+    {
+        if text.as_bytes().contains(&0) {
+            return Err(RunError::Nul {
+                what,
+                text: text.to_string_lossy().into_owned(),
+            });
+        }
+        need += text.len() + 1 + pointer;
+    }
+    for (key, value) in launch.env.iter() {
+        if key.as_bytes().contains(&0) || value.as_bytes().contains(&0) {
+            return Err(RunError::Nul {
+                what: "environment variable",
+                text: key.to_string_lossy().into_owned(),
+            });
+        }
+        need += key.len() + value.len() + 2 + pointer;
+    }
+    // The loader adds CAPSULE_CONFIG and LD_PRELOAD at the start: a page is plenty.
+    need += 4096;
+    // SAFETY: sysconf has no memory effects.
+    let limit = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if need > limit {
+        return Err(RunError::TooBig { need, limit });
+    }
+    Ok(())
 }
 
 /// Why a working directory cannot be used.
@@ -323,6 +391,7 @@ impl RunSpec {
     pub fn prepare(mut self, host: &Host) -> Result<Prepared, RunError> {
         let cwd = host.cwd.as_deref();
         let home = Home::resolve(|key| host.env.get(key).map(OsStr::to_os_string), cwd)?;
+        check_env_entries(&self.env)?;
         let image_id = self.apply_image(&home)?;
         let name = match self.name {
             Some(name) => {
@@ -491,6 +560,14 @@ impl RunSpec {
         };
 
         let net = check_ports(&self.ports, self.peers)?;
+        let launch = Launch {
+            executable,
+            arg0: self.program,
+            args: self.args,
+            env,
+            cwd: workdir,
+        };
+        check_exec_size(&launch)?;
         home.check_not_running(&name)?;
 
         Ok(Prepared {
@@ -510,13 +587,7 @@ impl RunSpec {
             name,
             time: self.time,
             shim,
-            launch: Launch {
-                executable,
-                arg0: self.program,
-                args: self.args,
-                env,
-                cwd: workdir,
-            },
+            launch,
             remove: self.remove,
             ignored,
             image_id,
@@ -687,10 +758,16 @@ impl Prepared {
                 Ok(end)
             }
             Err(e) => {
-                if remove {
-                    if let Err(e) = dir.remove() {
-                        warn!("--rm: {e}");
-                    }
+                // A directory this run made goes too: a refused start leaves nothing.
+                let gone = if dir.created() {
+                    dir.discard()
+                } else if remove {
+                    dir.remove()
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = gone {
+                    warn!("{e}");
                 }
                 Err(e)
             }
@@ -838,10 +915,7 @@ mod tests {
         let prepared = RunSpec::new("sh", vec!["-c".into(), "true".into()])
             .name(Some("db".into()))
             .hostname(Some("db1".into()))
-            .env([
-                EnvEntry::Set("A".into(), "1".into()),
-                EnvEntry::Set("CAPSULE_UID".into(), "0".into()),
-            ])
+            .env([EnvEntry::Set("A".into(), "1".into())])
             .time(Some(TimeSetting::Offset(7)))
             .prepare(&host(&root, &shim))
             .unwrap();
@@ -861,7 +935,24 @@ mod tests {
         assert_eq!(launch.env.get("KEEP"), Some(OsStr::new("1")));
         assert_eq!(launch.env.get("CAPSULE_HOSTNAME"), None);
         assert_eq!(launch.env.get("CAPSULE_UID"), None);
-        assert_eq!(prepared.ignored, vec!["CAPSULE_UID"]);
+        assert!(prepared.ignored.is_empty());
+        // A capsule setting or a preload given for the program is refused.
+        for key in ["CAPSULE_UID", "CAPSULE_ANYTHING", "LD_PRELOAD"] {
+            let err = RunSpec::new("sh", vec![])
+                .env([EnvEntry::Set(key.into(), "0".into())])
+                .prepare(&host(&root, &shim))
+                .unwrap_err();
+            assert!(matches!(err, RunError::ReservedEnv { .. }), "{err}");
+        }
+        let err = RunSpec::new("sh", vec!["a\0b".into()])
+            .prepare(&host(&root, &shim))
+            .unwrap_err();
+        assert!(matches!(err, RunError::Nul { .. }), "{err}");
+        let err = RunSpec::new("sh", vec!["x".repeat(3 << 20).into()])
+            .prepare(&host(&root, &shim))
+            .unwrap_err();
+        assert!(matches!(err, RunError::TooBig { .. }), "{err}");
+        assert!(!root.exists());
         // Every capsule has an upper layer, with or without a root.
         assert_eq!(
             config.fs.upper.as_deref(),

@@ -36,8 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::describe_io;
 
-/// The longest capsule name.
-pub const MAX_NAME_LEN: usize = 63;
+pub use capsule_config::MAX_NAME_LEN;
 
 /// File names inside a capsule's directory.
 pub const CONFIG_FILE: &str = "config";
@@ -78,30 +77,10 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
 
 /// Checks a capsule name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 63 characters.
 pub fn validate_name(name: &str) -> Result<(), StateError> {
-    let bad = |reason| {
-        Err(StateError::BadName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    let bytes = name.as_bytes();
-    match bytes.first() {
-        None => return bad("a capsule name cannot be empty"),
-        Some(b) if !b.is_ascii_alphanumeric() => {
-            return bad("a capsule name starts with a letter or a digit")
-        }
-        Some(_) => {}
-    }
-    if bytes.len() > MAX_NAME_LEN {
-        return bad("a capsule name is at most 63 characters");
-    }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return bad("a capsule name has only letters, digits, '_', '.' and '-'");
-    }
-    Ok(())
+    capsule_config::validate_name(name).map_err(|reason| StateError::BadName {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// A fresh name, `capsule-` and 8 hex digits from `/dev/urandom` (or pid and time).
@@ -209,6 +188,17 @@ impl Home {
     /// `upper/` layer if it is not there yet.
     pub fn open_capsule(&self, name: &str) -> Result<CapsuleDir, StateError> {
         let capsules = self.root.join("capsules");
+        // The highest directory this call makes, so that a removal after a refused
+        // start takes the whole new skeleton away again.
+        let mut made = None;
+        let mut probe = capsules.as_path();
+        while fs::symlink_metadata(probe).is_err() {
+            made = Some(probe.to_path_buf());
+            match probe.parent() {
+                Some(parent) => probe = parent,
+                None => break,
+            }
+        }
         fs::create_dir_all(&capsules).map_err(io_error(&capsules))?;
         let path = self.capsule_dir(name);
         let created = match fs::DirBuilder::new().mode(0o700).create(&path) {
@@ -249,10 +239,17 @@ impl Home {
             });
         }
         create_upper(&path.join(UPPER_DIR))?;
+        // No process of the capsule runs (checked under the lock): every copy-up
+        // temporary in its upper layer is the leftover of a killed one.
+        let collected = collect_copy_up_leftovers(&path.join(UPPER_DIR));
+        if collected > 0 {
+            log::info!("capsule {name}: removed {collected} unfinished copy-ups");
+        }
         Ok(CapsuleDir {
             name: name.to_string(),
             path,
             created,
+            made,
             _lock: lock,
         })
     }
@@ -271,6 +268,39 @@ fn create_upper(upper: &Path) -> Result<(), StateError> {
         },
         Err(e) => Err(io_error(upper)(e)),
     }
+}
+
+/// The name prefix of the shim's copy-up temporaries (`shim/src/fs/layers.rs`).
+pub const COPY_UP_PREFIX: &str = ".capsule-copyup-";
+
+/// Removes every copy-up temporary below the upper layer `dir` (not following
+/// symbolic links); returns how many. Best effort: what cannot be read is skipped.
+pub fn collect_copy_up_leftovers(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(COPY_UP_PREFIX.as_bytes())
+        {
+            let gone = if kind.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed += usize::from(gone.is_ok());
+        } else if kind.is_dir() {
+            removed += collect_copy_up_leftovers(&path);
+        }
+    }
+    removed
 }
 
 /// Gives the owner full access to every directory below `dir` (not following symbolic
@@ -318,6 +348,9 @@ pub struct CapsuleDir {
     name: String,
     path: PathBuf,
     created: bool,
+    /// The highest directory above it that [`Home::open_capsule`] made (the home, or
+    /// its `capsules/`), removed with it when empty.
+    made: Option<PathBuf>,
     _lock: File,
 }
 
@@ -460,10 +493,30 @@ impl CapsuleDir {
         match fs::remove_dir_all(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 make_removable(&self.path);
-                fs::remove_dir_all(&self.path).map_err(io_error(&self.path))
+                fs::remove_dir_all(&self.path).map_err(io_error(&self.path))?
             }
-            result => result.map_err(io_error(&self.path)),
+            result => result.map_err(io_error(&self.path))?,
         }
+        Ok(())
+    }
+
+    /// Removes the directory of a start that failed, with the home skeleton this run
+    /// made for it (when it is still empty): a refused start leaves nothing behind.
+    pub fn discard(self) -> Result<(), StateError> {
+        let made = self.made.clone();
+        let path = self.path.clone();
+        self.remove()?;
+        if let Some(top) = &made {
+            // Only while empty: another capsule may have started there meanwhile.
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if fs::remove_dir(d).is_err() || d == top {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        Ok(())
     }
 
     /// Writes `file` so that a reader never sees it half-written.

@@ -122,8 +122,18 @@ fn environment() -> Vec<(String, String)> {
     out
 }
 
+/// Ends the process with one line on stderr; control characters of the message (a
+/// newline in a setting's value…) are escaped, so the refusal stays one line.
 fn fail(message: &str) -> ! {
-    let line = format!("capsule: {message}\n");
+    let mut line = String::from("capsule: ");
+    for c in message.chars() {
+        if c.is_control() {
+            line.extend(c.escape_debug());
+        } else {
+            line.push(c);
+        }
+    }
+    line.push('\n');
     // SAFETY: write(2) of a valid buffer, then _exit: nothing of the program has run.
     unsafe {
         libc::write(2, line.as_ptr().cast(), line.len());
@@ -151,6 +161,14 @@ fn build() -> Runtime {
             .unwrap_or_else(|e| fail(&format!("{}={path}: cannot read: {e}", keys::CONFIG)));
         let pairs = capsule_config::parse_config_file(&text)
             .unwrap_or_else(|e| fail(&format!("{}={path}: {e}", keys::CONFIG)));
+        // A key the configuration does not know is a mistake (a typo, or a file from
+        // another version), never silently ignored.
+        if let Some((key, _)) = pairs
+            .iter()
+            .find(|(k, _)| !keys::ALL.contains(&k.as_str()) || k == keys::CONFIG)
+        {
+            fail(&format!("{}={path}: unknown key {key:?}", keys::CONFIG));
+        }
         vars.extend(pairs);
     }
     vars.extend(env);
@@ -160,6 +178,14 @@ fn build() -> Runtime {
         || UserDb::load(""),
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
+    if let Some(root) = &config.fs.root {
+        // Without it the capsule would run over an empty view.
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => fail(&format!("{}={root:?}: not a directory", keys::ROOT)),
+            Err(e) => fail(&format!("{}={root:?}: {e}", keys::ROOT)),
+        }
+    }
 
     let shared = match &config.state_dir {
         Some(dir) => shared::map(dir).unwrap_or_else(|e| {

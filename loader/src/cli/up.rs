@@ -26,6 +26,8 @@ time_offset or time_at, read_only, restart, replicas, depends_on. Every capsule 
 the others by name. The whole manifest is checked, and every capsule prepared, before \
 anything starts; an error names the file, line and key.
 
+With --dry-run nothing starts: the checks run and what would start is printed.
+
 Exit status: 0 when every capsule exited 0 or was ended by the stop's SIGTERM, 1 \
 otherwise; with --exit-code-from NAME, NAME's status (128+N for signal N); 125 when \
 capsule refuses the manifest or cannot start.";
@@ -35,6 +37,7 @@ Examples:
   capsule up                             # ./capsule.toml, in the foreground
   capsule up -f examples/web.toml
   capsule up -d                          # returns once all have started
+  capsule up --dry-run                   # check only; print what would start
   capsule up --exit-code-from client -t 3
 
 A manifest:
@@ -69,6 +72,13 @@ pub struct UpArgs {
     /// that still run.
     #[arg(short = 't', long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
+
+    /// Check the manifest and prepare every capsule (programs, roots, images,
+    /// volumes, users, ports, limits) without creating or starting anything; print
+    /// what would start, one `NAME: COMMAND` line each, in start order. Exit status 0,
+    /// or 125 with the refusal.
+    #[arg(long, conflicts_with = "detach")]
+    pub dry_run: bool,
 }
 
 /// Runs `capsule up`; returns its exit status.
@@ -87,6 +97,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let plan = up::plan(manifest, &host)?;
+    if args.dry_run {
+        for line in plan.describe() {
+            println!("{line}");
+        }
+        return Ok(0);
+    }
     let stdout = std::io::stdout();
     let settings = Settings {
         timeout: Duration::from_secs(args.timeout),

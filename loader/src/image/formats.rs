@@ -46,6 +46,8 @@ pub struct Plan {
     pub layers: Vec<(LayerSource, Option<Digest>)>,
     /// A reference the input names (a tag annotation, docker's `RepoTags`).
     pub name: Option<String>,
+    /// The index chose the image by its platform (else the configuration says it).
+    pub platform_chosen: bool,
 }
 
 fn invalid(text: String) -> ImageError {
@@ -57,6 +59,61 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
         fs::read(path).map_err(|e| invalid(format!("{what}: {}", crate::describe_io(&e))))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| invalid(format!("{what}: not a valid document: {e}")))
+}
+
+/// Checks, before anything is created, that `path` (or the layout of a
+/// `LAYOUT:TAG`) exists and is not an empty file.
+pub fn check_input(path: &Path) -> Result<(), ImageError> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) => match path.to_str().and_then(|p| p.rsplit_once(':')) {
+            Some((dir, tag)) if !tag.contains('/') && Path::new(dir).exists() => return Ok(()),
+            _ => {
+                return Err(ImageError::Io {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            }
+        },
+    };
+    if meta.is_file() && meta.len() == 0 {
+        return Err(invalid(format!(
+            "{}: an empty file is not an image",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an image whose configuration names another platform than `--platform`.
+pub fn check_platform(config: &[u8], wanted: &Platform) -> Result<(), ImageError> {
+    let parsed: ImageConfig = serde_json::from_slice(config)
+        .map_err(|e| invalid(format!("config: not a valid image configuration: {e}")))?;
+    let (Some(os), Some(architecture)) = (parsed.os, parsed.architecture) else {
+        return Ok(());
+    };
+    let has = Platform {
+        os,
+        architecture,
+        variant: None,
+    };
+    if has.matches(wanted) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "--platform {wanted}: the image is for {has} only"
+        )))
+    }
+}
+
+/// A descriptor's `size`, which must not be negative.
+fn descriptor_size(desc: &Descriptor, what: &str) -> Result<u64, ImageError> {
+    u64::try_from(desc.size).map_err(|_| {
+        invalid(format!(
+            "{what} {}: size {} is negative",
+            desc.digest, desc.size
+        ))
+    })
 }
 
 /// Plans the import of `path`; archives are unpacked under `scratch`.
@@ -98,6 +155,7 @@ pub fn plan(
             config: None,
             layers: vec![(LayerSource::Tree(path.to_path_buf()), None)],
             name: stem,
+            platform_chosen: false,
         });
     }
     match archive_kind(path)? {
@@ -136,6 +194,7 @@ pub fn plan(
                 None,
             )],
             name: stem,
+            platform_chosen: false,
         }),
     }
 }
@@ -242,7 +301,7 @@ fn read_blob(dir: &Path, desc: &Descriptor, what: &str) -> Result<Vec<u8>, Image
             "{what} {digest}: content has digest {actual}: corrupt or altered blob"
         )));
     }
-    if desc.size >= 0 && desc.size as u64 != bytes.len() as u64 {
+    if descriptor_size(desc, what)? != bytes.len() as u64 {
         return Err(invalid(format!(
             "{what} {digest}: {} bytes, the descriptor says {}",
             bytes.len(),
@@ -313,7 +372,7 @@ fn plan_layout(
                 path,
                 what: format!("layer {digest}"),
                 digest: Some(digest),
-                size: u64::try_from(desc.size).ok(),
+                size: Some(descriptor_size(desc, "layer")?),
                 compression: Some(compression),
             },
             Some(diff),
@@ -330,6 +389,7 @@ fn plan_layout(
         config: Some(config),
         layers,
         name,
+        platform_chosen: manifest_desc.platform.is_some(),
     })
 }
 
@@ -446,6 +506,7 @@ fn plan_docker(dir: &Path) -> Result<Plan, ImageError> {
         config: Some(config),
         layers,
         name,
+        platform_chosen: false,
     })
 }
 

@@ -28,7 +28,8 @@ pub struct Imported {
 }
 
 /// Imports the image at `path` (any accepted format) as `name`, or the name the
-/// input gives. Nothing in the store changes unless the whole image is good.
+/// input gives. Nothing in the store changes unless the whole image is good: a store
+/// that did not exist before a refused import does not exist after it either.
 pub fn import(
     store: &Store,
     path: &Path,
@@ -36,15 +37,39 @@ pub fn import(
     platform: Option<&str>,
 ) -> Result<Imported, ImageError> {
     let reference = name.map(store::check_reference).transpose()?;
-    let platform = match platform {
-        Some(text) => {
-            Platform::parse(text).map_err(|e| ImageError::Invalid(format!("--platform {e}")))?
-        }
-        None => Platform::host(),
-    };
+    let wanted = platform
+        .map(|text| {
+            Platform::parse(text).map_err(|e| ImageError::Invalid(format!("--platform {e}")))
+        })
+        .transpose()?;
+    formats::check_input(path)?;
+    // The highest directory of the store's skeleton that does not exist yet.
+    let mut fresh = None;
+    let mut probe = Some(store.dir());
+    while let Some(dir) = probe.filter(|d| fs::symlink_metadata(d).is_err()) {
+        fresh = Some(dir.to_path_buf());
+        probe = dir.parent();
+    }
+    let result = import_checked(store, path, reference, wanted);
+    if let (Err(_), Some(top)) = (&result, fresh) {
+        let _ = super::owners::remove_any(&top);
+    }
+    result
+}
+
+fn import_checked(
+    store: &Store,
+    path: &Path,
+    reference: Option<String>,
+    wanted: Option<Platform>,
+) -> Result<Imported, ImageError> {
+    let platform = wanted.clone().unwrap_or_else(Platform::host);
     let owners = Owners::current();
     let staging = store.staging()?;
     let plan = formats::plan(path, staging.path(), &platform, owners)?;
+    if let (Some(wanted), Some(config), false) = (&wanted, &plan.config, plan.platform_chosen) {
+        formats::check_platform(config, wanted)?;
+    }
 
     let index = store.read_index()?;
     let have = |diff: &Digest| {
@@ -88,6 +113,10 @@ pub fn import(
         let mut inner =
             inner.map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
         inner.name = inner.name.or(plan.name.take());
+        if let (Some(wanted), Some(config), false) = (&wanted, &inner.config, inner.platform_chosen)
+        {
+            formats::check_platform(config, wanted)?;
+        }
         layers = prepare_all(&inner, "inner")?;
         plan = inner;
     }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -91,6 +92,16 @@ impl Merger<'_> {
                 fresh = true;
                 break;
             }
+        }
+        for (name, kind) in &names {
+            // Layers were checked when unpacked; checked again so that no marker can
+            // name its own directory or the one above.
+            super::unpack::check_marker(name.as_bytes(), kind.is_file()).map_err(|why| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {why}", rel.join(name).display()),
+                )
+            })?;
         }
         for (name, _) in &names {
             let Some(text) = name.to_str() else { continue };

@@ -43,6 +43,35 @@ pub fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, String> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
+/// Checks a layer entry whose name is a layer marker: `.wh..wh..opq` (the directory is
+/// opaque) or `.wh.NAME` (NAME is deleted from the layers below). Each must be a
+/// regular file, and `.wh.NAME` must name one entry of its directory: not `.wh.`
+/// (which would delete the directory itself), `.wh..`, `.wh...` (the directory above),
+/// nor another marker (`.wh..wh.*` is reserved by the OCI specification).
+pub fn check_marker(name: &[u8], regular: bool) -> Result<(), String> {
+    let Some(hidden) = name.strip_prefix(b".wh.") else {
+        return Ok(());
+    };
+    if !regular {
+        return Err("a whiteout must be a regular file".into());
+    }
+    if name == b".wh..wh..opq" {
+        return Ok(());
+    }
+    match hidden {
+        b"" => Err("malformed whiteout: names no entry (it would delete its own directory)".into()),
+        b"." | b".." => Err(format!(
+            "malformed whiteout: names {:?}, which is not an entry",
+            String::from_utf8_lossy(hidden)
+        )),
+        h if h.starts_with(b".wh.") => Err(
+            "malformed whiteout: .wh..wh.* names are reserved (only .wh..wh..opq is defined)"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a relative symbolic link target, followed from the directory of `entry`,
 /// climbs above the layer's root.
 fn link_escapes(entry: &Path, target: &[u8]) -> bool {
@@ -160,6 +189,10 @@ impl Unpacker<'_> {
             }
             return Err("names the layer's root but is not a directory".into());
         };
+        if let Some(name) = rel.file_name() {
+            let regular = matches!(kind, EntryType::Regular | EntryType::Continuous);
+            check_marker(name.as_bytes(), regular)?;
+        }
         self.ensure_parents(&rel)?;
         let path = self.dest.join(&rel);
 
@@ -392,5 +425,24 @@ mod tests {
         assert!(!link_escapes(Path::new("usr/lib/x"), b"../../bin/sh"));
         assert!(link_escapes(Path::new("usr/lib/x"), b"../../../etc/shadow"));
         assert!(!link_escapes(Path::new("bin"), b"/usr/bin"));
+    }
+
+    #[test]
+    fn only_well_formed_markers() {
+        assert!(check_marker(b"passwd", false).is_ok());
+        assert!(check_marker(b".wh.passwd", true).is_ok());
+        assert!(check_marker(b".wh..wh..opq", true).is_ok());
+        assert!(check_marker(b".wh..profile", true).is_ok());
+        for bad in [
+            &b".wh."[..],
+            b".wh..",
+            b".wh...",
+            b".wh..wh.x",
+            b".wh..wh..plnk",
+        ] {
+            assert!(check_marker(bad, true).is_err(), "{bad:?}");
+        }
+        assert!(check_marker(b".wh.x", false).is_err());
+        assert!(check_marker(b".wh..wh..opq", false).is_err());
     }
 }

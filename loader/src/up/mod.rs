@@ -43,6 +43,67 @@ pub enum UpError {
     Signals(String),
     #[error("--detach: {0}")]
     Detach(String),
+    /// More capsules than this process's limits let the supervisor hold at once.
+    #[error("{file}: {count} capsules need {need} {what}, and the limit ({limit}) is {have}; lower replicas or raise the limit")]
+    Limit {
+        file: String,
+        count: usize,
+        need: u64,
+        what: &'static str,
+        limit: &'static str,
+        have: u64,
+    },
+}
+
+/// Descriptors the supervisor holds per capsule: its directory's lock, its output
+/// pipe and its log file; plus the two ends of a pipe while each program starts and
+/// std's exec-error pipe.
+const FDS_PER_CAPSULE: u64 = 3;
+const FDS_BASE: u64 = 64;
+/// Processes (and threads) per capsule: its program and its output thread.
+const TASKS_PER_CAPSULE: u64 = 2;
+
+/// Refuses a manifest whose capsules would exhaust `RLIMIT_NOFILE` or `RLIMIT_NPROC`
+/// part way through the start (which would leave capsules running and others not).
+fn check_limits(manifest: &Manifest) -> Result<(), UpError> {
+    let count = manifest.capsules.len();
+    let n = count as u64;
+    for (resource, what, limit, need) in [
+        (
+            libc::RLIMIT_NOFILE,
+            "file descriptors",
+            "RLIMIT_NOFILE, ulimit -n",
+            n * FDS_PER_CAPSULE + FDS_BASE,
+        ),
+        (
+            libc::RLIMIT_NPROC,
+            "processes and threads",
+            "RLIMIT_NPROC, ulimit -u",
+            n * TASKS_PER_CAPSULE,
+        ),
+    ] {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit into a valid rlimit.
+        if unsafe { libc::getrlimit(resource, &mut lim) } != 0
+            || lim.rlim_cur == libc::RLIM_INFINITY
+        {
+            continue;
+        }
+        if need > lim.rlim_cur {
+            return Err(UpError::Limit {
+                file: manifest.file.clone(),
+                count,
+                need,
+                what,
+                limit,
+                have: lim.rlim_cur,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A manifest whose capsules are all prepared: nothing created yet.
@@ -56,6 +117,7 @@ pub struct Plan {
 /// Prepares every capsule of `manifest`: relative paths from the manifest's directory,
 /// each capsule's peers every capsule's name.
 pub fn plan(manifest: Manifest, host: &Host) -> Result<Plan, UpError> {
+    check_limits(&manifest)?;
     let peers = manifest.names();
     let mut host = host.clone();
     host.cwd = Some(manifest.dir.clone());
@@ -67,6 +129,26 @@ pub fn plan(manifest: Manifest, host: &Host) -> Result<Plan, UpError> {
         }
     }
     Ok(Plan { manifest, prepared })
+}
+
+impl Plan {
+    /// What [`supervise`] would start, in its start order: one line per capsule,
+    /// `NAME: PROGRAM ARGS…` (each shown as the shell would quote it).
+    pub fn describe(&self) -> Vec<String> {
+        self.manifest
+            .start_order
+            .iter()
+            .map(|&index| {
+                let prepared = &self.prepared[index];
+                let launch = prepared.launch();
+                let argv: Vec<String> = std::iter::once(&launch.arg0)
+                    .chain(&launch.args)
+                    .map(|w| w.to_string_lossy().into_owned())
+                    .collect();
+                format!("{}: {}", prepared.name(), crate::inspect::shell_line(&argv))
+            })
+            .collect()
+    }
 }
 
 /// Names the manifest key behind a refusal of [`crate::run::RunSpec::prepare`].
@@ -81,6 +163,8 @@ fn place(manifest: &Manifest, index: usize, error: RunError) -> UpError {
             (Some("image"), format!("{reference:?}: {reason}"))
         }
         RunError::Lookup(e) => (Some("command"), e.to_string()),
+        RunError::Nul { .. } | RunError::TooBig { .. } => (Some("command"), error.to_string()),
+        RunError::ReservedEnv { .. } => (Some("env"), error.to_string()),
         RunError::Setting(e) if e.key == keys::HOSTNAME => (Some("hostname"), e.to_string()),
         RunError::State(StateError::BadName { .. })
         | RunError::State(StateError::AlreadyRunning { .. })

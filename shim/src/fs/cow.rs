@@ -15,20 +15,36 @@ use super::path::{components, PathBuf};
 use super::sys;
 use crate::hook::errno;
 
-/// A temporary name in `dir` for a copy in progress.
+/// A temporary name in `dir` for a copy in progress, that no other process or thread
+/// can pick: pid, thread id, a process-wide counter and 64 random bits. A leftover of
+/// a killed process is collected by the loader at the capsule's next start.
 fn temp_name(dir: &[u8]) -> Result<PathBuf, c_int> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut p = PathBuf::from_bytes(dir)?;
     p.push_component(super::layers::COPYUP_PREFIX)?;
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    for value in [pid, n] {
-        p.push_bytes(crate::decimal::decimal(
-            u64::from(value),
-            &mut Default::default(),
-        ))?;
-        p.push_bytes(b".")?;
+    // SAFETY: getpid and gettid have no preconditions.
+    let (pid, tid) = unsafe { (libc::getpid() as u64, libc::gettid() as u64) };
+    let n = u64::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut random = [0u8; 8];
+    // SAFETY: a buffer valid for its length; GRND_NONBLOCK never waits.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            random.as_mut_ptr(),
+            random.len(),
+            libc::GRND_NONBLOCK,
+        )
+    };
+    let random = if got == 8 {
+        u64::from_ne_bytes(random)
+    } else {
+        crate::runtime::real_time_ns() as u64
+    };
+    for (i, value) in [pid, tid, n, random].into_iter().enumerate() {
+        if i > 0 {
+            p.push_bytes(b".")?;
+        }
+        p.push_bytes(crate::decimal::decimal(value, &mut Default::default()))?;
     }
     Ok(p)
 }
@@ -57,16 +73,18 @@ pub fn ensure_upper_dir(layers: &Layers, dir: &[u8]) -> Result<(), c_int> {
         // The owner keeps write and search permission in the upper layer, so that
         // copy-ups below a read-only lower directory still work.
         let mode = mode | 0o300;
-        match sys::mkdir(&up, mode) {
-            Ok(()) => {
-                // mkdir applied the umask: give the directory its lower mode.
-                // SAFETY: NUL-terminated path.
-                unsafe { libc::chmod(up.as_ptr(), mode) };
-                if lower {
-                    super::owner::after_copy_up(&up, &st);
-                }
-            }
-            Err(libc::EEXIST) => {}
+        // Made under a temporary name with its owner, then its mode (chown may
+        // clear set-id bits), and only then given its name: a process killed on the
+        // way leaves no directory with the wrong owner or mode.
+        let temp = temp_name(up.parent_bytes())?;
+        sys::mkdir(&temp, 0o700)?;
+        if lower {
+            super::owner::after_copy_up(&temp, &st);
+        }
+        // SAFETY: NUL-terminated path.
+        unsafe { libc::chmod(temp.as_ptr(), mode) };
+        match sys::publish_dir(&temp, &up) {
+            Ok(()) => {}
             Err(e) => return Err(e),
         }
         super::changed();
@@ -168,54 +186,138 @@ fn copy_xattrs(from: c_int, to: c_int) {
     }
 }
 
-/// Copies a lower regular file into place atomically.
+/// Gives the copy on `dst` everything of the lower file but its name, in the order
+/// that keeps each: owner first (chown clears set-id bits and file capabilities),
+/// then extended attributes, mode, times.
+///
+/// # Safety
+/// `src` and `dst` are open descriptors.
+unsafe fn finish_copy(src: c_int, dst: c_int, st: &libc::stat) {
+    super::owner::copy_up_owner_fd(dst, st);
+    copy_xattrs(src, dst);
+    libc::fchmod(dst, st.st_mode & 0o7777);
+    let times = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    libc::futimens(dst, times.as_ptr());
+}
+
+/// Whether `O_TMPFILE` failed because the file system or kernel lacks it.
+fn tmpfile_unsupported(e: c_int) -> bool {
+    matches!(
+        e,
+        libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT
+    )
+}
+
+/// Copies a lower regular file into place atomically: into an unnamed file
+/// (`O_TMPFILE`) of the target directory, complete with owner, mode, times and
+/// xattrs, then linked to its name (`linkat` through `/proc/self/fd`), so that a
+/// process killed at any moment leaves either no upper file or the whole copy, and no
+/// temporary file. Where `O_TMPFILE` is missing, a uniquely named temporary file is
+/// renamed into place instead.
 fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
-    let temp = temp_name(upper.parent_bytes())?;
     // SAFETY: NUL-terminated paths; every descriptor opened here is closed here.
     unsafe {
         let src = libc::open(lower.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if src < 0 {
             return Err(errno());
         }
-        let dst = libc::open(
-            temp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            0o600,
-        );
-        if dst < 0 {
-            let e = errno();
-            libc::close(src);
-            return Err(e);
-        }
-        let mut result = copy_data(src, dst, st.st_size);
-        if result.is_ok() {
-            copy_xattrs(src, dst);
-            libc::fchmod(dst, st.st_mode & 0o7777);
-            let times = [
-                libc::timespec {
-                    tv_sec: st.st_atime,
-                    tv_nsec: st.st_atime_nsec,
-                },
-                libc::timespec {
-                    tv_sec: st.st_mtime,
-                    tv_nsec: st.st_mtime_nsec,
-                },
-            ];
-            libc::futimens(dst, times.as_ptr());
-            if libc::close(dst) != 0 {
-                result = Err(errno());
+        let dir = PathBuf::from_bytes(upper.parent_bytes());
+        let result = match dir {
+            Ok(dir) => {
+                let dst = libc::open(
+                    dir.as_ptr(),
+                    libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o600,
+                );
+                if dst >= 0 {
+                    let r = copy_into_tmpfile(src, dst, upper, st);
+                    libc::close(dst);
+                    match r {
+                        Err(e) if tmpfile_unsupported(e) => copy_named(src, upper, st),
+                        r => r,
+                    }
+                } else if tmpfile_unsupported(errno()) {
+                    copy_named(src, upper, st)
+                } else {
+                    Err(errno())
+                }
             }
-        } else {
-            libc::close(dst);
-        }
+            Err(e) => Err(e),
+        };
         libc::close(src);
-        if let Err(e) = result {
-            let _ = sys::unlink(&temp);
-            return Err(e);
-        }
-        sys::publish(&temp, upper)?;
+        result
     }
-    Ok(())
+}
+
+/// The `O_TMPFILE` copy: fills `dst`, then links it at `upper` (an existing name wins:
+/// another process copied the file up first).
+///
+/// # Safety
+/// `src` and `dst` are open descriptors.
+unsafe fn copy_into_tmpfile(
+    src: c_int,
+    dst: c_int,
+    upper: &PathBuf,
+    st: &libc::stat,
+) -> Result<(), c_int> {
+    copy_data(src, dst, st.st_size)?;
+    finish_copy(src, dst, st);
+    let mut proc_fd = PathBuf::from_bytes(b"/proc/self/fd")?;
+    proc_fd.push_component(crate::decimal::decimal(dst as u64, &mut Default::default()))?;
+    let rc = libc::linkat(
+        libc::AT_FDCWD,
+        proc_fd.as_ptr(),
+        libc::AT_FDCWD,
+        upper.as_ptr(),
+        libc::AT_SYMLINK_FOLLOW,
+    );
+    if rc == 0 {
+        return Ok(());
+    }
+    match errno() {
+        libc::EEXIST => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// The fallback copy: a uniquely named temporary file, complete before it is renamed.
+///
+/// # Safety
+/// `src` is an open descriptor.
+unsafe fn copy_named(src: c_int, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
+    if libc::lseek(src, 0, libc::SEEK_SET) != 0 {
+        return Err(errno());
+    }
+    let temp = temp_name(upper.parent_bytes())?;
+    let dst = libc::open(
+        temp.as_ptr(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+        0o600,
+    );
+    if dst < 0 {
+        return Err(errno());
+    }
+    let mut result = copy_data(src, dst, st.st_size);
+    if result.is_ok() {
+        finish_copy(src, dst, st);
+    }
+    if libc::close(dst) != 0 && result.is_ok() {
+        result = Err(errno());
+    }
+    if let Err(e) = result {
+        let _ = sys::unlink(&temp);
+        return Err(e);
+    }
+    sys::publish(&temp, upper)
 }
 
 /// Copies a lower-layer name into the upper layer (content, mode, times, xattrs;
@@ -230,12 +332,14 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
     }
     ensure_upper_dir(layers, node.capsule.parent_bytes())?;
     let upper = layers.upper_host(node.capsule.as_bytes())?;
+    // Every kind is complete (owner, then mode) under its temporary name before it
+    // is published.
     match node.stat.st_mode & libc::S_IFMT {
         libc::S_IFREG => {
             copy_file(&node.host, &upper, &node.stat)?;
             let lower = PathBuf::from_bytes(node.host.as_bytes())?;
             let st = node.stat;
-            super::owner::after_copy_up(&upper, &node.stat);
+            // The owner was set on the copy before it was published (copy_file).
             node.found = Found::Upper;
             node.host = upper;
             sys::lstat(&node.host, &mut node.stat);
@@ -247,19 +351,24 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
             sys::readlink(&node.host, &mut target)?;
             let temp = temp_name(upper.parent_bytes())?;
             sys::symlink(&target, &temp)?;
+            super::owner::after_copy_up(&temp, &node.stat);
             sys::publish(&temp, &upper)?;
         }
         libc::S_IFDIR => ensure_upper_dir(layers, node.capsule.as_bytes())?,
         libc::S_IFIFO => {
+            let temp = temp_name(upper.parent_bytes())?;
             // SAFETY: NUL-terminated path.
-            if unsafe { libc::mkfifo(upper.as_ptr(), node.stat.st_mode & 0o7777) } != 0 {
+            if unsafe { libc::mkfifo(temp.as_ptr(), 0o600) } != 0 {
                 return Err(errno());
             }
+            super::owner::after_copy_up(&temp, &node.stat);
+            // SAFETY: NUL-terminated path.
+            unsafe { libc::chmod(temp.as_ptr(), node.stat.st_mode & 0o7777) };
+            sys::publish(&temp, &upper)?;
         }
         // Device nodes and sockets cannot be recreated by an ordinary user.
         _ => return Err(libc::EPERM),
     }
-    super::owner::after_copy_up(&upper, &node.stat);
     node.found = Found::Upper;
     node.host = upper;
     sys::lstat(&node.host, &mut node.stat);

@@ -132,7 +132,12 @@ pub fn clear_markers(upper_dir: &PathBuf) -> Result<(), c_int> {
         if name.starts_with(WHITEOUT_PREFIX) || name.starts_with(COPYUP_PREFIX) {
             let mut p = PathBuf::from_bytes(upper_dir.as_bytes())?;
             p.push_component(name)?;
-            sys::unlink(&p)?;
+            match sys::unlink(&p) {
+                // A copy-up's temporary directory (empty until it is renamed).
+                // SAFETY: NUL-terminated path.
+                Err(libc::EISDIR) if unsafe { libc::rmdir(p.as_ptr()) } == 0 => {}
+                r => r?,
+            }
         }
     }
     Ok(())
@@ -143,7 +148,9 @@ pub fn clear_markers(upper_dir: &PathBuf) -> Result<(), c_int> {
 mod registry {
     use super::*;
 
-    const SLOTS: usize = 1024;
+    /// The most merged streams a process has open at once (128 KiB of zeroed,
+    /// untouched-until-used memory); one more fails with `EMFILE`.
+    pub const SLOTS: usize = 16384;
     const GONE: usize = 1;
     static TABLE: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 
@@ -186,7 +193,11 @@ mod registry {
             match slot.load(Ordering::Acquire) {
                 0 => return,
                 a if a == addr => {
-                    slot.store(GONE, Ordering::Release);
+                    // The end of a probe chain may become empty again, so that
+                    // lookups of glibc's own streams stay short.
+                    let next = &TABLE[(first + i + 1) % SLOTS];
+                    let end = next.load(Ordering::Acquire) == 0;
+                    slot.store(if end { 0 } else { GONE }, Ordering::Release);
                     return;
                 }
                 _ => {}
@@ -196,7 +207,7 @@ mod registry {
 }
 
 /// A merged stream for `fd` (which it then owns), as an opaque `DIR *`; null when
-/// too many are open (the caller then falls back to a real stream).
+/// [`registry::SLOTS`] are open (`fd` then stays the caller's).
 pub fn open_merged(fd: c_int, entries: Vec<libc::dirent64>) -> *mut libc::DIR {
     let stream = Box::new(MergedDir {
         fd,

@@ -751,10 +751,10 @@ unsafe fn open_stream(
             return std::ptr::null_mut();
         }
     };
-    let fd = match fd {
-        Some(fd) => fd,
+    let (fd, ours) = match fd {
+        Some(fd) => (fd, false),
         None => match super::sys::open_dir(&node.host) {
-            Ok(fd) => fd,
+            Ok(fd) => (fd, true),
             Err(e) => {
                 set_errno(e);
                 return std::ptr::null_mut();
@@ -763,8 +763,14 @@ unsafe fn open_stream(
     };
     let dir = dirs::open_merged(fd, entries);
     if dir.is_null() {
-        log::warn!("too many merged directory streams; listing one layer only");
-        return real(&node.host);
+        // Never the raw upper directory (it would show the layers' markers): the
+        // process has as many merged streams open as the shim can serve.
+        log::warn!("too many merged directory streams open; EMFILE");
+        if ours {
+            libc::close(fd);
+        }
+        set_errno(libc::EMFILE);
+        return std::ptr::null_mut();
     }
     dir
 }

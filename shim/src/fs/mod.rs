@@ -241,11 +241,11 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("lremovexattr", Full),
     Hook::new(
         "opendir",
-        Partial("a directory in both layers is read once, when opened"),
+        Partial("a directory in both layers is read once, when opened; at most 16384 such streams open per process, then EMFILE"),
     ),
     Hook::new(
         "fdopendir",
-        Partial("a directory in both layers is read once, when opened"),
+        Partial("a directory in both layers is read once, when opened; at most 16384 such streams open per process, then EMFILE"),
     ),
     Hook::new("readdir", Full),
     Hook::new("readdir64", Full),

@@ -261,6 +261,15 @@ pub fn for_create_into(layers: &Layers, node: &Node, host: &mut PathBuf) -> Op<b
     check_writable(layers, node)?;
     match node.place {
         Place::Overlay => {
+            // The layers' own markers cannot be created by a program (a `.wh.X` would
+            // hide X, a `.wh..wh..opq` the whole lower directory, a copy-up temporary
+            // would vanish at the next start): EINVAL, as fuse-overlayfs answers.
+            let name = node.capsule.file_name();
+            if name.starts_with(super::layers::WHITEOUT_PREFIX)
+                || name.starts_with(super::layers::COPYUP_PREFIX)
+            {
+                return Err(Skip::Errno(libc::EINVAL));
+            }
             if !node.parent_state.in_upper {
                 cow::ensure_upper_dir(layers, node.capsule.parent_bytes())?;
             }

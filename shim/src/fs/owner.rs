@@ -146,6 +146,19 @@ pub fn after_copy_up(host: &PathBuf, lower: &libc::stat) {
     }
 }
 
+/// The same for a regular file's copy still open as `fd` (before it is published).
+pub fn copy_up_owner_fd(fd: c_int, lower: &libc::stat) {
+    if really_root() {
+        // SAFETY: an open descriptor.
+        unsafe { libc::fchown(fd, lower.st_uid, lower.st_gid) };
+    } else if active() && (lower.st_uid, lower.st_gid) != real_ids() {
+        let mut buf = [0u8; 24];
+        let n = format_ids(lower.st_uid, lower.st_gid, &mut buf);
+        // SAFETY: an open descriptor, a NUL-terminated name and a buffer of n bytes.
+        unsafe { libc::fsetxattr(fd, OWNER.as_ptr(), buf.as_ptr().cast(), n, 0) };
+    }
+}
+
 /// Ownership as `statx` reports it, patched in place like `apply`.
 pub fn apply_statx(host: Option<&PathBuf>, fd: c_int, stx: &mut libc::statx) {
     if !recorded() {

@@ -89,6 +89,31 @@ pub fn publish(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
     }
 }
 
+/// Publishes the directory `temp` as `target`; when `target` already exists (another
+/// process made it first) `temp` is removed and that one is kept.
+pub fn publish_dir(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
+    // SAFETY: NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            temp.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = errno();
+    // SAFETY: NUL-terminated path.
+    unsafe { libc::rmdir(temp.as_ptr()) };
+    match e {
+        libc::EEXIST => Ok(()),
+        e => Err(e),
+    }
+}
+
 pub fn symlink(target: &PathBuf, link: &PathBuf) -> Result<(), c_int> {
     // SAFETY: NUL-terminated paths.
     check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })
