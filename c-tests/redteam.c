@@ -28,6 +28,16 @@
  *   fd-append PATH    open(PATH, O_RDONLY) with libc, then the raw openat of
  *                     /proc/self/fd/N for appending
  *
+ * Through libc (the shim's hooks), class E of issue 9: a directory that becomes a
+ * link to TARGET, a host path the kernel would follow on the host:
+ *   stale DIR TARGET  in one process: DIR made and looked into (so the shim caches
+ *                     it), removed, made a link to TARGET; then chmod, utimensat,
+ *                     setxattr, chown and an appending open of DIR/marker, and a read
+ *                     of DIR/secret
+ *   race DIR TARGET MS  for MS milliseconds one process swaps DIR between a
+ *                     directory and a link to TARGET while another changes
+ *                     DIR/marker as `stale` does and reads DIR/secret
+ *
  * Prints "RAN ACTION" first (the harness checks the attempt really ran), then
  * "DENIED errno=E" or "DONE" (with what it read for `read`). Exit 0 either way: the
  * harness judges by the disk, not by what the attacker says.
@@ -41,6 +51,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,6 +106,39 @@ static int write_fd(long fd) {
     long n = RAW(SYS_write, fd, "X\n", 2, 0, 0);
     RAW(SYS_close, fd, 0, 0, 0, 0);
     return report(n);
+}
+
+/* What `stale` and `race` do to DIR/marker and DIR/secret; a secret read is printed. */
+static void change_through(const char *dir) {
+    char marker[4096], secret[4096];
+    snprintf(marker, sizeof marker, "%s/marker", dir);
+    snprintf(secret, sizeof secret, "%s/secret", dir);
+    struct timespec zero[2] = {{0, 0}, {0, 0}};
+    chmod(marker, 0777);
+    utimensat(AT_FDCWD, marker, zero, 0);
+    setxattr(marker, "user.redteam", "1", 1, 0);
+    chown(marker, getuid(), 4242);
+    int fd = open(marker, O_WRONLY | O_APPEND);
+    if (fd >= 0) {
+        (void)!write(fd, "X\n", 2);
+        close(fd);
+    }
+    fd = open(secret, O_RDONLY);
+    if (fd >= 0) {
+        char buf[256];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        if (n > 0) {
+            buf[n] = 0;
+            printf("READ %s\n", buf);
+        }
+        close(fd);
+    }
+}
+
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 int main(int argc, char **argv) {
@@ -185,6 +230,43 @@ int main(int argc, char **argv) {
         char link[64];
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         return write_fd(RAW(SYS_openat, AT_FDCWD, link, O_WRONLY | O_APPEND, 0, 0));
+    }
+    if (!strcmp(act, "stale")) {
+        char x[4096];
+        snprintf(x, sizeof x, "%s/x", p);
+        struct stat st;
+        if (mkdir(p, 0755) || close(open(x, O_WRONLY | O_CREAT, 0644)) || stat(x, &st) ||
+            unlink(x) || rmdir(p) || symlink(q, p))
+            return report(-1);
+        change_through(p);
+        return report(0);
+    }
+    if (!strcmp(act, "race")) {
+        char saved[4096], marker[4096];
+        snprintf(saved, sizeof saved, "%s.dir", p);
+        snprintf(marker, sizeof marker, "%s/marker", p);
+        if (mkdir(p, 0755) || close(open(marker, O_WRONLY | O_CREAT, 0644)))
+            return report(-1);
+        long end = now_ms() + (argc > 4 ? atol(argv[4]) : 1000);
+        fflush(stdout);
+        pid_t swapper = fork();
+        if (swapper == 0) {
+            while (now_ms() < end) {
+                rename(p, saved);
+                symlink(q, p);
+                unlink(p);
+                rename(saved, p);
+            }
+            _exit(0);
+        }
+        long rounds = 0;
+        while (now_ms() < end) {
+            change_through(p);
+            rounds++;
+        }
+        waitpid(swapper, NULL, 0);
+        printf("rounds %ld\n", rounds);
+        return report(0);
     }
     fprintf(stderr, "redteam: unknown action %s\n", act);
     return 2;

@@ -621,3 +621,43 @@ fn links_inside_a_volume_stay_in_the_capsule() {
     assert_eq!(read_text(&upper), "new\n", "the write is the capsule's");
     root.assert_unchanged();
 }
+
+/// A volume's directories are cached like the layers' (one `lstat` per name): the
+/// cache must forget a directory that is removed and becomes a link, a program must
+/// see its own creations and removals at once, and the mount point stays (`EBUSY`).
+#[test]
+fn a_volume_directory_replaced_by_a_link_is_seen_as_the_link() {
+    let root = TestRoot::new();
+    let home = CapsuleHome::new();
+    let vol = TempDir::new("vol-cache");
+    std::fs::create_dir(vol.join("d")).unwrap();
+    let host_etc = Snapshot::of(std::path::Path::new("/etc"));
+    let spec = format!("{}:/vol", vol.str());
+    // One shell process throughout, so that its cache is what is tested: builtins
+    // only, apart from ln (a separate process, like another program of the capsule).
+    let out = run(&mut sh_command(
+        &home,
+        &root,
+        "volcache",
+        &["-v", &spec],
+        "echo a > /vol/d/f; read x < /vol/d/f; echo \"$x\"; \
+         cd /; rm /vol/d/f; rmdir /vol/d; ln -s /etc /vol/d; \
+         read h < /vol/d/hostname; echo \"$h\"; \
+         echo b > /vol/d/made; read m < /etc/made; echo \"$m\"; \
+         rmdir /vol 2>/dev/null || echo busy",
+    ));
+    assert_eq!(
+        success(&out, "a volume directory that became a link"),
+        "a\ncapsule-lower\nb\nbusy\n"
+    );
+    assert!(vol.join("d").is_symlink(), "the link is in the volume");
+    assert!(
+        !std::path::Path::new("/etc/made").exists(),
+        "a write reached the host's /etc"
+    );
+    host_etc.assert_same(
+        &Snapshot::of(std::path::Path::new("/etc")),
+        "the host's /etc",
+    );
+    root.assert_unchanged();
+}

@@ -153,6 +153,12 @@ const ATTEMPTS: &[Attempt] = &[
     a("read-only: shell write", READ_ONLY, r#"echo X > "$L/marker"; echo X > /tmp/rt-new"#),
     a("read-only: raw create in upper", READ_ONLY, r#""$RT" create "$UP/rt-new""#),
     a("read-only: static create in upper", READ_ONLY, r#""$RTS" create "$UP/rt-new""#),
+    // E. A directory that becomes a link (to a host path the kernel would follow on
+    // the host) after the shim looked: cached, or swapped by another process.
+    a("stale cached dir, now a link to the lower", ROOT | HOST, r#""$RT" stale /tmp/rt-e "$LH""#),
+    a("stale cached dir, now a link outside", ROOT, r#""$RT" stale /tmp/rt-e "$OUT""#),
+    a("dir/link swap race to the lower, 2 s", ROOT | HOST, r#""$RT" race /tmp/rt-e "$LH" 2000"#),
+    a("dir/link swap race outside, 2 s", ROOT, r#""$RT" race /tmp/rt-e "$OUT" 2000"#),
     // Known: metadata, not Landlock's.
     meta("chmod through /proc/self/fd", ALL, r#"exec 3<"$L/marker"; chmod 777 /proc/self/fd/3"#),
     meta("touch -d through /proc/self/fd", ALL, r#"exec 3<"$L/marker"; touch -d @0 /proc/self/fd/3"#),

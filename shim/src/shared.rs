@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use capsule_config::MAX_HOSTNAME_LEN;
 
 /// Identifies the layout; a file of another layout is refused rather than misread.
-const MAGIC: u64 = 0x6361_7073_756c_6502; // "capsule" + layout 2
+const MAGIC: u64 = 0x6361_7073_756c_6503; // "capsule" + layout 3
 const FILE_NAME: &str = "shared";
 /// How long a reader or writer waits for another writer (a copy takes nanoseconds).
 const STALE_SPINS: u32 = 1 << 22;
@@ -103,6 +103,9 @@ pub struct Shared {
     pub clock_adjust_ns: AtomicI64,
     /// Bumped whenever the upper layer's directory structure changes.
     pub fs_generation: AtomicU64,
+    /// Non-zero once a process cached a directory reached through a link: from
+    /// then on, removing a link must bump `fs_generation` too.
+    pub fs_links_cached: AtomicU64,
 }
 
 impl Shared {
@@ -113,6 +116,7 @@ impl Shared {
             domainname: SharedName::new(),
             clock_adjust_ns: AtomicI64::new(0),
             fs_generation: AtomicU64::new(0),
+            fs_links_cached: AtomicU64::new(0),
         }
     }
 }

@@ -68,6 +68,15 @@ pub fn generation() -> Option<u64> {
     Some(rt.shared.fs_generation.load(Ordering::Acquire))
 }
 
+/// Records, capsule-wide, that a directory reached through a link was cached (see
+/// `fs::removing_link`).
+pub fn links_cached() {
+    let shared = &runtime::get().shared;
+    if shared.fs_links_cached.load(Ordering::Relaxed) == 0 {
+        shared.fs_links_cached.store(1, Ordering::Release);
+    }
+}
+
 fn with_table<R>(f: impl FnOnce(&mut [Slot; SLOTS]) -> R) -> Option<R> {
     if LOCKED
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)

@@ -139,6 +139,24 @@ unsafe fn create_optimistic(
     let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
     let mut capsule = PathBuf::new();
     let mut upper = PathBuf::new();
+    // In a writable volume's cached directory the kernel's answer is the capsule's,
+    // the last name not followed (`ELOOP`: the long way follows it in the capsule).
+    if layers.in_cached_volume_into(abs.as_bytes(), shape, &mut capsule, &mut upper)
+        == Ok(Some(false))
+    {
+        let fd = real(upper.as_ptr(), flags | libc::O_EXCL | libc::O_NOFOLLOW);
+        if fd >= 0 {
+            super::fds::opened(fd, true, None);
+            super::owner::after_create(&upper);
+            set_errno(saved);
+            return Some(fd);
+        }
+        return match crate::hook::errno() {
+            libc::EEXIST if flags & libc::O_EXCL != 0 => Some(-1),
+            libc::EEXIST | libc::ELOOP => None,
+            _ => Some(-1),
+        };
+    }
     let lower_visible = layers
         .cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut upper)
         .ok()??;
@@ -368,13 +386,24 @@ unsafe fn chown_with(
 ) -> c_int {
     run_in(
         Node::empty,
-        |l, node| ops::change_path_into(l, dirfd, arg(path)?, follow, node),
-        |node, ()| match super::owner::chown(&node.host, uid, gid, follow) {
-            Ok(true) => 0,
-            Ok(false) => real(node.host.as_ptr()),
-            Err(e) => {
-                set_errno(e);
-                -1
+        |l, node| {
+            ops::change_path_into(l, dirfd, arg(path)?, follow, node)?;
+            Ok(super::pin::pin(l, &node.host)?)
+        },
+        |node, pinned| {
+            // Through a pinned parent the last name is never followed (see `pin`).
+            let (host, follow) = match &pinned {
+                Some(p) => (p.path(), false),
+                None => (&node.host, follow),
+            };
+            match super::owner::chown(host, uid, gid, follow) {
+                Ok(true) => 0,
+                Ok(false) if follow => real(host.as_ptr()),
+                Ok(false) => libc::lchown(host.as_ptr(), uid, gid),
+                Err(e) => {
+                    set_errno(e);
+                    -1
+                }
             }
         },
         || real(path),
@@ -441,13 +470,38 @@ unsafe fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> 
         }
     };
     fd_change(fd, -1, by_path, || {
-        if super::owner::active() && super::layers().is_some() {
-            if let Some(host) = fd_host(fd) {
-                return by_path(host.as_ptr());
+        if super::owner::active() {
+            if let (Some(layers), Some(host)) = (super::layers(), fd_host(fd)) {
+                return match super::pin::pin(layers, &host) {
+                    Ok(pinned) => by_path(pinned.as_ref().map_or(&host, |p| p.path()).as_ptr()),
+                    Err(e) => {
+                        set_errno(e);
+                        -1
+                    }
+                };
             }
         }
         real()
     })
+}
+
+/// `utime` without following the last name: `lutimes` of the same times.
+unsafe fn utime_nofollow(path: *const c_char, times: *const libc::utimbuf) -> c_int {
+    if times.is_null() {
+        return libc::lutimes(path, std::ptr::null());
+    }
+    let t = &*times;
+    let tv = [
+        libc::timeval {
+            tv_sec: t.actime,
+            tv_usec: 0,
+        },
+        libc::timeval {
+            tv_sec: t.modtime,
+            tv_usec: 0,
+        },
+    ];
+    libc::lutimes(path, tv.as_ptr())
 }
 
 /// An `*at` call that names `dirfd` itself (an empty path with `AT_EMPTY_PATH`).
@@ -478,10 +532,17 @@ fn fd_change<R>(
     }
     let saved = crate::hook::errno();
     match ops::fd_for_change(layers, fd) {
-        Ok(Some(host)) => {
-            set_errno(saved);
-            by_path(host.as_ptr())
-        }
+        // The upper copy, through its pinned parent (see `pin`).
+        Ok(Some(host)) => match super::pin::pin(layers, &host) {
+            Ok(pinned) => {
+                set_errno(saved);
+                by_path(pinned.as_ref().map_or(&host, |p| p.path()).as_ptr())
+            }
+            Err(e) => {
+                set_errno(e);
+                fail
+            }
+        },
         Ok(None) | Err(Skip::Pass) => {
             set_errno(saved);
             by_fd()
@@ -511,18 +572,27 @@ pub(super) unsafe fn read_with<R>(
 }
 
 /// A path operation on an existing name that changes it (copied up first).
+///
+/// `real(p, pinned)`: when `pinned`, `p` is the name through its pinned parent
+/// (see `pin`), to be changed without following it; else `p` is used as given.
 pub(super) unsafe fn change_with<R>(
     dirfd: c_int,
     path: *const c_char,
     follow: bool,
     fail: R,
-    real: impl Fn(*const c_char) -> R + Copy,
+    real: impl Fn(*const c_char, bool) -> R + Copy,
 ) -> R {
     run_in(
         Node::empty,
-        |l, node| ops::change_path_into(l, dirfd, arg(path)?, follow, node),
-        |node, ()| real(node.host.as_ptr()),
-        || real(path),
+        |l, node| {
+            ops::change_path_into(l, dirfd, arg(path)?, follow, node)?;
+            Ok(super::pin::pin(l, &node.host)?)
+        },
+        |node, pinned| match &pinned {
+            Some(p) => real(p.path().as_ptr(), true),
+            None => real(node.host.as_ptr(), false),
+        },
+        || real(path, false),
         fail,
     )
 }
@@ -608,7 +678,14 @@ unsafe fn rename_with(
             )
         },
         |hosts| match hosts {
-            Some((from, to)) => real(from.as_ptr(), to.as_ptr()),
+            Some((from, to)) => {
+                let rc = real(from.as_ptr(), to.as_ptr());
+                if rc == 0 {
+                    // A volume's directories are cached too (see `Layers::remember`).
+                    super::changed();
+                }
+                rc
+            }
             None => 0,
         },
         || real(old, new),
@@ -1167,15 +1244,15 @@ hook! {
     |real| readlink_with(dirfd, path, buf, size, |p, b, s| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, b, s, buflen))
 
     fn chmod(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, mode))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { super::pin::chmod_nofollow(p, mode) } else { real(p, mode) })
 
     fn fchmodat(dirfd: c_int, path: *const c_char, mode: mode_t, flags: c_int) -> c_int, missing: -1;
     |real| {
         if names_dirfd(path, flags) {
             // glibc's fchmodat refuses AT_EMPTY_PATH; the kernel's fchmodat2 takes it.
-            return fd_change(dirfd, -1, |p| libc::chmod(p, mode), || libc::fchmod(dirfd, mode));
+            return fd_change(dirfd, -1, |p| super::pin::chmod_nofollow(p, mode), || libc::fchmod(dirfd, mode));
         }
-        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags) })
+        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p, pinned| if p == path { real(dirfd, p, mode, flags) } else if pinned { super::pin::chmod_nofollow(p, mode) } else { real(libc::AT_FDCWD, p, mode, flags) })
     }
 
     fn chown(path: *const c_char, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
@@ -1193,27 +1270,27 @@ hook! {
     }
 
     fn truncate(path: *const c_char, len: off_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, _| real(p, len))
 
     fn truncate64(path: *const c_char, len: off_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, len))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, _| real(p, len))
 
     fn utimensat(dirfd: c_int, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int, missing: -1;
     |real| {
         if path.is_null() || names_dirfd(path, flags) {
             return fd_change(dirfd, -1, |p| real(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(dirfd, path, times, flags));
         }
-        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
+        change_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, -1, |p, _| if p == path { real(dirfd, p, times, flags) } else { real(libc::AT_FDCWD, p, times, flags | libc::AT_SYMLINK_NOFOLLOW) })
     }
 
     fn utimes(path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, times))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { libc::lutimes(p, times) } else { real(p, times) })
 
     fn lutimes(path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, times))
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p, _| real(p, times))
 
     fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, times))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { utime_nofollow(p, times) } else { real(p, times) })
 
     fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
     |real| create_with(libc::AT_FDCWD, path, |p| mknod_in(p, mode, dev, || real(p, mode, dev)))
@@ -1285,19 +1362,19 @@ hook! {
     |real| read_with(libc::AT_FDCWD, path, false, -1, |p| real(p, list, size))
 
     fn setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name, value, size, flags))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { libc::lsetxattr(p, name, value, size, flags) } else { real(p, name, value, size, flags) })
 
     fn lsetxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: size_t, flags: c_int) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name, value, size, flags))
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p, _| real(p, name, value, size, flags))
 
     fn removexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name))
+    |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { libc::lremovexattr(p, name) } else { real(p, name) })
 
     fn lremovexattr(path: *const c_char, name: *const c_char) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, name))
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p, _| real(p, name))
 
     fn fchmod(fd: c_int, mode: mode_t) -> c_int, missing: -1;
-    |real| fd_change(fd, -1, |p| libc::chmod(p, mode), || real(fd, mode))
+    |real| fd_change(fd, -1, |p| super::pin::chmod_nofollow(p, mode), || real(fd, mode))
 
     fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
     |real| fchown_with(fd, uid, gid, || real(fd, uid, gid))

@@ -333,6 +333,12 @@ impl Layers {
         Ok(sys::exists(&p))
     }
 
+    /// Whether capsule path `capsule` is where a volume is mounted: like a mount
+    /// point, it cannot be removed or renamed (`EBUSY`).
+    pub fn is_volume_root(&self, capsule: &[u8]) -> bool {
+        self.volumes.iter().any(|v| v.path == capsule)
+    }
+
     fn volume_of(&self, capsule: &[u8]) -> Option<&Volume> {
         self.volumes.iter().find(|v| is_within(capsule, &v.path))
     }
@@ -666,6 +672,32 @@ impl Layers {
         Ok(Some(state))
     }
 
+    /// When `path`'s last name lies in a cached directory of a volume: whether the
+    /// volume is read-only, its capsule path written into `capsule`, its host path
+    /// into `host`. The kernel's answer about that host path is the capsule's, as
+    /// long as the last name is not followed (a link in a volume holds a capsule
+    /// path): callers use `O_NOFOLLOW` or a call that does not follow it.
+    pub fn in_cached_volume_into(
+        &self,
+        path: &[u8],
+        shape: Shape,
+        capsule: &mut PathBuf,
+        host: &mut PathBuf,
+    ) -> Result<Option<bool>, c_int> {
+        if !shape.plain || shape.over || self.volumes.is_empty() {
+            return Ok(None);
+        }
+        let (dir, name) = super::cache::split_plain(path);
+        if super::cache::lookup_into(dir, capsule).is_none() {
+            return Ok(None);
+        }
+        capsule.push_component(name)?;
+        Ok(match self.place_of(capsule.as_bytes(), Some(host))? {
+            Place::Volume { read_only } => Some(read_only),
+            _ => None,
+        })
+    }
+
     /// For an open that only reads: where to try the name, without looking first,
     /// written into `c`. False: resolve the long way. Otherwise the candidates in
     /// order (upper, then lower unless hidden; empty ones are not tried), to be
@@ -683,6 +715,14 @@ impl Layers {
         c.lower_unless_whiteout = false;
         if self.direct_host_into(path, shape, &mut c.lower)?.is_some() {
             c.capsule.set(path)?;
+            c.upper.clear();
+            c.direct = true;
+            return Ok(true);
+        }
+        if self
+            .in_cached_volume_into(path, shape, &mut c.capsule, &mut c.lower)?
+            .is_some()
+        {
             c.upper.clear();
             c.direct = true;
             return Ok(true);
@@ -758,10 +798,20 @@ impl Layers {
 
     /// Caches what the walk found out about the directory of `path`'s last name.
     fn remember(&self, generation: u64, path: &[u8], node: &Node) {
-        if node.capsule.is_root() || node.place != Place::Overlay {
+        if node.capsule.is_root() || node.place == Place::Passthrough {
             return;
         }
         if let Some((dir, _)) = super::cache::split(path) {
+            let through_link = dir != node.capsule.parent_bytes();
+            // A volume is shared with the host and other capsules, whose changes
+            // bump no generation of ours: only a directory reached without a link
+            // (which only a removal or rename can change) is cached there.
+            if through_link && node.place != Place::Overlay {
+                return;
+            }
+            if through_link {
+                super::cache::links_cached();
+            }
             super::cache::insert(
                 generation,
                 dir,

@@ -30,6 +30,7 @@ pub mod owner;
 pub mod path;
 #[cfg(not(test))]
 pub mod path_hooks;
+pub mod pin;
 pub mod sockets;
 pub mod sys;
 pub mod syscalls;
@@ -97,6 +98,25 @@ pub fn changed() {
         .shared
         .fs_generation
         .fetch_add(1, Ordering::Release);
+}
+
+/// Records that a link at host path `host` is about to be removed or replaced:
+/// a directory cached as reached through it would be resolved through a link that
+/// is gone (or, once a directory takes its name, into the wrong place). Costs an
+/// `lstat` only once some process of the capsule cached such a directory.
+/// Returns whether the caller must call `changed` once the removal is done.
+pub fn removing_link(host: &path::PathBuf) -> bool {
+    if runtime::get()
+        .shared
+        .fs_links_cached
+        .load(Ordering::Acquire)
+        == 0
+    {
+        return false;
+    }
+    // SAFETY: a zeroed stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    sys::lstat(host, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
 pub const HOOKS: &[Hook] = &[

@@ -474,29 +474,59 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
     let mut node = Node::empty();
     let mut capsule = PathBuf::new();
+    // A writable volume's cached directory: the kernel's answer (unlink and rmdir
+    // do not follow the last name).
+    if layers.in_cached_volume_into(abs.as_bytes(), shape, &mut capsule, &mut node.host)?
+        == Some(false)
+        && !layers.is_volume_root(capsule.as_bytes())
+    {
+        let structural = directory || super::removing_link(&node.host);
+        if directory {
+            sys::rmdir(&node.host)?;
+        } else {
+            sys::unlink(&node.host)?;
+        }
+        if structural {
+            super::changed();
+        }
+        return Ok(());
+    }
     match layers.cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut node.host)? {
         Some(false) => {
+            // A directory removed, or a link, may be a directory some process
+            // cached: its name can now become a link (or a directory) elsewhere.
+            let structural = directory || super::removing_link(&node.host);
             let done = if directory {
                 sys::rmdir(&node.host)
             } else {
                 sys::unlink(&node.host)
             };
             match done {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if structural {
+                        super::changed();
+                    }
+                    return Ok(());
+                }
                 Err(libc::ENOTEMPTY) | Err(libc::EEXIST) if directory => {}
                 Err(e) => return Err(Skip::Errno(e)),
             }
         }
-        Some(true) if !directory => match sys::unlink(&node.host) {
-            Ok(()) => {
-                if layers.lower_has(capsule.as_bytes())? != Some(false) {
-                    cow::whiteout(layers, &capsule)?;
+        Some(true) if !directory => {
+            let link = super::removing_link(&node.host);
+            match sys::unlink(&node.host) {
+                Ok(()) => {
+                    if layers.lower_has(capsule.as_bytes())? != Some(false) {
+                        cow::whiteout(layers, &capsule)?;
+                    } else if link {
+                        super::changed();
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                Err(libc::ENOENT) => {}
+                Err(e) => return Err(Skip::Errno(e)),
             }
-            Err(libc::ENOENT) => {}
-            Err(e) => return Err(Skip::Errno(e)),
-        },
+        }
         _ => {}
     }
     layers.resolve_shaped(abs.as_bytes(), shape, false, &mut node)?;
@@ -509,16 +539,22 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     if !directory && node.is_dir() {
         return Err(Skip::Errno(libc::EISDIR));
     }
-    if node.capsule.is_root() {
+    if node.capsule.is_root() || layers.is_volume_root(node.capsule.as_bytes()) {
         return Err(Skip::Errno(libc::EBUSY));
     }
     check_writable(layers, &node)?;
+    // See the cached case above.
+    let structural = directory || node.is_symlink();
     if node.place != Place::Overlay {
-        return if directory {
-            Ok(sys::rmdir(&node.host)?)
+        if directory {
+            sys::rmdir(&node.host)?;
         } else {
-            Ok(sys::unlink(&node.host)?)
-        };
+            sys::unlink(&node.host)?;
+        }
+        if structural {
+            super::changed();
+        }
+        return Ok(());
     }
     if directory && super::dirs::has_entries(layers, &node)? {
         return Err(Skip::Errno(libc::ENOTEMPTY));
@@ -528,14 +564,14 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
         if directory {
             super::dirs::clear_markers(&node.host)?;
             sys::rmdir(&node.host)?;
-            // Cached facts about it stay right (nothing in the upper layer, lower
-            // entries hidden by the whiteout below, which records the change).
         } else {
             sys::unlink(&node.host)?;
         }
     }
     if in_lower {
         cow::whiteout(layers, &node.capsule)?;
+    } else if structural {
+        super::changed();
     }
     Ok(())
 }
@@ -555,6 +591,11 @@ pub fn rename(
     }
     check_writable(layers, &src)?;
     check_writable(layers, &dst)?;
+    if layers.is_volume_root(src.capsule.as_bytes())
+        || layers.is_volume_root(dst.capsule.as_bytes())
+    {
+        return Err(Skip::Errno(libc::EBUSY));
+    }
     if src.place != Place::Overlay || dst.place != Place::Overlay {
         if src.place == Place::Overlay || dst.place == Place::Overlay {
             return Err(Skip::Errno(libc::EXDEV));
@@ -596,11 +637,13 @@ pub fn rename(
     } else {
         for_create(layers, &dst)?
     };
+    // Replacing or moving a directory or a link changes how names below resolve.
+    let structural = src.is_dir() || src.is_symlink() || dst.is_symlink();
     sys::rename(&src.host, &dst_host)?;
     if src_in_lower {
         cow::whiteout(layers, &src.capsule)?;
     }
-    if src.is_dir() {
+    if structural {
         super::changed();
     }
     Ok(None)

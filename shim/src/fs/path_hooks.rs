@@ -43,11 +43,11 @@ hook! {
         if path.is_null() {
             return crate::hook::outside(|| libc::futimes(dirfd, times));
         }
-        change_with(dirfd, path, true, -1, |p| if p == path { real(dirfd, p, times) } else { real(libc::AT_FDCWD, p, times) })
+        change_with(dirfd, path, true, -1, |p, pinned| if p == path { real(dirfd, p, times) } else if pinned { libc::lutimes(p, times) } else { real(libc::AT_FDCWD, p, times) })
     }
 
     fn lchmod(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
-    |real| change_with(libc::AT_FDCWD, path, false, -1, |p| real(p, mode))
+    |real| change_with(libc::AT_FDCWD, path, false, -1, |p, _| real(p, mode))
 
     fn pathconf(path: *const c_char, name: c_int) -> c_long, missing: -1;
     |real| read_with(libc::AT_FDCWD, path, true, -1, |p| real(p, name))
