@@ -38,6 +38,19 @@
  *                     directory and a link to TARGET while another changes
  *                     DIR/marker as `stale` does and reads DIR/secret
  *
+ * Through libc, the routes ordinary programs take (classes B, C, F):
+ *   fchmod-twice PATH   a read-only descriptor: fchmod twice (the first copies up),
+ *                       futimens, fsetxattr, fchown
+ *   reuse UPPER PATH    fopen/fclose of a capsule file, then PATH opened read-only
+ *                       (the same descriptor number) and fchmod, futimens on it
+ *   dirfd DIR NAME      relative to a descriptor of DIR: fchmodat, utimensat,
+ *                       fchownat, futimesat, an appending openat, linkat, renameat,
+ *                       mkdirat, mkfifoat, symlinkat, unlinkat
+ *   lchmod PATH         lchmod(PATH, 0777)
+ *   handle PATH         name_to_handle_at, then open_by_handle_at for writing
+ *   spawn-chdir DIR     posix_spawn with addchdir_np(DIR) and an O_TRUNC open of the
+ *                       relative name "marker"
+ *
  * Prints "RAN ACTION" first (the harness checks the attempt really ran), then
  * "DENIED errno=E" or "DONE" (with what it read for `read`). Exit 0 either way: the
  * harness judges by the disk, not by what the attacker says.
@@ -51,6 +64,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -133,6 +147,11 @@ static void change_through(const char *dir) {
         }
         close(fd);
     }
+}
+
+static void step(const char *what, int rc) {
+    if (rc < 0)
+        printf("%s: errno=%d\n", what, errno);
 }
 
 static long now_ms(void) {
@@ -266,6 +285,85 @@ int main(int argc, char **argv) {
         }
         waitpid(swapper, NULL, 0);
         printf("rounds %ld\n", rounds);
+        return report(0);
+    }
+    if (!strcmp(act, "fchmod-twice")) {
+        int fd = open(p, O_RDONLY);
+        if (fd < 0)
+            return report(-1);
+        struct timespec zero[2] = {{0, 0}, {0, 0}};
+        step("fchmod", fchmod(fd, 0600));
+        step("fchmod again", fchmod(fd, 0777));
+        step("futimens", futimens(fd, zero));
+        step("fsetxattr", fsetxattr(fd, "user.redteam", "1", 1, 0));
+        step("fchown", fchown(fd, getuid(), 4242));
+        close(fd);
+        return report(0);
+    }
+    if (!strcmp(act, "reuse")) {
+        FILE *f = fopen(p, "w");
+        if (!f)
+            return report(-1);
+        fclose(f);
+        int fd = open(q, O_RDONLY);
+        if (fd < 0)
+            return report(-1);
+        struct timespec zero[2] = {{0, 0}, {0, 0}};
+        step("fchmod", fchmod(fd, 0777));
+        step("futimens", futimens(fd, zero));
+        close(fd);
+        return report(0);
+    }
+    if (!strcmp(act, "dirfd")) {
+        int d = open(p, O_RDONLY | O_DIRECTORY);
+        if (d < 0)
+            return report(-1);
+        struct timespec zero[2] = {{0, 0}, {0, 0}};
+        step("fchmodat", fchmodat(d, q, 0777, 0));
+        step("utimensat", utimensat(d, q, zero, 0));
+        step("fchownat", fchownat(d, q, getuid(), 4242, 0));
+        step("futimesat", futimesat(d, q, NULL));
+        int fd = openat(d, q, O_WRONLY | O_APPEND);
+        if (fd >= 0) {
+            (void)!write(fd, "X\n", 2);
+            close(fd);
+        }
+        step("linkat", linkat(d, q, d, "rt-link", 0));
+        step("renameat", renameat(d, "rt-link", d, "rt-renamed"));
+        step("unlinkat", unlinkat(d, "rt-renamed", 0));
+        step("mkdirat", mkdirat(d, "rt-dir", 0755));
+        step("mkfifoat", mkfifoat(d, "rt-fifo", 0644));
+        step("symlinkat", symlinkat("/etc", d, "rt-sym"));
+        close(d);
+        return report(0);
+    }
+    if (!strcmp(act, "lchmod"))
+        return report(lchmod(p, 0777));
+    if (!strcmp(act, "handle")) {
+        struct {
+            struct file_handle h;
+            unsigned char bytes[128];
+        } fh;
+        fh.h.handle_bytes = sizeof fh.bytes;
+        int mount_id;
+        if (name_to_handle_at(AT_FDCWD, p, &fh.h, &mount_id, 0) < 0)
+            return report(-1);
+        return write_fd(open_by_handle_at(AT_FDCWD, &fh.h, O_WRONLY | O_APPEND));
+    }
+    if (!strcmp(act, "spawn-chdir")) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addchdir_np(&fa, p);
+        posix_spawn_file_actions_addopen(&fa, 1, "marker", O_WRONLY | O_TRUNC, 0644);
+        pid_t pid;
+        char *args[] = {"true", NULL};
+        int rc = posix_spawn(&pid, "/bin/true", &fa, NULL, args, environ);
+        if (rc) {
+            errno = rc;
+            return report(-1);
+        }
+        int status;
+        waitpid(pid, &status, 0);
         return report(0);
     }
     fprintf(stderr, "redteam: unknown action %s\n", act);

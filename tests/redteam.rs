@@ -31,6 +31,7 @@ mod common;
 mod fs_support;
 
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -159,6 +160,30 @@ const ATTEMPTS: &[Attempt] = &[
     a("stale cached dir, now a link outside", ROOT, r#""$RT" stale /tmp/rt-e "$OUT""#),
     a("dir/link swap race to the lower, 2 s", ROOT | HOST, r#""$RT" race /tmp/rt-e "$LH" 2000"#),
     a("dir/link swap race outside, 2 s", ROOT, r#""$RT" race /tmp/rt-e "$OUT" 2000"#),
+    // B, C. Descriptors: after a copy-up, and a number reused after fclose.
+    a("second fchmod after a copy-up, futimens, fsetxattr, fchown", ALL, r#""$RT" fchmod-twice "$L/marker""#),
+    a("stale descriptor bit after fclose", ROOT | HOST, r#""$RT" reuse /tmp/rt-up "$L/marker""#),
+    // F. Descriptor-relative and other libc path functions.
+    a("dirfd-relative changes in a lower dir", ALL, r#""$RT" dirfd "$L" marker"#),
+    a("lchmod", ALL, r#""$RT" lchmod "$L/marker""#),
+    a("name_to_handle_at + open_by_handle_at", ALL, r#""$RT" handle "$L/marker""#),
+    a("posix_spawn addchdir + relative O_TRUNC", ALL, r#""$RT" spawn-chdir "$L""#),
+    a("python shutil.copystat onto a lower file", HOSTS, r#""$PY" -c "print('RAN py'); import shutil; shutil.copystat('/proc/self/exe', '$L/marker')""#),
+    a("python os.chmod with dir_fd", HOSTS, r#""$PY" -c "print('RAN py'); import os; d=os.open('$L',os.O_RDONLY); os.chmod('marker',0o777,dir_fd=d); os.utime('marker',(0,0),dir_fd=d)""#),
+    // D. Links inside a volume lead into the capsule, not the host.
+    a("volume link to outside, read", ROOTS, r#"ln -sfn "$OUT" "$RW/rt-o"; cat "$RW/rt-o/secret""#),
+    a("volume link to /, then a host path", ROOTS, r#"ln -sfn / "$RW/rt-r"; cat "$RW/rt-r$OUT/secret"; echo X >> "$RW/rt-r$LH/marker""#),
+    a("volume link to the lower host path, write and chmod", ALL, r#"ln -sfn "$LH" "$RW/rt-l"; echo X >> "$RW/rt-l/marker"; chmod 777 "$RW/rt-l/marker""#),
+    // H. Another (host) process's magic links.
+    a("a host process's /proc/PID/fd", ALL, r#"echo X >> "/proc/$HP/fd/$HFD""#),
+    a("a host process's /proc/PID/root", ROOTS, r#"cat "/proc/$HP/root$OUT/secret""#),
+    // I. The root's dynamic loader run by hand on a program only the host has.
+    a("root's ld.so runs a host program", ROOTS, r#"/lib64/ld-linux-x86-64.so.2 /usr/bin/head -c 64 "$OUT/secret""#),
+    // What ordinary programs do to lower files by accident.
+    a("chmod -R of a lower dir", ALL, r#"chmod -R 777 "$L""#),
+    a("touch -d of a lower file", ALL, r#"touch -d @0 "$L/marker""#),
+    a("rm -rf of a lower dir", ALL, r#"rm -rf "$L/dir""#),
+    a("hard link, then append through it", ROOT | HOST, r#"ln "$L/marker" /tmp/rt-hl && echo X >> /tmp/rt-hl"#),
     // Known: metadata, not Landlock's.
     meta("chmod through /proc/self/fd", ALL, r#"exec 3<"$L/marker"; chmod 777 /proc/self/fd/3"#),
     meta("touch -d through /proc/self/fd", ALL, r#"exec 3<"$L/marker"; touch -d @0 /proc/self/fd/3"#),
@@ -246,6 +271,9 @@ struct Arena {
     dir: TempDir,
     home: CapsuleHome,
     before: Vec<(PathBuf, Snapshot)>,
+    /// The outside marker held open for writing by this (host) process: its
+    /// `/proc/PID/fd/N` must not be the capsule's way out.
+    host_fd: fs::File,
 }
 
 impl Arena {
@@ -279,10 +307,16 @@ impl Arena {
             .iter()
             .map(|d| (dir.join(d), Snapshot::of(&dir.join(d))))
             .collect();
+        let host_fd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("outside/marker"))
+            .expect("open the outside marker");
         Arena {
             dir,
             home: CapsuleHome::new(),
             before,
+            host_fd,
         }
     }
 
@@ -335,6 +369,8 @@ impl Arena {
             ("PY", python3().display().to_string()),
             ("UP", self.upper(name).display().to_string()),
             ("MAPF", MAP_FILES.to_string()),
+            ("HP", std::process::id().to_string()),
+            ("HFD", self.host_fd.as_raw_fd().to_string()),
             ("PATH", "/usr/bin:/bin".to_string()),
         ];
         let ro_volume = format!("{d}/ro:/ro:ro");
@@ -558,7 +594,7 @@ fn attacks_on_a_read_only_host_root_capsule() {
 
 #[test]
 fn there_are_enough_attempts() {
-    assert!(ATTEMPTS.len() >= 40, "{} attempts", ATTEMPTS.len());
+    assert!(ATTEMPTS.len() >= 80, "{} attempts", ATTEMPTS.len());
 }
 
 /// A `capsule run` inside a `--read-only` capsule (asking for no backstop of its own)
