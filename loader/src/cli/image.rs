@@ -37,7 +37,12 @@ pub enum ImageCommand {
     /// archive, or a root file system (a directory, or a .tar, .tar.gz or .tar.zst)
     Import(ImportArgs),
     /// List images: reference, id, size, layers, created
-    Ls,
+    Ls {
+        /// Output format: aligned columns, or a JSON array with one object per
+        /// reference (`reference`, `id`, `size`, `layers`, `created`)
+        #[arg(long, value_enum, default_value = "table")]
+        format: super::ps::Format,
+    },
     /// Remove image references (an id removes the image and all its references);
     /// layers another image or a capsule still uses stay
     Rm {
@@ -116,7 +121,27 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 done.new_layers
             )?;
         }
-        ImageCommand::Ls => {
+        ImageCommand::Ls {
+            format: super::ps::Format::Json,
+        } => {
+            let rows = catalog::list(&home).context("image ls")?;
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "reference": (row.reference != "<none>").then_some(&row.reference),
+                        "id": format!("sha256:{}", row.id),
+                        "size": row.size,
+                        "layers": row.layers,
+                        "created": row.created,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        ImageCommand::Ls {
+            format: super::ps::Format::Table,
+        } => {
             let rows = catalog::list(&home).context("image ls")?;
             let width = rows
                 .iter()

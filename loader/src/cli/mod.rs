@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod image;
+pub mod inspect;
 pub mod logs;
 pub mod ps;
 pub mod rm;
@@ -102,6 +103,9 @@ pub enum Command {
     /// Run a new process inside a running capsule
     #[command(long_about = exec::LONG_ABOUT)]
     Exec(exec::ExecArgs),
+    /// Print everything known about capsules as JSON (state, config, ports, mounts…)
+    #[command(long_about = inspect::LONG_ABOUT)]
+    Inspect(inspect::InspectArgs),
     /// Remove capsules and their private layers
     #[command(long_about = rm::LONG_ABOUT)]
     Rm(rm::RmArgs),
@@ -112,6 +116,23 @@ pub enum Command {
     Diff(image::DiffArgs),
     /// Make a new image of a capsule's image and the capsule's changes
     Commit(image::CommitArgs),
+}
+
+impl Command {
+    /// Whether the command prints a listing and runs no program (see `main`'s
+    /// `SIGPIPE` handling).
+    pub fn writes_a_listing(&self) -> bool {
+        match self {
+            Command::Ps(_) | Command::Logs(_) | Command::Inspect(_) | Command::Diff(_) => true,
+            Command::Image(args) => matches!(args.command, image::ImageCommand::Ls { .. }),
+            Command::Run(_)
+            | Command::Up(_)
+            | Command::Stop(_)
+            | Command::Exec(_)
+            | Command::Rm(_)
+            | Command::Commit(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]
