@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         default_sigpipe();
     }
     match cli.command {
-        cli::Command::Run(args) => match cli::run::run(args) {
+        cli::Command::Run(args) => match cli::run::run(*args) {
             Ok(end) => ExitCode::from(exit_status(end)),
             Err(err) => {
                 report(&err);

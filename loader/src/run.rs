@@ -252,6 +252,7 @@ pub struct RunSpec {
     workdir: Option<PathBuf>,
     root: Option<PathBuf>,
     image: Option<String>,
+    entrypoint: Option<OsString>,
     volumes: Vec<String>,
     ports: Vec<String>,
     peers: Vec<String>,
@@ -284,6 +285,7 @@ impl RunSpec {
             workdir: None,
             root: None,
             image: None,
+            entrypoint: None,
             volumes: Vec::new(),
             ports: Vec::new(),
             peers: Vec::new(),
@@ -353,6 +355,14 @@ impl RunSpec {
     /// An imported image whose layers are the capsule's read-only lower layers.
     pub fn image(mut self, reference: Option<String>) -> Self {
         self.image = reference;
+        self
+    }
+
+    /// `--entrypoint`: replaces the image's `Entrypoint` and drops its `Cmd`, as
+    /// `docker run --entrypoint` does (an empty one leaves only the given program).
+    /// Without an image, the caller puts it in front of the program itself.
+    pub fn entrypoint(mut self, entrypoint: Option<OsString>) -> Self {
+        self.entrypoint = entrypoint;
         self
     }
 
@@ -615,9 +625,16 @@ impl RunSpec {
         }
         let image =
             crate::image::run_defaults(home.root(), &reference).map_err(|e| bad(e.to_string()))?;
-        let mut argv: Vec<OsString> = image.entrypoint.iter().map(OsString::from).collect();
+        let mut argv: Vec<OsString> = match &self.entrypoint {
+            Some(given) if given.is_empty() => Vec::new(),
+            Some(given) => vec![given.clone()],
+            None => image.entrypoint.iter().map(OsString::from).collect(),
+        };
         if self.program.is_empty() {
-            argv.extend(image.cmd.iter().map(OsString::from));
+            // An entrypoint given on the command line drops the image's Cmd too.
+            if self.entrypoint.is_none() {
+                argv.extend(image.cmd.iter().map(OsString::from));
+            }
         } else {
             argv.push(std::mem::take(&mut self.program));
             argv.append(&mut self.args);

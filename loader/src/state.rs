@@ -48,6 +48,48 @@ pub const COMMAND_FILE: &str = "command";
 pub const STOP_FILE: &str = "stop";
 pub const SUPERVISOR_FILE: &str = "supervisor";
 pub const LOG_FILE: &str = "log";
+/// When each line of `log` came: one [`LogIndexRecord`] per line, appended after it.
+pub const LOG_INDEX_FILE: &str = "log.index";
+
+/// One line of a capsule's `log`: where it ends in the file and when the supervisor
+/// read it, 16 bytes (two little-endian 64-bit numbers), so that `capsule logs` finds
+/// lines by time (`--since`, `-t`) without changing what the log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogIndexRecord {
+    /// The offset just past the line's newline.
+    pub end: u64,
+    /// Nanoseconds since the epoch (the real clock, not a capsule's).
+    pub time_ns: i64,
+}
+
+impl LogIndexRecord {
+    pub const SIZE: usize = 16;
+
+    pub fn now(end: u64) -> LogIndexRecord {
+        LogIndexRecord {
+            end,
+            time_ns: crate::run::now_ns(),
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[..8].copy_from_slice(&self.end.to_le_bytes());
+        out[8..].copy_from_slice(&self.time_ns.to_le_bytes());
+        out
+    }
+
+    /// Every whole record of `bytes` (a record being written is left out).
+    pub fn parse(bytes: &[u8]) -> Vec<LogIndexRecord> {
+        bytes
+            .chunks_exact(Self::SIZE)
+            .map(|r| LogIndexRecord {
+                end: u64::from_le_bytes(r[..8].try_into().unwrap_or_default()),
+                time_ns: i64::from_le_bytes(r[8..].try_into().unwrap_or_default()),
+            })
+            .collect()
+    }
+}
 /// The port table the shim keeps: which host port each bound capsule port is.
 pub use capsule_config::net::PORTS_FILE;
 
@@ -475,6 +517,16 @@ impl CapsuleDir {
     /// Opens the capsule's `log` for appending (created if missing).
     pub fn open_log(&self) -> Result<File, StateError> {
         let path = self.path.join(LOG_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))
+    }
+
+    /// Opens the capsule's `log.index` for appending (created if missing).
+    pub fn open_log_index(&self) -> Result<File, StateError> {
+        let path = self.path.join(LOG_INDEX_FILE);
         fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -87,7 +87,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a program in a capsule, supervise it and exit with its status
     #[command(long_about = run::LONG_ABOUT, after_help = run::AFTER_HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Start every capsule of a manifest (capsule.toml) at once and supervise them
     #[command(long_about = up::LONG_ABOUT, after_help = up::AFTER_HELP)]
     Up(up::UpArgs),
