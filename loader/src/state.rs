@@ -384,6 +384,119 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
         .then_some(pid)
 }
 
+/// The state file listing what the loader itself wrote into the capsule's upper layer
+/// (`/etc/hostname`, and `/etc` when it made it), which the capsule did not choose
+/// to change: `capsule diff` and `capsule commit` leave it out while it is unchanged,
+/// as docker leaves out the `/etc/hostname` it provides.
+pub const LOADER_FILES: &str = "loader-files";
+
+/// What identifies a file the loader wrote: a change by the capsule (a write, a
+/// rename over it, a copy-up) changes its inode, size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// The contents of [`LOADER_FILES`]: `F INO SIZE MTIME_NS PATH` and `D PATH` lines,
+/// paths relative to the upper layer.
+#[derive(Debug, Default)]
+struct LoaderFiles {
+    files: std::collections::BTreeMap<PathBuf, FileStamp>,
+    dirs: std::collections::BTreeSet<PathBuf>,
+}
+
+impl LoaderFiles {
+    fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (path, s) in &self.files {
+            out.push_str(&format!(
+                "F {} {} {} {}\n",
+                s.ino,
+                s.size,
+                s.mtime_ns,
+                path.display()
+            ));
+        }
+        for path in &self.dirs {
+            out.push_str(&format!("D {}\n", path.display()));
+        }
+        out
+    }
+}
+
+fn read_loader_files(dir: &Path) -> LoaderFiles {
+    let mut out = LoaderFiles::default();
+    let Ok(text) = fs::read_to_string(dir.join(LOADER_FILES)) else {
+        return out;
+    };
+    for line in text.lines() {
+        let mut words = line.splitn(5, ' ');
+        match words.next() {
+            Some("F") => {
+                let stamp = (|| {
+                    Some(FileStamp {
+                        ino: words.next()?.parse().ok()?,
+                        size: words.next()?.parse().ok()?,
+                        mtime_ns: words.next()?.parse().ok()?,
+                    })
+                })();
+                if let (Some(stamp), Some(path)) = (stamp, words.next()) {
+                    out.files.insert(PathBuf::from(path), stamp);
+                }
+            }
+            Some("D") => {
+                if let Some(path) = line.get(2..) {
+                    out.dirs.insert(PathBuf::from(path));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The paths of the upper layer of the capsule in `dir` (relative to the layer) that
+/// the loader wrote and the capsule left as they were: its files unchanged, its
+/// directories holding nothing else. `capsule diff` and `commit` leave them out.
+pub fn loader_written(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let written = read_loader_files(dir);
+    let upper = dir.join(UPPER_DIR);
+    let mut out = std::collections::BTreeSet::new();
+    for (path, stamp) in &written.files {
+        if fs::symlink_metadata(upper.join(path))
+            .is_ok_and(|m| m.is_file() && FileStamp::of(&m) == *stamp)
+        {
+            out.insert(path.clone());
+        }
+    }
+    // Deepest first, so that a parent sees its children already left out.
+    for path in written.dirs.iter().rev() {
+        let Ok(entries) = fs::read_dir(upper.join(path)) else {
+            continue;
+        };
+        let only_ours = entries
+            .flatten()
+            .all(|e| out.contains(&path.join(e.file_name())));
+        if only_ours {
+            out.insert(path.clone());
+        }
+    }
+    out
+}
+
 /// A capsule's state directory, locked by this process while the value lives.
 #[derive(Debug)]
 pub struct CapsuleDir {
@@ -448,7 +561,9 @@ impl CapsuleDir {
     /// layer (as `docker run --hostname` provides one); it shadows the root's.
     pub fn write_hostname(&self, hostname: &str) -> Result<(), StateError> {
         let etc = self.upper_path().join("etc");
+        let mut written = read_loader_files(&self.path);
         if !etc.is_dir() {
+            written.dirs.insert(PathBuf::from("etc"));
             fs::DirBuilder::new()
                 .mode(UPPER_MODE)
                 .recursive(true)
@@ -465,7 +580,12 @@ impl CapsuleDir {
         let temp = etc.join(".capsule-copyup-hostname");
         fs::write(&temp, format!("{hostname}\n")).map_err(io_error(&temp))?;
         fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_error(&temp))?;
-        fs::rename(&temp, &file).map_err(io_error(&file))
+        fs::rename(&temp, &file).map_err(io_error(&file))?;
+        let meta = fs::symlink_metadata(&file).map_err(io_error(&file))?;
+        written
+            .files
+            .insert(PathBuf::from("etc/hostname"), FileStamp::of(&meta));
+        self.write_atomically(LOADER_FILES, &written.to_text())
     }
 
     pub fn write_pid(&self, pid: u32) -> Result<(), StateError> {

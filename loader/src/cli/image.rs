@@ -197,8 +197,14 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<()> {
     let lower = lower_of(&dir).with_context(|| format!("diff {}", args.name))?;
     let changes = diff::diff(&home.upper_dir(&args.name), &lower)
         .map_err(|e| anyhow!("diff {}: {}", args.name, capsule_loader::describe_io(&e)))?;
+    // What the loader wrote (`/etc/hostname`) is not the capsule's change, as docker
+    // diff does not show the /etc/hostname it provides.
+    let ours = state::loader_written(&dir);
     let mut out = std::io::stdout().lock();
     for (path, change) in changes {
+        if path.strip_prefix("/").is_ok_and(|rel| ours.contains(rel)) {
+            continue;
+        }
         writeln!(out, "{} {}", change.letter(), path.display())?;
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! The command line: clap structures only; each subcommand's file converts its flags
 //! and calls the library.
 
+pub mod cp;
+pub mod docs;
 pub mod exec;
 pub mod image;
 pub mod inspect;
@@ -106,6 +108,9 @@ pub enum Command {
     /// Print everything known about capsules as JSON (state, config, ports, mounts…)
     #[command(long_about = inspect::LONG_ABOUT)]
     Inspect(inspect::InspectArgs),
+    /// Copy files between the host and a capsule's view (NAME:PATH)
+    #[command(long_about = cp::LONG_ABOUT)]
+    Cp(cp::CpArgs),
     /// Remove capsules and their private layers
     #[command(long_about = rm::LONG_ABOUT)]
     Rm(rm::RmArgs),
@@ -116,6 +121,12 @@ pub enum Command {
     Diff(image::DiffArgs),
     /// Make a new image of a capsule's image and the capsule's changes
     Commit(image::CommitArgs),
+    /// Print a shell completion script (bash, zsh, fish)
+    #[command(long_about = docs::COMPLETIONS_ABOUT)]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page of capsule or of one of its commands
+    #[command(long_about = docs::MAN_ABOUT)]
+    Man(docs::ManArgs),
 }
 
 impl Command {
@@ -123,13 +134,19 @@ impl Command {
     /// `SIGPIPE` handling).
     pub fn writes_a_listing(&self) -> bool {
         match self {
-            Command::Ps(_) | Command::Logs(_) | Command::Inspect(_) | Command::Diff(_) => true,
+            Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Inspect(_)
+            | Command::Diff(_)
+            | Command::Completions(_)
+            | Command::Man(_) => true,
             Command::Image(args) => matches!(args.command, image::ImageCommand::Ls { .. }),
             Command::Run(_)
             | Command::Up(_)
             | Command::Stop(_)
             | Command::Exec(_)
             | Command::Rm(_)
+            | Command::Cp(_)
             | Command::Commit(_) => false,
         }
     }
