@@ -640,9 +640,11 @@ impl RunSpec {
             argv.append(&mut self.args);
         }
         if argv.is_empty() {
-            return Err(bad(
+            return Err(bad(if self.entrypoint.is_some() {
+                "--entrypoint \"\" and no program: name a program".into()
+            } else {
                 "the image has no Entrypoint or Cmd: name a program".into()
-            ));
+            }));
         }
         self.program = argv.remove(0);
         self.args = argv;
