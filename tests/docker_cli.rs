@@ -158,6 +158,78 @@ fn ps_and_inspect_show_the_command_as_given_for_a_root_capsule() {
         "ps shows the command as given: {row:?} (cmdline {:?})",
         String::from_utf8_lossy(&cmdline)
     );
+    // It runs through the root's dynamic loader (what the kernel executed)...
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.starts_with(&root)
+            && exe
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ld-linux"),
+        "{}",
+        exe.display()
+    );
+    // ...yet the host's ps shows the command: the shim moved argv to the start of the
+    // argument area.
+    let args: Vec<&[u8]> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert_eq!(
+        args,
+        [&b"sleep"[..], b"30"],
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let host_ps = run(Command::new("ps").args(["-o", "args=", "-p", &pid.to_string()]));
+    assert_eq!(success(&host_ps, "ps -o args"), "sleep 30\n");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(),
+        "sleep\n"
+    );
+    // The program still has its arguments and its name (glibc's and its own).
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--root",
+        root.to_str().unwrap(),
+        "--",
+        "sleep",
+        "--bogus",
+    ]);
+    assert!(
+        stderr(&out).starts_with("sleep: unrecognized option '--bogus'"),
+        "{}",
+        describe(&out)
+    );
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--root",
+        root.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo \"$0\" \"$1\"; cat /proc/$$/cmdline",
+        "zero",
+        "one two",
+    ]);
+    assert_eq!(
+        stdout(&out)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>(),
+        [
+            "zero one two\nsh",
+            "-c",
+            "echo \"$0\" \"$1\"; cat /proc/$$/cmdline",
+            "zero",
+            "one two"
+        ],
+        "{}",
+        describe(&out)
+    );
     let list = home.json(&["ps", "--format", "json"]);
     assert_eq!(list[0]["command"], serde_json::json!(["sleep", "30"]));
     assert_eq!(list[0]["pid"], pid);
