@@ -41,20 +41,25 @@ Running a program:
   capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
               [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
               [--root DIR | --image REF] [-v HOST:PATH[:ro]]... [--read-only]
-              [-w DIR] [--rm] [--] PROG [ARGS]...
+              [-p [IP:]HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [-d [--restart P]]
+              [--entrypoint E] [-i] [-t] [--] PROG [ARGS]...
   'capsule run --help' explains each flag.
 
 Many programs at once, from a manifest:
   capsule up [-f capsule.toml] [-d] [--exit-code-from NAME] [-t SECS]
   'capsule up --help' explains the manifest.
 
-Managing capsules (of run --name and of up alike):
-  capsule ps [-a] [--format table|json]      capsule logs [-f] NAME
+Managing capsules (of run --name, run -d and up alike):
+  capsule ps [-a] [--format table|json]      capsule inspect NAME...
+  capsule logs [-f] [--tail N] [--since WHEN] [-t] NAME
   capsule stop [-t SECS] NAME... | --all     capsule rm [-f] NAME...
   capsule exec [-e K[=V]]... [-w DIR] [--user U] NAME [--] PROG [ARGS]...
+  capsule cp NAME:PATH HOSTPATH              capsule cp HOSTPATH NAME:PATH
+  capsule completions bash|zsh|fish          capsule man [COMMAND]
 
 Images (OCI layouts and archives, docker save archives, root file system tarballs):
-  capsule image import PATH[:TAG] [--name REF]   capsule image ls | rm REF... | export REF DIR
+  capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
+  capsule image rm REF... | export REF DIR
   capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
 
 Examples:

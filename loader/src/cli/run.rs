@@ -25,7 +25,8 @@ use clap::{Args, ValueEnum};
 
 pub const LONG_ABOUT: &str = "\
 Run PROG with ARGS in a capsule, supervise it, and exit with its exit status (128+N if \
-signal N killed it).
+signal N killed it). With -d, the capsule runs in the background under a supervisor (as \
+capsule up's capsules do) and capsule run prints its name and returns at once.
 
 The program gets the loader's environment plus -e/--env-file settings, with \
 LD_PRELOAD=libcapsule.so prepended and CAPSULE_CONFIG naming the capsule's config file \
@@ -65,7 +66,10 @@ Examples:
   capsule run --rm -- sh -c 'hostname; whoami; date'
   capsule run --root ./rootfs -- /bin/sh -c 'echo hi > /tmp/x'   # ./rootfs/tmp/x stays absent
   capsule run --root ./rootfs -w /srv/app -v $PWD/data:/srv/app/data -- ./serve
-  capsule run --root ./rootfs --read-only -v /etc/ssl/certs:/etc/ssl/certs:ro -- app";
+  capsule run --root ./rootfs --read-only -v /etc/ssl/certs:/etc/ssl/certs:ro -- app
+  capsule run -d --name web -p 127.0.0.1:8080:8000 -- python3 -m http.server 8000
+  capsule run --rm --image debian:12 --entrypoint /bin/cat -- /etc/os-release
+  capsule run -it --rm --image debian:12 -- bash";
 
 /// Flags of `capsule run`.
 #[derive(Debug, Args)]
