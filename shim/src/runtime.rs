@@ -286,14 +286,14 @@ fn own_path() -> CString {
 /// stops the program before it runs.
 /// glibc calls `.init_array` entries with `argc`, `argv` and `envp`.
 #[cfg(not(test))]
-extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_char) {
+extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
     if let Some(_guard) = Guard::enter() {
         ensure_ready();
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();
-        // SAFETY: the dynamic loader's own argc and argv for this process.
-        unsafe { crate::exec::cmdline::show_program_argv(argc, argv) };
+        // SAFETY: the dynamic loader's own argc, argv and envp for this process.
+        unsafe { crate::exec::cmdline::show_program_argv(argc, argv, envp) };
         crate::exec::env::hide_settings();
     }
 }

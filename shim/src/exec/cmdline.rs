@@ -5,7 +5,8 @@
 //! `ld.so --argv0 ARGV0 --library-path DIRS --inhibit-cache PROGRAM ARGS`, host paths
 //! and all. The program itself gets `ARGV0 ARGS` (the loader moves its `argv`), so
 //! before `main` the shim writes those strings at the start of the same area, in the
-//! same order, fills the rest with NUL bytes (which `ps` drops), and points `argv`,
+//! same order, fills the rest with NUL bytes (which `ps` drops; a process allowed to
+//! `PR_SET_MM` ends the area after the last string instead), and points `argv`,
 //! `program_invocation_name` and `program_invocation_short_name` at the moved
 //! strings. The kernel reads the area as it is now, so `ps` shows the command as the
 //! program has it; the process's name (`comm`, what `pgrep` matches) becomes the
@@ -21,6 +22,52 @@ use std::ffi::{c_char, c_int};
 extern "C" {
     static mut program_invocation_name: *mut c_char;
     static mut program_invocation_short_name: *mut c_char;
+}
+
+/// Where AT_EXECFN's string goes when it lies in the argument area.
+struct ExecFn(std::cell::UnsafeCell<[u8; libc::PATH_MAX as usize]>);
+
+// SAFETY: written once, by the library constructor, before `main` and any thread.
+unsafe impl Sync for ExecFn {}
+
+static EXECFN: ExecFn = ExecFn(std::cell::UnsafeCell::new([0; libc::PATH_MAX as usize]));
+
+/// Copies the string AT_EXECFN points at out of the argument area `area`, if it is
+/// there, and points the auxiliary vector's entry (after `envp`'s NULL, where the
+/// loader left it and `getauxval` reads it) at the copy. False when it is in the area
+/// and cannot be moved.
+///
+/// # Safety
+/// `envp` is the environment array the dynamic loader passed to the constructor.
+unsafe fn keep_execfn(envp: *mut *mut c_char, area: (usize, usize)) -> bool {
+    let name = libc::getauxval(libc::AT_EXECFN) as usize;
+    if name < area.0 || name >= area.1 {
+        return true;
+    }
+    if envp.is_null() {
+        return false;
+    }
+    let len = libc::strlen(name as *const c_char) + 1;
+    let copy = EXECFN.0.get().cast::<u8>();
+    if len > libc::PATH_MAX as usize {
+        return false;
+    }
+    let mut p = envp;
+    while !(*p).is_null() {
+        p = p.add(1);
+    }
+    let mut aux = p.add(1).cast::<[usize; 2]>();
+    while (*aux)[0] != libc::AT_NULL as usize {
+        if (*aux)[0] == libc::AT_EXECFN as usize && (*aux)[1] == name {
+            // SAFETY: `len` bytes of a C string into the static buffer, which is
+            // larger; then the entry points at it.
+            std::ptr::copy_nonoverlapping(name as *const u8, copy, len);
+            (*aux)[1] = copy as usize;
+            return libc::getauxval(libc::AT_EXECFN) as usize == copy as usize;
+        }
+        aux = aux.add(1);
+    }
+    false
 }
 
 /// The argument area of this process, `[arg_start, arg_end)`, from `/proc/self/stat`
@@ -86,7 +133,7 @@ unsafe fn plan(argc: usize, argv: *const *mut c_char, area: (usize, usize)) -> O
 ///
 /// # Safety
 /// `argc` and `argv` are what the dynamic loader passed to the constructor.
-pub unsafe fn show_program_argv(argc: c_int, argv: *mut *mut c_char) {
+pub unsafe fn show_program_argv(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
     if argc <= 0 || argv.is_null() || super::interp::explicit_program().is_none() {
         return;
     }
@@ -100,6 +147,11 @@ pub unsafe fn show_program_argv(argc: c_int, argv: *mut *mut c_char) {
     let first = *argv as usize;
     if first == area.0 {
         return; // nothing was skipped: the area already is argv
+    }
+    // The loader pointed AT_EXECFN at the program's path in this area (the shim's
+    // `/proc/self/exe` answers with it): it moves out first, or nothing moves.
+    if !keep_execfn(envp, area) {
+        return;
     }
     let old_name = program_invocation_name as usize;
     let old_short = program_invocation_short_name as usize;
@@ -117,6 +169,15 @@ pub unsafe fn show_program_argv(argc: c_int, argv: *mut *mut c_char) {
     }
     // SAFETY: `to..area.1` is the rest of the area, no longer holding any string.
     std::ptr::write_bytes(to as *mut u8, 0, area.1 - to);
+    // Where allowed (CAP_SYS_RESOURCE), the area ends after the last string, so that
+    // /proc/PID/cmdline has no padding; otherwise the NUL bytes stay (ps drops them).
+    libc::prctl(
+        libc::PR_SET_MM,
+        libc::PR_SET_MM_ARG_END,
+        to as libc::c_ulong,
+        0,
+        0,
+    );
     let new_argv0 = *argv as usize;
     // glibc set these from argv[0] before any constructor ran.
     if old_name == old_argv0 {
