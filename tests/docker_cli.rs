@@ -652,6 +652,25 @@ fn cp_goes_through_the_capsules_view_and_never_writes_the_lower_layer() {
     assert_eq!(snapshot(&root), lower);
 }
 
+#[test]
+fn cp_into_a_running_capsule_is_seen_by_its_programs() {
+    let scratch = TempDir::new("cp-live");
+    let root = root(&scratch);
+    let home = Home::new();
+    // The program looks (and keeps looking) before the directory exists anywhere:
+    // what the shim learnt of /data must not hide what cp adds.
+    home.ok(&["run", "-d", "--name", "live", "--root", root.to_str().unwrap(), "--",
+        "sh", "-c", "ls /data >/dev/null; echo looking; while ! test -e /data/arrivals/f; do sleep 0.05; done; cat /data/arrivals/f"]);
+    home.wait_for("looking", |h| h.ok(&["logs", "live"]) == "looking\n");
+    let tree = scratch.join("new");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("f"), "arrived\n").unwrap();
+    home.ok(&["cp", tree.to_str().unwrap(), "live:/data/arrivals"]);
+    home.wait_for("the program to see it", |h| h.status("live") == "exited");
+    assert_eq!(home.ok(&["logs", "live"]), "looking\narrived\n");
+    assert!(!root.join("data/arrivals").exists());
+}
+
 /// The local address (hex, as /proc/net/tcp writes it) of the listening TCP socket on
 /// `port`.
 fn listening_address(port: u16) -> Option<String> {

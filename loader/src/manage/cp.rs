@@ -391,9 +391,56 @@ fn copy_file(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
         .set_times(times)
 }
 
+/// Tells the capsule's running processes that the upper layer's directories changed
+/// (they cache what they learnt of them per generation of the shared state file),
+/// as a process of the capsule does after a change. Nothing to do when no process
+/// ever mapped the file.
+fn bump_generation(state_dir: &Path) {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let path = state_dir.join(capsule_config::SHARED_FILE);
+    let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+        return;
+    };
+    let offset = capsule_config::SHARED_FS_GENERATION_OFFSET;
+    let size = offset + 8;
+    if file.metadata().map_or(true, |m| (m.len() as usize) < size) {
+        return;
+    }
+    // SAFETY: a shared mapping of `size` bytes of a file at least that long, unmapped
+    // below; the counter is 8-aligned in a page-aligned mapping and is only ever
+    // accessed atomically, by the shim as by this function.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return;
+        }
+        let magic = &*map.cast::<AtomicU64>();
+        if magic.load(Ordering::Acquire) == capsule_config::SHARED_MAGIC {
+            let generation = &*map.cast::<u8>().add(offset).cast::<AtomicU64>();
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
+        libc::munmap(map, size);
+    }
+}
+
 /// `capsule cp SRC NAME:DEST`: copies into the capsule.
 pub fn copy_in(home: &Home, src: &Path, name: &str, dest: &Path) -> Result<(), CopyError> {
     let capsule = Capsule::open(home, name)?;
+    let result = copy_in_to(&capsule, src, dest);
+    // Also after a failure part way: some directories may have been made.
+    bump_generation(&home.capsule_dir(name));
+    result
+}
+
+fn copy_in_to(capsule: &Capsule, src: &Path, dest: &Path) -> Result<(), CopyError> {
     let meta = fs::symlink_metadata(src).map_err(|error| CopyError::Host {
         path: src.to_path_buf(),
         error,
@@ -428,7 +475,7 @@ pub fn copy_in(home: &Home, src: &Path, name: &str, dest: &Path) -> Result<(), C
         }
         None => placed,
     };
-    copy_into_capsule(&capsule, src, &target)
+    copy_into_capsule(capsule, src, &target)
 }
 
 impl Capsule {
