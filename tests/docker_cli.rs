@@ -421,6 +421,11 @@ fn entrypoint_replaces_the_images_and_fronts_a_program_without_one() {
     let home = Home::new();
     let out = home.ok(&["run", "--rm", "--entrypoint", "echo", "--", "a", "b"]);
     assert_eq!(out, "a b\n");
+    // docker's short -u for --user, in run and exec.
+    assert_eq!(
+        home.ok(&["run", "--rm", "-u", "4242:4343", "--", "id", "-u"]),
+        "4242\n"
+    );
     let work = TempDir::new("entry");
     let layout = image_support::umoci_layout(work.path());
     home.ok(&[

@@ -35,7 +35,7 @@ pub struct ExecArgs {
 
     /// The identity to run as, resolved in the capsule's /etc/passwd and /etc/group
     /// (default: the capsule's)
-    #[arg(long, value_name = "UID[:GID]|NAME[:GROUP]")]
+    #[arg(short = 'u', long, value_name = "UID[:GID]|NAME[:GROUP]")]
     pub user: Option<String>,
 
     /// The capsule's name

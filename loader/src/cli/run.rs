@@ -91,7 +91,7 @@ pub struct RunArgs {
     /// or uid, optionally with a group name or gid, as `docker run --user`. Names are
     /// looked up in /etc/passwd and /etc/group. Examples: --user postgres,
     /// --user 1000:1000, --user 0, --user www-data:adm
-    #[arg(long, value_name = "UID[:GID]|NAME[:GROUP]")]
+    #[arg(short = 'u', long, value_name = "UID[:GID]|NAME[:GROUP]")]
     pub user: Option<String>,
 
     /// Shift the program's clock by a signed duration: NUMBER UNIT groups with units
