@@ -959,3 +959,71 @@ fn image_ls_as_json() {
         "{table}"
     );
 }
+
+#[test]
+fn bad_input_to_the_new_commands_is_one_line_and_changes_nothing() {
+    let home = Home::new();
+    home.ok(&["run", "--name", "x", "--", "true"]);
+    let before = snapshot(home.home.path());
+    let scratch = TempDir::new("bad-cp");
+    let host = scratch.join("f");
+    fs::write(&host, "f\n").unwrap();
+    let h = host.to_str().unwrap();
+    let missing_dir = scratch.join("no/such/dir/");
+    for (args, says) in [
+        (vec!["cp", h, "nope:/tmp/f"], "no such capsule: nope"),
+        (
+            vec!["cp", h, scratch.str()],
+            "one of SRC and DEST must be NAME:PATH",
+        ),
+        (
+            vec!["cp", "x:/etc/hostname", "x:/tmp/h"],
+            "between two capsules",
+        ),
+        (
+            vec!["cp", "x:/no/such", scratch.str()],
+            "x:/no/such: no such file or directory",
+        ),
+        (
+            vec!["cp", "x:/etc/passwd", missing_dir.to_str().unwrap()],
+            "no such directory",
+        ),
+        (
+            vec!["cp", scratch.join("absent").to_str().unwrap(), "x:/tmp/"],
+            "no such file or directory",
+        ),
+        (vec!["logs", "--tail", "many", "x"], "--tail \"many\""),
+        (
+            vec!["logs", "--since", "yesterday", "x"],
+            "--since \"yesterday\"",
+        ),
+        (vec!["inspect", "bad/name"], "bad/name"),
+        (
+            vec!["run", "-p", "1.2.3:80:80", "--", "true"],
+            "not an IPv4 address",
+        ),
+        (vec!["man", "nope"], "no such command"),
+    ] {
+        let out = home.run(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", describe(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("capsule: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    // Usage errors are clap's (status 2): --restart needs -d, inspect needs a name.
+    for args in [
+        &["run", "--restart", "always", "--", "true"][..],
+        &["inspect"],
+    ] {
+        assert_eq!(home.run(args).status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(
+        snapshot(home.home.path()),
+        before,
+        "nothing changed in the home"
+    );
+    assert!(!scratch.join("no").exists());
+}

@@ -241,16 +241,14 @@ impl Capsule {
             }
         };
         let parent = absolute.parent().unwrap_or(Path::new("/"));
-        let found = self
-            .view
-            .resolve(parent)
-            .map_err(|e| self.error(parent, e))?;
+        // Errors name the path as given: its parent is part of it.
+        let found = self.view.resolve(parent).map_err(|e| self.error(path, e))?;
         if !found.is_dir {
-            return Err(self.error(parent, io::Error::from_raw_os_error(libc::ENOTDIR)));
+            return Err(self.error(path, io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
         // The view follows links without whiteouts: a deleted directory is gone.
         self.lookup(&found.capsule)
-            .map_err(|e| self.error(parent, e))?;
+            .map_err(|e| self.error(path, e))?;
         Ok(found.capsule.join(name))
     }
 }
@@ -434,13 +432,15 @@ fn bump_generation(state_dir: &Path) {
 /// `capsule cp SRC NAME:DEST`: copies into the capsule.
 pub fn copy_in(home: &Home, src: &Path, name: &str, dest: &Path) -> Result<(), CopyError> {
     let capsule = Capsule::open(home, name)?;
-    let result = copy_in_to(&capsule, src, dest);
-    // Also after a failure part way: some directories may have been made.
-    bump_generation(&home.capsule_dir(name));
-    result
+    copy_in_to(&capsule, src, dest, &home.capsule_dir(name))
 }
 
-fn copy_in_to(capsule: &Capsule, src: &Path, dest: &Path) -> Result<(), CopyError> {
+fn copy_in_to(
+    capsule: &Capsule,
+    src: &Path,
+    dest: &Path,
+    state_dir: &Path,
+) -> Result<(), CopyError> {
     let meta = fs::symlink_metadata(src).map_err(|error| CopyError::Host {
         path: src.to_path_buf(),
         error,
@@ -475,7 +475,10 @@ fn copy_in_to(capsule: &Capsule, src: &Path, dest: &Path) -> Result<(), CopyErro
         }
         None => placed,
     };
-    copy_into_capsule(capsule, src, &target)
+    let result = copy_into_capsule(capsule, src, &target);
+    // Also after a failure part way: some directories may have been made.
+    bump_generation(state_dir);
+    result
 }
 
 impl Capsule {
