@@ -232,6 +232,12 @@ fn ps_and_inspect_show_the_command_as_given_for_a_root_capsule() {
     );
     let list = home.json(&["ps", "--format", "json"]);
     assert_eq!(list[0]["command"], serde_json::json!(["sleep", "30"]));
+    assert_eq!(home.ok(&["ps", "-q"]), "r\n");
+    // docker exec -it's flags are taken too.
+    assert_eq!(
+        home.ok(&["exec", "-it", "r", "--", "cat", "/etc/hostname"]),
+        "box\n"
+    );
     assert_eq!(list[0]["pid"], pid);
 
     let info = home.inspect("r");
