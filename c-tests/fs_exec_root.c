@@ -11,7 +11,9 @@
  *   libc, ldso                the files /proc/self/maps shows for libc.so.6 and ld-linux
  *   cmdline_args              how many strings /proc/self/cmdline holds (the kernel's
  *                             argv: more than argc when a dynamic loader was run
- *                             explicitly with options)
+ *                             explicitly with options, unless the shim moved argv)
+ *   cmdline                   /proc/self/cmdline, its strings joined by '|', the NUL
+ *                             bytes at its end dropped (as ps drops them)
  */
 #include "probe.h"
 
@@ -70,9 +72,18 @@ int main(int argc, char **argv) {
 
     FILE *cmdline = fopen("/proc/self/cmdline", "r");
     int strings = 0, c;
-    while (cmdline != NULL && (c = fgetc(cmdline)) != EOF) strings += c == 0;
+    static char text[65536];
+    size_t len = 0;
+    while (cmdline != NULL && (c = fgetc(cmdline)) != EOF) {
+        strings += c == 0;
+        if (len + 1 < sizeof text) text[len++] = (char)c;
+    }
     if (cmdline != NULL) fclose(cmdline);
     printf("cmdline_args=%d\n", strings);
+    while (len > 0 && text[len - 1] == 0) len--;
+    for (size_t i = 0; i < len; i++) text[i] = text[i] == 0 ? '|' : text[i];
+    text[len] = 0;
+    printf("cmdline=%s\n", text);
 
     if (argc > 2 && strcmp(argv[1], "--dlopen") == 0) {
         void *handle = dlopen(argv[2], RTLD_NOW);

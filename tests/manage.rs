@@ -196,12 +196,27 @@ fn ps_shows_a_killed_program_as_exited_never_running() {
         &home.run(&["ps", "-a", "--format", "json"]),
         "ps --format json",
     );
-    assert!(
-        json.contains(r#""name":"batch","pid":null,"status":"exited","exit_code":3"#),
+    let list: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let entry = |name: &str| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+    };
+    let batch = entry("batch");
+    assert_eq!(
+        (&batch["pid"], &batch["status"], &batch["exit_code"]),
+        (&serde_json::Value::Null, &"exited".into(), &3.into()),
         "{json}"
     );
-    assert!(
-        json.contains(r#""status":"killed","exit_code":null,"signal":"SIGKILL""#),
+    let web = entry("web");
+    assert_eq!(
+        (&web["status"], &web["exit_code"], &web["signal"]),
+        (
+            &"killed".into(),
+            &serde_json::Value::Null,
+            &"SIGKILL".into()
+        ),
         "{json}"
     );
 }
@@ -296,9 +311,13 @@ fn stop_all_stops_every_running_capsule() {
     let mut two = Capsule::start(&home, "two", &[], &["sh", "-c", script]);
     two.wait_for_file("/tmp/ready");
     let row = ps_row(&home, "two", false).expect("still listed as up");
+    // The command as given, as docker ps shows it (not what it executed since).
     assert_eq!(
         (row["STATUS"].as_str(), row["COMMAND"].as_str()),
-        ("running", "sleep 300")
+        (
+            "running",
+            "sh -c \"echo ready > /tmp/ready; exec sleep 300\""
+        )
     );
     let out = home.run(&["stop", "--all"]);
     assert_eq!(success(&out, "capsule stop --all"), "one\ntwo\n");

@@ -54,17 +54,33 @@ impl Proto {
 }
 
 /// A published port: capsule `port` is bound on the host as `host` (`None`: a free
-/// port the kernel picks when the capsule binds).
+/// port the kernel picks when the capsule binds), on `host_ip` when the capsule binds
+/// the wildcard address (`None`: the wildcard, every address of the host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortMap {
+    pub host_ip: Option<[u8; 4]>,
     pub host: Option<u16>,
     pub port: u16,
     pub proto: Proto,
 }
 
+/// A dotted IPv4 address, `a.b.c.d`, each part 0-255 without a sign.
+fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = text.split('.');
+    for byte in &mut out {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 impl PortMap {
-    /// Parses `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/tcp|/udp]` (`docker run -p` syntax,
-    /// without a host address).
+    /// Parses `[IP:]HOSTPORT:PORT[/tcp|/udp]`, `IP::PORT[/proto]` or `PORT[/tcp|/udp]`
+    /// (`docker run -p` syntax; the host address is IPv4).
     pub fn parse(spec: &str) -> Result<PortMap, String> {
         let (ports, proto) = match spec.rsplit_once('/') {
             Some((ports, "tcp")) => (ports, Proto::Tcp),
@@ -78,19 +94,53 @@ impl PortMap {
                 Ok(p) => Ok(p),
             }
         };
+        let address = |text: &str| -> Result<Option<[u8; 4]>, String> {
+            match parse_ipv4(text) {
+                // The wildcard is what no address means.
+                Some([0, 0, 0, 0]) => Ok(None),
+                Some(ip) => Ok(Some(ip)),
+                None if text.contains(['[', ']']) || text.is_empty() => Err(format!(
+                    "host address '{text}' is not an IPv4 address (IPv6 host addresses are not supported)"
+                )),
+                None => Err(format!("host address '{text}' is not an IPv4 address")),
+            }
+        };
         match ports.split(':').collect::<Vec<_>>().as_slice() {
             [port] => Ok(PortMap {
+                host_ip: None,
                 host: None,
                 port: number(port, "port")?,
                 proto,
             }),
             [host, port] => Ok(PortMap {
+                host_ip: None,
                 host: Some(number(host, "host port")?),
                 port: number(port, "port")?,
                 proto,
             }),
-            _ => Err("expected HOSTPORT:PORT[/tcp|/udp] or PORT[/tcp|/udp]".into()),
+            [ip, host, port] => Ok(PortMap {
+                host_ip: address(ip)?,
+                // `IP::PORT`: a free host port on that address.
+                host: if host.is_empty() {
+                    None
+                } else {
+                    Some(number(host, "host port")?)
+                },
+                port: number(port, "port")?,
+                proto,
+            }),
+            _ => Err(
+                "expected [IP:]HOSTPORT:PORT[/tcp|/udp] or PORT[/tcp|/udp] (IPv6 host addresses are not supported)"
+                    .into(),
+            ),
         }
+    }
+
+    /// The host address a bind of the wildcard address uses, as text (`0.0.0.0` when
+    /// none was given).
+    pub fn host_ip_text(&self) -> String {
+        let [a, b, c, d] = self.host_ip.unwrap_or([0; 4]);
+        format!("{a}.{b}.{c}.{d}")
     }
 }
 
@@ -104,6 +154,13 @@ impl PortMap {
 
 impl fmt::Display for PortMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host_ip.is_some() {
+            write!(f, "{}:", self.host_ip_text())?;
+            if self.host.is_none() {
+                // `IP::PORT`, as parsed.
+                f.write_str(":")?;
+            }
+        }
         match self.host {
             Some(h) => write!(f, "{h}:{}/{}", self.port, self.proto.as_str()),
             None => write!(f, "{}/{}", self.port, self.proto.as_str()),
@@ -297,7 +354,32 @@ mod tests {
         let p = PortMap::parse("53/udp").unwrap();
         assert_eq!((p.host, p.port, p.proto), (None, 53, Proto::Udp));
         assert_eq!(PortMap::parse("1:2/udp").unwrap().to_string(), "1:2/udp");
-        for bad in ["", "0", "70000", "a:80", "80:", "1:2:3", "80/sctp", "-1"] {
+        let p = PortMap::parse("127.0.0.1:8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host, p.port),
+            (Some([127, 0, 0, 1]), Some(8080), 80)
+        );
+        assert_eq!(p.to_string(), "127.0.0.1:8080:80/tcp");
+        let p = PortMap::parse("10.1.2.3::53/udp").unwrap();
+        assert_eq!((p.host_ip, p.host, p.port), (Some([10, 1, 2, 3]), None, 53));
+        assert_eq!(PortMap::parse(&p.to_string()).unwrap(), p);
+        let p = PortMap::parse("0.0.0.0:9000:90").unwrap();
+        assert_eq!((p.host_ip, p.to_string().as_str()), (None, "9000:90/tcp"));
+        for bad in [
+            "",
+            "0",
+            "70000",
+            "a:80",
+            "80:",
+            "1:2:3",
+            "80/sctp",
+            "-1",
+            "1.2.3:1:2",
+            "1.2.3.256:1:2",
+            "[::1]:80:80",
+            ":80:80",
+            "1.2.3.4:1:2:3",
+        ] {
             assert!(PortMap::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -92,13 +92,15 @@ pub struct PortLine {
     pub host: Option<u16>,
     /// Published with `-p` (else picked for a bind the capsule made on its own).
     pub published: bool,
+    /// The host address a published port is bound on (`0.0.0.0`: every address).
+    pub address: String,
 }
 
 impl std::fmt::Display for PortLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let proto = self.proto.as_str();
         match (self.host, self.published) {
-            (Some(host), true) => write!(f, "0.0.0.0:{host}->{}/{proto}", self.port),
+            (Some(host), true) => write!(f, "{}:{host}->{}/{proto}", self.address, self.port),
             (Some(host), false) => write!(f, "{host}->{}/{proto}", self.port),
             (None, _) => write!(f, "{}/{proto}", self.port),
         }
@@ -117,8 +119,131 @@ pub struct CapsuleInfo {
     pub uptime: Option<Duration>,
     /// Only while the capsule is active: the table is forgotten at the next start.
     pub ports: Vec<PortLine>,
-    /// The program's argv: the live one, else the recorded one.
+    /// The program's argv as given (recorded at its start), else the live one.
     pub command: Vec<String>,
+}
+
+impl Status {
+    /// The status without its detail, for JSON (the detail has fields of its own).
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited(_) | Status::Vanished => "exited",
+            Status::Killed(_) => "killed",
+            Status::Created => "created",
+        }
+    }
+
+    /// The exit code, when the program called `exit`.
+    pub fn exit_code(self) -> Option<u8> {
+        match self {
+            Status::Exited(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The name of the signal that ended the program.
+    pub fn signal(self) -> Option<String> {
+        match self {
+            Status::Killed(sig) => Some(signal_name(sig)),
+            _ => None,
+        }
+    }
+}
+
+impl PortLine {
+    /// `{"proto", "port", "host", "host_address", "published"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "proto": self.proto.as_str(),
+            "port": self.port,
+            "host": self.host,
+            "host_address": self.address,
+            "published": self.published,
+        })
+    }
+}
+
+impl CapsuleInfo {
+    /// What `capsule ps --format json` prints for the capsule.
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "pid": self.pid,
+            "status": self.status.word(),
+            "exit_code": self.status.exit_code(),
+            "signal": self.status.signal(),
+            "uptime_secs": self.uptime.map(|u| u.as_secs()),
+            "ports": self.ports.iter().map(PortLine::to_json).collect::<Vec<_>>(),
+            "command": self.command,
+        })
+    }
+
+    /// Everything known about the capsule, for `capsule inspect`: its state, its
+    /// configuration (as its processes read it), its file system (lower layer, private
+    /// layer, volumes), its image, its log and its supervisor.
+    pub fn details_json(&self) -> serde_json::Value {
+        let config = read_config(&self.dir).ok();
+        let text = |path: &Path| {
+            fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        };
+        let fs_config = config.as_ref().map(|c| &c.fs);
+        let mounts: Vec<serde_json::Value> = fs_config
+            .map(|f| f.volumes.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "type": "bind",
+                    "source": v.host,
+                    "destination": v.path,
+                    "read_only": v.read_only,
+                })
+            })
+            .collect();
+        let identity = config
+            .as_ref()
+            .and_then(|c| c.identity.as_ref())
+            .map(|id| serde_json::json!({"uid": id.uid[1], "gid": id.gid[1], "groups": id.groups}));
+        let log = self.dir.join(crate::state::LOG_FILE);
+        serde_json::json!({
+            "name": self.name,
+            "state_dir": self.dir,
+            "state": {
+                "status": self.status.word(),
+                "running": self.status == Status::Running,
+                "restarting": self.status == Status::Restarting,
+                "pid": self.pid,
+                "exit_code": self.status.exit_code(),
+                "signal": self.status.signal(),
+                "uptime_secs": self.uptime.map(|u| u.as_secs()),
+                "supervisor_pid": supervisor_pid(&self.dir),
+                "stop_requested": stop_requested(&self.dir),
+            },
+            "command": self.command,
+            "config": {
+                "hostname": config.as_ref().and_then(|c| c.hostname.clone()),
+                "user": identity,
+                "time_offset_ns": config.as_ref().and_then(|c| c.time_offset_ns),
+                "read_only": fs_config.is_some_and(|f| f.read_only),
+                "peers": config.as_ref().map(|c| c.net.peers.clone()).unwrap_or_default(),
+                "published": config
+                    .as_ref()
+                    .map(|c| c.net.ports.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            },
+            "ports": self.ports.iter().map(PortLine::to_json).collect::<Vec<_>>(),
+            "root": fs_config.and_then(|f| f.root.clone()).unwrap_or_else(|| "/".into()),
+            "upper": fs_config.and_then(|f| f.upper.clone()),
+            "mounts": mounts,
+            "image": text(&self.dir.join(crate::image::defaults::CAPSULE_IMAGE_FILE)),
+            "log": log.exists().then_some(log),
+        })
+    }
 }
 
 /// The capsules that exist, sorted by name.
@@ -164,10 +289,14 @@ pub fn inspect(home: &Home, name: &str) -> Result<CapsuleInfo, InspectError> {
     } else {
         Vec::new()
     };
-    let command = pid
-        .and_then(|pid| fs::read(format!("/proc/{pid}/cmdline")).ok())
+    // The command as the user gave it (recorded at each start), as `docker ps` shows
+    // the container's command: the live argv of a `--root`/image capsule's first
+    // program is its root's dynamic loader's invocation, with host paths. The live
+    // one only when nothing was recorded.
+    let command = fs::read(dir.join(COMMAND_FILE))
+        .ok()
         .filter(|bytes| !bytes.is_empty())
-        .or_else(|| fs::read(dir.join(COMMAND_FILE)).ok())
+        .or_else(|| pid.and_then(|pid| fs::read(format!("/proc/{pid}/cmdline")).ok()))
         .map(|bytes| split_nul(&bytes))
         .unwrap_or_default();
     Ok(CapsuleInfo {
@@ -300,6 +429,7 @@ fn ports_of(dir: &Path) -> Vec<PortLine> {
                     .map(|b| b.host)
             }),
             published: true,
+            address: map.host_ip_text(),
         })
         .collect();
     for binding in bound {
@@ -312,6 +442,7 @@ fn ports_of(dir: &Path) -> Vec<PortLine> {
                 port: binding.port,
                 host: Some(binding.host),
                 published: false,
+                address: "0.0.0.0".into(),
             });
         }
     }
@@ -567,6 +698,7 @@ mod tests {
             port: 8000,
             host,
             published,
+            address: "0.0.0.0".into(),
         };
         assert_eq!(
             line(Some(18080), true).to_string(),
@@ -574,5 +706,10 @@ mod tests {
         );
         assert_eq!(line(Some(40001), false).to_string(), "40001->8000/tcp");
         assert_eq!(line(None, true).to_string(), "8000/tcp");
+        let local = PortLine {
+            address: "127.0.0.1".into(),
+            ..line(Some(8080), true)
+        };
+        assert_eq!(local.to_string(), "127.0.0.1:8080->8000/tcp");
     }
 }

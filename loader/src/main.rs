@@ -36,8 +36,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    if cli.command.writes_a_listing() {
+        default_sigpipe();
+    }
     match cli.command {
-        cli::Command::Run(args) => match cli::run::run(args) {
+        cli::Command::Run(args) => match cli::run::run(*args) {
             Ok(end) => ExitCode::from(exit_status(end)),
             Err(err) => {
                 report(&err);
@@ -62,9 +65,26 @@ fn main() -> ExitCode {
         cli::Command::Logs(args) => done(cli::logs::logs(args)),
         cli::Command::Stop(args) => done(cli::stop::stop(args)),
         cli::Command::Rm(args) => done(cli::rm::rm(args)),
+        cli::Command::Inspect(args) => done(cli::inspect::inspect(args)),
+        cli::Command::Cp(args) => done(cli::cp::cp(args)),
+        cli::Command::Completions(args) => done(cli::docs::completions(args)),
+        cli::Command::Man(args) => done(cli::docs::man(args)),
         cli::Command::Image(args) => done(cli::image::image(args)),
         cli::Command::Diff(args) => done(cli::image::diff(args)),
         cli::Command::Commit(args) => done(cli::image::commit(args)),
+    }
+}
+
+/// A command whose output is a listing ends as every Unix tool does when its reader
+/// goes away (`capsule ps | head -1`): killed by `SIGPIPE` at the next write, quietly,
+/// the shell reporting 141. Rust ignores `SIGPIPE`, which would turn that into an
+/// `EPIPE` error and 125. Commands that run programs keep ignoring it: `capsule up`
+/// goes on supervising when nobody reads its output (and std gives every child the
+/// default disposition back).
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -252,6 +252,7 @@ pub struct RunSpec {
     workdir: Option<PathBuf>,
     root: Option<PathBuf>,
     image: Option<String>,
+    entrypoint: Option<OsString>,
     volumes: Vec<String>,
     ports: Vec<String>,
     peers: Vec<String>,
@@ -284,6 +285,7 @@ impl RunSpec {
             workdir: None,
             root: None,
             image: None,
+            entrypoint: None,
             volumes: Vec::new(),
             ports: Vec::new(),
             peers: Vec::new(),
@@ -353,6 +355,14 @@ impl RunSpec {
     /// An imported image whose layers are the capsule's read-only lower layers.
     pub fn image(mut self, reference: Option<String>) -> Self {
         self.image = reference;
+        self
+    }
+
+    /// `--entrypoint`: replaces the image's `Entrypoint` and drops its `Cmd`, as
+    /// `docker run --entrypoint` does (an empty one leaves only the given program).
+    /// Without an image, the caller puts it in front of the program itself.
+    pub fn entrypoint(mut self, entrypoint: Option<OsString>) -> Self {
+        self.entrypoint = entrypoint;
         self
     }
 
@@ -615,17 +625,26 @@ impl RunSpec {
         }
         let image =
             crate::image::run_defaults(home.root(), &reference).map_err(|e| bad(e.to_string()))?;
-        let mut argv: Vec<OsString> = image.entrypoint.iter().map(OsString::from).collect();
+        let mut argv: Vec<OsString> = match &self.entrypoint {
+            Some(given) if given.is_empty() => Vec::new(),
+            Some(given) => vec![given.clone()],
+            None => image.entrypoint.iter().map(OsString::from).collect(),
+        };
         if self.program.is_empty() {
-            argv.extend(image.cmd.iter().map(OsString::from));
+            // An entrypoint given on the command line drops the image's Cmd too.
+            if self.entrypoint.is_none() {
+                argv.extend(image.cmd.iter().map(OsString::from));
+            }
         } else {
             argv.push(std::mem::take(&mut self.program));
             argv.append(&mut self.args);
         }
         if argv.is_empty() {
-            return Err(bad(
+            return Err(bad(if self.entrypoint.is_some() {
+                "--entrypoint \"\" and no program: name a program".into()
+            } else {
                 "the image has no Entrypoint or Cmd: name a program".into()
-            ));
+            }));
         }
         self.program = argv.remove(0);
         self.args = argv;
@@ -673,7 +692,78 @@ fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunErr
         }
         ports.push(map);
     }
+    // Only once every spec is well-formed: a typo is reported as such.
+    for (spec, map) in specs.iter().zip(&ports) {
+        check_host_port_free(map).map_err(|reason| RunError::Port {
+            spec: spec.clone(),
+            reason,
+        })?;
+    }
     Ok(NetConfig { ports, peers })
+}
+
+/// Refuses a published host port that another program already holds, as `docker run`
+/// does before the container starts: a bind of it, as a server binds (with
+/// `SO_REUSEADDR`, so that connections still in `TIME_WAIT` do not count), must
+/// succeed. The probe socket is closed at once.
+pub fn check_host_port_free(map: &PortMap) -> Result<(), String> {
+    let Some(port) = map.host else {
+        return Ok(());
+    };
+    let kind = match map.proto {
+        capsule_config::net::Proto::Tcp => libc::SOCK_STREAM,
+        capsule_config::net::Proto::Udp => libc::SOCK_DGRAM,
+    };
+    // SAFETY: socket has no memory-safety preconditions; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        // No IPv4 sockets at all: nothing to probe, the program will see.
+        return Ok(());
+    }
+    let one: libc::c_int = 1;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(map.host_ip.unwrap_or([0; 4])),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `one` and `addr` live across the calls and the lengths are theirs; `fd`
+    // is the socket made above, closed exactly once.
+    let (rc, errno) = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let errno = io::Error::last_os_error();
+        libc::close(fd);
+        (rc, errno)
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "host port {}:{port}/{}",
+        map.host_ip_text(),
+        map.proto.as_str()
+    );
+    Err(match errno.raw_os_error() {
+        Some(libc::EADDRINUSE) => format!("{what} is already in use"),
+        Some(libc::EADDRNOTAVAIL) => format!("{what}: no such address on this host"),
+        Some(libc::EACCES) => {
+            format!("{what}: permission denied (ports below 1024 need privileges)")
+        }
+        _ => format!("{what}: {}", crate::describe_io(&errno)),
+    })
 }
 
 /// Checks a capsule host name: what `sethostname(2)` accepts, and what the config file

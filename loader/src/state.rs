@@ -48,6 +48,48 @@ pub const COMMAND_FILE: &str = "command";
 pub const STOP_FILE: &str = "stop";
 pub const SUPERVISOR_FILE: &str = "supervisor";
 pub const LOG_FILE: &str = "log";
+/// When each line of `log` came: one [`LogIndexRecord`] per line, appended after it.
+pub const LOG_INDEX_FILE: &str = "log.index";
+
+/// One line of a capsule's `log`: where it ends in the file and when the supervisor
+/// read it, 16 bytes (two little-endian 64-bit numbers), so that `capsule logs` finds
+/// lines by time (`--since`, `-t`) without changing what the log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogIndexRecord {
+    /// The offset just past the line's newline.
+    pub end: u64,
+    /// Nanoseconds since the epoch (the real clock, not a capsule's).
+    pub time_ns: i64,
+}
+
+impl LogIndexRecord {
+    pub const SIZE: usize = 16;
+
+    pub fn now(end: u64) -> LogIndexRecord {
+        LogIndexRecord {
+            end,
+            time_ns: crate::run::now_ns(),
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        out[..8].copy_from_slice(&self.end.to_le_bytes());
+        out[8..].copy_from_slice(&self.time_ns.to_le_bytes());
+        out
+    }
+
+    /// Every whole record of `bytes` (a record being written is left out).
+    pub fn parse(bytes: &[u8]) -> Vec<LogIndexRecord> {
+        bytes
+            .chunks_exact(Self::SIZE)
+            .map(|r| LogIndexRecord {
+                end: u64::from_le_bytes(r[..8].try_into().unwrap_or_default()),
+                time_ns: i64::from_le_bytes(r[8..].try_into().unwrap_or_default()),
+            })
+            .collect()
+    }
+}
 /// The port table the shim keeps: which host port each bound capsule port is.
 pub use capsule_config::net::PORTS_FILE;
 
@@ -342,6 +384,119 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
         .then_some(pid)
 }
 
+/// The state file listing what the loader itself wrote into the capsule's upper layer
+/// (`/etc/hostname`, and `/etc` when it made it), which the capsule did not choose
+/// to change: `capsule diff` and `capsule commit` leave it out while it is unchanged,
+/// as docker leaves out the `/etc/hostname` it provides.
+pub const LOADER_FILES: &str = "loader-files";
+
+/// What identifies a file the loader wrote: a change by the capsule (a write, a
+/// rename over it, a copy-up) changes its inode, size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// The contents of [`LOADER_FILES`]: `F INO SIZE MTIME_NS PATH` and `D PATH` lines,
+/// paths relative to the upper layer.
+#[derive(Debug, Default)]
+struct LoaderFiles {
+    files: std::collections::BTreeMap<PathBuf, FileStamp>,
+    dirs: std::collections::BTreeSet<PathBuf>,
+}
+
+impl LoaderFiles {
+    fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (path, s) in &self.files {
+            out.push_str(&format!(
+                "F {} {} {} {}\n",
+                s.ino,
+                s.size,
+                s.mtime_ns,
+                path.display()
+            ));
+        }
+        for path in &self.dirs {
+            out.push_str(&format!("D {}\n", path.display()));
+        }
+        out
+    }
+}
+
+fn read_loader_files(dir: &Path) -> LoaderFiles {
+    let mut out = LoaderFiles::default();
+    let Ok(text) = fs::read_to_string(dir.join(LOADER_FILES)) else {
+        return out;
+    };
+    for line in text.lines() {
+        let mut words = line.splitn(5, ' ');
+        match words.next() {
+            Some("F") => {
+                let stamp = (|| {
+                    Some(FileStamp {
+                        ino: words.next()?.parse().ok()?,
+                        size: words.next()?.parse().ok()?,
+                        mtime_ns: words.next()?.parse().ok()?,
+                    })
+                })();
+                if let (Some(stamp), Some(path)) = (stamp, words.next()) {
+                    out.files.insert(PathBuf::from(path), stamp);
+                }
+            }
+            Some("D") => {
+                if let Some(path) = line.get(2..) {
+                    out.dirs.insert(PathBuf::from(path));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The paths of the upper layer of the capsule in `dir` (relative to the layer) that
+/// the loader wrote and the capsule left as they were: its files unchanged, its
+/// directories holding nothing else. `capsule diff` and `commit` leave them out.
+pub fn loader_written(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let written = read_loader_files(dir);
+    let upper = dir.join(UPPER_DIR);
+    let mut out = std::collections::BTreeSet::new();
+    for (path, stamp) in &written.files {
+        if fs::symlink_metadata(upper.join(path))
+            .is_ok_and(|m| m.is_file() && FileStamp::of(&m) == *stamp)
+        {
+            out.insert(path.clone());
+        }
+    }
+    // Deepest first, so that a parent sees its children already left out.
+    for path in written.dirs.iter().rev() {
+        let Ok(entries) = fs::read_dir(upper.join(path)) else {
+            continue;
+        };
+        let only_ours = entries
+            .flatten()
+            .all(|e| out.contains(&path.join(e.file_name())));
+        if only_ours {
+            out.insert(path.clone());
+        }
+    }
+    out
+}
+
 /// A capsule's state directory, locked by this process while the value lives.
 #[derive(Debug)]
 pub struct CapsuleDir {
@@ -406,7 +561,9 @@ impl CapsuleDir {
     /// layer (as `docker run --hostname` provides one); it shadows the root's.
     pub fn write_hostname(&self, hostname: &str) -> Result<(), StateError> {
         let etc = self.upper_path().join("etc");
+        let mut written = read_loader_files(&self.path);
         if !etc.is_dir() {
+            written.dirs.insert(PathBuf::from("etc"));
             fs::DirBuilder::new()
                 .mode(UPPER_MODE)
                 .recursive(true)
@@ -423,7 +580,12 @@ impl CapsuleDir {
         let temp = etc.join(".capsule-copyup-hostname");
         fs::write(&temp, format!("{hostname}\n")).map_err(io_error(&temp))?;
         fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_error(&temp))?;
-        fs::rename(&temp, &file).map_err(io_error(&file))
+        fs::rename(&temp, &file).map_err(io_error(&file))?;
+        let meta = fs::symlink_metadata(&file).map_err(io_error(&file))?;
+        written
+            .files
+            .insert(PathBuf::from("etc/hostname"), FileStamp::of(&meta));
+        self.write_atomically(LOADER_FILES, &written.to_text())
     }
 
     pub fn write_pid(&self, pid: u32) -> Result<(), StateError> {
@@ -475,6 +637,16 @@ impl CapsuleDir {
     /// Opens the capsule's `log` for appending (created if missing).
     pub fn open_log(&self) -> Result<File, StateError> {
         let path = self.path.join(LOG_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))
+    }
+
+    /// Opens the capsule's `log.index` for appending (created if missing).
+    pub fn open_log_index(&self) -> Result<File, StateError> {
+        let path = self.path.join(LOG_INDEX_FILE);
         fs::OpenOptions::new()
             .create(true)
             .append(true)

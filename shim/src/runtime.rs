@@ -8,7 +8,7 @@
 //! capsule fails closed and never runs a program unvirtualised.
 
 use std::cell::UnsafeCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -284,13 +284,16 @@ fn own_path() -> CString {
 
 /// The library constructor: initialise before `main`, so that a malformed setting
 /// stops the program before it runs.
+/// glibc calls `.init_array` entries with `argc`, `argv` and `envp`.
 #[cfg(not(test))]
-extern "C" fn constructor() {
+extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
     if let Some(_guard) = Guard::enter() {
         ensure_ready();
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();
+        // SAFETY: the dynamic loader's own argc, argv and envp for this process.
+        unsafe { crate::exec::cmdline::show_program_argv(argc, argv, envp) };
         crate::exec::env::hide_settings();
     }
 }
@@ -298,4 +301,4 @@ extern "C" fn constructor() {
 #[cfg(not(test))]
 #[used]
 #[link_section = ".init_array"]
-static CONSTRUCTOR: extern "C" fn() = constructor;
+static CONSTRUCTOR: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) = constructor;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use capsule_config::MAX_HOSTNAME_LEN;
 
 /// Identifies the layout; a file of another layout is refused rather than misread.
-const MAGIC: u64 = 0x6361_7073_756c_6503; // "capsule" + layout 3
-const FILE_NAME: &str = "shared";
+const MAGIC: u64 = capsule_config::SHARED_MAGIC;
+const FILE_NAME: &str = capsule_config::SHARED_FILE;
 /// How long a reader or writer waits for another writer (a copy takes nanoseconds).
 const STALE_SPINS: u32 = 1 << 22;
 
@@ -120,6 +120,12 @@ impl Shared {
         }
     }
 }
+
+// The loader bumps the generation from outside (`capsule cp`): the offset it uses is
+// this layout's.
+const _: () = assert!(
+    std::mem::offset_of!(Shared, fs_generation) == capsule_config::SHARED_FS_GENERATION_OFFSET
+);
 
 static LOCAL: Shared = Shared::new();
 

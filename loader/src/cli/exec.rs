@@ -18,7 +18,8 @@ program started with, plus -e. PROG is looked for inside the capsule. Exits with
 program's status (126: cannot be executed, 127: not found, 125: capsule refused, e.g. \
 the capsule is not running).";
 
-pub const USAGE: &str = "capsule exec [-e K[=V]]... [-w DIR] [--user U] NAME [--] PROG [ARGS]...";
+pub const USAGE: &str =
+    "capsule exec [-i] [-t] [-e K[=V]]... [-w DIR] [-u|--user U] NAME [--] PROG [ARGS]...";
 
 #[derive(Debug, Args)]
 #[command(override_usage = USAGE)]
@@ -35,8 +36,18 @@ pub struct ExecArgs {
 
     /// The identity to run as, resolved in the capsule's /etc/passwd and /etc/group
     /// (default: the capsule's)
-    #[arg(long, value_name = "UID[:GID]|NAME[:GROUP]")]
+    #[arg(short = 'u', long, value_name = "UID[:GID]|NAME[:GROUP]")]
     pub user: Option<String>,
+
+    /// Keep standard input attached (docker exec -i): the process always reads
+    /// capsule exec's standard input, so this changes nothing
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the process a terminal (docker exec -t): it runs on capsule exec's own
+    /// terminal when there is one; none is made without one
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// The capsule's name
     #[arg(value_name = "NAME")]

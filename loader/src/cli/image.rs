@@ -37,7 +37,12 @@ pub enum ImageCommand {
     /// archive, or a root file system (a directory, or a .tar, .tar.gz or .tar.zst)
     Import(ImportArgs),
     /// List images: reference, id, size, layers, created
-    Ls,
+    Ls {
+        /// Output format: aligned columns, or a JSON array with one object per
+        /// reference (`reference`, `id`, `size`, `layers`, `created`)
+        #[arg(long, value_enum, default_value = "table")]
+        format: super::ps::Format,
+    },
     /// Remove image references (an id removes the image and all its references);
     /// layers another image or a capsule still uses stay
     Rm {
@@ -116,7 +121,27 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 done.new_layers
             )?;
         }
-        ImageCommand::Ls => {
+        ImageCommand::Ls {
+            format: super::ps::Format::Json,
+        } => {
+            let rows = catalog::list(&home).context("image ls")?;
+            let list: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    serde_json::json!({
+                        "reference": (row.reference != "<none>").then_some(&row.reference),
+                        "id": format!("sha256:{}", row.id),
+                        "size": row.size,
+                        "layers": row.layers,
+                        "created": row.created,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        ImageCommand::Ls {
+            format: super::ps::Format::Table,
+        } => {
             let rows = catalog::list(&home).context("image ls")?;
             let width = rows
                 .iter()
@@ -172,8 +197,14 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<()> {
     let lower = lower_of(&dir).with_context(|| format!("diff {}", args.name))?;
     let changes = diff::diff(&home.upper_dir(&args.name), &lower)
         .map_err(|e| anyhow!("diff {}: {}", args.name, capsule_loader::describe_io(&e)))?;
+    // What the loader wrote (`/etc/hostname`) is not the capsule's change, as docker
+    // diff does not show the /etc/hostname it provides.
+    let ours = state::loader_written(&dir);
     let mut out = std::io::stdout().lock();
     for (path, change) in changes {
+        if path.strip_prefix("/").is_ok_and(|rel| ours.contains(rel)) {
+            continue;
+        }
         writeln!(out, "{} {}", change.letter(), path.display())?;
     }
     Ok(())

@@ -1,8 +1,11 @@
 //! The command line: clap structures only; each subcommand's file converts its flags
 //! and calls the library.
 
+pub mod cp;
+pub mod docs;
 pub mod exec;
 pub mod image;
+pub mod inspect;
 pub mod logs;
 pub mod ps;
 pub mod rm;
@@ -38,20 +41,25 @@ Running a program:
   capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
               [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
               [--root DIR | --image REF] [-v HOST:PATH[:ro]]... [--read-only]
-              [-w DIR] [--rm] [--] PROG [ARGS]...
+              [-p [IP:]HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [-d [--restart P]]
+              [--entrypoint E] [-i] [-t] [--] PROG [ARGS]...
   'capsule run --help' explains each flag.
 
 Many programs at once, from a manifest:
   capsule up [-f capsule.toml] [-d] [--exit-code-from NAME] [-t SECS]
   'capsule up --help' explains the manifest.
 
-Managing capsules (of run --name and of up alike):
-  capsule ps [-a] [--format table|json]      capsule logs [-f] NAME
+Managing capsules (of run --name, run -d and up alike):
+  capsule ps [-a] [--format table|json]      capsule inspect NAME...
+  capsule logs [-f] [--tail N] [--since WHEN] [-t] NAME
   capsule stop [-t SECS] NAME... | --all     capsule rm [-f] NAME...
   capsule exec [-e K[=V]]... [-w DIR] [--user U] NAME [--] PROG [ARGS]...
+  capsule cp NAME:PATH HOSTPATH              capsule cp HOSTPATH NAME:PATH
+  capsule completions bash|zsh|fish          capsule man [COMMAND]
 
 Images (OCI layouts and archives, docker save archives, root file system tarballs):
-  capsule image import PATH[:TAG] [--name REF]   capsule image ls | rm REF... | export REF DIR
+  capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
+  capsule image rm REF... | export REF DIR
   capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
 
 Examples:
@@ -86,7 +94,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a program in a capsule, supervise it and exit with its status
     #[command(long_about = run::LONG_ABOUT, after_help = run::AFTER_HELP)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Start every capsule of a manifest (capsule.toml) at once and supervise them
     #[command(long_about = up::LONG_ABOUT, after_help = up::AFTER_HELP)]
     Up(up::UpArgs),
@@ -102,6 +110,12 @@ pub enum Command {
     /// Run a new process inside a running capsule
     #[command(long_about = exec::LONG_ABOUT)]
     Exec(exec::ExecArgs),
+    /// Print everything known about capsules as JSON (state, config, ports, mounts…)
+    #[command(long_about = inspect::LONG_ABOUT)]
+    Inspect(inspect::InspectArgs),
+    /// Copy files between the host and a capsule's view (NAME:PATH)
+    #[command(long_about = cp::LONG_ABOUT)]
+    Cp(cp::CpArgs),
     /// Remove capsules and their private layers
     #[command(long_about = rm::LONG_ABOUT)]
     Rm(rm::RmArgs),
@@ -112,6 +126,35 @@ pub enum Command {
     Diff(image::DiffArgs),
     /// Make a new image of a capsule's image and the capsule's changes
     Commit(image::CommitArgs),
+    /// Print a shell completion script (bash, zsh, fish)
+    #[command(long_about = docs::COMPLETIONS_ABOUT)]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page of capsule or of one of its commands
+    #[command(long_about = docs::MAN_ABOUT)]
+    Man(docs::ManArgs),
+}
+
+impl Command {
+    /// Whether the command prints a listing and runs no program (see `main`'s
+    /// `SIGPIPE` handling).
+    pub fn writes_a_listing(&self) -> bool {
+        match self {
+            Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Inspect(_)
+            | Command::Diff(_)
+            | Command::Completions(_)
+            | Command::Man(_) => true,
+            Command::Image(args) => matches!(args.command, image::ImageCommand::Ls { .. }),
+            Command::Run(_)
+            | Command::Up(_)
+            | Command::Stop(_)
+            | Command::Exec(_)
+            | Command::Rm(_)
+            | Command::Cp(_)
+            | Command::Commit(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]

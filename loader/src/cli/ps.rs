@@ -31,6 +31,11 @@ pub struct PsArgs {
     #[arg(short, long)]
     pub all: bool,
 
+    /// Print only the names, one a line (docker ps -q), e.g. for
+    /// `capsule rm -f $(capsule ps -aq)`
+    #[arg(short, long, conflicts_with = "format")]
+    pub quiet: bool,
+
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -40,6 +45,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
     let home = manage::current_home()?;
     let infos = ps::list(&home, args.all)?;
     let text = match args.format {
+        _ if args.quiet => infos.iter().map(|i| format!("{}\n", i.name)).collect(),
         Format::Table => ps::table(&infos),
         Format::Json => ps::json(&infos),
     };

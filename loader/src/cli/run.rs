@@ -8,19 +8,25 @@
 
 use std::ffi::OsString;
 use std::fmt::Display;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use capsule_config::{parse_duration, parse_rfc3339};
 use capsule_loader::envfile::{self, EnvEntry};
 use capsule_loader::launch::Termination;
-use capsule_loader::run::{self, Host, RunError, RunSpec, TimeSetting};
+use capsule_loader::manage;
+use capsule_loader::manifest::Restart;
+use capsule_loader::run::{self, Host, Prepared, RunError, RunSpec, TimeSetting};
 use capsule_loader::state;
-use clap::Args;
+use capsule_loader::up::{self, Detached};
+use clap::{Args, ValueEnum};
 
 pub const LONG_ABOUT: &str = "\
 Run PROG with ARGS in a capsule, supervise it, and exit with its exit status (128+N if \
-signal N killed it).
+signal N killed it). With -d, the capsule runs in the background under a supervisor (as \
+capsule up's capsules do) and capsule run prints its name and returns at once.
 
 The program gets the loader's environment plus -e/--env-file settings, with \
 LD_PRELOAD=libcapsule.so prepended and CAPSULE_CONFIG naming the capsule's config file \
@@ -46,7 +52,8 @@ PROG is not found.";
 pub const USAGE: &str = "capsule run [--name N] [--hostname H] [--user UID[:GID]|NAME[:GROUP]]
                    [--time-offset ±DUR | --time-at RFC3339] [-e K[=V]]... [--env-file F]...
                    [--root DIR | --image REF] [-v HOST:PATH[:ro]]... [--read-only]
-                   [-p HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [--] PROG [ARGS]...";
+                   [-p [IP:]HOSTPORT:PORT[/udp]]... [-w DIR] [--rm] [-d [--restart P]]
+                   [--entrypoint E] [-i] [-t] [--] PROG [ARGS]...";
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -59,7 +66,10 @@ Examples:
   capsule run --rm -- sh -c 'hostname; whoami; date'
   capsule run --root ./rootfs -- /bin/sh -c 'echo hi > /tmp/x'   # ./rootfs/tmp/x stays absent
   capsule run --root ./rootfs -w /srv/app -v $PWD/data:/srv/app/data -- ./serve
-  capsule run --root ./rootfs --read-only -v /etc/ssl/certs:/etc/ssl/certs:ro -- app";
+  capsule run --root ./rootfs --read-only -v /etc/ssl/certs:/etc/ssl/certs:ro -- app
+  capsule run -d --name web -p 127.0.0.1:8080:8000 -- python3 -m http.server 8000
+  capsule run --rm --image debian:12 --entrypoint /bin/cat -- /etc/os-release
+  capsule run -it --rm --image debian:12 -- bash";
 
 /// Flags of `capsule run`.
 #[derive(Debug, Args)]
@@ -81,7 +91,7 @@ pub struct RunArgs {
     /// or uid, optionally with a group name or gid, as `docker run --user`. Names are
     /// looked up in /etc/passwd and /etc/group. Examples: --user postgres,
     /// --user 1000:1000, --user 0, --user www-data:adm
-    #[arg(long, value_name = "UID[:GID]|NAME[:GROUP]")]
+    #[arg(short = 'u', long, value_name = "UID[:GID]|NAME[:GROUP]")]
     pub user: Option<String>,
 
     /// Shift the program's clock by a signed duration: NUMBER UNIT groups with units
@@ -141,10 +151,13 @@ pub struct RunArgs {
     pub volume: Vec<String>,
 
     /// Publish capsule port PORT as host port HOSTPORT, as docker run -p: a bind to
-    /// PORT inside the capsule binds HOSTPORT on the host. PORT alone takes a free host
-    /// port (so does any port the capsule binds without -p); capsule ps shows it.
-    /// Repeatable. Examples: -p 18080:8000, -p 5353:53/udp, -p 8000
-    #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:PORT[/udp]")]
+    /// PORT inside the capsule binds HOSTPORT on the host (on the IPv4 address IP
+    /// only, when given and the program binds every address). PORT alone takes a free
+    /// host port when the program binds it (so does any port the capsule binds
+    /// without -p); capsule ps and inspect show it. A HOSTPORT another program holds
+    /// is refused before anything starts. Repeatable. Examples: -p 18080:8000,
+    /// -p 127.0.0.1:8080:80, -p 5353:53/udp, -p 8000
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOSTPORT:PORT[/udp]")]
     pub publish: Vec<String>,
 
     /// With --root or --image, give the program the whole environment of capsule's
@@ -161,19 +174,77 @@ pub struct RunArgs {
     #[arg(long = "read-only")]
     pub read_only: bool,
 
-    /// Remove the capsule's state directory when the program ends.
+    /// Remove the capsule's state directory when the program ends (with -d: when it
+    /// has ended for good, restarts included).
     #[arg(long)]
     pub rm: bool,
+
+    /// Run in the background, as docker run -d: print the capsule's name and return
+    /// at once. A supervisor (as for capsule up) keeps the program running, restarts
+    /// it by --restart, and appends its output to the capsule's log; capsule ps, logs,
+    /// stop, exec and rm work on it. The program's standard input is /dev/null.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+
+    /// With -d: restart the program when it ends: no (default), on-failure (a
+    /// non-zero exit or a signal), always. Restarts back off from 100 ms to 5 s and
+    /// give up after 5 in a row; capsule stop ends them.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        default_value = "no",
+        requires = "detach"
+    )]
+    pub restart: RestartPolicy,
+
+    /// Run ENTRYPOINT instead of the image's Entrypoint, as docker run --entrypoint:
+    /// the image's Cmd is dropped too, PROG and ARGS (if any) become its arguments;
+    /// "" runs PROG without any entrypoint. Without --image, ENTRYPOINT is the
+    /// program and PROG ARGS its arguments. Example: --entrypoint /bin/sh -- -c 'id'
+    #[arg(long, value_name = "ENTRYPOINT")]
+    pub entrypoint: Option<OsString>,
+
+    /// Keep standard input attached (docker run -i). The program is capsule's child
+    /// and always reads capsule's standard input (a pipe, a file or your terminal),
+    /// so this is accepted for docker's command lines and changes nothing.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the program a terminal (docker run -t). The program runs on capsule's
+    /// own terminal when there is one (isatty is true, Ctrl-C and job control reach
+    /// it, TERM is passed on); without one (a pipe, a script, CI) it runs with the
+    /// pipes it is given, and nothing fails.
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// The program and its arguments. A PROG without '/' is searched in the PATH of
     /// the program's environment (-e PATH=… if given), inside the capsule with --root.
     #[arg(
         value_name = "PROG",
-        required_unless_present = "image",
+        required_unless_present_any = ["image", "entrypoint"],
         num_args = 1..,
         trailing_var_arg = true
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--restart`, as docker run takes it (and capsule up's `restart` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+}
+
+impl From<RestartPolicy> for Restart {
+    fn from(policy: RestartPolicy) -> Restart {
+        match policy {
+            RestartPolicy::No => Restart::No,
+            RestartPolicy::OnFailure => Restart::OnFailure,
+            RestartPolicy::Always => Restart::Always,
+        }
+    }
 }
 
 /// An error naming the flag and value at fault, e.g. `--time-offset "soon": …`.
@@ -233,7 +304,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
     }
 
     let host = Host::current();
-    let mut command = args.command.into_iter();
+    let mut command: Vec<OsString> = args.command;
+    // Without an image, an entrypoint is the program, PROG and ARGS its arguments.
+    let mut entrypoint = args.entrypoint;
+    if args.image.is_none() {
+        if let Some(first) = entrypoint.take().filter(|e| !e.is_empty()) {
+            command.insert(0, first);
+        }
+    }
+    let mut command = command.into_iter();
     // With --image, no program means the image's Entrypoint/Cmd.
     let program = match (command.next(), &args.image) {
         (Some(program), _) => program,
@@ -245,6 +324,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         }
     };
     let prepared = RunSpec::new(program, command.collect())
+        .entrypoint(entrypoint)
         .name(args.name)
         .hostname(args.hostname)
         .user(args.user)
@@ -265,5 +345,48 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         prepared.name(),
         prepared.state_dir().display()
     );
+    if args.detach {
+        return detach(prepared, args.restart.into(), args.rm);
+    }
     Ok(prepared.run()?)
+}
+
+/// `capsule run -d`: the capsule's supervisor goes on in the background, as `capsule
+/// up -d`'s does; the name is printed once the program has started.
+fn detach(prepared: Prepared, restart: Restart, remove: bool) -> anyhow::Result<Termination> {
+    let name = prepared.name().to_string();
+    let plan = up::Plan::single(prepared, restart);
+    let settings = up::Settings {
+        timeout: Duration::from_secs(10),
+        exit_code_from: None,
+        foreground: false,
+        colours: false,
+    };
+    match up::detach()? {
+        Detached::Caller(waiter) => {
+            waiter.wait()?;
+            let mut out = std::io::stdout().lock();
+            // The capsule runs whether or not anybody reads its name.
+            let _ = writeln!(out, "{name}").and_then(|()| out.flush());
+            Ok(Termination::Exited(0))
+        }
+        Detached::Supervisor(mut notifier) => {
+            let outcome = match up::supervise(plan, settings, Some(&mut notifier)) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    notifier.fail(&e.to_string());
+                    return Err(e.into());
+                }
+            };
+            if remove {
+                let home = manage::current_home()?;
+                manage::rm::rm(&home, &name, false)?;
+            }
+            Ok(outcome
+                .ends
+                .first()
+                .and_then(|(_, end)| *end)
+                .unwrap_or(Termination::Exited(0)))
+        }
+    }
 }

@@ -8,11 +8,9 @@ use serde_json::{json, Value};
 
 use super::defaults::CAPSULE_IMAGE_FILE;
 use super::digest::Digest;
-use super::formats::LayerSource;
 use super::import::{self, Imported};
 use super::layer::{self, NewLayer};
 use super::owners::Owners;
-use super::progress::Progress;
 use super::store::{self, Store};
 use super::ImageError;
 use crate::state::Home;
@@ -62,14 +60,9 @@ pub fn commit(home: &Path, name: &str, reference: &str) -> Result<Imported, Imag
     }
     let upper = state.upper_dir(name);
     let top = if upper.is_dir() {
-        layer::prepare(
-            &LayerSource::Tree(upper),
-            None,
-            |_| None,
-            &staging.path().join("layer"),
-            owners,
-            &Progress::new(0, "committing"),
-        )?
+        // What the loader wrote (`/etc/hostname`) is not the capsule's change.
+        let skip = crate::state::loader_written(&dir);
+        layer::prepare_tree_except(&upper, &skip, &staging.path().join("layer"), owners)?
     } else {
         return Err(invalid(format!("capsule {name}: has no upper layer")));
     };

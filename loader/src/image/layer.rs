@@ -164,12 +164,25 @@ fn stream_error(e: &io::Error, compression: Compression) -> String {
 /// A directory as a layer: packed by a thread into a pipe that is unpacked here, so
 /// the tar (whose digest is the diff id) is never written out.
 fn prepare_tree(dir: &Path, into: &Path, owners: Owners) -> Result<NewLayer, ImageError> {
+    prepare_tree_except(dir, &std::collections::BTreeSet::new(), into, owners)
+}
+
+/// A directory as a layer, without the entries whose paths relative to `dir` are in
+/// `skip` (`capsule commit` leaves out what the loader wrote).
+pub fn prepare_tree_except(
+    dir: &Path,
+    skip: &std::collections::BTreeSet<PathBuf>,
+    into: &Path,
+    owners: Owners,
+) -> Result<NewLayer, ImageError> {
     let (reader, writer) = io::pipe().map_err(|error| ImageError::Io {
         path: dir.to_path_buf(),
         error,
     })?;
     let source = dir.to_path_buf();
-    let packer = std::thread::spawn(move || pack::pack(&source, writer, owners).map(drop));
+    let skip = skip.clone();
+    let packer =
+        std::thread::spawn(move || pack::pack_except(&source, writer, owners, &skip).map(drop));
     fs::create_dir(into).map_err(|error| ImageError::Io {
         path: into.to_path_buf(),
         error,

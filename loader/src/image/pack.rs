@@ -4,7 +4,7 @@
 //! owners and device nodes are read as [`super::owners`] keeps them, and names that
 //! share an inode become hard links.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -19,10 +19,21 @@ const COPYUP_PREFIX: &str = ".capsule-copyup-";
 
 /// Writes `dir`'s contents (not `dir` itself) as a tar stream to `out`.
 pub fn pack<W: Write>(dir: &Path, out: W, owners: Owners) -> io::Result<W> {
+    pack_except(dir, out, owners, &BTreeSet::new())
+}
+
+/// [`pack`], leaving out the entries (and what is below them) whose paths relative to
+/// `dir` are in `skip`.
+pub fn pack_except<W: Write>(
+    dir: &Path,
+    out: W,
+    owners: Owners,
+    skip: &BTreeSet<PathBuf>,
+) -> io::Result<W> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    walk(dir, Path::new(""), &mut builder, owners, &mut links)?;
+    walk(dir, Path::new(""), &mut builder, owners, &mut links, skip)?;
     builder.into_inner()
 }
 
@@ -41,6 +52,7 @@ fn walk<W: Write>(
     builder: &mut tar::Builder<W>,
     owners: Owners,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    skip: &BTreeSet<PathBuf>,
 ) -> io::Result<()> {
     let dir = top.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
@@ -54,6 +66,9 @@ fn walk<W: Write>(
             continue;
         }
         let child = rel.join(&name);
+        if skip.contains(&child) {
+            continue;
+        }
         let path = top.join(&child);
         let meta = fs::symlink_metadata(&path).map_err(context(&path))?;
         let (uid, gid) = owners.get(&path, &meta);
@@ -85,7 +100,7 @@ fn walk<W: Write>(
             builder
                 .append_data(&mut header, Path::new(&name), io::empty())
                 .map_err(context(&path))?;
-            walk(top, &child, builder, owners, links)?;
+            walk(top, &child, builder, owners, links, skip)?;
             continue;
         }
         if ft.is_symlink() {

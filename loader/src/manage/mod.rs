@@ -5,6 +5,7 @@
 //! capsule's `lock` while its program runs (the `capsule run` or supervisor that
 //! started it holds it), and none rewrites `config` or `pid`.
 
+pub mod cp;
 pub mod exec;
 pub mod logs;
 pub mod ps;

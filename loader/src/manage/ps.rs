@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::ManageError;
-use crate::inspect::{self, human_duration, shell_line, CapsuleInfo, InspectError, Status};
+use crate::inspect::{self, human_duration, shell_line, CapsuleInfo, InspectError};
 use crate::state::Home;
 
 /// The capsules to show, sorted by name.
@@ -75,82 +75,16 @@ pub fn table(infos: &[CapsuleInfo]) -> String {
 /// A JSON array, one object per capsule:
 /// `{"name", "pid", "status", "exit_code", "signal", "uptime_secs", "ports", "command"}`.
 pub fn json(infos: &[CapsuleInfo]) -> String {
-    let mut out = String::from("[");
-    for (i, info) in infos.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        let (exit_code, signal) = match info.status {
-            Status::Exited(code) => (code.to_string(), "null".into()),
-            Status::Killed(sig) => ("null".into(), quote(&inspect::signal_name(sig))),
-            _ => ("null".into(), "null".into()),
-        };
-        let ports: Vec<String> = info
-            .ports
-            .iter()
-            .map(|p| {
-                format!(
-                    r#"{{"proto":"{}","port":{},"host":{},"published":{}}}"#,
-                    p.proto.as_str(),
-                    p.port,
-                    p.host.map_or("null".into(), |h| h.to_string()),
-                    p.published
-                )
-            })
-            .collect();
-        let command: Vec<String> = info.command.iter().map(|a| quote(a)).collect();
-        let _ = write!(
-            out,
-            r#"{{"name":{},"pid":{},"status":{},"exit_code":{},"signal":{},"uptime_secs":{},"ports":[{}],"command":[{}]}}"#,
-            quote(&info.name),
-            info.pid.map_or("null".into(), |p| p.to_string()),
-            quote(status_word(info.status)),
-            exit_code,
-            signal,
-            info.uptime
-                .map_or("null".into(), |u| u.as_secs().to_string()),
-            ports.join(","),
-            command.join(","),
-        );
-    }
-    out.push_str(if infos.is_empty() { "]\n" } else { "\n]\n" });
-    out
-}
-
-/// The status without its detail, for JSON (the detail has fields of its own).
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Running => "running",
-        Status::Restarting => "restarting",
-        Status::Exited(_) | Status::Vanished => "exited",
-        Status::Killed(_) => "killed",
-        Status::Created => "created",
-    }
-}
-
-/// A JSON string literal.
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let list: Vec<serde_json::Value> = infos.iter().map(CapsuleInfo::summary_json).collect();
+    let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::PortLine;
+    use crate::inspect::{PortLine, Status};
     use capsule_config::net::Proto;
     use std::path::PathBuf;
     use std::time::Duration;
@@ -168,6 +102,7 @@ mod tests {
                     port: 8000,
                     host: Some(18080),
                     published: true,
+                    address: "0.0.0.0".into(),
                 }]
             } else {
                 Vec::new()
@@ -199,14 +134,27 @@ mod tests {
             info("web-1", Status::Running, Some(4242)),
             info("db", Status::Exited(3), None),
         ]);
-        assert!(text.contains(r#""name":"web-1","pid":4242,"status":"running","exit_code":null"#));
-        assert!(
-            text.contains(r#""ports":[{"proto":"tcp","port":8000,"host":18080,"published":true}]"#)
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let web = &list[0];
+        assert_eq!(web["name"], "web-1");
+        assert_eq!(web["pid"], 4242);
+        assert_eq!(web["status"], "running");
+        assert!(web["exit_code"].is_null());
+        assert_eq!(
+            web["ports"][0],
+            serde_json::json!({"proto": "tcp", "port": 8000, "host": 18080,
+                "host_address": "0.0.0.0", "published": true})
         );
-        assert!(text.contains(r#""command":["sh","-c","echo \"hi\""]"#));
-        assert!(
-            text.contains(r#""status":"exited","exit_code":3,"signal":null,"uptime_secs":null"#)
+        assert_eq!(
+            web["command"],
+            serde_json::json!(["sh", "-c", "echo \"hi\""])
         );
+        let db = &list[1];
+        assert_eq!(
+            (db["status"].as_str(), db["exit_code"].as_u64()),
+            (Some("exited"), Some(3))
+        );
+        assert!(db["signal"].is_null() && db["uptime_secs"].is_null());
         assert_eq!(json(&[]), "[]\n");
     }
 }

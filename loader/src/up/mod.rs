@@ -17,7 +17,7 @@ mod supervise;
 
 use capsule_config::keys;
 
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError, Restart};
 use crate::run::{Host, Prepared, RunError};
 use crate::state::StateError;
 
@@ -56,9 +56,9 @@ pub enum UpError {
 }
 
 /// Descriptors the supervisor holds per capsule: its directory's lock, its output
-/// pipe and its log file; plus the two ends of a pipe while each program starts and
-/// std's exec-error pipe.
-const FDS_PER_CAPSULE: u64 = 3;
+/// pipe, its log file and the log's index; plus the two ends of a pipe while each
+/// program starts and std's exec-error pipe.
+const FDS_PER_CAPSULE: u64 = 4;
 const FDS_BASE: u64 = 64;
 /// Processes (and threads) per capsule: its program and its output thread.
 const TASKS_PER_CAPSULE: u64 = 2;
@@ -106,10 +106,16 @@ fn check_limits(manifest: &Manifest) -> Result<(), UpError> {
     Ok(())
 }
 
-/// A manifest whose capsules are all prepared: nothing created yet.
+/// Capsules all prepared, nothing created yet: a manifest's, or the one capsule of a
+/// `capsule run --detach`.
 #[derive(Debug)]
 pub struct Plan {
-    pub manifest: Manifest,
+    /// Every capsule's name, in the manifest's order.
+    names: Vec<String>,
+    /// Each capsule's restart policy, in the same order.
+    restarts: Vec<Restart>,
+    /// Indexes into `names`, in the order to start them.
+    start_order: Vec<usize>,
     /// One per capsule, in the manifest's order.
     prepared: Vec<Prepared>,
 }
@@ -128,15 +134,34 @@ pub fn plan(manifest: Manifest, host: &Host) -> Result<Plan, UpError> {
             Err(error) => return Err(place(&manifest, index, error)),
         }
     }
-    Ok(Plan { manifest, prepared })
+    Ok(Plan {
+        names: peers,
+        restarts: manifest.capsules.iter().map(|c| c.restart).collect(),
+        start_order: manifest.start_order.clone(),
+        prepared,
+    })
 }
 
 impl Plan {
+    /// One capsule, supervised as `capsule up` supervises each (`capsule run -d`).
+    pub fn single(prepared: Prepared, restart: Restart) -> Plan {
+        Plan {
+            names: vec![prepared.name().to_string()],
+            restarts: vec![restart],
+            start_order: vec![0],
+            prepared: vec![prepared],
+        }
+    }
+
+    /// Every capsule's name, in the manifest's order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// What [`supervise`] would start, in its start order: one line per capsule,
     /// `NAME: PROGRAM ARGS…` (each shown as the shell would quote it).
     pub fn describe(&self) -> Vec<String> {
-        self.manifest
-            .start_order
+        self.start_order
             .iter()
             .map(|&index| {
                 let prepared = &self.prepared[index];

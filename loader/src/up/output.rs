@@ -67,11 +67,13 @@ impl Console {
         }
     }
 
-    /// Starts copying `pipe` to `log` and, in the foreground, to standard output.
+    /// Starts copying `pipe` to `log` (each line's time to `index`) and, in the
+    /// foreground, to standard output.
     pub fn relay(
         &self,
         pipe: PipeReader,
         log: File,
+        index: File,
         prefix: Arc<str>,
     ) -> io::Result<JoinHandle<()>> {
         let foreground = self.foreground;
@@ -79,11 +81,11 @@ impl Console {
             .name("capsule-output".into())
             // A line buffer and a write: a small stack keeps hundreds of them cheap.
             .stack_size(OUTPUT_STACK)
-            .spawn(move || copy_lines(pipe, log, foreground.then_some(prefix)))
+            .spawn(move || copy_lines(pipe, log, index, foreground.then_some(prefix)))
     }
 }
 
-fn copy_lines(pipe: PipeReader, mut log: File, prefix: Option<Arc<str>>) {
+fn copy_lines(pipe: PipeReader, mut log: File, mut index: File, prefix: Option<Arc<str>>) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
     loop {
@@ -99,7 +101,13 @@ fn copy_lines(pipe: PipeReader, mut log: File, prefix: Option<Arc<str>>) {
             line.push(b'\n');
         }
         // A full disk must not stop the capsule: its output would block on the pipe.
-        let _ = log.write_all(&line);
+        if log.write_all(&line).is_ok() {
+            // Where the line ends in the log (another writer may have appended since
+            // this one opened it), and when it came, for `capsule logs -t/--since`.
+            if let Ok(meta) = log.metadata() {
+                let _ = index.write_all(&crate::state::LogIndexRecord::now(meta.len()).to_bytes());
+            }
+        }
         if let Some(prefix) = &prefix {
             print_line(prefix, &line);
         }
@@ -139,9 +147,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log_path = dir.join("log");
         let log = File::create(&log_path).unwrap();
+        let index = File::create(dir.join("log.index")).unwrap();
         let (reader, mut writer) = io::pipe().unwrap();
         let console = Console::new(false, false, &[]);
-        let thread = console.relay(reader, log, Arc::from("")).unwrap();
+        let thread = console.relay(reader, log, index, Arc::from("")).unwrap();
         writer.write_all(b"one\ntwo\nno newline").unwrap();
         drop(writer);
         thread.join().unwrap();
@@ -149,6 +158,11 @@ mod tests {
             std::fs::read_to_string(&log_path).unwrap(),
             "one\ntwo\nno newline\n"
         );
+        let records =
+            crate::state::LogIndexRecord::parse(&std::fs::read(dir.join("log.index")).unwrap());
+        let ends: Vec<u64> = records.iter().map(|r| r.end).collect();
+        assert_eq!(ends, [4, 8, 19]);
+        assert!(records.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

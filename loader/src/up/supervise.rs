@@ -118,26 +118,26 @@ pub fn supervise(
     ready: Option<&mut Notifier>,
 ) -> Result<Outcome, UpError> {
     let signals = BlockedSignals::block()?;
-    let names = plan.manifest.names();
+    let names = plan.names.clone();
     let console = Console::new(settings.foreground, settings.colours, &names);
     let dirs = open_all(&plan.prepared)?;
     let own_pid = std::process::id();
     let mut members = Vec::with_capacity(dirs.len());
-    for (index, ((prepared, dir), def)) in plan
+    for (index, ((prepared, dir), (name, restart))) in plan
         .prepared
         .into_iter()
         .zip(dirs)
-        .zip(&plan.manifest.capsules)
+        .zip(names.iter().zip(&plan.restarts))
         .enumerate()
     {
         dir.clear_stop()?;
         dir.write_supervisor(own_pid)?;
         members.push(Member {
-            name: def.name.clone(),
-            prefix: console.prefix(index, &def.name),
+            name: name.clone(),
+            prefix: console.prefix(index, name),
             prepared,
             dir,
-            restart: def.restart,
+            restart: *restart,
             phase: Phase::NotStarted,
             restarts: 0,
             last: None,
@@ -157,8 +157,8 @@ pub fn supervise(
     // The output threads start once every program has: a fork copies the mappings of
     // every thread's stack, which made each start slower than the one before.
     let mut failure = None;
-    let mut outputs = Vec::with_capacity(plan.manifest.start_order.len());
-    for &index in &plan.manifest.start_order {
+    let mut outputs = Vec::with_capacity(plan.start_order.len());
+    for &index in &plan.start_order {
         match supervisor.start(index) {
             Ok(output) => outputs.push((index, output)),
             Err(error) => {
@@ -245,9 +245,10 @@ impl Supervisor {
     fn relay(&mut self, index: usize, pipe: PipeReader) -> Result<(), RunError> {
         let member = &self.members[index];
         let log = member.dir.open_log()?;
+        let times = member.dir.open_log_index()?;
         let thread = self
             .console
-            .relay(pipe, log, member.prefix.clone())
+            .relay(pipe, log, times, member.prefix.clone())
             .map_err(|e| io_error(&member.dir, e))?;
         self.outputs.push((index, thread));
         Ok(())

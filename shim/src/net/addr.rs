@@ -130,6 +130,14 @@ impl Inet {
         }
     }
 
+    /// Whether this is the wildcard address (`0.0.0.0`, `::` or `::ffff:0.0.0.0`).
+    pub fn is_wildcard(&self) -> bool {
+        match self.ipv4() {
+            Some(ip) => ip == [0; 4],
+            None => self.storage.sin6_addr.s6_addr == [0; 16],
+        }
+    }
+
     /// Points the address at the host's loopback, keeping its family.
     pub fn set_loopback(&mut self) {
         if self.family == libc::AF_INET || self.ipv4().is_some() {
@@ -207,6 +215,11 @@ mod tests {
         let mut global = [0u8; 16];
         global[0] = 0x20;
         assert_eq!(v6(global, 1).place(), Place::Elsewhere);
+        assert!(v4([0; 4], 80).is_wildcard() && v6([0; 16], 80).is_wildcard());
+        assert!(!v4([127, 0, 0, 1], 80).is_wildcard() && !v6(loop6, 80).is_wildcard());
+        let mut any = v6([0; 16], 80);
+        any.set_ipv4([127, 0, 0, 1]);
+        assert!(!any.is_wildcard() && any.place() == Place::Own);
     }
 
     #[test]

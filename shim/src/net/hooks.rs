@@ -230,6 +230,13 @@ unsafe fn bind_inet(
     };
     let host = net.ports.host_port_for_bind(proto, port);
     inet.set_port(host);
+    if inet.is_wildcard() {
+        // `-p IP:HOSTPORT:PORT` publishes on that address only (an IPv6 socket gets
+        // it v4-mapped, which an IPV6_V6ONLY socket refuses as the kernel would).
+        if let Some(ip) = net.ports.host_ip_for_bind(proto, port) {
+            inet.set_ipv4(ip);
+        }
+    }
     let rc = real(inet.as_ptr(), inet.len);
     if rc != 0 {
         return rc;

@@ -157,6 +157,15 @@ impl Ports {
             .unwrap_or(0)
     }
 
+    /// The host address a bind of the wildcard address to capsule `port` uses instead
+    /// (`-p IP:HOSTPORT:PORT`), if one was published.
+    pub fn host_ip_for_bind(&self, proto: Proto, port: u16) -> Option<[u8; 4]> {
+        self.published
+            .iter()
+            .find(|p| p.proto == proto && p.port == port)
+            .and_then(|p| p.host_ip)
+    }
+
     /// Records a successful bind.
     pub fn record(&self, proto: Proto, port: u16, host: u16) {
         if let Some(table) = self.own.get() {
