@@ -353,8 +353,9 @@ impl Arena {
                 format!("{d}/lower"),
                 format!("{d}/lower"),
                 rt.display().to_string(),
-                rts.as_ref()
-                    .map_or("/nonexistent".into(), |p| p.display().to_string()),
+                rts.as_ref().map_or(format!("{d}/no-static-attacker"), |p| {
+                    p.display().to_string()
+                }),
             )
         };
         let vars = [

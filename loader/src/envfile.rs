@@ -252,10 +252,14 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let err = read_env_file(Path::new("/nonexistent/capsule.env")).unwrap_err();
+        // A directory this test never creates: `/nonexistent` is not safe to
+        // assume absent (some machines have it as a file, nobody's home).
+        let dir = std::env::temp_dir().join(format!("capsule-envfile-{}", std::process::id()));
+        let path = dir.join("capsule.env");
+        let err = read_env_file(&path).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "/nonexistent/capsule.env: no such file or directory"
+            format!("{}: no such file or directory", path.display())
         );
     }
 
