@@ -898,3 +898,67 @@ fn bad_input_is_refused_naming_the_entry_and_leaves_no_store() {
         &["image", "import", ok.to_str().unwrap(), "--name", "ok"],
     );
 }
+
+/// References as Docker normalises them: an archive tagged
+/// `docker.io/library/hello:1` is `hello:1`, `library/hello:1` and the full name;
+/// `image tag` adds a name (moving it off another image), `rm` of one name keeps
+/// the others; a bad or unknown name is one line and changes nothing.
+#[test]
+fn image_references_are_normalised_and_tagged_as_docker_does() {
+    let work = TempDir::new("image-refs");
+    let layout = umoci_layout(work.path());
+    let docker = work.join("hello-docker.tar");
+    skopeo_copy(
+        &layout,
+        "app",
+        &format!(
+            "docker-archive:{}:docker.io/library/hello:1",
+            docker.display()
+        ),
+    );
+    let home = CapsuleHome::new();
+    capsule_ok(&home, &["image", "import", docker.to_str().unwrap()]);
+    let refs = |home: &CapsuleHome| -> Vec<String> {
+        capsule_ok(home, &["image", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(refs(&home), ["hello:1"], "listed in the familiar form");
+    for name in ["hello:1", "library/hello:1", "docker.io/library/hello:1"] {
+        assert_app_image(&home, name);
+    }
+    capsule_ok(&home, &["image", "tag", "library/hello:1", "mine/app"]);
+    capsule_ok(&home, &["image", "tag", "hello:1", "localhost:5000/app:2"]);
+    assert_eq!(
+        refs(&home),
+        ["hello:1", "localhost:5000/app:2", "mine/app:latest"]
+    );
+    assert_app_image(&home, "docker.io/mine/app:latest");
+    let index = fs::read(home.path().join("images/index.json")).unwrap();
+    for (args, message) in [
+        (&["image", "tag", "nothere:1", "x"][..], "nothere:1"),
+        (
+            &["image", "tag", "hello:1", "Bad Name"][..],
+            "not an image reference",
+        ),
+    ] {
+        let out = home.run(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(message) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        fs::read(home.path().join("images/index.json")).unwrap(),
+        index,
+        "a refused tag changed the store"
+    );
+    let removed = capsule_ok(&home, &["image", "rm", "docker.io/library/hello:1"]);
+    assert_eq!(removed.trim(), "Untagged: hello:1");
+    assert_eq!(refs(&home), ["localhost:5000/app:2", "mine/app:latest"]);
+    assert_app_image(&home, "mine/app");
+}

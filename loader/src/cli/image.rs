@@ -50,6 +50,17 @@ pub enum ImageCommand {
         #[arg(value_name = "REF", required = true)]
         references: Vec<String>,
     },
+    /// Give an image another reference, as `docker tag` (references are normalised as
+    /// Docker does: `hello`, `library/hello:latest` and `docker.io/library/hello` are
+    /// one)
+    Tag {
+        /// The image: a reference or an id.
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// The new reference (name[:tag]).
+        #[arg(value_name = "TARGET")]
+        target: String,
+    },
     /// Write an image as an OCI image layout directory (which must not exist)
     Export {
         #[arg(value_name = "REF")]
@@ -177,6 +188,10 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                     writeln!(out, "Deleted: sha256:{id}")?;
                 }
             }
+        }
+        ImageCommand::Tag { source, target } => {
+            catalog::tag(&home, &source, &target)
+                .with_context(|| format!("image tag {source} {target}"))?;
         }
         ImageCommand::Export { reference, path } => {
             let digest = export::export(&home, &reference, &path)

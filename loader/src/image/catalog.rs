@@ -1,4 +1,4 @@
-//! `capsule image ls` and `capsule image rm`.
+//! `capsule image ls`, `capsule image rm` and `capsule image tag`.
 
 use std::path::Path;
 
@@ -69,12 +69,14 @@ pub fn remove(home: &Path, reference: &str) -> Result<Removed, ImageError> {
     let lock = store.lock()?;
     let mut index = store.read_index()?;
     let (id, _) = store.resolve(&index, reference)?;
-    let by_ref = [
-        reference.to_string(),
-        super::store::normalize_reference(reference),
-    ]
-    .into_iter()
-    .find(|r| index.refs.get(r) == Some(&id));
+    let normal = super::store::normalize_reference(reference);
+    let by_ref = index
+        .refs
+        .iter()
+        .find(|(r, i)| {
+            **i == id && (r.as_str() == reference || super::store::normalize_reference(r) == normal)
+        })
+        .map(|(r, _)| r.clone());
     let untagged: Vec<String> = match by_ref {
         Some(r) => vec![r],
         None => index
@@ -97,4 +99,25 @@ pub fn remove(home: &Path, reference: &str) -> Result<Removed, ImageError> {
     store.write_index(&index, &lock)?;
     store.collect_garbage(&mut index, &lock)?;
     Ok(Removed { untagged, deleted })
+}
+
+/// Gives the image `source` names (a reference or an id) the reference `target` as
+/// well (moving `target` off another image, as `docker tag` does). Returns `target`
+/// as the store keeps it.
+pub fn tag(home: &Path, source: &str, target: &str) -> Result<String, ImageError> {
+    let target = super::store::check_reference(target)?;
+    let store = Store::new(home);
+    if !store.dir().join("index.json").exists() {
+        return Err(ImageError::NotFound(source.to_string()));
+    }
+    let lock = store.lock()?;
+    let mut index = store.read_index()?;
+    let (id, _) = store.resolve(&index, source)?;
+    index
+        .refs
+        .retain(|r, _| super::store::normalize_reference(r) != target);
+    index.refs.insert(target.clone(), id);
+    store.write_index(&index, &lock)?;
+    store.collect_garbage(&mut index, &lock)?;
+    Ok(target)
 }

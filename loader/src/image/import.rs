@@ -232,9 +232,10 @@ pub fn install(
         },
     );
     if let Some(reference) = reference {
-        index
-            .refs
-            .insert(reference.to_string(), id.hex().to_string());
+        index.refs.insert(
+            super::store::normalize_reference(reference),
+            id.hex().to_string(),
+        );
     }
     store.write_index(&index, &lock)?;
     store.collect_garbage(&mut index, &lock)?;

@@ -12,6 +12,7 @@
 //!   layer);
 //! - [`formats`]: what `image import` accepts, as one plan;
 //! - [`layer`]: a layer verified and unpacked into the staging area;
+//! - [`reference`]: image references normalised as Docker does;
 //! - [`store`]: the store's layout, index, lock and garbage collection;
 //! - [`import`], [`catalog`] (`ls`, `rm`), [`defaults`] (`run --image`), [`diff`],
 //!   [`commit`], [`export`]: the commands;
@@ -30,6 +31,7 @@ pub mod merge;
 pub mod owners;
 pub mod pack;
 pub mod progress;
+pub mod reference;
 pub mod spec;
 pub mod store;
 pub mod unpack;

@@ -192,10 +192,19 @@ impl Store {
         reference: &str,
     ) -> Result<(String, ImageRecord), ImageError> {
         let normal = normalize_reference(reference);
+        // References stored before they were kept in the familiar form (a docker
+        // archive's `docker.io/library/hello:1`) are found by theirs.
         if let Some(id) = index
             .refs
             .get(reference)
             .or_else(|| index.refs.get(&normal))
+            .or_else(|| {
+                index
+                    .refs
+                    .iter()
+                    .find(|(r, _)| normalize_reference(r) == normal)
+                    .map(|(_, id)| id)
+            })
         {
             if let Some(record) = index.images.get(id) {
                 return Ok((id.clone(), record.clone()));
@@ -331,14 +340,9 @@ impl Drop for Staging {
     }
 }
 
-/// `name` → `name:latest`; a reference with a tag or digest is kept.
+/// The form the store keeps: Docker's familiar one (see [`super::reference`]).
 pub fn normalize_reference(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    if last.contains(':') || last.contains('@') {
-        reference.to_string()
-    } else {
-        format!("{reference}:latest")
-    }
+    super::reference::familiar(reference)
 }
 
 /// Checks a reference given as `--name` or `NEWREF`: printable, no blanks.
