@@ -15,10 +15,13 @@
 //! - [`inspect`]: reading a capsule's state (status, uptime, ports, command);
 //! - [`manage`]: `capsule ps`, `logs`, `stop`, `exec`, `rm`;
 //! - [`manifest`]: `capsule.toml`, checked and placed (file, line, key) in errors;
-//! - [`up`]: `capsule up`: many capsules at once, their output, restarts and stop.
+//! - [`up`]: `capsule up`: many capsules at once, their output, restarts and stop;
+//! - [`image`]: the image store (import, run, commit, export);
+//! - [`build`]: `capsule build`, images from a Containerfile.
 //!
 //! The loader never links the shim: only the `capsule-config` crate is shared.
 
+pub mod build;
 pub mod envfile;
 pub mod image;
 pub mod inspect;

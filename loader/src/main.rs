@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         cli::Command::Image(args) => done(cli::image::image(args)),
         cli::Command::Diff(args) => done(cli::image::diff(args)),
         cli::Command::Commit(args) => done(cli::image::commit(args)),
+        cli::Command::Build(args) => done(cli::build::build(args)),
     }
 }
 

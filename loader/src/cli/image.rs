@@ -23,7 +23,8 @@ Examples:
   capsule image ls
   capsule run --image debian:12 -- cat /etc/os-release
   capsule image export debian:12 ./out.oci               # then: skopeo inspect oci:./out.oci
-  capsule image rm debian:12";
+  capsule image rm debian:12
+  capsule image prune                                    # untagged images, build cache";
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -42,6 +43,9 @@ pub enum ImageCommand {
         /// reference (`reference`, `id`, `size`, `layers`, `created`)
         #[arg(long, value_enum, default_value = "table")]
         format: super::ps::Format,
+        /// Also the intermediate images capsule build keeps as its step cache
+        #[arg(short = 'a', long)]
+        all: bool,
     },
     /// Remove image references (an id removes the image and all its references);
     /// layers another image or a capsule still uses stay
@@ -50,6 +54,8 @@ pub enum ImageCommand {
         #[arg(value_name = "REF", required = true)]
         references: Vec<String>,
     },
+    /// Remove every image no reference names, and capsule build's step cache
+    Prune,
     /// Give an image another reference, as `docker tag` (references are normalised as
     /// Docker does: `hello`, `library/hello:latest` and `docker.io/library/hello` are
     /// one)
@@ -134,8 +140,9 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
         }
         ImageCommand::Ls {
             format: super::ps::Format::Json,
+            all,
         } => {
-            let rows = catalog::list(&home).context("image ls")?;
+            let rows = catalog::list(&home, all).context("image ls")?;
             let list: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|row| {
@@ -152,8 +159,9 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
         }
         ImageCommand::Ls {
             format: super::ps::Format::Table,
+            all,
         } => {
-            let rows = catalog::list(&home).context("image ls")?;
+            let rows = catalog::list(&home, all).context("image ls")?;
             let width = rows
                 .iter()
                 .map(|r| r.reference.len())
@@ -188,6 +196,18 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                     writeln!(out, "Deleted: sha256:{id}")?;
                 }
             }
+        }
+        ImageCommand::Prune => {
+            let pruned = catalog::prune(&home).context("image prune")?;
+            for id in &pruned.images {
+                writeln!(out, "Deleted: sha256:{id}")?;
+            }
+            writeln!(
+                out,
+                "{} images, {} build cache entries removed",
+                pruned.images.len(),
+                pruned.cache_entries
+            )?;
         }
         ImageCommand::Tag { source, target } => {
             catalog::tag(&home, &source, &target)

@@ -1,6 +1,7 @@
 //! The command line: clap structures only; each subcommand's file converts its flags
 //! and calls the library.
 
+pub mod build;
 pub mod cp;
 pub mod docs;
 pub mod exec;
@@ -61,6 +62,7 @@ Images (OCI layouts and archives, docker save archives, root file system tarball
   capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
   capsule image rm REF... | export REF DIR
   capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
+  capsule build -t REF [-f FILE] [--build-arg K=V]... [--target STAGE] [--no-cache] CONTEXT
 
 Examples:
   capsule run --hostname web1 -- uname -n
@@ -122,6 +124,9 @@ pub enum Command {
     /// Import, list, remove and export images
     #[command(long_about = image::LONG_ABOUT, after_help = image::AFTER_HELP)]
     Image(image::ImageArgs),
+    /// Build an image from a Containerfile, without root or a daemon
+    #[command(long_about = build::LONG_ABOUT, after_help = build::AFTER_HELP)]
+    Build(build::BuildArgs),
     /// Show what a capsule changed in its file system: A added, C changed, D deleted
     Diff(image::DiffArgs),
     /// Make a new image of a capsule's image and the capsule's changes
@@ -152,6 +157,7 @@ impl Command {
             | Command::Exec(_)
             | Command::Rm(_)
             | Command::Cp(_)
+            | Command::Build(_)
             | Command::Commit(_) => false,
         }
     }

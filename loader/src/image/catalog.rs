@@ -19,9 +19,16 @@ pub struct Listed {
     pub created: Option<String>,
 }
 
-pub fn list(home: &Path) -> Result<Vec<Listed>, ImageError> {
+/// The images of the store, one line per reference, then the images no reference
+/// names; the intermediate images of `capsule build` (its step cache) only with `all`.
+pub fn list(home: &Path, all: bool) -> Result<Vec<Listed>, ImageError> {
     let store = Store::new(home);
     let index = store.read_index()?;
+    let intermediate = if all {
+        std::collections::BTreeSet::new()
+    } else {
+        store.build_cache_ids()
+    };
     let mut out = Vec::new();
     let mut named = std::collections::BTreeSet::new();
     let line = |reference: String, id: &str| {
@@ -44,7 +51,7 @@ pub fn list(home: &Path) -> Result<Vec<Listed>, ImageError> {
         out.extend(line(reference.clone(), id));
     }
     for id in index.images.keys() {
-        if !named.contains(id) {
+        if !named.contains(id) && !intermediate.contains(id) {
             out.extend(line("<none>".into(), id));
         }
     }
@@ -120,4 +127,48 @@ pub fn tag(home: &Path, source: &str, target: &str) -> Result<String, ImageError
     store.write_index(&index, &lock)?;
     store.collect_garbage(&mut index, &lock)?;
     Ok(target)
+}
+
+/// What `image prune` removed: the images no reference named (the build cache's
+/// intermediate images among them), and the bytes of layers that went with them.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    pub images: Vec<String>,
+    pub cache_entries: usize,
+}
+
+/// Removes every image no reference names, and the build cache that points at them;
+/// layers and roots that a capsule still uses stay.
+pub fn prune(home: &Path) -> Result<Pruned, ImageError> {
+    let store = Store::new(home);
+    if !store.dir().join("index.json").exists() {
+        return Ok(Pruned::default());
+    }
+    let lock = store.lock()?;
+    let mut index = store.read_index()?;
+    let named: std::collections::BTreeSet<String> = index.refs.values().cloned().collect();
+    let images: Vec<String> = index
+        .images
+        .keys()
+        .filter(|id| !named.contains(*id))
+        .cloned()
+        .collect();
+    for id in &images {
+        index.images.remove(id);
+    }
+    let mut cache_entries = 0;
+    let cache = store.build_cache_dir();
+    if let Ok(entries) = std::fs::read_dir(&cache) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|error| ImageError::Io { path, error })?;
+            cache_entries += 1;
+        }
+    }
+    store.write_index(&index, &lock)?;
+    store.collect_garbage(&mut index, &lock)?;
+    Ok(Pruned {
+        images,
+        cache_entries,
+    })
 }

@@ -229,6 +229,24 @@ impl Store {
         Err(ImageError::NotFound(reference.to_string()))
     }
 
+    /// Where `capsule build` keeps its step cache: one file per step key, holding the
+    /// id of the image that step made.
+    pub fn build_cache_dir(&self) -> PathBuf {
+        self.dir.join("build-cache")
+    }
+
+    /// The images of the build cache (intermediate images of `capsule build`).
+    pub fn build_cache_ids(&self) -> BTreeSet<String> {
+        let Ok(entries) = fs::read_dir(self.build_cache_dir()) else {
+            return BTreeSet::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .map(|id| id.trim().to_string())
+            .collect()
+    }
+
     /// The image configuration (the bytes whose digest is the id).
     pub fn config_bytes(&self, id_hex: &str) -> Result<Vec<u8>, ImageError> {
         let digest = Digest::from_hex(id_hex)
