@@ -16,6 +16,8 @@
 //! listing goes through the hooks and the program's comparison function is called
 //! as the program's own code.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::ptr::{self, null_mut};
 
@@ -119,41 +121,51 @@ fn round8(n: usize) -> usize {
 /// A new entry named `name` at `path`, in one zeroed allocation: the entry, its
 /// name, its path and its stat buffer. Null when out of memory.
 unsafe fn alloc(name: &[u8], path: &[u8]) -> *mut Ent {
-    let name_at = std::mem::offset_of!(Ent, name);
-    let path_at = round8(name_at + name.len() + 1).max(std::mem::size_of::<Ent>());
-    let stat_at = round8(path_at + path.len() + 1);
-    let size = stat_at + std::mem::size_of::<libc::stat>();
-    let base = libc::calloc(1, size) as *mut u8;
-    if base.is_null() {
-        return null_mut();
+    // SAFETY: one zeroed allocation sized for the entry, its name, its path and its stat
+    // buffer (rounded to 8); every pointer made and written here stays inside it.
+    unsafe {
+        let name_at = std::mem::offset_of!(Ent, name);
+        let path_at = round8(name_at + name.len() + 1).max(std::mem::size_of::<Ent>());
+        let stat_at = round8(path_at + path.len() + 1);
+        let size = stat_at + std::mem::size_of::<libc::stat>();
+        let base = libc::calloc(1, size) as *mut u8;
+        if base.is_null() {
+            return null_mut();
+        }
+        let p = base as *mut Ent;
+        ptr::copy_nonoverlapping(name.as_ptr(), base.add(name_at), name.len());
+        ptr::copy_nonoverlapping(path.as_ptr(), base.add(path_at), path.len());
+        (*p).namelen = name.len().min(u16::MAX as usize) as u16;
+        (*p).pathlen = path.len().min(u16::MAX as usize) as u16;
+        (*p).path = base.add(path_at).cast();
+        (*p).accpath = (*p).path;
+        (*p).statp = base.add(stat_at).cast();
+        (*p).instr = FTS_NOINSTR as u16;
+        (*p).symfd = -1;
+        p
     }
-    let p = base as *mut Ent;
-    ptr::copy_nonoverlapping(name.as_ptr(), base.add(name_at), name.len());
-    ptr::copy_nonoverlapping(path.as_ptr(), base.add(path_at), path.len());
-    (*p).namelen = name.len().min(u16::MAX as usize) as u16;
-    (*p).pathlen = path.len().min(u16::MAX as usize) as u16;
-    (*p).path = base.add(path_at).cast();
-    (*p).accpath = (*p).path;
-    (*p).statp = base.add(stat_at).cast();
-    (*p).instr = FTS_NOINSTR as u16;
-    (*p).symfd = -1;
-    p
 }
 
 unsafe fn path_of<'a>(p: *const Ent) -> &'a [u8] {
-    CStr::from_ptr((*p).path).to_bytes()
+    // SAFETY: `p` is a live entry made by `alloc`, whose path is NUL-terminated inside it.
+    unsafe { CStr::from_ptr((*p).path).to_bytes() }
 }
 
 unsafe fn name_of<'a>(p: *const Ent) -> &'a [u8] {
-    CStr::from_ptr((*p).name.as_ptr()).to_bytes()
+    // SAFETY: `p` is a live entry made by `alloc`, whose name is NUL-terminated inside it.
+    unsafe { CStr::from_ptr((*p).name.as_ptr()).to_bytes() }
 }
 
 /// Frees a list linked through `fts_link`.
 unsafe fn free_list(mut p: *mut Ent) {
-    while !p.is_null() {
-        let next = (*p).link;
-        libc::free(p.cast());
-        p = next;
+    // SAFETY: the list holds live entries made by `alloc`, linked by `link`; each is freed
+    // once.
+    unsafe {
+        while !p.is_null() {
+            let next = (*p).link;
+            libc::free(p.cast());
+            p = next;
+        }
     }
 }
 
@@ -184,84 +196,93 @@ fn mount_of(path: &[u8]) -> u64 {
 
 /// `fts_stat`: fills the entry's stat buffer and returns its `fts_info`.
 unsafe fn stat(p: *mut Ent, follow: bool) -> u16 {
-    let sbp = (*p).statp;
-    let saved = errno();
-    let failed = if follow {
-        if hooks::stat((*p).accpath, sbp) != 0 {
-            let e = errno();
-            if e == libc::ENOENT && hooks::lstat((*p).accpath, sbp) == 0 {
-                set_errno(saved);
-                return FTS_SLNONE;
+    // SAFETY: `p` is a live entry made by `alloc`: its path is NUL-terminated and `statp`
+    // points at its own stat buffer.
+    unsafe {
+        let sbp = (*p).statp;
+        let saved = errno();
+        let failed = if follow {
+            if hooks::stat((*p).accpath, sbp) != 0 {
+                let e = errno();
+                if e == libc::ENOENT && hooks::lstat((*p).accpath, sbp) == 0 {
+                    set_errno(saved);
+                    return FTS_SLNONE;
+                }
+                Some(e)
+            } else {
+                None
             }
-            Some(e)
+        } else if hooks::lstat((*p).accpath, sbp) != 0 {
+            Some(errno())
         } else {
             None
+        };
+        if let Some(e) = failed {
+            (*p).errno = e;
+            ptr::write_bytes(sbp, 0, 1);
+            return FTS_NS;
         }
-    } else if hooks::lstat((*p).accpath, sbp) != 0 {
-        Some(errno())
-    } else {
-        None
-    };
-    if let Some(e) = failed {
-        (*p).errno = e;
-        ptr::write_bytes(sbp, 0, 1);
-        return FTS_NS;
-    }
-    set_errno(saved);
-    let st = &*sbp;
-    (*p).dev = st.st_dev;
-    (*p).ino = st.st_ino;
-    (*p).nlink = st.st_nlink;
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => {
-            let name = name_of(p);
-            if name == b"." || name == b".." {
-                return FTS_DOT;
-            }
-            // A directory that is its own ancestor makes a cycle.
-            let mut t = (*p).parent;
-            while !t.is_null() && (*t).level >= FTS_ROOTLEVEL {
-                if (*t).ino == st.st_ino && (*t).dev == st.st_dev {
-                    (*p).cycle = t;
-                    return FTS_DC;
+        set_errno(saved);
+        let st = &*sbp;
+        (*p).dev = st.st_dev;
+        (*p).ino = st.st_ino;
+        (*p).nlink = st.st_nlink;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                let name = name_of(p);
+                if name == b"." || name == b".." {
+                    return FTS_DOT;
                 }
-                t = (*t).parent;
+                // A directory that is its own ancestor makes a cycle.
+                let mut t = (*p).parent;
+                while !t.is_null() && (*t).level >= FTS_ROOTLEVEL {
+                    if (*t).ino == st.st_ino && (*t).dev == st.st_dev {
+                        (*p).cycle = t;
+                        return FTS_DC;
+                    }
+                    t = (*t).parent;
+                }
+                FTS_D
             }
-            FTS_D
+            libc::S_IFLNK => FTS_SL,
+            libc::S_IFREG => FTS_F,
+            _ => FTS_DEFAULT,
         }
-        libc::S_IFLNK => FTS_SL,
-        libc::S_IFREG => FTS_F,
-        _ => FTS_DEFAULT,
     }
 }
 
 /// Sorts a list with the program's comparison function (`qsort`, as glibc does: a
 /// comparison that is not a total order must not abort the program).
 unsafe fn sort(compar: Compar, head: *mut Ent, n: usize) -> *mut Ent {
-    let mut array: Vec<*mut Ent> = Vec::with_capacity(n);
-    let mut p = head;
-    while !p.is_null() {
-        array.push(p);
-        p = (*p).link;
+    // SAFETY: `head` starts a list of `n` live entries; the array holds `n` pointers;
+    // `compar` is the program's comparison function, called with two pointers into that
+    // array as fts_open promises.
+    unsafe {
+        let mut array: Vec<*mut Ent> = Vec::with_capacity(n);
+        let mut p = head;
+        while !p.is_null() {
+            array.push(p);
+            p = (*p).link;
+        }
+        // SAFETY (transmute): qsort hands the comparison pointers to the elements,
+        // which are `FTSENT *`: the `const FTSENT **` arguments fts comparisons take.
+        libc::qsort(
+            array.as_mut_ptr().cast(),
+            array.len(),
+            std::mem::size_of::<*mut Ent>(),
+            Some(std::mem::transmute::<
+                Compar,
+                unsafe extern "C" fn(*const c_void, *const c_void) -> c_int,
+            >(compar)),
+        );
+        for pair in array.windows(2) {
+            (*pair[0]).link = pair[1];
+        }
+        if let Some(&last) = array.last() {
+            (*last).link = null_mut();
+        }
+        array.first().copied().unwrap_or(null_mut())
     }
-    // SAFETY (transmute): qsort hands the comparison pointers to the elements,
-    // which are `FTSENT *`: the `const FTSENT **` arguments fts comparisons take.
-    libc::qsort(
-        array.as_mut_ptr().cast(),
-        array.len(),
-        std::mem::size_of::<*mut Ent>(),
-        Some(std::mem::transmute::<
-            Compar,
-            unsafe extern "C" fn(*const c_void, *const c_void) -> c_int,
-        >(compar)),
-    );
-    for pair in array.windows(2) {
-        (*pair[0]).link = pair[1];
-    }
-    if let Some(&last) = array.last() {
-        (*last).link = null_mut();
-    }
-    array.first().copied().unwrap_or(null_mut())
 }
 
 /// `fts_open`.
@@ -269,95 +290,104 @@ unsafe fn sort(compar: Compar, head: *mut Ent, n: usize) -> *mut Ent {
 /// # Safety
 /// `argv` is a NULL-terminated array of C strings.
 pub unsafe fn open(argv: *const *const c_char, options: c_int, compar: Option<Compar>) -> *mut Fts {
-    if options & !FTS_OPTIONMASK != 0 || argv.is_null() {
-        set_errno(libc::EINVAL);
-        return null_mut();
-    }
-    let sp = libc::calloc(1, std::mem::size_of::<Fts>()) as *mut Fts;
-    if sp.is_null() {
-        return null_mut();
-    }
-    (*sp).compar = compar;
-    (*sp).options = options | FTS_NOCHDIR;
-    (*sp).rfd = -1;
-    let parent = alloc(b"", b"");
-    if parent.is_null() {
-        libc::free(sp.cast());
-        return null_mut();
-    }
-    (*parent).level = FTS_ROOTPARENTLEVEL;
-    let follow = options & (FTS_COMFOLLOW | FTS_LOGICAL) != 0;
-    let (mut head, mut tail, mut n): (*mut Ent, *mut Ent, usize) = (null_mut(), null_mut(), 0);
-    let mut arg = argv;
-    while !(*arg).is_null() {
-        let name = CStr::from_ptr(*arg).to_bytes();
-        if name.is_empty() {
-            free_list(head);
-            libc::free(parent.cast());
-            libc::free(sp.cast());
-            set_errno(libc::ENOENT);
+    // SAFETY: `argv` is the program's NULL-terminated array of C strings (fts_open's
+    // contract); every entry and the FTS are allocated here.
+    unsafe {
+        if options & !FTS_OPTIONMASK != 0 || argv.is_null() {
+            set_errno(libc::EINVAL);
             return null_mut();
         }
-        let p = alloc(name, name);
-        if p.is_null() {
-            free_list(head);
-            libc::free(parent.cast());
+        let sp = libc::calloc(1, std::mem::size_of::<Fts>()) as *mut Fts;
+        if sp.is_null() {
+            return null_mut();
+        }
+        (*sp).compar = compar;
+        (*sp).options = options | FTS_NOCHDIR;
+        (*sp).rfd = -1;
+        let parent = alloc(b"", b"");
+        if parent.is_null() {
             libc::free(sp.cast());
             return null_mut();
         }
-        (*p).level = FTS_ROOTLEVEL;
-        (*p).parent = parent;
-        (*p).info = stat(p, follow);
-        // A root of "." or ".." is a directory like any other.
-        if (*p).info == FTS_DOT {
-            (*p).info = FTS_D;
+        (*parent).level = FTS_ROOTPARENTLEVEL;
+        let follow = options & (FTS_COMFOLLOW | FTS_LOGICAL) != 0;
+        let (mut head, mut tail, mut n): (*mut Ent, *mut Ent, usize) = (null_mut(), null_mut(), 0);
+        let mut arg = argv;
+        while !(*arg).is_null() {
+            let name = CStr::from_ptr(*arg).to_bytes();
+            if name.is_empty() {
+                free_list(head);
+                libc::free(parent.cast());
+                libc::free(sp.cast());
+                set_errno(libc::ENOENT);
+                return null_mut();
+            }
+            let p = alloc(name, name);
+            if p.is_null() {
+                free_list(head);
+                libc::free(parent.cast());
+                libc::free(sp.cast());
+                return null_mut();
+            }
+            (*p).level = FTS_ROOTLEVEL;
+            (*p).parent = parent;
+            (*p).info = stat(p, follow);
+            // A root of "." or ".." is a directory like any other.
+            if (*p).info == FTS_DOT {
+                (*p).info = FTS_D;
+            }
+            if tail.is_null() {
+                head = p;
+            } else {
+                (*tail).link = p;
+            }
+            tail = p;
+            n += 1;
+            arg = arg.add(1);
         }
-        if tail.is_null() {
-            head = p;
-        } else {
-            (*tail).link = p;
+        if let (Some(compar), true) = (compar, n > 1) {
+            head = sort(compar, head, n);
         }
-        tail = p;
-        n += 1;
-        arg = arg.add(1);
+        // A dummy current node "just finished" before the roots.
+        let dummy = alloc(b"", b"");
+        if dummy.is_null() {
+            free_list(head);
+            libc::free(parent.cast());
+            libc::free(sp.cast());
+            return null_mut();
+        }
+        (*dummy).link = head;
+        (*dummy).level = FTS_ROOTLEVEL;
+        (*dummy).parent = parent;
+        (*dummy).info = FTS_INIT;
+        (*sp).cur = dummy;
+        sp
     }
-    if let (Some(compar), true) = (compar, n > 1) {
-        head = sort(compar, head, n);
-    }
-    // A dummy current node "just finished" before the roots.
-    let dummy = alloc(b"", b"");
-    if dummy.is_null() {
-        free_list(head);
-        libc::free(parent.cast());
-        libc::free(sp.cast());
-        return null_mut();
-    }
-    (*dummy).link = head;
-    (*dummy).level = FTS_ROOTLEVEL;
-    (*dummy).parent = parent;
-    (*dummy).info = FTS_INIT;
-    (*sp).cur = dummy;
-    sp
 }
 
 /// Makes root `p` the current one (`fts_load`).
 unsafe fn load(sp: *mut Fts, p: *mut Ent) {
-    // A root's name becomes its last component ("/" stays "/"), as in glibc.
-    let name = name_of(p);
-    if let Some(slash) = name.iter().rposition(|&b| b == b'/') {
-        if slash != 0 || name.len() > 1 {
-            let len = name.len() - slash - 1;
-            let start = (*p).name.as_mut_ptr();
-            ptr::copy(start.add(slash + 1), start, len);
-            *start.add(len) = 0;
-            (*p).namelen = len as u16;
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        // A root's name becomes its last component ("/" stays "/"), as in glibc.
+        let name = name_of(p);
+        if let Some(slash) = name.iter().rposition(|&b| b == b'/') {
+            if slash != 0 || name.len() > 1 {
+                let len = name.len() - slash - 1;
+                let start = (*p).name.as_mut_ptr();
+                ptr::copy(start.add(slash + 1), start, len);
+                *start.add(len) = 0;
+                (*p).namelen = len as u16;
+            }
         }
-    }
-    (*sp).dev = (*p).dev;
-    (*sp).path = (*p).path;
-    (*sp).pathlen = c_int::from((*p).pathlen);
-    if (*sp).options & FTS_XDEV != 0 {
-        (*sp).root_mount = mount_of(path_of(p));
+        (*sp).dev = (*p).dev;
+        (*sp).path = (*p).path;
+        (*sp).pathlen = c_int::from((*p).pathlen);
+        if (*sp).options & FTS_XDEV != 0 {
+            (*sp).root_mount = mount_of(path_of(p));
+        }
     }
 }
 
@@ -366,170 +396,182 @@ unsafe fn load(sp: *mut Fts, p: *mut Ent) {
 /// # Safety
 /// `sp` came from [`open`] and was not closed.
 pub unsafe fn read(sp: *mut Fts) -> *mut Ent {
-    if sp.is_null() || (*sp).cur.is_null() || (*sp).options & FTS_STOP != 0 {
-        return null_mut();
-    }
-    let mut p = (*sp).cur;
-    let instr = c_int::from((*p).instr);
-    (*p).instr = FTS_NOINSTR as u16;
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        if sp.is_null() || (*sp).cur.is_null() || (*sp).options & FTS_STOP != 0 {
+            return null_mut();
+        }
+        let mut p = (*sp).cur;
+        let instr = c_int::from((*p).instr);
+        (*p).instr = FTS_NOINSTR as u16;
 
-    if instr == FTS_AGAIN {
-        (*p).info = stat(p, false);
-        return p;
-    }
-    if instr == FTS_FOLLOW && ((*p).info == FTS_SL || (*p).info == FTS_SLNONE) {
-        (*p).info = stat(p, true);
-        return p;
-    }
-    if (*p).info == FTS_D {
-        let crosses = (*sp).options & FTS_XDEV != 0
-            && (*p).level > FTS_ROOTLEVEL
-            && mount_of(path_of(p)) != (*sp).root_mount;
-        if instr == FTS_SKIP || crosses {
-            free_list((*sp).child);
-            (*sp).child = null_mut();
-            (*p).info = FTS_DP;
+        if instr == FTS_AGAIN {
+            (*p).info = stat(p, false);
             return p;
         }
-        if !(*sp).child.is_null() && (*sp).options & FTS_NAMEONLY != 0 {
-            (*sp).options &= !FTS_NAMEONLY;
-            free_list((*sp).child);
-            (*sp).child = null_mut();
+        if instr == FTS_FOLLOW && ((*p).info == FTS_SL || (*p).info == FTS_SLNONE) {
+            (*p).info = stat(p, true);
+            return p;
         }
-        if (*sp).child.is_null() {
-            (*sp).child = build(sp, Build::Read);
-            if (*sp).child.is_null() {
-                if (*sp).options & FTS_STOP != 0 {
-                    return null_mut();
-                }
+        if (*p).info == FTS_D {
+            let crosses = (*sp).options & FTS_XDEV != 0
+                && (*p).level > FTS_ROOTLEVEL
+                && mount_of(path_of(p)) != (*sp).root_mount;
+            if instr == FTS_SKIP || crosses {
+                free_list((*sp).child);
+                (*sp).child = null_mut();
+                (*p).info = FTS_DP;
                 return p;
             }
-        }
-        p = (*sp).child;
-        (*sp).child = null_mut();
-        (*sp).cur = p;
-        (*sp).path = (*p).path;
-        return p;
-    }
-
-    // The next node on this level.
-    loop {
-        let tmp = p;
-        p = (*p).link;
-        if p.is_null() {
-            p = tmp;
-            break;
-        }
-        (*sp).cur = p;
-        libc::free(tmp.cast());
-        if (*p).level == FTS_ROOTLEVEL {
-            load(sp, p);
+            if !(*sp).child.is_null() && (*sp).options & FTS_NAMEONLY != 0 {
+                (*sp).options &= !FTS_NAMEONLY;
+                free_list((*sp).child);
+                (*sp).child = null_mut();
+            }
+            if (*sp).child.is_null() {
+                (*sp).child = build(sp, Build::Read);
+                if (*sp).child.is_null() {
+                    if (*sp).options & FTS_STOP != 0 {
+                        return null_mut();
+                    }
+                    return p;
+                }
+            }
+            p = (*sp).child;
+            (*sp).child = null_mut();
+            (*sp).cur = p;
+            (*sp).path = (*p).path;
             return p;
         }
-        if c_int::from((*p).instr) == FTS_SKIP {
-            continue;
-        }
-        if c_int::from((*p).instr) == FTS_FOLLOW {
-            (*p).info = stat(p, true);
-            (*p).instr = FTS_NOINSTR as u16;
-        }
-        (*sp).path = (*p).path;
-        return p;
-    }
 
-    // Up to the parent.
-    let tmp = p;
-    p = (*tmp).parent;
-    (*sp).cur = p;
-    libc::free(tmp.cast());
-    if (*p).level == FTS_ROOTPARENTLEVEL {
-        libc::free(p.cast());
-        set_errno(0);
-        (*sp).cur = null_mut();
-        (*sp).path = null_mut();
-        return null_mut();
+        // The next node on this level.
+        loop {
+            let tmp = p;
+            p = (*p).link;
+            if p.is_null() {
+                p = tmp;
+                break;
+            }
+            (*sp).cur = p;
+            libc::free(tmp.cast());
+            if (*p).level == FTS_ROOTLEVEL {
+                load(sp, p);
+                return p;
+            }
+            if c_int::from((*p).instr) == FTS_SKIP {
+                continue;
+            }
+            if c_int::from((*p).instr) == FTS_FOLLOW {
+                (*p).info = stat(p, true);
+                (*p).instr = FTS_NOINSTR as u16;
+            }
+            (*sp).path = (*p).path;
+            return p;
+        }
+
+        // Up to the parent.
+        let tmp = p;
+        p = (*tmp).parent;
+        (*sp).cur = p;
+        libc::free(tmp.cast());
+        if (*p).level == FTS_ROOTPARENTLEVEL {
+            libc::free(p.cast());
+            set_errno(0);
+            (*sp).cur = null_mut();
+            (*sp).path = null_mut();
+            return null_mut();
+        }
+        (*p).info = if (*p).errno != 0 { FTS_ERR } else { FTS_DP };
+        (*sp).path = (*p).path;
+        p
     }
-    (*p).info = if (*p).errno != 0 { FTS_ERR } else { FTS_DP };
-    (*sp).path = (*p).path;
-    p
 }
 
 /// Reads the children of the current directory (`fts_build`).
 unsafe fn build(sp: *mut Fts, how: Build) -> *mut Ent {
-    let cur = (*sp).cur;
-    let dir = hooks::opendir((*cur).accpath);
-    if dir.is_null() {
-        if how == Build::Read {
-            (*cur).info = FTS_DNR;
-            (*cur).errno = errno();
-        }
-        return null_mut();
-    }
-    let options = (*sp).options;
-    let logical = options & FTS_LOGICAL != 0;
-    let base = path_of(cur);
-    // "/" + name, not "//" + name.
-    let base = base.strip_suffix(b"/").unwrap_or(base);
-    let mut path = [0u8; super::path::PATH_MAX];
-    let (mut head, mut tail, mut n): (*mut Ent, *mut Ent, usize) = (null_mut(), null_mut(), 0);
-    let saved = errno();
-    set_errno(0);
-    loop {
-        let d = hooks::readdir64(dir);
-        if d.is_null() {
-            break;
-        }
-        let name = CStr::from_ptr((*d).d_name.as_ptr()).to_bytes();
-        if options & FTS_SEEDOT == 0 && (name == b"." || name == b"..") {
-            continue;
-        }
-        let len = base.len() + 1 + name.len();
-        if len >= path.len() {
-            (*cur).errno = libc::ENAMETOOLONG;
-            continue;
-        }
-        path[..base.len()].copy_from_slice(base);
-        path[base.len()] = b'/';
-        path[base.len() + 1..len].copy_from_slice(name);
-        let p = alloc(name, &path[..len]);
-        if p.is_null() {
-            free_list(head);
-            hooks::closedir(dir);
-            (*cur).info = FTS_ERR;
-            (*sp).options |= FTS_STOP;
-            set_errno(libc::ENOMEM);
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        let cur = (*sp).cur;
+        let dir = hooks::opendir((*cur).accpath);
+        if dir.is_null() {
+            if how == Build::Read {
+                (*cur).info = FTS_DNR;
+                (*cur).errno = errno();
+            }
             return null_mut();
         }
-        (*p).level = (*cur).level + 1;
-        (*p).parent = cur;
-        let d_type = (*d).d_type;
-        let nostat = how == Build::Names
-            || options & FTS_NOSTAT != 0 && d_type != libc::DT_DIR && d_type != libc::DT_UNKNOWN;
-        (*p).info = if nostat { FTS_NSOK } else { stat(p, logical) };
-        if tail.is_null() {
-            head = p;
-        } else {
-            (*tail).link = p;
-        }
-        tail = p;
-        n += 1;
+        let options = (*sp).options;
+        let logical = options & FTS_LOGICAL != 0;
+        let base = path_of(cur);
+        // "/" + name, not "//" + name.
+        let base = base.strip_suffix(b"/").unwrap_or(base);
+        let mut path = [0u8; super::path::PATH_MAX];
+        let (mut head, mut tail, mut n): (*mut Ent, *mut Ent, usize) = (null_mut(), null_mut(), 0);
+        let saved = errno();
         set_errno(0);
-    }
-    let read_error = errno();
-    hooks::closedir(dir);
-    if read_error != 0 && how == Build::Read {
-        (*cur).errno = read_error;
-    }
-    set_errno(saved);
-    if n == 0 {
-        if how == Build::Read {
-            (*cur).info = FTS_DP;
+        loop {
+            let d = hooks::readdir64(dir);
+            if d.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr((*d).d_name.as_ptr()).to_bytes();
+            if options & FTS_SEEDOT == 0 && (name == b"." || name == b"..") {
+                continue;
+            }
+            let len = base.len() + 1 + name.len();
+            if len >= path.len() {
+                (*cur).errno = libc::ENAMETOOLONG;
+                continue;
+            }
+            path[..base.len()].copy_from_slice(base);
+            path[base.len()] = b'/';
+            path[base.len() + 1..len].copy_from_slice(name);
+            let p = alloc(name, &path[..len]);
+            if p.is_null() {
+                free_list(head);
+                hooks::closedir(dir);
+                (*cur).info = FTS_ERR;
+                (*sp).options |= FTS_STOP;
+                set_errno(libc::ENOMEM);
+                return null_mut();
+            }
+            (*p).level = (*cur).level + 1;
+            (*p).parent = cur;
+            let d_type = (*d).d_type;
+            let nostat = how == Build::Names
+                || options & FTS_NOSTAT != 0
+                    && d_type != libc::DT_DIR
+                    && d_type != libc::DT_UNKNOWN;
+            (*p).info = if nostat { FTS_NSOK } else { stat(p, logical) };
+            if tail.is_null() {
+                head = p;
+            } else {
+                (*tail).link = p;
+            }
+            tail = p;
+            n += 1;
+            set_errno(0);
         }
-        return null_mut();
-    }
-    match (*sp).compar {
-        Some(compar) if n > 1 => sort(compar, head, n),
-        _ => head,
+        let read_error = errno();
+        hooks::closedir(dir);
+        if read_error != 0 && how == Build::Read {
+            (*cur).errno = read_error;
+        }
+        set_errno(saved);
+        if n == 0 {
+            if how == Build::Read {
+                (*cur).info = FTS_DP;
+            }
+            return null_mut();
+        }
+        match (*sp).compar {
+            Some(compar) if n > 1 => sort(compar, head, n),
+            _ => head,
+        }
     }
 }
 
@@ -538,35 +580,40 @@ unsafe fn build(sp: *mut Fts, how: Build) -> *mut Ent {
 /// # Safety
 /// `sp` came from [`open`] and was not closed.
 pub unsafe fn children(sp: *mut Fts, instr: c_int) -> *mut Ent {
-    if instr != 0 && instr != FTS_NAMEONLY {
-        set_errno(libc::EINVAL);
-        return null_mut();
-    }
-    if sp.is_null() || (*sp).cur.is_null() {
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        if instr != 0 && instr != FTS_NAMEONLY {
+            set_errno(libc::EINVAL);
+            return null_mut();
+        }
+        if sp.is_null() || (*sp).cur.is_null() {
+            set_errno(0);
+            return null_mut();
+        }
+        let p = (*sp).cur;
         set_errno(0);
-        return null_mut();
+        if (*sp).options & FTS_STOP != 0 {
+            return null_mut();
+        }
+        if (*p).info == FTS_INIT {
+            return (*p).link;
+        }
+        if (*p).info != FTS_D {
+            return null_mut();
+        }
+        free_list((*sp).child);
+        (*sp).child = null_mut();
+        let how = if instr == FTS_NAMEONLY {
+            (*sp).options |= FTS_NAMEONLY;
+            Build::Names
+        } else {
+            Build::Child
+        };
+        (*sp).child = build(sp, how);
+        (*sp).child
     }
-    let p = (*sp).cur;
-    set_errno(0);
-    if (*sp).options & FTS_STOP != 0 {
-        return null_mut();
-    }
-    if (*p).info == FTS_INIT {
-        return (*p).link;
-    }
-    if (*p).info != FTS_D {
-        return null_mut();
-    }
-    free_list((*sp).child);
-    (*sp).child = null_mut();
-    let how = if instr == FTS_NAMEONLY {
-        (*sp).options |= FTS_NAMEONLY;
-        Build::Names
-    } else {
-        Build::Child
-    };
-    (*sp).child = build(sp, how);
-    (*sp).child
 }
 
 /// `fts_set`.
@@ -574,12 +621,17 @@ pub unsafe fn children(sp: *mut Fts, instr: c_int) -> *mut Ent {
 /// # Safety
 /// `p` is an entry of a live walk.
 pub unsafe fn set(p: *mut Ent, instr: c_int) -> c_int {
-    if !matches!(instr, 0 | FTS_AGAIN | FTS_FOLLOW | FTS_NOINSTR | FTS_SKIP) || p.is_null() {
-        set_errno(libc::EINVAL);
-        return 1;
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        if !matches!(instr, 0 | FTS_AGAIN | FTS_FOLLOW | FTS_NOINSTR | FTS_SKIP) || p.is_null() {
+            set_errno(libc::EINVAL);
+            return 1;
+        }
+        (*p).instr = instr as u16;
+        0
     }
-    (*p).instr = instr as u16;
-    0
 }
 
 /// `fts_close`.
@@ -587,24 +639,29 @@ pub unsafe fn set(p: *mut Ent, instr: c_int) -> c_int {
 /// # Safety
 /// `sp` came from [`open`] and was not closed.
 pub unsafe fn close(sp: *mut Fts) -> c_int {
-    if sp.is_null() {
-        return 0;
-    }
-    // The current node, its later siblings and its ancestors are all that remain.
-    let mut p = (*sp).cur;
-    if !p.is_null() {
-        while (*p).level >= FTS_ROOTLEVEL {
-            let freep = p;
-            p = if !(*p).link.is_null() {
-                (*p).link
-            } else {
-                (*p).parent
-            };
-            libc::free(freep.cast());
+    // SAFETY: `sp` is an FTS made by `open` and every entry reached from it was made by
+    // `alloc` and is still live (fts's contract: the program hands back what fts gave it,
+    // until fts_close).
+    unsafe {
+        if sp.is_null() {
+            return 0;
         }
-        libc::free(p.cast());
+        // The current node, its later siblings and its ancestors are all that remain.
+        let mut p = (*sp).cur;
+        if !p.is_null() {
+            while (*p).level >= FTS_ROOTLEVEL {
+                let freep = p;
+                p = if !(*p).link.is_null() {
+                    (*p).link
+                } else {
+                    (*p).parent
+                };
+                libc::free(freep.cast());
+            }
+            libc::free(p.cast());
+        }
+        free_list((*sp).child);
+        libc::free(sp.cast());
+        0
     }
-    free_list((*sp).child);
-    libc::free(sp.cast());
-    0
 }
