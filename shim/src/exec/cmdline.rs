@@ -40,34 +40,39 @@ static EXECFN: ExecFn = ExecFn(std::cell::UnsafeCell::new([0; libc::PATH_MAX as 
 /// # Safety
 /// `envp` is the environment array the dynamic loader passed to the constructor.
 unsafe fn keep_execfn(envp: *mut *mut c_char, area: (usize, usize)) -> bool {
-    let name = libc::getauxval(libc::AT_EXECFN) as usize;
-    if name < area.0 || name >= area.1 {
-        return true;
-    }
-    if envp.is_null() {
-        return false;
-    }
-    let len = libc::strlen(name as *const c_char) + 1;
-    let copy = EXECFN.0.get().cast::<u8>();
-    if len > libc::PATH_MAX as usize {
-        return false;
-    }
-    let mut p = envp;
-    while !(*p).is_null() {
-        p = p.add(1);
-    }
-    let mut aux = p.add(1).cast::<[usize; 2]>();
-    while (*aux)[0] != libc::AT_NULL as usize {
-        if (*aux)[0] == libc::AT_EXECFN as usize && (*aux)[1] == name {
-            // SAFETY: `len` bytes of a C string into the static buffer, which is
-            // larger; then the entry points at it.
-            std::ptr::copy_nonoverlapping(name as *const u8, copy, len);
-            (*aux)[1] = copy as usize;
-            return libc::getauxval(libc::AT_EXECFN) as usize == copy as usize;
+    // SAFETY: `envp` is the environment array the dynamic loader passed to the constructor
+    // (the `# Safety` contract), so the auxiliary vector follows its NULL and every string
+    // it names is live.
+    unsafe {
+        let name = libc::getauxval(libc::AT_EXECFN) as usize;
+        if name < area.0 || name >= area.1 {
+            return true;
         }
-        aux = aux.add(1);
+        if envp.is_null() {
+            return false;
+        }
+        let len = libc::strlen(name as *const c_char) + 1;
+        let copy = EXECFN.0.get().cast::<u8>();
+        if len > libc::PATH_MAX as usize {
+            return false;
+        }
+        let mut p = envp;
+        while !(*p).is_null() {
+            p = p.add(1);
+        }
+        let mut aux = p.add(1).cast::<[usize; 2]>();
+        while (*aux)[0] != libc::AT_NULL as usize {
+            if (*aux)[0] == libc::AT_EXECFN as usize && (*aux)[1] == name {
+                // SAFETY: `len` bytes of a C string into the static buffer, which is
+                // larger; then the entry points at it.
+                std::ptr::copy_nonoverlapping(name as *const u8, copy, len);
+                (*aux)[1] = copy as usize;
+                return libc::getauxval(libc::AT_EXECFN) as usize == copy as usize;
+            }
+            aux = aux.add(1);
+        }
+        false
     }
-    false
 }
 
 /// The argument area of this process, `[arg_start, arg_end)`, from `/proc/self/stat`
@@ -115,16 +120,19 @@ fn number(digits: &[u8]) -> Option<usize> {
 /// # Safety
 /// `argv` holds `argc` valid C strings.
 unsafe fn plan(argc: usize, argv: *const *mut c_char, area: (usize, usize)) -> Option<()> {
-    let mut next = area.0;
-    for i in 0..argc {
-        let s = *argv.add(i) as usize;
-        let len = libc::strlen(*argv.add(i)) + 1;
-        if s < next || s < area.0 || s + len > area.1 {
-            return None;
+    // SAFETY: `argv` holds `argc` valid C strings (the `# Safety` contract).
+    unsafe {
+        let mut next = area.0;
+        for i in 0..argc {
+            let s = *argv.add(i) as usize;
+            let len = libc::strlen(*argv.add(i)) + 1;
+            if s < next || s < area.0 || s + len > area.1 {
+                return None;
+            }
+            next = s + len;
         }
-        next = s + len;
+        Some(())
     }
-    Some(())
 }
 
 /// Rewrites the argument area to hold `argv` alone (see the module's comment), when
@@ -134,62 +142,67 @@ unsafe fn plan(argc: usize, argv: *const *mut c_char, area: (usize, usize)) -> O
 /// # Safety
 /// `argc` and `argv` are what the dynamic loader passed to the constructor.
 pub unsafe fn show_program_argv(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
-    if argc <= 0 || argv.is_null() || super::interp::explicit_program().is_none() {
-        return;
-    }
-    let argc = argc as usize;
-    let Some(area) = argument_area() else {
-        return;
-    };
-    if plan(argc, argv, area).is_none() {
-        return;
-    }
-    let first = *argv as usize;
-    if first == area.0 {
-        return; // nothing was skipped: the area already is argv
-    }
-    // The loader pointed AT_EXECFN at the program's path in this area (the shim's
-    // `/proc/self/exe` answers with it): it moves out first, or nothing moves.
-    if !keep_execfn(envp, area) {
-        return;
-    }
-    let old_name = program_invocation_name as usize;
-    let old_short = program_invocation_short_name as usize;
-    let old_argv0 = first;
-    let old_argv0_len = libc::strlen(*argv) + 1;
-    let mut to = area.0;
-    for i in 0..argc {
-        let from = *argv.add(i);
-        let len = libc::strlen(from) + 1;
-        // SAFETY: both ranges lie in the writable argument area; `to <= from` (the
-        // plan checked the order), so a forward copy of overlapping ranges is right.
-        std::ptr::copy(from, to as *mut c_char, len);
-        *argv.add(i) = to as *mut c_char;
-        to += len;
-    }
-    // SAFETY: `to..area.1` is the rest of the area, no longer holding any string.
-    std::ptr::write_bytes(to as *mut u8, 0, area.1 - to);
-    // Where allowed (CAP_SYS_RESOURCE), the area ends after the last string, so that
-    // /proc/PID/cmdline has no padding; otherwise the NUL bytes stay (ps drops them).
-    libc::prctl(
-        libc::PR_SET_MM,
-        libc::PR_SET_MM_ARG_END,
-        to as libc::c_ulong,
-        0,
-        0,
-    );
-    let new_argv0 = *argv as usize;
-    // glibc set these from argv[0] before any constructor ran.
-    if old_name == old_argv0 {
-        program_invocation_name = new_argv0 as *mut c_char;
-    }
-    if old_short >= old_argv0 && old_short < old_argv0 + old_argv0_len {
-        program_invocation_short_name = (new_argv0 + (old_short - old_argv0)) as *mut c_char;
-    }
-    // The kernel named the process after the loader's file (`ps -o comm`, `pgrep`,
-    // `top`): name it after the program, as an exec of it would (at most 15 bytes).
-    let short = program_invocation_short_name;
-    if !short.is_null() && *short != 0 {
-        libc::prctl(libc::PR_SET_NAME, short as libc::c_ulong, 0, 0, 0);
+    // SAFETY: `argc`, `argv` and `envp` are what the dynamic loader passed to the
+    // constructor (the `# Safety` contract); this runs once, before `main`, with no other
+    // thread.
+    unsafe {
+        if argc <= 0 || argv.is_null() || super::interp::explicit_program().is_none() {
+            return;
+        }
+        let argc = argc as usize;
+        let Some(area) = argument_area() else {
+            return;
+        };
+        if plan(argc, argv, area).is_none() {
+            return;
+        }
+        let first = *argv as usize;
+        if first == area.0 {
+            return; // nothing was skipped: the area already is argv
+        }
+        // The loader pointed AT_EXECFN at the program's path in this area (the shim's
+        // `/proc/self/exe` answers with it): it moves out first, or nothing moves.
+        if !keep_execfn(envp, area) {
+            return;
+        }
+        let old_name = program_invocation_name as usize;
+        let old_short = program_invocation_short_name as usize;
+        let old_argv0 = first;
+        let old_argv0_len = libc::strlen(*argv) + 1;
+        let mut to = area.0;
+        for i in 0..argc {
+            let from = *argv.add(i);
+            let len = libc::strlen(from) + 1;
+            // SAFETY: both ranges lie in the writable argument area; `to <= from` (the
+            // plan checked the order), so a forward copy of overlapping ranges is right.
+            std::ptr::copy(from, to as *mut c_char, len);
+            *argv.add(i) = to as *mut c_char;
+            to += len;
+        }
+        // SAFETY: `to..area.1` is the rest of the area, no longer holding any string.
+        std::ptr::write_bytes(to as *mut u8, 0, area.1 - to);
+        // Where allowed (CAP_SYS_RESOURCE), the area ends after the last string, so that
+        // /proc/PID/cmdline has no padding; otherwise the NUL bytes stay (ps drops them).
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_ARG_END,
+            to as libc::c_ulong,
+            0,
+            0,
+        );
+        let new_argv0 = *argv as usize;
+        // glibc set these from argv[0] before any constructor ran.
+        if old_name == old_argv0 {
+            program_invocation_name = new_argv0 as *mut c_char;
+        }
+        if old_short >= old_argv0 && old_short < old_argv0 + old_argv0_len {
+            program_invocation_short_name = (new_argv0 + (old_short - old_argv0)) as *mut c_char;
+        }
+        // The kernel named the process after the loader's file (`ps -o comm`, `pgrep`,
+        // `top`): name it after the program, as an exec of it would (at most 15 bytes).
+        let short = program_invocation_short_name;
+        if !short.is_null() && *short != 0 {
+            libc::prctl(libc::PR_SET_NAME, short as libc::c_ulong, 0, 0, 0);
+        }
     }
 }

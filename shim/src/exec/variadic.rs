@@ -27,10 +27,14 @@ const REGISTER_ARGS: usize = 7; // x1 .. x7
 /// the remaining arguments; `n` must not pass the list's terminating NULL (+1 for
 /// execle's envp).
 unsafe fn arg(regs: *const *const c_char, stack: *const *const c_char, n: usize) -> *const c_char {
-    if n < REGISTER_ARGS {
-        *regs.add(n)
-    } else {
-        *stack.add(n - REGISTER_ARGS)
+    // SAFETY: `regs` and `stack` are the saved registers and the caller's stack arguments,
+    // and `n` stays within the list (the `# Safety` contract).
+    unsafe {
+        if n < REGISTER_ARGS {
+            *regs.add(n)
+        } else {
+            *stack.add(n - REGISTER_ARGS)
+        }
     }
 }
 
@@ -41,53 +45,58 @@ unsafe extern "C" fn collect(
     regs: *const *const c_char,
     stack: *const *const c_char,
 ) -> c_int {
-    let mut argc = 0usize;
-    while !arg(regs, stack, argc).is_null() {
-        argc += 1;
-        if argc > 1 << 20 {
-            crate::hook::set_errno(libc::E2BIG);
-            return -1;
+    // SAFETY: called only from the naked entry points below with the registers and stack
+    // the program called execl* with: the list ends in NULL (then envp for execle), so
+    // every `arg` index read stays in it; the mapping is made here for `argc + 1` pointers.
+    unsafe {
+        let mut argc = 0usize;
+        while !arg(regs, stack, argc).is_null() {
+            argc += 1;
+            if argc > 1 << 20 {
+                crate::hook::set_errno(libc::E2BIG);
+                return -1;
+            }
         }
-    }
-    const STACK_ARGV: usize = 256;
-    let mut on_stack = [ptr::null::<c_char>(); STACK_ARGV];
-    let mut mapped: *mut libc::c_void = ptr::null_mut();
-    let bytes = (argc + 1) * std::mem::size_of::<*const c_char>();
-    let argv: &mut [*const c_char] = if argc < STACK_ARGV {
-        &mut on_stack[..]
-    } else {
-        mapped = libc::mmap(
-            ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if mapped == libc::MAP_FAILED {
-            crate::hook::set_errno(libc::ENOMEM);
-            return -1;
+        const STACK_ARGV: usize = 256;
+        let mut on_stack = [ptr::null::<c_char>(); STACK_ARGV];
+        let mut mapped: *mut libc::c_void = ptr::null_mut();
+        let bytes = (argc + 1) * std::mem::size_of::<*const c_char>();
+        let argv: &mut [*const c_char] = if argc < STACK_ARGV {
+            &mut on_stack[..]
+        } else {
+            mapped = libc::mmap(
+                ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if mapped == libc::MAP_FAILED {
+                crate::hook::set_errno(libc::ENOMEM);
+                return -1;
+            }
+            std::slice::from_raw_parts_mut(mapped.cast(), argc + 1)
+        };
+        for (i, slot) in argv.iter_mut().take(argc).enumerate() {
+            *slot = arg(regs, stack, i);
         }
-        std::slice::from_raw_parts_mut(mapped.cast(), argc + 1)
-    };
-    for (i, slot) in argv.iter_mut().take(argc).enumerate() {
-        *slot = arg(regs, stack, i);
-    }
-    argv[argc] = ptr::null();
-    let rc = match kind {
-        KIND_EXECLP => execvp(path, argv.as_ptr()),
-        KIND_EXECLE => {
-            let envp = arg(regs, stack, argc + 1) as *const *const c_char;
-            super::hooks::execve(path, argv.as_ptr(), envp)
+        argv[argc] = ptr::null();
+        let rc = match kind {
+            KIND_EXECLP => execvp(path, argv.as_ptr()),
+            KIND_EXECLE => {
+                let envp = arg(regs, stack, argc + 1) as *const *const c_char;
+                super::hooks::execve(path, argv.as_ptr(), envp)
+            }
+            _ => execv(path, argv.as_ptr()),
+        };
+        if !mapped.is_null() {
+            let saved = crate::hook::errno();
+            libc::munmap(mapped, bytes);
+            crate::hook::set_errno(saved);
         }
-        _ => execv(path, argv.as_ptr()),
-    };
-    if !mapped.is_null() {
-        let saved = crate::hook::errno();
-        libc::munmap(mapped, bytes);
-        crate::hook::set_errno(saved);
+        rc
     }
-    rc
 }
 
 macro_rules! variadic_exec {

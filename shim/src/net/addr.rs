@@ -32,29 +32,33 @@ impl Inet {
     /// # Safety
     /// `addr` is null or valid for `len` bytes.
     pub unsafe fn read(addr: *const libc::sockaddr, len: libc::socklen_t) -> Option<Inet> {
-        if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
-            return None;
+        // SAFETY: `addr` is null or valid for `len` bytes (the `# Safety` contract); every
+        // read is checked against `len` first.
+        unsafe {
+            if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
+                return None;
+            }
+            let family = c_int::from((*addr).sa_family);
+            let need = match family {
+                libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+                libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
+                _ => return None,
+            };
+            if (len as usize) < need {
+                return None;
+            }
+            let mut storage: libc::sockaddr_in6 = std::mem::zeroed();
+            std::ptr::copy_nonoverlapping(
+                addr.cast::<u8>(),
+                (&mut storage as *mut libc::sockaddr_in6).cast::<u8>(),
+                need,
+            );
+            Some(Inet {
+                storage,
+                len: need as libc::socklen_t,
+                family,
+            })
         }
-        let family = c_int::from((*addr).sa_family);
-        let need = match family {
-            libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
-            libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
-            _ => return None,
-        };
-        if (len as usize) < need {
-            return None;
-        }
-        let mut storage: libc::sockaddr_in6 = std::mem::zeroed();
-        std::ptr::copy_nonoverlapping(
-            addr.cast::<u8>(),
-            (&mut storage as *mut libc::sockaddr_in6).cast::<u8>(),
-            need,
-        );
-        Some(Inet {
-            storage,
-            len: need as libc::socklen_t,
-            family,
-        })
     }
 
     pub fn as_ptr(&self) -> *const libc::sockaddr {
@@ -153,9 +157,13 @@ impl Inet {
     /// # Safety
     /// `addr` is valid for `*len` bytes.
     pub unsafe fn write(&self, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) {
-        let n = (self.len as usize).min(*len as usize);
-        std::ptr::copy_nonoverlapping(self.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
-        *len = self.len;
+        // SAFETY: `addr` is valid for `*len` bytes (the `# Safety` contract); at most that
+        // many are written.
+        unsafe {
+            let n = (self.len as usize).min(*len as usize);
+            std::ptr::copy_nonoverlapping(self.as_ptr().cast::<u8>(), addr.cast::<u8>(), n);
+            *len = self.len;
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! paths are handed to the file-system replica (`fs::sockets`); internet addresses
 //! and abstract names are translated here.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use libc::{addrinfo, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t};
@@ -37,47 +39,50 @@ impl Target {
 /// # Safety
 /// `addr` is null or valid for `len` bytes.
 unsafe fn destination(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Result<Target, c_int> {
-    if let Some(path) = sockets::path_of(addr, len) {
-        let Some(layers) = crate::fs::layers() else {
+    // SAFETY: `addr` is null or valid for `len` bytes (the `# Safety` contract).
+    unsafe {
+        if let Some(path) = sockets::path_of(addr, len) {
+            let Some(layers) = crate::fs::layers() else {
+                return Ok(Target::Same);
+            };
+            return match sockets::connect(layers, path) {
+                Ok(host) => Ok(Target::Unix(host)),
+                Err(Skip::Pass) => Ok(Target::Same),
+                Err(Skip::Errno(e)) => Err(e),
+            };
+        }
+        let Some(net) = super::get() else {
             return Ok(Target::Same);
         };
-        return match sockets::connect(layers, path) {
-            Ok(host) => Ok(Target::Unix(host)),
-            Err(Skip::Pass) => Ok(Target::Same),
-            Err(Skip::Errno(e)) => Err(e),
-        };
-    }
-    let Some(net) = super::get() else {
-        return Ok(Target::Same);
-    };
-    if let Some(name) = unix::abstract_name(addr, len) {
-        return match &net.abstract_prefix {
-            Some(prefix) => unix::to_host(prefix, name).map(Target::Abstract),
-            None => Ok(Target::Same),
-        };
-    }
-    let Some(mut inet) = Inet::read(addr, len) else {
-        return Ok(Target::Same);
-    };
-    let place = inet.place();
-    let port = inet.port();
-    if place == Place::Elsewhere {
-        return Ok(Target::Same);
-    }
-    let Some(proto) = ports::proto_of(fd) else {
-        return Ok(Target::Same);
-    };
-    match net.ports.connect_target(proto, place, port) {
-        Ok(Some(host)) => {
-            if matches!(place, Place::Peer(_)) {
-                inet.set_loopback();
-            }
-            inet.set_port(host);
-            log::debug!("port {port} of {place:?} is host port {host}");
-            Ok(Target::Inet(inet))
+        if let Some(name) = unix::abstract_name(addr, len) {
+            return match &net.abstract_prefix {
+                Some(prefix) => unix::to_host(prefix, name).map(Target::Abstract),
+                None => Ok(Target::Same),
+            };
         }
-        Ok(None) => Ok(Target::Same),
-        Err(ports::Refused) => Err(libc::ECONNREFUSED),
+        let Some(mut inet) = Inet::read(addr, len) else {
+            return Ok(Target::Same);
+        };
+        let place = inet.place();
+        let port = inet.port();
+        if place == Place::Elsewhere {
+            return Ok(Target::Same);
+        }
+        let Some(proto) = ports::proto_of(fd) else {
+            return Ok(Target::Same);
+        };
+        match net.ports.connect_target(proto, place, port) {
+            Ok(Some(host)) => {
+                if matches!(place, Place::Peer(_)) {
+                    inet.set_loopback();
+                }
+                inet.set_port(host);
+                log::debug!("port {port} of {place:?} is host port {host}");
+                Ok(Target::Inet(inet))
+            }
+            Ok(None) => Ok(Target::Same),
+            Err(ports::Refused) => Err(libc::ECONNREFUSED),
+        }
     }
 }
 
@@ -87,10 +92,14 @@ unsafe fn destination(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Resul
 /// # Safety
 /// `addr` is valid for `room` bytes and `len` is valid, or either is null.
 unsafe fn report(net: &Net, fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, room: usize) {
-    // The caller's call succeeded: its errno stays as the caller found it.
-    let saved = crate::hook::errno();
-    translate_reported(net, fd, addr, len, room);
-    set_errno(saved);
+    // SAFETY: `addr` is valid for `room` bytes and `len` is valid, or either is null (the
+    // `# Safety` contract).
+    unsafe {
+        // The caller's call succeeded: its errno stays as the caller found it.
+        let saved = crate::hook::errno();
+        translate_reported(net, fd, addr, len, room);
+        set_errno(saved);
+    }
 }
 
 unsafe fn translate_reported(
@@ -100,35 +109,39 @@ unsafe fn translate_reported(
     len: *mut socklen_t,
     room: usize,
 ) {
-    if addr.is_null() || len.is_null() || (*len as usize) > room {
-        return;
-    }
-    if let Some(prefix) = &net.abstract_prefix {
-        if unix::abstract_name(addr, *len).is_some() {
-            unix::strip(prefix, addr, len, room);
+    // SAFETY: as `report`: `addr` is valid for `room` bytes and `len` is valid, or either
+    // is null; both are checked before use.
+    unsafe {
+        if addr.is_null() || len.is_null() || (*len as usize) > room {
             return;
         }
-    }
-    let Some(mut inet) = Inet::read(addr, *len) else {
-        return;
-    };
-    if inet.place() != Place::Own {
-        return;
-    }
-    let Some(proto) = ports::proto_of(fd) else {
-        return;
-    };
-    match net.ports.reverse(proto, inet.port()) {
-        Some((Place::Peer(i), port)) => {
-            inet.set_ipv4(capsule_config::net::peer_address(i));
-            inet.set_port(port);
+        if let Some(prefix) = &net.abstract_prefix {
+            if unix::abstract_name(addr, *len).is_some() {
+                unix::strip(prefix, addr, len, room);
+                return;
+            }
         }
-        Some((_, port)) => inet.set_port(port),
-        None => return,
+        let Some(mut inet) = Inet::read(addr, *len) else {
+            return;
+        };
+        if inet.place() != Place::Own {
+            return;
+        }
+        let Some(proto) = ports::proto_of(fd) else {
+            return;
+        };
+        match net.ports.reverse(proto, inet.port()) {
+            Some((Place::Peer(i), port)) => {
+                inet.set_ipv4(capsule_config::net::peer_address(i));
+                inet.set_port(port);
+            }
+            Some((_, port)) => inet.set_port(port),
+            None => return,
+        }
+        let mut out_len = room as socklen_t;
+        inet.write(addr, &mut out_len);
+        *len = out_len;
     }
-    let mut out_len = room as socklen_t;
-    inet.write(addr, &mut out_len);
-    *len = out_len;
 }
 
 /// The most messages one sendmmsg/recvmmsg system call handles (the kernel's
@@ -148,64 +161,68 @@ unsafe fn send_many(
     total: usize,
     send: impl Fn(*mut mmsghdr, c_uint) -> c_int,
 ) -> c_int {
-    let saved = crate::hook::errno();
-    let mut sent = 0usize;
-    while sent < total {
-        let n = (total - sent).min(MMSG_CHUNK);
-        let mut targets: [Option<Target>; MMSG_CHUNK] = Default::default();
-        let mut copies: [mmsghdr; MMSG_CHUNK] = std::mem::zeroed();
-        let mut ready = 0;
-        let mut refused = None;
-        for i in 0..n {
-            let original = &*vec.add(sent + i);
-            let mut copy = *original;
-            let name = original.msg_hdr.msg_name as *const sockaddr;
-            if !name.is_null() {
-                match destination(fd, name, original.msg_hdr.msg_namelen) {
-                    Ok(Target::Same) => {}
-                    Ok(target) => {
-                        let target = targets[i].insert(target);
-                        let (a, l) = target.addr(name, original.msg_hdr.msg_namelen);
-                        copy.msg_hdr.msg_name = a as *mut c_void;
-                        copy.msg_hdr.msg_namelen = l;
-                    }
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
+    // SAFETY: `vec` is valid for `total` messages (the `# Safety` contract); each batch
+    // stays inside it.
+    unsafe {
+        let saved = crate::hook::errno();
+        let mut sent = 0usize;
+        while sent < total {
+            let n = (total - sent).min(MMSG_CHUNK);
+            let mut targets: [Option<Target>; MMSG_CHUNK] = Default::default();
+            let mut copies: [mmsghdr; MMSG_CHUNK] = std::mem::zeroed();
+            let mut ready = 0;
+            let mut refused = None;
+            for i in 0..n {
+                let original = &*vec.add(sent + i);
+                let mut copy = *original;
+                let name = original.msg_hdr.msg_name as *const sockaddr;
+                if !name.is_null() {
+                    match destination(fd, name, original.msg_hdr.msg_namelen) {
+                        Ok(Target::Same) => {}
+                        Ok(target) => {
+                            let target = targets[i].insert(target);
+                            let (a, l) = target.addr(name, original.msg_hdr.msg_namelen);
+                            copy.msg_hdr.msg_name = a as *mut c_void;
+                            copy.msg_hdr.msg_namelen = l;
+                        }
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
                     }
                 }
+                copies[i] = copy;
+                ready += 1;
             }
-            copies[i] = copy;
-            ready += 1;
-        }
-        if ready > 0 {
-            set_errno(saved);
-            let rc = send(copies.as_mut_ptr(), ready as c_uint);
-            if rc < 0 {
+            if ready > 0 {
+                set_errno(saved);
+                let rc = send(copies.as_mut_ptr(), ready as c_uint);
+                if rc < 0 {
+                    if sent == 0 {
+                        return rc;
+                    }
+                    break;
+                }
+                let rc = rc as usize;
+                for (i, copy) in copies.iter().enumerate().take(rc) {
+                    (*vec.add(sent + i)).msg_len = copy.msg_len;
+                }
+                sent += rc;
+                if rc < ready {
+                    break;
+                }
+            }
+            if let Some(e) = refused {
                 if sent == 0 {
-                    return rc;
+                    set_errno(e);
+                    return -1;
                 }
                 break;
             }
-            let rc = rc as usize;
-            for (i, copy) in copies.iter().enumerate().take(rc) {
-                (*vec.add(sent + i)).msg_len = copy.msg_len;
-            }
-            sent += rc;
-            if rc < ready {
-                break;
-            }
         }
-        if let Some(e) = refused {
-            if sent == 0 {
-                set_errno(e);
-                return -1;
-            }
-            break;
-        }
+        set_errno(saved);
+        sent as c_int
     }
-    set_errno(saved);
-    sent as c_int
 }
 
 /// bind of an internet address: the capsule port becomes a host port.
@@ -215,47 +232,51 @@ unsafe fn bind_inet(
     mut inet: Inet,
     real: impl Fn(*const sockaddr, socklen_t) -> c_int,
 ) -> c_int {
-    match inet.place() {
-        Place::Peer(i) if Some(i) == net.ports.own_index() => inet.set_loopback(),
-        Place::Peer(_) => {
-            set_errno(libc::EADDRNOTAVAIL);
-            return -1;
+    // SAFETY: `real` and getsockname get pointers to local addresses with their true
+    // lengths; a zeroed sockaddr_in6 is a valid value.
+    unsafe {
+        match inet.place() {
+            Place::Peer(i) if Some(i) == net.ports.own_index() => inet.set_loopback(),
+            Place::Peer(_) => {
+                set_errno(libc::EADDRNOTAVAIL);
+                return -1;
+            }
+            _ => {}
         }
-        _ => {}
-    }
-    let port = inet.port();
-    let proto = match (port, ports::proto_of(fd)) {
-        (0, _) | (_, None) => return real(inet.as_ptr(), inet.len),
-        (_, Some(proto)) => proto,
-    };
-    let host = net.ports.host_port_for_bind(proto, port);
-    inet.set_port(host);
-    if inet.is_wildcard() {
-        // `-p IP:HOSTPORT:PORT` publishes on that address only (an IPv6 socket gets
-        // it v4-mapped, which an IPV6_V6ONLY socket refuses as the kernel would).
-        if let Some(ip) = net.ports.host_ip_for_bind(proto, port) {
-            inet.set_ipv4(ip);
+        let port = inet.port();
+        let proto = match (port, ports::proto_of(fd)) {
+            (0, _) | (_, None) => return real(inet.as_ptr(), inet.len),
+            (_, Some(proto)) => proto,
+        };
+        let host = net.ports.host_port_for_bind(proto, port);
+        inet.set_port(host);
+        if inet.is_wildcard() {
+            // `-p IP:HOSTPORT:PORT` publishes on that address only (an IPv6 socket gets
+            // it v4-mapped, which an IPV6_V6ONLY socket refuses as the kernel would).
+            if let Some(ip) = net.ports.host_ip_for_bind(proto, port) {
+                inet.set_ipv4(ip);
+            }
         }
-    }
-    let rc = real(inet.as_ptr(), inet.len);
-    if rc != 0 {
-        return rc;
-    }
-    let errno = crate::hook::errno();
-    let mut bound: libc::sockaddr_in6 = std::mem::zeroed();
-    let mut len = std::mem::size_of::<libc::sockaddr_in6>() as socklen_t;
-    if libc::getsockname(fd, (&mut bound as *mut libc::sockaddr_in6).cast(), &mut len) == 0 {
-        if let Some(actual) = Inet::read((&bound as *const libc::sockaddr_in6).cast(), len) {
-            net.ports.record(proto, port, actual.port());
-            log::debug!(
-                "bound capsule port {port}/{} as host port {}",
-                proto.as_str(),
-                actual.port()
-            );
+        let rc = real(inet.as_ptr(), inet.len);
+        if rc != 0 {
+            return rc;
         }
+        let errno = crate::hook::errno();
+        let mut bound: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in6>() as socklen_t;
+        if libc::getsockname(fd, (&mut bound as *mut libc::sockaddr_in6).cast(), &mut len) == 0 {
+            if let Some(actual) = Inet::read((&bound as *const libc::sockaddr_in6).cast(), len) {
+                net.ports.record(proto, port, actual.port());
+                log::debug!(
+                    "bound capsule port {port}/{} as host port {}",
+                    proto.as_str(),
+                    actual.port()
+                );
+            }
+        }
+        set_errno(errno);
+        rc
     }
-    set_errno(errno);
-    rc
 }
 
 hook! {
@@ -536,16 +557,20 @@ hook! {
 
 /// The capsule-set address of `node`, if it names a capsule.
 unsafe fn resolve(node: *const c_char) -> Option<[u8; 4]> {
-    let net = super::get()?;
-    if node.is_null() {
-        return None;
+    // SAFETY: `node` is null (checked) or the program's C string, as getaddrinfo's caller
+    // must give.
+    unsafe {
+        let net = super::get()?;
+        if node.is_null() {
+            return None;
+        }
+        let host = crate::uts::ops::current(runtime::get(), crate::uts::ops::Name::Host);
+        names::lookup(
+            net,
+            CStr::from_ptr(node).to_bytes(),
+            host.as_ref().map(|h| h.as_bytes()),
+        )
     }
-    let host = crate::uts::ops::current(runtime::get(), crate::uts::ops::Name::Host);
-    names::lookup(
-        net,
-        CStr::from_ptr(node).to_bytes(),
-        host.as_ref().map(|h| h.as_bytes()),
-    )
 }
 
 struct StaticHost {
@@ -562,13 +587,18 @@ static STATIC_HOST: StaticHost = StaticHost {
 };
 
 unsafe fn by_name_static(name: *const c_char, family: c_int) -> Option<*mut hostent> {
-    let ip = resolve(name)?;
-    let ent = &mut *STATIC_HOST.ent.get();
-    let buf = &mut *STATIC_HOST.buf.get();
-    let text = CStr::from_ptr(name).to_bytes();
-    match names::fill_hostent(ent, text, ip, family, buf.as_mut_ptr(), buf.len()) {
-        Ok(()) => Some(ent),
-        Err(_) => None,
+    // SAFETY: `name` is the program's C string (gethostbyname's contract); the static entry
+    // is only used by these non-reentrant calls, whose results glibc also shares between
+    // threads.
+    unsafe {
+        let ip = resolve(name)?;
+        let ent = &mut *STATIC_HOST.ent.get();
+        let buf = &mut *STATIC_HOST.buf.get();
+        let text = CStr::from_ptr(name).to_bytes();
+        match names::fill_hostent(ent, text, ip, family, buf.as_mut_ptr(), buf.len()) {
+            Ok(()) => Some(ent),
+            Err(_) => None,
+        }
     }
 }
 
@@ -582,22 +612,25 @@ unsafe fn peer_at(
     len: socklen_t,
     family: c_int,
 ) -> Option<(&'static str, [u8; 4])> {
-    let net = super::get()?;
-    if addr.is_null() {
-        return None;
-    }
-    let bytes = std::slice::from_raw_parts(addr.cast::<u8>(), len as usize);
-    let ip: [u8; 4] = match (family, bytes.len()) {
-        (libc::AF_INET, 4) => bytes.try_into().ok()?,
-        (libc::AF_INET6, 16)
-            if bytes[..10].iter().all(|&b| b == 0) && bytes[10..12] == [0xff, 0xff] =>
-        {
-            bytes[12..].try_into().ok()?
+    // SAFETY: `addr` is null (checked) or valid for `len` bytes (the `# Safety` contract).
+    unsafe {
+        let net = super::get()?;
+        if addr.is_null() {
+            return None;
         }
-        _ => return None,
-    };
-    let name = names::peer_name(net, capsule_config::net::peer_index(ip)?)?;
-    Some((name, ip))
+        let bytes = std::slice::from_raw_parts(addr.cast::<u8>(), len as usize);
+        let ip: [u8; 4] = match (family, bytes.len()) {
+            (libc::AF_INET, 4) => bytes.try_into().ok()?,
+            (libc::AF_INET6, 16)
+                if bytes[..10].iter().all(|&b| b == 0) && bytes[10..12] == [0xff, 0xff] =>
+            {
+                bytes[12..].try_into().ok()?
+            }
+            _ => return None,
+        };
+        let name = names::peer_name(net, capsule_config::net::peer_index(ip)?)?;
+        Some((name, ip))
+    }
 }
 
 unsafe fn by_addr_static(
@@ -605,19 +638,24 @@ unsafe fn by_addr_static(
     len: socklen_t,
     family: c_int,
 ) -> Option<*mut hostent> {
-    let (name, ip) = peer_at(addr, len, family)?;
-    let ent = &mut *STATIC_HOST.ent.get();
-    let buf = &mut *STATIC_HOST.buf.get();
-    names::fill_hostent(
-        ent,
-        name.as_bytes(),
-        ip,
-        family,
-        buf.as_mut_ptr(),
-        buf.len(),
-    )
-    .ok()?;
-    Some(ent)
+    // SAFETY: `addr` is null or valid for `len` bytes (gethostbyaddr's contract); the
+    // static entry is only used by these non-reentrant calls, whose results glibc also
+    // shares between threads.
+    unsafe {
+        let (name, ip) = peer_at(addr, len, family)?;
+        let ent = &mut *STATIC_HOST.ent.get();
+        let buf = &mut *STATIC_HOST.buf.get();
+        names::fill_hostent(
+            ent,
+            name.as_bytes(),
+            ip,
+            family,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+        .ok()?;
+        Some(ent)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -630,18 +668,22 @@ unsafe fn by_addr_r(
     buflen: size_t,
     result: *mut *mut hostent,
 ) -> Option<c_int> {
-    let (name, ip) = peer_at(addr, len, family)?;
-    if !result.is_null() {
-        *result = std::ptr::null_mut();
-    }
-    match names::fill_hostent(&mut *ret, name.as_bytes(), ip, family, buf, buflen) {
-        Ok(()) => {
-            if !result.is_null() {
-                *result = ret;
-            }
-            Some(0)
+    // SAFETY: the program's gethostbyaddr_r arguments: `addr` valid for `len` bytes, `ret`
+    // and `result` writable, `buf` valid for `buflen` bytes.
+    unsafe {
+        let (name, ip) = peer_at(addr, len, family)?;
+        if !result.is_null() {
+            *result = std::ptr::null_mut();
         }
-        Err(e) => Some(e),
+        match names::fill_hostent(&mut *ret, name.as_bytes(), ip, family, buf, buflen) {
+            Ok(()) => {
+                if !result.is_null() {
+                    *result = ret;
+                }
+                Some(0)
+            }
+            Err(e) => Some(e),
+        }
     }
 }
 
@@ -653,21 +695,25 @@ unsafe fn by_name_r(
     buflen: size_t,
     result: *mut *mut hostent,
 ) -> Option<c_int> {
-    if family != libc::AF_INET && family != libc::AF_INET6 {
-        return None;
-    }
-    let ip = resolve(name)?;
-    let text = CStr::from_ptr(name).to_bytes();
-    if !result.is_null() {
-        *result = std::ptr::null_mut();
-    }
-    match names::fill_hostent(&mut *ret, text, ip, family, buf, buflen) {
-        Ok(()) => {
-            if !result.is_null() {
-                *result = ret;
-            }
-            Some(0)
+    // SAFETY: the program's gethostbyname*_r arguments: `name` a C string, `ret` and
+    // `result` writable, `buf` valid for `buflen` bytes.
+    unsafe {
+        if family != libc::AF_INET && family != libc::AF_INET6 {
+            return None;
         }
-        Err(e) => Some(e),
+        let ip = resolve(name)?;
+        let text = CStr::from_ptr(name).to_bytes();
+        if !result.is_null() {
+            *result = std::ptr::null_mut();
+        }
+        match names::fill_hostent(&mut *ret, text, ip, family, buf, buflen) {
+            Ok(()) => {
+                if !result.is_null() {
+                    *result = ret;
+                }
+                Some(0)
+            }
+            Err(e) => Some(e),
+        }
     }
 }

@@ -80,39 +80,43 @@ pub unsafe fn fill_hostent(
     buf: *mut c_char,
     len: usize,
 ) -> Result<(), c_int> {
-    let ptr_size = std::mem::size_of::<*mut c_char>();
-    let addr_len = if family == libc::AF_INET6 { 16 } else { 4 };
-    // Pointers first (aligned), then the address and the name.
-    let align = buf.align_offset(ptr_size);
-    let need = align + 3 * ptr_size + addr_len + name.len() + 1;
-    if need > len {
-        return Err(libc::ERANGE);
+    // SAFETY: `buf` is valid for `len` bytes (the `# Safety` contract), and each piece is
+    // placed only after checking that it fits.
+    unsafe {
+        let ptr_size = std::mem::size_of::<*mut c_char>();
+        let addr_len = if family == libc::AF_INET6 { 16 } else { 4 };
+        // Pointers first (aligned), then the address and the name.
+        let align = buf.align_offset(ptr_size);
+        let need = align + 3 * ptr_size + addr_len + name.len() + 1;
+        if need > len {
+            return Err(libc::ERANGE);
+        }
+        let base = buf.add(align);
+        let list = base.cast::<*mut c_char>();
+        let address = base.add(3 * ptr_size);
+        let text = address.add(addr_len);
+        if family == libc::AF_INET6 {
+            let mut mapped = [0u8; 16];
+            mapped[10] = 0xff;
+            mapped[11] = 0xff;
+            mapped[12..].copy_from_slice(&ip);
+            std::ptr::copy_nonoverlapping(mapped.as_ptr(), address.cast(), 16);
+        } else {
+            std::ptr::copy_nonoverlapping(ip.as_ptr(), address.cast(), 4);
+        }
+        std::ptr::copy_nonoverlapping(name.as_ptr(), text.cast(), name.len());
+        *text.add(name.len()) = 0;
+        // [address, NULL] is the address list; the second NULL is the alias list.
+        *list = address;
+        *list.add(1) = std::ptr::null_mut();
+        *list.add(2) = std::ptr::null_mut();
+        ent.h_name = text;
+        ent.h_aliases = list.add(2);
+        ent.h_addrtype = family;
+        ent.h_length = addr_len as c_int;
+        ent.h_addr_list = list;
+        Ok(())
     }
-    let base = buf.add(align);
-    let list = base.cast::<*mut c_char>();
-    let address = base.add(3 * ptr_size);
-    let text = address.add(addr_len);
-    if family == libc::AF_INET6 {
-        let mut mapped = [0u8; 16];
-        mapped[10] = 0xff;
-        mapped[11] = 0xff;
-        mapped[12..].copy_from_slice(&ip);
-        std::ptr::copy_nonoverlapping(mapped.as_ptr(), address.cast(), 16);
-    } else {
-        std::ptr::copy_nonoverlapping(ip.as_ptr(), address.cast(), 4);
-    }
-    std::ptr::copy_nonoverlapping(name.as_ptr(), text.cast(), name.len());
-    *text.add(name.len()) = 0;
-    // [address, NULL] is the address list; the second NULL is the alias list.
-    *list = address;
-    *list.add(1) = std::ptr::null_mut();
-    *list.add(2) = std::ptr::null_mut();
-    ent.h_name = text;
-    ent.h_aliases = list.add(2);
-    ent.h_addrtype = family;
-    ent.h_length = addr_len as c_int;
-    ent.h_addr_list = list;
-    Ok(())
 }
 
 #[cfg(test)]

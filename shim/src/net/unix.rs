@@ -50,17 +50,22 @@ pub unsafe fn abstract_name<'a>(
     addr: *const libc::sockaddr,
     len: libc::socklen_t,
 ) -> Option<&'a [u8]> {
-    let len = len as usize;
-    if addr.is_null() || len <= FAMILY || std::ffi::c_int::from((*addr).sa_family) != libc::AF_UNIX
-    {
-        return None;
+    // SAFETY: `addr` is null or valid for `len` bytes (the `# Safety` contract).
+    unsafe {
+        let len = len as usize;
+        if addr.is_null()
+            || len <= FAMILY
+            || std::ffi::c_int::from((*addr).sa_family) != libc::AF_UNIX
+        {
+            return None;
+        }
+        let un = &*(addr as *const libc::sockaddr_un);
+        let path = std::slice::from_raw_parts(
+            un.sun_path.as_ptr() as *const u8,
+            (len - FAMILY).min(SUN_PATH),
+        );
+        (path[0] == 0).then(|| &path[1..])
     }
-    let un = &*(addr as *const libc::sockaddr_un);
-    let path = std::slice::from_raw_parts(
-        un.sun_path.as_ptr() as *const u8,
-        (len - FAMILY).min(SUN_PATH),
-    );
-    (path[0] == 0).then(|| &path[1..])
 }
 
 /// The host address of abstract `name`: the prefix put in front. `ENAMETOOLONG` when
@@ -93,21 +98,25 @@ pub unsafe fn strip(
     len: *mut libc::socklen_t,
     room: usize,
 ) {
-    let full = *len as usize;
-    if full > room {
-        return;
+    // SAFETY: `addr` is valid for `room` bytes and `len` is valid (the `# Safety`
+    // contract).
+    unsafe {
+        let full = *len as usize;
+        if full > room {
+            return;
+        }
+        let Some(name) = abstract_name(addr, *len) else {
+            return;
+        };
+        let p = prefix.as_bytes();
+        if !name.starts_with(p) {
+            return;
+        }
+        let path = (*(addr as *mut libc::sockaddr_un)).sun_path.as_mut_ptr() as *mut u8;
+        let rest = name.len() - p.len();
+        std::ptr::copy(path.add(1 + p.len()), path.add(1), rest);
+        *len = (full - p.len()) as libc::socklen_t;
     }
-    let Some(name) = abstract_name(addr, *len) else {
-        return;
-    };
-    let p = prefix.as_bytes();
-    if !name.starts_with(p) {
-        return;
-    }
-    let path = (*(addr as *mut libc::sockaddr_un)).sun_path.as_mut_ptr() as *mut u8;
-    let rest = name.len() - p.len();
-    std::ptr::copy(path.add(1 + p.len()), path.add(1), rest);
-    *len = (full - p.len()) as libc::socklen_t;
 }
 
 #[cfg(test)]

@@ -25,14 +25,17 @@ pub unsafe fn clock_gettime_with(
     ts: *mut timespec,
     real: impl FnOnce() -> c_int,
 ) -> c_int {
-    let rc = real();
-    if rc == 0 && !ts.is_null() && ops::is_wall_clock(clock) {
-        let off = offset();
-        if off != 0 {
-            *ts = ops::shift(&*ts, off);
+    // SAFETY: `ts` is null or valid for writes (the `# Safety` contract).
+    unsafe {
+        let rc = real();
+        if rc == 0 && !ts.is_null() && ops::is_wall_clock(clock) {
+            let off = offset();
+            if off != 0 {
+                *ts = ops::shift(&*ts, off);
+            }
         }
+        rc
     }
-    rc
 }
 
 /// gettimeofday, shared with `syscall(SYS_gettimeofday)`.
@@ -40,14 +43,17 @@ pub unsafe fn clock_gettime_with(
 /// # Safety
 /// `tv` is null or valid for writes.
 pub unsafe fn gettimeofday_with(tv: *mut timeval, real: impl FnOnce() -> c_int) -> c_int {
-    let rc = real();
-    if rc == 0 && !tv.is_null() {
-        let off = offset();
-        if off != 0 {
-            *tv = ops::shift_timeval(&*tv, off);
+    // SAFETY: `tv` is null or valid for writes (the `# Safety` contract).
+    unsafe {
+        let rc = real();
+        if rc == 0 && !tv.is_null() {
+            let off = offset();
+            if off != 0 {
+                *tv = ops::shift_timeval(&*tv, off);
+            }
         }
+        rc
     }
-    rc
 }
 
 /// time(), shared with `syscall(SYS_time)`: the floor of the shifted coarse clock,
@@ -56,25 +62,29 @@ pub unsafe fn gettimeofday_with(tv: *mut timeval, real: impl FnOnce() -> c_int) 
 /// # Safety
 /// `out` is null or valid for writes.
 pub unsafe fn time_with(out: *mut time_t, real: impl FnOnce() -> time_t) -> time_t {
-    let off = offset();
-    if off == 0 {
-        return real();
+    // SAFETY: `out` is null or valid for writes (the `# Safety` contract).
+    unsafe {
+        let off = offset();
+        if off == 0 {
+            return real();
+        }
+        // The coarse clock is what time() reads too (from the vDSO, without a system call).
+        let Some(clock) = REAL_CLOCK_GETTIME.get() else {
+            return real();
+        };
+        // SAFETY: libc's clock_gettime has this signature.
+        let clock: unsafe extern "C" fn(clockid_t, *mut timespec) -> c_int =
+            std::mem::transmute(clock);
+        let mut ts = NO_TIME;
+        if clock(libc::CLOCK_REALTIME_COARSE, &mut ts) != 0 {
+            return real();
+        }
+        let now = ops::shift(&ts, off).tv_sec;
+        if !out.is_null() {
+            *out = now;
+        }
+        now
     }
-    // The coarse clock is what time() reads too (from the vDSO, without a system call).
-    let Some(clock) = REAL_CLOCK_GETTIME.get() else {
-        return real();
-    };
-    // SAFETY: libc's clock_gettime has this signature.
-    let clock: unsafe extern "C" fn(clockid_t, *mut timespec) -> c_int = std::mem::transmute(clock);
-    let mut ts = NO_TIME;
-    if clock(libc::CLOCK_REALTIME_COARSE, &mut ts) != 0 {
-        return real();
-    }
-    let now = ops::shift(&ts, off).tv_sec;
-    if !out.is_null() {
-        *out = now;
-    }
-    now
 }
 
 use identity::capsule_root as privileged;
@@ -120,15 +130,18 @@ pub fn set_wall_clock(clock: clockid_t, target: Option<&timespec>) -> c_int {
 /// # Safety
 /// `abs` is null or points to a valid timespec.
 unsafe fn host_deadline(abs: *const timespec, storage: &mut timespec) -> *const timespec {
-    if abs.is_null() {
-        return abs;
+    // SAFETY: `abs` is null or points to a valid timespec (the `# Safety` contract).
+    unsafe {
+        if abs.is_null() {
+            return abs;
+        }
+        let off = offset();
+        if off == 0 {
+            return abs;
+        }
+        *storage = ops::shift(&*abs, -off);
+        storage
     }
-    let off = offset();
-    if off == 0 {
-        return abs;
-    }
-    *storage = ops::shift(&*abs, -off);
-    storage
 }
 
 /// `TIME_UTC` of <time.h>.
