@@ -19,6 +19,8 @@
 //! - with no file-system settings the replica is off and every hook passes through.
 
 pub mod cache;
+#[cfg(test)]
+mod core_tests;
 pub mod cow;
 pub mod dirs;
 pub mod fds;

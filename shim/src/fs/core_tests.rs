@@ -1,0 +1,325 @@
+//! Unit tests of the path core (resolution, layers, volumes, copy-up, whiteouts,
+//! opaque directories, merged listings) on temporary directories: the containment
+//! boundary tested where it is written, not only end to end through a program.
+//!
+//! Each test builds its own lower layer, upper layer and volume under a fresh
+//! temporary directory and a `Layers` over them, as the runtime would from
+//! `CAPSULE_ROOT`/`CAPSULE_UPPER`/`CAPSULE_VOLUMES`. Unit-test builds leave the
+//! exported hooks out, so the real calls here are the kernel's.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf as StdPath};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::dirs;
+use super::layers::{Found, Layers, Place, Volume, OPAQUE_MARKER};
+use super::ops::{self, Skip};
+
+/// A scratch capsule: `lower/`, `upper/`, `vol/` and `outside/` under one directory
+/// removed at the end.
+struct Scratch {
+    top: StdPath,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let top = std::env::temp_dir().join(format!(
+            "capsule-core-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&top);
+        for dir in ["lower/etc", "lower/data/sub", "upper", "vol", "outside"] {
+            fs::create_dir_all(top.join(dir)).unwrap();
+        }
+        fs::write(top.join("lower/etc/passwd"), "capsule's passwd\n").unwrap();
+        fs::write(top.join("lower/data/a"), "lower a\n").unwrap();
+        fs::write(top.join("lower/data/sub/b"), "lower b\n").unwrap();
+        fs::write(top.join("outside/secret"), "outside\n").unwrap();
+        Scratch { top }
+    }
+
+    fn path(&self, rel: &str) -> StdPath {
+        self.top.join(rel)
+    }
+
+    fn bytes(&self, rel: &str) -> Vec<u8> {
+        self.path(rel).into_os_string().into_encoded_bytes()
+    }
+
+    fn layers(&self, read_only: bool) -> Layers {
+        Layers {
+            root: Some(self.bytes("lower")),
+            upper: Some(self.bytes("upper")),
+            volumes: vec![Volume {
+                path: b"/vol".to_vec(),
+                host: self.bytes("vol"),
+                read_only: false,
+            }],
+            read_only,
+            members: Vec::new(),
+        }
+    }
+
+    /// Every file under `rel` with its content, mode and link target, sorted: a tree
+    /// compared before and after to show a layer was not touched.
+    fn snapshot(&self, rel: &str) -> Vec<(String, u32, String)> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, u32, String)>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                let name = path.strip_prefix(base).unwrap().display().to_string();
+                let what = if meta.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(&path).unwrap().display())
+                } else if meta.is_dir() {
+                    walk(&path, base, out);
+                    "dir".to_string()
+                } else {
+                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned()
+                };
+                out.push((name, meta.mode(), what));
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path(rel), &self.path(rel), &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.top);
+    }
+}
+
+fn c(path: &str) -> CString {
+    CString::new(path).unwrap()
+}
+
+fn host_of(layers: &Layers, path: &str, follow: bool) -> String {
+    let node = layers.resolve(path.as_bytes(), follow).unwrap();
+    String::from_utf8(node.host.as_bytes().to_vec()).unwrap()
+}
+
+fn errno_of<T>(result: ops::Op<T>) -> i32 {
+    match result {
+        Err(Skip::Errno(e)) => e,
+        Err(Skip::Pass) => panic!("passed through"),
+        Ok(_) => panic!("succeeded"),
+    }
+}
+
+#[test]
+fn a_lower_name_is_found_in_the_lower_layer_and_an_upper_one_shadows_it() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    assert_eq!(node.found, Found::Lower);
+    assert_eq!(node.place, Place::Overlay);
+    assert_eq!(node.host.as_bytes(), &s.bytes("lower/data/a")[..]);
+
+    fs::create_dir_all(s.path("upper/data")).unwrap();
+    fs::write(s.path("upper/data/a"), "upper a\n").unwrap();
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    assert_eq!(node.found, Found::Upper);
+    assert_eq!(node.host.as_bytes(), &s.bytes("upper/data/a")[..]);
+}
+
+#[test]
+fn dot_dot_and_links_never_lead_above_the_capsule_root() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let passwd = s.path("lower/etc/passwd").display().to_string();
+    assert_eq!(host_of(&layers, "/../../../etc/passwd", false), passwd);
+    assert_eq!(
+        host_of(&layers, "/data/../../../../etc/passwd", false),
+        passwd
+    );
+    // An absolute link is a capsule path; a relative one climbing past `/` stops there.
+    symlink("/etc", s.path("lower/abs")).unwrap();
+    symlink("../../../../../../etc", s.path("lower/data/rel")).unwrap();
+    assert_eq!(host_of(&layers, "/abs/passwd", true), passwd);
+    assert_eq!(host_of(&layers, "/data/rel/passwd", true), passwd);
+    // A link naming the outside directory by its host path stays in the capsule.
+    let outside = s.path("outside").display().to_string();
+    symlink(&outside, s.path("lower/out")).unwrap();
+    // (the capsule has no such directory: ENOENT, as the kernel answers in a chroot).
+    assert_eq!(layers.resolve(b"/out/secret", true).err(), Some(libc::ENOENT));
+}
+
+#[test]
+fn a_link_inside_a_volume_leads_into_the_capsule_not_the_host() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    symlink("/etc", s.path("vol/e")).unwrap();
+    let node = layers.resolve(b"/vol/e/passwd", true).unwrap();
+    assert_eq!(node.host.as_bytes(), &s.bytes("lower/etc/passwd")[..]);
+    // A name in the volume itself is the volume's host file.
+    fs::write(s.path("vol/f"), "v").unwrap();
+    let node = layers.resolve(b"/vol/f", false).unwrap();
+    assert_eq!(node.place, Place::Volume { read_only: false });
+    assert_eq!(node.host.as_bytes(), &s.bytes("vol/f")[..]);
+    // `..` out of the volume is the capsule's parent, not the host's.
+    let node = layers.resolve(b"/vol/../etc/passwd", false).unwrap();
+    assert_eq!(node.host.as_bytes(), &s.bytes("lower/etc/passwd")[..]);
+}
+
+#[test]
+fn a_whiteout_hides_a_lower_name_and_an_opaque_directory_its_whole_lower_content() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    fs::create_dir_all(s.path("upper/data")).unwrap();
+    fs::write(s.path("upper/data/.wh.a"), "").unwrap();
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    assert_eq!(node.found, Found::Missing);
+    assert!(node.whiteout);
+
+    fs::create_dir_all(s.path("upper/data/sub")).unwrap();
+    fs::write(
+        s.path("upper/data/sub")
+            .join(std::str::from_utf8(OPAQUE_MARKER).unwrap()),
+        "",
+    )
+    .unwrap();
+    let node = layers.resolve(b"/data/sub/b", false).unwrap();
+    assert_eq!(node.found, Found::Missing);
+    assert!(!node.lower_visible);
+}
+
+#[test]
+fn a_merged_listing_shows_both_layers_without_markers_or_hidden_names() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    fs::create_dir_all(s.path("upper/data")).unwrap();
+    fs::write(s.path("upper/data/new"), "").unwrap();
+    fs::write(s.path("upper/data/.wh.a"), "").unwrap();
+    fs::write(s.path("upper/data/.capsule-copyup-1-2-3"), "").unwrap();
+    let node = layers.resolve(b"/data", true).unwrap();
+    let entries = dirs::merged(&layers, &node)
+        .unwrap()
+        .expect("a merged directory");
+    let mut names: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            // SAFETY: d_name of a dirent64 read from the kernel is NUL-terminated.
+            let name = unsafe { std::ffi::CStr::from_ptr(e.d_name.as_ptr()) };
+            name.to_string_lossy().into_owned()
+        })
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new", "sub"]);
+}
+
+#[test]
+fn a_change_copies_up_with_content_and_mode_and_leaves_the_lower_file_as_it_was() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    fs::set_permissions(s.path("lower/data/a"), fs::Permissions::from_mode(0o640)).unwrap();
+    let before = s.snapshot("lower");
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    let node = ops::for_change(&layers, node).ok().expect("copy-up");
+    assert_eq!(node.found, Found::Upper);
+    assert_eq!(fs::read(s.path("upper/data/a")).unwrap(), b"lower a\n");
+    let mode = fs::metadata(s.path("upper/data/a")).unwrap().mode();
+    assert_eq!(mode & 0o7777, 0o640);
+    // Published whole: no temporary name is left beside the copy.
+    let left: Vec<_> = fs::read_dir(s.path("upper/data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["a"]);
+    assert_eq!(s.snapshot("lower"), before);
+}
+
+#[test]
+fn removing_a_lower_name_leaves_a_whiteout_and_the_lower_layer_intact() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let before = s.snapshot("lower");
+    assert!(ops::remove(&layers, libc::AT_FDCWD, &c("/data/a"), false).is_ok());
+    assert!(s.path("upper/data/.wh.a").exists());
+    assert_eq!(
+        layers.resolve(b"/data/a", false).unwrap().found,
+        Found::Missing
+    );
+    // Creating the name again clears the whiteout and makes it an upper name.
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    let (host, had_whiteout) = ops::for_create(&layers, &node).ok().unwrap();
+    assert!(had_whiteout);
+    assert_eq!(host.as_bytes(), &s.bytes("upper/data/a")[..]);
+    assert!(!s.path("upper/data/.wh.a").exists());
+    assert_eq!(s.snapshot("lower"), before);
+}
+
+#[test]
+fn names_that_look_like_layer_markers_cannot_be_created() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    for name in [
+        "/data/.wh.a",
+        "/data/.wh..wh..opq",
+        "/data/.capsule-copyup-x",
+    ] {
+        let node = layers.resolve(name.as_bytes(), false).unwrap();
+        assert_eq!(
+            errno_of(ops::for_create(&layers, &node)),
+            libc::EINVAL,
+            "{name}"
+        );
+    }
+    // Nothing was made in the upper layer on the way.
+    assert!(!s.path("upper/data").exists());
+}
+
+#[test]
+fn a_read_only_capsule_refuses_every_change_of_its_layers() {
+    let s = Scratch::new();
+    let layers = s.layers(true);
+    let before = s.snapshot("lower");
+    let node = layers.resolve(b"/data/a", false).unwrap();
+    assert_eq!(errno_of(ops::for_change(&layers, node)), libc::EROFS);
+    let node = layers.resolve(b"/data/new", false).unwrap();
+    assert_eq!(errno_of(ops::for_create(&layers, &node)), libc::EROFS);
+    assert_eq!(
+        errno_of(ops::remove(&layers, libc::AT_FDCWD, &c("/data/a"), false)),
+        libc::EROFS
+    );
+    assert_eq!(s.snapshot("lower"), before);
+    assert!(fs::read_dir(s.path("upper")).unwrap().next().is_none());
+}
+
+#[test]
+fn an_open_for_writing_of_a_lower_file_is_planned_on_the_upper_copy() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let before = s.snapshot("lower");
+    let plan = ops::open(&layers, libc::AT_FDCWD, &c("/data/sub/b"), libc::O_WRONLY)
+        .ok()
+        .expect("a plan");
+    assert_eq!(plan.host.as_bytes(), &s.bytes("upper/data/sub/b")[..]);
+    assert!(!plan.lower);
+    assert_eq!(fs::read(s.path("upper/data/sub/b")).unwrap(), b"lower b\n");
+    // A read-only open reads the lower file in place.
+    let plan = ops::open(&layers, libc::AT_FDCWD, &c("/etc/passwd"), libc::O_RDONLY)
+        .ok()
+        .expect("a plan");
+    assert_eq!(plan.host.as_bytes(), &s.bytes("lower/etc/passwd")[..]);
+    assert!(plan.lower && !plan.safe);
+    assert_eq!(s.snapshot("lower"), before);
+}
+
+#[test]
+fn an_over_long_name_is_refused_before_any_walk() {
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let long = format!("/data/{}", "x".repeat(256));
+    assert_eq!(
+        layers.resolve(long.as_bytes(), false).err(),
+        Some(libc::ENAMETOOLONG)
+    );
+}
