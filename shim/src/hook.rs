@@ -121,6 +121,8 @@ impl Real {
         // NUL-terminated static strings.
         let found = unsafe {
             match self.version {
+                // musl has one version of every symbol and no dlvsym.
+                #[cfg(target_env = "gnu")]
                 Some(v) => {
                     let p = libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr());
                     if p.is_null() {
@@ -129,7 +131,7 @@ impl Real {
                         p
                     }
                 }
-                None => libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()),
+                _ => libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()),
             }
         };
         self.ptr.store(

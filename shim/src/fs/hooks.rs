@@ -305,6 +305,7 @@ enum StatBuf {
     /// from what the walk already read.
     Copy(*mut libc::stat),
     /// A `struct stat` the real call fills (the versioned `__xstat`s).
+    #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
     Stat(*mut libc::stat),
     Statx(*mut libc::statx),
 }
@@ -1099,6 +1100,7 @@ type FtwFn = Option<unsafe extern "C" fn(*const c_char, *const libc::stat, c_int
 
 /// `struct stat`-era entry points of binaries built against glibc < 2.33 take the
 /// structure version first.
+#[cfg(target_env = "gnu")]
 type Ver = c_int;
 
 hook! {
@@ -1162,21 +1164,27 @@ hook! {
     fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
     |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Copy(buf.cast()), |p| if p == path { real(dirfd, p, buf, flags) } else { real(libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
+    #[cfg(target_env = "gnu")]
     fn __xstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __xstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, true, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __lxstat(ver: Ver, path: *const c_char, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __lxstat64(ver: Ver, path: *const c_char, buf: *mut libc::stat64) -> c_int, missing: -1;
     |real| stat_with(libc::AT_FDCWD, path, false, StatBuf::Stat(buf.cast()), |p| real(ver, p, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __fxstatat(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, missing: -1;
     |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Stat(buf.cast()), |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
+    #[cfg(target_env = "gnu")]
     fn __fxstatat64(ver: Ver, dirfd: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) -> c_int, missing: -1;
     |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Stat(buf.cast()), |p| if p == path { real(ver, dirfd, p, buf, flags) } else { real(ver, libc::AT_FDCWD, p, buf, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
@@ -1438,9 +1446,11 @@ hook! {
     fn fstat64(fd: c_int, buf: *mut libc::stat64) -> c_int, missing: -1;
     |real| fstat_with(fd, buf.cast(), || real(fd, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __fxstat(ver: Ver, fd: c_int, buf: *mut libc::stat) -> c_int, missing: -1;
     |real| fstat_with(fd, buf, || real(ver, fd, buf))
 
+    #[cfg(target_env = "gnu")]
     fn __fxstat64(ver: Ver, fd: c_int, buf: *mut libc::stat64) -> c_int, missing: -1;
     |real| fstat_with(fd, buf.cast(), || real(ver, fd, buf))
 
@@ -1539,7 +1549,7 @@ hook! {
             // The shim's log descriptor stays open: close around it.
             Some(own) if first >= 0 && own >= first as u32 => {
                 if own > first as u32 {
-                    libc::close_range(first as c_uint, own - 1, 0);
+                    libc::syscall(libc::SYS_close_range, first as c_uint, own - 1, 0);
                 }
                 real(own as c_int + 1);
             }

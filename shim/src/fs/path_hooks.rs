@@ -105,6 +105,8 @@ hook! {
     fn acct(path: *const c_char) -> c_int, missing: -1;
     |real| refused(-1, || real(path))
 
+    /// glibc only: musl has no link-map namespaces.
+    #[cfg(target_env = "gnu")]
     fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut();
     |real| {
         if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {

@@ -1,5 +1,9 @@
 //! FFI layer of the time replica.
 
+// The libc crate marks musl's `time_t` deprecated for 32-bit targets' move to 64 bits;
+// on x86-64 it is 64 bits under both libcs.
+#![cfg_attr(target_env = "musl", allow(deprecated))]
+
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use libc::{c_int, c_void, clockid_t, time_t, timespec, timeval};
