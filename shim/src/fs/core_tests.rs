@@ -148,7 +148,10 @@ fn dot_dot_and_links_never_lead_above_the_capsule_root() {
     let outside = s.path("outside").display().to_string();
     symlink(&outside, s.path("lower/out")).unwrap();
     // (the capsule has no such directory: ENOENT, as the kernel answers in a chroot).
-    assert_eq!(layers.resolve(b"/out/secret", true).err(), Some(libc::ENOENT));
+    assert_eq!(
+        layers.resolve(b"/out/secret", true).err(),
+        Some(libc::ENOENT)
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! here on top of the capsule-aware hooks. Both call them (and the program's
 //! callbacks) outside the shim guard, so every call they make is virtualised.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use crate::hook::{outside, set_errno};
@@ -25,23 +27,30 @@ pub struct Glob {
 const GLOB_ALTDIRFUNC: c_int = 1 << 9;
 
 unsafe extern "C" fn glob_closedir(dir: *mut c_void) {
-    super::hooks::closedir(dir.cast());
+    // SAFETY: glob calls this with a stream its own gl_opendir (glob_opendir) gave.
+    unsafe {
+        super::hooks::closedir(dir.cast());
+    }
 }
 
 unsafe extern "C" fn glob_readdir(dir: *mut c_void) -> *mut c_void {
-    super::hooks::readdir64(dir.cast()).cast()
+    // SAFETY: glob calls this with a stream its own gl_opendir (glob_opendir) gave.
+    unsafe { super::hooks::readdir64(dir.cast()).cast() }
 }
 
 unsafe extern "C" fn glob_opendir(path: *const c_char) -> *mut c_void {
-    super::hooks::opendir(path).cast()
+    // SAFETY: glob passes a C string.
+    unsafe { super::hooks::opendir(path).cast() }
 }
 
 unsafe extern "C" fn glob_lstat(path: *const c_char, buf: *mut c_void) -> c_int {
-    super::hooks::lstat(path, buf.cast())
+    // SAFETY: glob passes a C string and a stat buffer of its own.
+    unsafe { super::hooks::lstat(path, buf.cast()) }
 }
 
 unsafe extern "C" fn glob_stat(path: *const c_char, buf: *mut c_void) -> c_int {
-    super::hooks::stat(path, buf.cast())
+    // SAFETY: glob passes a C string and a stat buffer of its own.
+    unsafe { super::hooks::stat(path, buf.cast()) }
 }
 
 /// Runs the real glob with the capsule's directory functions (unless the program
@@ -54,20 +63,23 @@ pub unsafe fn glob_with(
     flags: c_int,
     real: impl FnOnce(c_int) -> c_int,
 ) -> c_int {
-    if super::layers().is_none() || pglob.is_null() || flags & GLOB_ALTDIRFUNC != 0 {
-        return real(flags);
+    // SAFETY: `pglob` is null (checked) or a valid glob_t (the `# Safety` contract).
+    unsafe {
+        if super::layers().is_none() || pglob.is_null() || flags & GLOB_ALTDIRFUNC != 0 {
+            return real(flags);
+        }
+        let g = &mut *pglob;
+        g.closedir = Some(glob_closedir);
+        g.readdir = Some(glob_readdir);
+        g.opendir = Some(glob_opendir);
+        g.lstat = Some(glob_lstat);
+        g.stat = Some(glob_stat);
+        let rc = outside(|| real(flags | GLOB_ALTDIRFUNC));
+        // The program did not ask for GLOB_ALTDIRFUNC: do not leave it set for a later
+        // GLOB_APPEND call to find.
+        (*pglob).flags &= !GLOB_ALTDIRFUNC;
+        rc
     }
-    let g = &mut *pglob;
-    g.closedir = Some(glob_closedir);
-    g.readdir = Some(glob_readdir);
-    g.opendir = Some(glob_opendir);
-    g.lstat = Some(glob_lstat);
-    g.stat = Some(glob_stat);
-    let rc = outside(|| real(flags | GLOB_ALTDIRFUNC));
-    // The program did not ask for GLOB_ALTDIRFUNC: do not leave it set for a later
-    // GLOB_APPEND call to find.
-    (*pglob).flags &= !GLOB_ALTDIRFUNC;
-    rc
 }
 
 const FTW_F: c_int = 0;
@@ -141,94 +153,99 @@ impl Walker<'_> {
 
     /// Visits `path` (NUL-terminated in the vector, not counted in its length).
     unsafe fn visit(&mut self, path: &mut Vec<u8>, base: usize, level: c_int) -> Next {
-        // SAFETY: a zeroed stat is valid.
-        let mut st: libc::stat = std::mem::zeroed();
-        path.push(0);
-        let p = path.as_ptr().cast::<c_char>();
-        let stat_ok = if self.flags & FTW_PHYS != 0 {
-            super::hooks::lstat(p, &mut st) == 0
-        } else {
-            super::hooks::stat(p, &mut st) == 0
-        };
-        let kind = if !stat_ok {
-            if self.flags & FTW_PHYS == 0 && super::hooks::lstat(p, &mut st) == 0 {
-                FTW_SLN
-            } else {
-                FTW_NS
-            }
-        } else {
-            match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => FTW_D,
-                libc::S_IFLNK => FTW_SL,
-                _ => FTW_F,
-            }
-        };
-        if self.flags & FTW_MOUNT != 0 && stat_ok && st.st_dev != self.device {
-            path.pop();
-            return Next::Continue;
-        }
-        if kind != FTW_D {
-            let next = self.call(path, &st, kind, base, level);
-            path.pop();
-            return next;
-        }
-        let dir = super::hooks::opendir(p);
-        if dir.is_null() {
-            let next = self.call(path, &st, FTW_DNR, base, level);
-            path.pop();
-            return next;
-        }
-        if self.flags & FTW_DEPTH == 0 {
-            match self.call(path, &st, FTW_D, base, level) {
-                Next::Continue => {}
-                Next::SkipSubtree => {
-                    super::hooks::closedir(dir);
-                    path.pop();
-                    return Next::Continue;
-                }
-                other => {
-                    super::hooks::closedir(dir);
-                    path.pop();
-                    return other;
-                }
-            }
-        }
-        // Read the names first: a deep tree then keeps one directory open at a time.
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        loop {
-            let entry = super::hooks::readdir64(dir);
-            if entry.is_null() {
-                break;
-            }
-            let name = CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        super::hooks::closedir(dir);
-        path.pop(); // the NUL
-        let len = path.len();
-        for name in names {
-            if !path.ends_with(b"/") {
-                path.push(b'/');
-            }
-            let child_base = path.len();
-            path.extend_from_slice(&name);
-            let next = self.visit(path, child_base, level + 1);
-            path.truncate(len);
-            match next {
-                Next::Continue | Next::SkipSubtree => {}
-                Next::SkipSiblings => break,
-                stop @ Next::Stop(_) => return stop,
-            }
-        }
-        if self.flags & FTW_DEPTH != 0 {
+        // SAFETY: `path` is NUL-terminated in the vector (the caller keeps it so), and the
+        // program's callback is called with a C string, a stat buffer and an FTW that live
+        // through the call.
+        unsafe {
+            // SAFETY: a zeroed stat is valid.
+            let mut st: libc::stat = std::mem::zeroed();
             path.push(0);
-            let next = self.call(path, &st, FTW_DP, base, level);
-            path.pop();
-            return next;
+            let p = path.as_ptr().cast::<c_char>();
+            let stat_ok = if self.flags & FTW_PHYS != 0 {
+                super::hooks::lstat(p, &mut st) == 0
+            } else {
+                super::hooks::stat(p, &mut st) == 0
+            };
+            let kind = if !stat_ok {
+                if self.flags & FTW_PHYS == 0 && super::hooks::lstat(p, &mut st) == 0 {
+                    FTW_SLN
+                } else {
+                    FTW_NS
+                }
+            } else {
+                match st.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => FTW_D,
+                    libc::S_IFLNK => FTW_SL,
+                    _ => FTW_F,
+                }
+            };
+            if self.flags & FTW_MOUNT != 0 && stat_ok && st.st_dev != self.device {
+                path.pop();
+                return Next::Continue;
+            }
+            if kind != FTW_D {
+                let next = self.call(path, &st, kind, base, level);
+                path.pop();
+                return next;
+            }
+            let dir = super::hooks::opendir(p);
+            if dir.is_null() {
+                let next = self.call(path, &st, FTW_DNR, base, level);
+                path.pop();
+                return next;
+            }
+            if self.flags & FTW_DEPTH == 0 {
+                match self.call(path, &st, FTW_D, base, level) {
+                    Next::Continue => {}
+                    Next::SkipSubtree => {
+                        super::hooks::closedir(dir);
+                        path.pop();
+                        return Next::Continue;
+                    }
+                    other => {
+                        super::hooks::closedir(dir);
+                        path.pop();
+                        return other;
+                    }
+                }
+            }
+            // Read the names first: a deep tree then keeps one directory open at a time.
+            let mut names: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let entry = super::hooks::readdir64(dir);
+                if entry.is_null() {
+                    break;
+                }
+                let name = CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes();
+                if name != b"." && name != b".." {
+                    names.push(name.to_vec());
+                }
+            }
+            super::hooks::closedir(dir);
+            path.pop(); // the NUL
+            let len = path.len();
+            for name in names {
+                if !path.ends_with(b"/") {
+                    path.push(b'/');
+                }
+                let child_base = path.len();
+                path.extend_from_slice(&name);
+                let next = self.visit(path, child_base, level + 1);
+                path.truncate(len);
+                match next {
+                    Next::Continue | Next::SkipSubtree => {}
+                    Next::SkipSiblings => break,
+                    stop @ Next::Stop(_) => return stop,
+                }
+            }
+            if self.flags & FTW_DEPTH != 0 {
+                path.push(0);
+                let next = self.call(path, &st, FTW_DP, base, level);
+                path.pop();
+                return next;
+            }
+            Next::Continue
         }
-        Next::Continue
     }
 }
 
@@ -241,34 +258,38 @@ pub unsafe fn nftw_with(
     flags: c_int,
     visit: &mut dyn FnMut(*const c_char, *const libc::stat, c_int, Ftw) -> c_int,
 ) -> c_int {
-    let start = CStr::from_ptr(dir).to_bytes();
-    if start.is_empty() {
-        set_errno(libc::ENOENT);
-        return -1;
-    }
-    // SAFETY: a zeroed stat is valid.
-    let mut st: libc::stat = std::mem::zeroed();
-    let follow = flags & FTW_PHYS == 0;
-    let rc = if follow {
-        super::hooks::stat(dir, &mut st)
-    } else {
-        super::hooks::lstat(dir, &mut st)
-    };
-    if rc != 0 && !(follow && super::hooks::lstat(dir, &mut st) == 0) {
-        return -1;
-    }
-    let mut walker = Walker {
-        flags,
-        device: st.st_dev,
-        visit,
-    };
-    let mut path = start.to_vec();
-    let base = match start.iter().rposition(|&b| b == b'/') {
-        Some(i) if i + 1 < start.len() => i + 1,
-        _ => 0,
-    };
-    match walker.visit(&mut path, base, 0) {
-        Next::Stop(rc) => rc,
-        _ => 0,
+    // SAFETY: `dir` is a C string (the `# Safety` contract); the walk owns every buffer it
+    // hands the program's callback.
+    unsafe {
+        let start = CStr::from_ptr(dir).to_bytes();
+        if start.is_empty() {
+            set_errno(libc::ENOENT);
+            return -1;
+        }
+        // SAFETY: a zeroed stat is valid.
+        let mut st: libc::stat = std::mem::zeroed();
+        let follow = flags & FTW_PHYS == 0;
+        let rc = if follow {
+            super::hooks::stat(dir, &mut st)
+        } else {
+            super::hooks::lstat(dir, &mut st)
+        };
+        if rc != 0 && !(follow && super::hooks::lstat(dir, &mut st) == 0) {
+            return -1;
+        }
+        let mut walker = Walker {
+            flags,
+            device: st.st_dev,
+            visit,
+        };
+        let mut path = start.to_vec();
+        let base = match start.iter().rposition(|&b| b == b'/') {
+            Some(i) if i + 1 < start.len() => i + 1,
+            _ => 0,
+        };
+        match walker.visit(&mut path, base, 0) {
+            Next::Stop(rc) => rc,
+            _ => 0,
+        }
     }
 }
