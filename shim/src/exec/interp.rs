@@ -134,7 +134,7 @@ pub fn run_first_program_with_roots_loader() {
     // guard, execve is the real one. The environment is the one every child gets
     // (the shim in LD_PRELOAD even when it came from elsewhere).
     unsafe {
-        super::env::with_child_env(environ, |env| {
+        super::env::with_child_env(loader.ldso.as_ptr(), environ, |env| {
             libc::execve(loader.ldso.as_ptr(), argv.as_ptr(), env)
         })
     };
@@ -144,6 +144,66 @@ pub fn run_first_program_with_roots_loader() {
         loader.ldso,
         crate::hook::errno()
     );
+}
+
+/// The C library a program file runs with, which decides the shim it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Libc {
+    Glibc,
+    Musl,
+    /// Static, not ELF, unreadable: the preload does not matter (or the kernel fails).
+    Other,
+}
+
+/// The C library of the host file `path` by its `PT_INTERP` (`ld-musl*` or
+/// `ld-linux*`); a dynamic loader run explicitly counts as its own library; a `#!`
+/// script as its interpreter's (one level). No allocation: exec hooks call it.
+pub fn libc_of(path: *const libc::c_char) -> Libc {
+    fn by_name(name: &[u8]) -> Libc {
+        let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+        if base.starts_with(b"ld-musl") {
+            Libc::Musl
+        } else if base.starts_with(b"ld-linux") {
+            Libc::Glibc
+        } else {
+            Libc::Other
+        }
+    }
+    if path.is_null() {
+        return Libc::Other;
+    }
+    let Some(file) = Mapped::open(path) else {
+        return Libc::Other;
+    };
+    let bytes = file.bytes();
+    if let Some(rest) = bytes.strip_prefix(b"#!") {
+        let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+        let Some(interp) = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .find(|w| !w.is_empty())
+        else {
+            return Libc::Other;
+        };
+        let Ok(interp) = PathBuf::from_bytes(interp) else {
+            return Libc::Other;
+        };
+        let Some(script) = Mapped::open(interp.as_ptr()) else {
+            return Libc::Other;
+        };
+        let mut out = [0u8; 256];
+        return Elf::parse(script.bytes())
+            .and_then(|e| e.interpreter(&mut out).map(|n| by_name(n.to_bytes())))
+            .unwrap_or(Libc::Other);
+    }
+    let Some(elf) = Elf::parse(bytes) else {
+        return Libc::Other;
+    };
+    let mut out = [0u8; 256];
+    match elf.interpreter(&mut out) {
+        Some(name) => by_name(name.to_bytes()),
+        // SAFETY: path is a NUL-terminated string (checked non-null above).
+        None => by_name(unsafe { CStr::from_ptr(path) }.to_bytes()),
+    }
 }
 
 /// For the host file `program` about to be executed in a capsule: the root's loader
