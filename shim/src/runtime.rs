@@ -312,8 +312,15 @@ extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();
-        // SAFETY: the dynamic loader's own argc, argv and envp for this process.
-        unsafe { crate::exec::cmdline::show_program_argv(argc, argv, envp) };
+        // SAFETY: the dynamic loader's own argc, argv and envp for this process
+        // (glibc passes them to constructors; musl passes nothing, so a musl process
+        // keeps the command line the kernel gave it).
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            crate::exec::cmdline::show_program_argv(argc, argv, envp)
+        };
+        #[cfg(not(target_env = "gnu"))]
+        let _ = (argc, argv, envp);
         crate::exec::env::hide_settings();
     }
 }
