@@ -14,11 +14,20 @@ mod image_support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use common::*;
 
-/// `c-tests/musl_probe.c` built with musl-gcc (`musl`) or cc (glibc).
+/// `c-tests/musl_probe.c` built with musl-gcc (`musl`) or cc (glibc), once per test
+/// process.
 fn probe(musl: bool) -> PathBuf {
+    static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[usize::from(musl)]
+        .get_or_init(|| build_probe(musl))
+        .clone()
+}
+
+fn build_probe(musl: bool) -> PathBuf {
     let source = workspace_root().join("c-tests/musl_probe.c");
     let dir = bin_dir().join("c-tests");
     fs::create_dir_all(&dir).unwrap();
@@ -263,4 +272,49 @@ fn musl_image_imported_with_umoci_runs() {
     );
     let upper = home.path().join("capsules/img/upper/etc/note");
     assert_eq!(fs::read_to_string(upper).unwrap(), "lower\ni\n");
+}
+
+#[test]
+fn two_musl_capsules_of_one_root_at_once_keep_their_own_view() {
+    let home = CapsuleHome::new();
+    let root = TempDir::new("musl-two");
+    musl_root(root.path());
+    let before = image_support::snapshot(root.path());
+    // Both started before either is waited for.
+    let running: Vec<_> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let host = format!("host-{name}");
+            let mut cmd = home.command(&[
+                "run",
+                "--name",
+                name,
+                "--root",
+                root.str(),
+                "--hostname",
+                &host,
+                "--",
+                "/bin/probe",
+                name,
+                "/etc/note",
+            ]);
+            (name, spawn(&mut cmd))
+        })
+        .collect();
+    for (name, child) in running {
+        let text = success(&child.wait(), name);
+        let f = line(&text, name);
+        assert_eq!(f["host"], format!("host-{name}"));
+        assert_eq!(
+            f["content"],
+            format!("lower,{name},"),
+            "{name} sees only its own write"
+        );
+        let upper = home.path().join(format!("capsules/{name}/upper/etc/note"));
+        assert_eq!(
+            fs::read_to_string(upper).unwrap(),
+            format!("lower\n{name}\n")
+        );
+    }
+    image_support::assert_same(&image_support::snapshot(root.path()), &before, "musl root");
 }
