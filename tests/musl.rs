@@ -11,6 +11,7 @@ mod common;
 #[path = "image_support.rs"]
 mod image_support;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +68,19 @@ fn musl_root(top: &Path) {
     fs::copy(probe(true), top.join("bin/probe")).unwrap();
     fs::write(top.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     fs::write(top.join("etc/note"), "lower\n").unwrap();
+}
+
+/// A musl root in a new temporary directory, and a snapshot of it.
+fn fresh_musl_root(label: &str) -> (TempDir, BTreeMap<String, image_support::Entry>) {
+    let root = TempDir::new(label);
+    musl_root(root.path());
+    let before = image_support::snapshot(root.path());
+    (root, before)
+}
+
+/// `/etc/note` as capsule `name`'s upper layer holds it.
+fn upper_note(home: &CapsuleHome, name: &str) -> String {
+    fs::read_to_string(home.path().join(format!("capsules/{name}/upper/etc/note"))).unwrap()
 }
 
 /// The fields of the probe's line tagged `tag`.
@@ -191,9 +205,7 @@ fn glibc_and_musl_programs_exec_each_other_in_one_capsule() {
 #[test]
 fn musl_root_runs_with_its_own_loader() {
     let home = CapsuleHome::new();
-    let root = TempDir::new("musl-root");
-    musl_root(root.path());
-    let before = image_support::snapshot(root.path());
+    let (root, before) = fresh_musl_root("musl-root");
     let out = home.run(&[
         "run",
         "--name",
@@ -220,8 +232,7 @@ fn musl_root_runs_with_its_own_loader() {
     let ldso = root.join("lib/ld-musl-x86_64.so.1");
     assert_eq!(f["libc"], ldso.to_str().unwrap(), "the root's own ld-musl");
     image_support::assert_same(&image_support::snapshot(root.path()), &before, "musl root");
-    let upper = home.path().join("capsules/alp/upper/etc/note");
-    assert_eq!(fs::read_to_string(upper).unwrap(), "lower\nr\n");
+    assert_eq!(upper_note(&home, "alp"), "lower\nr\n");
 }
 
 #[test]
@@ -270,16 +281,13 @@ fn musl_image_imported_with_umoci_runs() {
         "the image's ld-musl: {}",
         f["libc"]
     );
-    let upper = home.path().join("capsules/img/upper/etc/note");
-    assert_eq!(fs::read_to_string(upper).unwrap(), "lower\ni\n");
+    assert_eq!(upper_note(&home, "img"), "lower\ni\n");
 }
 
 #[test]
 fn two_musl_capsules_of_one_root_at_once_keep_their_own_view() {
     let home = CapsuleHome::new();
-    let root = TempDir::new("musl-two");
-    musl_root(root.path());
-    let before = image_support::snapshot(root.path());
+    let (root, before) = fresh_musl_root("musl-two");
     // Both started before either is waited for.
     let running: Vec<_> = ["one", "two"]
         .iter()
@@ -310,11 +318,7 @@ fn two_musl_capsules_of_one_root_at_once_keep_their_own_view() {
             format!("lower,{name},"),
             "{name} sees only its own write"
         );
-        let upper = home.path().join(format!("capsules/{name}/upper/etc/note"));
-        assert_eq!(
-            fs::read_to_string(upper).unwrap(),
-            format!("lower\n{name}\n")
-        );
+        assert_eq!(upper_note(&home, name), format!("lower\n{name}\n"));
     }
     image_support::assert_same(&image_support::snapshot(root.path()), &before, "musl root");
 }
