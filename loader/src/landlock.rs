@@ -258,6 +258,14 @@ impl Policy {
             }
         }
         rule(shim, (EXECUTE | READ_FILE) & handled);
+        // Exec inside the capsule gives a program of the other C library the other
+        // shim, from beside this one.
+        for other in [crate::shim::SHIM_FILE, crate::shim::MUSL_SHIM_FILE] {
+            let other = shim.with_file_name(other);
+            if other != shim && other.is_file() {
+                rule(&other, (EXECUTE | READ_FILE) & handled);
+            }
+        }
         rule(Path::new("/dev"), read & !EXECUTE | WRITE | IOCTL_DEV);
         writable.push(PathBuf::from("/dev"));
         rule(Path::new("/proc"), read & !EXECUTE | WRITE_FILE | TRUNCATE);
@@ -297,7 +305,9 @@ impl Policy {
 /// with the outer domain in any case: nothing is widened).
 pub fn governing_config(own: &Config, loader_config: Option<&OsStr>) -> Config {
     let maps = fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let under_shim = maps.lines().any(|l| l.ends_with("/libcapsule.so"));
+    let under_shim = maps
+        .lines()
+        .any(|l| l.ends_with("/libcapsule.so") || l.ends_with("/libcapsule-musl.so"));
     let outer = loader_config
         .filter(|_| under_shim)
         .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
@@ -536,7 +546,7 @@ fn add_rule(ruleset: &OwnedFd, rule: &Rule, handled: u64) -> Result<(), Backstop
 }
 
 /// The interpreter a `#!` line of `path` names, if it is a script.
-fn script_interpreter(path: &Path) -> Option<PathBuf> {
+pub fn script_interpreter(path: &Path) -> Option<PathBuf> {
     let mut head = [0u8; 256];
     let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;

@@ -512,7 +512,7 @@ impl RunSpec {
         env.apply(&self.env, &host.env);
         let given = |key: &str| self.env.iter().any(|e| e.key() == key);
         // The loader's own settings are not the program's, unless it asks for them.
-        for key in [state::HOME_VAR, shim::SHIM_VAR] {
+        for key in [state::HOME_VAR, shim::SHIM_VAR, shim::MUSL_SHIM_VAR] {
             if !given(key) {
                 env.remove(key);
             }
@@ -569,6 +569,7 @@ impl RunSpec {
             }
         };
 
+        let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
         let net = check_ports(&self.ports, self.peers)?;
         let launch = Launch {
             executable,

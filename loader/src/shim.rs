@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 pub const SHIM_VAR: &str = "CAPSULE_SHIM";
 /// The shim's file name.
 pub const SHIM_FILE: &str = "libcapsule.so";
+/// The environment variable that names the musl shim explicitly.
+pub const MUSL_SHIM_VAR: &str = "CAPSULE_SHIM_MUSL";
+/// The musl shim's file name (beside `libcapsule.so`, built by the same `cargo build`).
+pub const MUSL_SHIM_FILE: &str = "libcapsule-musl.so";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -24,6 +28,8 @@ pub enum ShimError {
     NotFound(PathBuf),
     #[error("cannot find {SHIM_FILE}: the path of the capsule executable is unknown ({0}); set {SHIM_VAR}")]
     NoExe(String),
+    #[error("{}: a musl program, and {} is missing (build with musl-tools installed and `rustup target add x86_64-unknown-linux-musl`, or set {MUSL_SHIM_VAR})", .program.display(), .shim.display())]
+    NoMuslShim { program: PathBuf, shim: PathBuf },
     #[error("{}: LD_PRELOAD cannot carry a path containing a space or a colon; install the shim elsewhere", .0.display())]
     Unpreloadable(PathBuf),
 }
@@ -66,6 +72,43 @@ pub fn locate(
         return Err(ShimError::Unpreloadable(found));
     }
     Ok(found)
+}
+
+/// The shim for the host program file `executable`: the musl shim
+/// (`$CAPSULE_SHIM_MUSL`, else `libcapsule-musl.so` beside `glibc`) when its
+/// `PT_INTERP` (or its `#!` interpreter's) is musl's loader, else `glibc`. A static
+/// program gets `glibc`, which its kernel-started process never loads.
+pub fn for_program(
+    glibc: &Path,
+    explicit_musl: Option<&OsStr>,
+    executable: &Path,
+) -> Result<PathBuf, ShimError> {
+    if !is_musl_program(executable) {
+        return Ok(glibc.to_path_buf());
+    }
+    let musl = match explicit_musl.filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => glibc.with_file_name(MUSL_SHIM_FILE),
+    };
+    if !musl.is_file() {
+        return Err(ShimError::NoMuslShim {
+            program: executable.to_path_buf(),
+            shim: musl,
+        });
+    }
+    Ok(musl)
+}
+
+/// Whether `executable` runs with musl's dynamic loader.
+pub fn is_musl_program(executable: &Path) -> bool {
+    let interp = crate::landlock::interpreter_of(executable).or_else(|| {
+        crate::landlock::script_interpreter(executable)
+            .and_then(|s| crate::landlock::interpreter_of(&s))
+    });
+    interp
+        .as_deref()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n.as_bytes().starts_with(b"ld-musl"))
 }
 
 fn absolute(path: &Path, cwd: Option<&Path>) -> PathBuf {

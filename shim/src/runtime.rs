@@ -25,6 +25,9 @@ pub struct Runtime {
     pub config: Config,
     /// Absolute path of libcapsule.so, NUL-terminated.
     pub shim_path: CString,
+    /// The shim for the other C library (`libcapsule-musl.so` beside `libcapsule.so`,
+    /// and the reverse), given to programs of that library at exec.
+    pub other_shim: CString,
     /// The configuration entries that never change during the process (name, state
     /// directory, layers, logging), ready for a child's environment.
     pub static_env: Vec<CString>,
@@ -224,10 +227,12 @@ fn build() -> Runtime {
         crate::fs::owner::init();
     }
     let net = crate::net::Net::from_config(&config);
+    let own = own_path();
     let runtime = Runtime {
         fs,
         net,
-        shim_path: own_path(),
+        other_shim: other_shim(&own),
+        shim_path: own,
         static_env,
         shared,
         config,
@@ -255,6 +260,21 @@ fn members(config: &Config, static_env: &[CString]) -> Vec<Vec<u8>> {
         out.push(format!("{}={}/config", keys::CONFIG, dir.trim_end_matches('/')).into_bytes());
     }
     out
+}
+
+/// The other C library's shim: the same directory, the other file name.
+fn other_shim(own: &CStr) -> CString {
+    const GLIBC: &[u8] = b"libcapsule.so";
+    const MUSL: &[u8] = b"libcapsule-musl.so";
+    let own = own.to_bytes();
+    let base = own.rsplit(|&b| b == b'/').next().unwrap_or(own);
+    let dir = &own[..own.len() - base.len()];
+    let other = if cfg!(target_env = "musl") {
+        GLIBC
+    } else {
+        MUSL
+    };
+    CString::new([dir, other].concat()).unwrap_or_default()
 }
 
 /// The absolute path this library was loaded from.
@@ -292,8 +312,15 @@ extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();
-        // SAFETY: the dynamic loader's own argc, argv and envp for this process.
-        unsafe { crate::exec::cmdline::show_program_argv(argc, argv, envp) };
+        // SAFETY: the dynamic loader's own argc, argv and envp for this process
+        // (glibc passes them to constructors; musl passes nothing, so a musl process
+        // keeps the command line the kernel gave it).
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            crate::exec::cmdline::show_program_argv(argc, argv, envp)
+        };
+        #[cfg(not(target_env = "gnu"))]
+        let _ = (argc, argv, envp);
         crate::exec::env::hide_settings();
     }
 }

@@ -134,8 +134,6 @@ fn prepare(
         host.exe.clone(),
         host.cwd.as_deref(),
     )?;
-    let preload = shim::preload_value(&shim, env.get("LD_PRELOAD"));
-    env.set("LD_PRELOAD", preload);
 
     if let Some(user) = &spec.user {
         // Variables win over the config file in the shim: the capsule's other
@@ -163,6 +161,9 @@ fn prepare(
     env.set("PWD", &start.capsule);
     let executable =
         program::find_program_in(&spec.program, env.get("PATH"), &start.capsule, &view)?;
+    let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
+    let preload = shim::preload_value(&shim, env.get("LD_PRELOAD"));
+    env.set("LD_PRELOAD", preload);
     let launch = Launch {
         executable,
         arg0: spec.program.clone(),

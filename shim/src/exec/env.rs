@@ -132,13 +132,19 @@ fn render_dynamic(rt: &Runtime, out: &mut Text) {
 }
 
 /// Writes `LD_PRELOAD=<shim>[:<the other preloads of `existing`>]`.
-fn render_preload(rt: &Runtime, existing: Option<&[u8]>, out: &mut Text) {
-    let ours = rt.shim_path.as_bytes();
+fn render_preload(rt: &Runtime, program: *const c_char, existing: Option<&[u8]>, out: &mut Text) {
+    let ours = shim_for(rt, program);
+    let own = rt.shim_path.as_bytes();
+    let other = rt.other_shim.as_bytes();
     out.push(b"LD_PRELOAD=");
     out.push(ours);
     if let Some(value) = existing {
         for item in value.split(|&b| b == b':' || b == b' ' || b == b'\t') {
-            if item.is_empty() || item == ours || basename(item) == basename(ours) {
+            if item.is_empty()
+                || item == ours
+                || basename(item) == basename(own)
+                || basename(item) == basename(other)
+            {
                 continue;
             }
             let mut host = crate::fs::path::PathBuf::new();
@@ -159,6 +165,30 @@ fn render_preload(rt: &Runtime, existing: Option<&[u8]>, out: &mut Text) {
         }
     }
     out.push(b"\0");
+}
+
+/// The shim the program file `program` (a host path, or null when unknown) loads:
+/// this one, or the other C library's when the program's `PT_INTERP` is that
+/// library's loader and the other shim is installed beside this one.
+fn shim_for(rt: &Runtime, program: *const c_char) -> &[u8] {
+    use super::interp::{libc_of, Libc};
+    let wanted = libc_of(program);
+    let switch = match wanted {
+        Libc::Musl => cfg!(not(target_env = "musl")),
+        Libc::Glibc => cfg!(target_env = "musl"),
+        Libc::Other => false,
+    };
+    // SAFETY: other_shim is a NUL-terminated path.
+    if switch && unsafe { libc::access(rt.other_shim.as_ptr(), libc::R_OK) } == 0 {
+        return rt.other_shim.as_bytes();
+    }
+    if switch {
+        log::warn!(
+            "{:?} is not installed: the program may not start under this shim",
+            rt.other_shim
+        );
+    }
+    rt.shim_path.as_bytes()
 }
 
 /// Where the dynamic loader must find an extra `LD_PRELOAD` entry, which it opens
@@ -227,6 +257,7 @@ impl Drop for Mapping {
 /// # Safety
 /// `envp` is null or a valid NULL-terminated array of C strings.
 pub unsafe fn with_child_env<R>(
+    program: *const c_char,
     envp: *const *const c_char,
     f: impl FnOnce(*const *const c_char) -> R,
 ) -> R {
@@ -241,8 +272,13 @@ pub unsafe fn with_child_env<R>(
         }
     }
     let ptrs_needed = count + rt.static_env.len() + 16;
-    let text_needed =
-        DYNAMIC_TEXT + rt.shim_path.as_bytes().len() + existing_preload.map_or(0, <[u8]>::len) + 32;
+    let text_needed = DYNAMIC_TEXT
+        + rt.shim_path
+            .as_bytes()
+            .len()
+            .max(rt.other_shim.as_bytes().len())
+        + existing_preload.map_or(0, <[u8]>::len)
+        + 32;
 
     let mut stack_ptrs = [ptr::null::<c_char>(); STACK_PTRS];
     let mut stack_text = [0u8; STACK_TEXT];
@@ -280,7 +316,7 @@ pub unsafe fn with_child_env<R>(
         overflow: false,
     };
     render_dynamic(rt, &mut text);
-    render_preload(rt, existing_preload, &mut text);
+    render_preload(rt, program, existing_preload, &mut text);
     if text.overflow {
         log::warn!("capsule settings do not fit a child environment; passing it unchanged");
         return f(envp);
@@ -342,7 +378,7 @@ pub fn repair_environ() {
     // SAFETY: environ is the process environment; we copy what we need out of the
     // child environment before changing environ with setenv.
     unsafe {
-        with_child_env(current_environ(), |child| {
+        with_child_env(std::ptr::null(), current_environ(), |child| {
             for entry in entries(child) {
                 let bytes = entry.to_bytes();
                 if !replaced(bytes) {

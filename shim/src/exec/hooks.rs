@@ -11,7 +11,7 @@ type Argv = *const *const c_char;
 
 hook! {
     fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| in_capsule(path, argv, envp, false, -1, |file, argv| with_child_env(envp, |env| outside(|| real(file, argv, env))))
+    |real| in_capsule(path, argv, envp, false, -1, |file, argv| with_child_env(file, envp, |env| outside(|| real(file, argv, env))))
 
     /// With a capsule file system, the `PATH` search happens in the capsule and the
     /// host file found is executed directly.
@@ -19,14 +19,14 @@ hook! {
     |real| {
         if crate::fs::layers().is_some() {
             return in_capsule(file, argv, envp, true, -1, |host, argv| {
-                with_child_env(envp, |env| outside(|| real_execve(host, argv, env)))
+                with_child_env(host, envp, |env| outside(|| real_execve(host, argv, env)))
             });
         }
-        with_child_env(envp, |env| outside(|| real(file, argv, env)))
+        with_child_env(file, envp, |env| outside(|| real(file, argv, env)))
     }
 
     fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(envp, |env| outside(|| real(fd, argv, env)))
+    |real| with_child_env(std::ptr::null(), envp, |env| outside(|| real(fd, argv, env)))
 
     /// A path relative to `dirfd` is the capsule's program, as for `execve`; an empty
     /// one with `AT_EMPTY_PATH` runs the file `dirfd` already names.
@@ -35,20 +35,20 @@ hook! {
         if let (Some(layers), false) = (crate::fs::layers(), path.is_null() || *path == 0) {
             return match crate::fs::ops::absolute(layers, dirfd, std::ffi::CStr::from_ptr(path)) {
                 Ok(full) => in_capsule(full.as_ptr(), argv, envp, false, -1, |file, argv| {
-                    with_child_env(envp, |env| outside(|| real_execve(file, argv, env)))
+                    with_child_env(file, envp, |env| outside(|| real_execve(file, argv, env)))
                 }),
                 Err(crate::fs::ops::Skip::Errno(e)) => failed(-1, e),
-                Err(crate::fs::ops::Skip::Pass) => with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags))),
+                Err(crate::fs::ops::Skip::Pass) => with_child_env(std::ptr::null(), envp, |env| outside(|| real(dirfd, path, argv, env, flags))),
             };
         }
-        with_child_env(envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
+        with_child_env(std::ptr::null(), envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
     }
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(path, argv, envp, false, libc::ENOENT, |file, argv| with_child_env(envp, |env| real(pid, file, actions, attr, argv, env)))
+    |real| in_capsule(path, argv, envp, false, libc::ENOENT, |file, argv| with_child_env(file, envp, |env| real(pid, file, actions, attr, argv, env)))
 
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(file, argv, envp, true, libc::ENOENT, |host, argv| with_child_env(envp, |env| real(pid, host, actions, attr, argv, env)))
+    |real| in_capsule(file, argv, envp, true, libc::ENOENT, |host, argv| with_child_env(host, envp, |env| real(pid, host, actions, attr, argv, env)))
 
     fn system(command: *const c_char) -> c_int, missing: -1;
     |real| {

@@ -39,6 +39,8 @@ const TRIPLET: &[u8] = b"aarch64-linux-gnu";
 pub struct Loader {
     /// Host path of the root's dynamic loader.
     pub ldso: PathBuf,
+    /// musl's loader (`ld-musl-*`), which has no `--inhibit-cache` (and no cache).
+    pub musl: bool,
     library_path: [u8; LIBRARY_PATH_MAX],
     len: usize,
 }
@@ -120,12 +122,11 @@ pub fn run_first_program_with_roots_loader() {
     if let Some(argv0) = owned.first().filter(|_| !cmdline.is_empty()) {
         argv.extend([c"--argv0".as_ptr(), argv0.as_ptr()]);
     }
-    argv.extend([
-        c"--library-path".as_ptr(),
-        loader.library_path(),
-        c"--inhibit-cache".as_ptr(),
-        exe.as_ptr(),
-    ]);
+    argv.extend([c"--library-path".as_ptr(), loader.library_path()]);
+    if !loader.musl {
+        argv.push(c"--inhibit-cache".as_ptr());
+    }
+    argv.push(exe.as_ptr());
     if !cmdline.is_empty() {
         argv.extend(owned.iter().skip(1).map(|a| a.as_ptr()));
     }
@@ -134,7 +135,7 @@ pub fn run_first_program_with_roots_loader() {
     // guard, execve is the real one. The environment is the one every child gets
     // (the shim in LD_PRELOAD even when it came from elsewhere).
     unsafe {
-        super::env::with_child_env(environ, |env| {
+        super::env::with_child_env(loader.ldso.as_ptr(), environ, |env| {
             libc::execve(loader.ldso.as_ptr(), argv.as_ptr(), env)
         })
     };
@@ -144,6 +145,66 @@ pub fn run_first_program_with_roots_loader() {
         loader.ldso,
         crate::hook::errno()
     );
+}
+
+/// The C library a program file runs with, which decides the shim it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Libc {
+    Glibc,
+    Musl,
+    /// Static, not ELF, unreadable: the preload does not matter (or the kernel fails).
+    Other,
+}
+
+/// The C library of the host file `path` by its `PT_INTERP` (`ld-musl*` or
+/// `ld-linux*`); a dynamic loader run explicitly counts as its own library; a `#!`
+/// script as its interpreter's (one level). No allocation: exec hooks call it.
+pub fn libc_of(path: *const libc::c_char) -> Libc {
+    fn by_name(name: &[u8]) -> Libc {
+        let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+        if base.starts_with(b"ld-musl") {
+            Libc::Musl
+        } else if base.starts_with(b"ld-linux") {
+            Libc::Glibc
+        } else {
+            Libc::Other
+        }
+    }
+    if path.is_null() {
+        return Libc::Other;
+    }
+    let Some(file) = Mapped::open(path) else {
+        return Libc::Other;
+    };
+    let bytes = file.bytes();
+    if let Some(rest) = bytes.strip_prefix(b"#!") {
+        let line = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
+        let Some(interp) = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .find(|w| !w.is_empty())
+        else {
+            return Libc::Other;
+        };
+        let Ok(interp) = PathBuf::from_bytes(interp) else {
+            return Libc::Other;
+        };
+        let Some(script) = Mapped::open(interp.as_ptr()) else {
+            return Libc::Other;
+        };
+        let mut out = [0u8; 256];
+        return Elf::parse(script.bytes())
+            .and_then(|e| e.interpreter(&mut out).map(|n| by_name(n.to_bytes())))
+            .unwrap_or(Libc::Other);
+    }
+    let Some(elf) = Elf::parse(bytes) else {
+        return Libc::Other;
+    };
+    let mut out = [0u8; 256];
+    match elf.interpreter(&mut out) {
+        Some(name) => by_name(name.to_bytes()),
+        // SAFETY: path is a NUL-terminated string (checked non-null above).
+        None => by_name(unsafe { CStr::from_ptr(path) }.to_bytes()),
+    }
 }
 
 /// For the host file `program` about to be executed in a capsule: the root's loader
@@ -159,13 +220,9 @@ pub fn for_program(
     let file = Mapped::open(program.as_ptr())?;
     let elf = Elf::parse(file.bytes())?;
     let name = elf.interpreter(&mut interp)?;
-    // glibc's loader only (musl's takes other options).
-    if !name
-        .to_bytes()
-        .rsplit(|&b| b == b'/')
-        .next()?
-        .starts_with(b"ld-linux")
-    {
+    let base = name.to_bytes().rsplit(|&b| b == b'/').next()?;
+    let musl = base.starts_with(b"ld-musl");
+    if !musl && !base.starts_with(b"ld-linux") {
         return None;
     }
     let node = match ops::existing(layers, libc::AT_FDCWD, name, true) {
@@ -178,7 +235,34 @@ pub fn for_program(
             return None;
         }
     };
+    if musl {
+        return Some(musl_loader(layers, node.host, envp));
+    }
     with_library_path(layers, node.host, envp)
+}
+
+/// The root's musl loader `ldso` with its library directories: the capsule's
+/// `LD_LIBRARY_PATH`, then musl's defaults (`/lib:/usr/local/lib:/usr/lib`), as the
+/// layers hold them. The musl shim needs nothing of the root but its `libc.so`,
+/// which is that loader itself.
+fn musl_loader(layers: &Layers, ldso: PathBuf, envp: *const *const libc::c_char) -> Loader {
+    let mut loader = Loader {
+        ldso,
+        musl: true,
+        library_path: [0; LIBRARY_PATH_MAX],
+        len: 0,
+    };
+    if let Some(value) = env_value(envp, b"LD_LIBRARY_PATH") {
+        for dir in value.split(|&b| b == b':') {
+            if dir.starts_with(b"/") {
+                add_dir(layers, &mut loader, dir);
+            }
+        }
+    }
+    for dir in [&b"/lib"[..], b"/usr/local/lib", b"/usr/lib"] {
+        add_dir(layers, &mut loader, dir);
+    }
+    loader
 }
 
 /// The root's loader `ldso` (a host path) with the `--library-path` a program of the
@@ -190,6 +274,7 @@ pub fn with_library_path(
 ) -> Option<Loader> {
     let mut loader = Loader {
         ldso,
+        musl: false,
         library_path: [0; LIBRARY_PATH_MAX],
         len: 0,
     };
@@ -628,6 +713,7 @@ mod tests {
         assert!(out[..n].starts_with(b"/usr/lib/") && out[..n].ends_with(b"-linux-gnu"));
         let mut loader = Loader {
             ldso: PathBuf::new(),
+            musl: false,
             library_path: [0; LIBRARY_PATH_MAX],
             len: 0,
         };

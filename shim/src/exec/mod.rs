@@ -12,7 +12,8 @@
 //! - `system` and `popen` spawn with `environ` inside glibc, where no hook reaches:
 //!   the capsule's settings are put back into `environ` first.
 
-#[cfg(not(test))]
+// glibc only: musl passes library constructors no argc/argv to rewrite.
+#[cfg(all(not(test), target_env = "gnu"))]
 pub mod cmdline;
 pub mod env;
 // The exported symbols stay out of unit-test binaries, whose own libc calls they

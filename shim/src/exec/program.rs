@@ -151,7 +151,9 @@ impl Program {
                 }
                 put(c"--library-path".as_ptr());
                 put(loader.library_path());
-                put(c"--inhibit-cache".as_ptr());
+                if !loader.musl {
+                    put(c"--inhibit-cache".as_ptr());
+                }
                 put(self.host.as_ptr());
             }
             None => put(argv0),

@@ -64,19 +64,28 @@ pub fn rename(from: &PathBuf, to: &PathBuf) -> Result<(), c_int> {
     check(unsafe { libc::rename(from.as_ptr(), to.as_ptr()) })
 }
 
+/// `renameat2(RENAME_NOREPLACE)` as a system call: musl (before 1.2.5) has no
+/// `renameat2`, so through the libc name it would reach the shim's own hook with no
+/// real function behind it.
+///
+/// # Safety
+/// NUL-terminated paths.
+unsafe fn rename_noreplace(from: &PathBuf, to: &PathBuf) -> c_int {
+    libc::syscall(
+        libc::SYS_renameat2,
+        libc::AT_FDCWD,
+        from.as_ptr(),
+        libc::AT_FDCWD,
+        to.as_ptr(),
+        libc::RENAME_NOREPLACE,
+    ) as c_int
+}
+
 /// Puts a finished copy in place unless another process of the capsule did first
 /// (then the copy is dropped and theirs, possibly already changed, is used).
 pub fn publish(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
     // SAFETY: NUL-terminated paths.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            temp.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+    let rc = unsafe { rename_noreplace(temp, target) };
     if rc == 0 {
         return Ok(());
     }
@@ -93,15 +102,7 @@ pub fn publish(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
 /// process made it first) `temp` is removed and that one is kept.
 pub fn publish_dir(temp: &PathBuf, target: &PathBuf) -> Result<(), c_int> {
     // SAFETY: NUL-terminated paths.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            temp.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
+    let rc = unsafe { rename_noreplace(temp, target) };
     if rc == 0 {
         return Ok(());
     }
