@@ -318,6 +318,23 @@ impl Default for OpenPlan {
     }
 }
 
+/// Whether the last component of `path` (trailing slashes aside) is `.` or `..`, or
+/// `path` is only slashes.
+fn ends_in_dot(path: &[u8]) -> bool {
+    let mut end = path.len();
+    while end > 0 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    if end == 0 {
+        return !path.is_empty();
+    }
+    let start = path[..end]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    matches!(&path[start..end], b"." | b"..")
+}
+
 /// The host path an `open` with these flags must use.
 pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
     let mut plan = OpenPlan::new();
@@ -586,6 +603,10 @@ pub fn rename(
 ) -> Op<Option<(PathBuf, PathBuf)>> {
     let src = existing(layers, old.0, old.1, false)?;
     let dst = lookup(layers, new.0, new.1, false)?;
+    // The kernel refuses a last component `.` or `..` (or `/`) once the parents resolve.
+    if ends_in_dot(old.1.to_bytes()) || ends_in_dot(new.1.to_bytes()) {
+        return Err(Skip::Errno(libc::EBUSY));
+    }
     if noreplace && dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
