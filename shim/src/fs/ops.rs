@@ -358,6 +358,24 @@ pub fn open_into(
     plan.lower = false;
     plan.safe = false;
     plan.directory = false;
+    let raw = path.to_bytes();
+    if create && raw.ends_with(b"/") && !ends_in_dot(raw) {
+        // The kernel resolves the parents, then refuses any last name: EISDIR.
+        let mut end = raw.len();
+        while end > 0 && raw[end - 1] == b'/' {
+            end -= 1;
+        }
+        let start = raw[..end]
+            .iter()
+            .rposition(|&c| c == b'/')
+            .map_or(0, |i| i + 1);
+        let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
+        existing_into(layers, dirfd, parent.as_cstr(), true, &mut plan.node)?;
+        if !plan.node.is_dir() {
+            return Err(Skip::Errno(libc::ENOTDIR));
+        }
+        return Err(Skip::Errno(libc::EISDIR));
+    }
     let mut abs = PathBuf::new();
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
     // An exclusive creation in a directory of the upper layer alone: the kernel's
@@ -678,15 +696,20 @@ pub fn link(
     follow: bool,
 ) -> Op<(PathBuf, PathBuf)> {
     let src = existing(layers, old.0, old.1, follow)?;
-    if src.is_dir() {
-        return Err(Skip::Errno(libc::EPERM));
-    }
     let dst = lookup(layers, new.0, new.1, false)?;
+    // The kernel's order: the new name (a trailing slash on a new name is ENOENT),
+    // the mounts, then what the old name is.
     if dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
+    if new.1.to_bytes().ends_with(b"/") {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
     if (src.place == Place::Overlay) != (dst.place == Place::Overlay) {
         return Err(Skip::Errno(libc::EXDEV));
+    }
+    if src.is_dir() {
+        return Err(Skip::Errno(libc::EPERM));
     }
     let src = for_change(layers, src)?;
     let (dst_host, _) = for_create(layers, &dst)?;
