@@ -335,6 +335,17 @@ fn ends_in_dot(path: &[u8]) -> bool {
     matches!(&path[start..end], b"." | b"..")
 }
 
+/// `path` without its trailing slashes (unless it is only slashes), and whether it
+/// had any.
+fn without_slashes(path: &CStr) -> Op<(PathBuf, bool)> {
+    let raw = path.to_bytes();
+    let mut end = raw.len();
+    while end > 1 && raw[end - 1] == b'/' {
+        end -= 1;
+    }
+    Ok((PathBuf::from_bytes(&raw[..end])?, end < raw.len()))
+}
+
 /// The host path an `open` with these flags must use.
 pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
     let mut plan = OpenPlan::new();
@@ -619,8 +630,15 @@ pub fn rename(
     new: (c_int, &CStr),
     noreplace: bool,
 ) -> Op<Option<(PathBuf, PathBuf)>> {
-    let src = existing(layers, old.0, old.1, false)?;
-    let dst = lookup(layers, new.0, new.1, false)?;
+    // The last names are never followed, trailing slashes or not; a trailing slash
+    // asks for a directory (ENOTDIR otherwise).
+    let (old_name, old_slash) = without_slashes(old.1)?;
+    let (new_name, new_slash) = without_slashes(new.1)?;
+    let src = existing(layers, old.0, old_name.as_cstr(), false)?;
+    let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
+    if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
     // The kernel refuses a last component `.` or `..` (or `/`) once the parents resolve.
     if ends_in_dot(old.1.to_bytes()) || ends_in_dot(new.1.to_bytes()) {
         return Err(Skip::Errno(libc::EBUSY));
