@@ -335,6 +335,24 @@ fn ends_in_dot(path: &[u8]) -> bool {
     matches!(&path[start..end], b"." | b"..")
 }
 
+/// The kernel's walk of `path`'s parents (all but the last name): ENOENT, ENOTDIR...
+fn parent_is_dir(layers: &Layers, dirfd: c_int, raw: &[u8], node: &mut Node) -> Op<()> {
+    let mut end = raw.len();
+    while end > 0 && raw[end - 1] == b'/' {
+        end -= 1;
+    }
+    let start = raw[..end]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
+    existing_into(layers, dirfd, parent.as_cstr(), true, node)?;
+    if !node.is_dir() {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
+    Ok(())
+}
+
 /// `path` without its trailing slashes (unless it is only slashes), and whether it
 /// had any.
 fn without_slashes(path: &CStr) -> Op<(PathBuf, bool)> {
@@ -372,19 +390,7 @@ pub fn open_into(
     let raw = path.to_bytes();
     if create && raw.ends_with(b"/") && !ends_in_dot(raw) {
         // The kernel resolves the parents, then refuses any last name: EISDIR.
-        let mut end = raw.len();
-        while end > 0 && raw[end - 1] == b'/' {
-            end -= 1;
-        }
-        let start = raw[..end]
-            .iter()
-            .rposition(|&c| c == b'/')
-            .map_or(0, |i| i + 1);
-        let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
-        existing_into(layers, dirfd, parent.as_cstr(), true, &mut plan.node)?;
-        if !plan.node.is_dir() {
-            return Err(Skip::Errno(libc::ENOTDIR));
-        }
+        parent_is_dir(layers, dirfd, raw, &mut plan.node)?;
         return Err(Skip::Errno(libc::EISDIR));
     }
     let mut abs = PathBuf::new();
@@ -506,8 +512,14 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
         .to_bytes()
         .rsplit(|&b| b == b'/')
         .find(|c| !c.is_empty());
-    if directory && last == Some(b".") {
-        return Err(Skip::Errno(libc::EINVAL));
+    if matches!(last, Some(b".") | Some(b"..")) {
+        // The parents first, then the kernel's refusal of a last `.` or `..`.
+        parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(match (directory, last) {
+            (false, _) => libc::EISDIR,
+            (true, Some(b".")) => libc::EINVAL,
+            _ => libc::ENOTEMPTY,
+        }));
     }
     // In a cached directory of the upper layer, one cache lookup decides:
     // - the upper layer alone: the kernel's answer is the capsule's (an opaque
