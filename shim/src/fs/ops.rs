@@ -482,6 +482,11 @@ pub fn change_path_into(
 
 /// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.
 pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, Node, bool)> {
+    if ends_in_dot(path.to_bytes()) {
+        // A last `.` or `..` (or `/`): the parents first, then EEXIST.
+        parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(libc::EEXIST));
+    }
     let node = lookup(layers, dirfd, path, false)?;
     if node.exists() {
         return Err(Skip::Errno(libc::EEXIST));
@@ -646,7 +651,15 @@ pub fn rename(
     // asks for a directory (ENOTDIR otherwise).
     let (old_name, old_slash) = without_slashes(old.1)?;
     let (new_name, new_slash) = without_slashes(new.1)?;
-    let src = existing(layers, old.0, old_name.as_cstr(), false)?;
+    let src = match existing(layers, old.0, old_name.as_cstr(), false) {
+        // The kernel walks both parents before it looks up the old name.
+        Err(Skip::Errno(libc::ENOENT)) => {
+            parent_is_dir(layers, old.0, old_name.as_bytes(), &mut Node::empty())?;
+            parent_is_dir(layers, new.0, new_name.as_bytes(), &mut Node::empty())?;
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        other => other?,
+    };
     let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
     if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
         return Err(Skip::Errno(libc::ENOTDIR));
