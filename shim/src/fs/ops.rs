@@ -388,10 +388,16 @@ pub fn open_into(
     plan.safe = false;
     plan.directory = false;
     let raw = path.to_bytes();
-    if create && raw.ends_with(b"/") && !ends_in_dot(raw) {
+    if create && (raw.ends_with(b"/") || ends_in_dot(raw)) {
         // The kernel resolves the parents, then refuses any last name: EISDIR.
+        // A last `.` or `..` names an existing directory: EEXIST first if exclusive.
         parent_is_dir(layers, dirfd, raw, &mut plan.node)?;
-        return Err(Skip::Errno(libc::EISDIR));
+        let dot = ends_in_dot(raw);
+        return Err(Skip::Errno(if dot && exclusive {
+            libc::EEXIST
+        } else {
+            libc::EISDIR
+        }));
     }
     let mut abs = PathBuf::new();
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
@@ -525,6 +531,22 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
             (true, Some(b".")) => libc::EINVAL,
             _ => libc::ENOTEMPTY,
         }));
+    }
+    if path.to_bytes().ends_with(b"/") {
+        // A trailing slash: the last name is still not followed. unlink says what
+        // it is (ENOENT, EISDIR, ENOTDIR); rmdir goes on with the bare name.
+        let (bare, _) = without_slashes(path)?;
+        let node = lookup(layers, dirfd, bare.as_cstr(), false)?;
+        if !node.exists() {
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        if !node.is_dir() {
+            return Err(Skip::Errno(libc::ENOTDIR));
+        }
+        if !directory {
+            return Err(Skip::Errno(libc::EISDIR));
+        }
+        return remove(layers, dirfd, bare.as_cstr(), directory);
     }
     // In a cached directory of the upper layer, one cache lookup decides:
     // - the upper layer alone: the kernel's answer is the capsule's (an opaque
@@ -739,6 +761,10 @@ pub fn link(
     follow: bool,
 ) -> Op<(PathBuf, PathBuf)> {
     let src = existing(layers, old.0, old.1, follow)?;
+    if ends_in_dot(new.1.to_bytes()) {
+        parent_is_dir(layers, new.0, new.1.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(libc::EEXIST));
+    }
     let dst = lookup(layers, new.0, new.1, false)?;
     // The kernel's order: the new name (a trailing slash on a new name is ENOENT),
     // the mounts, then what the old name is.
