@@ -318,6 +318,52 @@ impl Default for OpenPlan {
     }
 }
 
+/// Whether the last component of `path` (trailing slashes aside) is `.` or `..`, or
+/// `path` is only slashes.
+fn ends_in_dot(path: &[u8]) -> bool {
+    let mut end = path.len();
+    while end > 0 && path[end - 1] == b'/' {
+        end -= 1;
+    }
+    if end == 0 {
+        return !path.is_empty();
+    }
+    let start = path[..end]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    matches!(&path[start..end], b"." | b"..")
+}
+
+/// The kernel's walk of `path`'s parents (all but the last name): ENOENT, ENOTDIR...
+fn parent_is_dir(layers: &Layers, dirfd: c_int, raw: &[u8], node: &mut Node) -> Op<()> {
+    let mut end = raw.len();
+    while end > 0 && raw[end - 1] == b'/' {
+        end -= 1;
+    }
+    let start = raw[..end]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
+    existing_into(layers, dirfd, parent.as_cstr(), true, node)?;
+    if !node.is_dir() {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
+    Ok(())
+}
+
+/// `path` without its trailing slashes (unless it is only slashes), and whether it
+/// had any.
+fn without_slashes(path: &CStr) -> Op<(PathBuf, bool)> {
+    let raw = path.to_bytes();
+    let mut end = raw.len();
+    while end > 1 && raw[end - 1] == b'/' {
+        end -= 1;
+    }
+    Ok((PathBuf::from_bytes(&raw[..end])?, end < raw.len()))
+}
+
 /// The host path an `open` with these flags must use.
 pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
     let mut plan = OpenPlan::new();
@@ -341,6 +387,18 @@ pub fn open_into(
     plan.lower = false;
     plan.safe = false;
     plan.directory = false;
+    let raw = path.to_bytes();
+    if create && (raw.ends_with(b"/") || ends_in_dot(raw)) {
+        // The kernel resolves the parents, then refuses any last name: EISDIR.
+        // A last `.` or `..` names an existing directory: EEXIST first if exclusive.
+        parent_is_dir(layers, dirfd, raw, &mut plan.node)?;
+        let dot = ends_in_dot(raw);
+        return Err(Skip::Errno(if dot && exclusive {
+            libc::EEXIST
+        } else {
+            libc::EISDIR
+        }));
+    }
     let mut abs = PathBuf::new();
     let shape = absolute_into(layers, dirfd, path, &mut abs)?;
     // An exclusive creation in a directory of the upper layer alone: the kernel's
@@ -430,6 +488,11 @@ pub fn change_path_into(
 
 /// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.
 pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, Node, bool)> {
+    if ends_in_dot(path.to_bytes()) {
+        // A last `.` or `..` (or `/`): the parents first, then EEXIST.
+        parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(libc::EEXIST));
+    }
     let node = lookup(layers, dirfd, path, false)?;
     if node.exists() {
         return Err(Skip::Errno(libc::EEXIST));
@@ -460,8 +523,30 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
         .to_bytes()
         .rsplit(|&b| b == b'/')
         .find(|c| !c.is_empty());
-    if directory && last == Some(b".") {
-        return Err(Skip::Errno(libc::EINVAL));
+    if matches!(last, Some(b".") | Some(b"..")) {
+        // The parents first, then the kernel's refusal of a last `.` or `..`.
+        parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(match (directory, last) {
+            (false, _) => libc::EISDIR,
+            (true, Some(b".")) => libc::EINVAL,
+            _ => libc::ENOTEMPTY,
+        }));
+    }
+    if path.to_bytes().ends_with(b"/") {
+        // A trailing slash: the last name is still not followed. unlink says what
+        // it is (ENOENT, EISDIR, ENOTDIR); rmdir goes on with the bare name.
+        let (bare, _) = without_slashes(path)?;
+        let node = lookup(layers, dirfd, bare.as_cstr(), false)?;
+        if !node.exists() {
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        if !node.is_dir() {
+            return Err(Skip::Errno(libc::ENOTDIR));
+        }
+        if !directory {
+            return Err(Skip::Errno(libc::EISDIR));
+        }
+        return remove(layers, dirfd, bare.as_cstr(), directory);
     }
     // In a cached directory of the upper layer, one cache lookup decides:
     // - the upper layer alone: the kernel's answer is the capsule's (an opaque
@@ -584,8 +669,27 @@ pub fn rename(
     new: (c_int, &CStr),
     noreplace: bool,
 ) -> Op<Option<(PathBuf, PathBuf)>> {
-    let src = existing(layers, old.0, old.1, false)?;
-    let dst = lookup(layers, new.0, new.1, false)?;
+    // The last names are never followed, trailing slashes or not; a trailing slash
+    // asks for a directory (ENOTDIR otherwise).
+    let (old_name, old_slash) = without_slashes(old.1)?;
+    let (new_name, new_slash) = without_slashes(new.1)?;
+    let src = match existing(layers, old.0, old_name.as_cstr(), false) {
+        // The kernel walks both parents before it looks up the old name.
+        Err(Skip::Errno(libc::ENOENT)) => {
+            parent_is_dir(layers, old.0, old_name.as_bytes(), &mut Node::empty())?;
+            parent_is_dir(layers, new.0, new_name.as_bytes(), &mut Node::empty())?;
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        other => other?,
+    };
+    let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
+    if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
+        return Err(Skip::Errno(libc::ENOTDIR));
+    }
+    // The kernel refuses a last component `.` or `..` (or `/`) once the parents resolve.
+    if ends_in_dot(old.1.to_bytes()) || ends_in_dot(new.1.to_bytes()) {
+        return Err(Skip::Errno(libc::EBUSY));
+    }
     if noreplace && dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
@@ -657,15 +761,24 @@ pub fn link(
     follow: bool,
 ) -> Op<(PathBuf, PathBuf)> {
     let src = existing(layers, old.0, old.1, follow)?;
-    if src.is_dir() {
-        return Err(Skip::Errno(libc::EPERM));
+    if ends_in_dot(new.1.to_bytes()) {
+        parent_is_dir(layers, new.0, new.1.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(libc::EEXIST));
     }
     let dst = lookup(layers, new.0, new.1, false)?;
+    // The kernel's order: the new name (a trailing slash on a new name is ENOENT),
+    // the mounts, then what the old name is.
     if dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
+    if new.1.to_bytes().ends_with(b"/") {
+        return Err(Skip::Errno(libc::ENOENT));
+    }
     if (src.place == Place::Overlay) != (dst.place == Place::Overlay) {
         return Err(Skip::Errno(libc::EXDEV));
+    }
+    if src.is_dir() {
+        return Err(Skip::Errno(libc::EPERM));
     }
     let src = for_change(layers, src)?;
     let (dst_host, _) = for_create(layers, &dst)?;

@@ -84,12 +84,11 @@ impl PathBuf {
         self.base().cast()
     }
 
-    #[cfg(test)]
-    pub fn as_cstr(&self) -> &CStr {
+    pub fn as_cstr(&self) -> &std::ffi::CStr {
         // SAFETY: bytes[..=len] is initialised, bytes[len] is 0 and no interior byte
         // is 0 (paths come from C strings or are built from their components).
         unsafe {
-            CStr::from_bytes_with_nul_unchecked(std::slice::from_raw_parts(
+            std::ffi::CStr::from_bytes_with_nul_unchecked(std::slice::from_raw_parts(
                 self.base(),
                 self.len + 1,
             ))
