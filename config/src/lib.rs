@@ -52,6 +52,8 @@ pub mod keys {
     /// The names of the capsules started together (this one included), separated by
     /// `,`, in the same order for each of them.
     pub const PEERS: &str = "CAPSULE_PEERS";
+    /// The peers on other nodes: `NAME@IP=HOSTPORT:PORT/PROTO+...`, separated by `,`.
+    pub const REMOTE_PEERS: &str = "CAPSULE_REMOTE_PEERS";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -75,6 +77,7 @@ pub mod keys {
         READ_ONLY,
         PORTS,
         PEERS,
+        REMOTE_PEERS,
     ];
 }
 
@@ -625,6 +628,20 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = get(keys::REMOTE_PEERS) {
+            for spec in v.split(',').filter(|s| !s.is_empty()) {
+                let peer =
+                    net::RemotePeer::parse(spec).map_err(|e| error(keys::REMOTE_PEERS, v, e))?;
+                if !config.net.peers.contains(&peer.name) {
+                    return Err(error(
+                        keys::REMOTE_PEERS,
+                        v,
+                        format!("{:?} is not one of {}", peer.name, keys::PEERS),
+                    ));
+                }
+                config.net.remote.push(peer);
+            }
+        }
         Ok(config)
     }
 
@@ -678,6 +695,15 @@ impl Config {
         }
         if !self.net.peers.is_empty() {
             out.push((keys::PEERS, self.net.peers.join(",")));
+        }
+        if !self.net.remote.is_empty() {
+            let specs: Vec<String> = self
+                .net
+                .remote
+                .iter()
+                .map(net::RemotePeer::to_spec)
+                .collect();
+            out.push((keys::REMOTE_PEERS, specs.join(",")));
         }
         out
     }

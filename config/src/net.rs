@@ -175,6 +175,60 @@ pub struct NetConfig {
     /// The capsules started together, in one order every one of them agrees on; each
     /// resolves by name to [`peer_address`] of its index. Includes this capsule.
     pub peers: Vec<String>,
+    /// Peers that run on another machine (`capsule run --peers-from-slurm`): a
+    /// connection to such a peer's capsule port goes to its node's address and the
+    /// host port it published there, instead of to its port table.
+    pub remote: Vec<RemotePeer>,
+}
+
+/// A peer on another node: its name (one of [`NetConfig::peers`]), the node's IPv4
+/// address, and the ports it publishes there (`HOSTPORT:PORT` with a fixed HOSTPORT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    pub name: String,
+    pub addr: [u8; 4],
+    pub ports: Vec<PortMap>,
+}
+
+impl RemotePeer {
+    /// `NAME@IP=HOSTPORT:PORT/PROTO+...` (no ports: `NAME@IP=`).
+    pub fn to_spec(&self) -> String {
+        let [a, b, c, d] = self.addr;
+        let ports: Vec<String> = self.ports.iter().map(PortMap::to_string).collect();
+        format!("{}@{a}.{b}.{c}.{d}={}", self.name, ports.join("+"))
+    }
+
+    /// Parses [`RemotePeer::to_spec`]'s form; every port needs its host port.
+    pub fn parse(spec: &str) -> Result<RemotePeer, String> {
+        let (name, rest) = spec
+            .split_once('@')
+            .ok_or_else(|| format!("'{spec}' is not NAME@IP=PORTS"))?;
+        let (addr, ports) = rest.split_once('=').unwrap_or((rest, ""));
+        let addr = parse_ipv4(addr).ok_or_else(|| format!("'{addr}' is not an IPv4 address"))?;
+        let mut maps = Vec::new();
+        for port in ports.split('+').filter(|p| !p.is_empty()) {
+            let map = PortMap::parse(port)?;
+            if map.host.is_none() {
+                return Err(format!(
+                    "port '{port}' of a remote peer needs its host port"
+                ));
+            }
+            maps.push(map);
+        }
+        Ok(RemotePeer {
+            name: name.to_string(),
+            addr,
+            ports: maps,
+        })
+    }
+
+    /// The host port capsule `port` over `proto` is published on, if it is.
+    pub fn host_port(&self, proto: Proto, port: u16) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.proto == proto && p.port == port)
+            .and_then(|p| p.host)
+    }
 }
 
 /// The loopback address capsule number `index` of a set answers on (127.73.x.y).
@@ -382,6 +436,23 @@ mod tests {
         ] {
             assert!(PortMap::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn remote_peers_round_trip() {
+        let peer = RemotePeer::parse("app-1@127.0.0.2=8001:8000/tcp+9001:9000/udp").unwrap();
+        assert_eq!(peer.addr, [127, 0, 0, 2]);
+        assert_eq!(peer.host_port(Proto::Tcp, 8000), Some(8001));
+        assert_eq!(peer.host_port(Proto::Udp, 9000), Some(9001));
+        assert_eq!(peer.host_port(Proto::Tcp, 9000), None);
+        assert_eq!(RemotePeer::parse(&peer.to_spec()).unwrap(), peer);
+        assert!(RemotePeer::parse("app-1@127.0.0.2=")
+            .unwrap()
+            .ports
+            .is_empty());
+        assert!(RemotePeer::parse("app-1@127.0.0.2=8000").is_err());
+        assert!(RemotePeer::parse("app-1@n2=").is_err());
+        assert!(RemotePeer::parse("app-1").is_err());
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl CapsuleInfo {
 
 /// The capsules that exist, sorted by name.
 pub fn capsule_names(home: &Home) -> Result<Vec<String>, InspectError> {
-    let dir = home.root().join("capsules");
+    let dir = home.capsules().to_path_buf();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -273,7 +273,7 @@ pub fn existing_dir(home: &Home, name: &str) -> Result<PathBuf, InspectError> {
     } else {
         Err(InspectError::NoSuchCapsule {
             name: name.to_string(),
-            home: home.root().join("capsules"),
+            home: home.capsules().to_path_buf(),
         })
     }
 }

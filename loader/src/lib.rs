@@ -17,7 +17,8 @@
 //! - [`manifest`]: `capsule.toml`, checked and placed (file, line, key) in errors;
 //! - [`up`]: `capsule up`: many capsules at once, their output, restarts and stop;
 //! - [`image`]: the image store (import, run, commit, export);
-//! - [`build`]: `capsule build`, images from a Containerfile.
+//! - [`build`]: `capsule build`, images from a Containerfile;
+//! - [`slurm`]: Slurm job steps: `%t`-style placeholders, node-local state, peers.
 //!
 //! The loader never links the shim: only the `capsule-config` crate is shared.
 
@@ -32,6 +33,7 @@ pub mod manifest;
 pub mod program;
 pub mod run;
 pub mod shim;
+pub mod slurm;
 pub mod state;
 pub mod up;
 pub mod view;

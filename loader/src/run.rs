@@ -18,6 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use capsule_config::net::RemotePeer;
 use capsule_config::{
     keys, Config, ConfigError, FsConfig, Identity, LogLevel, NetConfig, PortMap, UserDb,
 };
@@ -256,6 +257,7 @@ pub struct RunSpec {
     volumes: Vec<String>,
     ports: Vec<String>,
     peers: Vec<String>,
+    remote_peers: Vec<RemotePeer>,
     read_only: bool,
     env_host: bool,
     remove: bool,
@@ -289,6 +291,7 @@ impl RunSpec {
             volumes: Vec::new(),
             ports: Vec::new(),
             peers: Vec::new(),
+            remote_peers: Vec::new(),
             read_only: false,
             env_host: false,
             remove: false,
@@ -383,6 +386,13 @@ impl RunSpec {
     /// in one order shared by all: each reaches the others by name.
     pub fn peers(mut self, names: Vec<String>) -> Self {
         self.peers = names;
+        self
+    }
+
+    /// Those of the peers that run on another node, reached at its address and the
+    /// host ports they publish there (`--peers-from-slurm`).
+    pub fn remote_peers(mut self, remote: Vec<RemotePeer>) -> Self {
+        self.remote_peers = remote;
         self
     }
 
@@ -505,6 +515,13 @@ impl RunSpec {
                     env.set("TERM", term);
                 }
             }
+            // What a Slurm job step, its PMI/PMIx and MPI hand the task: the program
+            // is still that task.
+            for (key, value) in host.env.iter() {
+                if crate::slurm::passes_into_capsule(key) {
+                    env.set(key, value);
+                }
+            }
             env
         } else {
             host.env.clone()
@@ -570,7 +587,8 @@ impl RunSpec {
         };
 
         let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
-        let net = check_ports(&self.ports, self.peers)?;
+        let mut net = check_ports(&self.ports, self.peers)?;
+        net.remote = self.remote_peers;
         let launch = Launch {
             executable,
             arg0: self.program,
@@ -700,7 +718,11 @@ fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunErr
             reason,
         })?;
     }
-    Ok(NetConfig { ports, peers })
+    Ok(NetConfig {
+        ports,
+        peers,
+        remote: Vec::new(),
+    })
 }
 
 /// Refuses a published host port that another program already holds, as `docker run`

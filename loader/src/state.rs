@@ -149,10 +149,17 @@ pub fn generate_name() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
     root: PathBuf,
+    /// Where capsules' state directories are: `root/capsules`, or node-local storage
+    /// inside a Slurm job (see [`LOCAL_VAR`]).
+    capsules: PathBuf,
 }
 
 /// The loader's own setting of where capsules live (not passed to programs).
 pub const HOME_VAR: &str = "CAPSULE_HOME";
+/// Where capsules' state (their private layers) lives instead of
+/// `$CAPSULE_HOME/capsules`; inside a Slurm job it defaults to node-local storage
+/// ([`crate::slurm::local_home`]) while images stay in the shared `$CAPSULE_HOME`.
+pub const LOCAL_VAR: &str = "CAPSULE_LOCAL_HOME";
 
 impl Home {
     /// Finds `$CAPSULE_HOME` from the loader's environment (`var`) without touching the
@@ -182,11 +189,28 @@ impl Home {
                 })
             }
         };
-        Ok(Home { root })
+        let text = |key: &str| var(key).and_then(|v| v.into_string().ok());
+        let capsules = match set(LOCAL_VAR).filter(|p| p.is_absolute()) {
+            Some(local) => local.join("capsules"),
+            None => match crate::slurm::local_home(&text) {
+                Some(local) => local.join("capsules"),
+                None => root.join("capsules"),
+            },
+        };
+        Ok(Home { root, capsules })
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Home {
-        Home { root: root.into() }
+        let root = root.into();
+        Home {
+            capsules: root.join("capsules"),
+            root,
+        }
+    }
+
+    /// The directory holding every capsule's state directory.
+    pub fn capsules(&self) -> &Path {
+        &self.capsules
     }
 
     pub fn root(&self) -> &Path {
@@ -195,7 +219,7 @@ impl Home {
 
     /// Where the capsule `name` keeps its state (it may not exist yet).
     pub fn capsule_dir(&self, name: &str) -> PathBuf {
-        self.root.join("capsules").join(name)
+        self.capsules.join(name)
     }
 
     /// The capsule's upper layer (it may not exist yet).
@@ -229,7 +253,7 @@ impl Home {
     /// Creates (or reuses) the capsule's directory and takes its lock; creates its
     /// `upper/` layer if it is not there yet.
     pub fn open_capsule(&self, name: &str) -> Result<CapsuleDir, StateError> {
-        let capsules = self.root.join("capsules");
+        let capsules = self.capsules.clone();
         // The highest directory this call makes, so that a removal after a refused
         // start takes the whole new skeleton away again.
         let mut made = None;

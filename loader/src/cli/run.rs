@@ -19,6 +19,7 @@ use capsule_loader::launch::Termination;
 use capsule_loader::manage;
 use capsule_loader::manifest::Restart;
 use capsule_loader::run::{self, Host, Prepared, RunError, RunSpec, TimeSetting};
+use capsule_loader::slurm;
 use capsule_loader::state;
 use capsule_loader::up::{self, Detached};
 use clap::{Args, ValueEnum};
@@ -218,6 +219,15 @@ pub struct RunArgs {
     #[arg(short = 't', long)]
     pub tty: bool,
 
+    /// Inside a Slurm job step: every task's capsule is a peer of the others, reached
+    /// by its capsule name (which must use %t, e.g. --name app-%t). A peer on this
+    /// node is reached as capsule up's are; one on another node at that node's address
+    /// and the host port it publishes (-p 8000+%t:8000 gives each task its own).
+    /// The layout comes from SLURM_STEP_NODELIST, SLURM_STEP_TASKS_PER_NODE,
+    /// SLURM_DISTRIBUTION (block or cyclic) and scontrol.
+    #[arg(long = "peers-from-slurm")]
+    pub peers_from_slurm: bool,
+
     /// The program and its arguments. A PROG without '/' is searched in the PATH of
     /// the program's environment (-e PATH=… if given), inside the capsule with --root.
     #[arg(
@@ -264,8 +274,45 @@ fn name_the_flag(err: RunError) -> anyhow::Error {
     }
 }
 
+/// `--name`, `--hostname`, `-p` and `-v` with Slurm's per-task values in place of
+/// `%t`, `%a`, `%j`… (see [`capsule_loader::slurm::expand`]).
+fn expand_placeholders(args: &mut RunArgs) -> anyhow::Result<()> {
+    let var = |key: &str| std::env::var(key).ok();
+    let expand = |flag: &str, value: &mut String| -> anyhow::Result<()> {
+        if slurm::has_placeholder(value) {
+            *value = slurm::expand(value, &var)
+                .map_err(|e| flag_error(flag, format!("{value:?}"), e))?;
+        }
+        Ok(())
+    };
+    if let Some(name) = &mut args.name {
+        expand("--name", name)?;
+    }
+    if let Some(host) = &mut args.hostname {
+        expand("--hostname", host)?;
+    }
+    for spec in &mut args.publish {
+        expand("-p", spec)?;
+    }
+    for spec in &mut args.volume {
+        expand("-v", spec)?;
+    }
+    Ok(())
+}
+
 /// Runs `capsule run`: checks every flag, then hands over to the library.
-pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
+    let templates = (args.name.clone(), args.publish.clone());
+    expand_placeholders(&mut args)?;
+    let (peers, remote_peers) = if args.peers_from_slurm {
+        let var = |key: &str| std::env::var(key).ok();
+        let name = templates.0.as_deref().unwrap_or("");
+        let found = slurm::peers(name, &templates.1, &var, &slurm::scontrol_nodes)
+            .map_err(|e| anyhow!("--peers-from-slurm: {e}"))?;
+        (found.names, found.remote)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     if let Some(name) = &args.name {
         state::validate_name(name).map_err(|e| anyhow!("--name {e}"))?;
     }
@@ -338,6 +385,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<Termination> {
         .read_only(args.read_only)
         .env_host(args.env_host)
         .remove_on_exit(args.rm)
+        .peers(peers)
+        .remote_peers(remote_peers)
         .prepare(&host)
         .map_err(name_the_flag)?;
     log::debug!(

@@ -72,9 +72,11 @@ unsafe fn destination(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Resul
             return Ok(Target::Same);
         };
         match net.ports.connect_target(proto, place, port) {
-            Ok(Some(host)) => {
-                if matches!(place, Place::Peer(_)) {
-                    inet.set_loopback();
+            Ok(Some((node, host))) => {
+                match node {
+                    Some(addr) => inet.set_ipv4(addr),
+                    None if matches!(place, Place::Peer(_)) => inet.set_loopback(),
+                    None => {}
                 }
                 inet.set_port(host);
                 log::debug!("port {port} of {place:?} is host port {host}");

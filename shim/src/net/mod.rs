@@ -62,6 +62,7 @@ impl Net {
                 config.name.as_deref(),
                 &net.peers,
                 &net.ports,
+                &net.remote,
             ),
             peers: net.peers.iter().map(|p| p.to_ascii_lowercase()).collect(),
             name: config.name.as_ref().map(|n| n.to_ascii_lowercase()),

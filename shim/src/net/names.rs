@@ -131,6 +131,7 @@ mod tests {
             net: capsule_config::NetConfig {
                 ports: vec![],
                 peers: peers.iter().map(|p| p.to_string()).collect(),
+                remote: vec![],
             },
             ..Config::default()
         };

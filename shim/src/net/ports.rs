@@ -6,7 +6,7 @@
 use std::ffi::{c_int, CString};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use capsule_config::net::{PortTable, PORTS_FILE};
+use capsule_config::net::{PortTable, RemotePeer, PORTS_FILE};
 use capsule_config::{PortMap, Proto};
 
 use super::addr::Place;
@@ -106,7 +106,13 @@ pub struct Ports {
     peers: Box<[Mapped]>,
     own_index: Option<usize>,
     published: Vec<PortMap>,
+    /// Per peer index: where it runs when that is another node (`None`: this one).
+    remote: Box<[Option<RemotePeer>]>,
 }
+
+/// Where a connection to a capsule port goes: the host port, and the address of
+/// the peer's node when it runs on another one (`None`: this machine).
+pub type Target = (Option<[u8; 4]>, u16);
 
 /// Why a connection to a capsule port cannot be made.
 pub struct Refused;
@@ -117,6 +123,7 @@ impl Ports {
         name: Option<&str>,
         peers: &[String],
         published: &[PortMap],
+        remote: &[RemotePeer],
     ) -> Ports {
         let table_path = |dir: &str| CString::new(format!("{dir}/{PORTS_FILE}")).ok();
         // `/x/capsules/NAME/` names the same capsule as `/x/capsules/NAME`.
@@ -136,6 +143,10 @@ impl Ports {
             peers: peer_tables,
             own_index: name.and_then(|n| peers.iter().position(|p| p == n)),
             published: published.to_vec(),
+            remote: peers
+                .iter()
+                .map(|peer| remote.iter().find(|r| &r.name == peer).cloned())
+                .collect(),
         }
     }
 
@@ -177,14 +188,29 @@ impl Ports {
         }
     }
 
-    /// The host port to connect to for capsule `port` at `place`: `Ok(None)` leaves
-    /// the address as it is (a host service the capsule has not shadowed).
+    /// The host port to connect to for capsule `port` at `place`, with the address of
+    /// the node when the peer runs on another one: `Ok(None)` leaves the address as it
+    /// is (a host service the capsule has not shadowed).
     pub fn connect_target(
         &self,
         proto: Proto,
         place: Place,
         port: u16,
-    ) -> Result<Option<u16>, Refused> {
+    ) -> Result<Option<Target>, Refused> {
+        if let Place::Peer(i) = place {
+            if let Some(Some(remote)) = self.remote.get(i) {
+                return remote
+                    .host_port(proto, port)
+                    .map(|host| Some((Some(remote.addr), host)))
+                    .ok_or(Refused);
+            }
+        }
+        Ok(self
+            .local_target(proto, place, port)?
+            .map(|host| (None, host)))
+    }
+
+    fn local_target(&self, proto: Proto, place: Place, port: u16) -> Result<Option<u16>, Refused> {
         match place {
             Place::Elsewhere => Ok(None),
             Place::Own => Ok(self.own.get().and_then(|t| t.host_port(proto, port))),
