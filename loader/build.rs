@@ -31,10 +31,9 @@ fn main() {
     let Some(profile_dir) = out.ancestors().nth(3).map(Path::to_path_buf) else {
         return;
     };
-    let target_root = match std::env::var("CARGO_TARGET_DIR") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace.join("target"),
-    };
+    // The directory that holds <profile> (absolute, unlike a relative
+    // CARGO_TARGET_DIR): target/musl-shim in a plain build.
+    let target_root = profile_dir.parent().unwrap_or(&profile_dir).to_path_buf();
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
     let linker = std::env::var(LINKER_VAR).unwrap_or_else(|_| "musl-gcc".to_string());
     if Command::new(&linker).arg("--version").output().is_err() {
