@@ -605,7 +605,15 @@ unsafe fn create_with(
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
     run(
-        |l| ops::create_path(l, dirfd, arg(path)?),
+        |l| {
+            let path = arg(path)?;
+            // Only mkdir takes a trailing slash on a new name: ENOENT (EEXIST if it is there).
+            if path.to_bytes().ends_with(b"/") {
+                ops::create_path(l, dirfd, path)?;
+                return Err(Skip::Errno(libc::ENOENT));
+            }
+            ops::create_path(l, dirfd, path)
+        },
         |(host, node, _)| {
             let rc = real(host.as_ptr());
             if rc == 0 && node.place == super::layers::Place::Overlay {

@@ -493,7 +493,9 @@ pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, N
         parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
         return Err(Skip::Errno(libc::EEXIST));
     }
-    let node = lookup(layers, dirfd, path, false)?;
+    // The new name itself, trailing slashes or not (`mkdir fifo/` is EEXIST).
+    let (bare, _) = without_slashes(path)?;
+    let node = lookup(layers, dirfd, bare.as_cstr(), false)?;
     if node.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
@@ -673,6 +675,19 @@ pub fn rename(
     // asks for a directory (ENOTDIR otherwise).
     let (old_name, old_slash) = without_slashes(old.1)?;
     let (new_name, new_slash) = without_slashes(new.1)?;
+    // A last component `.` or `..` (or `/`) is refused once both parents resolve and
+    // before either name is looked up, in the kernel's order: the old one is EBUSY,
+    // then the new one EEXIST with RENAME_NOREPLACE, EBUSY without.
+    let (old_dot, new_dot) = (ends_in_dot(old.1.to_bytes()), ends_in_dot(new.1.to_bytes()));
+    if old_dot || new_dot {
+        parent_is_dir(layers, old.0, old.1.to_bytes(), &mut Node::empty())?;
+        parent_is_dir(layers, new.0, new.1.to_bytes(), &mut Node::empty())?;
+        return Err(Skip::Errno(if !old_dot && noreplace {
+            libc::EEXIST
+        } else {
+            libc::EBUSY
+        }));
+    }
     let src = match existing(layers, old.0, old_name.as_cstr(), false) {
         // The kernel walks both parents before it looks up the old name.
         Err(Skip::Errno(libc::ENOENT)) => {
@@ -683,15 +698,11 @@ pub fn rename(
         other => other?,
     };
     let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
-    if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
-        return Err(Skip::Errno(libc::ENOTDIR));
-    }
-    // The kernel refuses a last component `.` or `..` (or `/`) once the parents resolve.
-    if ends_in_dot(old.1.to_bytes()) || ends_in_dot(new.1.to_bytes()) {
-        return Err(Skip::Errno(libc::EBUSY));
-    }
     if noreplace && dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
+    }
+    if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
+        return Err(Skip::Errno(libc::ENOTDIR));
     }
     check_writable(layers, &src)?;
     check_writable(layers, &dst)?;
@@ -765,7 +776,10 @@ pub fn link(
         parent_is_dir(layers, new.0, new.1.to_bytes(), &mut Node::empty())?;
         return Err(Skip::Errno(libc::EEXIST));
     }
-    let dst = lookup(layers, new.0, new.1, false)?;
+    // The new name itself, trailing slashes or not: an existing one is EEXIST even
+    // when it is no directory.
+    let (new_name, _) = without_slashes(new.1)?;
+    let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
     // The kernel's order: the new name (a trailing slash on a new name is ENOENT),
     // the mounts, then what the old name is.
     if dst.exists() {
