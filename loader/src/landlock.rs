@@ -14,7 +14,8 @@
 //!   the root, the state directory (upper layer included), the volumes, the shim,
 //!   `/proc`, `/dev`, `/sys`, the peers' state directories (their port tables), and
 //!   what the host's dynamic loader needs to start the first program (its `PT_INTERP`,
-//!   `/etc/ld.so.cache`, the host library directories, read-only, not listable).
+//!   `/etc/ld.so.cache`, the host library directories, read-only, not listable), and
+//!   the host resolver's files (`/etc/resolv.conf`, `/etc/hosts`…), read-only.
 //!
 //! Invariants:
 //! - only the rights of the running kernel's ABI are handled (v1 the basic ones, v2
@@ -138,6 +139,20 @@ pub struct Policy {
     /// that is writable (a `:ro` volume inside an `rw` one...), with that place.
     pub exposed: Vec<(PathBuf, PathBuf)>,
 }
+
+/// The host files glibc's resolver reads with its own internal `open` (which no
+/// preload hook sees) to turn a host name into an address: a capsule's names that are
+/// not capsules' are the host resolver's, as its `/etc/resolv.conf` is a container's
+/// in Docker. Read-only, each file alone (a missing one gets no rule).
+pub const RESOLVER_FILES: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+];
 
 /// What the host's dynamic loader needs to start a root's first program, before the
 /// shim re-runs it with the root's own loader (and throughout, for a root whose glibc
@@ -277,6 +292,9 @@ impl Policy {
             rule(Path::new("/etc/ld.so.cache"), READ_FILE);
             for dir in &host.library_dirs {
                 rule(dir, READ_FILE);
+            }
+            for file in RESOLVER_FILES {
+                rule(Path::new(file), READ_FILE);
             }
         }
 
@@ -668,6 +686,8 @@ mod tests {
         assert_eq!(access_of(&p, "/usr/lib/x86_64-linux-gnu"), Some(READ_FILE));
         assert_eq!(access_of(&p, "/lib64/ld.so"), Some(EXECUTE | READ_FILE));
         assert_eq!(access_of(&p, "/sys"), Some(READ_FILE | READ_DIR));
+        assert_eq!(access_of(&p, "/etc/resolv.conf"), Some(READ_FILE));
+        assert_eq!(access_of(&p, "/etc/passwd"), None);
         assert!(p
             .rules
             .iter()
