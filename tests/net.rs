@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -417,6 +418,67 @@ fn unpublished_ports_get_free_host_ports() {
             "sockname ('0.0.0.0', 9000)\npeer-ip 127.0.0.1\n"
         );
     }
+}
+
+#[test]
+fn a_capsule_on_the_host_network_binds_the_host_port_itself() {
+    let home = CapsuleHome::new();
+    let name = unique("hostnet");
+    let port = free_tcp_port();
+    let python = python3();
+    let mut servers = Servers::new(home.path());
+    servers.start(
+        &name,
+        &mut home.command(&[
+            "run",
+            "--network",
+            "host",
+            "--name",
+            &name,
+            "--",
+            python.to_str().unwrap(),
+            "-c",
+            BIND_AND_SERVE,
+            &port.to_string(),
+            &name,
+        ]),
+    );
+    // The capsule's port P is the host's port P: no translation, no port table.
+    let mut stream = wait_for(
+        "the capsule's server on the host port",
+        START_TIMEOUT,
+        || TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert_eq!(text, name);
+    let outs: Vec<Output> = std::mem::take(&mut servers.runs)
+        .into_iter()
+        .map(|(_, r)| r.wait())
+        .collect();
+    assert_eq!(
+        success(&outs[0], "a server on the host network"),
+        format!("sockname ('0.0.0.0', {port})\npeer-ip 127.0.0.1\n")
+    );
+    let ports = home.path().join("capsules").join(&name).join(PORTS_FILE);
+    assert!(
+        fs::read(&ports).map_or(true, |t| t.is_empty()),
+        "a port table on the host network: {}",
+        ports.display()
+    );
+    // Nothing to publish on the host's network: refused before anything starts.
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-p",
+        "8000",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(stderr(&out).contains("--network host uses the host's ports"));
 }
 
 // ------------------------------------------------------------------ 3. peers by name

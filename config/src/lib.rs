@@ -54,6 +54,9 @@ pub mod keys {
     pub const PEERS: &str = "CAPSULE_PEERS";
     /// The peers on other nodes: `NAME@IP=HOSTPORT:PORT/PROTO+...`, separated by `,`.
     pub const REMOTE_PEERS: &str = "CAPSULE_REMOTE_PEERS";
+    /// `host`: the host's network, no network replica; `capsule` (the default): the
+    /// capsule's own ports and names.
+    pub const NETWORK: &str = "CAPSULE_NETWORK";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -78,6 +81,7 @@ pub mod keys {
         PORTS,
         PEERS,
         REMOTE_PEERS,
+        NETWORK,
     ];
 }
 
@@ -642,6 +646,20 @@ impl Config {
                 config.net.remote.push(peer);
             }
         }
+        if let Some(v) = get(keys::NETWORK) {
+            config.net.host = match v {
+                "host" => true,
+                "capsule" | "" => false,
+                _ => return Err(error(keys::NETWORK, v, "expected host or capsule")),
+            };
+            if config.net.host && !(config.net.ports.is_empty() && config.net.peers.is_empty()) {
+                return Err(error(
+                    keys::NETWORK,
+                    v,
+                    "the host's network has no published ports or peers",
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -704,6 +722,9 @@ impl Config {
                 .map(net::RemotePeer::to_spec)
                 .collect();
             out.push((keys::REMOTE_PEERS, specs.join(",")));
+        }
+        if self.net.host {
+            out.push((keys::NETWORK, "host".into()));
         }
         out
     }
@@ -835,6 +856,18 @@ mod tests {
         let back =
             Config::from_vars(file.iter().map(|(k, v)| (k.as_str(), v.as_str())), 0, db).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_host_network_has_no_ports_or_peers() {
+        let c = parse(&[("CAPSULE_NETWORK", "host")]).unwrap();
+        assert!(c.net.host);
+        let vars = c.to_vars();
+        assert!(vars.contains(&("CAPSULE_NETWORK", "host".into())));
+        assert!(!parse(&[("CAPSULE_NETWORK", "capsule")]).unwrap().net.host);
+        assert!(parse(&[("CAPSULE_NETWORK", "bridge")]).is_err());
+        assert!(parse(&[("CAPSULE_NETWORK", "host"), ("CAPSULE_PORTS", "8000")]).is_err());
+        assert!(parse(&[("CAPSULE_NETWORK", "host"), ("CAPSULE_PEERS", "a,b")]).is_err());
     }
 
     #[test]

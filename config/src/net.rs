@@ -179,6 +179,9 @@ pub struct NetConfig {
     /// connection to such a peer's capsule port goes to its node's address and the
     /// host port it published there, instead of to its port table.
     pub remote: Vec<RemotePeer>,
+    /// `--network host`: the capsule uses the host's network as it is (ports, names,
+    /// abstract sockets), and the network replica is off.
+    pub host: bool,
 }
 
 /// A peer on another node: its name (one of [`NetConfig::peers`]), the node's IPv4

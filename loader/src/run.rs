@@ -63,6 +63,9 @@ pub enum RunError {
     /// `--image REF` (or `image =` in a manifest) that cannot be used.
     #[error("--image {reference}: {reason}")]
     Image { reference: String, reason: String },
+    /// Peers (`capsule up`, `--peers-from-slurm`) of a capsule on the host's network.
+    #[error("--network host: a capsule on the host's network has no peers by name (drop --peers-from-slurm, or reach the others at their host addresses)")]
+    HostNetworkPeers,
     /// A `-p` port spec, or two specs publishing the same port.
     #[error("-p {spec}: {reason}")]
     Port { spec: String, reason: String },
@@ -260,6 +263,7 @@ pub struct RunSpec {
     remote_peers: Vec<RemotePeer>,
     read_only: bool,
     env_host: bool,
+    network_host: bool,
     remove: bool,
 }
 
@@ -294,6 +298,7 @@ impl RunSpec {
             remote_peers: Vec::new(),
             read_only: false,
             env_host: false,
+            network_host: false,
             remove: false,
         }
     }
@@ -397,6 +402,13 @@ impl RunSpec {
     }
 
     /// Makes the capsule's whole file system read-only, except its volumes.
+    /// `--network host`: the program uses the host's network as it is (its ports,
+    /// names and abstract sockets); no ports are published and no peers named.
+    pub fn network_host(mut self, host: bool) -> Self {
+        self.network_host = host;
+        self
+    }
+
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
@@ -587,8 +599,21 @@ impl RunSpec {
         };
 
         let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
+        if self.network_host {
+            if let Some(spec) = self.ports.first() {
+                return Err(RunError::Port {
+                    spec: spec.clone(),
+                    reason: "--network host uses the host's ports: there is nothing to publish"
+                        .into(),
+                });
+            }
+            if !self.peers.is_empty() {
+                return Err(RunError::HostNetworkPeers);
+            }
+        }
         let mut net = check_ports(&self.ports, self.peers)?;
         net.remote = self.remote_peers;
+        net.host = self.network_host;
         let launch = Launch {
             executable,
             arg0: self.program,
@@ -681,7 +706,13 @@ impl RunSpec {
             .collect();
         env.append(&mut self.env);
         self.env = env;
-        for spec in &image.exposed_ports {
+        // On the host's network the program binds the host's ports itself.
+        let exposed_ports = if self.network_host {
+            &[][..]
+        } else {
+            &image.exposed_ports[..]
+        };
+        for spec in exposed_ports {
             let exposed =
                 PortMap::parse(spec).map_err(|e| bad(format!("ExposedPorts {spec}: {e}")))?;
             let published = self
@@ -721,7 +752,7 @@ fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunErr
     Ok(NetConfig {
         ports,
         peers,
-        remote: Vec::new(),
+        ..NetConfig::default()
     })
 }
 

@@ -169,6 +169,20 @@ pub struct RunArgs {
     #[arg(long = "env-host")]
     pub env_host: bool,
 
+    /// The capsule's network: capsule (default) gives it its own ports (a bind of
+    /// port P takes a free or published host port) and names for its peers; host
+    /// uses the host's network as it is, as docker run --network host: binds take the
+    /// host's ports, no -p, no peers by name. What MPI across nodes needs, whose ranks
+    /// exchange the ports they bound. Example: --network host
+    #[arg(
+        long = "network",
+        alias = "net",
+        value_enum,
+        value_name = "MODE",
+        default_value = "capsule"
+    )]
+    pub network: NetworkMode,
+
     /// Make the capsule's file system read-only: writes fail everywhere but in the
     /// volumes not marked :ro, as with docker run --read-only.
     /// Example: --read-only -v /tmp/app-cache:/var/cache/app
@@ -239,6 +253,13 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// `--network`: the capsule's own network, or the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkMode {
+    Capsule,
+    Host,
+}
+
 /// `--restart`, as docker run takes it (and capsule up's `restart` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RestartPolicy {
@@ -300,10 +321,30 @@ fn expand_placeholders(args: &mut RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A PMIx client (an MPI rank under `srun --mpi=pmix`) shares its server's directories
+/// ([`slurm::pmix_shared_dirs`]): each becomes a read-write volume at its own path,
+/// unless a `-v` already binds that path.
+fn share_pmix_dirs(args: &mut RunArgs) {
+    let var = |key: &str| std::env::var(key).ok();
+    for dir in slurm::pmix_shared_dirs(&var) {
+        let dir = dir.display().to_string();
+        let bound = args.volume.iter().any(|v| {
+            v.split(':')
+                .nth(1)
+                .is_some_and(|p| p.trim_end_matches('/') == dir)
+        });
+        if !bound {
+            log::debug!("PMIx directory {dir} shared with the job step");
+            args.volume.push(format!("{dir}:{dir}"));
+        }
+    }
+}
+
 /// Runs `capsule run`: checks every flag, then hands over to the library.
 pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
     let templates = (args.name.clone(), args.publish.clone());
     expand_placeholders(&mut args)?;
+    share_pmix_dirs(&mut args);
     let (peers, remote_peers) = if args.peers_from_slurm {
         let var = |key: &str| std::env::var(key).ok();
         let name = templates.0.as_deref().unwrap_or("");
@@ -383,6 +424,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         .volumes(args.volume)
         .ports(args.publish)
         .read_only(args.read_only)
+        .network_host(args.network == NetworkMode::Host)
         .env_host(args.env_host)
         .remove_on_exit(args.rm)
         .peers(peers)

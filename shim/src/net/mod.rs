@@ -48,7 +48,7 @@ impl Net {
     /// The replica for `config`, or `None` when it is off.
     pub fn from_config(config: &Config) -> Option<Net> {
         let net = &config.net;
-        if config.state_dir.is_none() && net.ports.is_empty() && net.peers.is_empty() {
+        if net.host || config.state_dir.is_none() && net.ports.is_empty() && net.peers.is_empty() {
             return None;
         }
         let identity = config

@@ -132,6 +132,7 @@ mod tests {
                 ports: vec![],
                 peers: peers.iter().map(|p| p.to_string()).collect(),
                 remote: vec![],
+                host: false,
             },
             ..Config::default()
         };
