@@ -4,7 +4,8 @@
 //! (host names, ports), peers by name on one node and across nodes, the exit status
 //! through srun, sbatch and the job completion log, a job array of one image (private
 //! layers apart, the store unchanged, concurrent imports), scancel (no process left),
-//! and a two-rank Open MPI hello world with each rank in its own capsule.
+//! and a two-rank Open MPI hello world with each rank in its own capsule, on one node
+//! and on two (with `--network host`).
 //!
 //! Skipped, saying why, only when Slurm is not installed or this is not root (slurmd
 //! must start tasks as their users); CI installs it and runs as root.
@@ -295,8 +296,9 @@ fn capsules_run_as_slurm_job_steps() {
     let state = stdout(&cluster.run("scontrol", &["show", "job", &job]));
     assert!(state.contains("JobState=CANCELLED"), "{state}");
 
-    // Open MPI: two ranks, each in its own capsule, over Slurm's PMIx. (Two slurmd on
-    // one machine share PMIx's /tmp directory, so both ranks are on one node.)
+    // Open MPI: two ranks, each in its own capsule, over Slurm's PMIx: on one node
+    // (shared memory between them), then on two nodes over TCP, which needs the host's
+    // network (the ranks exchange the addresses and ports they bound).
     let hello = cluster.dir.join("mpi_hello");
     let out = run(Command::new("mpicc").args([
         "-o",
@@ -307,30 +309,35 @@ fn capsules_run_as_slurm_job_steps() {
             .unwrap(),
     ]));
     success(&out, "mpicc");
-    let out = cluster.run(
-        "srun",
-        &[
-            "--mpi=pmix",
-            "-N1",
-            "-n2",
-            "capsule",
-            "run",
-            "--rm",
-            "--name",
-            "rank-%t",
-            "--hostname",
-            "rank-%t",
-            "--",
-            hello.to_str().unwrap(),
-        ],
-    );
-    let text = success(&out, "two MPI ranks in capsules");
-    assert_eq!(
-        sorted_lines(&text),
-        [
-            "rank 0 of 2 on rank-0",
-            "rank 0 received 10 from rank 1",
-            "rank 1 of 2 on rank-1"
-        ]
-    );
+    for (nodes, network) in [("-N1", "capsule"), ("-N2", "host")] {
+        let out = cluster.run(
+            "srun",
+            &[
+                "--mpi=pmix",
+                nodes,
+                "-n2",
+                "capsule",
+                "run",
+                "--rm",
+                "--network",
+                network,
+                "--name",
+                "rank-%t",
+                "--hostname",
+                "rank-%t",
+                "--",
+                hello.to_str().unwrap(),
+            ],
+        );
+        let text = success(&out, &format!("two MPI ranks in capsules, {nodes}"));
+        assert_eq!(
+            sorted_lines(&text),
+            [
+                "rank 0 of 2 on rank-0",
+                "rank 0 received 10 from rank 1",
+                "rank 1 of 2 on rank-1"
+            ],
+            "{nodes}"
+        );
+    }
 }

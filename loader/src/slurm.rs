@@ -15,7 +15,7 @@
 
 use std::ffi::OsStr;
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use capsule_config::net::RemotePeer;
@@ -109,6 +109,35 @@ pub fn passes_into_capsule(key: &OsStr) -> bool {
     ];
     key.to_str()
         .is_some_and(|k| PREFIXES.iter().any(|p| k.starts_with(p)))
+}
+
+/// The directories a PMIx client shares with its server outside the capsule: the
+/// server's rendezvous directory and its shared-memory data stores (a file with a
+/// lock inside, mapped by the server and every rank). A private copy of them would
+/// give a rank a lock the server never sees, so they are bound into the capsule as
+/// read-write volumes at the same path. Only absolute paths that exist, each once,
+/// none beneath another.
+pub fn pmix_shared_dirs(var: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let server = var("PMIX_SERVER_TMPDIR").map(PathBuf::from);
+    let stores = ["PMIX_DSTORE_21_BASE_PATH", "PMIX_DSTORE_ESH_BASE_PATH"]
+        .iter()
+        .filter_map(|k| var(k))
+        .map(PathBuf::from);
+    for dir in server.into_iter().chain(stores) {
+        // Components drop `.` and doubled or trailing slashes; `..` is not followed.
+        let dir: PathBuf = dir.components().collect();
+        let parent = dir.components().any(|c| c == Component::ParentDir);
+        if parent || !dir.is_absolute() || dir == Path::new("/") || !dir.is_dir() {
+            continue;
+        }
+        if dirs.iter().any(|d| dir.starts_with(d)) {
+            continue;
+        }
+        dirs.retain(|d| !d.starts_with(&dir));
+        dirs.push(dir);
+    }
+    dirs
 }
 
 /// Inside a Slurm job (`SLURM_JOB_ID` set): the node-local directory capsules' state
@@ -332,6 +361,31 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn pmix_directories_are_shared_once_each() {
+        let dir = std::env::temp_dir().join(format!("capsule-pmix-{}", std::process::id()));
+        let store = dir.join("pmix_dstor_ds21_1");
+        std::fs::create_dir_all(&store).unwrap();
+        let server = format!("{}/", dir.display());
+        let store = store.to_str().unwrap().replace("pmix_", "/pmix_");
+        let found = pmix_shared_dirs(&vars(&[
+            ("PMIX_SERVER_TMPDIR", &server),
+            ("PMIX_DSTORE_21_BASE_PATH", &store),
+            ("PMIX_DSTORE_ESH_BASE_PATH", "/no/such/dir"),
+        ]));
+        assert_eq!(found, std::slice::from_ref(&dir));
+        let found = pmix_shared_dirs(&vars(&[
+            ("PMIX_DSTORE_21_BASE_PATH", &store),
+            ("PMIX_SERVER_TMPDIR", &server),
+        ]));
+        assert_eq!(found, std::slice::from_ref(&dir));
+        assert!(pmix_shared_dirs(&vars(&[("PMIX_SERVER_TMPDIR", "relative")])).is_empty());
+        assert!(pmix_shared_dirs(&vars(&[("PMIX_SERVER_TMPDIR", "/")])).is_empty());
+        let up = format!("{}/pmix_dstor_ds21_1/..", dir.display());
+        assert!(pmix_shared_dirs(&vars(&[("PMIX_SERVER_TMPDIR", &up)])).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
