@@ -171,3 +171,59 @@ fn a_capsule_users_files_are_its_own_and_it_cannot_give_them_away() {
         "1000:1000\nrefused\nrefused\n"
     );
 }
+
+/// dpkg unpacks into `NAME.dpkg-new` created with mode 0, `fchown`s it, then
+/// `fchmod`s it: the owner record of a file its real owner may neither read nor
+/// write is still kept (and read back), and the file's mode is left as the program
+/// set it.
+#[test]
+fn a_fake_root_records_owners_of_files_without_permissions() {
+    let home = CapsuleHome::new();
+    let mut nobody = AsNobody::new();
+    let script = "import os\n\
+        fd = os.open('/tmp/sl.dpkg-new', os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0)\n\
+        os.write(fd, b'x'); os.fchown(fd, 42, 43); os.fchmod(fd, 0o644); os.close(fd)\n\
+        fd = os.open('/tmp/closed', os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0)\n\
+        os.fchown(fd, 7, 8); os.close(fd)\n\
+        os.mkdir('/tmp/shut', 0); os.chown('/tmp/shut', 9, 10)\n\
+        for p in ['/tmp/sl.dpkg-new', '/tmp/closed', '/tmp/shut']:\n\
+        \x20   st = os.stat(p); print(p, st.st_uid, st.st_gid, oct(st.st_mode & 0o7777))\n";
+    let out = run(&mut nobody.capsule_command(
+        &home,
+        &[
+            "run", "--name", "z", "--user", "0", "--", "python3", "-c", script,
+        ],
+    ));
+    assert_eq!(
+        success(&out, "fchown of mode-0 files"),
+        "/tmp/sl.dpkg-new 42 43 0o644\n/tmp/closed 7 8 0o0\n/tmp/shut 9 10 0o0\n"
+    );
+    // On disk the modes are the program's (the access lent for the record is back).
+    let upper = home.path().join("capsules/z/upper/tmp");
+    for (name, mode) in [("sl.dpkg-new", 0o644), ("closed", 0), ("shut", 0)] {
+        let meta = std::fs::symlink_metadata(upper.join(name)).unwrap();
+        assert_eq!(
+            meta.mode() & 0o7777,
+            mode,
+            "mode of {name} in the upper layer"
+        );
+    }
+    // A later process reads the records of the files that stay without permissions.
+    let out = run(&mut nobody.capsule_command(
+        &home,
+        &[
+            "run",
+            "--name",
+            "z",
+            "--user",
+            "0",
+            "--",
+            "stat",
+            "-c",
+            "%u:%g %a",
+            "/tmp/closed",
+            "/tmp/shut",
+        ],
+    ));
+    assert_eq!(success(&out, "after a restart"), "7:8 0\n9:10 0\n");
+}
