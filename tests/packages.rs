@@ -265,3 +265,33 @@ fn apt_get_installs_a_package_in_a_root_owned_by_real_root() {
     let Some(f) = fixture() else { return };
     install_sl(f, false);
 }
+
+/// shadow-utils' `useradd` (its `lckpwdf` on `/etc/.pwd.lock`, the `link()` of a
+/// temporary file to `/etc/passwd.lock` checked by `st_nlink`), then the new name
+/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`.
+#[test]
+fn useradd_and_the_new_name_in_a_root_the_user_owns() {
+    let Some(f) = fixture() else { return };
+    let root = Root::new(f, true);
+    let before = root.listing();
+    let home = capsule_home(f);
+    let out = in_capsule(
+        f,
+        &home,
+        &root,
+        "users",
+        "set -e; useradd -m alice; id alice; touch /tmp/g; chown alice:alice /tmp/g; \
+         stat -c '%n %U:%G %u:%g' /tmp/g /home/alice; ls -l /tmp/g | awk '{print $3\":\"$4}'; \
+         runuser -u alice -- id -un",
+    );
+    assert_eq!(
+        success(&out, "useradd -m alice"),
+        "uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
+         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\n"
+    );
+    let passwd = std::fs::read_to_string(upper(&home, "users").join("etc/passwd")).unwrap();
+    assert!(passwd.contains("\nalice:x:1000:1000:"), "{passwd}");
+    assert_unchanged(&root, &before);
+    let out = in_capsule(f, &home, &root, "other", "id alice 2>&1 || echo unknown");
+    assert!(success(&out, "a second capsule").contains("unknown"));
+}
