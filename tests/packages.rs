@@ -241,17 +241,46 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
     let Some((root, home)) = install_sl(f, true) else {
         return;
     };
+    // dpkg -i of a downloaded package, in the same capsule (apt's lists are there).
+    let before = root.listing();
+    let out = in_capsule(
+        f,
+        &home,
+        &root,
+        "apt",
+        "set -e; cd /root; apt-get download -q hello; dpkg -i hello_*.deb; hello; \
+         dpkg-query -W -f '${Status}\\n' hello",
+    );
+    if mirror_failed(&out) {
+        println!(
+            "skipped dpkg -i: the mirror does not answer\n{}",
+            describe(&out)
+        );
+        return;
+    }
+    let text = success(
+        &out,
+        "apt-get download hello && dpkg -i hello_*.deb && hello",
+    );
+    assert!(
+        text.contains("Hello, world!\ninstall ok installed\n"),
+        "{}",
+        describe(&out)
+    );
+    assert!(exists(&upper(&home, "apt").join("usr/bin/hello")));
+    assert_unchanged(&root, &before);
     // A second capsule of the same root sees none of it.
     let out = in_capsule(
         f,
         &home,
         &root,
         "other",
-        "test -e /usr/games/sl && echo has-sl; dpkg-query -W -f '${Status}\\n' sl 2>&1 || echo not-installed",
+        "test -e /usr/games/sl -o -e /usr/bin/hello && echo has-them; \
+         dpkg-query -W -f '${Status}\\n' sl hello 2>&1 || echo not-installed",
     );
     let text = success(&out, "a second capsule");
     assert!(
-        !text.contains("has-sl") && text.contains("not-installed"),
+        !text.contains("has-them") && text.contains("not-installed"),
         "the second capsule sees the first one's package:\n{}",
         describe(&out)
     );
