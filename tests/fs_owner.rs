@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
 use common::*;
@@ -25,7 +25,7 @@ fn owners_archive(dir: &TempDir) -> std::path::PathBuf {
         \x20           data = (name + '\\n').encode(); i.size, i.mode = len(data), 0o644; t.addfile(i, io.BytesIO(data))\n";
     let out = run(Command::new("python3").args(["-c", script, tar.to_str().unwrap()]));
     success(&out, "python3 tarfile");
-    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
     tar
 }
 
@@ -70,10 +70,10 @@ fn fake_root_ownership_is_recorded_for_an_ordinary_user() {
     let tar = owners_archive(&dir);
     let upper = dir.join("upper");
     std::fs::create_dir(&upper).unwrap();
-    std::fs::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o777)).unwrap();
     let state = dir.join("state");
     std::fs::create_dir(&state).unwrap();
-    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
     let env = [
         ("CAPSULE_UID", "0"),
         ("CAPSULE_UPPER", upper.to_str().unwrap()),
@@ -170,4 +170,128 @@ fn a_capsule_users_files_are_its_own_and_it_cannot_give_them_away() {
         success(&out, "capsule user 1000"),
         "1000:1000\nrefused\nrefused\n"
     );
+}
+
+/// dpkg unpacks into `NAME.dpkg-new` created with mode 0, `fchown`s it, then
+/// `fchmod`s it: the owner record of a file its real owner may neither read nor
+/// write is still kept (and read back), and the file's mode is left as the program
+/// set it.
+#[test]
+fn a_fake_root_records_owners_of_files_without_permissions() {
+    let home = CapsuleHome::new();
+    let mut nobody = AsNobody::new();
+    let script = "import os\n\
+        fd = os.open('/tmp/sl.dpkg-new', os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0)\n\
+        os.write(fd, b'x'); os.fchown(fd, 42, 43); os.fchmod(fd, 0o644); os.close(fd)\n\
+        fd = os.open('/tmp/closed', os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0)\n\
+        os.fchown(fd, 7, 8); os.close(fd)\n\
+        os.mkdir('/tmp/shut', 0); os.chown('/tmp/shut', 9, 10)\n\
+        for p in ['/tmp/sl.dpkg-new', '/tmp/closed', '/tmp/shut']:\n\
+        \x20   st = os.stat(p); print(p, st.st_uid, st.st_gid, oct(st.st_mode & 0o7777))\n";
+    let out = run(&mut nobody.capsule_command(
+        &home,
+        &[
+            "run", "--name", "z", "--user", "0", "--", "python3", "-c", script,
+        ],
+    ));
+    assert_eq!(
+        success(&out, "fchown of mode-0 files"),
+        "/tmp/sl.dpkg-new 42 43 0o644\n/tmp/closed 7 8 0o0\n/tmp/shut 9 10 0o0\n"
+    );
+    // On disk the modes are the program's (the access lent for the record is back).
+    let upper = home.path().join("capsules/z/upper/tmp");
+    for (name, mode) in [("sl.dpkg-new", 0o644), ("closed", 0), ("shut", 0)] {
+        let meta = std::fs::symlink_metadata(upper.join(name)).unwrap();
+        assert_eq!(
+            meta.mode() & 0o7777,
+            mode,
+            "mode of {name} in the upper layer"
+        );
+    }
+    // A later process reads the records of the files that stay without permissions.
+    let out = run(&mut nobody.capsule_command(
+        &home,
+        &[
+            "run",
+            "--name",
+            "z",
+            "--user",
+            "0",
+            "--",
+            "stat",
+            "-c",
+            "%u:%g %a",
+            "/tmp/closed",
+            "/tmp/shut",
+        ],
+    ));
+    assert_eq!(success(&out, "after a restart"), "7:8 0\n9:10 0\n");
+}
+
+/// A fake root of an ordinary user writes to lower files the real user may not read
+/// when no content is needed: an empty lock file (apt's `lists/lock`, 0640 root) is
+/// copied up without reading it, a directory it may not list (`lists/partial`, 0700)
+/// gets its upper copy and lists what the capsule put there; a non-empty unreadable
+/// file is refused with `EACCES`, and the shim's log names it.
+#[test]
+fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
+    if !can_switch_user() {
+        return; // files the ordinary user may not read need a root harness
+    }
+    let dir = TempDir::new("owner-unreadable");
+    std::fs::write(dir.join("lock"), b"").unwrap();
+    std::fs::write(dir.join("secret"), b"root only\n").unwrap();
+    std::fs::create_dir(dir.join("partial")).unwrap();
+    for (name, mode) in [("lock", 0o640), ("secret", 0o600), ("partial", 0o700)] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = CapsuleHome::new();
+    let mut nobody = AsNobody::new();
+    let script = "import fcntl, os, sys\n\
+        d = sys.argv[1]\n\
+        fd = os.open(d + '/lock', os.O_RDWR | os.O_CREAT, 0o640)\n\
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('locked')\n\
+        st = os.fstat(fd); print('lock', st.st_uid, oct(st.st_mode & 0o777), st.st_size)\n\
+        open(d + '/partial/new', 'w').write('x'); print('partial', sorted(os.listdir(d + '/partial')))\n\
+        try:\n\
+        \x20   open(d + '/secret', 'a')\n\
+        except PermissionError as e:\n\
+        \x20   print('secret', e.errno)\n";
+    let out = run(nobody
+        .capsule_command(
+            &home,
+            &[
+                "run",
+                "--name",
+                "u",
+                "--user",
+                "0",
+                "--",
+                "python3",
+                "-c",
+                script,
+                dir.str(),
+            ],
+        )
+        .env("CAPSULE_LOG", "warn"));
+    assert_eq!(
+        success(&out, "lock files of a root-owned tree"),
+        "locked\nlock 0 0o640 0\npartial ['new']\nsecret 13\n"
+    );
+    let log = std::fs::read_to_string(home.path().join("capsules/u/shim.log")).unwrap();
+    let secret = format!(
+        "cannot copy {:?} up: the real user may not read it",
+        dir.join("secret")
+    );
+    assert!(
+        log.contains(&secret),
+        "the log does not name the file:\n{log}"
+    );
+    // The lower files are as they were.
+    assert_eq!(std::fs::read(dir.join("secret")).unwrap(), b"root only\n");
+    assert!(std::fs::read_dir(dir.join("partial"))
+        .unwrap()
+        .next()
+        .is_none());
 }

@@ -296,6 +296,48 @@ pub fn with_library_path(
     Some(loader)
 }
 
+/// Whether host file `program` is an ELF executable of this machine without a
+/// program interpreter: statically linked (`static-pie` included).
+pub fn is_static(program: &PathBuf) -> bool {
+    let Some(file) = Mapped::open(program.as_ptr()) else {
+        return false;
+    };
+    let Some(elf) = Elf::parse(file.bytes()) else {
+        return false;
+    };
+    let mut interp = [0u8; 256];
+    elf.interpreter(&mut interp).is_none()
+}
+
+/// The upper layer's copies of the root's library directories that exist (host
+/// paths, each NUL-terminated, one after another in `out`): where a package
+/// manager of the capsule puts new libraries. Returns the bytes used.
+pub fn upper_library_dirs(layers: &Layers, out: &mut [u8]) -> usize {
+    let Some(upper) = layers.upper.as_deref() else {
+        return 0;
+    };
+    let mut used = 0;
+    for dir in STANDARD_DIRS {
+        let mut capsule = [0u8; 64];
+        let n = expand(dir, &mut capsule);
+        let mut host = PathBuf::new();
+        if host.set_prefixed(upper, &capsule[..n]).is_err() {
+            continue;
+        }
+        // SAFETY: zeroed stat is valid; a NUL-terminated path.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let is_dir = unsafe { libc::lstat(host.as_ptr(), &mut st) } == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let bytes = host.as_bytes();
+        if is_dir && used + bytes.len() < out.len() {
+            out[used..used + bytes.len()].copy_from_slice(bytes);
+            out[used + bytes.len()] = 0;
+            used += bytes.len() + 1;
+        }
+    }
+    used
+}
+
 /// The root's library directories, in the order Debian's `ld.so.conf` gives them;
 /// `@` stands for the multiarch triplet.
 const STANDARD_DIRS: &[&[u8]] = &[

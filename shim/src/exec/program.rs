@@ -26,6 +26,22 @@ pub struct Program {
     /// loader opens PROGRAM on its own, so its path is translated here, and the
     /// root's library directories are given unless the caller names some.
     explicit: Option<Loader>,
+    /// The root's statically linked `ldconfig` (see `LdconfigDirs`).
+    ldconfig: Option<LdconfigDirs>,
+}
+
+/// `ldconfig` of a root is a static program: the shim does not reach it, so it
+/// would read the host's `/etc/ld.so.conf` and library directories and write the
+/// host's `/etc/ld.so.cache` (which the kernel backstop refuses: dpkg's `libc-bin`
+/// trigger then fails every installation). The capsule's programs never read that
+/// cache (the root's loader runs them with `--inhibit-cache` and the layers'
+/// library directories), so what `ldconfig` must still do in a capsule is its other
+/// half: the soname links of new libraries. It runs as `ldconfig -n DIRS`: only the
+/// links, in the upper layer's library directories, where new libraries are.
+struct LdconfigDirs {
+    /// Host paths, each NUL-terminated, one after another.
+    dirs: [u8; 2048],
+    len: usize,
 }
 
 struct Script {
@@ -115,6 +131,9 @@ impl Program {
     ) -> Result<*const *const c_char, c_int> {
         if let Some(loader) = &self.explicit {
             return explicit_loader_argv(loader, original, buf);
+        }
+        if let Some(dirs) = &self.ldconfig {
+            return ldconfig_argv(dirs, original, buf);
         }
         if self.script.is_none() && self.loader.is_none() {
             return Ok(original);
@@ -249,6 +268,62 @@ fn explicit_loader_argv(
     Ok(slots.as_ptr())
 }
 
+/// The arguments of the root's `ldconfig` (see `LdconfigDirs`): `ldconfig -n
+/// [-v] DIRS`, keeping argv[0] and a verbose flag. A print of the cache (`-p`) is
+/// left as it was asked.
+fn ldconfig_argv(
+    dirs: &LdconfigDirs,
+    original: *const *const c_char,
+    buf: &mut ArgvBuf,
+) -> Result<*const *const c_char, c_int> {
+    let mut args: &[*const c_char] = &[];
+    // SAFETY: argv is null or a NULL-terminated array of C strings.
+    unsafe {
+        if !original.is_null() {
+            let mut n = 0;
+            while !(*original.add(n)).is_null() {
+                n += 1;
+            }
+            args = std::slice::from_raw_parts(original, n);
+        }
+    }
+    // SAFETY: each entry is a C string.
+    let arg = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes();
+    if args
+        .iter()
+        .skip(1)
+        .any(|&p| matches!(arg(p), b"-p" | b"--print-cache"))
+    {
+        return Ok(original);
+    }
+    let verbose = args
+        .iter()
+        .skip(1)
+        .any(|&p| matches!(arg(p), b"-v" | b"--verbose"));
+    let count = dirs.dirs[..dirs.len].iter().filter(|&&b| b == 0).count();
+    let slots = buf.slots(count + 4)?;
+    let mut n = 0;
+    slots[n] = args.first().copied().unwrap_or(c"ldconfig".as_ptr());
+    n += 1;
+    slots[n] = c"-n".as_ptr();
+    n += 1;
+    if verbose {
+        slots[n] = c"-v".as_ptr();
+        n += 1;
+    }
+    let mut start = 0;
+    for (i, &b) in dirs.dirs[..dirs.len].iter().enumerate() {
+        if b == 0 {
+            slots[n] = dirs.dirs[start..].as_ptr().cast();
+            n += 1;
+            start = i + 1;
+        }
+    }
+    slots[n] = std::ptr::null();
+    log::info!("the root's ldconfig runs as ldconfig -n on {count} upper-layer directories");
+    Ok(slots.as_ptr())
+}
+
 /// Whether a program path names glibc's dynamic loader (`ld-linux-x86-64.so.2`).
 fn is_glibc_loader(path: &[u8]) -> bool {
     path.rsplit(|&b| b == b'/')
@@ -354,6 +429,7 @@ pub fn prepare(
                 script: None,
                 loader: None,
                 explicit,
+                ldconfig: None,
             }));
         }
     }
@@ -362,14 +438,28 @@ pub fn prepare(
         script: None,
         loader: None,
         explicit: None,
+        ldconfig: None,
     };
     // The interpreter gets the script's path as the program gave it (a capsule path,
     // which it opens through the shim), as the kernel would: not the host path the
     // name resolves to, which is another name when it is a link (`psql` ->
     // `pg_wrapper`) and which a script may read from its `$0`.
+    let is_ldconfig = capsule.file_name() == b"ldconfig";
     program.script = shebang(layers, &mut program.host, capsule)?;
     if layers.root.is_some() {
         program.loader = interp::for_program(layers, &program.host, envp);
+        if program.loader.is_none()
+            && program.script.is_none()
+            && is_ldconfig
+            && interp::is_static(&program.host)
+        {
+            let mut dirs = LdconfigDirs {
+                dirs: [0; 2048],
+                len: 0,
+            };
+            dirs.len = interp::upper_library_dirs(layers, &mut dirs.dirs);
+            program.ldconfig = Some(dirs);
+        }
     }
     Ok(Some(program))
 }

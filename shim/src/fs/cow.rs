@@ -191,7 +191,7 @@ fn copy_xattrs(from: c_int, to: c_int) {
 /// then extended attributes, mode, times.
 ///
 /// # Safety
-/// `src` and `dst` are open descriptors.
+/// `dst` is an open descriptor; `src` too, or -1 for a file copied without content.
 unsafe fn finish_copy(src: c_int, dst: c_int, st: &libc::stat) {
     super::owner::copy_up_owner_fd(dst, st);
     copy_xattrs(src, dst);
@@ -217,7 +217,8 @@ fn tmpfile_unsupported(e: c_int) -> bool {
     )
 }
 
-/// Copies a lower regular file into place atomically: into an unnamed file
+/// Copies a lower regular file into place atomically (an empty one even when the
+/// real user may not read it, `src` -1 below): into an unnamed file
 /// (`O_TMPFILE`) of the target directory, complete with owner, mode, times and
 /// xattrs, then linked to its name (`linkat` through `/proc/self/fd`), so that a
 /// process killed at any moment leaves either no upper file or the whole copy, and no
@@ -228,7 +229,16 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
     unsafe {
         let src = libc::open(lower.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if src < 0 {
-            return Err(errno());
+            let e = errno();
+            if e != libc::EACCES || st.st_size != 0 {
+                if e == libc::EACCES {
+                    log::warn!("cannot copy {lower:?} up: the real user may not read it");
+                }
+                return Err(e);
+            }
+            // An empty file the real user may not read (apt's `lists/lock`, 0640
+            // root): a copy needs none of its content, and its extended attributes
+            // are not the real user's to read either; `src` stays -1.
         }
         let dir = PathBuf::from_bytes(upper.parent_bytes());
         let result = match dir {
@@ -253,7 +263,9 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
             }
             Err(e) => Err(e),
         };
-        libc::close(src);
+        if src >= 0 {
+            libc::close(src);
+        }
         result
     }
 }
@@ -262,7 +274,7 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
 /// another process copied the file up first).
 ///
 /// # Safety
-/// `src` and `dst` are open descriptors.
+/// `dst` is an open descriptor; `src` too, or -1 (see `finish_copy`).
 unsafe fn copy_into_tmpfile(
     src: c_int,
     dst: c_int,
@@ -292,9 +304,9 @@ unsafe fn copy_into_tmpfile(
 /// The fallback copy: a uniquely named temporary file, complete before it is renamed.
 ///
 /// # Safety
-/// `src` is an open descriptor.
+/// `src` is an open descriptor, or -1 (see `finish_copy`).
 unsafe fn copy_named(src: c_int, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
-    if libc::lseek(src, 0, libc::SEEK_SET) != 0 {
+    if src >= 0 && libc::lseek(src, 0, libc::SEEK_SET) != 0 {
         return Err(errno());
     }
     let temp = temp_name(upper.parent_bytes())?;

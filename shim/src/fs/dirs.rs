@@ -106,7 +106,7 @@ pub fn merged(layers: &Layers, node: &Node) -> Result<Option<Vec<libc::dirent64>
     if node.lower_visible && !opaque {
         let lower = layers.lower_host(node.capsule.as_bytes())?;
         if sys::lstat(&lower, &mut st) && st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            for entry in read_all(&lower)? {
+            for entry in lower_entries(&lower)? {
                 if !seen.contains(name_of(&entry)) {
                     entries.push(entry);
                 }
@@ -114,6 +114,22 @@ pub fn merged(layers: &Layers, node: &Node) -> Result<Option<Vec<libc::dirent64>
         }
     }
     Ok(Some(entries))
+}
+
+/// The entries of the lower half of a merged directory. One the real user may
+/// neither list nor search (apt's `lists/partial`, 0700 `_apt`) adds nothing: none
+/// of its names could be reached through it anyway, and the capsule's own entries
+/// are in the upper copy. One it may search but not list is refused, as the kernel
+/// refuses it.
+fn lower_entries(lower: &PathBuf) -> Result<Vec<libc::dirent64>, c_int> {
+    match read_all(lower) {
+        // SAFETY: a NUL-terminated path.
+        Err(libc::EACCES) if unsafe { libc::access(lower.as_ptr(), libc::X_OK) } != 0 => {
+            log::info!("{lower:?}: not listed, the real user may not read it");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
 }
 
 /// Whether a directory has entries besides `.` and `..` in the capsule's view.

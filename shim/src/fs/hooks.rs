@@ -119,6 +119,18 @@ unsafe fn open_with(
     )
 }
 
+/// `open(path, flags, mode)` of a capsule path on behalf of a hook of another
+/// replica (glibc opens some files, `/etc/.pwd.lock` among them, with calls no hook
+/// sees).
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn open_in_capsule(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_with(libc::AT_FDCWD, path, flags, |p, f| {
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p, f, mode) as c_int
+    })
+}
+
 /// A creation in a cached directory of the upper layer whose lower layer has no such
 /// name: whiteouts and lower names do not matter, so the upper layer's answer is the
 /// capsule's. Tried with `O_EXCL` (a name that exists there, links included, is

@@ -78,15 +78,144 @@ fn parse_pair(text: &[u8], sep: u8) -> Option<(u32, u32)> {
     Some((a, b))
 }
 
+/// Where a `user.*` attribute of the upper file is read or written: its path (not
+/// followed), a descriptor of it, or (`Follow`) a path whose last name is followed:
+/// `/proc/self/fd/N` of a descriptor held open.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Path(&'a PathBuf),
+    Fd(c_int),
+    Follow(&'a PathBuf),
+}
+
+/// Runs `op` (an xattr call returning -1 with errno on failure) on `target`. The
+/// kernel checks a `user.*` attribute against the file's permission bits, so a file
+/// the capsule made with mode 0 (dpkg unpacks into `NAME.dpkg-new` created 000, then
+/// `fchown`s it) would refuse its own owner record. The real user owns every file of
+/// the upper layer, so for such a file it lends itself read and write for the call
+/// and puts the mode back, as a root would not have needed to ask. All three steps
+/// go through one descriptor of the file opened without following a link, so a name
+/// swapped meanwhile changes nothing else; a file outside the upper layer (the lower
+/// layer, a volume, the host) is never touched.
+fn with_owner_access(target: Target, mut op: impl FnMut(Target) -> isize) -> isize {
+    let rc = op(target);
+    if rc >= 0 || crate::hook::errno() != libc::EACCES {
+        return rc;
+    }
+    match lend_access(target, &mut op) {
+        Some(rc) => rc,
+        None => {
+            crate::hook::set_errno(libc::EACCES);
+            rc
+        }
+    }
+}
+
+/// The retry of `with_owner_access`: `None` when the file is not the real user's
+/// upper-layer file lacking read or write permission (then the first answer stands).
+fn lend_access(target: Target, op: &mut impl FnMut(Target) -> isize) -> Option<isize> {
+    let upper = super::layers()?.upper.as_deref()?;
+    let (fd, opened) = match target {
+        // SAFETY: a NUL-terminated path; O_PATH opens without reading.
+        Target::Path(host) => (
+            unsafe {
+                libc::open(
+                    host.as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            },
+            true,
+        ),
+        Target::Fd(fd) => (fd, false),
+        Target::Follow(_) => return None,
+    };
+    if fd < 0 {
+        return None;
+    }
+    let result = lend_access_fd(fd, upper, op);
+    if opened {
+        let errno = crate::hook::errno();
+        // SAFETY: the descriptor opened above.
+        unsafe { libc::close(fd) };
+        crate::hook::set_errno(errno);
+    }
+    result
+}
+
+fn lend_access_fd(fd: c_int, upper: &[u8], op: &mut impl FnMut(Target) -> isize) -> Option<isize> {
+    // SAFETY: zeroed stat is valid; an open descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if st.st_uid != real_ids().0
+        || (kind != libc::S_IFREG && kind != libc::S_IFDIR)
+        || st.st_mode & 0o600 == 0o600
+    {
+        return None;
+    }
+    let file = super::sys::fd_target(fd).ok()?;
+    if !super::path::is_within(file.as_bytes(), upper) {
+        return None;
+    }
+    let mut link = PathBuf::from_bytes(b"/proc/self/fd/").ok()?;
+    link.push_bytes(crate::decimal::decimal(fd as u64, &mut Default::default()))
+        .ok()?;
+    let mode = st.st_mode & 0o7777;
+    // SAFETY: a NUL-terminated path; the magic link names the descriptor's file.
+    if unsafe { libc::chmod(link.as_ptr(), mode | 0o600) } != 0 {
+        return None;
+    }
+    let rc = op(Target::Follow(&link));
+    let errno = crate::hook::errno();
+    // SAFETY: as above.
+    unsafe { libc::chmod(link.as_ptr(), mode) };
+    crate::hook::set_errno(errno);
+    Some(rc)
+}
+
 fn set_owner_xattr(host: &PathBuf, uid: u32, gid: u32) -> Result<(), c_int> {
     let mut buf = [0u8; 24];
     let n = format_ids(uid, gid, &mut buf);
-    // SAFETY: NUL-terminated names and a buffer of n bytes.
-    let rc = unsafe { libc::lsetxattr(host.as_ptr(), OWNER.as_ptr(), buf.as_ptr().cast(), n, 0) };
+    let rc = with_owner_access(Target::Path(host), |target| {
+        // SAFETY: NUL-terminated names and a buffer of n bytes.
+        (unsafe {
+            match target {
+                Target::Path(host) => {
+                    libc::lsetxattr(host.as_ptr(), OWNER.as_ptr(), buf.as_ptr().cast(), n, 0)
+                }
+                Target::Follow(host) => {
+                    libc::setxattr(host.as_ptr(), OWNER.as_ptr(), buf.as_ptr().cast(), n, 0)
+                }
+                Target::Fd(fd) => libc::fsetxattr(fd, OWNER.as_ptr(), buf.as_ptr().cast(), n, 0),
+            }
+        }) as isize
+    });
     if rc != 0 {
         return Err(crate::hook::errno());
     }
     Ok(())
+}
+
+/// Reads attribute `name` of `target` into `buf`: its length, or -1.
+fn get_xattr(target: Target, name: &CStr, buf: &mut [u8; 32]) -> isize {
+    let len = buf.len();
+    let ptr = buf.as_mut_ptr();
+    with_owner_access(target, |target| {
+        // SAFETY: NUL-terminated names; the buffer is valid for its length.
+        unsafe {
+            match target {
+                Target::Path(host) => {
+                    libc::lgetxattr(host.as_ptr(), name.as_ptr(), ptr.cast(), len)
+                }
+                Target::Follow(host) => {
+                    libc::getxattr(host.as_ptr(), name.as_ptr(), ptr.cast(), len)
+                }
+                Target::Fd(fd) => libc::fgetxattr(fd, name.as_ptr(), ptr.cast(), len),
+            }
+        }
+    })
 }
 
 /// After a capsule process created `host`: it belongs to the creator's capsule
@@ -113,15 +242,7 @@ pub fn apply(host: &PathBuf, st: &mut libc::stat) {
         return;
     }
     let mut buf = [0u8; 32];
-    // SAFETY: NUL-terminated names; the buffer is valid for its length.
-    let n = unsafe {
-        libc::lgetxattr(
-            host.as_ptr(),
-            OWNER.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = get_xattr(Target::Path(host), OWNER, &mut buf);
     if n > 0 {
         if let Some((uid, gid)) = parse_pair(&buf[..n as usize], b':') {
             st.st_uid = uid;
@@ -189,8 +310,7 @@ pub fn apply_fd(fd: c_int, st: &mut libc::stat) {
         return;
     }
     let mut buf = [0u8; 32];
-    // SAFETY: a descriptor and a buffer valid for its length.
-    let n = unsafe { libc::fgetxattr(fd, OWNER.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = get_xattr(Target::Fd(fd), OWNER, &mut buf);
     if n > 0 {
         if let Some((uid, gid)) = parse_pair(&buf[..n as usize], b':') {
             st.st_uid = uid;
@@ -204,15 +324,7 @@ fn apply_rdev(host: &PathBuf, st: &mut libc::stat) {
         return;
     }
     let mut buf = [0u8; 32];
-    // SAFETY: as above.
-    let n = unsafe {
-        libc::lgetxattr(
-            host.as_ptr(),
-            RDEV.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = get_xattr(Target::Path(host), RDEV, &mut buf);
     if n < 3 {
         return;
     }

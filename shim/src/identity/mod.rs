@@ -77,5 +77,7 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("getgrent_r", Partial("as getgrent")),
     Hook::new("setgrent", Full),
     Hook::new("endgrent", Full),
+    Hook::new("lckpwdf", Partial("locks the capsule's /etc/.pwd.lock (polling, 15 s at most) when it has its own file system")),
+    Hook::new("ulckpwdf", Partial("as lckpwdf")),
     Hook::new("getgrouplist", Partial("from the capsule's /etc/group when the capsule has its own database (see getgrnam)")),
 ];

@@ -3,7 +3,7 @@
 
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use libc::{c_char, c_int, gid_t, group, passwd, size_t, uid_t};
 
@@ -26,6 +26,9 @@ thread_local! {
     static PW_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static GR_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// The descriptor of `/etc/.pwd.lock` that `lckpwdf` holds locked, or -1.
+static PWD_LOCK: AtomicI32 = AtomicI32::new(-1);
 
 /// Where `getpwent`/`getgrent` are in the capsule's file (process-wide, as glibc's).
 static PW_POS: AtomicUsize = AtomicUsize::new(0);
@@ -313,4 +316,70 @@ hook! {
             None => real(user, group, groups, ngroups),
         }
     }
+
+    fn lckpwdf() -> c_int, missing: -1;
+    |real| {
+        if crate::fs::layers().is_none() {
+            return real();
+        }
+        lock_password_files()
+    }
+
+    fn ulckpwdf() -> c_int, missing: -1;
+    |real| {
+        if crate::fs::layers().is_none() {
+            return real();
+        }
+        let fd = PWD_LOCK.swap(-1, Ordering::AcqRel);
+        if fd < 0 {
+            return -1;
+        }
+        libc::close(fd)
+    }
+}
+
+/// `lckpwdf` in a capsule with its own file system: glibc opens `/etc/.pwd.lock`
+/// with an internal call that would reach the host's `/etc` (shadow-utils' `useradd`
+/// then "cannot lock /etc/passwd"), so the shim opens the capsule's and takes the
+/// same write lock glibc takes, waiting at most as long as glibc (15 s).
+unsafe fn lock_password_files() -> c_int {
+    if PWD_LOCK.load(Ordering::Acquire) >= 0 {
+        return -1; // this process holds it already, as glibc answers
+    }
+    let fd = crate::fs::hooks::open_in_capsule(
+        c"/etc/.pwd.lock".as_ptr(),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+        0o600,
+    );
+    if fd < 0 {
+        return -1;
+    }
+    // SAFETY: a zeroed flock is valid; the fields set make it a whole-file write lock.
+    let mut lock: libc::flock = std::mem::zeroed();
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    for _ in 0..1500 {
+        if libc::fcntl(fd, libc::F_SETLK, &lock) == 0 {
+            if PWD_LOCK
+                .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                break; // another thread of the process took it meanwhile
+            }
+            return 0;
+        }
+        let e = crate::hook::errno();
+        if e != libc::EACCES && e != libc::EAGAIN {
+            break;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        libc::nanosleep(&pause, std::ptr::null_mut());
+    }
+    let e = crate::hook::errno();
+    libc::close(fd);
+    crate::hook::set_errno(e);
+    -1
 }
