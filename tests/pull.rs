@@ -368,6 +368,147 @@ fn basic_auth_without_and_with_credentials() {
     assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
 }
 
+/// `capsule login` with the password on standard input.
+fn login(auth: &AuthEnv, home: &CapsuleHome, registry: &str, password: &str) -> Output {
+    let mut cmd = auth.command(
+        home,
+        &["login", "-u", "alice", "--password-stdin", registry],
+    );
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn login_then_pull_and_logout() {
+    let work = TempDir::new("pull-login");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), Some(("alice", "secret")));
+    registry.seed(&layout, "base", "base:v1");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = registry.name("base:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // A wrong password: one line, and nothing recorded.
+    let out = login(&auth, &home, &host, "wrong");
+    refused(
+        &out,
+        &format!("login {host}: {host}: the registry refused the credentials of alice"),
+    );
+    assert!(!auth.file().exists());
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("Login Succeeded: {host}")),
+        "{}",
+        describe(&out)
+    );
+    // Recorded as podman does, readable by its owner only, the password not in clear.
+    let text = fs::read_to_string(auth.file()).unwrap();
+    assert!(
+        text.contains(&host) && text.contains("\"auth\"") && !text.contains("secret"),
+        "{text}"
+    );
+    let mode = fs::metadata(auth.file()).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(1 layers, 1 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "base\n");
+
+    let out = auth.ok(&home, &["logout", &host]);
+    assert!(
+        out.starts_with(&format!("Removed login credentials for {host}")),
+        "{out}"
+    );
+    let out = auth.run(&home, &["pull", &image]);
+    refused(&out, "authentication required");
+    let out = auth.run(&home, &["logout", &host]);
+    refused(&out, "not logged in");
+
+    // docker's config.json naming a credential helper for this registry.
+    let helpers = TempDir::new("pull-helper");
+    let helper = helpers.join("docker-credential-capsuletest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = {host} ] || exit 1\n\
+             echo '{{\"ServerURL\":\"{host}\",\"Username\":\"alice\",\"Secret\":\"secret\"}}'\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker = auth.dir.join(".docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{}},"credHelpers":{{"{host}":"capsuletest"}}}}"#),
+    )
+    .unwrap();
+    let fresh = CapsuleHome::new();
+    let path = format!(
+        "{}:{}",
+        helpers.str(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = auth.command(&fresh, &["pull", "-q", &image]);
+    let out = run(cmd.env("PATH", path));
+    let text = success(&out, "pull with a credential helper");
+    assert!(text.contains("(1 layers, 1 new)"), "{text}");
+}
+
+#[test]
+fn bearer_tokens_from_the_challenge() {
+    let work = TempDir::new("pull-bearer");
+    let layout = umoci_layout(work.path());
+    let fake = Fake::start(work.path(), &layout, "bearer");
+    let host = format!("127.0.0.1:{}", fake.port);
+    let image = fake.name("app:app");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // The token server refuses anonymous requests here.
+    let out = auth.run(&home, &["pull", &image]);
+    refused(
+        &out,
+        &format!("{host}: authentication required (capsule login {host})"),
+    );
+    let out = login(&auth, &home, &host, "nope");
+    refused(&out, "refused the credentials of alice");
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // Every manifest and blob request carried the token, none the password.
+    let log = fake.log();
+    let reads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/manifests/") || l.contains("/blobs/"))
+        .collect();
+    assert!(reads.len() >= 4, "{log}");
+    assert!(reads.iter().all(|l| l.ends_with("auth=Bearer")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("GET /token?service=fake&scope=repository%3Aapp%3Apull")),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_blob_that_does_not_match_its_digest_is_refused() {
     let work = TempDir::new("pull-corrupt");

@@ -1,8 +1,12 @@
-//! `capsule pull`: flags, then the library's `image::registry`, then one line.
+//! `capsule pull`, `login`, `logout`: flags, then the library's `image::registry`,
+//! then one line.
 
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::AsRawFd;
 
 use anyhow::Context as _;
+use capsule_loader::image::registry::client::Client;
+use capsule_loader::image::registry::credentials::{self, Credentials};
 use capsule_loader::image::registry::{self, pull};
 use capsule_loader::image::spec::Platform;
 use capsule_loader::image::store::Store;
@@ -127,5 +131,129 @@ pub fn pull_for_run(
     {
         log::info!("pulled {} sha256:{}", done.reference, done.id.hex());
     }
+    Ok(())
+}
+
+pub const LOGIN_ABOUT: &str = "\
+Log in to a registry: the credentials are checked against it (a Bearer token is \
+asked for, or Basic is tried), then recorded in the first of $REGISTRY_AUTH_FILE, \
+${XDG_RUNTIME_DIR}/containers/auth.json, ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json \
+(mode 0600), as podman login does. pull and push read credentials from those files in \
+that order, then from docker's ~/.docker/config.json (including its credHelpers and \
+credsStore, through the docker-credential-NAME programs). The password is read from \
+the terminal without echo, or from standard input with --password-stdin; it is never \
+printed or logged.";
+
+pub const LOGIN_AFTER_HELP: &str = "\
+Examples:
+  capsule login ghcr.io -u octocat                  # asks for the password
+  echo \"$TOKEN\" | capsule login -u bot --password-stdin registry.example.com:5000
+  capsule logout ghcr.io";
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry: host[:port] (docker.io for Docker Hub)
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    /// The user name (asked on the terminal when not given)
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry: host[:port] (docker.io for Docker Hub)
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+}
+
+/// Asks `question` on the terminal; the answer without echo unless `echo`.
+fn ask(question: &str, echo: bool) -> anyhow::Result<String> {
+    let tty = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| anyhow::anyhow!("no terminal to ask on: use -u and --password-stdin"))?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: a zeroed termios is a valid buffer for tcgetattr to fill.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is the open terminal, `saved` a valid termios.
+    let have_termios = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if !echo && have_termios {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above; the settings are restored below.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    (&tty).write_all(question.as_bytes())?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    if !echo && have_termios {
+        // SAFETY: restores what tcgetattr read.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        let _ = (&tty).write_all(b"\n");
+    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let what = || format!("login {}", args.registry);
+    let domain = credentials::registry_of(&args.registry).with_context(what)?;
+    let user = match args.username.clone() {
+        Some(user) => user,
+        None => ask("Username: ", true).with_context(what)?,
+    };
+    if user.is_empty() || user.contains(':') {
+        return Err(anyhow::anyhow!(
+            "{}: a user name, without ':', is needed",
+            what()
+        ));
+    }
+    let secret = if args.password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .with_context(what)?;
+        text.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        ask("Password: ", false).with_context(what)?
+    };
+    if secret.is_empty() {
+        return Err(anyhow::anyhow!("{}: an empty password", what()));
+    }
+    let credentials = Credentials { user, secret };
+    let options = options(&args.tls, None, true)?;
+    Client::login(&domain, &options, credentials.clone()).with_context(what)?;
+    let file = credentials::store(&domain, &credentials).with_context(what)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "Login Succeeded: {domain} (credentials in {})",
+        file.display()
+    )?;
+    Ok(())
+}
+
+pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
+    let what = || format!("logout {}", args.registry);
+    let domain = credentials::registry_of(&args.registry).with_context(what)?;
+    let file = credentials::login_file().with_context(what)?;
+    if !credentials::remove(&domain).with_context(what)? {
+        return Err(anyhow::anyhow!(
+            "{}: not logged in ({} has no credentials for {domain})",
+            what(),
+            file.display()
+        ));
+    }
+    writeln!(
+        std::io::stdout().lock(),
+        "Removed login credentials for {domain} from {}",
+        file.display()
+    )?;
     Ok(())
 }

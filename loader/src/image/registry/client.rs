@@ -38,8 +38,9 @@ pub struct Client {
     /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
     base: String,
     credentials: Option<Credentials>,
-    /// `repository:PATH:pull` (or `pull,push`): what a token is asked for.
-    scope: String,
+    /// `repository:PATH:pull` (or `pull,push`): what a token is asked for; `None`
+    /// for `login`, which asks for a token of no scope.
+    scope: Option<String>,
     /// The header answering the last challenge (a secret: never logged).
     authorization: Mutex<Option<String>>,
 }
@@ -94,13 +95,28 @@ impl Client {
         options: &Options,
     ) -> Result<Client, RegistryError> {
         let credentials = credentials::lookup(domain, path)?;
-        Client::with_credentials(domain, path, actions, options, credentials)
+        let scope = format!("repository:{path}:{actions}");
+        Client::with_credentials(domain, Some(scope), options, credentials)
     }
 
-    pub fn with_credentials(
+    /// `capsule login`: checks `credentials` against the registry of `domain`.
+    pub fn login(
         domain: &str,
-        path: &str,
-        actions: &str,
+        options: &Options,
+        credentials: Credentials,
+    ) -> Result<(), RegistryError> {
+        let client = Client::with_credentials(domain, None, options, Some(credentials))?;
+        let response = client.send("GET", "/v2/", &[], &Payload::None)?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            401 | 403 => Err(client.refused()),
+            status => Err(client.status_error(domain, status, response)),
+        }
+    }
+
+    fn with_credentials(
+        domain: &str,
+        scope: Option<String>,
         options: &Options,
         credentials: Option<Credentials>,
     ) -> Result<Client, RegistryError> {
@@ -111,7 +127,7 @@ impl Client {
             domain: domain.to_string(),
             base: format!("https://{host}"),
             credentials,
-            scope: format!("repository:{path}:{actions}"),
+            scope,
             authorization: Mutex::new(None),
         };
         let probe = match client.agent.get(format!("{}/v2/", client.base)).call() {
@@ -209,8 +225,8 @@ impl Client {
                 service,
                 scope: asked,
             }) => {
-                let scope = asked.as_deref().or(scope).unwrap_or(&self.scope);
-                let url = auth::token_url(&realm, service.as_deref(), Some(scope));
+                let scope = asked.as_deref().or(scope).or(self.scope.as_deref());
+                let url = auth::token_url(&realm, service.as_deref(), scope);
                 let mut request = self.agent.get(&url);
                 if let Some(creds) = &self.credentials {
                     request = request.header("Authorization", auth::basic(creds));

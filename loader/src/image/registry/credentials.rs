@@ -266,6 +266,31 @@ fn from_helper(
     }))
 }
 
+/// The registry `login` and `logout` name: `host[:port]`, `docker.io` for Docker
+/// Hub (also written `index.docker.io`, `registry-1.docker.io` or
+/// `https://index.docker.io/v1/`).
+pub fn registry_of(text: &str) -> Result<String, RegistryError> {
+    let bare = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or(text);
+    let host = bare.split('/').next().unwrap_or_default();
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && !host.starts_with(['-', '.', ':']);
+    if !valid {
+        return Err(RegistryError::Invalid(format!(
+            "{text:?}: not a registry (host[:port], for example ghcr.io or localhost:5000)"
+        )));
+    }
+    Ok(match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        other => other.to_ascii_lowercase(),
+    })
+}
+
 /// The file `login` writes and `logout` edits.
 pub fn login_file() -> Result<PathBuf, RegistryError> {
     containers_files(&from_env)
@@ -379,6 +404,19 @@ mod tests {
         assert_eq!(specificity("host:5000", "host:5001", "a"), None);
         assert_eq!(specificity("quay.io/org", "quay.io", "org/app"), Some(3));
         assert_eq!(specificity("quay.io/org", "quay.io", "orga/app"), None);
+    }
+
+    #[test]
+    fn registries_as_login_names_them() {
+        assert_eq!(
+            registry_of("https://index.docker.io/v1/").unwrap(),
+            "docker.io"
+        );
+        assert_eq!(registry_of("registry-1.docker.io").unwrap(), "docker.io");
+        assert_eq!(registry_of("localhost:5000").unwrap(), "localhost:5000");
+        assert_eq!(registry_of("GHCR.io/org").unwrap(), "ghcr.io");
+        assert!(registry_of("").is_err());
+        assert!(registry_of("a b").is_err());
     }
 
     #[test]
