@@ -73,6 +73,9 @@ fn main() -> ExitCode {
         cli::Command::Diff(args) => done(cli::image::diff(args)),
         cli::Command::Commit(args) => done(cli::image::commit(args)),
         cli::Command::Build(args) => done(cli::build::build(args)),
+        cli::Command::Pull(args) => done(cli::registry::pull(args)),
+        cli::Command::Login(args) => done(cli::registry::login(args)),
+        cli::Command::Logout(args) => done(cli::registry::logout(args)),
     }
 }
 

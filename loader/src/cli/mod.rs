@@ -9,6 +9,7 @@ pub mod image;
 pub mod inspect;
 pub mod logs;
 pub mod ps;
+pub mod registry;
 pub mod rm;
 pub mod run;
 pub mod stop;
@@ -60,7 +61,8 @@ Managing capsules (of run --name, run -d and up alike):
 
 Images (OCI layouts and archives, docker save archives, root file system tarballs):
   capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
-  capsule image rm REF... | export REF DIR
+  capsule image rm REF... | export REF DIR       capsule pull REF [--platform OS/ARCH]
+  capsule login [-u USER] [--password-stdin] REGISTRY    capsule logout REGISTRY
   capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
   capsule build -t REF [-f FILE] [--build-arg K=V]... [--target STAGE] [--no-cache] CONTEXT
 
@@ -124,6 +126,15 @@ pub enum Command {
     /// Import, list, remove and export images
     #[command(long_about = image::LONG_ABOUT, after_help = image::AFTER_HELP)]
     Image(image::ImageArgs),
+    /// Pull an image from a registry (docker.io, ghcr.io, your own) into the store
+    #[command(long_about = registry::PULL_ABOUT, after_help = registry::PULL_AFTER_HELP)]
+    Pull(registry::PullArgs),
+    /// Log in to a registry: check the credentials, then keep them for pull and push
+    #[command(long_about = registry::LOGIN_ABOUT, after_help = registry::LOGIN_AFTER_HELP)]
+    Login(registry::LoginArgs),
+    /// Forget the credentials capsule login recorded for a registry
+    #[command(long_about = registry::LOGIN_ABOUT)]
+    Logout(registry::LogoutArgs),
     /// Build an image from a Containerfile, without root or a daemon
     #[command(long_about = build::LONG_ABOUT, after_help = build::AFTER_HELP)]
     Build(build::BuildArgs),
@@ -158,6 +169,9 @@ impl Command {
             | Command::Rm(_)
             | Command::Cp(_)
             | Command::Build(_)
+            | Command::Pull(_)
+            | Command::Login(_)
+            | Command::Logout(_)
             | Command::Commit(_) => false,
         }
     }

@@ -144,6 +144,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "REF", conflicts_with = "root")]
     pub image: Option<String>,
 
+    /// With --image, when to pull REF from its registry (capsule pull): missing (the
+    /// store has no such image), always, never
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        default_value = "missing",
+        requires = "image"
+    )]
+    pub pull: super::registry::PullPolicy,
+
+    /// With --image, the platform to pull (OS/ARCH[/VARIANT]; default: this machine's)
+    #[arg(long, value_name = "OS/ARCH", requires = "image")]
+    pub platform: Option<String>,
+
+    #[command(flatten)]
+    pub tls: super::registry::TlsArgs,
+
     /// Bind the host file or directory HOST at PATH inside the capsule, as docker run -v:
     /// both absolute, HOST must exist; the program reads and writes HOST itself there
     /// (not the upper layer), or only reads it with :ro. Repeatable, each PATH once.
@@ -391,6 +409,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         );
     }
 
+    if let Some(image) = &args.image {
+        super::registry::pull_for_run(image, args.pull, &args.tls, args.platform.as_deref())?;
+    }
     let host = Host::current();
     let mut command: Vec<OsString> = args.command;
     // Without an image, an entrypoint is the program, PROG and ARGS its arguments.

@@ -43,6 +43,16 @@ pub fn import(
         })
         .transpose()?;
     formats::check_input(path)?;
+    unchanged_on_error(store, || import_checked(store, path, reference, wanted))
+}
+
+/// Runs `change`; when it fails, removes the part of the store's skeleton that did
+/// not exist before it (a store that did not exist before a refused change does not
+/// exist after it either).
+pub fn unchanged_on_error<T, E>(
+    store: &Store,
+    change: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
     // The highest directory of the store's skeleton that does not exist yet.
     let mut fresh = None;
     let mut probe = Some(store.dir());
@@ -50,7 +60,7 @@ pub fn import(
         fresh = Some(dir.to_path_buf());
         probe = dir.parent();
     }
-    let result = import_checked(store, path, reference, wanted);
+    let result = change();
     if let (Err(_), Some(top)) = (&result, fresh) {
         let _ = super::owners::remove_any(&top);
     }

@@ -16,7 +16,9 @@
 //! - [`store`]: the store's layout, index, lock and garbage collection;
 //! - [`import`], [`catalog`] (`ls`, `rm`), [`defaults`] (`run --image`), [`diff`],
 //!   [`commit`], [`export`]: the commands;
-//! - [`progress`]: the progress bar of long imports.
+//! - [`registry`]: pulling from and pushing to registries (the OCI distribution
+//!   protocol);
+//! - [`progress`]: the progress bars of long imports and pulls.
 
 pub mod catalog;
 pub mod commit;
@@ -32,6 +34,7 @@ pub mod owners;
 pub mod pack;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod spec;
 pub mod store;
 pub mod unpack;

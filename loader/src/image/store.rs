@@ -7,6 +7,8 @@
 //!                      hard links to the layer files (see merge.rs)
 //! index.json           images (their layers, creation time), references, layer sizes
 //! tmp/                 imports in progress; nothing there is visible
+//! downloads/<hex>      blobs a pull is downloading (what an interrupted pull got,
+//!                      resumed by the next one); removed once unpacked
 //! lock                 flock(2) serialising changes to the store
 //! ```
 //!

@@ -1,0 +1,561 @@
+//! Pulling from registries: a real registry (Debian's docker-registry, the
+//! distribution registry v2) started on 127.0.0.1 and seeded with skopeo from OCI
+//! layouts umoci builds; and a fake registry (tests/fake_registry.py) for what a
+//! real one does not do on purpose: a blob whose bytes do not match its digest.
+
+mod common;
+#[path = "image_support.rs"]
+mod image_support;
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use image_support::*;
+
+/// A free port on 127.0.0.1 (bound, then released for the server to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits (bounded) until something listens on `port`.
+fn wait_listening(port: u16, child: &mut Child, what: &str) {
+    for _ in 0..400 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("{what} does not listen on {port}");
+}
+
+/// A process of the test, killed when dropped.
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A distribution registry on 127.0.0.1, its storage and access log in `dir`.
+struct Registry {
+    _server: Server,
+    port: u16,
+    log: PathBuf,
+    /// `user:password` of its htpasswd, if it has one.
+    creds: Option<String>,
+}
+
+impl Registry {
+    fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
+        fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = htpasswd {
+            let line = tool("htpasswd", &["-Bbn", user, password]);
+            let file = dir.join("htpasswd");
+            fs::write(&file, line.trim()).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: capsule-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_file = dir.join("config.yml");
+        fs::write(&config_file, config).unwrap();
+        let log = dir.join("access.log");
+        // The access log is on its standard output, its own messages on stderr.
+        let out = fs::File::create(&log).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_file)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        wait_listening(port, &mut child, "docker-registry");
+        Registry {
+            _server: Server { child },
+            port,
+            log,
+            creds: htpasswd.map(|(u, p)| format!("{u}:{p}")),
+        }
+    }
+
+    fn name(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// `skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/REPO`.
+    fn seed(&self, layout: &Path, tag: &str, repo: &str) {
+        let mut args = vec![
+            "--insecure-policy".to_string(),
+            "copy".into(),
+            "-q".into(),
+            "--dest-tls-verify=false".into(),
+        ];
+        if let Some(creds) = &self.creds {
+            args.push(format!("--dest-creds={creds}"));
+        }
+        args.push(format!("oci:{}:{tag}", layout.display()));
+        args.push(format!("docker://{}", self.name(repo)));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tool("skopeo", &args);
+    }
+
+    /// The manifest digest skopeo reads for `repo`.
+    fn digest(&self, repo: &str) -> String {
+        let mut args = vec!["inspect", "--tls-verify=false", "--format", "{{.Digest}}"];
+        let creds;
+        if let Some(c) = &self.creds {
+            creds = format!("--creds={c}");
+            args.push(&creds);
+        }
+        let name = format!("docker://{}", self.name(repo));
+        args.push(&name);
+        tool("skopeo", &args).trim().to_string()
+    }
+
+    /// Requests in the access log whose line has `needle` (`"GET /v2/app/blobs/`).
+    fn requests(&self, needle: &str) -> usize {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+/// tests/fake_registry.py serving `layout` in `mode`; its request log.
+struct Fake {
+    _server: Server,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Fake {
+    fn start(dir: &Path, layout: &Path, mode: &str) -> Fake {
+        let portfile = dir.join(format!("fake-{mode}.port"));
+        let log = dir.join(format!("fake-{mode}.log"));
+        let mut child = Command::new("python3")
+            .arg(workspace_root().join("tests/fake_registry.py"))
+            .args([layout, &portfile, &log])
+            .arg(mode)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut port = None;
+        for _ in 0..400 {
+            if let Ok(text) = fs::read_to_string(&portfile) {
+                port = text.trim().parse().ok();
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("fake_registry.py exited early: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let port = port.expect("fake_registry.py wrote no port");
+        wait_listening(port, &mut child, "fake_registry.py");
+        Fake {
+            _server: Server { child },
+            port,
+            log,
+        }
+    }
+
+    fn name(&self, repo: &str) -> String {
+        format!("127.0.0.1:{}/{repo}", self.port)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Where credentials are looked up: files of the test's own (never the host's).
+struct AuthEnv {
+    dir: TempDir,
+}
+
+impl AuthEnv {
+    fn new() -> AuthEnv {
+        AuthEnv {
+            dir: TempDir::new("pull-auth"),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("auth.json")
+    }
+
+    fn command(&self, home: &CapsuleHome, args: &[&str]) -> Command {
+        shim();
+        let mut cmd = home.command(args);
+        cmd.env("REGISTRY_AUTH_FILE", self.file())
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+            .env("XDG_CONFIG_HOME", self.dir.join("config"))
+            .env_remove("DOCKER_CONFIG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, home: &CapsuleHome, args: &[&str]) -> Output {
+        run(&mut self.command(home, args))
+    }
+
+    fn ok(&self, home: &CapsuleHome, args: &[&str]) -> String {
+        let out = self.run(home, args);
+        success(&out, &format!("capsule {}", args.join(" ")))
+    }
+}
+
+/// Asserts a refusal: exit 125 and one error line (after the lines of the layers
+/// done before), containing `text`; returns it.
+#[track_caller]
+fn refused(out: &Output, text: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(out));
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("capsule:")).collect();
+    assert_eq!(errors.len(), 1, "one line: {}", describe(out));
+    assert_eq!(err.lines().last(), Some(errors[0]), "{}", describe(out));
+    assert!(
+        errors[0].contains(text),
+        "wanted {text:?}: {}",
+        describe(out)
+    );
+    errors[0].to_string()
+}
+
+/// `/data/new` read by `cat` in a capsule of `image` (app: "app", base: "base").
+fn data_new(auth: &AuthEnv, home: &CapsuleHome, image: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--image", image];
+    args.extend_from_slice(extra);
+    args.extend(["--entrypoint", "/bin/cat", "--", "/data/new"]);
+    auth.ok(home, &args)
+}
+
+#[test]
+fn pull_by_tag_and_by_digest_then_run() {
+    let work = TempDir::new("pull-tag");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "app", "app:v1");
+    let auth = AuthEnv::new();
+
+    let home = CapsuleHome::new();
+    let image = registry.name("app:v1");
+    let out = auth.ok(&home, &["pull", &image]);
+    assert!(out.starts_with(&format!("{image} sha256:")), "{out}");
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    assert_app_image(&home, &image);
+
+    // By digest, into another store: the digest skopeo reads is the one pulled.
+    let digest = registry.digest("app:v1");
+    assert!(out.trim_end().ends_with(&digest), "{out} vs {digest}");
+    let by_digest = format!("{}@{digest}", registry.name("app"));
+    let fresh = CapsuleHome::new();
+    let out = auth.ok(&fresh, &["pull", "-q", &by_digest]);
+    assert!(out.starts_with(&format!("{by_digest} sha256:")), "{out}");
+    assert_eq!(data_new(&auth, &fresh, &by_digest, &[]), "app\n");
+
+    // run --image pulls on first use; --pull=never does not.
+    let never = CapsuleHome::new();
+    let out = auth.run(
+        &never,
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
+    );
+    refused(&out, "no such image");
+    assert!(!never.path().join("images").exists());
+    let first_use = CapsuleHome::new();
+    assert_eq!(data_new(&auth, &first_use, &image, &[]), "app\n");
+    // A tag that is not there, one line naming it.
+    let out = auth.run(&first_use, &["pull", &registry.name("app:v2")]);
+    refused(&out, "manifest v2: not found");
+}
+
+#[test]
+fn a_layer_already_in_the_store_is_not_downloaded_again() {
+    let work = TempDir::new("pull-shared");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "base", "base:v1");
+    registry.seed(&layout, "app", "app:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    let out = auth.ok(&home, &["pull", &registry.name("base:v1")]);
+    assert!(out.contains("(1 layers, 1 new)"), "{out}");
+    // The configuration and the one layer.
+    assert_eq!(registry.requests("\"GET /v2/base/blobs/"), 2);
+    // app is base's layer and one more: only its configuration and that layer.
+    let out = auth.ok(&home, &["pull", &registry.name("app:v1")]);
+    assert!(out.contains("(2 layers, 1 new)"), "{out}");
+    assert_eq!(registry.requests("\"GET /v2/app/blobs/"), 2);
+    assert_eq!(store_entries(&home, "layers").len(), 2);
+    // --pull=always asks again: the configuration, no layer.
+    let image = registry.name("app:v1");
+    assert_eq!(data_new(&auth, &home, &image, &["--pull=always"]), "app\n");
+    assert_eq!(registry.requests("\"GET /v2/app/blobs/"), 3);
+    assert_eq!(registry.requests("\"GET /v2/app/manifests/v1"), 2);
+}
+
+#[test]
+fn basic_auth_without_and_with_credentials() {
+    let work = TempDir::new("pull-basic");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), Some(("alice", "secret")));
+    registry.seed(&layout, "app", "app:v1");
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    let out = auth.run(&home, &["pull", &image]);
+    let line = refused(&out, "authentication required");
+    assert!(
+        line.contains(&format!("capsule login 127.0.0.1:{}", registry.port)),
+        "{line}"
+    );
+    assert!(
+        !home.path().join("images").exists(),
+        "a refused pull leaves no store"
+    );
+
+    // Credentials in $REGISTRY_AUTH_FILE, as podman login writes them.
+    let write_auth = |pair: &str| {
+        let encoded = tool("sh", &["-c", &format!("printf %s '{pair}' | base64")]);
+        let doc = format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{}"}}}}}}"#,
+            registry.port,
+            encoded.trim()
+        );
+        fs::write(auth.file(), doc).unwrap();
+    };
+    write_auth("alice:wrong");
+    let out = auth.run(&home, &["pull", &image]);
+    let line = refused(&out, "refused the credentials of alice");
+    assert!(!line.contains("wrong"), "no secret in messages: {line}");
+    write_auth("alice:secret");
+    let out = auth.ok(&home, &["pull", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+}
+
+/// `capsule login` with the password on standard input.
+fn login(auth: &AuthEnv, home: &CapsuleHome, registry: &str, password: &str) -> Output {
+    let mut cmd = auth.command(
+        home,
+        &["login", "-u", "alice", "--password-stdin", registry],
+    );
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn login_then_pull_and_logout() {
+    let work = TempDir::new("pull-login");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), Some(("alice", "secret")));
+    registry.seed(&layout, "base", "base:v1");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = registry.name("base:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // A wrong password: one line, and nothing recorded.
+    let out = login(&auth, &home, &host, "wrong");
+    refused(
+        &out,
+        &format!("login {host}: {host}: the registry refused the credentials of alice"),
+    );
+    assert!(!auth.file().exists());
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("Login Succeeded: {host}")),
+        "{}",
+        describe(&out)
+    );
+    // Recorded as podman does, readable by its owner only, the password not in clear.
+    let text = fs::read_to_string(auth.file()).unwrap();
+    assert!(
+        text.contains(&host) && text.contains("\"auth\"") && !text.contains("secret"),
+        "{text}"
+    );
+    let mode = fs::metadata(auth.file()).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(1 layers, 1 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "base\n");
+
+    let out = auth.ok(&home, &["logout", &host]);
+    assert!(
+        out.starts_with(&format!("Removed login credentials for {host}")),
+        "{out}"
+    );
+    let out = auth.run(&home, &["pull", &image]);
+    refused(&out, "authentication required");
+    let out = auth.run(&home, &["logout", &host]);
+    refused(&out, "not logged in");
+
+    // docker's config.json naming a credential helper for this registry.
+    let helpers = TempDir::new("pull-helper");
+    let helper = helpers.join("docker-credential-capsuletest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = {host} ] || exit 1\n\
+             echo '{{\"ServerURL\":\"{host}\",\"Username\":\"alice\",\"Secret\":\"secret\"}}'\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker = auth.dir.join(".docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths":{{}},"credHelpers":{{"{host}":"capsuletest"}}}}"#),
+    )
+    .unwrap();
+    let fresh = CapsuleHome::new();
+    let path = format!(
+        "{}:{}",
+        helpers.str(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = auth.command(&fresh, &["pull", "-q", &image]);
+    let out = run(cmd.env("PATH", path));
+    let text = success(&out, "pull with a credential helper");
+    assert!(text.contains("(1 layers, 1 new)"), "{text}");
+}
+
+#[test]
+fn bearer_tokens_from_the_challenge() {
+    let work = TempDir::new("pull-bearer");
+    let layout = umoci_layout(work.path());
+    let fake = Fake::start(work.path(), &layout, "bearer");
+    let host = format!("127.0.0.1:{}", fake.port);
+    let image = fake.name("app:app");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // The token server refuses anonymous requests here.
+    let out = auth.run(&home, &["pull", &image]);
+    refused(
+        &out,
+        &format!("{host}: authentication required (capsule login {host})"),
+    );
+    let out = login(&auth, &home, &host, "nope");
+    refused(&out, "refused the credentials of alice");
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // Every manifest and blob request carried the token, none the password.
+    let log = fake.log();
+    let reads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/manifests/") || l.contains("/blobs/"))
+        .collect();
+    assert!(reads.len() >= 4, "{log}");
+    assert!(reads.iter().all(|l| l.ends_with("auth=Bearer")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("GET /token?service=fake&scope=repository%3Aapp%3Apull")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let work = TempDir::new("pull-corrupt");
+    let layout = umoci_layout(work.path());
+    let fake = Fake::start(work.path(), &layout, "corrupt");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    // A store with an image already: the refused pull must leave it as it was.
+    let base = format!("{}:base", layout.display());
+    auth.ok(&home, &["image", "import", &base, "--name", "base"]);
+    let images = home.path().join("images");
+    let parts = ["index.json", "blobs", "layers", "roots"];
+    let before: Vec<_> = parts.iter().map(|p| snapshot(&images.join(p))).collect();
+
+    let out = auth.run(&home, &["pull", &fake.name("app:app")]);
+    let line = refused(&out, "refused");
+    assert!(
+        line.contains("the registry sent content with digest"),
+        "{line}"
+    );
+    let log = fake.log();
+    assert!(log.contains("GET /v2/app/blobs/"), "{log}");
+    for (part, before) in parts.iter().zip(&before) {
+        assert_same(&snapshot(&images.join(part)), before, part);
+    }
+    // No partial blob kept (it was wrong), nothing left in the staging area.
+    assert_eq!(store_entries(&home, "downloads"), Vec::<String>::new());
+    assert_eq!(store_entries(&home, "tmp"), Vec::<String>::new());
+
+    // A fresh store is not even created.
+    let fresh = CapsuleHome::new();
+    let out = auth.run(&fresh, &["pull", &fake.name("app:app")]);
+    refused(&out, "refused");
+    assert!(!fresh.path().join("images").exists());
+}
+
+#[test]
+fn a_registry_that_is_down_is_one_line() {
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let port = free_port();
+    let out = auth.run(&home, &["pull", &format!("127.0.0.1:{port}/app:v1")]);
+    refused(
+        &out,
+        &format!("127.0.0.1:{port}: cannot reach the registry"),
+    );
+    assert!(!home.path().join("images").exists());
+    let out = auth.run(&home, &["pull", "Not A Reference"]);
+    refused(&out, "not an image reference");
+}
