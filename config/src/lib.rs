@@ -8,6 +8,7 @@
 //! This crate is std-only and links no hook code: it is safe for the loader to use.
 
 mod duration;
+pub mod layout;
 pub mod net;
 mod rfc3339;
 pub mod users;
@@ -84,11 +85,10 @@ pub mod keys {
 /// The longest host or domain name Linux accepts (`__NEW_UTS_LEN`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
 
-/// The capsule's shared state file (`$CAPSULE_STATE_DIR/shared`, the shim's `Shared`):
-/// its name, its layout's magic number, and where its file-system generation counter
-/// (a native-endian `u64`, bumped when the upper layer's directory structure changes)
+/// The capsule's shared state file ([`layout::SHARED_FILE`], the shim's `Shared`): its
+/// layout's magic number, and where its file-system generation counter (a
+/// native-endian `u64`, bumped when the upper layer's directory structure changes)
 /// lies, for the loader's `capsule cp`, which changes that structure from outside.
-pub const SHARED_FILE: &str = "shared";
 pub const SHARED_MAGIC: u64 = 0x6361_7073_756c_6503; // "capsule" + layout 3
 pub const SHARED_FS_GENERATION_OFFSET: usize = 160;
 /// The most supplementary groups a capsule identity carries.
