@@ -463,7 +463,7 @@ impl Manifest {
             ));
         }
         if let Some(name) = &raw.hostname {
-            run::check_hostname(name.get_ref()).map_err(|e| {
+            capsule_config::check_hostname(name.get_ref()).map_err(|e| {
                 key_error(
                     name.span(),
                     "hostname",
@@ -554,7 +554,7 @@ impl Manifest {
             state::validate_name(&def.name)
                 .map_err(|e| table_error(format!("replica {i}: {e}")))?;
             def.hostname = format!("{}-{i}", hostname.as_deref().unwrap_or(&table));
-            run::check_hostname(&def.hostname).map_err(|e| {
+            capsule_config::check_hostname(&def.hostname).map_err(|e| {
                 table_error(format!("replica {i}'s host name {:?}: {e}", def.hostname))
             })?;
             def.ports = ports

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use capsule_config::net::RemotePeer;
 use capsule_config::{
-    keys, Config, ConfigError, FsConfig, Identity, LogLevel, NetConfig, PortMap, UserDb,
+    check_hostname, config_value, keys, Config, ConfigError, FsConfig, Identity, LogLevel,
+    NetConfig, PortMap, UserDb,
 };
 use log::{info, warn};
 
@@ -789,35 +790,6 @@ pub fn check_host_port_free(map: &PortMap) -> Result<(), String> {
     })
 }
 
-/// Checks a capsule host name: what `sethostname(2)` accepts, and what the config file
-/// can carry on one line.
-pub fn check_hostname(name: &str) -> Result<(), String> {
-    capsule_config::validate_hostname(name)?;
-    config_value(keys::HOSTNAME, OsStr::new(name))
-        .map(drop)
-        .map_err(|e| e.reason)
-}
-
-/// A value written into the `CAPSULE_CONFIG` file: `KEY=VALUE` lines, so the value must
-/// be UTF-8, on one line, without trailing blanks (the shim trims lines).
-pub(crate) fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
-    let bad = |reason: &str| ConfigError {
-        key: key.into(),
-        value: value.to_string_lossy().into_owned(),
-        reason: reason.into(),
-    };
-    let text = value
-        .to_str()
-        .ok_or_else(|| bad("not valid UTF-8, which the capsule config file cannot carry"))?;
-    if text.chars().any(|c| c.is_control()) {
-        return Err(bad("contains a control character (a newline, a tab…)"));
-    }
-    if text.ends_with(' ') {
-        return Err(bad("ends with a space"));
-    }
-    Ok(text.to_string())
-}
-
 /// A checked `capsule run`, ready to create its state and start.
 #[derive(Debug)]
 pub struct Prepared {
@@ -972,17 +944,6 @@ mod tests {
         assert_eq!(TimeSetting::At(0).offset_ns(400), -400);
         assert_eq!(TimeSetting::Offset(-5).offset_ns(400), -5);
         assert_eq!(TimeSetting::At(i64::MIN).offset_ns(1), i64::MIN);
-    }
-
-    #[test]
-    fn config_values_stay_on_one_line() {
-        assert_eq!(config_value("K", OsStr::new("/a b/c")).unwrap(), "/a b/c");
-        assert!(config_value("K", OsStr::new("a\nCAPSULE_UID=0")).is_err());
-        assert!(config_value("K", OsStr::new("trailing ")).is_err());
-        assert!(check_hostname("web1").is_ok());
-        assert!(check_hostname("").is_err());
-        assert!(check_hostname(&"h".repeat(65)).is_err());
-        assert!(check_hostname("a\tb").is_err());
     }
 
     #[test]

@@ -24,10 +24,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use capsule_config::{keys, UserDb, Volume};
+use capsule_config::{config_value, keys, UserDb, Volume};
 
 use crate::describe_io;
-use crate::run::config_value;
 
 /// How many symbolic links one resolution follows before giving up (`ELOOP`), as Linux.
 pub const MAX_SYMLINKS: usize = 40;
