@@ -33,6 +33,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::envfile::{self, EnvEntry};
+use crate::given::Given;
 use crate::run::{self, TimeSetting};
 use crate::state;
 
@@ -133,9 +134,9 @@ pub struct CapsuleDef {
     pub table: String,
     pub program: OsString,
     pub args: Vec<OsString>,
-    pub ports: Vec<String>,
-    /// Volumes with absolute host paths.
-    pub volumes: Vec<String>,
+    pub ports: Vec<PortMap>,
+    /// Volumes with absolute host paths (the spec's text too: messages quote it).
+    pub volumes: Vec<Given<Volume>>,
     /// `env_file` entries first, then `env`, so that `env` wins.
     pub env: Vec<EnvEntry>,
     pub root: Option<PathBuf>,
@@ -167,7 +168,7 @@ impl CapsuleDef {
             .root(self.root.clone())
             .image(self.image.clone())
             .volumes(self.volumes.iter().cloned())
-            .ports(self.ports.iter().cloned())
+            .ports(self.ports.iter().copied())
             .peers(peers)
             .read_only(self.read_only)
     }
@@ -406,14 +407,14 @@ impl Manifest {
         for spec in &raw.volumes {
             spans.entry("volumes").or_insert(spec.span());
             let absolute = self.absolute_volume(spec.get_ref());
-            Volume::parse(&absolute).map_err(|reason| {
+            let volume = Volume::parse(&absolute).map_err(|reason| {
                 key_error(
                     spec.span(),
                     "volumes",
                     format!("{:?}: {reason}", spec.get_ref()),
                 )
             })?;
-            volumes.push(absolute);
+            volumes.push(Given::parsed(absolute, volume));
         }
 
         let mut env = Vec::new();
@@ -529,7 +530,7 @@ impl Manifest {
             table: table.clone(),
             program,
             args,
-            ports: ports.iter().map(ToString::to_string).collect(),
+            ports: ports.clone(),
             volumes,
             env,
             root,
@@ -563,7 +564,7 @@ impl Manifest {
                     let mut map = *map;
                     // Checked above: stays within 65535.
                     map.host = map.host.map(|h| h + (i - 1) as u16);
-                    map.to_string()
+                    map
                 })
                 .collect();
             defs.push(def);
@@ -585,10 +586,7 @@ impl Manifest {
     fn check_published_ports(&self) -> Result<(), ManifestError> {
         let mut seen: HashMap<(capsule_config::net::Proto, u16), &str> = HashMap::new();
         for (index, capsule) in self.capsules.iter().enumerate() {
-            for spec in &capsule.ports {
-                let Ok(map) = PortMap::parse(spec) else {
-                    continue;
-                };
+            for map in &capsule.ports {
                 let Some(host) = map.host else { continue };
                 if let Some(other) = seen.insert((map.proto, host), &capsule.name) {
                     return Err(self.error_at(
@@ -760,8 +758,11 @@ hostname = "db.internal"
         assert_eq!(manifest.names(), ["web-1", "web-2", "web-3", "db"]);
         let web3 = &manifest.capsules[2];
         assert_eq!(web3.hostname, "web-3");
-        assert_eq!(web3.ports, ["18083:8000/tcp", "9000/udp"]);
-        assert_eq!(web3.volumes, ["/srv/app/data:/data:ro", "/abs:/abs"]);
+        let ports: Vec<String> = web3.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(ports, ["18083:8000/tcp", "9000/udp"]);
+        let volumes: Vec<&str> = web3.volumes.iter().map(Given::text).collect();
+        assert_eq!(volumes, ["/srv/app/data:/data:ro", "/abs:/abs"]);
+        assert!(web3.volumes[0].value().unwrap().read_only);
         assert_eq!(web3.root.as_deref(), Some(Path::new("/srv/app/rootfs")));
         assert_eq!(web3.program, "python3");
         assert_eq!(web3.env, [EnvEntry::Set("GREETING".into(), "a=b".into())]);

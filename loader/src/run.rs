@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 use capsule_config::net::RemotePeer;
 use capsule_config::{
     check_hostname, config_value, keys, Config, ConfigError, FsConfig, Identity, LogLevel,
-    NetConfig, PortMap, UserDb,
+    NetConfig, PortMap, UserDb, Volume,
 };
 use log::{info, warn};
 
 use crate::envfile::{EnvEntry, Environment};
+use crate::given::Given;
 use crate::landlock::{self, Backstop, BackstopError, HostLoader, Policy};
 use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
 use crate::program::{self, LookupError};
@@ -255,8 +256,8 @@ pub struct RunSpec {
     root: Option<PathBuf>,
     image: Option<String>,
     entrypoint: Option<OsString>,
-    volumes: Vec<String>,
-    ports: Vec<String>,
+    volumes: Vec<Given<Volume>>,
+    ports: Vec<Given<PortMap>>,
     peers: Vec<String>,
     remote_peers: Vec<RemotePeer>,
     read_only: bool,
@@ -370,15 +371,17 @@ impl RunSpec {
         self
     }
 
-    /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them.
-    pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them (a spec
+    /// that does not parse is refused by [`RunSpec::prepare`]).
+    pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<Given<Volume>>>) -> Self {
         self.volumes.extend(specs.into_iter().map(Into::into));
         self
     }
 
     /// Published ports, `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/proto]` each, as
-    /// `docker run -p` takes them (without a host address).
-    pub fn ports(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// `docker run -p` takes them (a spec that does not parse is refused by
+    /// [`RunSpec::prepare`]).
+    pub fn ports(mut self, specs: impl IntoIterator<Item = impl Into<Given<PortMap>>>) -> Self {
         self.ports.extend(specs.into_iter().map(Into::into));
         self
     }
@@ -688,10 +691,10 @@ impl RunSpec {
             let published = self
                 .ports
                 .iter()
-                .filter_map(|p| PortMap::parse(p).ok())
+                .filter_map(|p| p.value().ok())
                 .any(|p| p.port == exposed.port && p.proto == exposed.proto);
             if !published {
-                self.ports.push(spec.clone());
+                self.ports.push(Given::parsed(spec.clone(), exposed));
             }
         }
         Ok(Some(image.id))
@@ -699,14 +702,14 @@ impl RunSpec {
 }
 
 /// Parses `-p` specs; refuses a port published twice.
-fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunError> {
+fn check_ports(specs: &[Given<PortMap>], peers: Vec<String>) -> Result<NetConfig, RunError> {
     let mut ports: Vec<PortMap> = Vec::new();
     for spec in specs {
         let bad = |reason: String| RunError::Port {
-            spec: spec.clone(),
+            spec: spec.text().to_string(),
             reason,
         };
-        let map = PortMap::parse(spec).map_err(bad)?;
+        let map = *spec.value().map_err(|reason| bad(reason.to_string()))?;
         if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
             return Err(bad(format!("publishes the same port as {other}")));
         }
@@ -715,7 +718,7 @@ fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunErr
     // Only once every spec is well-formed: a typo is reported as such.
     for (spec, map) in specs.iter().zip(&ports) {
         check_host_port_free(map).map_err(|reason| RunError::Port {
-            spec: spec.clone(),
+            spec: spec.text().to_string(),
             reason,
         })?;
     }
