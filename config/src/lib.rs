@@ -8,10 +8,12 @@
 //! This crate is std-only and links no hook code: it is safe for the loader to use.
 
 mod duration;
+pub mod layout;
 pub mod net;
 mod rfc3339;
 pub mod users;
 
+use std::ffi::OsStr;
 use std::fmt;
 
 pub use duration::{format_duration_ns, parse_duration};
@@ -88,11 +90,10 @@ pub mod keys {
 /// The longest host or domain name Linux accepts (`__NEW_UTS_LEN`).
 pub const MAX_HOSTNAME_LEN: usize = 64;
 
-/// The capsule's shared state file (`$CAPSULE_STATE_DIR/shared`, the shim's `Shared`):
-/// its name, its layout's magic number, and where its file-system generation counter
-/// (a native-endian `u64`, bumped when the upper layer's directory structure changes)
+/// The capsule's shared state file ([`layout::SHARED_FILE`], the shim's `Shared`): its
+/// layout's magic number, and where its file-system generation counter (a
+/// native-endian `u64`, bumped when the upper layer's directory structure changes)
 /// lies, for the loader's `capsule cp`, which changes that structure from outside.
-pub const SHARED_FILE: &str = "shared";
 pub const SHARED_MAGIC: u64 = 0x6361_7073_756c_6503; // "capsule" + layout 3
 pub const SHARED_FS_GENERATION_OFFSET: usize = 160;
 /// The most supplementary groups a capsule identity carries.
@@ -318,11 +319,17 @@ fn parse_groups(value: &str) -> Result<Vec<u32>, ConfigError> {
     Ok(groups)
 }
 
-/// Checks a host or domain name the way `sethostname(2)` would.
+/// Whether a host or domain name of `len` bytes fits where Linux keeps it
+/// (`sethostname(2)` refuses a longer one with `EINVAL`).
+pub const fn hostname_fits(len: usize) -> bool {
+    len <= MAX_HOSTNAME_LEN
+}
+
+/// Checks a host or domain name the way `sethostname(2)` would, and refuses an empty one.
 pub fn validate_hostname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         Err("a host name cannot be empty".into())
-    } else if name.len() > MAX_HOSTNAME_LEN {
+    } else if !hostname_fits(name.len()) {
         Err(format!(
             "a host name is at most {MAX_HOSTNAME_LEN} bytes, this one has {}",
             name.len()
@@ -330,6 +337,35 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Checks a capsule host name the loader writes: what [`validate_hostname`] accepts,
+/// and what the config file can carry on one line ([`config_value`]).
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    validate_hostname(name)?;
+    config_value(keys::HOSTNAME, OsStr::new(name))
+        .map(drop)
+        .map_err(|e| e.reason)
+}
+
+/// A value written into the `CAPSULE_CONFIG` file: `KEY=VALUE` lines, so the value must
+/// be UTF-8, on one line, without trailing blanks (the shim trims lines).
+pub fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
+    let bad = |reason: &str| ConfigError {
+        key: key.into(),
+        value: value.to_string_lossy().into_owned(),
+        reason: reason.into(),
+    };
+    let text = value
+        .to_str()
+        .ok_or_else(|| bad("not valid UTF-8, which the capsule config file cannot carry"))?;
+    if text.chars().any(|c| c.is_control()) {
+        return Err(bad("contains a control character (a newline, a tab…)"));
+    }
+    if text.ends_with(' ') {
+        return Err(bad("ends with a space"));
+    }
+    Ok(text.to_string())
 }
 
 /// The longest capsule name.
@@ -753,6 +789,18 @@ fn format_ids(ids: &[u32; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_values_stay_on_one_line() {
+        assert_eq!(config_value("K", OsStr::new("/a b/c")).unwrap(), "/a b/c");
+        assert!(config_value("K", OsStr::new("a\nCAPSULE_UID=0")).is_err());
+        assert!(config_value("K", OsStr::new("trailing ")).is_err());
+        assert!(check_hostname("web1").is_ok());
+        assert!(check_hostname("").is_err());
+        assert!(check_hostname(&"h".repeat(65)).is_err());
+        assert!(check_hostname("a\tb").is_err());
+        assert!(hostname_fits(64) && !hostname_fits(65));
+    }
 
     fn db() -> UserDb {
         UserDb {

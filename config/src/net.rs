@@ -12,7 +12,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The port table's file name inside a capsule's state directory.
-pub const PORTS_FILE: &str = "ports";
+pub use crate::layout::PORTS_FILE;
+
 /// How many distinct (protocol, port) pairs one capsule can bind.
 pub const PORT_SLOTS: usize = 510;
 /// Identifies the table layout; 0 (a fresh file) is accepted as empty.

@@ -40,7 +40,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use capsule_config::{Config, LogLevel};
+use capsule_config::{layout, Config, LogLevel};
 use log::{debug, warn};
 
 /// The environment variable that turns the backstop off (`off`, `0`, `no`).
@@ -228,22 +228,22 @@ impl Policy {
             rule(Path::new(root), read);
             read_only.push(PathBuf::from(root));
         }
-        if let Some(state) = &config.state_dir {
-            let state = Path::new(state);
+        if let Some(state_dir) = &config.state_dir {
+            let state = Path::new(state_dir);
             rule(state, read);
-            for file in [STATE_SHARED, capsule_config::net::PORTS_FILE] {
+            for file in [layout::SHARED_FILE, layout::PORTS_FILE] {
                 create.push(state.join(file));
             }
             if config.log != LogLevel::Off && config.log_file.is_none() {
-                create.push(state.join("shim.log"));
+                create.push(state.join(layout::SHIM_LOG_FILE));
             }
             // Peers' port tables, read by the shim to reach them by name.
-            if let Some(capsules) = state.parent() {
-                for peer in &config.net.peers {
-                    let dir = capsules.join(peer);
-                    if dir != state {
-                        rule(&dir, read & (READ_FILE | READ_DIR));
-                    }
+            for peer in &config.net.peers {
+                let Some(dir) = layout::peer_dir(state_dir, peer) else {
+                    continue;
+                };
+                if Path::new(&dir) != state {
+                    rule(Path::new(&dir), read & (READ_FILE | READ_DIR));
                 }
             }
         }
@@ -338,9 +338,6 @@ pub fn governing_config(own: &Config, loader_config: Option<&OsStr>) -> Config {
         None => own.clone(),
     }
 }
-
-/// The shim's shared state file in a capsule's state directory.
-const STATE_SHARED: &str = "shared";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackstopError {

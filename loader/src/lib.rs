@@ -11,7 +11,8 @@
 //! - [`program`]: finding the program as a shell would (127/126 cases);
 //! - [`landlock`]: the kernel backstop, a Landlock domain around each program;
 //! - [`launch`]: blocking signals, spawning, relaying signals, reaping;
-//! - [`run`]: `capsule run` itself, checked in full before anything is created.
+//! - [`run`]: `capsule run` itself, checked in full before anything is created;
+//! - [`given`]: `-p` and `-v` specs parsed once, where they are given, with their text;
 //! - [`inspect`]: reading a capsule's state (status, uptime, ports, command);
 //! - [`manage`]: `capsule ps`, `logs`, `stop`, `exec`, `rm`;
 //! - [`manifest`]: `capsule.toml`, checked and placed (file, line, key) in errors;
@@ -24,6 +25,7 @@
 
 pub mod build;
 pub mod envfile;
+pub mod given;
 pub mod image;
 pub mod inspect;
 pub mod landlock;

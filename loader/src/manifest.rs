@@ -33,6 +33,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::envfile::{self, EnvEntry};
+use crate::given::Given;
 use crate::run::{self, TimeSetting};
 use crate::state;
 
@@ -133,9 +134,9 @@ pub struct CapsuleDef {
     pub table: String,
     pub program: OsString,
     pub args: Vec<OsString>,
-    pub ports: Vec<String>,
-    /// Volumes with absolute host paths.
-    pub volumes: Vec<String>,
+    pub ports: Vec<PortMap>,
+    /// Volumes with absolute host paths (the spec's text too: messages quote it).
+    pub volumes: Vec<Given<Volume>>,
     /// `env_file` entries first, then `env`, so that `env` wins.
     pub env: Vec<EnvEntry>,
     pub root: Option<PathBuf>,
@@ -167,7 +168,7 @@ impl CapsuleDef {
             .root(self.root.clone())
             .image(self.image.clone())
             .volumes(self.volumes.iter().cloned())
-            .ports(self.ports.iter().cloned())
+            .ports(self.ports.iter().copied())
             .peers(peers)
             .read_only(self.read_only)
     }
@@ -230,8 +231,8 @@ impl Manifest {
         let mut depends: Vec<Vec<Spanned<String>>> = Vec::new();
         for (name, table) in tables {
             let table_span = name.span();
-            let mut raw = table.into_inner();
-            let defs = manifest.expand(name.into_inner(), table_span, &mut raw)?;
+            let raw = table.into_inner();
+            let defs = manifest.expand(name.into_inner(), table_span, &raw)?;
             for def in defs {
                 if let Some(first) = manifest.capsules.iter().find(|c| c.name == def.name) {
                     let (line, _) = manifest.line_of(first.table_span.start);
@@ -311,137 +312,26 @@ impl Manifest {
         self.error(span, key, message)
     }
 
-    /// Checks one table and makes its capsules (one, or one per replica).
+    /// Checks one table and makes its capsules (one, or one per replica). Each key has
+    /// its own check on [`Table`], run in this order: the first refusal is reported.
     fn expand(
         &self,
         table: String,
         table_span: Range<usize>,
-        raw: &mut RawCapsule,
+        raw: &RawCapsule,
     ) -> Result<Vec<CapsuleDef>, ManifestError> {
-        let key_error = |span: Range<usize>, key: &str, message: String| {
-            self.error(Some(span), Some(format!("capsule.{table}.{key}")), message)
+        let at = Table {
+            manifest: self,
+            name: &table,
+            span: table_span.clone(),
         };
-        let table_error = |message: String| {
-            self.error(
-                Some(table_span.clone()),
-                Some(format!("capsule.{table}")),
-                message,
-            )
-        };
-        state::validate_name(&table).map_err(|e| table_error(e.to_string()))?;
+        state::validate_name(&table).map_err(|e| at.error(e.to_string()))?;
         let mut spans: HashMap<&'static str, Range<usize>> = HashMap::new();
-
-        let (program, args) = match &raw.command {
-            // An image's Entrypoint and Cmd say what runs (an empty program: none given).
-            None if raw.image.is_some() => (OsString::new(), Vec::new()),
-            None => {
-                return Err(table_error(
-                    "no command: add command = [\"PROG\", \"ARG\"…]".into(),
-                ))
-            }
-            Some(command) => {
-                spans.insert("command", command.span());
-                match command.get_ref() {
-                    CommandLine::Shell(line) => (
-                        OsString::from("/bin/sh"),
-                        vec![OsString::from("-c"), OsString::from(line)],
-                    ),
-                    CommandLine::Argv(argv) => match argv.split_first() {
-                        Some((program, args)) if !program.is_empty() => {
-                            (program.into(), args.iter().map(OsString::from).collect())
-                        }
-                        _ => {
-                            return Err(key_error(
-                                command.span(),
-                                "command",
-                                "the program (the array's first string) is missing".into(),
-                            ))
-                        }
-                    },
-                }
-            }
-        };
-
-        let replicas = match &raw.replicas {
-            Some(n) => {
-                spans.insert("replicas", n.span());
-                if !(1..=MAX_REPLICAS).contains(n.get_ref()) {
-                    return Err(key_error(
-                        n.span(),
-                        "replicas",
-                        format!("{}: expected 1 to {MAX_REPLICAS}", n.get_ref()),
-                    ));
-                }
-                Some(*n.get_ref())
-            }
-            None => None,
-        };
-
-        let mut ports: Vec<PortMap> = Vec::new();
-        for spec in &raw.ports {
-            spans.entry("ports").or_insert(spec.span());
-            let bad = |reason: String| {
-                key_error(
-                    spec.span(),
-                    "ports",
-                    format!("{:?}: {reason}", spec.get_ref()),
-                )
-            };
-            let map = PortMap::parse(spec.get_ref()).map_err(bad)?;
-            if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
-                return Err(bad(format!("publishes the same port as {other}")));
-            }
-            if let (Some(host), Some(n)) = (map.host, replicas) {
-                if u32::from(host) + n - 1 > u32::from(u16::MAX) {
-                    return Err(bad(format!(
-                        "replica {n} would publish host port {}, beyond 65535 (replica i publishes HOSTPORT+i-1)",
-                        u32::from(host) + n - 1
-                    )));
-                }
-            }
-            ports.push(map);
-        }
-
-        let mut volumes = Vec::new();
-        for spec in &raw.volumes {
-            spans.entry("volumes").or_insert(spec.span());
-            let absolute = self.absolute_volume(spec.get_ref());
-            Volume::parse(&absolute).map_err(|reason| {
-                key_error(
-                    spec.span(),
-                    "volumes",
-                    format!("{:?}: {reason}", spec.get_ref()),
-                )
-            })?;
-            volumes.push(absolute);
-        }
-
-        let mut env = Vec::new();
-        if let Some(file) = &raw.env_file {
-            spans.insert("env_file", file.span());
-            let path = self.dir.join(file.get_ref());
-            env.extend(
-                envfile::read_env_file(&path)
-                    .map_err(|e| key_error(file.span(), "env_file", e.to_string()))?,
-            );
-        }
-        for (key, value) in &raw.env {
-            spans.entry("env").or_insert(key.span());
-            let env_key = format!("env.{}", key.get_ref());
-            if key.get_ref().contains('=') {
-                return Err(key_error(
-                    key.span(),
-                    &env_key,
-                    "a variable name cannot contain '='".into(),
-                ));
-            }
-            let mut assignment = OsString::from(key.get_ref());
-            assignment.push("=");
-            assignment.push(value.get_ref());
-            let entry = envfile::parse_assignment(&assignment)
-                .map_err(|e| key_error(key.span(), &env_key, e.to_string()))?;
-            env.push(entry);
-        }
+        let (program, args) = at.command(raw, &mut spans)?;
+        let replicas = at.replicas(raw, &mut spans)?;
+        let ports = at.ports(raw, replicas, &mut spans)?;
+        let volumes = at.volumes(raw, &mut spans)?;
+        let env = at.env(raw, &mut spans)?;
 
         // Plain string settings, checked where they are used (prepare).
         let mut text_value = |key: &'static str, value: &Option<Spanned<String>>| {
@@ -455,63 +345,9 @@ impl Manifest {
         let user = text_value("user", &raw.user);
         let workdir = text_value("workdir", &raw.workdir).map(PathBuf::from);
         let hostname = text_value("hostname", &raw.hostname);
-        if let (Some(_), Some(image)) = (&raw.root, &raw.image) {
-            return Err(key_error(
-                image.span(),
-                "image",
-                "a capsule has a root or an image, not both".into(),
-            ));
-        }
-        if let Some(name) = &raw.hostname {
-            run::check_hostname(name.get_ref()).map_err(|e| {
-                key_error(
-                    name.span(),
-                    "hostname",
-                    format!("{:?}: {e}", name.get_ref()),
-                )
-            })?;
-        }
-
-        let time = match (&raw.time_offset, &raw.time_at) {
-            (Some(_), Some(at)) => {
-                return Err(key_error(
-                    at.span(),
-                    "time_at",
-                    "a capsule has a time_offset or a time_at, not both".into(),
-                ))
-            }
-            (Some(offset), None) => {
-                spans.insert("time_offset", offset.span());
-                Some(TimeSetting::Offset(
-                    parse_duration(offset.get_ref()).map_err(|e| {
-                        key_error(
-                            offset.span(),
-                            "time_offset",
-                            format!(
-                                "{:?}: {e} (a duration looks like -3d, +90m or 1y2d)",
-                                offset.get_ref()
-                            ),
-                        )
-                    })?,
-                ))
-            }
-            (None, Some(at)) => {
-                spans.insert("time_at", at.span());
-                Some(TimeSetting::At(parse_rfc3339(at.get_ref()).map_err(
-                    |e| {
-                        key_error(
-                            at.span(),
-                            "time_at",
-                            format!(
-                                "{:?}: {e} (an RFC 3339 instant looks like 2030-01-01T00:00:00Z)",
-                                at.get_ref()
-                            ),
-                        )
-                    },
-                )?))
-            }
-            (None, None) => None,
-        };
+        at.root_or_image(raw)?;
+        at.hostname(raw)?;
+        let time = at.time(raw, &mut spans)?;
         if let Some(first) = raw.depends_on.first() {
             spans.insert("depends_on", first.span());
         }
@@ -529,7 +365,7 @@ impl Manifest {
             table: table.clone(),
             program,
             args,
-            ports: ports.iter().map(ToString::to_string).collect(),
+            ports,
             volumes,
             env,
             root,
@@ -542,33 +378,12 @@ impl Manifest {
             restart: raw.restart.as_ref().map_or(Restart::No, |r| *r.get_ref()),
             depends_on: Vec::new(),
             spans,
-            table_span: table_span.clone(),
+            table_span,
         };
-        let Some(n) = replicas else {
-            return Ok(vec![base]);
-        };
-        let mut defs = Vec::new();
-        for i in 1..=n {
-            let mut def = base.clone();
-            def.name = format!("{table}-{i}");
-            state::validate_name(&def.name)
-                .map_err(|e| table_error(format!("replica {i}: {e}")))?;
-            def.hostname = format!("{}-{i}", hostname.as_deref().unwrap_or(&table));
-            run::check_hostname(&def.hostname).map_err(|e| {
-                table_error(format!("replica {i}'s host name {:?}: {e}", def.hostname))
-            })?;
-            def.ports = ports
-                .iter()
-                .map(|map| {
-                    let mut map = *map;
-                    // Checked above: stays within 65535.
-                    map.host = map.host.map(|h| h + (i - 1) as u16);
-                    map.to_string()
-                })
-                .collect();
-            defs.push(def);
+        match replicas {
+            None => Ok(vec![base]),
+            Some(n) => at.replicas_of(&base, n, hostname.as_deref()),
         }
-        Ok(defs)
     }
 
     /// A volume spec whose relative host path is taken from the manifest's directory.
@@ -585,10 +400,7 @@ impl Manifest {
     fn check_published_ports(&self) -> Result<(), ManifestError> {
         let mut seen: HashMap<(capsule_config::net::Proto, u16), &str> = HashMap::new();
         for (index, capsule) in self.capsules.iter().enumerate() {
-            for spec in &capsule.ports {
-                let Ok(map) = PortMap::parse(spec) else {
-                    continue;
-                };
+            for map in &capsule.ports {
                 let Some(host) = map.host else { continue };
                 if let Some(other) = seen.insert((map.proto, host), &capsule.name) {
                     return Err(self.error_at(
@@ -693,6 +505,276 @@ impl Manifest {
     }
 }
 
+/// One `[capsule.NAME]` table being checked: one check per key, each placing its
+/// errors at the key's value (or the table's header) and noting the key's span.
+struct Table<'a> {
+    manifest: &'a Manifest,
+    name: &'a str,
+    span: Range<usize>,
+}
+
+impl Table<'_> {
+    /// An error about `key` of this table, placed at `span`.
+    fn key_error(&self, span: Range<usize>, key: &str, message: String) -> ManifestError {
+        self.manifest.error(
+            Some(span),
+            Some(format!("capsule.{}.{key}", self.name)),
+            message,
+        )
+    }
+
+    /// An error about the table itself, placed at its header.
+    fn error(&self, message: String) -> ManifestError {
+        self.manifest.error(
+            Some(self.span.clone()),
+            Some(format!("capsule.{}", self.name)),
+            message,
+        )
+    }
+
+    /// `command`: an argv, or one string for `/bin/sh -c`; none with an image (its
+    /// Entrypoint and Cmd say what runs: an empty program means none was given).
+    fn command(
+        &self,
+        raw: &RawCapsule,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<(OsString, Vec<OsString>), ManifestError> {
+        let Some(command) = &raw.command else {
+            if raw.image.is_some() {
+                return Ok((OsString::new(), Vec::new()));
+            }
+            return Err(self.error("no command: add command = [\"PROG\", \"ARG\"…]".into()));
+        };
+        spans.insert("command", command.span());
+        match command.get_ref() {
+            CommandLine::Shell(line) => Ok((
+                OsString::from("/bin/sh"),
+                vec![OsString::from("-c"), OsString::from(line)],
+            )),
+            CommandLine::Argv(argv) => match argv.split_first() {
+                Some((program, args)) if !program.is_empty() => {
+                    Ok((program.into(), args.iter().map(OsString::from).collect()))
+                }
+                _ => Err(self.key_error(
+                    command.span(),
+                    "command",
+                    "the program (the array's first string) is missing".into(),
+                )),
+            },
+        }
+    }
+
+    /// `replicas`: 1 to [`MAX_REPLICAS`].
+    fn replicas(
+        &self,
+        raw: &RawCapsule,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<Option<u32>, ManifestError> {
+        let Some(n) = &raw.replicas else {
+            return Ok(None);
+        };
+        spans.insert("replicas", n.span());
+        if !(1..=MAX_REPLICAS).contains(n.get_ref()) {
+            return Err(self.key_error(
+                n.span(),
+                "replicas",
+                format!("{}: expected 1 to {MAX_REPLICAS}", n.get_ref()),
+            ));
+        }
+        Ok(Some(*n.get_ref()))
+    }
+
+    /// `ports`: each parsed, none publishing the same port as another, and every
+    /// replica's host port (`HOSTPORT+i-1`) within 65535.
+    fn ports(
+        &self,
+        raw: &RawCapsule,
+        replicas: Option<u32>,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<Vec<PortMap>, ManifestError> {
+        let mut ports: Vec<PortMap> = Vec::new();
+        for spec in &raw.ports {
+            spans.entry("ports").or_insert(spec.span());
+            let bad = |reason: String| {
+                self.key_error(
+                    spec.span(),
+                    "ports",
+                    format!("{:?}: {reason}", spec.get_ref()),
+                )
+            };
+            let map = PortMap::parse(spec.get_ref()).map_err(bad)?;
+            if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
+                return Err(bad(format!("publishes the same port as {other}")));
+            }
+            if let (Some(host), Some(n)) = (map.host, replicas) {
+                if u32::from(host) + n - 1 > u32::from(u16::MAX) {
+                    return Err(bad(format!(
+                        "replica {n} would publish host port {}, beyond 65535 (replica i publishes HOSTPORT+i-1)",
+                        u32::from(host) + n - 1
+                    )));
+                }
+            }
+            ports.push(map);
+        }
+        Ok(ports)
+    }
+
+    /// `volumes`: each parsed, its relative host path taken from the manifest's
+    /// directory (the host path is checked by prepare).
+    fn volumes(
+        &self,
+        raw: &RawCapsule,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<Vec<Given<Volume>>, ManifestError> {
+        let mut volumes = Vec::new();
+        for spec in &raw.volumes {
+            spans.entry("volumes").or_insert(spec.span());
+            let absolute = self.manifest.absolute_volume(spec.get_ref());
+            let volume = Volume::parse(&absolute).map_err(|reason| {
+                self.key_error(
+                    spec.span(),
+                    "volumes",
+                    format!("{:?}: {reason}", spec.get_ref()),
+                )
+            })?;
+            volumes.push(Given::parsed(absolute, volume));
+        }
+        Ok(volumes)
+    }
+
+    /// `env_file` (read now, from the manifest's directory) then `env`, so that `env`
+    /// wins.
+    fn env(
+        &self,
+        raw: &RawCapsule,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<Vec<EnvEntry>, ManifestError> {
+        let mut env = Vec::new();
+        if let Some(file) = &raw.env_file {
+            spans.insert("env_file", file.span());
+            let path = self.manifest.dir.join(file.get_ref());
+            env.extend(
+                envfile::read_env_file(&path)
+                    .map_err(|e| self.key_error(file.span(), "env_file", e.to_string()))?,
+            );
+        }
+        for (key, value) in &raw.env {
+            spans.entry("env").or_insert(key.span());
+            let env_key = format!("env.{}", key.get_ref());
+            if key.get_ref().contains('=') {
+                return Err(self.key_error(
+                    key.span(),
+                    &env_key,
+                    "a variable name cannot contain '='".into(),
+                ));
+            }
+            let mut assignment = OsString::from(key.get_ref());
+            assignment.push("=");
+            assignment.push(value.get_ref());
+            let entry = envfile::parse_assignment(&assignment)
+                .map_err(|e| self.key_error(key.span(), &env_key, e.to_string()))?;
+            env.push(entry);
+        }
+        Ok(env)
+    }
+
+    /// `root` and `image`: not both.
+    fn root_or_image(&self, raw: &RawCapsule) -> Result<(), ManifestError> {
+        match (&raw.root, &raw.image) {
+            (Some(_), Some(image)) => Err(self.key_error(
+                image.span(),
+                "image",
+                "a capsule has a root or an image, not both".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `hostname`: a name `sethostname(2)` takes and the config file can carry.
+    fn hostname(&self, raw: &RawCapsule) -> Result<(), ManifestError> {
+        let Some(name) = &raw.hostname else {
+            return Ok(());
+        };
+        capsule_config::check_hostname(name.get_ref()).map_err(|e| {
+            self.key_error(
+                name.span(),
+                "hostname",
+                format!("{:?}: {e}", name.get_ref()),
+            )
+        })
+    }
+
+    /// `time_offset` (a duration) or `time_at` (an RFC 3339 instant), not both.
+    fn time(
+        &self,
+        raw: &RawCapsule,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<Option<TimeSetting>, ManifestError> {
+        match (&raw.time_offset, &raw.time_at) {
+            (Some(_), Some(at)) => Err(self.key_error(
+                at.span(),
+                "time_at",
+                "a capsule has a time_offset or a time_at, not both".into(),
+            )),
+            (Some(offset), None) => {
+                spans.insert("time_offset", offset.span());
+                let ns = parse_duration(offset.get_ref()).map_err(|e| {
+                    self.key_error(
+                        offset.span(),
+                        "time_offset",
+                        format!(
+                            "{:?}: {e} (a duration looks like -3d, +90m or 1y2d)",
+                            offset.get_ref()
+                        ),
+                    )
+                })?;
+                Ok(Some(TimeSetting::Offset(ns)))
+            }
+            (None, Some(at)) => {
+                spans.insert("time_at", at.span());
+                let ns = parse_rfc3339(at.get_ref()).map_err(|e| {
+                    self.key_error(
+                        at.span(),
+                        "time_at",
+                        format!(
+                            "{:?}: {e} (an RFC 3339 instant looks like 2030-01-01T00:00:00Z)",
+                            at.get_ref()
+                        ),
+                    )
+                })?;
+                Ok(Some(TimeSetting::At(ns)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The `n` replicas of `base`: `NAME-i`, host name `HOSTNAME-i` (or `NAME-i`), host
+    /// ports `HOSTPORT+i-1`.
+    fn replicas_of(
+        &self,
+        base: &CapsuleDef,
+        n: u32,
+        hostname: Option<&str>,
+    ) -> Result<Vec<CapsuleDef>, ManifestError> {
+        let mut defs = Vec::new();
+        for i in 1..=n {
+            let mut def = base.clone();
+            def.name = format!("{}-{i}", self.name);
+            state::validate_name(&def.name).map_err(|e| self.error(format!("replica {i}: {e}")))?;
+            def.hostname = format!("{}-{i}", hostname.unwrap_or(self.name));
+            capsule_config::check_hostname(&def.hostname).map_err(|e| {
+                self.error(format!("replica {i}'s host name {:?}: {e}", def.hostname))
+            })?;
+            for map in &mut def.ports {
+                // Checked by `ports`: stays within 65535.
+                map.host = map.host.map(|h| h + (i - 1) as u16);
+            }
+            defs.push(def);
+        }
+        Ok(defs)
+    }
+}
+
 /// The dotted key (`capsule.web.ports`) whose name or value holds byte `offset`, the
 /// innermost one: the deserializer's errors carry a span but not the key.
 fn key_at(text: &str, offset: usize) -> Option<String> {
@@ -760,8 +842,11 @@ hostname = "db.internal"
         assert_eq!(manifest.names(), ["web-1", "web-2", "web-3", "db"]);
         let web3 = &manifest.capsules[2];
         assert_eq!(web3.hostname, "web-3");
-        assert_eq!(web3.ports, ["18083:8000/tcp", "9000/udp"]);
-        assert_eq!(web3.volumes, ["/srv/app/data:/data:ro", "/abs:/abs"]);
+        let ports: Vec<String> = web3.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(ports, ["18083:8000/tcp", "9000/udp"]);
+        let volumes: Vec<&str> = web3.volumes.iter().map(Given::text).collect();
+        assert_eq!(volumes, ["/srv/app/data:/data:ro", "/abs:/abs"]);
+        assert!(web3.volumes[0].value().unwrap().read_only);
         assert_eq!(web3.root.as_deref(), Some(Path::new("/srv/app/rootfs")));
         assert_eq!(web3.program, "python3");
         assert_eq!(web3.env, [EnvEntry::Set("GREETING".into(), "a=b".into())]);

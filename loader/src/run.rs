@@ -20,11 +20,13 @@ use std::path::{Path, PathBuf};
 
 use capsule_config::net::RemotePeer;
 use capsule_config::{
-    keys, Config, ConfigError, FsConfig, Identity, LogLevel, NetConfig, PortMap, UserDb,
+    check_hostname, config_value, keys, Config, ConfigError, FsConfig, Identity, LogLevel,
+    NetConfig, PortMap, UserDb, Volume,
 };
 use log::{info, warn};
 
 use crate::envfile::{EnvEntry, Environment};
+use crate::given::Given;
 use crate::landlock::{self, Backstop, BackstopError, HostLoader, Policy};
 use crate::launch::{self, BlockedSignals, Launch, LaunchError, Termination};
 use crate::program::{self, LookupError};
@@ -257,8 +259,8 @@ pub struct RunSpec {
     root: Option<PathBuf>,
     image: Option<String>,
     entrypoint: Option<OsString>,
-    volumes: Vec<String>,
-    ports: Vec<String>,
+    volumes: Vec<Given<Volume>>,
+    ports: Vec<Given<PortMap>>,
     peers: Vec<String>,
     remote_peers: Vec<RemotePeer>,
     read_only: bool,
@@ -374,15 +376,17 @@ impl RunSpec {
         self
     }
 
-    /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them.
-    pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// Bind volumes, `HOST:PATH[:ro|:rw]` each, as `docker run -v` takes them (a spec
+    /// that does not parse is refused by [`RunSpec::prepare`]).
+    pub fn volumes(mut self, specs: impl IntoIterator<Item = impl Into<Given<Volume>>>) -> Self {
         self.volumes.extend(specs.into_iter().map(Into::into));
         self
     }
 
     /// Published ports, `HOSTPORT:PORT[/tcp|/udp]` or `PORT[/proto]` each, as
-    /// `docker run -p` takes them (without a host address).
-    pub fn ports(mut self, specs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// `docker run -p` takes them (a spec that does not parse is refused by
+    /// [`RunSpec::prepare`]).
+    pub fn ports(mut self, specs: impl IntoIterator<Item = impl Into<Given<PortMap>>>) -> Self {
         self.ports.extend(specs.into_iter().map(Into::into));
         self
     }
@@ -419,185 +423,28 @@ impl RunSpec {
         self
     }
 
-    /// Checks everything; creates nothing.
+    /// Checks everything; creates nothing. Each setting has its own check below, run in
+    /// this order: the first refusal is the one reported.
     pub fn prepare(mut self, host: &Host) -> Result<Prepared, RunError> {
         let cwd = host.cwd.as_deref();
         let home = Home::resolve(|key| host.env.get(key).map(OsStr::to_os_string), cwd)?;
         check_env_entries(&self.env)?;
         let image_id = self.apply_image(&home)?;
-        let name = match self.name {
-            Some(name) => {
-                state::validate_name(&name)?;
-                name
-            }
-            None => home.unused_name(),
-        };
-        let capsule_dir = home.capsule_dir(&name);
-        let state_dir = config_value(keys::STATE_DIR, capsule_dir.as_os_str())?;
-
-        let log = match host.env.get(keys::LOG) {
-            Some(v) => {
-                let text = v.to_string_lossy();
-                LogLevel::parse(&text).ok_or_else(|| ConfigError {
-                    key: keys::LOG.into(),
-                    value: text.to_string(),
-                    reason: "expected off, error, warn, info, debug or trace".into(),
-                })?
-            }
-            None => LogLevel::Off,
-        };
-        let log_file = match host.env.get(keys::LOG_FILE).filter(|v| !v.is_empty()) {
-            Some(v) => {
-                let path = Path::new(v);
-                let path = match cwd {
-                    Some(cwd) if path.is_relative() => cwd.join(path),
-                    _ => path.to_path_buf(),
-                };
-                Some(config_value(keys::LOG_FILE, path.as_os_str())?)
-            }
-            None => None,
-        };
-        if let Some(h) = &self.hostname {
-            check_hostname(h).map_err(|reason| ConfigError {
-                key: keys::HOSTNAME.into(),
-                value: h.clone(),
-                reason,
-            })?;
+        let name = self.checked_name(&home)?;
+        let state_dir = config_value(keys::STATE_DIR, home.capsule_dir(&name).as_os_str())?;
+        let log = log_level(host)?;
+        let log_file = log_file(host)?;
+        if let Some(hostname) = &self.hostname {
+            check_hostname_setting(hostname)?;
         }
-
-        // The file system: the root and volumes are checked here, the upper layer is
-        // created with the capsule's directory.
-        let root = match &self.root {
-            Some(dir) => Some(view::check_root(dir, cwd)?),
-            None => None,
-        };
-        let volumes = view::check_volumes(&self.volumes)?;
-        let upper = home.upper_dir(&name);
-        let fs_config = FsConfig {
-            root: root
-                .as_ref()
-                .map(|r| config_value(keys::ROOT, r.as_os_str()))
-                .transpose()?,
-            upper: Some(config_value(keys::UPPER, upper.as_os_str())?),
-            volumes: volumes.clone(),
-            read_only: self.read_only,
-        };
-        let view = root.map(|root| View::new(root, upper, volumes));
-
-        let identity = match &self.user {
-            Some(spec) => {
-                let db = match &view {
-                    Some(view) => view.user_db(),
-                    None => UserDb::load(""),
-                };
-                Some(db.resolve(spec).map_err(|reason| RunError::User {
-                    spec: spec.clone(),
-                    reason,
-                })?)
-            }
-            None => self.identity,
-        };
-
-        // Where the program starts: a host directory, and what $PWD says (a capsule
-        // path with a root).
-        let (workdir, pwd) = match (&view, &self.workdir) {
-            (Some(view), Some(dir)) => {
-                let found = check_capsule_workdir(dir, view)?;
-                (Some(found.host), Some(found.capsule))
-            }
-            (Some(view), None) => (Some(view.root().to_path_buf()), Some(PathBuf::from("/"))),
-            (None, Some(dir)) => {
-                let dir = check_workdir(dir, cwd)?;
-                (Some(dir.clone()), Some(dir))
-            }
-            (None, None) => (None, None),
-        };
-
-        // The program's environment. A capsule of the host's root continues the
-        // caller's, as any command does; one of a root or image gets what docker gives:
-        // the image's Env, --env-file, -e (a bare `-e NAME` copies the caller's), PATH,
-        // TERM on a terminal, and no other variable of the host.
-        let clean = view.is_some() && !self.env_host;
-        let mut env = if clean {
-            let mut env = Environment::new();
-            env.set("PATH", DEFAULT_PATH);
-            if let Some(term) = host.env.get("TERM") {
-                // SAFETY: isatty only inspects descriptor 0.
-                if unsafe { libc::isatty(0) } == 1 {
-                    env.set("TERM", term);
-                }
-            }
-            // What a Slurm job step, its PMI/PMIx and MPI hand the task: the program
-            // is still that task.
-            for (key, value) in host.env.iter() {
-                if crate::slurm::passes_into_capsule(key) {
-                    env.set(key, value);
-                }
-            }
-            env
-        } else {
-            host.env.clone()
-        };
-        env.apply(&self.env, &host.env);
-        let given = |key: &str| self.env.iter().any(|e| e.key() == key);
-        // The loader's own settings are not the program's, unless it asks for them.
-        for key in [state::HOME_VAR, shim::SHIM_VAR, shim::MUSL_SHIM_VAR] {
-            if !given(key) {
-                env.remove(key);
-            }
-        }
-        if clean || self.hostname.is_some() {
-            let hostname = self.hostname.clone().unwrap_or_else(host_name);
-            if !given("HOSTNAME") {
-                env.set("HOSTNAME", hostname);
-            }
-        }
-        if let Some(identity) = &identity {
-            if (clean || self.user.is_some()) && !given("HOME") {
-                let db = match &view {
-                    Some(view) => view.user_db(),
-                    None => UserDb::load(""),
-                };
-                env.set("HOME", db.home(identity.uid[0]));
-            }
-        } else if clean && !given("HOME") {
-            env.set("HOME", "/root");
-        }
-        let mut ignored = Vec::new();
-        for key in keys::ALL {
-            if env.remove(key).is_some() && self.env.iter().any(|e| e.key() == *key) {
-                ignored.push(*key);
-            }
-        }
-
-        if let Some(pwd) = &pwd {
-            // Keep $PWD truthful for shells and programs that trust it.
-            env.set("PWD", pwd);
-        }
-
+        let (fs_config, view) = self.file_system(&home, &name, cwd)?;
+        let identity = self.checked_identity(view.as_ref())?;
+        let (workdir, pwd) = self.start_dir(view.as_ref(), cwd)?;
+        let (env, ignored) =
+            self.program_env(host, view.as_ref(), identity.as_ref(), pwd.as_deref());
         let shim = shim::locate(host.env.get(shim::SHIM_VAR), host.exe.clone(), cwd)?;
-
-        let executable = match &view {
-            Some(view) => {
-                let start_dir = pwd.as_deref().unwrap_or(Path::new("/"));
-                program::find_program_in(&self.program, env.get("PATH"), start_dir, view)?
-            }
-            None => {
-                let start_dir = match (&workdir, cwd) {
-                    (Some(dir), _) => dir.clone(),
-                    (None, Some(cwd)) => cwd.to_path_buf(),
-                    (None, None) => {
-                        return Err(RunError::NoCwd(
-                            std::env::current_dir()
-                                .err()
-                                .map_or_else(|| "unknown".into(), |e| e.to_string()),
-                        ))
-                    }
-                };
-                program::find_program(&self.program, env.get("PATH"), &start_dir)?
-            }
-        };
-
+        let executable =
+            self.executable(view.as_ref(), &env, pwd.as_deref(), workdir.as_deref(), cwd)?;
         let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
         if self.network_host {
             if let Some(spec) = self.ports.first() {
@@ -648,6 +495,169 @@ impl RunSpec {
             landlock: host.env.get(landlock::SETTING).map(OsStr::to_os_string),
             loader_config: host.env.get(keys::CONFIG).map(OsStr::to_os_string),
         })
+    }
+
+    /// The capsule's name: the one given, checked, else one no capsule has.
+    fn checked_name(&self, home: &Home) -> Result<String, RunError> {
+        match &self.name {
+            Some(name) => {
+                state::validate_name(name)?;
+                Ok(name.clone())
+            }
+            None => Ok(home.unused_name()),
+        }
+    }
+
+    /// The file system: the root and the volumes checked, the upper layer named (it is
+    /// created with the capsule's directory); with a root, the view that the program,
+    /// the working directory and the user are looked for in.
+    fn file_system(
+        &self,
+        home: &Home,
+        name: &str,
+        cwd: Option<&Path>,
+    ) -> Result<(FsConfig, Option<View>), RunError> {
+        let root = match &self.root {
+            Some(dir) => Some(view::check_root(dir, cwd)?),
+            None => None,
+        };
+        let volumes = view::check_volumes(&self.volumes)?;
+        let upper = home.upper_dir(name);
+        let fs_config = FsConfig {
+            root: root
+                .as_ref()
+                .map(|r| config_value(keys::ROOT, r.as_os_str()))
+                .transpose()?,
+            upper: Some(config_value(keys::UPPER, upper.as_os_str())?),
+            volumes: volumes.clone(),
+            read_only: self.read_only,
+        };
+        Ok((fs_config, root.map(|root| View::new(root, upper, volumes))))
+    }
+
+    /// The capsule's identity: the user spec resolved in the capsule's user database,
+    /// else the identity given.
+    fn checked_identity(&self, view: Option<&View>) -> Result<Option<Identity>, RunError> {
+        let Some(spec) = &self.user else {
+            return Ok(self.identity.clone());
+        };
+        user_db(view)
+            .resolve(spec)
+            .map(Some)
+            .map_err(|reason| RunError::User {
+                spec: spec.clone(),
+                reason,
+            })
+    }
+
+    /// Where the program starts: a host directory, and what `$PWD` says (a capsule
+    /// path with a root).
+    fn start_dir(
+        &self,
+        view: Option<&View>,
+        cwd: Option<&Path>,
+    ) -> Result<(Option<PathBuf>, Option<PathBuf>), RunError> {
+        Ok(match (view, &self.workdir) {
+            (Some(view), Some(dir)) => {
+                let found = check_capsule_workdir(dir, view)?;
+                (Some(found.host), Some(found.capsule))
+            }
+            (Some(view), None) => (Some(view.root().to_path_buf()), Some(PathBuf::from("/"))),
+            (None, Some(dir)) => {
+                let dir = check_workdir(dir, cwd)?;
+                (Some(dir.clone()), Some(dir))
+            }
+            (None, None) => (None, None),
+        })
+    }
+
+    /// The program's environment, and the capsule settings given for it that it does
+    /// not get. A capsule of the host's root continues the caller's environment, as any
+    /// command does; one of a root or image gets what docker gives: the image's Env,
+    /// --env-file, -e (a bare `-e NAME` copies the caller's), PATH, TERM on a terminal,
+    /// and no other variable of the host.
+    fn program_env(
+        &self,
+        host: &Host,
+        view: Option<&View>,
+        identity: Option<&Identity>,
+        pwd: Option<&Path>,
+    ) -> (Environment, Vec<&'static str>) {
+        let clean = view.is_some() && !self.env_host;
+        let mut env = if clean {
+            clean_env(host)
+        } else {
+            host.env.clone()
+        };
+        env.apply(&self.env, &host.env);
+        let given = |key: &str| self.env.iter().any(|e| e.key() == key);
+        // The loader's own settings are not the program's, unless it asks for them.
+        for key in [state::HOME_VAR, shim::SHIM_VAR, shim::MUSL_SHIM_VAR] {
+            if !given(key) {
+                env.remove(key);
+            }
+        }
+        if clean || self.hostname.is_some() {
+            let hostname = self.hostname.clone().unwrap_or_else(host_name);
+            if !given("HOSTNAME") {
+                env.set("HOSTNAME", hostname);
+            }
+        }
+        if let Some(identity) = identity {
+            if (clean || self.user.is_some()) && !given("HOME") {
+                env.set("HOME", user_db(view).home(identity.uid[0]));
+            }
+        } else if clean && !given("HOME") {
+            env.set("HOME", "/root");
+        }
+        let mut ignored = Vec::new();
+        for key in keys::ALL {
+            if env.remove(key).is_some() && given(key) {
+                ignored.push(*key);
+            }
+        }
+        if let Some(pwd) = pwd {
+            // Keep $PWD truthful for shells and programs that trust it.
+            env.set("PWD", pwd);
+        }
+        (env, ignored)
+    }
+
+    /// The program, found as a shell would: inside the capsule with a root (from `pwd`),
+    /// else on the host (from the working directory).
+    fn executable(
+        &self,
+        view: Option<&View>,
+        env: &Environment,
+        pwd: Option<&Path>,
+        workdir: Option<&Path>,
+        cwd: Option<&Path>,
+    ) -> Result<PathBuf, RunError> {
+        if let Some(view) = view {
+            let start_dir = pwd.unwrap_or(Path::new("/"));
+            return Ok(program::find_program_in(
+                &self.program,
+                env.get("PATH"),
+                start_dir,
+                view,
+            )?);
+        }
+        let start_dir = match (workdir, cwd) {
+            (Some(dir), _) => dir,
+            (None, Some(cwd)) => cwd,
+            (None, None) => {
+                return Err(RunError::NoCwd(
+                    std::env::current_dir()
+                        .err()
+                        .map_or_else(|| "unknown".into(), |e| e.to_string()),
+                ))
+            }
+        };
+        Ok(program::find_program(
+            &self.program,
+            env.get("PATH"),
+            start_dir,
+        )?)
     }
 
     /// With an image ([`RunSpec::image`]): its root becomes the capsule's lower layer,
@@ -718,25 +728,89 @@ impl RunSpec {
             let published = self
                 .ports
                 .iter()
-                .filter_map(|p| PortMap::parse(p).ok())
+                .filter_map(|p| p.value().ok())
                 .any(|p| p.port == exposed.port && p.proto == exposed.proto);
             if !published {
-                self.ports.push(spec.clone());
+                self.ports.push(Given::parsed(spec.clone(), exposed));
             }
         }
         Ok(Some(image.id))
     }
 }
 
+/// `CAPSULE_LOG` of the loader's environment: the shim's log level (off when unset).
+fn log_level(host: &Host) -> Result<LogLevel, ConfigError> {
+    let Some(value) = host.env.get(keys::LOG) else {
+        return Ok(LogLevel::Off);
+    };
+    let text = value.to_string_lossy();
+    LogLevel::parse(&text).ok_or_else(|| ConfigError {
+        key: keys::LOG.into(),
+        value: text.to_string(),
+        reason: "expected off, error, warn, info, debug or trace".into(),
+    })
+}
+
+/// `CAPSULE_LOG_FILE` of the loader's environment, made absolute from its directory.
+fn log_file(host: &Host) -> Result<Option<String>, ConfigError> {
+    let Some(value) = host.env.get(keys::LOG_FILE).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let path = Path::new(value);
+    let path = match host.cwd.as_deref() {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    };
+    config_value(keys::LOG_FILE, path.as_os_str()).map(Some)
+}
+
+/// `--hostname`: a name `sethostname(2)` takes and the config file can carry.
+fn check_hostname_setting(name: &str) -> Result<(), ConfigError> {
+    check_hostname(name).map_err(|reason| ConfigError {
+        key: keys::HOSTNAME.into(),
+        value: name.to_string(),
+        reason,
+    })
+}
+
+/// The user database of the capsule: its root's (upper layer first), else the host's.
+fn user_db(view: Option<&View>) -> UserDb {
+    match view {
+        Some(view) => view.user_db(),
+        None => UserDb::load(""),
+    }
+}
+
+/// What a capsule of a root or image starts from, as docker gives it: docker's `PATH`,
+/// `TERM` on a terminal, and what a Slurm job step hands its task.
+fn clean_env(host: &Host) -> Environment {
+    let mut env = Environment::new();
+    env.set("PATH", DEFAULT_PATH);
+    if let Some(term) = host.env.get("TERM") {
+        // SAFETY: isatty only inspects descriptor 0.
+        if unsafe { libc::isatty(0) } == 1 {
+            env.set("TERM", term);
+        }
+    }
+    // What a Slurm job step, its PMI/PMIx and MPI hand the task: the program is still
+    // that task.
+    for (key, value) in host.env.iter() {
+        if crate::slurm::passes_into_capsule(key) {
+            env.set(key, value);
+        }
+    }
+    env
+}
+
 /// Parses `-p` specs; refuses a port published twice.
-fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunError> {
+fn check_ports(specs: &[Given<PortMap>], peers: Vec<String>) -> Result<NetConfig, RunError> {
     let mut ports: Vec<PortMap> = Vec::new();
     for spec in specs {
         let bad = |reason: String| RunError::Port {
-            spec: spec.clone(),
+            spec: spec.text().to_string(),
             reason,
         };
-        let map = PortMap::parse(spec).map_err(bad)?;
+        let map = *spec.value().map_err(|reason| bad(reason.to_string()))?;
         if let Some(other) = ports.iter().find(|o| o.clashes_with(&map)) {
             return Err(bad(format!("publishes the same port as {other}")));
         }
@@ -745,7 +819,7 @@ fn check_ports(specs: &[String], peers: Vec<String>) -> Result<NetConfig, RunErr
     // Only once every spec is well-formed: a typo is reported as such.
     for (spec, map) in specs.iter().zip(&ports) {
         check_host_port_free(map).map_err(|reason| RunError::Port {
-            spec: spec.clone(),
+            spec: spec.text().to_string(),
             reason,
         })?;
     }
@@ -818,35 +892,6 @@ pub fn check_host_port_free(map: &PortMap) -> Result<(), String> {
         }
         _ => format!("{what}: {}", crate::describe_io(&errno)),
     })
-}
-
-/// Checks a capsule host name: what `sethostname(2)` accepts, and what the config file
-/// can carry on one line.
-pub fn check_hostname(name: &str) -> Result<(), String> {
-    capsule_config::validate_hostname(name)?;
-    config_value(keys::HOSTNAME, OsStr::new(name))
-        .map(drop)
-        .map_err(|e| e.reason)
-}
-
-/// A value written into the `CAPSULE_CONFIG` file: `KEY=VALUE` lines, so the value must
-/// be UTF-8, on one line, without trailing blanks (the shim trims lines).
-pub(crate) fn config_value(key: &str, value: &OsStr) -> Result<String, ConfigError> {
-    let bad = |reason: &str| ConfigError {
-        key: key.into(),
-        value: value.to_string_lossy().into_owned(),
-        reason: reason.into(),
-    };
-    let text = value
-        .to_str()
-        .ok_or_else(|| bad("not valid UTF-8, which the capsule config file cannot carry"))?;
-    if text.chars().any(|c| c.is_control()) {
-        return Err(bad("contains a control character (a newline, a tab…)"));
-    }
-    if text.ends_with(' ') {
-        return Err(bad("ends with a space"));
-    }
-    Ok(text.to_string())
 }
 
 /// A checked `capsule run`, ready to create its state and start.
@@ -1003,17 +1048,6 @@ mod tests {
         assert_eq!(TimeSetting::At(0).offset_ns(400), -400);
         assert_eq!(TimeSetting::Offset(-5).offset_ns(400), -5);
         assert_eq!(TimeSetting::At(i64::MIN).offset_ns(1), i64::MIN);
-    }
-
-    #[test]
-    fn config_values_stay_on_one_line() {
-        assert_eq!(config_value("K", OsStr::new("/a b/c")).unwrap(), "/a b/c");
-        assert!(config_value("K", OsStr::new("a\nCAPSULE_UID=0")).is_err());
-        assert!(config_value("K", OsStr::new("trailing ")).is_err());
-        assert!(check_hostname("web1").is_ok());
-        assert!(check_hostname("").is_err());
-        assert!(check_hostname(&"h".repeat(65)).is_err());
-        assert!(check_hostname("a\tb").is_err());
     }
 
     #[test]

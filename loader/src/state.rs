@@ -1,26 +1,8 @@
 //! Capsule state on disk: `$CAPSULE_HOME/capsules/NAME/`.
 //!
 //! `$CAPSULE_HOME` defaults to `$XDG_DATA_HOME/capsule`, else `~/.local/share/capsule`.
-//! A capsule's directory holds:
-//!
-//! - `config`: the `CAPSULE_CONFIG` file its processes read (rewritten at every run);
-//! - `pid`: the pid of the program the last `capsule run` (or `capsule up`) started;
-//! - `exit`: how that program ended, one line: `exit=N` or `signal=N`;
-//! - `lock`: held (`flock`) by the `capsule` command supervising the capsule;
-//! - `ports`: the shim's port table (capsule port → host port), see
-//!   [`capsule_config::net`]; forgotten at every run;
-//! - `command`: the program's argv as started (NUL-terminated arguments, as
-//!   `/proc/PID/cmdline`), so `capsule ps` can show it after the program ended;
-//! - `stop`: written by `capsule stop` *before* it signals the program: a supervisor
-//!   does not restart a capsule while it exists; removed ([`CapsuleDir::clear_stop`])
-//!   when the capsule is started anew, never between restarts;
-//! - `supervisor`: the pid of the process supervising the capsule (`capsule up`),
-//!   present while that process may still start or restart it (removed when the
-//!   capsule has ended for good: no restart policy, given up, or stopped); with a live
-//!   supervisor and no live `pid`, the capsule is waiting to be restarted;
-//! - `log`: the capsule's output lines (`capsule up`), read by `capsule logs`;
-//! - `upper/`: the capsule's private copy-on-write upper layer (mode 0755), which the
-//!   shim writes the capsule's changes to; it carries over to later runs of the name.
+//! A capsule's directory holds the files of [`capsule_config::layout`], which the shim
+//! relies on too.
 //!
 //! Invariants: [`Home::resolve`] and [`Home::check_not_running`] only read; nothing is
 //! created before [`Home::open_capsule`], which the loader calls once every input has
@@ -38,18 +20,12 @@ use crate::describe_io;
 
 pub use capsule_config::MAX_NAME_LEN;
 
-/// File names inside a capsule's directory.
-pub const CONFIG_FILE: &str = "config";
-pub const PID_FILE: &str = "pid";
-pub const EXIT_FILE: &str = "exit";
-pub const LOCK_FILE: &str = "lock";
-pub const UPPER_DIR: &str = "upper";
-pub const COMMAND_FILE: &str = "command";
-pub const STOP_FILE: &str = "stop";
-pub const SUPERVISOR_FILE: &str = "supervisor";
-pub const LOG_FILE: &str = "log";
-/// When each line of `log` came: one [`LogIndexRecord`] per line, appended after it.
-pub const LOG_INDEX_FILE: &str = "log.index";
+/// File names inside a capsule's directory (`log.index`: one [`LogIndexRecord`] per
+/// line of `log`), shared with the shim.
+pub use capsule_config::layout::{
+    CAPSULES_DIR, COMMAND_FILE, CONFIG_FILE, EXIT_FILE, LOADER_FILES, LOCK_FILE, LOG_FILE,
+    LOG_INDEX_FILE, PID_FILE, PORTS_FILE, STOP_FILE, SUPERVISOR_FILE, UPPER_DIR,
+};
 
 /// One line of a capsule's `log`: where it ends in the file and when the supervisor
 /// read it, 16 bytes (two little-endian 64-bit numbers), so that `capsule logs` finds
@@ -90,8 +66,6 @@ impl LogIndexRecord {
             .collect()
     }
 }
-/// The port table the shim keeps: which host port each bound capsule port is.
-pub use capsule_config::net::PORTS_FILE;
 
 /// The mode of a new upper layer: the capsule's `/` is `rwxr-xr-x`, as a real one.
 const UPPER_MODE: u32 = 0o755;
@@ -191,10 +165,10 @@ impl Home {
         };
         let text = |key: &str| var(key).and_then(|v| v.into_string().ok());
         let capsules = match set(LOCAL_VAR).filter(|p| p.is_absolute()) {
-            Some(local) => local.join("capsules"),
+            Some(local) => local.join(CAPSULES_DIR),
             None => match crate::slurm::local_home(&text) {
-                Some(local) => local.join("capsules"),
-                None => root.join("capsules"),
+                Some(local) => local.join(CAPSULES_DIR),
+                None => root.join(CAPSULES_DIR),
             },
         };
         Ok(Home { root, capsules })
@@ -203,7 +177,7 @@ impl Home {
     pub fn at(root: impl Into<PathBuf>) -> Home {
         let root = root.into();
         Home {
-            capsules: root.join("capsules"),
+            capsules: root.join(CAPSULES_DIR),
             root,
         }
     }
@@ -407,12 +381,6 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
         .any(|var| var == config.as_slice() || var == state_dir.as_slice())
         .then_some(pid)
 }
-
-/// The state file listing what the loader itself wrote into the capsule's upper layer
-/// (`/etc/hostname`, and `/etc` when it made it), which the capsule did not choose
-/// to change: `capsule diff` and `capsule commit` leave it out while it is unchanged,
-/// as docker leaves out the `/etc/hostname` it provides.
-pub const LOADER_FILES: &str = "loader-files";
 
 /// What identifies a file the loader wrote: a change by the capsule (a write, a
 /// rename over it, a copy-up) changes its inode, size or modification time.

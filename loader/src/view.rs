@@ -24,10 +24,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use capsule_config::{keys, UserDb, Volume};
+use capsule_config::{config_value, keys, UserDb, Volume};
 
 use crate::describe_io;
-use crate::run::config_value;
+use crate::given::Given;
 
 /// How many symbolic links one resolution follows before giving up (`ELOOP`), as Linux.
 pub const MAX_SYMLINKS: usize = 40;
@@ -111,14 +111,14 @@ pub fn check_root(dir: &Path, cwd: Option<&Path>) -> Result<PathBuf, RootError> 
     Ok(canonical)
 }
 
-/// Parses `-v` specs in order and checks them together: each is `HOST:PATH[:ro|:rw]`
-/// with absolute paths, HOST exists (a file or a directory; kept canonical), PATH is
-/// not `/` and is bound at most once.
-pub fn check_volumes<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Volume>, VolumeError> {
+/// Checks parsed `-v` specs in order and together: each is `HOST:PATH[:ro|:rw]` with
+/// absolute paths, HOST exists (a file or a directory; kept canonical), PATH is not
+/// `/` and is bound at most once.
+pub fn check_volumes(specs: &[Given<Volume>]) -> Result<Vec<Volume>, VolumeError> {
     let mut volumes: Vec<(Volume, &str)> = Vec::new();
-    for spec in specs {
-        let spec = spec.as_ref();
-        let volume = check_volume(spec)?;
+    for given in specs {
+        let spec = given.text();
+        let volume = check_volume(given)?;
         if let Some((_, first)) = volumes.iter().find(|(v, _)| v.path == volume.path) {
             return Err(VolumeError::Duplicate {
                 spec: spec.to_string(),
@@ -131,12 +131,16 @@ pub fn check_volumes<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Volume>, VolumeEr
     Ok(volumes.into_iter().map(|(v, _)| v).collect())
 }
 
-/// Parses and checks one `-v` spec (see [`check_volumes`]).
-pub fn check_volume(spec: &str) -> Result<Volume, VolumeError> {
-    let mut volume = Volume::parse(spec).map_err(|reason| VolumeError::Syntax {
-        spec: spec.to_string(),
-        reason,
-    })?;
+/// Checks one parsed `-v` spec (see [`check_volumes`]).
+pub fn check_volume(given: &Given<Volume>) -> Result<Volume, VolumeError> {
+    let spec = given.text();
+    let mut volume = given
+        .value()
+        .map_err(|reason| VolumeError::Syntax {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        })?
+        .clone();
     if volume.path == "/" {
         return Err(VolumeError::OverRoot {
             spec: spec.to_string(),
@@ -550,8 +554,14 @@ mod tests {
     fn volume_specs_are_checked() {
         let l = Layers::new("specs");
         let vol = l.0.join("vol").display().to_string();
-        let ok =
-            check_volumes(&[format!("{vol}/:/data:ro"), format!("{vol}/../vol:/other")]).unwrap();
+        let given = |specs: &[String]| -> Vec<Given<Volume>> {
+            specs.iter().map(|s| Given::from(s.as_str())).collect()
+        };
+        let ok = check_volumes(&given(&[
+            format!("{vol}/:/data:ro"),
+            format!("{vol}/../vol:/other"),
+        ]))
+        .unwrap();
         assert_eq!(
             ok[0],
             Volume {
@@ -580,10 +590,11 @@ mod tests {
                 "/no/such:/d: /no/such: no such file or directory".to_string(),
             ),
         ] {
-            let err = check_volumes(&[spec.as_str()]).unwrap_err();
+            let err = check_volumes(&given(&[spec])).unwrap_err();
             assert_eq!(err.to_string(), message);
         }
-        let err = check_volumes(&[format!("{vol}:/d"), "/tmp:/d/".to_string()]).unwrap_err();
+        let err =
+            check_volumes(&given(&[format!("{vol}:/d"), "/tmp:/d/".to_string()])).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("/tmp:/d/: /d is already bound by {vol}:/d")

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use capsule_config::LogLevel;
+use capsule_config::{layout, LogLevel};
 
 use crate::runtime::Runtime;
 
@@ -39,7 +39,7 @@ pub fn init(runtime: &Runtime) {
     let fd = match (config.log_file.as_deref(), config.state_dir.as_deref()) {
         (Some("stderr"), _) => 2,
         (Some(path), _) => open_append(path),
-        (None, Some(dir)) => open_append(&format!("{dir}/shim.log")),
+        (None, Some(dir)) => open_append(&format!("{dir}/{}", layout::SHIM_LOG_FILE)),
         (None, None) => 2,
     };
     if fd < 0 {

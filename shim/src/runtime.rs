@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use capsule_config::{keys, Config, UserDb};
+use capsule_config::{keys, layout, Config, UserDb};
 
 use crate::hook::Guard;
 use crate::shared::{self, Shared};
@@ -257,7 +257,15 @@ fn members(config: &Config, static_env: &[CString]) -> Vec<Vec<u8>> {
         })
         .collect();
     if let Some(dir) = &config.state_dir {
-        out.push(format!("{}={}/config", keys::CONFIG, dir.trim_end_matches('/')).into_bytes());
+        out.push(
+            format!(
+                "{}={}/{}",
+                keys::CONFIG,
+                dir.trim_end_matches('/'),
+                layout::CONFIG_FILE
+            )
+            .into_bytes(),
+        );
     }
     out
 }

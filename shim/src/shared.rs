@@ -13,7 +13,7 @@ use capsule_config::MAX_HOSTNAME_LEN;
 
 /// Identifies the layout; a file of another layout is refused rather than misread.
 const MAGIC: u64 = capsule_config::SHARED_MAGIC;
-const FILE_NAME: &str = capsule_config::SHARED_FILE;
+const FILE_NAME: &str = capsule_config::layout::SHARED_FILE;
 /// How long a reader or writer waits for another writer (a copy takes nanoseconds).
 const STALE_SPINS: u32 = 1 << 22;
 

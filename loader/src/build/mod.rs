@@ -694,7 +694,7 @@ impl Builder<'_> {
 
     fn collect_leftovers(&self) {
         let home = crate::state::Home::at(&self.options.home);
-        let dir = self.options.home.join("capsules");
+        let dir = self.options.home.join(capsule_config::layout::CAPSULES_DIR);
         let Ok(entries) = fs::read_dir(&dir) else {
             return;
         };

@@ -247,7 +247,7 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<()> {
 
 /// The capsule's lower layer, from its config: its root, or the host's `/`.
 fn lower_of(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let path = dir.join("config");
+    let path = dir.join(capsule_config::layout::CONFIG_FILE);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| anyhow!("{}: {}", path.display(), capsule_loader::describe_io(&e)))?;
     let pairs =

@@ -18,7 +18,7 @@ use capsule_loader::envfile::{self, EnvEntry};
 use capsule_loader::launch::Termination;
 use capsule_loader::manage;
 use capsule_loader::manifest::Restart;
-use capsule_loader::run::{self, Host, Prepared, RunError, RunSpec, TimeSetting};
+use capsule_loader::run::{Host, Prepared, RunError, RunSpec, TimeSetting};
 use capsule_loader::slurm;
 use capsule_loader::state;
 use capsule_loader::up::{self, Detached};
@@ -376,7 +376,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         state::validate_name(name).map_err(|e| anyhow!("--name {e}"))?;
     }
     if let Some(host) = &args.hostname {
-        run::check_hostname(host).map_err(|e| flag_error("--hostname", format!("{host:?}"), e))?;
+        capsule_config::check_hostname(host)
+            .map_err(|e| flag_error("--hostname", format!("{host:?}"), e))?;
     }
     let time = match (&args.time_offset, &args.time_at) {
         (Some(offset), _) => Some(TimeSetting::Offset(parse_duration(offset).map_err(

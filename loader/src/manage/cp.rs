@@ -396,7 +396,7 @@ fn copy_file(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
 fn bump_generation(state_dir: &Path) {
     use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let path = state_dir.join(capsule_config::SHARED_FILE);
+    let path = state_dir.join(capsule_config::layout::SHARED_FILE);
     let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
         return;
     };

@@ -6,7 +6,8 @@
 use std::ffi::{c_int, CString};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use capsule_config::net::{PortTable, RemotePeer, PORTS_FILE};
+use capsule_config::layout::{self, PORTS_FILE};
+use capsule_config::net::{PortTable, RemotePeer};
 use capsule_config::{PortMap, Proto};
 
 use super::addr::Place;
@@ -128,14 +129,11 @@ impl Ports {
         let table_path = |dir: &str| CString::new(format!("{dir}/{PORTS_FILE}")).ok();
         // `/x/capsules/NAME/` names the same capsule as `/x/capsules/NAME`.
         let state_dir = state_dir.map(|d| d.trim_end_matches('/'));
-        let capsules = state_dir.and_then(|d| d.rsplit_once('/').map(|(parent, _)| parent));
         let peer_tables = peers
             .iter()
             .map(|peer| {
-                Mapped::new(
-                    capsules.and_then(|c| table_path(&format!("{c}/{peer}"))),
-                    false,
-                )
+                let dir = state_dir.and_then(|d| layout::peer_dir(d, peer));
+                Mapped::new(dir.as_deref().and_then(table_path), false)
             })
             .collect();
         Ports {

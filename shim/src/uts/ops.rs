@@ -59,7 +59,7 @@ pub fn set(runtime: &Runtime, which: Name, name: &[u8], privileged: bool) -> Out
     if !privileged {
         return Fail(libc::EPERM);
     }
-    if name.len() > MAX_HOSTNAME_LEN {
+    if !capsule_config::hostname_fits(name.len()) {
         return Fail(libc::EINVAL);
     }
     // The kernel stores the bytes up to len; a NUL inside ends the name as seen.
