@@ -449,7 +449,7 @@ impl RunSpec {
         if self.network_host {
             if let Some(spec) = self.ports.first() {
                 return Err(RunError::Port {
-                    spec: spec.clone(),
+                    spec: spec.text().to_string(),
                     reason: "--network host uses the host's ports: there is nothing to publish"
                         .into(),
                 });
