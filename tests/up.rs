@@ -279,6 +279,34 @@ echo "$n $(cat /tmp/capsule-up-private)" > /out/$n
 }
 
 #[test]
+fn no_log_prefix_leaves_standard_output_to_the_programs() {
+    let project = Project::new(
+        "up-no-prefix",
+        r#"
+[capsule.a]
+command = 'echo "line from $(hostname)"'
+[capsule.b]
+command = 'echo "line from $(hostname)"; exit 3'
+"#,
+    );
+    let out = run(&mut project.up(&["--no-log-prefix"]));
+    let text = stdout(&out);
+    let mut got = lines(&text);
+    got.sort();
+    assert_eq!(got, ["line from a", "line from b"], "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("capsule: b: exited with status 3") || err.contains("b exited 3"),
+        "{err}"
+    );
+    // The logs are the same as with prefixes.
+    for name in ["a", "b"] {
+        let log = std::fs::read_to_string(project.capsule_file(name, "log")).unwrap();
+        assert_eq!(log, format!("line from {name}\n"));
+    }
+}
+
+#[test]
 fn depends_on_starts_dependencies_first() {
     // a needs b, b needs c: c starts first although the manifest lists it last. A
     // capsule's pid file is written before the next capsule starts.

@@ -474,6 +474,7 @@ fn detach(prepared: Prepared, restart: Restart, remove: bool) -> anyhow::Result<
         exit_code_from: None,
         foreground: false,
         colours: false,
+        prefix: false,
     };
     match up::detach()? {
         Detached::Caller(waiter) => {

@@ -79,6 +79,12 @@ pub struct UpArgs {
     /// or 125 with the refusal.
     #[arg(long, conflicts_with = "detach")]
     pub dry_run: bool,
+
+    /// Print the capsules' output as the programs wrote it, without the `name | `
+    /// prefix, as docker compose up --no-log-prefix: for one capsule, or for a Slurm
+    /// job step whose output file is the program's. The log files never have one.
+    #[arg(long = "no-log-prefix", conflicts_with = "detach")]
+    pub no_log_prefix: bool,
 }
 
 /// Runs `capsule up`; returns its exit status.
@@ -109,6 +115,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<u8> {
         exit_code_from,
         foreground: !args.detach,
         colours: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        prefix: !args.no_log_prefix,
     };
     if !args.detach {
         let outcome = up::supervise(plan, settings, None)?;

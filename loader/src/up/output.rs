@@ -26,22 +26,26 @@ pub struct Console {
     /// Print to standard output (else only the log files get the output).
     foreground: bool,
     colours: bool,
+    /// Prefix lines with the capsule's name.
+    prefixed: bool,
     width: usize,
 }
 
 impl Console {
     /// `names` are every capsule's, to pad the prefixes to the longest.
-    pub fn new(foreground: bool, colours: bool, names: &[String]) -> Console {
+    pub fn new(foreground: bool, colours: bool, prefixed: bool, names: &[String]) -> Console {
         Console {
             foreground,
             colours,
+            prefixed,
             width: names.iter().map(|n| n.chars().count()).max().unwrap_or(0),
         }
     }
 
-    /// The `name | ` prefix of capsule number `index` (empty in the background).
+    /// The `name | ` prefix of capsule number `index` (empty in the background, and
+    /// without prefixes).
     pub fn prefix(&self, index: usize, name: &str) -> Arc<str> {
-        if !self.foreground {
+        if !self.foreground || !self.prefixed {
             return Arc::from("");
         }
         let padded = format!("{name:<width$} |", width = self.width);
@@ -54,16 +58,28 @@ impl Console {
     }
 
     /// A line of the supervisor about one capsule, in the stream of its output.
-    pub fn notice(&self, prefix: &str, text: &str) {
-        if self.foreground {
+    /// Without prefixes it goes to standard error, naming the capsule, so that the
+    /// standard output is the programs' alone.
+    pub fn notice(&self, prefix: &str, name: &str, text: &str) {
+        if !self.foreground {
+            return;
+        }
+        if self.prefixed {
             print_line(prefix, format!("capsule: {text}").as_bytes());
+        } else {
+            eprintln!("capsule: {name}: {text}");
         }
     }
 
-    /// A line of the supervisor about them all.
+    /// A line of the supervisor about them all (to standard error without prefixes).
     pub fn say(&self, text: &str) {
-        if self.foreground {
+        if !self.foreground {
+            return;
+        }
+        if self.prefixed {
             print_line("", text.as_bytes());
+        } else {
+            eprintln!("{text}");
         }
     }
 
@@ -133,12 +149,19 @@ mod tests {
     #[test]
     fn prefixes_are_padded_and_coloured_on_terminals() {
         let names = vec!["web-1".to_string(), "db".to_string()];
-        let plain = Console::new(true, false, &names);
+        let plain = Console::new(true, false, true, &names);
         assert_eq!(&*plain.prefix(1, "db"), "db    | ");
         assert_eq!(&*plain.prefix(0, "web-1"), "web-1 | ");
-        let coloured = Console::new(true, true, &names);
+        let coloured = Console::new(true, true, true, &names);
         assert_eq!(&*coloured.prefix(1, "db"), "\x1b[33mdb    |\x1b[0m ");
-        assert_eq!(&*Console::new(false, true, &names).prefix(0, "db"), "");
+        assert_eq!(
+            &*Console::new(false, true, true, &names).prefix(0, "db"),
+            ""
+        );
+        assert_eq!(
+            &*Console::new(true, true, false, &names).prefix(0, "db"),
+            ""
+        );
     }
 
     #[test]
@@ -149,7 +172,7 @@ mod tests {
         let log = File::create(&log_path).unwrap();
         let index = File::create(dir.join("log.index")).unwrap();
         let (reader, mut writer) = io::pipe().unwrap();
-        let console = Console::new(false, false, &[]);
+        let console = Console::new(false, false, true, &[]);
         let thread = console.relay(reader, log, index, Arc::from("")).unwrap();
         writer.write_all(b"one\ntwo\nno newline").unwrap();
         drop(writer);

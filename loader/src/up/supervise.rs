@@ -60,6 +60,9 @@ pub struct Settings {
     pub foreground: bool,
     /// Colour the prefixes.
     pub colours: bool,
+    /// Print each line behind its capsule's `name | ` prefix (`--no-log-prefix`: as the
+    /// program wrote it).
+    pub prefix: bool,
 }
 
 /// How the capsules ended.
@@ -119,7 +122,12 @@ pub fn supervise(
 ) -> Result<Outcome, UpError> {
     let signals = BlockedSignals::block()?;
     let names = plan.names.clone();
-    let console = Console::new(settings.foreground, settings.colours, &names);
+    let console = Console::new(
+        settings.foreground,
+        settings.colours,
+        settings.prefix,
+        &names,
+    );
     let dirs = open_all(&plan.prepared)?;
     let own_pid = std::process::id();
     let mut members = Vec::with_capacity(dirs.len());
@@ -362,7 +370,8 @@ impl Supervisor {
             Restart::Always => true,
         };
         if member.stopped || stopping || !wanted {
-            self.console.notice(&member.prefix, &describe(end));
+            self.console
+                .notice(&member.prefix, &member.name, &describe(end));
             self.end(index);
             return;
         }
@@ -372,6 +381,7 @@ impl Supervisor {
         if member.restarts >= RESTART_LIMIT {
             self.console.notice(
                 &member.prefix,
+                &member.name,
                 &format!("{}; gave up after {RESTART_LIMIT} restarts", describe(end)),
             );
             self.end(index);
@@ -381,6 +391,7 @@ impl Supervisor {
         member.restarts += 1;
         self.console.notice(
             &member.prefix,
+            &member.name,
             &format!(
                 "{}; restart {} of {RESTART_LIMIT} in {} ms",
                 describe(end),
@@ -405,14 +416,17 @@ impl Supervisor {
             if stop_requested(member.dir.path()) {
                 member.stopped = true;
                 self.console
-                    .notice(&member.prefix, "stopped; not restarted");
+                    .notice(&member.prefix, &member.name, "stopped; not restarted");
                 self.end(index);
                 continue;
             }
             if let Err(e) = self.start(index).and_then(|pipe| self.relay(index, pipe)) {
                 let member = &self.members[index];
-                self.console
-                    .notice(&member.prefix, &format!("cannot restart: {e}"));
+                self.console.notice(
+                    &member.prefix,
+                    &member.name,
+                    &format!("cannot restart: {e}"),
+                );
                 self.end(index);
             }
         }
