@@ -79,6 +79,7 @@ impl Cluster {
             .env("PATH", path)
             .env("CAPSULE_HOME", &self.home)
             .env("TMPDIR", &self.local)
+            .env("CAPSULE_EXAMPLES", workspace_root().join("examples/slurm"))
             .current_dir(self.dir.path());
         cmd
     }
@@ -102,20 +103,15 @@ fn sorted_lines(text: &str) -> Vec<String> {
     lines
 }
 
-/// A program that serves one line on port 8000 (task 0) or reads it from capsule
-/// app-0 by name (the other tasks).
-const PEER_SCRIPT: &str = r#"
-if [ "$SLURM_PROCID" = 0 ]; then
-  exec python3 -c 'import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("",8000));s.listen();c,_=s.accept();c.sendall(b"hello from "+socket.gethostname().encode()+b"\n");c.close()'
-fi
-exec python3 -c '
-import socket,time
-for i in range(200):
-    try:
-        c=socket.create_connection(("app-0",8000)); break
-    except OSError: time.sleep(0.05)
-print("task 1 got", c.recv(100).decode().strip())'
-"#;
+/// `examples/slurm/NAME`.
+fn example(name: &str) -> String {
+    workspace_root()
+        .join("examples/slurm")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
 
 #[test]
 fn capsules_run_as_slurm_job_steps() {
@@ -147,36 +143,60 @@ fn capsules_run_as_slurm_job_steps() {
     let text = success(&out, "srun of two capsules");
     assert_eq!(sorted_lines(&text), ["web-0 0 n1", "web-1 1 n2"]);
 
-    // Peers by capsule name: both tasks on one node (the loopback scheme), then on
-    // two nodes (the node's address and the published port); without a published
-    // port the peer on the other node is unreachable, so the second run did go there.
-    let script = cluster.dir.join("peer.sh");
-    fs::write(&script, PEER_SCRIPT).unwrap();
-    let script = script.to_str().unwrap();
-    for nodes in ["-N1", "-N2"] {
+    // Peers by capsule name, as examples/slurm/peers.sbatch runs them: both tasks on
+    // one node (the loopback scheme), then on two nodes (the node's address and the
+    // published port; without a published port the peer on the other node is
+    // unreachable, so the second run did go there).
+    for nodes in ["1", "2"] {
+        let output = format!("peers-{nodes}.out");
         let out = cluster.run(
-            "srun",
+            "sbatch",
             &[
+                "--wait",
+                "--nodes",
                 nodes,
-                "-n2",
-                "capsule",
-                "run",
-                "--rm",
-                "--name",
-                "app-%t",
-                "--hostname",
-                "web-%t",
-                "-p",
-                "18100+%t:8000",
-                "--peers-from-slurm",
-                "--",
-                "sh",
-                script,
+                "-o",
+                &output,
+                &example("peers.sbatch"),
             ],
         );
-        let text = success(&out, &format!("srun {nodes} of two peers"));
-        assert_eq!(text.trim(), "task 1 got hello from web-0", "{nodes}");
+        success(
+            &out,
+            &format!("examples/slurm/peers.sbatch on {nodes} nodes"),
+        );
+        let text = fs::read_to_string(cluster.dir.join(&output)).unwrap();
+        assert_eq!(text.trim(), "task 1 got hello from web-0", "{nodes} nodes");
     }
+
+    // examples/slurm/array.sbatch: four capsules of the host's root, each writing the
+    // host's /etc/motd in its private layer.
+    let motd = fs::read("/etc/motd").ok();
+    let out = cluster.run(
+        "sbatch",
+        &[
+            "--wait",
+            "--parsable",
+            "-o",
+            "example-%a.out",
+            &example("array.sbatch"),
+        ],
+    );
+    let job = success(&out, "examples/slurm/array.sbatch")
+        .trim()
+        .to_string();
+    for task in 0..4 {
+        let text = fs::read_to_string(cluster.dir.join(&format!("example-{task}.out"))).unwrap();
+        assert_eq!(
+            text,
+            format!("task {task} of job {job} on worker-{task}\n"),
+            "array task {task}"
+        );
+    }
+    assert_eq!(
+        fs::read("/etc/motd").ok(),
+        motd,
+        "the host's /etc/motd changed"
+    );
 
     // The exit status: srun's, sbatch --wait's, and the job completion record.
     let out = cluster.run(
@@ -309,35 +329,42 @@ fn capsules_run_as_slurm_job_steps() {
             .unwrap(),
     ]));
     success(&out, "mpicc");
-    for (nodes, network) in [("-N1", "capsule"), ("-N2", "host")] {
-        let out = cluster.run(
-            "srun",
-            &[
-                "--mpi=pmix",
-                nodes,
-                "-n2",
-                "capsule",
-                "run",
-                "--rm",
-                "--network",
-                network,
-                "--name",
-                "rank-%t",
-                "--hostname",
-                "rank-%t",
-                "--",
-                hello.to_str().unwrap(),
-            ],
-        );
-        let text = success(&out, &format!("two MPI ranks in capsules, {nodes}"));
-        assert_eq!(
-            sorted_lines(&text),
-            [
-                "rank 0 of 2 on rank-0",
-                "rank 0 received 10 from rank 1",
-                "rank 1 of 2 on rank-1"
-            ],
-            "{nodes}"
-        );
-    }
+    let out = cluster.run(
+        "srun",
+        &[
+            "--mpi=pmix",
+            "-N1",
+            "-n2",
+            "capsule",
+            "run",
+            "--rm",
+            "--name",
+            "rank-%t",
+            "--hostname",
+            "rank-%t",
+            "--",
+            hello.to_str().unwrap(),
+        ],
+    );
+    let expected = [
+        "rank 0 of 2 on rank-0",
+        "rank 0 received 10 from rank 1",
+        "rank 1 of 2 on rank-1",
+    ];
+    let text = success(&out, "two MPI ranks in capsules on one node");
+    assert_eq!(sorted_lines(&text), expected);
+    let out = cluster.run(
+        "sbatch",
+        &[
+            "--wait",
+            "--nodes=2",
+            "-o",
+            "mpi.out",
+            &example("mpi.sbatch"),
+            hello.to_str().unwrap(),
+        ],
+    );
+    success(&out, "examples/slurm/mpi.sbatch on two nodes");
+    let text = fs::read_to_string(cluster.dir.join("mpi.out")).unwrap();
+    assert_eq!(sorted_lines(&text), expected, "two nodes");
 }
