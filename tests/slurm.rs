@@ -2,8 +2,9 @@
 //! slurmctld and two slurmd (nodes n1 and n2, on 127.0.0.1 and 127.0.0.2) in the
 //! test's own directory, and stops them afterwards. Then: srun of per-task capsules
 //! (host names, ports), peers by name on one node and across nodes, the exit status
-//! through srun, sbatch and the job completion log, a job array of one image (private
-//! layers apart, the store unchanged, concurrent imports), scancel (no process left),
+//! through srun, sbatch and the job completion log, `capsule up` as a job step, a job
+//! array of one image (private layers apart, the store unchanged, concurrent imports),
+//! scancel (no process left),
 //! and a two-rank Open MPI hello world with each rank in its own capsule, on one node
 //! and on two (with `--network host`).
 //!
@@ -282,6 +283,40 @@ fn capsules_run_as_slurm_job_steps() {
     ]);
     assert_eq!(success(&out, "the image after the array"), "base\n");
     assert_eq!(fs::read_to_string(root.join("data/new")).unwrap(), "base\n");
+
+    // capsule up as a job step: a server and a client reaching it by name, the
+    // programs' output as they wrote it (--no-log-prefix) in the step's output.
+    let manifest = cluster.dir.join("capsule.toml");
+    fs::write(
+        &manifest,
+        r#"
+[capsule.server]
+command = ['python3', '-c', 'import socket;s=socket.socket();s.bind(("",8000));s.listen();c,_=s.accept();c.sendall(socket.gethostname().encode()+b"\n");c.close()']
+[capsule.client]
+depends_on = ["server"]
+command = ['python3', '-c', '''import socket,time
+for i in range(200):
+    try:
+        c=socket.create_connection(("server",8000)); break
+    except OSError: time.sleep(0.05)
+print("client got", c.recv(100).decode().strip())''']
+"#,
+    )
+    .unwrap();
+    let out = cluster.run(
+        "srun",
+        &[
+            "-n1",
+            "capsule",
+            "up",
+            "--no-log-prefix",
+            "--exit-code-from",
+            "client",
+            "-f",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(success(&out, "srun capsule up"), "client got server\n");
 
     // scancel of a running capsule: its program is stopped, nothing is left running.
     let marker = cluster.dir.join("started");
