@@ -268,6 +268,31 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
         describe(&out)
     );
     assert!(exists(&upper(&home, "apt").join("usr/bin/hello")));
+    // A package whose maintainer scripts add a system user and give it directories
+    // (uuid-runtime: adduser uuidd, chown of /var/lib/libuuid), then apt-get remove.
+    let out = in_capsule(
+        f,
+        &home,
+        &root,
+        "apt",
+        "set -e; apt-get install -y -q uuid-runtime >/dev/null; id -un uuidd; \
+         stat -c '%U:%G %a' /var/lib/libuuid; apt-get remove -y -q sl >/dev/null; \
+         test ! -e /usr/games/sl && echo sl-removed",
+    );
+    if mirror_failed(&out) {
+        println!(
+            "skipped uuid-runtime: the mirror does not answer\n{}",
+            describe(&out)
+        );
+        return;
+    }
+    assert_eq!(
+        success(
+            &out,
+            "apt-get install -y uuid-runtime; apt-get remove -y sl"
+        ),
+        "uuidd\nuuidd:uuidd 2775\nsl-removed\n"
+    );
     assert_unchanged(&root, &before);
     // A second capsule of the same root sees none of it.
     let out = in_capsule(
@@ -297,7 +322,8 @@ fn apt_get_installs_a_package_in_a_root_owned_by_real_root() {
 
 /// shadow-utils' `useradd` (its `lckpwdf` on `/etc/.pwd.lock`, the `link()` of a
 /// temporary file to `/etc/passwd.lock` checked by `st_nlink`), then the new name
-/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`.
+/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`, and `su`
+/// (PAM's `pam_rootok`, then `pam_unix` reading the capsule's `/etc/shadow`).
 #[test]
 fn useradd_and_the_new_name_in_a_root_the_user_owns() {
     let Some(f) = fixture() else { return };
@@ -311,16 +337,80 @@ fn useradd_and_the_new_name_in_a_root_the_user_owns() {
         "users",
         "set -e; useradd -m alice; id alice; touch /tmp/g; chown alice:alice /tmp/g; \
          stat -c '%n %U:%G %u:%g' /tmp/g /home/alice; ls -l /tmp/g | awk '{print $3\":\"$4}'; \
-         runuser -u alice -- id -un",
+         runuser -u alice -- id -un; su alice -c 'id -un; touch /tmp/a'; stat -c '%U:%G' /tmp/a",
     );
     assert_eq!(
         success(&out, "useradd -m alice"),
         "uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
-         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\n"
+         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\nalice\nalice:alice\n"
     );
     let passwd = std::fs::read_to_string(upper(&home, "users").join("etc/passwd")).unwrap();
     assert!(passwd.contains("\nalice:x:1000:1000:"), "{passwd}");
     assert_unchanged(&root, &before);
     let out = in_capsule(f, &home, &root, "other", "id alice 2>&1 || echo unknown");
     assert!(success(&out, "a second capsule").contains("unknown"));
+}
+
+/// The same root imported as an image (`capsule image import` of the tar, by the
+/// user, into its own store): apt-get install, useradd and su in `run --image`.
+#[test]
+fn apt_get_and_useradd_in_an_imported_image() {
+    let Some(f) = fixture() else { return };
+    let home = capsule_home(f);
+    // The archive where the user can read it.
+    let tar = home.path().join("root.tar");
+    std::fs::copy(&f.tar, &tar).unwrap();
+    let mut reach = AsNobody::new();
+    reach.reach(&shim());
+    let bin = reach.reach(&capsule_bin());
+    let capsule = |args: &[&str]| {
+        let mut cmd = clean_command(&bin);
+        cmd.env("CAPSULE_HOME", home.path())
+            .env("HOME", &f.home)
+            .current_dir("/")
+            .args(args)
+            .uid(f.uid)
+            .gid(f.gid);
+        run(&mut cmd)
+    };
+    let out = capsule(&[
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+        "--name",
+        "bookworm:min",
+    ]);
+    success(&out, "capsule image import");
+    let out = capsule(&[
+        "run",
+        "--name",
+        "img",
+        "--image",
+        "bookworm:min",
+        "--user",
+        "0",
+        "--",
+        "bash",
+        "-c",
+        "set -e; apt-get update -q >/dev/null; apt-get install -y -q sl >/dev/null; \
+         test -x /usr/games/sl && echo sl-runs; useradd -m bob; su bob -c 'id -un'",
+    ]);
+    if mirror_failed(&out) {
+        println!("skipped: the mirror does not answer\n{}", describe(&out));
+        return;
+    }
+    assert_eq!(success(&out, "apt-get in run --image"), "sl-runs\nbob\n");
+    let out = capsule(&[
+        "run",
+        "--rm",
+        "--image",
+        "bookworm:min",
+        "--user",
+        "0",
+        "--",
+        "bash",
+        "-c",
+        "test -e /usr/games/sl && echo has-sl; id bob 2>/dev/null || echo no-bob",
+    ]);
+    assert_eq!(success(&out, "a second capsule of the image"), "no-bob\n");
 }

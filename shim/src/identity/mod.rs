@@ -77,6 +77,8 @@ pub const HOOKS: &[Hook] = &[
     Hook::new("getgrent_r", Partial("as getgrent")),
     Hook::new("setgrent", Full),
     Hook::new("endgrent", Full),
+    Hook::new("getspnam", Partial("from the capsule's /etc/shadow (files format) as getpwnam from its /etc/passwd")),
+    Hook::new("getspnam_r", Partial("as getspnam")),
     Hook::new("lckpwdf", Partial("locks the capsule's /etc/.pwd.lock (polling, 15 s at most) when it has its own file system")),
     Hook::new("ulckpwdf", Partial("as lckpwdf")),
     Hook::new("getgrouplist", Partial("from the capsule's /etc/group when the capsule has its own database (see getgrnam)")),

@@ -174,6 +174,66 @@ impl Arena {
     }
 }
 
+/// One `/etc/shadow` line; an empty number field is -1, as glibc reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Sp<'a> {
+    pub name: &'a [u8],
+    pub passwd: &'a [u8],
+    /// Last change, minimum, maximum, warning, inactivity, expiry.
+    pub numbers: [i64; 6],
+    pub flag: u64,
+}
+
+pub fn shadow_entries(text: &[u8]) -> impl Iterator<Item = Sp<'_>> {
+    lines(text).filter_map(|line| {
+        let f: Vec<&[u8]> = line.splitn(9, |&b| b == b':').collect();
+        if f.len() != 9 || f[0].is_empty() {
+            return None;
+        }
+        let mut numbers = [-1i64; 6];
+        for (n, field) in numbers.iter_mut().zip(&f[2..8]) {
+            if !field.is_empty() {
+                *n = i64::from(number(field)?);
+            }
+        }
+        let flag = if f[8].is_empty() {
+            u64::MAX
+        } else {
+            u64::from(number(f[8])?)
+        };
+        Some(Sp {
+            name: f[0],
+            passwd: f[1],
+            numbers,
+            flag,
+        })
+    })
+}
+
+/// Fills `out` with `sp`, its strings in `buf`: 0 or `ERANGE`.
+///
+/// # Safety
+/// `out` is a valid `spwd`, `buf` valid for `len` bytes.
+pub unsafe fn fill_shadow(sp: &Sp, out: *mut libc::spwd, buf: *mut c_char, len: usize) -> c_int {
+    let mut arena = Arena { buf, len, used: 0 };
+    let (Some(name), Some(passwd)) = (arena.string(sp.name), arena.string(sp.passwd)) else {
+        return libc::ERANGE;
+    };
+    let [lstchg, min, max, warn, inact, expire] = sp.numbers;
+    *out = libc::spwd {
+        sp_namp: name,
+        sp_pwdp: passwd,
+        sp_lstchg: lstchg as libc::c_long,
+        sp_min: min as libc::c_long,
+        sp_max: max as libc::c_long,
+        sp_warn: warn as libc::c_long,
+        sp_inact: inact as libc::c_long,
+        sp_expire: expire as libc::c_long,
+        sp_flag: sp.flag as libc::c_ulong,
+    };
+    0
+}
+
 /// Fills `out` with `pw`, its strings in `buf`: 0, or `ERANGE` when `buf` is too small.
 ///
 /// # Safety
@@ -258,6 +318,16 @@ mod tests {
         );
         assert_eq!(group_list(GROUP, b"app", 1000), [1000, 4, 50]);
         assert_eq!(group_list(GROUP, b"app", 4), [4, 50]);
+    }
+
+    #[test]
+    fn parses_shadow_lines_with_empty_fields() {
+        let text = b"root:*:19000:0:99999:7:::\nalice:!:20000::::::\nbad:x:y:::::\n";
+        let all: Vec<Sp> = shadow_entries(text).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].numbers, [19000, 0, 99999, 7, -1, -1]);
+        assert_eq!((all[1].name, all[1].passwd), (&b"alice"[..], &b"!"[..]));
+        assert_eq!(all[1].flag, u64::MAX);
     }
 
     #[test]

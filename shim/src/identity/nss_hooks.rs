@@ -11,6 +11,7 @@ use super::nss::{self, Gr, Pw, Source};
 
 const PASSWD: &[u8] = b"/etc/passwd";
 const GROUP: &[u8] = b"/etc/group";
+const SHADOW: &[u8] = b"/etc/shadow";
 
 thread_local! {
     // What the non-reentrant functions return: valid until the thread's next call,
@@ -23,7 +24,12 @@ thread_local! {
         // SAFETY: group is plain data; null pointers until filled.
         UnsafeCell::new(unsafe { std::mem::zeroed() })
     };
+    static SP_OUT: UnsafeCell<libc::spwd> = const {
+        // SAFETY: spwd is plain data; null pointers until filled.
+        UnsafeCell::new(unsafe { std::mem::zeroed() })
+    };
     static PW_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static SP_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static GR_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -151,6 +157,43 @@ unsafe fn gr(matches: impl Fn(&Gr) -> bool, real: impl FnOnce() -> *mut group) -
         Source::Capsule { text, fallback } => {
             match nss::group_entries(&text).find(|g| matches(g)) {
                 Some(gr) => store_gr(&gr),
+                None if fallback => real(),
+                None => ptr::null_mut(),
+            }
+        }
+    }
+}
+
+/// `getspnam_r` from the capsule's `/etc/shadow`, as `getpwnam_r` from its
+/// `/etc/passwd`: PAM's `pam_unix` (`su`, `runuser`) then finds the capsule's users.
+unsafe fn sp_r(
+    wanted: &[u8],
+    out: *mut libc::spwd,
+    buf: *mut c_char,
+    len: size_t,
+    result: *mut *mut libc::spwd,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    match nss::source(SHADOW) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => {
+            let found = nss::shadow_entries(&text)
+                .find(|e| e.name == wanted)
+                .map(|e| nss::fill_shadow(&e, out, buf, len));
+            reentrant(found, fallback, out, result, real)
+        }
+    }
+}
+
+/// `getspnam`: the same into the thread's static result.
+unsafe fn sp(wanted: &[u8], real: impl FnOnce() -> *mut libc::spwd) -> *mut libc::spwd {
+    match nss::source(SHADOW) {
+        Source::Host => real(),
+        Source::Capsule { text, fallback } => {
+            match nss::shadow_entries(&text).find(|e| e.name == wanted) {
+                Some(e) => store(&SP_OUT, &SP_STORE, |o, buf, len| {
+                    nss::fill_shadow(&e, o, buf, len)
+                }),
                 None if fallback => real(),
                 None => ptr::null_mut(),
             }
@@ -315,6 +358,18 @@ hook! {
             Some(rc) => rc,
             None => real(user, group, groups, ngroups),
         }
+    }
+
+    fn getspnam(name: *const c_char) -> *mut libc::spwd, missing: ptr::null_mut();
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name) };
+        sp(wanted, || real(name))
+    }
+
+    fn getspnam_r(name: *const c_char, out: *mut libc::spwd, buf: *mut c_char, len: size_t, result: *mut *mut libc::spwd) -> c_int, missing: libc::ENOSYS;
+    |real| {
+        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
+        sp_r(wanted, out, buf, len, result, || real(name, out, buf, len, result))
     }
 
     fn lckpwdf() -> c_int, missing: -1;
