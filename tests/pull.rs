@@ -559,3 +559,91 @@ fn a_registry_that_is_down_is_one_line() {
     let out = auth.run(&home, &["pull", "Not A Reference"]);
     refused(&out, "not an image reference");
 }
+
+#[test]
+fn push_a_committed_image_then_pull_it_elsewhere() {
+    let work = TempDir::new("pull-push");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
+    auth.ok(
+        &home,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            "app",
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    auth.ok(&home, &["commit", "work", "changed:1"]);
+
+    let dest = registry.name("changed:1");
+    let out = auth.ok(&home, &["push", "-q", "changed:1", &dest]);
+    assert!(out.starts_with(&format!("{dest} sha256:")), "{out}");
+    assert!(out.contains("(4 blobs, 4 uploaded)"), "{out}");
+    let digest = out.split_whitespace().nth(1).unwrap().to_string();
+    // skopeo reads what was pushed: the same manifest, three gzip layers.
+    assert_eq!(registry.digest("changed:1"), digest);
+    let inspect = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{len .Layers}}",
+            &format!("docker://{dest}"),
+        ],
+    );
+    assert_eq!(inspect.trim(), "3");
+    // Again: the registry has every blob (HEAD), none is sent.
+    let puts = registry.requests("\"PUT /v2/changed/blobs/uploads/");
+    assert_eq!(puts, 4);
+    let out = auth.ok(&home, &["push", "-q", "changed:1", &dest]);
+    assert!(out.contains("(4 blobs, 0 uploaded)"), "{out}");
+    assert_eq!(registry.requests("\"PUT /v2/changed/blobs/uploads/"), puts);
+
+    let fresh = CapsuleHome::new();
+    let out = auth.ok(&fresh, &["pull", "-q", &dest]);
+    assert!(out.trim_end().ends_with(&digest), "{out}");
+    assert_eq!(data_new(&auth, &fresh, &dest, &[]), "changed\n");
+    assert_app_image_owners(&auth, &fresh, &dest);
+
+    // A destination without a tag, and an image the store does not have.
+    let out = auth.run(
+        &home,
+        &[
+            "push",
+            "changed:1",
+            &format!("{}@{digest}", registry.name("changed")),
+        ],
+    );
+    refused(&out, "a push needs a tag");
+    let out = auth.run(&home, &["push", "nothing:1", &dest]);
+    refused(&out, "nothing:1: no such image");
+}
+
+/// The owners the image's tar headers gave survive a push and a pull.
+fn assert_app_image_owners(auth: &AuthEnv, home: &CapsuleHome, image: &str) {
+    let out = auth.ok(
+        home,
+        &[
+            "run",
+            "--rm",
+            "--image",
+            image,
+            "--entrypoint",
+            "/bin/stat",
+            "--",
+            "-c",
+            "%u:%g %A",
+            "/data/owned",
+        ],
+    );
+    assert_eq!(out, format!("{}:{} -rw-r-----\n", OWNER.0, OWNER.1));
+}
