@@ -647,3 +647,72 @@ fn assert_app_image_owners(auth: &AuthEnv, home: &CapsuleHome, image: &str) {
     );
     assert_eq!(out, format!("{}:{} -rw-r-----\n", OWNER.0, OWNER.1));
 }
+
+#[test]
+fn interrupted_downloads_resume_with_range_and_are_verified() {
+    let work = TempDir::new("pull-resume");
+    let layout = umoci_layout(work.path());
+    let auth = AuthEnv::new();
+
+    // A registry that answers 503 once, then breaks the top layer off halfway.
+    let fake = Fake::start(work.path(), &layout, "cut");
+    let home = CapsuleHome::new();
+    let image = fake.name("app:app");
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    let log = fake.log();
+    assert_eq!(log.matches("GET /v2/app/manifests/app").count(), 2, "{log}");
+    let resumed: Vec<&str> = log.lines().filter(|l| l.contains("range=bytes=")).collect();
+    // Both layers are the last of some image of the layout: both were cut.
+    assert_eq!(resumed.len(), 2, "{log}");
+    assert!(resumed.iter().all(|l| !l.contains("range=bytes=0-")), "{log}");
+
+    // What a killed pull left in downloads/ is resumed by the next one: the real
+    // registry answers the rest (206); a partial blob that is wrong is downloaded
+    // again whole (200) and the image is still right.
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "app", "app:v1");
+    let manifest = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{}", registry.name("app:v1")),
+        ],
+    );
+    let top = manifest
+        .split("\"digest\":\"sha256:")
+        .last()
+        .and_then(|rest| rest.get(..64))
+        .unwrap()
+        .to_string();
+    let blob = fs::read(layout.join("blobs/sha256").join(&top)).unwrap();
+    let half = blob.len() / 2;
+    for (label, partial, status) in [
+        ("good", blob[..half].to_vec(), " 206 "),
+        ("bad", vec![b'x'; half], " 200 "),
+    ] {
+        let home = CapsuleHome::new();
+        let downloads = home.path().join("images/downloads");
+        fs::create_dir_all(&downloads).unwrap();
+        fs::write(downloads.join(&top), &partial).unwrap();
+        let before = registry.requests(status);
+        let out = auth.ok(&home, &["pull", "-q", &registry.name("app:v1")]);
+        assert!(out.contains("(2 layers, 2 new)"), "{label}: {out}");
+        let needle = format!("GET /v2/app/blobs/sha256:{top} HTTP/1.1\"{status}");
+        assert!(registry.requests(&needle) >= 1, "{label}: no {needle:?}");
+        assert!(registry.requests(status) > before);
+        assert_eq!(
+            data_new(&auth, &home, &registry.name("app:v1"), &[]),
+            "app\n",
+            "{label}"
+        );
+        assert_eq!(
+            store_entries(&home, "downloads"),
+            Vec::<String>::new(),
+            "{label}"
+        );
+    }
+}
