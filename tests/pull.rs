@@ -296,6 +296,23 @@ fn pull_by_tag_and_by_digest_then_run() {
     assert!(!never.path().join("images").exists());
     let first_use = CapsuleHome::new();
     assert_eq!(data_new(&auth, &first_use, &image, &[]), "app\n");
+    // capsule build pulls a FROM image the store lacks.
+    let built = CapsuleHome::new();
+    let context = work.join("context");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(
+        context.join("Containerfile"),
+        format!("FROM {image}\nENTRYPOINT [\"/bin/cat\"]\nCMD [\"/data/new\"]\n"),
+    )
+    .unwrap();
+    auth.ok(
+        &built,
+        &["build", "-q", "-t", "built:1", context.to_str().unwrap()],
+    );
+    assert_eq!(
+        auth.ok(&built, &["run", "--rm", "--image", "built:1"]),
+        "app\n"
+    );
     // A tag that is not there, one line naming it.
     let out = auth.run(&first_use, &["pull", &registry.name("app:v2")]);
     refused(&out, "manifest v2: not found");
@@ -666,7 +683,10 @@ fn interrupted_downloads_resume_with_range_and_are_verified() {
     let resumed: Vec<&str> = log.lines().filter(|l| l.contains("range=bytes=")).collect();
     // Both layers are the last of some image of the layout: both were cut.
     assert_eq!(resumed.len(), 2, "{log}");
-    assert!(resumed.iter().all(|l| !l.contains("range=bytes=0-")), "{log}");
+    assert!(
+        resumed.iter().all(|l| !l.contains("range=bytes=0-")),
+        "{log}"
+    );
 
     // What a killed pull left in downloads/ is resumed by the next one: the real
     // registry answers the rest (206); a partial blob that is wrong is downloaded
