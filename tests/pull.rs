@@ -342,6 +342,23 @@ fn a_layer_already_in_the_store_is_not_downloaded_again() {
     assert_eq!(data_new(&auth, &home, &image, &["--pull=always"]), "app\n");
     assert_eq!(registry.requests("\"GET /v2/app/blobs/"), 3);
     assert_eq!(registry.requests("\"GET /v2/app/manifests/v1"), 2);
+
+    // capsule up pulls a manifest's image on first use too.
+    let project = TempDir::new("pull-up");
+    fs::create_dir(project.join("out")).unwrap();
+    fs::write(
+        project.join("capsule.toml"),
+        format!(
+            "[capsule.a]\nimage = \"{}\"\ncommand = \"cat /data/new > /out/a\"\nvolumes = [\"./out:/out\"]\n",
+            registry.name("base:v1")
+        ),
+    )
+    .unwrap();
+    let fresh = CapsuleHome::new();
+    let mut up = auth.command(&fresh, &["up"]);
+    let out = run(up.current_dir(project.path()));
+    success(&out, "capsule up");
+    assert_eq!(fs::read_to_string(project.join("out/a")).unwrap(), "base\n");
 }
 
 #[test]

@@ -122,22 +122,6 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run --image REF` pulling as `--pull` says, before the capsule is prepared.
-pub fn pull_for_run(
-    reference: &str,
-    policy: PullPolicy,
-    tls: &TlsArgs,
-    platform: Option<&str>,
-) -> anyhow::Result<()> {
-    let options = options(tls, platform, false)?;
-    if let Some(done) = pull::ensure(&store()?, reference, policy.into(), &options)
-        .with_context(|| format!("--image {reference}: pull"))?
-    {
-        log::info!("pulled {} sha256:{}", done.reference, done.id.hex());
-    }
-    Ok(())
-}
-
 pub const LOGIN_ABOUT: &str = "\
 Log in to a registry: the credentials are checked against it (a Bearer token is \
 asked for, or Basic is tried), then recorded in the first of $REGISTRY_AUTH_FILE, \
