@@ -753,3 +753,94 @@ fn interrupted_downloads_resume_with_range_and_are_verified() {
         );
     }
 }
+
+/// Adds to `layout` an OCI index tagged `multi`: `app` for this machine's platform,
+/// `base` for linux/s390x.
+fn add_multi_platform_index(layout: &Path) {
+    use sha2::Digest as _;
+    let index_file = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_file).unwrap()).unwrap();
+    let by_tag = |tag: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap()
+            .clone()
+    };
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let entry = |tag: &str, arch: &str| {
+        let mut desc = by_tag(tag);
+        desc.as_object_mut().unwrap().remove("annotations");
+        desc["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        desc
+    };
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("base", "s390x"), entry("app", host)],
+    });
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }));
+    fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn an_index_with_two_platforms() {
+    let work = TempDir::new("pull-index");
+    let layout = umoci_layout(work.path());
+    add_multi_platform_index(&layout);
+    let registry = Registry::start(&work.join("registry"), None);
+    let dest = format!("docker://{}", registry.name("multi:1"));
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", layout.display()),
+            &dest,
+        ],
+    );
+    let image = registry.name("multi:1");
+    let auth = AuthEnv::new();
+
+    // This machine's platform: app, two layers.
+    let home = CapsuleHome::new();
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // --platform picks the other entry (on pull and on run alike).
+    let other = CapsuleHome::new();
+    assert_eq!(
+        data_new(&auth, &other, &image, &["--platform", "linux/s390x"]),
+        "base\n"
+    );
+    let out = auth.run(&other, &["pull", "--platform", "linux/riscv64", &image]);
+    let line = refused(&out, "no image for linux/riscv64");
+    assert!(
+        line.contains("linux/s390x") && line.contains("linux/"),
+        "{line}"
+    );
+}
