@@ -7,8 +7,9 @@ MODE:
   plain    serves the layout as it is;
   corrupt  serves the last layer of every manifest with one byte flipped (same size,
            with the right Docker-Content-Digest: a client must not trust it);
-  cut      sends the first response for that layer only halfway, then closes the
-           connection; later requests honour Range;
+  cut      answers the first manifest request 503 (Retry-After: 0), and sends the
+           first response for that layer only halfway, then closes the connection;
+           later requests honour Range;
   bearer   asks for a Bearer token (challenge -> /token with Basic alice:secret).
 
 Each request is appended to LOGFILE as `METHOD PATH range=… auth=Basic|Bearer|none`.
@@ -83,6 +84,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) != 5:
             return self.reply(404)
         _, _, _name, kind, ref = parts
+        if kind == "manifests" and mode == "cut" and "manifest" not in cut_done:
+            cut_done.add("manifest")
+            return self.reply(503, b"busy", {"Retry-After": "0"})
         if kind == "manifests":
             desc = tags.get(ref) or next((m for m in index["manifests"] if m["digest"] == ref), None)
             if desc is None:

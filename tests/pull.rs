@@ -296,6 +296,23 @@ fn pull_by_tag_and_by_digest_then_run() {
     assert!(!never.path().join("images").exists());
     let first_use = CapsuleHome::new();
     assert_eq!(data_new(&auth, &first_use, &image, &[]), "app\n");
+    // capsule build pulls a FROM image the store lacks.
+    let built = CapsuleHome::new();
+    let context = work.join("context");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(
+        context.join("Containerfile"),
+        format!("FROM {image}\nENTRYPOINT [\"/bin/cat\"]\nCMD [\"/data/new\"]\n"),
+    )
+    .unwrap();
+    auth.ok(
+        &built,
+        &["build", "-q", "-t", "built:1", context.to_str().unwrap()],
+    );
+    assert_eq!(
+        auth.ok(&built, &["run", "--rm", "--image", "built:1"]),
+        "app\n"
+    );
     // A tag that is not there, one line naming it.
     let out = auth.run(&first_use, &["pull", &registry.name("app:v2")]);
     refused(&out, "manifest v2: not found");
@@ -325,6 +342,23 @@ fn a_layer_already_in_the_store_is_not_downloaded_again() {
     assert_eq!(data_new(&auth, &home, &image, &["--pull=always"]), "app\n");
     assert_eq!(registry.requests("\"GET /v2/app/blobs/"), 3);
     assert_eq!(registry.requests("\"GET /v2/app/manifests/v1"), 2);
+
+    // capsule up pulls a manifest's image on first use too.
+    let project = TempDir::new("pull-up");
+    fs::create_dir(project.join("out")).unwrap();
+    fs::write(
+        project.join("capsule.toml"),
+        format!(
+            "[capsule.a]\nimage = \"{}\"\ncommand = \"cat /data/new > /out/a\"\nvolumes = [\"./out:/out\"]\n",
+            registry.name("base:v1")
+        ),
+    )
+    .unwrap();
+    let fresh = CapsuleHome::new();
+    let mut up = auth.command(&fresh, &["up"]);
+    let out = run(up.current_dir(project.path()));
+    success(&out, "capsule up");
+    assert_eq!(fs::read_to_string(project.join("out/a")).unwrap(), "base\n");
 }
 
 #[test]
@@ -558,4 +592,255 @@ fn a_registry_that_is_down_is_one_line() {
     assert!(!home.path().join("images").exists());
     let out = auth.run(&home, &["pull", "Not A Reference"]);
     refused(&out, "not an image reference");
+}
+
+#[test]
+fn push_a_committed_image_then_pull_it_elsewhere() {
+    let work = TempDir::new("pull-push");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
+    auth.ok(
+        &home,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            "app",
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    auth.ok(&home, &["commit", "work", "changed:1"]);
+
+    let dest = registry.name("changed:1");
+    let out = auth.ok(&home, &["push", "-q", "changed:1", &dest]);
+    assert!(out.starts_with(&format!("{dest} sha256:")), "{out}");
+    assert!(out.contains("(4 blobs, 4 uploaded)"), "{out}");
+    let digest = out.split_whitespace().nth(1).unwrap().to_string();
+    // skopeo reads what was pushed: the same manifest, three gzip layers.
+    assert_eq!(registry.digest("changed:1"), digest);
+    let inspect = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{len .Layers}}",
+            &format!("docker://{dest}"),
+        ],
+    );
+    assert_eq!(inspect.trim(), "3");
+    // Again: the registry has every blob (HEAD), none is sent.
+    let puts = registry.requests("\"PUT /v2/changed/blobs/uploads/");
+    assert_eq!(puts, 4);
+    let out = auth.ok(&home, &["push", "-q", "changed:1", &dest]);
+    assert!(out.contains("(4 blobs, 0 uploaded)"), "{out}");
+    assert_eq!(registry.requests("\"PUT /v2/changed/blobs/uploads/"), puts);
+
+    let fresh = CapsuleHome::new();
+    let out = auth.ok(&fresh, &["pull", "-q", &dest]);
+    assert!(out.trim_end().ends_with(&digest), "{out}");
+    assert_eq!(data_new(&auth, &fresh, &dest, &[]), "changed\n");
+    assert_app_image_owners(&auth, &fresh, &dest);
+
+    // A destination without a tag, and an image the store does not have.
+    let out = auth.run(
+        &home,
+        &[
+            "push",
+            "changed:1",
+            &format!("{}@{digest}", registry.name("changed")),
+        ],
+    );
+    refused(&out, "a push needs a tag");
+    let out = auth.run(&home, &["push", "nothing:1", &dest]);
+    refused(&out, "nothing:1: no such image");
+}
+
+/// The owners the image's tar headers gave survive a push and a pull.
+fn assert_app_image_owners(auth: &AuthEnv, home: &CapsuleHome, image: &str) {
+    let out = auth.ok(
+        home,
+        &[
+            "run",
+            "--rm",
+            "--image",
+            image,
+            "--entrypoint",
+            "/bin/stat",
+            "--",
+            "-c",
+            "%u:%g %A",
+            "/data/owned",
+        ],
+    );
+    assert_eq!(out, format!("{}:{} -rw-r-----\n", OWNER.0, OWNER.1));
+}
+
+#[test]
+fn interrupted_downloads_resume_with_range_and_are_verified() {
+    let work = TempDir::new("pull-resume");
+    let layout = umoci_layout(work.path());
+    let auth = AuthEnv::new();
+
+    // A registry that answers 503 once, then breaks the top layer off halfway.
+    let fake = Fake::start(work.path(), &layout, "cut");
+    let home = CapsuleHome::new();
+    let image = fake.name("app:app");
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    let log = fake.log();
+    assert_eq!(log.matches("GET /v2/app/manifests/app").count(), 2, "{log}");
+    let resumed: Vec<&str> = log.lines().filter(|l| l.contains("range=bytes=")).collect();
+    // Both layers are the last of some image of the layout: both were cut.
+    assert_eq!(resumed.len(), 2, "{log}");
+    assert!(
+        resumed.iter().all(|l| !l.contains("range=bytes=0-")),
+        "{log}"
+    );
+
+    // What a killed pull left in downloads/ is resumed by the next one: the real
+    // registry answers the rest (206); a partial blob that is wrong is downloaded
+    // again whole (200) and the image is still right.
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "app", "app:v1");
+    let manifest = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{}", registry.name("app:v1")),
+        ],
+    );
+    let top = manifest
+        .split("\"digest\":\"sha256:")
+        .last()
+        .and_then(|rest| rest.get(..64))
+        .unwrap()
+        .to_string();
+    let blob = fs::read(layout.join("blobs/sha256").join(&top)).unwrap();
+    let half = blob.len() / 2;
+    for (label, partial, status) in [
+        ("good", blob[..half].to_vec(), " 206 "),
+        ("bad", vec![b'x'; half], " 200 "),
+    ] {
+        let home = CapsuleHome::new();
+        let downloads = home.path().join("images/downloads");
+        fs::create_dir_all(&downloads).unwrap();
+        fs::write(downloads.join(&top), &partial).unwrap();
+        let before = registry.requests(status);
+        let out = auth.ok(&home, &["pull", "-q", &registry.name("app:v1")]);
+        assert!(out.contains("(2 layers, 2 new)"), "{label}: {out}");
+        let needle = format!("GET /v2/app/blobs/sha256:{top} HTTP/1.1\"{status}");
+        assert!(registry.requests(&needle) >= 1, "{label}: no {needle:?}");
+        assert!(registry.requests(status) > before);
+        assert_eq!(
+            data_new(&auth, &home, &registry.name("app:v1"), &[]),
+            "app\n",
+            "{label}"
+        );
+        assert_eq!(
+            store_entries(&home, "downloads"),
+            Vec::<String>::new(),
+            "{label}"
+        );
+    }
+}
+
+/// Adds to `layout` an OCI index tagged `multi`: `app` for this machine's platform,
+/// `base` for linux/s390x.
+fn add_multi_platform_index(layout: &Path) {
+    use sha2::Digest as _;
+    let index_file = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_file).unwrap()).unwrap();
+    let by_tag = |tag: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap()
+            .clone()
+    };
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let entry = |tag: &str, arch: &str| {
+        let mut desc = by_tag(tag);
+        desc.as_object_mut().unwrap().remove("annotations");
+        desc["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        desc
+    };
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("base", "s390x"), entry("app", host)],
+    });
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }));
+    fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn an_index_with_two_platforms() {
+    let work = TempDir::new("pull-index");
+    let layout = umoci_layout(work.path());
+    add_multi_platform_index(&layout);
+    let registry = Registry::start(&work.join("registry"), None);
+    let dest = format!("docker://{}", registry.name("multi:1"));
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", layout.display()),
+            &dest,
+        ],
+    );
+    let image = registry.name("multi:1");
+    let auth = AuthEnv::new();
+
+    // This machine's platform: app, two layers.
+    let home = CapsuleHome::new();
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // --platform picks the other entry (on pull and on run alike).
+    let other = CapsuleHome::new();
+    assert_eq!(
+        data_new(&auth, &other, &image, &["--platform", "linux/s390x"]),
+        "base\n"
+    );
+    let out = auth.run(&other, &["pull", "--platform", "linux/riscv64", &image]);
+    let line = refused(&out, "no image for linux/riscv64");
+    assert!(
+        line.contains("linux/s390x") && line.contains("linux/"),
+        "{line}"
+    );
 }

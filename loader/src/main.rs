@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         cli::Command::Commit(args) => done(cli::image::commit(args)),
         cli::Command::Build(args) => done(cli::build::build(args)),
         cli::Command::Pull(args) => done(cli::registry::pull(args)),
+        cli::Command::Push(args) => done(cli::registry::push(args)),
         cli::Command::Login(args) => done(cli::registry::login(args)),
         cli::Command::Logout(args) => done(cli::registry::logout(args)),
     }

@@ -258,6 +258,11 @@ pub struct RunSpec {
     workdir: Option<PathBuf>,
     root: Option<PathBuf>,
     image: Option<String>,
+    /// When and how an image the store lacks is pulled (`--pull`, `--tls-verify`).
+    pull: (
+        crate::image::registry::pull::Policy,
+        crate::image::registry::Options,
+    ),
     entrypoint: Option<OsString>,
     volumes: Vec<Given<Volume>>,
     ports: Vec<Given<PortMap>>,
@@ -293,6 +298,7 @@ impl RunSpec {
             workdir: None,
             root: None,
             image: None,
+            pull: Default::default(),
             entrypoint: None,
             volumes: Vec::new(),
             ports: Vec::new(),
@@ -365,6 +371,17 @@ impl RunSpec {
     /// An imported image whose layers are the capsule's read-only lower layers.
     pub fn image(mut self, reference: Option<String>) -> Self {
         self.image = reference;
+        self
+    }
+
+    /// With an image: pull it from its registry as `policy` says (default: when the
+    /// store does not have it, as `docker run`).
+    pub fn pull(
+        mut self,
+        policy: crate::image::registry::pull::Policy,
+        options: crate::image::registry::Options,
+    ) -> Self {
+        self.pull = (policy, options);
         self
     }
 
@@ -677,6 +694,10 @@ impl RunSpec {
         if self.root.is_some() {
             return Err(bad("cannot be combined with --root".into()));
         }
+        let store = crate::image::store::Store::new(home.root());
+        let (policy, options) = &self.pull;
+        crate::image::registry::pull::ensure(&store, &reference, *policy, options)
+            .map_err(|e| bad(format!("pull: {e}")))?;
         let image =
             crate::image::run_defaults(home.root(), &reference).map_err(|e| bad(e.to_string()))?;
         let mut argv: Vec<OsString> = match &self.entrypoint {

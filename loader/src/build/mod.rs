@@ -370,11 +370,25 @@ impl Builder<'_> {
             };
             (id, Map::new())
         } else {
+            // An image the store lacks is pulled, as docker build does.
+            let options = crate::image::registry::Options {
+                quiet: self.options.quiet,
+                ..Default::default()
+            };
+            let pulled = crate::image::registry::pull::ensure(
+                &self.store,
+                &image,
+                crate::image::registry::pull::Policy::Missing,
+                &options,
+            )
+            .err()
+            .map(|e| format!(" (pull: {e})"))
+            .unwrap_or_default();
             let index = self.store.read_index()?;
             let (id, _) = self.store.resolve(&index, &image).map_err(|e| match e {
                 ImageError::NotFound(_) => self.at(
                     from.line,
-                    format!("FROM {image}: no such image or stage (capsule image import, or an earlier stage)"),
+                    format!("FROM {image}: no such image or stage (capsule image import or pull, or an earlier stage){pulled}"),
                 ),
                 e => self.at(from.line, e.to_string()),
             })?;

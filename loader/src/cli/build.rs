@@ -14,7 +14,8 @@ otherwise) and its private layer becomes the step's layer; COPY and ADD read the
 context (less what .containerignore or .dockerignore leaves out); ENV, ARG, WORKDIR, \
 USER, CMD, ENTRYPOINT, EXPOSE, LABEL, SHELL, VOLUME and STOPSIGNAL change the \
 configuration. Multi-stage builds (FROM … AS name, COPY --from=name) and FROM scratch \
-work; FROM names an image of the store (capsule image import) or an earlier stage.
+work; FROM names an image of the store (pulled from its registry when the store does not \
+have it, as capsule pull does) or an earlier stage.
 
 A step whose parent, instruction and (COPY, ADD) files did not change is taken from the \
 cache, so a rebuild runs only what changed. Everything that can be checked (the file, \

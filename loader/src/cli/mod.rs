@@ -62,6 +62,7 @@ Managing capsules (of run --name, run -d and up alike):
 Images (OCI layouts and archives, docker save archives, root file system tarballs):
   capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
   capsule image rm REF... | export REF DIR       capsule pull REF [--platform OS/ARCH]
+  capsule push IMAGE [DESTINATION]
   capsule login [-u USER] [--password-stdin] REGISTRY    capsule logout REGISTRY
   capsule run --image REF [-- PROG [ARGS]...]    capsule diff NAME | commit NAME NEWREF
   capsule build -t REF [-f FILE] [--build-arg K=V]... [--target STAGE] [--no-cache] CONTEXT
@@ -129,6 +130,9 @@ pub enum Command {
     /// Pull an image from a registry (docker.io, ghcr.io, your own) into the store
     #[command(long_about = registry::PULL_ABOUT, after_help = registry::PULL_AFTER_HELP)]
     Pull(registry::PullArgs),
+    /// Push an image of the store to a registry
+    #[command(long_about = registry::PUSH_ABOUT, after_help = registry::PUSH_AFTER_HELP)]
+    Push(registry::PushArgs),
     /// Log in to a registry: check the credentials, then keep them for pull and push
     #[command(long_about = registry::LOGIN_ABOUT, after_help = registry::LOGIN_AFTER_HELP)]
     Login(registry::LoginArgs),
@@ -170,6 +174,7 @@ impl Command {
             | Command::Cp(_)
             | Command::Build(_)
             | Command::Pull(_)
+            | Command::Push(_)
             | Command::Login(_)
             | Command::Logout(_)
             | Command::Commit(_) => false,

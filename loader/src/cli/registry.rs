@@ -1,4 +1,4 @@
-//! `capsule pull`, `login`, `logout`: flags, then the library's `image::registry`,
+//! `capsule pull`, `push`, `login`, `logout`: flags, then the library's `image::registry`,
 //! then one line.
 
 use std::io::{BufRead, Read, Write};
@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use anyhow::Context as _;
 use capsule_loader::image::registry::client::Client;
 use capsule_loader::image::registry::credentials::{self, Credentials};
-use capsule_loader::image::registry::{self, pull};
+use capsule_loader::image::registry::{self, pull, push};
 use capsule_loader::image::spec::Platform;
 use capsule_loader::image::store::Store;
 use clap::{Args, ValueEnum};
@@ -80,10 +80,14 @@ pub struct PullArgs {
     pub tls: TlsArgs,
 }
 
-fn store() -> anyhow::Result<Store> {
+fn home() -> anyhow::Result<std::path::PathBuf> {
     let cwd = std::env::current_dir().ok();
     let home = capsule_loader::state::Home::resolve(|key| std::env::var_os(key), cwd.as_deref())?;
-    Ok(Store::new(home.root()))
+    Ok(home.root().to_path_buf())
+}
+
+fn store() -> anyhow::Result<Store> {
+    Ok(Store::new(&home()?))
 }
 
 /// The options of a command reaching a registry.
@@ -115,22 +119,6 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
         done.new_layers,
         done.manifest
     )?;
-    Ok(())
-}
-
-/// `run --image REF` pulling as `--pull` says, before the capsule is prepared.
-pub fn pull_for_run(
-    reference: &str,
-    policy: PullPolicy,
-    tls: &TlsArgs,
-    platform: Option<&str>,
-) -> anyhow::Result<()> {
-    let options = options(tls, platform, false)?;
-    if let Some(done) = pull::ensure(&store()?, reference, policy.into(), &options)
-        .with_context(|| format!("--image {reference}: pull"))?
-    {
-        log::info!("pulled {} sha256:{}", done.reference, done.id.hex());
-    }
     Ok(())
 }
 
@@ -254,6 +242,49 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<()> {
         std::io::stdout().lock(),
         "Removed login credentials for {domain} from {}",
         file.display()
+    )?;
+    Ok(())
+}
+
+pub const PUSH_ABOUT: &str = "\
+Push an image of the store to a registry, as docker push: IMAGE (a reference or an \
+id, for example what capsule commit or capsule build made) goes to DESTINATION, by \
+default IMAGE's own name, which must name a registry and a tag \
+(host:5000/app:1, ghcr.io/org/app:2). Layers are written from the store and gzipped; \
+blobs the registry already has are not sent again; the manifest (OCI) is put last. \
+Credentials and --tls-verify are as for pull (see capsule login --help).";
+
+pub const PUSH_AFTER_HELP: &str = "\
+Examples:
+  capsule commit work app:2 && capsule push app:2 localhost:5000/app:2
+  capsule push ghcr.io/org/app:2";
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image of the store: a reference or an id
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Where to push it: [REGISTRY/]PATH:TAG (default: IMAGE)
+    #[arg(value_name = "DESTINATION")]
+    pub destination: Option<String>,
+    /// No line per blob; only the result
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+pub fn push(args: PushArgs) -> anyhow::Result<()> {
+    let options = options(&args.tls, None, args.quiet)?;
+    let done = push::push(&home()?, &args.image, args.destination.as_deref(), &options)
+        .with_context(|| format!("push {}", args.image))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{} {} ({} blobs, {} uploaded)",
+        done.reference,
+        done.digest,
+        done.blobs,
+        done.uploaded
     )?;
     Ok(())
 }

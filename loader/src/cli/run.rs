@@ -410,9 +410,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         );
     }
 
-    if let Some(image) = &args.image {
-        super::registry::pull_for_run(image, args.pull, &args.tls, args.platform.as_deref())?;
-    }
+    let pull = super::registry::options(&args.tls, args.platform.as_deref(), false)?;
     let host = Host::current();
     let mut command: Vec<OsString> = args.command;
     // Without an image, an entrypoint is the program, PROG and ARGS its arguments.
@@ -443,6 +441,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         .workdir(args.workdir)
         .root(args.root)
         .image(args.image)
+        .pull(args.pull.into(), pull)
         .volumes(args.volume)
         .ports(args.publish)
         .read_only(args.read_only)

@@ -10,7 +10,7 @@
 //!   docker's `credHelpers`/`credsStore`), `login`/`logout` writing them;
 //! - [`manifest`]: manifests and indexes, the platform chosen from an index;
 //! - [`blob`]: a blob downloaded and verified while it streams, resumed with `Range`;
-//! - [`pull`]: the command.
+//! - [`pull`], [`push`]: the commands.
 //!
 //! Invariants: nothing a registry says is trusted before its digest is checked (a
 //! manifest, a configuration, a layer; never `Docker-Content-Digest`); the store
@@ -23,6 +23,7 @@ pub mod client;
 pub mod credentials;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 
 use std::path::PathBuf;
 
