@@ -1,7 +1,7 @@
 //! The machinery every hook uses: lazily resolved real functions, the re-entrancy
 //! guard, errno handling and the `hook!` macro that declares an exported hook.
 //!
-//! Rules (see hard-cases.md):
+//! Rules (README, "How it is built"):
 //! - the real function is found with `dlsym(RTLD_NEXT)` (or `dlvsym` for a given
 //!   symbol version) and cached in an `AtomicPtr`; resolution is racy but idempotent,
 //!   never behind a blocking once-cell, because `dlsym` may call `calloc` and re-enter;

@@ -5,6 +5,9 @@
 //! that call `execve` after `vfork`), so it does not allocate: everything is built in
 //! stack buffers, or in a private mapping when the environment is very large.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_char, CStr};
 use std::ptr;
 
@@ -228,11 +231,21 @@ fn preload_host(item: &[u8], host: &mut crate::fs::path::PathBuf) -> Option<bool
 unsafe fn entries<'a>(list: *const *const c_char) -> impl Iterator<Item = &'a CStr> {
     let mut p = list;
     std::iter::from_fn(move || {
-        if p.is_null() || (*p).is_null() {
+        if p.is_null() {
             return None;
         }
-        let entry = CStr::from_ptr(*p);
-        p = p.add(1);
+        // SAFETY: `p` is inside `list`, a valid NULL-terminated array (the caller's
+        // contract), and has not gone past its terminating NULL.
+        let current = unsafe { *p };
+        if current.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null entry of the array is a valid C string, and the NULL that
+        // ends the array keeps `p + 1` inside it.
+        let entry = unsafe {
+            p = p.add(1);
+            CStr::from_ptr(current)
+        };
         Some(entry)
     })
 }
@@ -264,7 +277,8 @@ pub unsafe fn with_child_env<R>(
     let rt = runtime::get();
     let mut count = 0usize;
     let mut existing_preload: Option<&[u8]> = None;
-    for entry in entries(envp) {
+    // SAFETY: `envp` is null or a valid NULL-terminated array (this function's contract).
+    for entry in unsafe { entries(envp) } {
         let bytes = entry.to_bytes();
         count += 1;
         if key_of(bytes) == LD_PRELOAD && bytes.len() > LD_PRELOAD.len() {
@@ -289,14 +303,17 @@ pub unsafe fn with_child_env<R>(
         } else {
             let ptr_bytes = ptrs_needed * std::mem::size_of::<*const c_char>();
             let len = ptr_bytes + text_needed;
-            let addr = libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
+            // SAFETY: a new private anonymous mapping touches no existing memory.
+            let addr = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
             if addr == libc::MAP_FAILED {
                 // Cannot build a new environment: pass the program's own rather than
                 // failing its exec (logged; the child may then run without the shim).
@@ -304,10 +321,15 @@ pub unsafe fn with_child_env<R>(
                 return f(envp);
             }
             _mapping = Mapping { addr, len };
-            (
-                std::slice::from_raw_parts_mut(addr.cast(), ptrs_needed),
-                std::slice::from_raw_parts_mut(addr.cast::<u8>().add(ptr_bytes), text_needed),
-            )
+            // SAFETY: the mapping is `len = ptr_bytes + text_needed` bytes, page-aligned
+            // (so aligned for pointers), zeroed, and lives in `_mapping` until the end of
+            // this function; the two slices cover its two disjoint parts.
+            unsafe {
+                (
+                    std::slice::from_raw_parts_mut(addr.cast(), ptrs_needed),
+                    std::slice::from_raw_parts_mut(addr.cast::<u8>().add(ptr_bytes), text_needed),
+                )
+            }
         };
 
     let mut text = Text {
@@ -324,7 +346,8 @@ pub unsafe fn with_child_env<R>(
     let rendered_len = text.len;
 
     let mut n = 0;
-    for entry in entries(envp) {
+    // SAFETY: as above, `envp` is null or a valid NULL-terminated array.
+    for entry in unsafe { entries(envp) } {
         if !replaced(entry.to_bytes()) {
             ptrs[n] = entry.as_ptr();
             n += 1;
@@ -338,7 +361,8 @@ pub unsafe fn with_child_env<R>(
     let mut start = 0;
     for (i, &b) in text.buf[..rendered_len].iter().enumerate() {
         if b == 0 {
-            ptrs[n] = base.add(start).cast();
+            // SAFETY: `start <= i < rendered_len`, inside the text buffer.
+            ptrs[n] = unsafe { base.add(start) }.cast();
             n += 1;
             start = i + 1;
         }
@@ -375,33 +399,39 @@ pub fn hide_settings() {
 /// functions that spawn with `environ` internally (`system`, `popen`) after the
 /// program removed them.
 pub fn repair_environ() {
-    // SAFETY: environ is the process environment; we copy what we need out of the
-    // child environment before changing environ with setenv.
-    unsafe {
-        with_child_env(std::ptr::null(), current_environ(), |child| {
-            for entry in entries(child) {
-                let bytes = entry.to_bytes();
-                if !replaced(bytes) {
-                    continue;
-                }
-                let key = key_of(bytes);
-                let value = &bytes[key.len() + 1..];
-                let mut key_buf = [0u8; 64];
-                if key.len() >= key_buf.len() {
-                    continue;
-                }
-                key_buf[..key.len()].copy_from_slice(key);
-                let current = libc::getenv(key_buf.as_ptr().cast());
-                if current.is_null() || CStr::from_ptr(current).to_bytes() != value {
+    let repair = |child: *const *const c_char| {
+        // SAFETY: `child` is the NULL-terminated array with_child_env built.
+        for entry in unsafe { entries(child) } {
+            let bytes = entry.to_bytes();
+            if !replaced(bytes) {
+                continue;
+            }
+            let key = key_of(bytes);
+            let value = &bytes[key.len() + 1..];
+            let mut key_buf = [0u8; 64];
+            if key.len() >= key_buf.len() {
+                continue;
+            }
+            key_buf[..key.len()].copy_from_slice(key);
+            // SAFETY: `key_buf` is NUL-terminated (zeroed past the key).
+            let current = unsafe { libc::getenv(key_buf.as_ptr().cast()) };
+            // SAFETY: a non-null getenv result is a C string of the environment.
+            if current.is_null() || unsafe { CStr::from_ptr(current) }.to_bytes() != value {
+                // SAFETY: both are NUL-terminated: the key in `key_buf`, the value the end
+                // of `entry` after its `=`; setenv copies them.
+                unsafe {
                     libc::setenv(
                         key_buf.as_ptr().cast(),
                         entry.as_ptr().add(key.len() + 1),
                         1,
-                    );
-                }
+                    )
+                };
             }
-        })
-    }
+        }
+    };
+    // SAFETY: environ is the process environment, a valid NULL-terminated array; the
+    // child environment is built from it before `repair` changes `environ` with setenv.
+    unsafe { with_child_env(std::ptr::null(), current_environ(), repair) }
 }
 
 #[cfg(test)]

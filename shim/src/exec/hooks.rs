@@ -1,6 +1,8 @@
 //! FFI layer of the exec replica. The variadic `execl`, `execlp` and `execle` are in
 //! `variadic.rs` and end in the hooks below.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, FILE};
 
 use super::env::{current_environ, hide_settings, repair_environ, with_child_env};
@@ -74,15 +76,22 @@ hook! {
 static REAL_EXECVE: Real = Real::new(c"execve");
 
 /// The real execve (for execvpe, which finds the file itself in a capsule).
+///
+/// # Safety
+/// As `execve(2)`: `path` is a C string, `argv` and `envp` NULL-terminated arrays.
 unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    match REAL_EXECVE.get() {
-        // SAFETY: libc's execve has this signature.
-        Some(f) => std::mem::transmute::<
+    let Some(f) = REAL_EXECVE.get() else {
+        return failed(-1, libc::ENOSYS);
+    };
+    // SAFETY: the symbol dlsym found as `execve` is libc's, with this signature.
+    let execve = unsafe {
+        std::mem::transmute::<
             *mut libc::c_void,
             unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int,
-        >(f)(path, argv, envp),
-        None => failed(-1, libc::ENOSYS),
-    }
+        >(f)
+    };
+    // SAFETY: the arguments are as execve takes them (this function's contract).
+    unsafe { execve(path, argv, envp) }
 }
 
 /// Runs `exec` on the host file and argument vector of `file` in the capsule (as
@@ -124,10 +133,13 @@ fn failed(fail: c_int, e: c_int) -> c_int {
 /// `execv` and `execvp` use `environ`; a program that cleared it still keeps the capsule.
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
-    execve(path, argv, current_environ())
+    // SAFETY: the caller's `path` and `argv` are as execv takes them, which execve
+    // takes too; `environ` is the process's NULL-terminated environment.
+    unsafe { execve(path, argv, current_environ()) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
-    execvpe(file, argv, current_environ())
+    // SAFETY: as for execv: the caller's arguments, and the process's environment.
+    unsafe { execvpe(file, argv, current_environ()) }
 }

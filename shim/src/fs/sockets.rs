@@ -8,6 +8,9 @@
 //! `/proc/self/fd/N/NAME`, where N is the host directory opened for the call: short
 //! whatever the layer's location, and resolved by the kernel to the real directory.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -29,12 +32,20 @@ pub unsafe fn path_of<'a>(addr: *const libc::sockaddr, len: libc::socklen_t) -> 
     if addr.is_null() || (len as usize) <= std::mem::size_of::<libc::sa_family_t>() {
         return None;
     }
-    if c_int::from((*addr).sa_family) != libc::AF_UNIX {
+    // SAFETY: `addr` is non-null and valid for `len` bytes, more than its family field.
+    if c_int::from(unsafe { (*addr).sa_family }) != libc::AF_UNIX {
         return None;
     }
-    let un = &*(addr as *const libc::sockaddr_un);
     let max = (len as usize - std::mem::size_of::<libc::sa_family_t>()).min(SUN_PATH);
-    let bytes = std::slice::from_raw_parts(un.sun_path.as_ptr() as *const u8, max);
+    // SAFETY: `sun_path` follows the family field, and `max` bytes from it stay within
+    // the `len` valid bytes of `addr` (read as bytes: no reference to a whole
+    // `sockaddr_un`, which the caller's shorter address may not hold).
+    let bytes = unsafe {
+        let path = addr
+            .cast::<u8>()
+            .add(std::mem::offset_of!(libc::sockaddr_un, sun_path));
+        std::slice::from_raw_parts(path, max)
+    };
     if bytes.first().copied().unwrap_or(0) == 0 {
         return None;
     }
@@ -53,14 +64,15 @@ pub struct HostAddress {
 impl Drop for HostAddress {
     fn drop(&mut self) {
         if self.dir >= 0 {
-            // SAFETY: we opened it.
+            // SAFETY: `dir` was opened by host_address for this address and is closed
+            // only here.
             unsafe { libc::close(self.dir) };
         }
     }
 }
 
 fn host_address(host: &PathBuf) -> Op<HostAddress> {
-    // SAFETY: sockaddr_un is plain data.
+    // SAFETY: sockaddr_un is plain data, for which all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let mut dir = -1;
@@ -69,7 +81,7 @@ fn host_address(host: &PathBuf) -> Op<HostAddress> {
         short.push_bytes(host.as_bytes())?;
     } else {
         let parent = PathBuf::from_bytes(host.parent_bytes())?;
-        // SAFETY: NUL-terminated path.
+        // SAFETY: `parent` is a NUL-terminated path; open reads only it.
         dir = unsafe {
             libc::open(
                 parent.as_ptr(),
@@ -83,7 +95,7 @@ fn host_address(host: &PathBuf) -> Op<HostAddress> {
         short.push_bytes(crate::decimal::decimal(dir as u64, &mut Default::default()))?;
         short.push_component(host.file_name())?;
         if short.len() >= SUN_PATH {
-            // SAFETY: we opened it.
+            // SAFETY: `dir` is the descriptor opened above, closed once, here.
             unsafe { libc::close(dir) };
             return Err(Skip::Errno(libc::ENAMETOOLONG));
         }
@@ -102,7 +114,8 @@ fn capsule_cstr(path: &[u8]) -> Op<PathBuf> {
 /// bind: the socket file is created in the capsule.
 pub fn bind(layers: &Layers, path: &[u8]) -> Op<(HostAddress, PathBuf, PathBuf)> {
     let name = capsule_cstr(path)?;
-    // SAFETY: PathBuf is NUL-terminated without interior NULs.
+    // SAFETY: PathBuf is NUL-terminated without interior NULs, and `name` outlives
+    // `cstr`.
     let cstr = unsafe { CStr::from_ptr(name.as_ptr()) };
     let node = ops::lookup(layers, libc::AT_FDCWD, cstr, false)?;
     if node.exists() {
@@ -117,7 +130,7 @@ pub fn bind(layers: &Layers, path: &[u8]) -> Op<(HostAddress, PathBuf, PathBuf)>
 /// connect: the socket file is looked up in the capsule.
 pub fn connect(layers: &Layers, path: &[u8]) -> Op<HostAddress> {
     let name = capsule_cstr(path)?;
-    // SAFETY: as above.
+    // SAFETY: as in bind: a NUL-terminated PathBuf that outlives `cstr`.
     let cstr = unsafe { CStr::from_ptr(name.as_ptr()) };
     let node = ops::existing(layers, libc::AT_FDCWD, cstr, true).map_err(|e| match e {
         Skip::Errno(libc::ENOENT) => Skip::Errno(libc::ENOENT),
@@ -145,6 +158,6 @@ pub fn name_of(fd: c_int) -> Option<&'static CStr> {
         return None;
     }
     let p = NAMES[fd as usize].load(Ordering::Acquire);
-    // SAFETY: stored names are leaked NUL-terminated boxes.
+    // SAFETY: stored names are leaked NUL-terminated boxes, never freed.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p.cast()) })
 }

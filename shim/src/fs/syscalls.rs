@@ -15,6 +15,9 @@
 //!   host below those are not seen). `RESOLVE_CACHED` gives `EAGAIN`, which callers
 //!   must handle anyway.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_int, c_long, CStr};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -65,11 +68,14 @@ pub unsafe fn getdents64(fd: c_int, buf: *mut u8, len: usize) -> Option<c_long> 
     }
     let _guard = Guard::enter()?;
     let saved = crate::hook::errno();
-    let mut st: libc::stat = std::mem::zeroed();
-    if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+    // SAFETY: stat is plain data, for which all zeroes is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid stat buffer for fstat to fill.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return None;
     }
-    let pos = libc::lseek(fd, 0, libc::SEEK_CUR);
+    // SAFETY: lseek touches no memory of ours.
+    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
     let slot = fd as usize;
     let mut listing = match take(slot) {
         Some(l)
@@ -92,7 +98,8 @@ pub unsafe fn getdents64(fd: c_int, buf: *mut u8, len: usize) -> Option<c_long> 
         Some(i) => i,
         None => (pos.max(1) - 1) as usize,
     };
-    let (written, next) = pack(&listing.entries, index, buf, len);
+    // SAFETY: `buf` is non-null (checked above) and the caller's buffer of `len` bytes.
+    let (written, next) = unsafe { pack(&listing.entries, index, buf, len) };
     if written == 0 && next < listing.entries.len() {
         put(slot, listing);
         set_errno(libc::EINVAL); // the buffer cannot hold the next entry
@@ -100,9 +107,12 @@ pub unsafe fn getdents64(fd: c_int, buf: *mut u8, len: usize) -> Option<c_long> 
     }
     // The position says where the next call resumes; where the file system keeps no
     // such position, the listing does.
+    let seek = |to: libc::off_t| {
+        // SAFETY: lseek touches no memory of ours.
+        unsafe { libc::lseek(fd, to, libc::SEEK_SET) }
+    };
     if listing.own_pos.is_some()
-        || next != index
-            && libc::lseek(fd, next as libc::off_t + 1, libc::SEEK_SET) != next as libc::off_t + 1
+        || next != index && seek(next as libc::off_t + 1) != next as libc::off_t + 1
     {
         listing.own_pos = Some(next);
     }
@@ -133,19 +143,27 @@ unsafe fn pack(
     let mut written = 0;
     let mut i = index;
     while let Some(entry) = entries.get(i) {
-        let name = CStr::from_ptr(entry.d_name.as_ptr()).to_bytes();
+        // SAFETY: the entries come from dirs::merged (or a test), zeroed before the name
+        // was copied in: d_name is NUL-terminated within its array.
+        let name = unsafe { CStr::from_ptr(entry.d_name.as_ptr()) }.to_bytes();
         let reclen = (19 + name.len() + 1 + 7) & !7;
         if written + reclen > len {
             break;
         }
-        let rec = buf.add(written);
-        std::ptr::write_bytes(rec, 0, reclen);
-        (rec as *mut u64).write_unaligned(entry.d_ino);
-        // d_off: the position of the next entry (see the module comment).
-        (rec.add(8) as *mut i64).write_unaligned(i as i64 + 2);
-        (rec.add(16) as *mut u16).write_unaligned(reclen as u16);
-        rec.add(18).write(entry.d_type);
-        std::ptr::copy_nonoverlapping(name.as_ptr(), rec.add(19), name.len());
+        // SAFETY: `written + reclen <= len`, so the record's `reclen` bytes are inside
+        // the caller's buffer (valid for `len` bytes, the contract); every field is
+        // written unaligned within them (the name's 19 + len + 1 bytes fit `reclen`),
+        // and the name, in `entries`, cannot overlap the buffer we were given.
+        unsafe {
+            let rec = buf.add(written);
+            std::ptr::write_bytes(rec, 0, reclen);
+            (rec as *mut u64).write_unaligned(entry.d_ino);
+            // d_off: the position of the next entry (see the module comment).
+            (rec.add(8) as *mut i64).write_unaligned(i as i64 + 2);
+            (rec.add(16) as *mut u16).write_unaligned(reclen as u16);
+            rec.add(18).write(entry.d_type);
+            std::ptr::copy_nonoverlapping(name.as_ptr(), rec.add(19), name.len());
+        }
         written += reclen;
         i += 1;
     }
@@ -206,7 +224,8 @@ pub enum Openat2 {
 /// `syscall(SYS_openat2, dirfd, path, how, size)`.
 ///
 /// # Safety
-/// `how` points to `size` readable bytes (as the kernel would require).
+/// `how` points to `size` readable bytes and `path` is a C string (as the kernel would
+/// require), or either is null.
 pub unsafe fn openat2(
     dirfd: c_int,
     path: *const libc::c_char,
@@ -219,13 +238,20 @@ pub unsafe fn openat2(
     let Some(_guard) = Guard::enter() else {
         return Openat2::Pass;
     };
-    match plan(layers, dirfd, path, how, size) {
+    // SAFETY: `how` is readable for `size` bytes (the contract); `path` is the caller's
+    // path, a C string as the kernel would require.
+    match unsafe { plan(layers, dirfd, path, how, size) } {
         Ok((target, flags, mode)) => Openat2::Open(target, flags, mode),
         Err(Skip::Errno(e)) => Openat2::Fail(e),
         Err(Skip::Pass) => Openat2::Pass,
     }
 }
 
+/// The capsule path, flags and mode `openat2` opens, after checking `how` as the
+/// kernel does.
+///
+/// # Safety
+/// As [`openat2`]: `how` is null or readable for `size` bytes, `path` null or a C string.
 unsafe fn plan(
     layers: &Layers,
     dirfd: c_int,
@@ -246,10 +272,12 @@ unsafe fn plan(
     }
     // A larger struct from a newer caller is fine when the fields we do not know
     // are zero.
-    if (VER0..size).any(|i| *how.add(i) != 0) {
+    // SAFETY: `how` is non-null and readable for `size` bytes (the contract).
+    if (VER0..size).any(|i| unsafe { *how.add(i) } != 0) {
         return fail(libc::E2BIG);
     }
-    let h = (how as *const OpenHow).read_unaligned();
+    // SAFETY: `size >= VER0` bytes are readable at `how`, read unaligned as plain data.
+    let h = unsafe { (how as *const OpenHow).read_unaligned() };
     let Ok(flags) = c_int::try_from(h.flags) else {
         return fail(libc::EINVAL);
     };
@@ -267,7 +295,8 @@ unsafe fn plan(
         return fail(libc::EAGAIN); // callers retry without it
     }
     let mode = h.mode as libc::mode_t;
-    let text = CStr::from_ptr(path);
+    // SAFETY: `path` is non-null (checked above) and a C string (the contract).
+    let text = unsafe { CStr::from_ptr(path) };
     if h.resolve == 0 {
         return Ok((ops::absolute(layers, dirfd, text)?, flags, mode));
     }

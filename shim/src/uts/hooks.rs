@@ -1,5 +1,7 @@
 //! FFI layer of the uts replica.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use libc::{c_char, c_int, size_t, utsname};
 
 use super::ops::{self, Name};
@@ -8,13 +10,17 @@ use crate::identity;
 use crate::runtime;
 
 /// uname, with the capsule's names. Shared with `syscall(SYS_uname)`.
-pub fn uname_with(buf: *mut utsname, real: impl FnOnce() -> c_int) -> c_int {
+///
+/// # Safety
+/// `buf` is null or the `utsname` that `real` fills.
+pub unsafe fn uname_with(buf: *mut utsname, real: impl FnOnce() -> c_int) -> c_int {
     let rc = real();
     if rc != 0 || buf.is_null() {
         return rc;
     }
     let rt = runtime::get();
-    // SAFETY: the real uname just filled *buf, so it is a valid utsname.
+    // SAFETY: the real uname just filled *buf (non-null), so it is a valid utsname
+    // that nothing else refers to during this call.
     let buf = unsafe { &mut *buf };
     if let Some(name) = ops::current(rt, Name::Host) {
         ops::fill_field(&mut buf.nodename, name.as_bytes());
@@ -37,7 +43,8 @@ pub unsafe fn set_with(which: Name, name: *const c_char, len: size_t) -> c_int {
     let bytes: &[u8] = if len == 0 {
         &[]
     } else {
-        std::slice::from_raw_parts(name.cast(), len)
+        // SAFETY: `name` is non-null here and valid for `len` bytes (the contract).
+        unsafe { std::slice::from_raw_parts(name.cast(), len) }
     };
     int_result(
         ops::set(runtime::get(), which, bytes, identity::capsule_root()),
@@ -48,7 +55,7 @@ pub unsafe fn set_with(which: Name, name: *const c_char, len: size_t) -> c_int {
 /// gethostname / getdomainname.
 ///
 /// # Safety
-/// `out` is valid for `len` bytes.
+/// `out` is null or valid for writes of `len` bytes.
 unsafe fn get_name(
     which: Name,
     out: *mut c_char,
@@ -65,7 +72,9 @@ unsafe fn get_name(
     let out: &mut [u8] = if len == 0 {
         &mut []
     } else {
-        std::slice::from_raw_parts_mut(out.cast(), len)
+        // SAFETY: `out` is non-null here and valid for `len` bytes (the contract), the
+        // caller's buffer, which only this call writes.
+        unsafe { std::slice::from_raw_parts_mut(out.cast(), len) }
     };
     let outcome = match which {
         Name::Host => ops::copy_out(name.as_bytes(), out),
