@@ -327,8 +327,9 @@ pub fn upper_library_dirs(layers: &Layers, out: &mut [u8]) -> usize {
         if host.set_prefixed(upper, &capsule[..n]).is_err() {
             continue;
         }
-        // SAFETY: zeroed stat is valid; a NUL-terminated path.
+        // SAFETY: zeroed stat is valid plain data.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a stat buffer the call may fill.
         let is_dir = unsafe { libc::lstat(host.as_ptr(), &mut st) } == 0
             && st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let bytes = host.as_bytes();
