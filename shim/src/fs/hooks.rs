@@ -238,8 +238,10 @@ unsafe fn open_optimistic(
         }
         match crate::hook::errno() {
             libc::ENOENT if !candidates.direct => continue,
-            // A link, or anything unusual: the long way decides.
+            // A link, or anything unusual: the long way decides. With O_DIRECTORY the
+            // kernel answers a link under O_NOFOLLOW with ENOTDIR, not ELOOP.
             libc::ELOOP => return None,
+            libc::ENOTDIR if flags & libc::O_DIRECTORY != 0 => return None,
             _ if candidates.direct => return Some(-1),
             _ => return None,
         }
@@ -619,17 +621,20 @@ unsafe fn create_with(
     run(
         |l| {
             let path = arg(path)?;
-            // Only mkdir takes a trailing slash on a new name: ENOENT (EEXIST if it is there).
+            // Only mkdir takes a trailing slash on a new name: ENOENT (EEXIST if it is
+            // there), and nothing changes (a deleted lower name stays deleted).
             if path.to_bytes().ends_with(b"/") {
-                ops::create_path(l, dirfd, path)?;
+                ops::check_create(l, dirfd, path)?;
                 return Err(Skip::Errno(libc::ENOENT));
             }
-            ops::create_path(l, dirfd, path)
+            Ok((ops::create_path(l, dirfd, path)?, l))
         },
-        |(host, node, _)| {
+        |((host, node, had_whiteout), l)| {
             let rc = real(host.as_ptr());
             if rc == 0 && node.place == super::layers::Place::Overlay {
                 super::owner::after_create(&host);
+            } else if rc != 0 {
+                ops::create_failed(l, &node, had_whiteout);
             }
             rc
         },
@@ -653,6 +658,8 @@ unsafe fn mkdir_with(
                     set_errno(e);
                     return -1;
                 }
+            } else {
+                ops::create_failed(l, &node, had_whiteout);
             }
             rc
         },

@@ -488,6 +488,14 @@ pub fn change_path_into(
 
 /// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.
 pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, Node, bool)> {
+    let node = check_create(layers, dirfd, path)?;
+    let (host, had_whiteout) = for_create(layers, &node)?;
+    Ok((host, node, had_whiteout))
+}
+
+/// The kernel's refusals of a new name, in its order, changing nothing: the node the
+/// name resolves to (not there yet).
+pub fn check_create(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<Node> {
     if ends_in_dot(path.to_bytes()) {
         // A last `.` or `..` (or `/`): the parents first, then EEXIST.
         parent_is_dir(layers, dirfd, path.to_bytes(), &mut Node::empty())?;
@@ -499,8 +507,18 @@ pub fn create_path(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<(PathBuf, N
     if node.exists() {
         return Err(Skip::Errno(libc::EEXIST));
     }
-    let (host, had_whiteout) = for_create(layers, &node)?;
-    Ok((host, node, had_whiteout))
+    Ok(node)
+}
+
+/// A create that the kernel refused after [`create_path`] cleared the whiteout of a
+/// deleted lower name: the name stays deleted (the whiteout comes back), and errno is
+/// the kernel's.
+pub fn create_failed(layers: &Layers, node: &Node, had_whiteout: bool) {
+    if had_whiteout {
+        let errno = crate::hook::errno();
+        let _ = cow::whiteout(layers, &node.capsule);
+        crate::hook::set_errno(errno);
+    }
 }
 
 /// After `mkdir` of a name that hid a deleted lower name: the new directory must
@@ -723,6 +741,10 @@ pub fn rename(
     // The kernel's own refusals come first, in its order.
     if src.is_dir() && super::path::is_within(dst.capsule.as_bytes(), src.capsule.as_bytes()) {
         return Err(Skip::Errno(libc::EINVAL));
+    }
+    // A new name that is an ancestor of the old one: ENOTEMPTY, whatever either is.
+    if super::path::is_within(src.capsule.as_bytes(), dst.capsule.as_bytes()) {
+        return Err(Skip::Errno(libc::ENOTEMPTY));
     }
     if dst.exists() {
         match (src.is_dir(), dst.is_dir()) {
