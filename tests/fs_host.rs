@@ -502,3 +502,46 @@ fn create_and_remove_in_a_merged_directory() {
         "hi\n"
     );
 }
+
+#[test]
+fn workdir_inside_a_volume_over_the_host_root() {
+    let home = CapsuleHome::new();
+    let vol = TempDir::new("workdir-vol");
+    fs::create_dir(vol.join("sub")).unwrap();
+    fs::write(vol.join("sub/f"), "in the volume\n").unwrap();
+    // /capsule-test-vol exists only in the capsule, as the volume's path.
+    let volume = format!("{}:/capsule-test-vol", vol.str());
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &volume,
+        "-w",
+        "/capsule-test-vol/sub",
+        "--",
+        "sh",
+        "-c",
+        "pwd; /bin/pwd; cat f; echo new > g",
+    ]);
+    assert_eq!(
+        success(&out, "-w in a volume"),
+        "/capsule-test-vol/sub\n/capsule-test-vol/sub\nin the volume\n"
+    );
+    assert_eq!(fs::read_to_string(vol.join("sub/g")).unwrap(), "new\n");
+    assert!(!Path::new("/capsule-test-vol").exists());
+    let out = home.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &volume,
+        "-w",
+        "/capsule-test-vol/nope",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert_eq!(
+        stderr(&out),
+        "capsule: -w /capsule-test-vol/nope: no such directory\n"
+    );
+}

@@ -176,6 +176,19 @@ pub fn check_workdir(dir: &Path, cwd: Option<&Path>) -> Result<PathBuf, WorkDirE
     })
 }
 
+/// The host path of capsule path `path` when it lies in one of `volumes` (the longest
+/// binding wins, as in the shim).
+fn volume_host_path(volumes: &[Volume], path: &Path) -> Option<PathBuf> {
+    volumes
+        .iter()
+        .filter_map(|v| {
+            let rest = path.strip_prefix(&v.path).ok()?;
+            Some((v.path.len(), Path::new(&v.host).join(rest)))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, host)| host)
+}
+
 /// Checks a working directory inside a capsule: `dir` is an absolute capsule path that
 /// must resolve to a directory in `view`; returns it resolved (capsule and host paths).
 pub fn check_capsule_workdir(dir: &Path, view: &View) -> Result<Resolved, WorkDirError> {
@@ -456,7 +469,7 @@ impl RunSpec {
         }
         let (fs_config, view) = self.file_system(&home, &name, cwd)?;
         let identity = self.checked_identity(view.as_ref())?;
-        let (workdir, pwd) = self.start_dir(view.as_ref(), cwd)?;
+        let (workdir, pwd) = self.start_dir(view.as_ref(), &fs_config.volumes, cwd)?;
         let (env, ignored) =
             self.program_env(host, view.as_ref(), identity.as_ref(), pwd.as_deref());
         let shim = shim::locate(host.env.get(shim::SHIM_VAR), host.exe.clone(), cwd)?;
@@ -572,6 +585,7 @@ impl RunSpec {
     fn start_dir(
         &self,
         view: Option<&View>,
+        volumes: &[Volume],
         cwd: Option<&Path>,
     ) -> Result<(Option<PathBuf>, Option<PathBuf>), RunError> {
         Ok(match (view, &self.workdir) {
@@ -581,8 +595,22 @@ impl RunSpec {
             }
             (Some(view), None) => (Some(view.root().to_path_buf()), Some(PathBuf::from("/"))),
             (None, Some(dir)) => {
-                let dir = check_workdir(dir, cwd)?;
-                (Some(dir.clone()), Some(dir))
+                // Over the host's root, a directory inside a volume is the volume's.
+                let capsule = match cwd {
+                    Some(cwd) if dir.is_relative() => cwd.join(dir),
+                    _ => dir.clone(),
+                };
+                match volume_host_path(volumes, &capsule) {
+                    Some(host) => {
+                        check_workdir(&host, None)
+                            .map_err(|_| WorkDirError::Missing(capsule.clone()))?;
+                        (Some(host), Some(capsule))
+                    }
+                    None => {
+                        let dir = check_workdir(dir, cwd)?;
+                        (Some(dir.clone()), Some(dir))
+                    }
+                }
             }
             (None, None) => (None, None),
         })
