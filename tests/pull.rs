@@ -60,6 +60,31 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
+        let auth = htpasswd.map(|(user, password)| {
+            let line = tool("htpasswd", &["-Bbn", user, password]);
+            let file = dir.join("htpasswd");
+            fs::create_dir_all(dir).unwrap();
+            fs::write(&file, line.trim()).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: capsule-test\n    path: {}\n",
+                file.display()
+            )
+        });
+        let creds = htpasswd.map(|(u, p)| format!("{u}:{p}"));
+        Registry::start_with(dir, auth.as_deref(), creds)
+    }
+
+    /// A registry whose tokens come from `realm`, signed with the key of `cert`.
+    fn start_token(dir: &Path, realm: &str, cert: &Path) -> Registry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: capsule-test-registry\n    \
+             issuer: capsule-test\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        Registry::start_with(dir, Some(&auth), Some("alice:secret".into()))
+    }
+
+    fn start_with(dir: &Path, auth: Option<&str>, creds: Option<String>) -> Registry {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let mut config = format!(
@@ -68,15 +93,7 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
-        if let Some((user, password)) = htpasswd {
-            let line = tool("htpasswd", &["-Bbn", user, password]);
-            let file = dir.join("htpasswd");
-            fs::write(&file, line.trim()).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: capsule-test\n    path: {}\n",
-                file.display()
-            ));
-        }
+        config.push_str(auth.unwrap_or_default());
         let config_file = dir.join("config.yml");
         fs::write(&config_file, config).unwrap();
         let log = dir.join("access.log");
@@ -95,7 +112,7 @@ impl Registry {
             _server: Server { child },
             port,
             log,
-            creds: htpasswd.map(|(u, p)| format!("{u}:{p}")),
+            creds,
         }
     }
 
@@ -143,6 +160,34 @@ impl Registry {
     }
 }
 
+/// Starts `python3 tests/SCRIPT ARGS[0] PORTFILE ARGS[1..]` and waits for the port
+/// it writes to PORTFILE, then for it to listen.
+fn python_server(dir: &Path, script: &str, args: &[&Path]) -> (Server, u16) {
+    let portfile = dir.join(format!("{script}-{}.port", free_port()));
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("tests").join(script))
+        .arg(args[0])
+        .arg(&portfile)
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut port = None;
+    for _ in 0..400 {
+        if let Ok(text) = fs::read_to_string(&portfile) {
+            port = text.trim().parse().ok();
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{script} exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let port = port.unwrap_or_else(|| panic!("{script} wrote no port"));
+    wait_listening(port, &mut child, script);
+    (Server { child }, port)
+}
+
 /// tests/fake_registry.py serving `layout` in `mode`; its request log.
 struct Fake {
     _server: Server,
@@ -152,30 +197,11 @@ struct Fake {
 
 impl Fake {
     fn start(dir: &Path, layout: &Path, mode: &str) -> Fake {
-        let portfile = dir.join(format!("fake-{mode}.port"));
         let log = dir.join(format!("fake-{mode}.log"));
-        let mut child = Command::new("python3")
-            .arg(workspace_root().join("tests/fake_registry.py"))
-            .args([layout, &portfile, &log])
-            .arg(mode)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut port = None;
-        for _ in 0..400 {
-            if let Ok(text) = fs::read_to_string(&portfile) {
-                port = text.trim().parse().ok();
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("fake_registry.py exited early: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let port = port.expect("fake_registry.py wrote no port");
-        wait_listening(port, &mut child, "fake_registry.py");
+        let (server, port) =
+            python_server(dir, "fake_registry.py", &[layout, &log, Path::new(mode)]);
         Fake {
-            _server: Server { child },
+            _server: server,
             port,
             log,
         }
@@ -842,5 +868,69 @@ fn an_index_with_two_platforms() {
     assert!(
         line.contains("linux/s390x") && line.contains("linux/"),
         "{line}"
+    );
+}
+
+#[test]
+fn a_real_registry_behind_a_token_server() {
+    let work = TempDir::new("pull-token");
+    let layout = umoci_layout(work.path());
+    let key = work.join("token.key");
+    let cert = work.join("token.crt");
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=capsule-test",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let token_log = work.join("token.log");
+    let (_tokens, token_port) =
+        python_server(work.path(), "token_server.py", &[&key, &cert, &token_log]);
+    let realm = format!("http://127.0.0.1:{token_port}/token");
+    let registry = Registry::start_token(&work.join("registry"), &realm, &cert);
+    registry.seed(&layout, "app", "app:v1");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    let out = auth.run(&home, &["pull", &image]);
+    refused(&out, &format!("{host}: authentication required"));
+    let out = login(&auth, &home, &host, "wrong");
+    refused(&out, "refused the credentials of alice");
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // A push asks for a token that allows it.
+    let base = format!("{}:base", layout.display());
+    auth.ok(&home, &["image", "import", &base, "--name", "base"]);
+    let dest = registry.name("pushed:1");
+    let out = auth.ok(&home, &["push", "-q", "base", &dest]);
+    assert!(out.contains("(2 blobs, 2 uploaded)"), "{out}");
+    let fresh = CapsuleHome::new();
+    assert_eq!(data_new(&auth, &fresh, &dest, &[]), "base\n");
+
+    let log = fs::read_to_string(&token_log).unwrap();
+    assert!(
+        log.contains("scope=repository%3Aapp%3Apull auth=Basic"),
+        "{log}"
+    );
+    assert!(
+        log.contains("scope=repository%3Apushed%3Apull%2Cpush auth=Basic"),
+        "{log}"
     );
 }
