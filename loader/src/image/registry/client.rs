@@ -45,12 +45,15 @@ pub struct Client {
     authorization: Mutex<Option<String>>,
 }
 
-fn agent(verify: bool) -> ureq::Agent {
+/// An agent checking certificates unless `verify` is false, and refusing any plain
+/// http URL (a redirect, a token realm) unless `plain` allows the registry's.
+fn agent(verify: bool, plain: bool) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .disable_verification(!verify)
         .build();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .https_only(!plain)
         .tls_config(tls)
         .user_agent(concat!("capsule/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(Duration::from_secs(15)))
@@ -68,6 +71,9 @@ fn describe(error: &ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::RequireHttpsOnly(_) => {
+            "a plain http address, refused (--tls-verify=false allows it for this registry)".into()
+        }
         other => other.to_string(),
     }
 }
@@ -123,7 +129,7 @@ impl Client {
         let plain_allowed = is_loopback(domain) || !options.tls_verify;
         let host = api_host(domain);
         let mut client = Client {
-            agent: agent(options.tls_verify),
+            agent: agent(options.tls_verify, plain_allowed),
             domain: domain.to_string(),
             base: format!("https://{host}"),
             credentials,
