@@ -22,6 +22,25 @@ use crate::image::digest::Digest;
 /// Attempts of one blob whose stream breaks off.
 const ATTEMPTS: u32 = 5;
 
+/// Removes the partial blobs in `dir` (the store's `downloads/`) that no pull is
+/// downloading (`image prune`): those it can lock.
+pub fn remove_idle(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let file = File::open(&path)?;
+        // SAFETY: a descriptor owned by `file`, which outlives the lock.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// A small blob (an image configuration) in memory, verified.
 pub fn fetch_small(
     client: &Client,
