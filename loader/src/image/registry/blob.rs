@@ -372,3 +372,53 @@ impl Read for FeedReader<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("capsule-feed-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn a_feed_reader_waits_for_what_is_written_and_ends_with_the_download() {
+        let path = temp_file("grow");
+        let mut writer = File::create(&path).unwrap();
+        let progress = |_| {};
+        let feed = Feed::new(&progress);
+        let read = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                feed.wait_started();
+                let mut all = Vec::new();
+                feed.reader(File::open(&path).unwrap())
+                    .read_to_end(&mut all)
+                    .map(|_| all)
+            });
+            for chunk in [&b"hello "[..], b"growing ", b"file"] {
+                writer.write_all(chunk).unwrap();
+                feed.wrote(chunk.len() as u64);
+            }
+            feed.finish();
+            reader.join().unwrap()
+        });
+        assert_eq!(read.unwrap(), b"hello growing file");
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_feed_reader_fails_when_the_download_starts_over() {
+        let path = temp_file("restart");
+        let mut writer = File::create(&path).unwrap();
+        let progress = |_| {};
+        let feed = Feed::new(&progress);
+        writer.write_all(b"wrong").unwrap();
+        feed.wrote(5);
+        let mut reader = feed.reader(File::open(&path).unwrap());
+        let mut buf = [0u8; 3];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        feed.restart();
+        assert!(reader.read(&mut buf).is_err());
+        let _ = fs::remove_file(&path);
+    }
+}
