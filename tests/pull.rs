@@ -934,3 +934,57 @@ fn a_real_registry_behind_a_token_server() {
         "{log}"
     );
 }
+
+#[test]
+fn zstd_and_uncompressed_layers() {
+    let work = TempDir::new("pull-zstd");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    // image export writes uncompressed layers: served as they are by the fake
+    // registry, and compressed with zstd by skopeo for the real one (its blob cache
+    // in a home of the test's own, so it does not swap in a gzip it knows).
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
+    let plain_layout = work.join("plain.oci");
+    auth.ok(
+        &home,
+        &["image", "export", "app", plain_layout.to_str().unwrap()],
+    );
+    let fake = Fake::start(work.path(), &plain_layout, "plain");
+    let skopeo_home = TempDir::new("pull-zstd-skopeo");
+    let dest = format!("docker://{}", registry.name("zstd:1"));
+    let mut cmd = Command::new("skopeo");
+    cmd.env("HOME", skopeo_home.path())
+        .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
+        .args(["--dest-compress", "--dest-compress-format", "zstd"])
+        .arg(format!("oci:{}:latest", plain_layout.display()))
+        .arg(&dest);
+    success(&run(&mut cmd), "skopeo copy");
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", &dest]);
+    assert_eq!(
+        raw.matches("application/vnd.oci.image.layer.v1.tar+zstd")
+            .count(),
+        2,
+        "{raw}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(plain_layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = fs::read_to_string(
+        plain_layout
+            .join("blobs/sha256")
+            .join(manifest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let plain = "\"application/vnd.oci.image.layer.v1.tar\"";
+    assert_eq!(manifest.matches(plain).count(), 2, "{manifest}");
+    for image in [fake.name("app:latest"), registry.name("zstd:1")] {
+        let fresh = CapsuleHome::new();
+        let out = auth.ok(&fresh, &["pull", "-q", &image]);
+        assert!(out.contains("(2 layers, 2 new)"), "{image}: {out}");
+        assert_app_image(&fresh, &image);
+    }
+    assert!(fake.log().contains("GET /v2/app/blobs/"));
+}
