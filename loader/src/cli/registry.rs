@@ -132,6 +132,12 @@ credsStore, through the docker-credential-NAME programs). The password is read f
 the terminal without echo, or from standard input with --password-stdin; it is never \
 printed or logged.";
 
+pub const LOGOUT_ABOUT: &str = "\
+Forget the credentials capsule login recorded for a registry: its entry is removed \
+from the file login writes (the first of $REGISTRY_AUTH_FILE, \
+${XDG_RUNTIME_DIR}/containers/auth.json, ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json). \
+Credentials in docker's config.json or its helpers are left to docker logout.";
+
 pub const LOGIN_AFTER_HELP: &str = "\
 Examples:
   capsule login ghcr.io -u octocat                  # asks for the password
