@@ -71,7 +71,7 @@ impl Registry {
             )
         });
         let creds = htpasswd.map(|(u, p)| format!("{u}:{p}"));
-        Registry::start_with(dir, auth.as_deref(), creds)
+        Registry::start_with(dir, "", auth.as_deref(), creds)
     }
 
     /// A registry whose tokens come from `realm`, signed with the key of `cert`.
@@ -81,16 +81,17 @@ impl Registry {
              issuer: capsule-test\n    rootcertbundle: {}\n",
             cert.display()
         );
-        Registry::start_with(dir, Some(&auth), Some("alice:secret".into()))
+        Registry::start_with(dir, "", Some(&auth), Some("alice:secret".into()))
     }
 
-    fn start_with(dir: &Path, auth: Option<&str>, creds: Option<String>) -> Registry {
+    /// `http` is more of the `http:` block (`  tls: …`), `auth` its `auth:` block.
+    fn start_with(dir: &Path, http: &str, auth: Option<&str>, creds: Option<String>) -> Registry {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
+             http:\n  addr: 127.0.0.1:{port}\n{http}",
             dir.join("data").display()
         );
         config.push_str(auth.unwrap_or_default());
@@ -987,4 +988,114 @@ fn zstd_and_uncompressed_layers() {
         assert_app_image(&fresh, &image);
     }
     assert!(fake.log().contains("GET /v2/app/blobs/"));
+}
+
+#[test]
+fn https_registries_are_verified() {
+    let work = TempDir::new("pull-tls");
+    let layout = umoci_layout(work.path());
+    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+    let path = |name: &str| work.join(name).to_str().unwrap().to_string();
+    let (ca_key, ca, key, csr, crt) = (
+        path("ca.key"),
+        path("ca.crt"),
+        path("server.key"),
+        path("server.csr"),
+        path("server.crt"),
+    );
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=capsule test CA",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ],
+    );
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    let ext = work.join("san.ext");
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    tool(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            &crt,
+        ],
+    );
+    let tls = format!("  tls:\n    certificate: {crt}\n    key: {key}\n");
+    let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
+    registry.seed(&layout, "app", "app:v1");
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+
+    // Trusted through $SSL_CERT_FILE: https, verified.
+    let home = CapsuleHome::new();
+    let mut cmd = auth.command(&home, &["pull", "-q", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", &ca));
+    let text = success(&out, "pull with the CA trusted");
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    // Not trusted: one line saying why, not the plain-http fallback's answer.
+    let untrusted = CapsuleHome::new();
+    let mut cmd = auth.command(&untrusted, &["pull", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    let line = refused(
+        &out,
+        &format!("127.0.0.1:{}: cannot reach the registry", registry.port),
+    );
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    // --tls-verify=false for this registry: accepted.
+    let mut cmd = auth.command(&untrusted, &["pull", "-q", "--tls-verify=false", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    success(&out, "pull --tls-verify=false");
+    let mut cmd = auth.command(
+        &untrusted,
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--image",
+            &image,
+            "--entrypoint",
+            "/bin/cat",
+            "--",
+            "/data/new",
+        ],
+    );
+    assert_eq!(success(&run(&mut cmd), "run"), "app\n");
 }

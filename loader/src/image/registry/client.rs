@@ -45,10 +45,47 @@ pub struct Client {
     authorization: Mutex<Option<String>>,
 }
 
+/// The system's certificate bundles, in the order distributions keep them.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The certificates a registry's must chain to: the bundle `$SSL_CERT_FILE` names,
+/// else the system's (where an administrator adds a private CA), else Mozilla's
+/// roots built into capsule.
+fn root_certs() -> ureq::tls::RootCerts {
+    let named = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let bundle = named.or_else(|| {
+        SYSTEM_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    });
+    let certs: Vec<_> = bundle
+        .and_then(|path| std::fs::read(path).ok())
+        .map(|pem| {
+            ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    }
+}
+
 /// An agent checking certificates unless `verify` is false, and refusing any plain
 /// http URL (a redirect, a token realm) unless `plain` allows the registry's.
 fn agent(verify: bool, plain: bool) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(root_certs())
         .disable_verification(!verify)
         .build();
     ureq::Agent::config_builder()
@@ -136,15 +173,23 @@ impl Client {
             scope,
             authorization: Mutex::new(None),
         };
-        let probe = match client.agent.get(format!("{}/v2/", client.base)).call() {
+        let response = match client.agent.get(format!("{}/v2/", client.base)).call() {
             Err(e) if plain_allowed => {
                 log::debug!("{domain}: https: {}; trying http", describe(&e));
-                client.base = format!("http://{host}");
-                client.agent.get(format!("{}/v2/", client.base)).call()
+                let plain_base = format!("http://{host}");
+                let plain = client.agent.get(format!("{plain_base}/v2/")).call();
+                // Only a registry's answer makes plain http the way: otherwise (an
+                // https server refusing http, say) the https error is the one to tell.
+                match plain {
+                    Ok(r) if matches!(r.status().as_u16(), 200..=299 | 401) => {
+                        client.base = plain_base;
+                        r
+                    }
+                    _ => return Err(client.unreachable(&e)),
+                }
             }
-            other => other,
+            other => other.map_err(|e| client.unreachable(&e))?,
         };
-        let response = probe.map_err(|e| client.unreachable(&e))?;
         match response.status().as_u16() {
             200..=299 => {}
             401 => {
