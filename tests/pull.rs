@@ -23,14 +23,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Waits (bounded) until something listens on `port`.
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
+/// Waits (bounded) until something listens on `port`; `Err` when `child` exited.
+fn wait_listening(port: u16, child: &mut Child, what: &str) -> Result<(), String> {
     for _ in 0..400 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
+            return Err(format!("{what} exited early: {status}"));
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
@@ -87,28 +87,40 @@ impl Registry {
     /// `http` is more of the `http:` block (`  tls: …`), `auth` its `auth:` block.
     fn start_with(dir: &Path, http: &str, auth: Option<&str>, creds: Option<String>) -> Registry {
         fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n{http}",
-            dir.join("data").display()
-        );
-        config.push_str(auth.unwrap_or_default());
-        let config_file = dir.join("config.yml");
-        fs::write(&config_file, config).unwrap();
-        let log = dir.join("access.log");
-        // The access log is on its standard output, its own messages on stderr.
-        let out = fs::File::create(&log).unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_file)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        wait_listening(port, &mut child, "docker-registry");
+        // A free port may be taken by another test before the registry binds it: then
+        // it exits, and another port is tried.
+        let mut attempts = 0;
+        let (child, port, log) = loop {
+            attempts += 1;
+            let port = free_port();
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n{http}",
+                dir.join("data").display()
+            );
+            config.push_str(auth.unwrap_or_default());
+            let config_file = dir.join("config.yml");
+            fs::write(&config_file, config).unwrap();
+            let log = dir.join("access.log");
+            // The access log is on its standard output, its own messages on stderr.
+            let out = fs::File::create(&log).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_file)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("docker-registry (apt-get install docker-registry)");
+            match wait_listening(port, &mut child, "docker-registry") {
+                Ok(()) => break (child, port, log),
+                Err(e) if attempts >= 3 => {
+                    panic!("{e}: {}", fs::read_to_string(&log).unwrap_or_default())
+                }
+                Err(_) => {}
+            }
+        };
         Registry {
             _server: Server { child },
             port,
@@ -185,7 +197,7 @@ fn python_server(dir: &Path, script: &str, args: &[&Path]) -> (Server, u16) {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     let port = port.unwrap_or_else(|| panic!("{script} wrote no port"));
-    wait_listening(port, &mut child, script);
+    wait_listening(port, &mut child, script).unwrap_or_else(|e| panic!("{e}"));
     (Server { child }, port)
 }
 
