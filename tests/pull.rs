@@ -1091,6 +1091,17 @@ fn https_registries_are_verified() {
         &format!("127.0.0.1:{}: cannot reach the registry", registry.port),
     );
     assert!(line.to_lowercase().contains("certificate"), "{line}");
+    // The registry's CA in a certificate directory, as in /etc/containers/certs.d.
+    let certs = work.join("certs.d");
+    fs::create_dir(&certs).unwrap();
+    fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let certs_home = CapsuleHome::new();
+    let mut cmd = auth.command(
+        &certs_home,
+        &["pull", "-q", "--cert-dir", certs.to_str().unwrap(), &image],
+    );
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    success(&out, "pull --cert-dir");
     // --tls-verify=false for this registry: accepted.
     let mut cmd = auth.command(&untrusted, &["pull", "-q", "--tls-verify=false", &image]);
     let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));

@@ -62,6 +62,10 @@ pub struct TlsArgs {
     /// http, for the registry of this command only)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// The registry's CA certificates (*.crt) are in DIR (default:
+    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST)
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +105,7 @@ pub fn options(
         .transpose()?;
     Ok(registry::Options {
         tls_verify: tls.tls_verify,
+        cert_dir: tls.cert_dir.clone(),
         platform,
         quiet,
     })

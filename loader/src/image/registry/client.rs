@@ -52,10 +52,36 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
+/// The certificates of a PEM file (none when it cannot be read).
+fn pem_certs(path: &std::path::Path) -> Vec<ureq::tls::Certificate<'static>> {
+    let Ok(pem) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the CA certificates of one registry are kept (`HOST[:PORT]/*.crt`), as
+/// podman and docker read them; `--cert-dir` replaces them.
+fn cert_dirs(domain: &str, cert_dir: Option<&std::path::Path>) -> Vec<PathBuf> {
+    match cert_dir {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(domain))
+            .collect(),
+    }
+}
+
 /// The certificates a registry's must chain to: the bundle `$SSL_CERT_FILE` names,
 /// else the system's (where an administrator adds a private CA), else Mozilla's
-/// roots built into capsule.
-fn root_certs() -> ureq::tls::RootCerts {
+/// roots built into capsule; and the `*.crt` of the registry's certificate
+/// directories.
+fn root_certs(domain: &str, cert_dir: Option<&std::path::Path>) -> ureq::tls::RootCerts {
     let named = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
     let bundle = named.or_else(|| {
         SYSTEM_BUNDLES
@@ -63,17 +89,23 @@ fn root_certs() -> ureq::tls::RootCerts {
             .map(PathBuf::from)
             .find(|p| p.is_file())
     });
-    let certs: Vec<_> = bundle
-        .and_then(|path| std::fs::read(path).ok())
-        .map(|pem| {
-            ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut certs = bundle.map(|b| pem_certs(&b)).unwrap_or_default();
+    for dir in cert_dirs(domain, cert_dir) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        files.sort();
+        for file in files {
+            certs.extend(pem_certs(&file));
+        }
+    }
+    // Without a system bundle, the registry's own CAs are all it is given (Mozilla's
+    // built-in roots cannot be joined to them).
     if certs.is_empty() {
         ureq::tls::RootCerts::WebPki
     } else {
@@ -83,9 +115,9 @@ fn root_certs() -> ureq::tls::RootCerts {
 
 /// An agent checking certificates unless `verify` is false, and refusing any plain
 /// http URL (a redirect, a token realm) unless `plain` allows the registry's.
-fn agent(verify: bool, plain: bool) -> ureq::Agent {
+fn agent(verify: bool, plain: bool, roots: ureq::tls::RootCerts) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(root_certs())
+        .root_certs(roots)
         .disable_verification(!verify)
         .build();
     ureq::Agent::config_builder()
@@ -166,7 +198,11 @@ impl Client {
         let plain_allowed = is_loopback(domain) || !options.tls_verify;
         let host = api_host(domain);
         let mut client = Client {
-            agent: agent(options.tls_verify, plain_allowed),
+            agent: agent(
+                options.tls_verify,
+                plain_allowed,
+                root_certs(domain, options.cert_dir.as_deref()),
+            ),
             domain: domain.to_string(),
             base: format!("https://{host}"),
             credentials,
