@@ -4,7 +4,7 @@
     fake_registry.py LAYOUT PORTFILE LOGFILE MODE
 
 MODE:
-  plain    serves the layout as it is;
+  plain    serves the layout as it is (tests/pull.rs gives it uncompressed layers);
   corrupt  serves the last layer of every manifest with one byte flipped (same size,
            with the right Docker-Content-Digest: a client must not trust it);
   cut      answers the first manifest request 503 (Retry-After: 0), and sends the

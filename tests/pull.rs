@@ -23,14 +23,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Waits (bounded) until something listens on `port`.
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
+/// Waits (bounded) until something listens on `port`; `Err` when `child` exited.
+fn wait_listening(port: u16, child: &mut Child, what: &str) -> Result<(), String> {
     for _ in 0..400 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
+            return Err(format!("{what} exited early: {status}"));
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
@@ -60,42 +60,72 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
-        fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("data").display()
-        );
-        if let Some((user, password)) = htpasswd {
+        let auth = htpasswd.map(|(user, password)| {
             let line = tool("htpasswd", &["-Bbn", user, password]);
             let file = dir.join("htpasswd");
+            fs::create_dir_all(dir).unwrap();
             fs::write(&file, line.trim()).unwrap();
-            config.push_str(&format!(
+            format!(
                 "auth:\n  htpasswd:\n    realm: capsule-test\n    path: {}\n",
                 file.display()
-            ));
-        }
-        let config_file = dir.join("config.yml");
-        fs::write(&config_file, config).unwrap();
-        let log = dir.join("access.log");
-        // The access log is on its standard output, its own messages on stderr.
-        let out = fs::File::create(&log).unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_file)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        wait_listening(port, &mut child, "docker-registry");
+            )
+        });
+        let creds = htpasswd.map(|(u, p)| format!("{u}:{p}"));
+        Registry::start_with(dir, "", auth.as_deref(), creds)
+    }
+
+    /// A registry whose tokens come from `realm`, signed with the key of `cert`.
+    fn start_token(dir: &Path, realm: &str, cert: &Path) -> Registry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: capsule-test-registry\n    \
+             issuer: capsule-test\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        Registry::start_with(dir, "", Some(&auth), Some("alice:secret".into()))
+    }
+
+    /// `http` is more of the `http:` block (`  tls: …`), `auth` its `auth:` block.
+    fn start_with(dir: &Path, http: &str, auth: Option<&str>, creds: Option<String>) -> Registry {
+        fs::create_dir_all(dir).unwrap();
+        // A free port may be taken by another test before the registry binds it: then
+        // it exits, and another port is tried.
+        let mut attempts = 0;
+        let (child, port, log) = loop {
+            attempts += 1;
+            let port = free_port();
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n{http}",
+                dir.join("data").display()
+            );
+            config.push_str(auth.unwrap_or_default());
+            let config_file = dir.join("config.yml");
+            fs::write(&config_file, config).unwrap();
+            let log = dir.join("access.log");
+            // The access log is on its standard output, its own messages on stderr.
+            let out = fs::File::create(&log).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_file)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("docker-registry (apt-get install docker-registry)");
+            match wait_listening(port, &mut child, "docker-registry") {
+                Ok(()) => break (child, port, log),
+                Err(e) if attempts >= 3 => {
+                    panic!("{e}: {}", fs::read_to_string(&log).unwrap_or_default())
+                }
+                Err(_) => {}
+            }
+        };
         Registry {
             _server: Server { child },
             port,
             log,
-            creds: htpasswd.map(|(u, p)| format!("{u}:{p}")),
+            creds,
         }
     }
 
@@ -143,6 +173,34 @@ impl Registry {
     }
 }
 
+/// Starts `python3 tests/SCRIPT ARGS[0] PORTFILE ARGS[1..]` and waits for the port
+/// it writes to PORTFILE, then for it to listen.
+fn python_server(dir: &Path, script: &str, args: &[&Path]) -> (Server, u16) {
+    let portfile = dir.join(format!("{script}-{}.port", free_port()));
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("tests").join(script))
+        .arg(args[0])
+        .arg(&portfile)
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut port = None;
+    for _ in 0..400 {
+        if let Ok(text) = fs::read_to_string(&portfile) {
+            port = text.trim().parse().ok();
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{script} exited early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let port = port.unwrap_or_else(|| panic!("{script} wrote no port"));
+    wait_listening(port, &mut child, script).unwrap_or_else(|e| panic!("{e}"));
+    (Server { child }, port)
+}
+
 /// tests/fake_registry.py serving `layout` in `mode`; its request log.
 struct Fake {
     _server: Server,
@@ -152,30 +210,11 @@ struct Fake {
 
 impl Fake {
     fn start(dir: &Path, layout: &Path, mode: &str) -> Fake {
-        let portfile = dir.join(format!("fake-{mode}.port"));
         let log = dir.join(format!("fake-{mode}.log"));
-        let mut child = Command::new("python3")
-            .arg(workspace_root().join("tests/fake_registry.py"))
-            .args([layout, &portfile, &log])
-            .arg(mode)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut port = None;
-        for _ in 0..400 {
-            if let Ok(text) = fs::read_to_string(&portfile) {
-                port = text.trim().parse().ok();
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("fake_registry.py exited early: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let port = port.expect("fake_registry.py wrote no port");
-        wait_listening(port, &mut child, "fake_registry.py");
+        let (server, port) =
+            python_server(dir, "fake_registry.py", &[layout, &log, Path::new(mode)]);
         Fake {
-            _server: Server { child },
+            _server: server,
             port,
             log,
         }
@@ -843,4 +882,243 @@ fn an_index_with_two_platforms() {
         line.contains("linux/s390x") && line.contains("linux/"),
         "{line}"
     );
+}
+
+#[test]
+fn a_real_registry_behind_a_token_server() {
+    let work = TempDir::new("pull-token");
+    let layout = umoci_layout(work.path());
+    let key = work.join("token.key");
+    let cert = work.join("token.crt");
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=capsule-test",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let token_log = work.join("token.log");
+    let (_tokens, token_port) =
+        python_server(work.path(), "token_server.py", &[&key, &cert, &token_log]);
+    let realm = format!("http://127.0.0.1:{token_port}/token");
+    let registry = Registry::start_token(&work.join("registry"), &realm, &cert);
+    registry.seed(&layout, "app", "app:v1");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    let out = auth.run(&home, &["pull", &image]);
+    refused(&out, &format!("{host}: authentication required"));
+    let out = login(&auth, &home, &host, "wrong");
+    refused(&out, "refused the credentials of alice");
+    let out = login(&auth, &home, &host, "secret");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = auth.ok(&home, &["pull", "-q", &image]);
+    assert!(out.contains("(2 layers, 2 new)"), "{out}");
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    // A push asks for a token that allows it.
+    let base = format!("{}:base", layout.display());
+    auth.ok(&home, &["image", "import", &base, "--name", "base"]);
+    let dest = registry.name("pushed:1");
+    let out = auth.ok(&home, &["push", "-q", "base", &dest]);
+    assert!(out.contains("(2 blobs, 2 uploaded)"), "{out}");
+    let fresh = CapsuleHome::new();
+    assert_eq!(data_new(&auth, &fresh, &dest, &[]), "base\n");
+
+    let log = fs::read_to_string(&token_log).unwrap();
+    assert!(
+        log.contains("scope=repository%3Aapp%3Apull auth=Basic"),
+        "{log}"
+    );
+    assert!(
+        log.contains("scope=repository%3Apushed%3Apull%2Cpush auth=Basic"),
+        "{log}"
+    );
+}
+
+#[test]
+fn zstd_and_uncompressed_layers() {
+    let work = TempDir::new("pull-zstd");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    // image export writes uncompressed layers: served as they are by the fake
+    // registry, and compressed with zstd by skopeo for the real one (its blob cache
+    // in a home of the test's own, so it does not swap in a gzip it knows).
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
+    let plain_layout = work.join("plain.oci");
+    auth.ok(
+        &home,
+        &["image", "export", "app", plain_layout.to_str().unwrap()],
+    );
+    let fake = Fake::start(work.path(), &plain_layout, "plain");
+    let skopeo_home = TempDir::new("pull-zstd-skopeo");
+    let dest = format!("docker://{}", registry.name("zstd:1"));
+    let mut cmd = Command::new("skopeo");
+    cmd.env("HOME", skopeo_home.path())
+        .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
+        .args(["--dest-compress", "--dest-compress-format", "zstd"])
+        .arg(format!("oci:{}:latest", plain_layout.display()))
+        .arg(&dest);
+    success(&run(&mut cmd), "skopeo copy");
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", &dest]);
+    assert_eq!(
+        raw.matches("application/vnd.oci.image.layer.v1.tar+zstd")
+            .count(),
+        2,
+        "{raw}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(plain_layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = fs::read_to_string(
+        plain_layout
+            .join("blobs/sha256")
+            .join(manifest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let plain = "\"application/vnd.oci.image.layer.v1.tar\"";
+    assert_eq!(manifest.matches(plain).count(), 2, "{manifest}");
+    for image in [fake.name("app:latest"), registry.name("zstd:1")] {
+        let fresh = CapsuleHome::new();
+        let out = auth.ok(&fresh, &["pull", "-q", &image]);
+        assert!(out.contains("(2 layers, 2 new)"), "{image}: {out}");
+        assert_app_image(&fresh, &image);
+    }
+    assert!(fake.log().contains("GET /v2/app/blobs/"));
+}
+
+#[test]
+fn https_registries_are_verified() {
+    let work = TempDir::new("pull-tls");
+    let layout = umoci_layout(work.path());
+    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+    let path = |name: &str| work.join(name).to_str().unwrap().to_string();
+    let (ca_key, ca, key, csr, crt) = (
+        path("ca.key"),
+        path("ca.crt"),
+        path("server.key"),
+        path("server.csr"),
+        path("server.crt"),
+    );
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=capsule test CA",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+        ],
+    );
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    let ext = work.join("san.ext");
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    tool(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            &crt,
+        ],
+    );
+    let tls = format!("  tls:\n    certificate: {crt}\n    key: {key}\n");
+    let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
+    registry.seed(&layout, "app", "app:v1");
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+
+    // Trusted through $SSL_CERT_FILE: https, verified.
+    let home = CapsuleHome::new();
+    let mut cmd = auth.command(&home, &["pull", "-q", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", &ca));
+    let text = success(&out, "pull with the CA trusted");
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    // Not trusted: one line saying why, not the plain-http fallback's answer.
+    let untrusted = CapsuleHome::new();
+    let mut cmd = auth.command(&untrusted, &["pull", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    let line = refused(
+        &out,
+        &format!("127.0.0.1:{}: cannot reach the registry", registry.port),
+    );
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    // The registry's CA in a certificate directory, as in /etc/containers/certs.d.
+    let certs = work.join("certs.d");
+    fs::create_dir(&certs).unwrap();
+    fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    let certs_home = CapsuleHome::new();
+    let mut cmd = auth.command(
+        &certs_home,
+        &["pull", "-q", "--cert-dir", certs.to_str().unwrap(), &image],
+    );
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    success(&out, "pull --cert-dir");
+    // --tls-verify=false for this registry: accepted.
+    let mut cmd = auth.command(&untrusted, &["pull", "-q", "--tls-verify=false", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", "/dev/null"));
+    success(&out, "pull --tls-verify=false");
+    let mut cmd = auth.command(
+        &untrusted,
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--image",
+            &image,
+            "--entrypoint",
+            "/bin/cat",
+            "--",
+            "/data/new",
+        ],
+    );
+    assert_eq!(success(&run(&mut cmd), "run"), "app\n");
 }

@@ -137,7 +137,7 @@ pub enum Command {
     #[command(long_about = registry::LOGIN_ABOUT, after_help = registry::LOGIN_AFTER_HELP)]
     Login(registry::LoginArgs),
     /// Forget the credentials capsule login recorded for a registry
-    #[command(long_about = registry::LOGIN_ABOUT)]
+    #[command(long_about = registry::LOGOUT_ABOUT)]
     Logout(registry::LogoutArgs),
     /// Build an image from a Containerfile, without root or a daemon
     #[command(long_about = build::LONG_ABOUT, after_help = build::AFTER_HELP)]

@@ -62,6 +62,10 @@ pub struct TlsArgs {
     /// http, for the registry of this command only)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// The registry's CA certificates (*.crt) are in DIR (default:
+    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST)
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +105,7 @@ pub fn options(
         .transpose()?;
     Ok(registry::Options {
         tls_verify: tls.tls_verify,
+        cert_dir: tls.cert_dir.clone(),
         platform,
         quiet,
     })
@@ -131,6 +136,12 @@ that order, then from docker's ~/.docker/config.json (including its credHelpers 
 credsStore, through the docker-credential-NAME programs). The password is read from \
 the terminal without echo, or from standard input with --password-stdin; it is never \
 printed or logged.";
+
+pub const LOGOUT_ABOUT: &str = "\
+Forget the credentials capsule login recorded for a registry: its entry is removed \
+from the file login writes (the first of $REGISTRY_AUTH_FILE, \
+${XDG_RUNTIME_DIR}/containers/auth.json, ${XDG_CONFIG_HOME:-~/.config}/containers/auth.json). \
+Credentials in docker's config.json or its helpers are left to docker logout.";
 
 pub const LOGIN_AFTER_HELP: &str = "\
 Examples:

@@ -165,6 +165,12 @@ pub fn prune(home: &Path) -> Result<Pruned, ImageError> {
             cache_entries += 1;
         }
     }
+    // What interrupted pulls left to resume.
+    let downloads = store.dir().join("downloads");
+    super::registry::blob::remove_idle(&downloads).map_err(|error| ImageError::Io {
+        path: downloads,
+        error,
+    })?;
     store.write_index(&index, &lock)?;
     store.collect_garbage(&mut index, &lock)?;
     Ok(Pruned {

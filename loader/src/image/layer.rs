@@ -83,6 +83,42 @@ pub fn prepare(
     }
 }
 
+/// A layer unpacked into `into` as `source` delivers it (a blob still downloading,
+/// verified by its reader's owner): its diff id must be `expected`.
+pub fn unpack_stream(
+    source: impl Read,
+    path: &Path,
+    what: &str,
+    compression: Compression,
+    expected: &Digest,
+    into: &Path,
+    owners: Owners,
+) -> Result<NewLayer, ImageError> {
+    let hidden = Progress::new(0, "");
+    let (diff_id, entries) = read_stream(
+        source,
+        path,
+        what,
+        None,
+        None,
+        Some(compression),
+        Some(into),
+        owners,
+        &hidden,
+    )?;
+    if &diff_id != expected {
+        return Err(invalid(format!(
+            "{what}: uncompressed content has digest {diff_id}, the image configuration says {expected}"
+        )));
+    }
+    let size = layer_size(into)?;
+    Ok(NewLayer {
+        diff_id,
+        staged: Some(into.to_path_buf()),
+        record: LayerRecord { size, entries },
+    })
+}
+
 fn layer_size(dir: &Path) -> Result<u64, ImageError> {
     owners::disk_usage(dir, &mut Default::default()).map_err(|error| ImageError::Io {
         path: dir.to_path_buf(),
@@ -103,11 +139,41 @@ fn read_blob(
     owners: Owners,
     progress: &Progress,
 ) -> Result<(Digest, u64), ImageError> {
+    let file = File::open(path).map_err(|error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    read_stream(
+        file,
+        path,
+        what,
+        digest,
+        size,
+        compression,
+        into,
+        owners,
+        progress,
+    )
+}
+
+/// [`read_blob`] of what `source` gives (`path` names it in errors).
+#[allow(clippy::too_many_arguments)]
+fn read_stream(
+    source: impl Read,
+    path: &Path,
+    what: &str,
+    digest: Option<&Digest>,
+    size: Option<u64>,
+    compression: Option<Compression>,
+    into: Option<&Path>,
+    owners: Owners,
+    progress: &Progress,
+) -> Result<(Digest, u64), ImageError> {
     let io = |error| ImageError::Io {
         path: path.to_path_buf(),
         error,
     };
-    let mut buffered = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+    let mut buffered = BufReader::with_capacity(1 << 20, source);
     let compression = match compression {
         Some(c) => c,
         None => Compression::sniff(buffered.fill_buf().map_err(io)?),

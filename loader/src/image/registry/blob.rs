@@ -8,7 +8,9 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -19,6 +21,25 @@ use crate::image::digest::Digest;
 
 /// Attempts of one blob whose stream breaks off.
 const ATTEMPTS: u32 = 5;
+
+/// Removes the partial blobs in `dir` (the store's `downloads/`) that no pull is
+/// downloading (`image prune`): those it can lock.
+pub fn remove_idle(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let file = File::open(&path)?;
+        // SAFETY: a descriptor owned by `file`, which outlives the lock.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
 
 /// A small blob (an image configuration) in memory, verified.
 pub fn fetch_small(
@@ -78,15 +99,15 @@ fn check(
 }
 
 /// Downloads blob `digest` of `size` bytes into `dest`, resuming what an earlier
-/// attempt left there; `advance` is told of every byte received. On any refusal
-/// `dest` is removed.
+/// attempt left there; `feed` is told of every byte written (and of a start over).
+/// On any refusal `dest` is removed.
 pub fn download(
     client: &Client,
     path: &str,
     digest: &Digest,
     size: u64,
     dest: &Path,
-    advance: &dyn Fn(u64),
+    feed: &Feed,
 ) -> Result<(), RegistryError> {
     let io = |error| RegistryError::Io {
         path: dest.to_path_buf(),
@@ -104,7 +125,7 @@ pub fn download(
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io(io::Error::last_os_error()));
     }
-    let result = download_locked(client, path, digest, size, &mut file, advance);
+    let result = download_locked(client, path, digest, size, &mut file, feed);
     if let Err(RegistryError::Invalid(_)) = &result {
         let _ = fs::remove_file(dest);
     }
@@ -117,7 +138,7 @@ fn download_locked(
     digest: &Digest,
     size: u64,
     file: &mut File,
-    advance: &dyn Fn(u64),
+    feed: &Feed,
 ) -> Result<(), RegistryError> {
     let what = "blob";
     let io_err = |error| RegistryError::Io {
@@ -128,7 +149,7 @@ fn download_locked(
     let resumed_from = have;
     if have > 0 {
         log::info!("{digest}: resuming at byte {have} of {size}");
-        advance(have);
+        feed.wrote(have);
     }
     let mut attempt = 0;
     while have < size {
@@ -152,6 +173,7 @@ fn download_locked(
                 // The whole blob again (the registry ignored Range): start over.
                 if have > 0 {
                     log::info!("{digest}: the registry sent the whole blob; starting over");
+                    feed.restart();
                 }
                 file.set_len(0).map_err(io_err)?;
                 file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -176,7 +198,7 @@ fn download_locked(
                     file.write_all(&buf[..n]).map_err(io_err)?;
                     hasher.update(&buf[..n]);
                     have += n as u64;
-                    advance(n as u64);
+                    feed.wrote(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(e),
@@ -210,9 +232,10 @@ fn download_locked(
     if got != *digest && resumed_from > 0 {
         // What an earlier run left may be what was wrong: once more from the start.
         log::info!("{digest}: the resumed blob does not match; downloading it again");
+        feed.restart();
         file.set_len(0).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-        return download_locked(client, path, digest, size, file, advance);
+        return download_locked(client, path, digest, size, file, feed);
     }
     check(&got, have, digest, size, what)
 }
@@ -245,4 +268,157 @@ fn content_range_start(response: &ureq::http::Response<ureq::Body>) -> Option<u6
     let text = response.headers().get("content-range")?.to_str().ok()?;
     let range = text.trim().strip_prefix("bytes ")?;
     range.split('-').next()?.trim().parse().ok()
+}
+
+/// What a download has written so far, for a reader that unpacks the blob while it
+/// arrives ([`Feed::reader`]) and for a progress bar.
+pub struct Feed<'a> {
+    state: Mutex<FeedState>,
+    changed: Condvar,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+#[derive(Default)]
+struct FeedState {
+    written: u64,
+    /// Bumped when the file is truncated to start over.
+    generation: u32,
+    finished: bool,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(progress: &'a (dyn Fn(u64) + Sync)) -> Feed<'a> {
+        Feed {
+            state: Mutex::new(FeedState::default()),
+            changed: Condvar::new(),
+            progress,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wrote(&self, bytes: u64) {
+        (self.progress)(bytes);
+        self.state().written += bytes;
+        self.changed.notify_all();
+    }
+
+    fn restart(&self) {
+        let mut state = self.state();
+        state.written = 0;
+        state.generation += 1;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The download ended (well or not): a reader gets the end of the stream.
+    pub fn finish(&self) {
+        self.state().finished = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the file exists (something was written, or the download ended).
+    pub fn wait_started(&self) {
+        let mut state = self.state();
+        while state.written == 0 && !state.finished {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A reader of `file` (the one being downloaded) that waits for bytes not yet
+    /// written, ends where the download ended, and fails when it starts over.
+    pub fn reader(&'a self, file: File) -> impl Read + 'a {
+        let generation = self.state().generation;
+        FeedReader {
+            feed: self,
+            file,
+            offset: 0,
+            generation,
+        }
+    }
+}
+
+struct FeedReader<'a> {
+    feed: &'a Feed<'a>,
+    file: File,
+    offset: u64,
+    generation: u32,
+}
+
+impl Read for FeedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut state = self.feed.state();
+        loop {
+            if state.generation != self.generation {
+                return Err(io::Error::other("the download started over"));
+            }
+            if self.offset < state.written {
+                let n = (state.written - self.offset).min(buf.len() as u64) as usize;
+                drop(state);
+                let n = self.file.read_at(&mut buf[..n], self.offset)?;
+                self.offset += n as u64;
+                return Ok(n);
+            }
+            if state.finished {
+                return Ok(0);
+            }
+            state = self
+                .feed
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("capsule-feed-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn a_feed_reader_waits_for_what_is_written_and_ends_with_the_download() {
+        let path = temp_file("grow");
+        let mut writer = File::create(&path).unwrap();
+        let progress = |_| {};
+        let feed = Feed::new(&progress);
+        let read = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                feed.wait_started();
+                let mut all = Vec::new();
+                feed.reader(File::open(&path).unwrap())
+                    .read_to_end(&mut all)
+                    .map(|_| all)
+            });
+            for chunk in [&b"hello "[..], b"growing ", b"file"] {
+                writer.write_all(chunk).unwrap();
+                feed.wrote(chunk.len() as u64);
+            }
+            feed.finish();
+            reader.join().unwrap()
+        });
+        assert_eq!(read.unwrap(), b"hello growing file");
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_feed_reader_fails_when_the_download_starts_over() {
+        let path = temp_file("restart");
+        let mut writer = File::create(&path).unwrap();
+        let progress = |_| {};
+        let feed = Feed::new(&progress);
+        writer.write_all(b"wrong").unwrap();
+        feed.wrote(5);
+        let mut reader = feed.reader(File::open(&path).unwrap());
+        let mut buf = [0u8; 3];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        feed.restart();
+        assert!(reader.read(&mut buf).is_err());
+        let _ = fs::remove_file(&path);
+    }
 }

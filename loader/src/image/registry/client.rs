@@ -45,12 +45,84 @@ pub struct Client {
     authorization: Mutex<Option<String>>,
 }
 
-fn agent(verify: bool) -> ureq::Agent {
+/// The system's certificate bundles, in the order distributions keep them.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The certificates of a PEM file (none when it cannot be read).
+fn pem_certs(path: &std::path::Path) -> Vec<ureq::tls::Certificate<'static>> {
+    let Ok(pem) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the CA certificates of one registry are kept (`HOST[:PORT]/*.crt`), as
+/// podman and docker read them; `--cert-dir` replaces them.
+fn cert_dirs(domain: &str, cert_dir: Option<&std::path::Path>) -> Vec<PathBuf> {
+    match cert_dir {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(domain))
+            .collect(),
+    }
+}
+
+/// The certificates a registry's must chain to: the bundle `$SSL_CERT_FILE` names,
+/// else the system's (where an administrator adds a private CA), else Mozilla's
+/// roots built into capsule; and the `*.crt` of the registry's certificate
+/// directories.
+fn root_certs(domain: &str, cert_dir: Option<&std::path::Path>) -> ureq::tls::RootCerts {
+    let named = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let bundle = named.or_else(|| {
+        SYSTEM_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    });
+    let mut certs = bundle.map(|b| pem_certs(&b)).unwrap_or_default();
+    for dir in cert_dirs(domain, cert_dir) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        files.sort();
+        for file in files {
+            certs.extend(pem_certs(&file));
+        }
+    }
+    // Without a system bundle, the registry's own CAs are all it is given (Mozilla's
+    // built-in roots cannot be joined to them).
+    if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    }
+}
+
+/// An agent checking certificates unless `verify` is false, and refusing any plain
+/// http URL (a redirect, a token realm) unless `plain` allows the registry's.
+fn agent(verify: bool, plain: bool, roots: ureq::tls::RootCerts) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(roots)
         .disable_verification(!verify)
         .build();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .https_only(!plain)
         .tls_config(tls)
         .user_agent(concat!("capsule/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(Duration::from_secs(15)))
@@ -68,6 +140,9 @@ fn describe(error: &ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::RequireHttpsOnly(_) => {
+            "a plain http address, refused (--tls-verify=false allows it for this registry)".into()
+        }
         other => other.to_string(),
     }
 }
@@ -123,22 +198,34 @@ impl Client {
         let plain_allowed = is_loopback(domain) || !options.tls_verify;
         let host = api_host(domain);
         let mut client = Client {
-            agent: agent(options.tls_verify),
+            agent: agent(
+                options.tls_verify,
+                plain_allowed,
+                root_certs(domain, options.cert_dir.as_deref()),
+            ),
             domain: domain.to_string(),
             base: format!("https://{host}"),
             credentials,
             scope,
             authorization: Mutex::new(None),
         };
-        let probe = match client.agent.get(format!("{}/v2/", client.base)).call() {
+        let response = match client.agent.get(format!("{}/v2/", client.base)).call() {
             Err(e) if plain_allowed => {
                 log::debug!("{domain}: https: {}; trying http", describe(&e));
-                client.base = format!("http://{host}");
-                client.agent.get(format!("{}/v2/", client.base)).call()
+                let plain_base = format!("http://{host}");
+                let plain = client.agent.get(format!("{plain_base}/v2/")).call();
+                // Only a registry's answer makes plain http the way: otherwise (an
+                // https server refusing http, say) the https error is the one to tell.
+                match plain {
+                    Ok(r) if matches!(r.status().as_u16(), 200..=299 | 401) => {
+                        client.base = plain_base;
+                        r
+                    }
+                    _ => return Err(client.unreachable(&e)),
+                }
             }
-            other => other,
+            other => other.map_err(|e| client.unreachable(&e))?,
         };
-        let response = probe.map_err(|e| client.unreachable(&e))?;
         match response.status().as_u16() {
             200..=299 => {}
             401 => {

@@ -72,6 +72,9 @@ pub struct Options {
     pub platform: Option<super::spec::Platform>,
     /// `--quiet`: no progress, no line per layer.
     pub quiet: bool,
+    /// `--cert-dir`: the registry's CA certificates (`*.crt`), instead of
+    /// `/etc/containers/certs.d/HOST` and `/etc/docker/certs.d/HOST`.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -80,6 +83,7 @@ impl Default for Options {
             tls_verify: true,
             platform: None,
             quiet: false,
+            cert_dir: None,
         }
     }
 }

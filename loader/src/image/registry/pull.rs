@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fs;
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::blob;
@@ -16,7 +17,7 @@ use crate::image::formats::{self, LayerSource};
 use crate::image::import;
 use crate::image::layer::{self, NewLayer};
 use crate::image::owners::Owners;
-use crate::image::progress::{Layers, Progress};
+use crate::image::progress::{LayerBar, Layers, Progress};
 use crate::image::reference::Reference;
 use crate::image::spec::{self, Compression, ImageConfig, Platform};
 use crate::image::store::Store;
@@ -175,7 +176,6 @@ fn pull_checked(
     let jobs = Mutex::new(jobs);
     let done = Mutex::new(done);
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let hidden = Progress::new(0, "");
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL.min(new_layers) {
             scope.spawn(|| loop {
@@ -188,31 +188,16 @@ fn pull_checked(
                     return;
                 };
                 let bar = display.layer(digest.short(), size);
-                let part = downloads.join(digest.hex());
-                let outcome =
-                    blob::download(&client, &reference.path, &digest, size, &part, &|bytes| {
-                        bar.advance(bytes)
-                    })
-                    .and_then(|()| {
-                        let source = LayerSource::Blob {
-                            path: part.clone(),
-                            what: format!("layer {digest}"),
-                            digest: Some(digest.clone()),
-                            size: Some(size),
-                            compression: Some(compression),
-                        };
-                        let into = staging.path().join(format!("layer-{n}"));
-                        let prepared = layer::prepare(
-                            &source,
-                            Some(&diff_id),
-                            |_| None,
-                            &into,
-                            owners,
-                            &hidden,
-                        );
-                        let _ = fs::remove_file(&part);
-                        Ok(prepared?)
-                    });
+                let job = Job {
+                    client: &client,
+                    repository: &reference.path,
+                    digest: &digest,
+                    size,
+                    diff_id: &diff_id,
+                    compression,
+                };
+                let into = staging.path().join(format!("layer-{n}"));
+                let outcome = job.fetch(&downloads.join(digest.hex()), &into, owners, &bar);
                 match &outcome {
                     Ok(_) => bar.done(&format!("downloaded {size} bytes")),
                     Err(_) => {
@@ -245,4 +230,81 @@ fn pull_checked(
         layers: layers.len(),
         new_layers,
     })
+}
+
+/// One layer to download and unpack.
+struct Job<'a> {
+    client: &'a Client,
+    repository: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    diff_id: &'a Digest,
+    compression: Compression,
+}
+
+impl Job<'_> {
+    /// Downloads the layer into `part` and, at the same time, unpacks it into `into`
+    /// as it arrives. When that unpacking fails (the download started over, say),
+    /// the complete, verified blob is unpacked once more, so that what is reported
+    /// is about the blob, not about the race.
+    fn fetch(
+        &self,
+        part: &Path,
+        into: &Path,
+        owners: Owners,
+        bar: &LayerBar,
+    ) -> Result<NewLayer, RegistryError> {
+        let what = format!("layer {}", self.digest);
+        let progress = |bytes| bar.advance(bytes);
+        let feed = blob::Feed::new(&progress);
+        let (downloaded, streamed) = std::thread::scope(|scope| {
+            let unpacker = scope.spawn(|| {
+                feed.wait_started();
+                let file = fs::File::open(part).map_err(|error| ImageError::Io {
+                    path: part.to_path_buf(),
+                    error,
+                })?;
+                layer::unpack_stream(
+                    feed.reader(file),
+                    part,
+                    &what,
+                    self.compression,
+                    self.diff_id,
+                    into,
+                    owners,
+                )
+            });
+            let downloaded = blob::download(
+                self.client,
+                self.repository,
+                self.digest,
+                self.size,
+                part,
+                &feed,
+            );
+            feed.finish();
+            (downloaded, unpacker.join())
+        });
+        // A blob that did not download whole stays for the next pull to resume.
+        downloaded?;
+        let result = match streamed {
+            Ok(Ok(layer)) => Ok(layer),
+            _ => {
+                let _ = crate::image::owners::remove_any(into);
+                let source = LayerSource::Blob {
+                    path: part.to_path_buf(),
+                    what,
+                    // Verified while it downloaded (its size too).
+                    digest: None,
+                    size: Some(self.size),
+                    compression: Some(self.compression),
+                };
+                let hidden = Progress::new(0, "");
+                layer::prepare(&source, Some(self.diff_id), |_| None, into, owners, &hidden)
+                    .map_err(RegistryError::from)
+            }
+        };
+        let _ = fs::remove_file(part);
+        result
+    }
 }
