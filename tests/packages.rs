@@ -365,6 +365,16 @@ fn useradd_and_the_new_name_in_a_root_the_user_owns() {
     assert_unchanged(&root, &before);
     let out = in_capsule(f, &home, &root, "other", "id alice 2>&1 || echo unknown");
     assert!(success(&out, "a second capsule").contains("unknown"));
+    // ldconfig -p (a static program) prints the capsule's cache, not the host's.
+    let out = in_capsule(f, &home, &root, "other", "ldconfig -p | grep -c '=>'");
+    let inside = success(&out, "ldconfig -p");
+    let cache = root.path().join("etc/ld.so.cache");
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("/sbin/ldconfig -p -C \"$1\" | grep -c '=>'")
+        .arg("sh")
+        .arg(&cache));
+    assert_eq!(inside, success(&out, "ldconfig -p -C of the root's cache"));
 }
 
 /// The same root imported as an image (`capsule image import` of the tar, by the
