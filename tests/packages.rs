@@ -338,7 +338,8 @@ fn apt_get_installs_a_package_in_a_root_owned_by_real_root() {
 
 /// shadow-utils' `useradd` (its `lckpwdf` on `/etc/.pwd.lock`, the `link()` of a
 /// temporary file to `/etc/passwd.lock` checked by `st_nlink`), then the new name
-/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`, and `su`
+/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`, `setpriv` (which
+/// keeps its capabilities across the uid change to change the gid after), and `su`
 /// (PAM's `pam_rootok`, then `pam_unix` reading the capsule's `/etc/shadow`).
 #[test]
 fn useradd_and_the_new_name_in_a_root_the_user_owns() {
@@ -353,12 +354,12 @@ fn useradd_and_the_new_name_in_a_root_the_user_owns() {
         "users",
         "set -e; useradd -m alice; id alice; touch /tmp/g; chown alice:alice /tmp/g; \
          stat -c '%n %U:%G %u:%g' /tmp/g /home/alice; ls -l /tmp/g | awk '{print $3\":\"$4}'; \
-         runuser -u alice -- id -un; su alice -c 'id -un; touch /tmp/a'; stat -c '%U:%G' /tmp/a",
+         runuser -u alice -- id -un; setpriv --reuid=alice --regid=alice --init-groups id -un; su alice -c 'id -un; touch /tmp/a'; stat -c '%U:%G' /tmp/a",
     );
     assert_eq!(
         success(&out, "useradd -m alice"),
         "uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
-         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\nalice\nalice:alice\n"
+         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\nalice\nalice\nalice:alice\n"
     );
     let passwd = std::fs::read_to_string(upper(&home, "users").join("etc/passwd")).unwrap();
     assert!(passwd.contains("\nalice:x:1000:1000:"), "{passwd}");
