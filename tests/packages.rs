@@ -441,3 +441,46 @@ fn apt_get_and_useradd_in_an_imported_image() {
     ]);
     assert_eq!(success(&out, "a second capsule of the image"), "no-bob\n");
 }
+
+/// The same in `capsule up`: a manifest's capsule of the root, as the user.
+#[test]
+fn apt_get_and_useradd_in_capsule_up() {
+    let Some(f) = fixture() else { return };
+    let root = Root::new(f, true);
+    let before = root.listing();
+    let home = capsule_home(f);
+    let manifest = home.path().join("capsule.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[capsule.pkg]\nroot = {:?}\nuser = \"0\"\ncommand = \"set -e; apt-get update -q >/dev/null; \
+             apt-get install -y -q sl >/dev/null; test -x /usr/games/sl && echo sl-installed; \
+             useradd -m carol; su carol -c 'id -un'\"\n",
+            root.path()
+        ),
+    )
+    .unwrap();
+    let mut reach = AsNobody::new();
+    reach.reach(&shim());
+    let mut cmd = clean_command(reach.reach(&capsule_bin()));
+    cmd.env("CAPSULE_HOME", home.path())
+        .env("HOME", &f.home)
+        .current_dir("/")
+        .args(["up", "-f"])
+        .arg(&manifest)
+        .uid(f.uid)
+        .gid(f.gid);
+    let out = run(&mut cmd);
+    if mirror_failed(&out) {
+        println!("skipped: the mirror does not answer\n{}", describe(&out));
+        return;
+    }
+    let text = success(&out, "capsule up");
+    assert!(
+        text.contains("pkg | sl-installed\npkg | carol\n"),
+        "{}",
+        describe(&out)
+    );
+    assert!(exists(&upper(&home, "pkg").join("usr/games/sl")));
+    assert_unchanged(&root, &before);
+}
