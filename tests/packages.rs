@@ -235,20 +235,16 @@ fn install_sl(f: &Fixture, owned: bool) -> Option<(Root, TempDir)> {
     Some((root, home))
 }
 
-#[test]
-fn apt_get_installs_a_package_in_a_root_the_user_owns() {
-    let Some(f) = fixture() else { return };
-    let Some((root, home)) = install_sl(f, true) else {
-        return;
-    };
-    // dpkg -i of a downloaded package, in the same capsule (apt's lists are there).
-    let before = root.listing();
+/// `apt-get download hello && dpkg -i hello_*.deb && hello` in capsule "apt" (apt's
+/// lists are there already): hello runs and is in the upper layer. `false`: the
+/// mirror did not answer (said so).
+fn dpkg_i_hello(f: &Fixture, home: &TempDir, root: &Root) -> bool {
     let out = in_capsule(
         f,
-        &home,
-        &root,
+        home,
+        root,
         "apt",
-        "set -e; cd /root; apt-get download -q hello; dpkg -i hello_*.deb; hello; \
+        "set -e; cd /tmp; apt-get download -q hello; dpkg -i hello_*.deb; hello; \
          dpkg-query -W -f '${Status}\\n' hello",
     );
     if mirror_failed(&out) {
@@ -256,7 +252,7 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
             "skipped dpkg -i: the mirror does not answer\n{}",
             describe(&out)
         );
-        return;
+        return false;
     }
     let text = success(
         &out,
@@ -267,7 +263,20 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
         "{}",
         describe(&out)
     );
-    assert!(exists(&upper(&home, "apt").join("usr/bin/hello")));
+    assert!(exists(&upper(home, "apt").join("usr/bin/hello")));
+    true
+}
+
+#[test]
+fn apt_get_installs_a_package_in_a_root_the_user_owns() {
+    let Some(f) = fixture() else { return };
+    let Some((root, home)) = install_sl(f, true) else {
+        return;
+    };
+    let before = root.listing();
+    if !dpkg_i_hello(f, &home, &root) {
+        return;
+    }
     // A package whose maintainer scripts add a system user and give it directories
     // (uuid-runtime: adduser uuidd, chown of /var/lib/libuuid), then apt-get remove.
     let out = in_capsule(
@@ -313,16 +322,24 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
 
 /// The same root owned by real root, which the user may read but not write: apt's
 /// and dpkg's lock files (0640 root, empty) and `partial/` directories (0700 `_apt`)
-/// are copied up without reading them.
+/// are copied up without reading them; `dpkg -i` may write `/var/lib/dpkg`.
 #[test]
 fn apt_get_installs_a_package_in_a_root_owned_by_real_root() {
     let Some(f) = fixture() else { return };
-    install_sl(f, false);
+    let Some((root, home)) = install_sl(f, false) else {
+        return;
+    };
+    // dpkg itself first checks it may write /var/lib/dpkg (access W_OK).
+    let before = root.listing();
+    if dpkg_i_hello(f, &home, &root) {
+        assert_unchanged(&root, &before);
+    }
 }
 
 /// shadow-utils' `useradd` (its `lckpwdf` on `/etc/.pwd.lock`, the `link()` of a
 /// temporary file to `/etc/passwd.lock` checked by `st_nlink`), then the new name
-/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`, and `su`
+/// everywhere: `id`, `chown NAME:NAME`, `stat`, `ls -l`, `runuser`, `setpriv` (which
+/// keeps its capabilities across the uid change to change the gid after), and `su`
 /// (PAM's `pam_rootok`, then `pam_unix` reading the capsule's `/etc/shadow`).
 #[test]
 fn useradd_and_the_new_name_in_a_root_the_user_owns() {
@@ -337,18 +354,28 @@ fn useradd_and_the_new_name_in_a_root_the_user_owns() {
         "users",
         "set -e; useradd -m alice; id alice; touch /tmp/g; chown alice:alice /tmp/g; \
          stat -c '%n %U:%G %u:%g' /tmp/g /home/alice; ls -l /tmp/g | awk '{print $3\":\"$4}'; \
-         runuser -u alice -- id -un; su alice -c 'id -un; touch /tmp/a'; stat -c '%U:%G' /tmp/a",
+         runuser -u alice -- id -un; setpriv --reuid=alice --regid=alice --init-groups id -un; su alice -c 'id -un; touch /tmp/a'; stat -c '%U:%G' /tmp/a",
     );
     assert_eq!(
         success(&out, "useradd -m alice"),
         "uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
-         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\nalice\nalice:alice\n"
+         /tmp/g alice:alice 1000:1000\n/home/alice alice:alice 1000:1000\nalice:alice\nalice\nalice\nalice\nalice:alice\n"
     );
     let passwd = std::fs::read_to_string(upper(&home, "users").join("etc/passwd")).unwrap();
     assert!(passwd.contains("\nalice:x:1000:1000:"), "{passwd}");
     assert_unchanged(&root, &before);
     let out = in_capsule(f, &home, &root, "other", "id alice 2>&1 || echo unknown");
     assert!(success(&out, "a second capsule").contains("unknown"));
+    // ldconfig -p (a static program) prints the capsule's cache, not the host's.
+    let out = in_capsule(f, &home, &root, "other", "ldconfig -p | grep -c '=>'");
+    let inside = success(&out, "ldconfig -p");
+    let cache = root.path().join("etc/ld.so.cache");
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("/sbin/ldconfig -p -C \"$1\" | grep -c '=>'")
+        .arg("sh")
+        .arg(&cache));
+    assert_eq!(inside, success(&out, "ldconfig -p -C of the root's cache"));
 }
 
 /// The same root imported as an image (`capsule image import` of the tar, by the
@@ -413,4 +440,47 @@ fn apt_get_and_useradd_in_an_imported_image() {
         "test -e /usr/games/sl && echo has-sl; id bob 2>/dev/null || echo no-bob",
     ]);
     assert_eq!(success(&out, "a second capsule of the image"), "no-bob\n");
+}
+
+/// The same in `capsule up`: a manifest's capsule of the root, as the user.
+#[test]
+fn apt_get_and_useradd_in_capsule_up() {
+    let Some(f) = fixture() else { return };
+    let root = Root::new(f, true);
+    let before = root.listing();
+    let home = capsule_home(f);
+    let manifest = home.path().join("capsule.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[capsule.pkg]\nroot = {:?}\nuser = \"0\"\ncommand = \"set -e; apt-get update -q >/dev/null; \
+             apt-get install -y -q sl >/dev/null; test -x /usr/games/sl && echo sl-installed; \
+             useradd -m carol; su carol -c 'id -un'\"\n",
+            root.path()
+        ),
+    )
+    .unwrap();
+    let mut reach = AsNobody::new();
+    reach.reach(&shim());
+    let mut cmd = clean_command(reach.reach(&capsule_bin()));
+    cmd.env("CAPSULE_HOME", home.path())
+        .env("HOME", &f.home)
+        .current_dir("/")
+        .args(["up", "-f"])
+        .arg(&manifest)
+        .uid(f.uid)
+        .gid(f.gid);
+    let out = run(&mut cmd);
+    if mirror_failed(&out) {
+        println!("skipped: the mirror does not answer\n{}", describe(&out));
+        return;
+    }
+    let text = success(&out, "capsule up");
+    assert!(
+        text.contains("pkg | sl-installed\npkg | carol\n"),
+        "{}",
+        describe(&out)
+    );
+    assert!(exists(&upper(&home, "pkg").join("usr/games/sl")));
+    assert_unchanged(&root, &before);
 }

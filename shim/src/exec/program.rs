@@ -272,8 +272,8 @@ fn explicit_loader_argv(
 }
 
 /// The arguments of the root's `ldconfig` (see `LdconfigDirs`): `ldconfig -n
-/// [-v] DIRS`, keeping argv[0] and a verbose flag. A print of the cache (`-p`) is
-/// left as it was asked.
+/// [-v] DIRS`, keeping argv[0] and a verbose flag; a print of the cache (`-p`)
+/// becomes `ldconfig -p -C` the capsule's `/etc/ld.so.cache`.
 fn ldconfig_argv(
     dirs: &LdconfigDirs,
     original: *const *const c_char,
@@ -297,7 +297,17 @@ fn ldconfig_argv(
         .skip(1)
         .any(|&p| matches!(arg(p), b"-p" | b"--print-cache"))
     {
-        return Ok(original);
+        // The capsule's cache, not the host's (which the program would open).
+        let layers = fs::layers().ok_or(libc::ENOENT)?;
+        buf.program = resolve(layers, b"/etc/ld.so.cache")?;
+        let cache = buf.program.as_ptr();
+        let slots = buf.slots(5)?;
+        slots[0] = args.first().copied().unwrap_or(c"ldconfig".as_ptr());
+        slots[1] = c"-p".as_ptr();
+        slots[2] = c"-C".as_ptr();
+        slots[3] = cache;
+        slots[4] = std::ptr::null();
+        return Ok(slots.as_ptr());
     }
     let verbose = args
         .iter()

@@ -1219,16 +1219,16 @@ hook! {
     |real| stat_with(dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0, StatBuf::Statx(buf), |p| if p == path { real(dirfd, p, flags, mask, buf) } else { real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf) })
 
     fn access(path: *const c_char, mode: c_int) -> c_int, missing: -1;
-    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _, m| real(p, m))
 
     fn faccessat(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_int, missing: -1;
-    |real| access_with(dirfd, path, mode, flags, |p, direct| if direct { real(dirfd, p, mode, flags) } else { real(libc::AT_FDCWD, p, mode, flags | libc::AT_SYMLINK_NOFOLLOW) })
+    |real| access_with(dirfd, path, mode, flags, |p, direct, m| if direct { real(dirfd, p, m, flags) } else { real(libc::AT_FDCWD, p, m, flags | libc::AT_SYMLINK_NOFOLLOW) })
 
     fn euidaccess(path: *const c_char, mode: c_int) -> c_int, missing: -1;
-    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _, m| real(p, m))
 
     fn eaccess(path: *const c_char, mode: c_int) -> c_int, missing: -1;
-    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _| real(p, mode))
+    |real| access_with(libc::AT_FDCWD, path, mode, 0, |p, _, m| real(p, m))
 
     fn mkdir(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
     |real| mkdir_with(libc::AT_FDCWD, path, mode, |p, m| real(p, m))
@@ -1765,14 +1765,16 @@ hook! {
 }
 
 /// access / faccessat: `W_OK` where the capsule cannot write is `EROFS`, as on a
-/// read-only mount; otherwise the kernel checks the host file. `real` gets the
+/// read-only mount; where it can, a fake root may write (dpkg checks
+/// `/var/lib/dpkg` so in a root owned by real root); otherwise the kernel checks
+/// the host file. `real` gets the
 /// host path (direct = false) or the caller's own (direct = true).
 unsafe fn access_with(
     dirfd: c_int,
     path: *const c_char,
     mode: c_int,
     flags: c_int,
-    real: impl Fn(*const c_char, bool) -> c_int + Copy,
+    real: impl Fn(*const c_char, bool, c_int) -> c_int + Copy,
 ) -> c_int {
     run_in(
         Node::empty,
@@ -1802,9 +1804,16 @@ unsafe fn access_with(
                 set_errno(e);
                 -1
             }
-            None => real(node.host.as_ptr(), false),
+            // A fake root may write whatever the capsule can write (a copy-up makes
+            // the file the real user's): the kernel is asked about the rest only.
+            None => {
+                let fake_root =
+                    node.place == super::layers::Place::Overlay && super::owner::is_fake_root();
+                let asked = if fake_root { mode & !libc::W_OK } else { mode };
+                real(node.host.as_ptr(), false, asked)
+            }
         },
-        || real(path, true),
+        || real(path, true, mode),
         -1,
     )
 }

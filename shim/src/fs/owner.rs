@@ -339,6 +339,12 @@ fn apply_rdev(host: &PathBuf, st: &mut libc::stat) {
     }
 }
 
+/// Whether the capsule's identity is a root the process is not really: ownership
+/// is recorded, and permission to write comes from the capsule, not the host file.
+pub fn is_fake_root() -> bool {
+    recorded() && CREDS.privileged()
+}
+
 /// `access` decided from the walk's `lstat`, where the answer does not depend on
 /// who asks (existence) or the process is really root (who may read and write
 /// anything, and execute what has an execute bit or is a directory). `None`: ask

@@ -3,6 +3,8 @@
 use libc::{c_char, c_int, gid_t, size_t, uid_t};
 
 use super::ops::{self, Kind};
+use std::sync::atomic::Ordering;
+
 use super::state::{CREDS, EFFECTIVE, REAL};
 use crate::hook::{int_result, set_errno, Outcome};
 
@@ -143,4 +145,112 @@ hook! {
         }
         int_result(ops::set_groups(&CREDS, &groups[..n.max(0) as usize]), || real(user, group))
     }
+
+    /// The capsule's capability sets (see `caps_get`).
+    fn capget(header: *mut CapHeader, data: *mut CapData) -> c_int, missing: -1;
+    |real| match caps_get(header, data) {
+        Some(rc) => rc,
+        None => real(header, data),
+    }
+
+    fn capset(header: *mut CapHeader, data: *const CapData) -> c_int, missing: -1;
+    |real| match caps_set(header, data) {
+        Some(rc) => rc,
+        None => real(header, data),
+    }
+
+    /// `PR_SET_KEEPCAPS`/`PR_GET_KEEPCAPS` are the capsule identity's; every other
+    /// option passes through.
+    fn prctl(option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int, missing: -1;
+    |real| {
+        if !CREDS.enabled() {
+            return real(option, a2, a3, a4, a5);
+        }
+        match option {
+            libc::PR_SET_KEEPCAPS if a2 > 1 => {
+                set_errno(libc::EINVAL);
+                -1
+            }
+            libc::PR_SET_KEEPCAPS => {
+                CREDS.keep_caps.store(a2 == 1, Ordering::Relaxed);
+                0
+            }
+            libc::PR_GET_KEEPCAPS => c_int::from(CREDS.keep_caps.load(Ordering::Relaxed)),
+            _ => real(option, a2, a3, a4, a5),
+        }
+    }
+}
+
+/// `struct __user_cap_header_struct` and `__user_cap_data_struct` of capget(2).
+#[repr(C)]
+pub struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+#[repr(C)]
+pub struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V1: u32 = 0x1998_0330;
+const CAP_V2: u32 = 0x2007_1026;
+const CAP_V3: u32 = 0x2008_0522;
+
+/// How many data structures a header's version takes, for this process (pid 0 or
+/// its own); `None`: let the kernel answer (another process, no data, a version
+/// the kernel will reject and correct).
+unsafe fn cap_words(header: *const CapHeader, data_null: bool) -> Option<usize> {
+    if !CREDS.enabled() || header.is_null() || data_null {
+        return None;
+    }
+    let pid = (*header).pid;
+    if pid != 0 && pid != libc::getpid() {
+        return None;
+    }
+    match (*header).version {
+        CAP_V1 => Some(1),
+        CAP_V2 | CAP_V3 => Some(2),
+        _ => None,
+    }
+}
+
+/// capget of this process: the capsule's sets (a capsule root has them all), not
+/// the real user's empty ones, so that a program that saves and restores its
+/// capabilities around a uid change (`setpriv`, libcap-ng) keeps them.
+unsafe fn caps_get(header: *mut CapHeader, data: *mut CapData) -> Option<c_int> {
+    let words = cap_words(header, data.is_null())?;
+    let effective = CREDS.effective_caps.load(Ordering::Relaxed);
+    let permitted = CREDS.permitted_caps.load(Ordering::Relaxed);
+    for i in 0..words {
+        *data.add(i) = CapData {
+            effective: (effective >> (32 * i)) as u32,
+            permitted: (permitted >> (32 * i)) as u32,
+            inheritable: 0,
+        };
+    }
+    Some(0)
+}
+
+/// capset of this process, with the kernel's rules: the permitted set may only
+/// shrink, the effective set stays within it (inheritable capabilities are kept
+/// only as none).
+unsafe fn caps_set(header: *mut CapHeader, data: *const CapData) -> Option<c_int> {
+    let words = cap_words(header, data.is_null())?;
+    let (mut effective, mut permitted) = (0u64, 0u64);
+    for i in 0..words {
+        let d = &*data.add(i);
+        effective |= u64::from(d.effective) << (32 * i);
+        permitted |= u64::from(d.permitted) << (32 * i);
+    }
+    let old = CREDS.permitted_caps.load(Ordering::Relaxed);
+    if permitted & !old != 0 || effective & !permitted != 0 {
+        set_errno(libc::EPERM);
+        return Some(-1);
+    }
+    CREDS.permitted_caps.store(permitted, Ordering::Relaxed);
+    CREDS.effective_caps.store(effective, Ordering::Relaxed);
+    Some(0)
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::c_int;
 
-use super::state::{Creds, Ids, EFFECTIVE, FS, REAL, SAVED};
+use super::state::{Creds, Ids, CAP_SETGID, CAP_SETUID, EFFECTIVE, FS, REAL, SAVED};
 use crate::hook::Outcome::{self, *};
 
 /// "Leave unchanged" in setreuid/setresuid and friends.
@@ -13,6 +13,25 @@ pub const UNCHANGED: u32 = u32::MAX;
 pub enum Kind {
     User,
     Group,
+}
+
+/// Whether the process may set any id of `kind` (`CAP_SETUID`, `CAP_SETGID`).
+fn capable(creds: &Creds, kind: Kind) -> bool {
+    creds.capable(match kind {
+        Kind::User => CAP_SETUID,
+        Kind::Group => CAP_SETGID,
+    })
+}
+
+/// Runs a change of the ids of `kind`, then the kernel's capability rules when
+/// they were the uids.
+fn changing(creds: &Creds, kind: Kind, change: impl FnOnce() -> Outcome<c_int>) -> Outcome<c_int> {
+    let old = creds.uid.all();
+    let outcome = change();
+    if matches!(kind, Kind::User) && matches!(outcome, Handled(_)) {
+        creds.uids_changed(old);
+    }
+    outcome
 }
 
 fn ids(creds: &Creds, kind: Kind) -> &Ids {
@@ -47,17 +66,19 @@ pub fn set_id(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
         return Fail(libc::EINVAL);
     }
     let set = ids(creds, kind);
-    if creds.privileged() {
-        for which in [REAL, EFFECTIVE, SAVED, FS] {
-            set.set(which, id);
+    changing(creds, kind, || {
+        if capable(creds, kind) {
+            for which in [REAL, EFFECTIVE, SAVED, FS] {
+                set.set(which, id);
+            }
+        } else if id == set.get(REAL) || id == set.get(SAVED) {
+            set.set(EFFECTIVE, id);
+            set.set(FS, id);
+        } else {
+            return Fail(libc::EPERM);
         }
-    } else if id == set.get(REAL) || id == set.get(SAVED) {
-        set.set(EFFECTIVE, id);
-        set.set(FS, id);
-    } else {
-        return Fail(libc::EPERM);
-    }
-    Handled(0)
+        Handled(0)
+    })
 }
 
 /// setresuid / setresgid (and seteuid/setegid, which glibc defines through them).
@@ -66,16 +87,18 @@ pub fn set_res(creds: &Creds, kind: Kind, new: [u32; 3]) -> Outcome<c_int> {
         return PassThrough;
     }
     let set = ids(creds, kind);
-    if !creds.privileged() && new.iter().any(|&id| id != UNCHANGED && !set.holds(id)) {
+    if !capable(creds, kind) && new.iter().any(|&id| id != UNCHANGED && !set.holds(id)) {
         return Fail(libc::EPERM);
     }
-    for (which, id) in [REAL, EFFECTIVE, SAVED].into_iter().zip(new) {
-        if id != UNCHANGED {
-            set.set(which, id);
+    changing(creds, kind, || {
+        for (which, id) in [REAL, EFFECTIVE, SAVED].into_iter().zip(new) {
+            if id != UNCHANGED {
+                set.set(which, id);
+            }
         }
-    }
-    set.set(FS, set.get(EFFECTIVE));
-    Handled(0)
+        set.set(FS, set.get(EFFECTIVE));
+        Handled(0)
+    })
 }
 
 /// seteuid / setegid: glibc refuses -1 itself, then goes through setresuid.
@@ -93,26 +116,28 @@ pub fn set_re(creds: &Creds, kind: Kind, real: u32, effective: u32) -> Outcome<c
     }
     let set = ids(creds, kind);
     let old_real = set.get(REAL);
-    if !creds.privileged() {
+    if !capable(creds, kind) {
         let real_ok = real == UNCHANGED || real == old_real || real == set.get(EFFECTIVE);
         let effective_ok = effective == UNCHANGED || set.holds(effective);
         if !real_ok || !effective_ok {
             return Fail(libc::EPERM);
         }
     }
-    if real != UNCHANGED {
-        set.set(REAL, real);
-    }
-    if effective != UNCHANGED {
-        set.set(EFFECTIVE, effective);
-    }
-    // The saved id follows the new effective id when the real id was set, or the
-    // effective id was set to something other than the previous real id.
-    if real != UNCHANGED || (effective != UNCHANGED && effective != old_real) {
-        set.set(SAVED, set.get(EFFECTIVE));
-    }
-    set.set(FS, set.get(EFFECTIVE));
-    Handled(0)
+    changing(creds, kind, || {
+        if real != UNCHANGED {
+            set.set(REAL, real);
+        }
+        if effective != UNCHANGED {
+            set.set(EFFECTIVE, effective);
+        }
+        // The saved id follows the new effective id when the real id was set, or the
+        // effective id was set to something other than the previous real id.
+        if real != UNCHANGED || (effective != UNCHANGED && effective != old_real) {
+            set.set(SAVED, set.get(EFFECTIVE));
+        }
+        set.set(FS, set.get(EFFECTIVE));
+        Handled(0)
+    })
 }
 
 /// setfsuid / setfsgid: always return the previous value; change it when allowed.
@@ -122,7 +147,7 @@ pub fn set_fs(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
     }
     let set = ids(creds, kind);
     let previous = set.get(FS);
-    if id != UNCHANGED && (creds.privileged() || set.holds(id) || id == previous) {
+    if id != UNCHANGED && (capable(creds, kind) || set.holds(id) || id == previous) {
         set.set(FS, id);
     }
     Handled(previous as c_int)
@@ -148,12 +173,12 @@ pub fn get_groups(creds: &Creds, out: &mut [u32], size: c_int) -> Outcome<c_int>
     Handled(n as c_int)
 }
 
-/// setgroups: only a privileged capsule process may change them.
+/// setgroups: only a capsule process with `CAP_SETGID` may change them.
 pub fn set_groups(creds: &Creds, groups: &[u32]) -> Outcome<c_int> {
     if !creds.enabled() {
         return PassThrough;
     }
-    if !creds.privileged() {
+    if !capable(creds, Kind::Group) {
         return Fail(libc::EPERM);
     }
     if groups.len() > capsule_config::MAX_GROUPS {
@@ -176,6 +201,35 @@ mod tests {
             groups: vec![gid],
         });
         c
+    }
+
+    /// A root that leaves uid 0 loses its capabilities, unless it kept them with
+    /// `PR_SET_KEEPCAPS` and raised them again (what setpriv does): then it may
+    /// still change its gids.
+    #[test]
+    fn capabilities_follow_uid_changes_and_keepcaps() {
+        let c = creds([0, 0, 0], 0);
+        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Handled(0)));
+        assert!(matches!(
+            set_res(&c, Kind::Group, [1000; 3]),
+            Fail(libc::EPERM)
+        ));
+        let c = creds([0, 0, 0], 0);
+        c.keep_caps
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Handled(0)));
+        assert!(!c.capable(CAP_SETGID), "the effective set is cleared");
+        let permitted = c.permitted_caps.load(std::sync::atomic::Ordering::Relaxed);
+        c.effective_caps
+            .store(permitted, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(set_res(&c, Kind::Group, [1000; 3]), Handled(0)));
+        assert!(matches!(set_groups(&c, &[1000]), Handled(0)));
+        // A root that only changes its effective uid gets its capabilities back.
+        let c = creds([0, 0, 0], 0);
+        assert!(matches!(set_effective(&c, Kind::User, 1000), Handled(0)));
+        assert!(!c.capable(CAP_SETUID));
+        assert!(matches!(set_effective(&c, Kind::User, 0), Handled(0)));
+        assert!(c.capable(CAP_SETUID));
     }
 
     fn ok<T: PartialEq + std::fmt::Debug>(o: Outcome<T>) -> T {

@@ -1,7 +1,7 @@
 //! Emulated process credentials, lock-free (hooks may run in signal handlers and in
 //! `vfork` children).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use capsule_config::{Identity, MAX_GROUPS};
 
@@ -35,8 +35,17 @@ impl Ids {
     }
 }
 
+/// Every capability of this kernel generation (up to `CAP_CHECKPOINT_RESTORE`, 40).
+pub const ALL_CAPS: u64 = (1 << 41) - 1;
+pub const CAP_SETGID: u64 = 1 << 6;
+pub const CAP_SETUID: u64 = 1 << 7;
+
 pub struct Creds {
     enabled: AtomicBool,
+    /// The emulated effective and permitted capability sets, and `PR_SET_KEEPCAPS`.
+    pub effective_caps: AtomicU64,
+    pub permitted_caps: AtomicU64,
+    pub keep_caps: AtomicBool,
     pub uid: Ids,
     pub gid: Ids,
     groups: [AtomicU32; MAX_GROUPS],
@@ -52,6 +61,9 @@ impl Creds {
     const fn new() -> Creds {
         Creds {
             enabled: AtomicBool::new(false),
+            effective_caps: AtomicU64::new(0),
+            permitted_caps: AtomicU64::new(0),
+            keep_caps: AtomicBool::new(false),
             uid: Ids::new(),
             gid: Ids::new(),
             groups: [const { AtomicU32::new(0) }; MAX_GROUPS],
@@ -69,6 +81,15 @@ impl Creds {
         }
         self.gid.set(FS, identity.gid[EFFECTIVE]);
         self.set_groups(&identity.groups);
+        // As after execve (capabilities(7)): a root's capabilities are all there,
+        // effective when the effective uid is 0; `PR_SET_KEEPCAPS` is cleared.
+        let root = identity.uid[REAL] == 0 || identity.uid[EFFECTIVE] == 0;
+        let effective = identity.uid[EFFECTIVE] == 0;
+        self.permitted_caps
+            .store(if root { ALL_CAPS } else { 0 }, Ordering::Relaxed);
+        self.effective_caps
+            .store(if effective { ALL_CAPS } else { 0 }, Ordering::Relaxed);
+        self.keep_caps.store(false, Ordering::Relaxed);
         self.enabled.store(true, Ordering::Release);
     }
 
@@ -80,6 +101,30 @@ impl Creds {
     /// Whether the capsule process holds root's privileges over ids (CAP_SETUID).
     pub fn privileged(&self) -> bool {
         self.uid.get(EFFECTIVE) == 0
+    }
+
+    /// Whether the capsule process holds capability `cap` (`CAP_SETUID`, ...) in its
+    /// effective set.
+    pub fn capable(&self, cap: u64) -> bool {
+        self.effective_caps.load(Ordering::Relaxed) & cap != 0
+    }
+
+    /// The kernel's capability changes after the uids changed from `old`
+    /// (capabilities(7), "Effect of user ID changes on capabilities").
+    pub fn uids_changed(&self, old: [u32; 3]) {
+        let new = self.uid.all();
+        if old.contains(&0) && !new.contains(&0) {
+            if !self.keep_caps.load(Ordering::Relaxed) {
+                self.permitted_caps.store(0, Ordering::Relaxed);
+            }
+            self.effective_caps.store(0, Ordering::Relaxed);
+        }
+        if old[EFFECTIVE] == 0 && new[EFFECTIVE] != 0 {
+            self.effective_caps.store(0, Ordering::Relaxed);
+        } else if old[EFFECTIVE] != 0 && new[EFFECTIVE] == 0 {
+            let permitted = self.permitted_caps.load(Ordering::Relaxed);
+            self.effective_caps.store(permitted, Ordering::Relaxed);
+        }
     }
 
     pub fn set_groups(&self, groups: &[u32]) {
