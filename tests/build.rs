@@ -392,3 +392,101 @@ fn bad_containerfiles_are_refused_with_file_and_line_before_anything_runs() {
     assert!(!capsule_ok(&home, &["image", "ls"]).contains("bad"));
     assert_eq!(leftover_capsules(&home), Vec::<String>::new());
 }
+
+/// The Debian bookworm minbase root of tests/packages.rs as a tar archive (the same
+/// cache file, made with mmdebstrap when missing); `None`, saying why, without
+/// mmdebstrap or a mirror.
+fn debian_minbase() -> Option<std::path::PathBuf> {
+    let cache = bin_dir().join("packages-cache");
+    let tar = cache.join("bookworm-minbase.tar");
+    if tar.exists() {
+        return Some(tar);
+    }
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: mmdebstrap is not installed");
+        return None;
+    }
+    fs::create_dir_all(&cache).unwrap();
+    let partial = cache.join(format!("bookworm-minbase.tar.{}", std::process::id()));
+    let out = Command::new("mmdebstrap")
+        .args(["--variant=minbase", "--format=tar", "bookworm"])
+        .arg(&partial)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let _ = fs::remove_file(&partial);
+        println!("skipped: mmdebstrap could not build the root (no mirror answers?)");
+        return None;
+    }
+    fs::rename(&partial, &tar).unwrap();
+    Some(tar)
+}
+
+/// The real test of a builder: apt-get in a RUN of a Debian image, with _apt-owned
+/// files, dpkg's chown/chmod, maintainer scripts that add a user, and useradd; the
+/// image runs and shows the owners dpkg and the steps set.
+#[test]
+fn apt_get_install_in_a_run_step_of_a_debian_image() {
+    let Some(tar) = debian_minbase() else { return };
+    let work = TempDir::new("build-apt");
+    let home = CapsuleHome::new();
+    capsule_ok(
+        &home,
+        &[
+            "image",
+            "import",
+            tar.to_str().unwrap(),
+            "--name",
+            "bookworm:min",
+        ],
+    );
+    let context = work.join("ctx");
+    write(
+        &context,
+        "Containerfile",
+        "FROM bookworm:min\n\
+         RUN apt-get update -q >/dev/null && apt-get install -y -q uuid-runtime >/dev/null\n\
+         RUN useradd -m bob && mkdir /srv/data && chown bob:bob /srv/data\n\
+         CMD [\"sh\", \"-c\", \"stat -c '%U:%G %a %n' /var/lib/libuuid /srv/data /home/bob; test -x /usr/sbin/uuidd && echo uuidd-installed\"]\n",
+    );
+    let out = build(&home, &["-t", "uuid:1", context.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    if [
+        "Temporary failure resolving",
+        "Could not connect",
+        "Could not resolve",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        println!("skipped: the mirror does not answer\n{}", describe(&out));
+        return;
+    }
+    success(&out, "capsule build of an apt-get RUN");
+    let ran = capsule_ok(&home, &["run", "--rm", "--image", "uuid:1"]);
+    assert_eq!(
+        ran,
+        "uuidd:uuidd 2775 /var/lib/libuuid\nbob:bob 755 /srv/data\nbob:bob 755 /home/bob\nuuidd-installed\n"
+    );
+    assert_eq!(leftover_capsules(&home), Vec::<String>::new());
+    // The base image is as it was: no uuidd in it.
+    let base = capsule_ok(
+        &home,
+        &[
+            "run",
+            "--rm",
+            "--image",
+            "bookworm:min",
+            "--",
+            "sh",
+            "-c",
+            "id uuidd 2>/dev/null || echo no-uuidd",
+        ],
+    );
+    assert_eq!(base, "no-uuidd\n");
+}
