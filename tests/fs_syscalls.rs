@@ -126,3 +126,54 @@ fn calls_that_would_leave_the_view_are_refused() {
         "chroot -1 Operation not permitted\nmount -1 Operation not permitted\nopen_by_handle_at -1 Operation not permitted\n"
     );
 }
+
+/// io_uring carries path operations no hook sees: in a capsule its three system calls
+/// are ENOSYS (a seccomp filter the loader installs with the kernel backstop), for a
+/// dynamic program making the call with its own system call instruction and for a
+/// static one; natively, and with the backstop off, the kernel answers.
+#[test]
+fn io_uring_is_enosys_in_a_capsule_for_every_program() {
+    let dynamic = compile_c("io_uring_probe");
+    let static_probe = bin_dir().join("c-tests/io_uring_probe-static");
+    let temp = bin_dir().join(format!(
+        "c-tests/.io_uring_probe-static.{}",
+        std::process::id()
+    ));
+    let built = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&temp)
+        .arg(workspace_root().join("c-tests/io_uring_probe.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        fs::rename(&temp, &static_probe).unwrap();
+    }
+    let native = run_native(&dynamic, &[]);
+    let native = success(&native, "io_uring_probe natively");
+    let refused = "setup=ENOSYS\nenter=ENOSYS\nregister=ENOSYS\n";
+    assert_ne!(native, refused, "this kernel has no io_uring to refuse");
+    assert!(native.starts_with("setup=OK\n"), "{native}");
+    assert!(!native.contains("ENOSYS"), "{native}");
+
+    let home = CapsuleHome::new();
+    let mut probes = vec![dynamic.clone()];
+    if built {
+        probes.push(static_probe);
+    } else {
+        eprintln!("no static libc (libc6-dev's libc.a): the static probe is skipped");
+    }
+    for probe in &probes {
+        let out = home.run(&["run", "--rm", "--", probe.to_str().unwrap()]);
+        assert_eq!(
+            success(&out, "io_uring_probe in a capsule"),
+            refused,
+            "{}",
+            probe.display()
+        );
+    }
+    // Without the backstop there is no filter either (README: what the backstop does).
+    let out = run(home
+        .command(&["run", "--rm", "--", dynamic.to_str().unwrap()])
+        .env("CAPSULE_LANDLOCK", "off"));
+    assert_eq!(success(&out, "io_uring_probe, backstop off"), native);
+}

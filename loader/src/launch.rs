@@ -206,8 +206,9 @@ impl Launch {
         // start with the relayed signals and SIGCHLD blocked (seen on Rust 1.95).
         // SAFETY: the closure runs in the forked child before exec; it only calls
         // sigemptyset and sigprocmask on a local set, prctl and landlock_restrict_self
-        // on the ruleset descriptor the parent keeps open across the spawn: all
-        // async-signal-safe, none allocates or takes locks.
+        // on the ruleset descriptor the parent keeps open across the spawn, and prctl
+        // with a static seccomp filter: all async-signal-safe, none allocates or takes
+        // locks.
         unsafe {
             command.pre_exec(move || {
                 let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -219,6 +220,8 @@ impl Launch {
                 }
                 if let Some(fd) = ruleset {
                     Backstop::restrict_self(fd)?;
+                    // With no_new_privs set: io_uring, which no hook sees, is ENOSYS.
+                    crate::seccomp::refuse_io_uring()?;
                 }
                 Ok(())
             });

@@ -34,6 +34,7 @@ pub mod manage;
 pub mod manifest;
 pub mod program;
 pub mod run;
+pub mod seccomp;
 pub mod shim;
 pub mod slurm;
 pub mod state;
