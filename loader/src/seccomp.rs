@@ -27,12 +27,12 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 
-// Classic BPF opcodes (linux/filter.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
-const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
-const BPF_RET_K: u16 = 0x06;
+// Classic BPF opcodes (linux/filter.h): class | operation | operand.
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+const BPF_ALU_AND_K: u16 = 0x04 | 0x50; // BPF_ALU | BPF_AND | BPF_K (0)
+const BPF_JMP_JGE_K: u16 = 0x05 | 0x30; // BPF_JMP | BPF_JGE | BPF_K
+const BPF_JMP_JGT_K: u16 = 0x05 | 0x20; // BPF_JMP | BPF_JGT | BPF_K
+const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
