@@ -34,16 +34,34 @@ impl<T> Given<T> {
     }
 }
 
+/// What a spec's text parses into.
+pub trait Spec: Sized {
+    fn parse(text: &str) -> Result<Self, String>;
+}
+
 /// `[IP:]HOSTPORT:PORT[/tcp|/udp]` or `PORT[/proto]`, as `docker run -p` takes it.
-impl From<String> for Given<PortMap> {
-    fn from(text: String) -> Given<PortMap> {
-        let value = PortMap::parse(&text);
+impl Spec for PortMap {
+    fn parse(text: &str) -> Result<PortMap, String> {
+        PortMap::parse(text)
+    }
+}
+
+/// `HOST:PATH[:ro|:rw]`, as `docker run -v` takes it.
+impl Spec for Volume {
+    fn parse(text: &str) -> Result<Volume, String> {
+        Volume::parse(text)
+    }
+}
+
+impl<T: Spec> From<String> for Given<T> {
+    fn from(text: String) -> Given<T> {
+        let value = T::parse(&text);
         Given { text, value }
     }
 }
 
-impl From<&str> for Given<PortMap> {
-    fn from(text: &str) -> Given<PortMap> {
+impl<T: Spec> From<&str> for Given<T> {
+    fn from(text: &str) -> Given<T> {
         Given::from(text.to_string())
     }
 }
@@ -52,20 +70,6 @@ impl From<&str> for Given<PortMap> {
 impl From<PortMap> for Given<PortMap> {
     fn from(map: PortMap) -> Given<PortMap> {
         Given::parsed(map.to_string(), map)
-    }
-}
-
-/// `HOST:PATH[:ro|:rw]`, as `docker run -v` takes it.
-impl From<String> for Given<Volume> {
-    fn from(text: String) -> Given<Volume> {
-        let value = Volume::parse(&text);
-        Given { text, value }
-    }
-}
-
-impl From<&str> for Given<Volume> {
-    fn from(text: &str) -> Given<Volume> {
-        Given::from(text.to_string())
     }
 }
 

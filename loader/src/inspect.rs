@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capsule_config::net::{PortTable, Proto};
-use capsule_config::{keys, parse_config_file, Config, UserDb};
+use capsule_config::{parse_config_file, Config, UserDb};
 
 use crate::describe_io;
 use crate::state::{
@@ -474,10 +474,7 @@ pub fn read_config(dir: &Path) -> Result<Config, InspectError> {
 /// whose environment points at its config (the program, `capsule exec`s) or, as the
 /// shim passes the settings on to the programs they start, at its state directory.
 pub fn capsule_processes(dir: &Path) -> Vec<i32> {
-    let mut config = format!("{}=", keys::CONFIG).into_bytes();
-    config.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_bytes());
-    let mut state_dir = format!("{}=", keys::STATE_DIR).into_bytes();
-    state_dir.extend_from_slice(dir.as_os_str().as_bytes());
+    let marks = state::Marks::of(dir);
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -486,11 +483,7 @@ pub fn capsule_processes(dir: &Path) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             // A zombie's environment reads as empty: it is gone already.
-            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&b| b == 0)
-                    .any(|var| var == config.as_slice() || var == state_dir.as_slice())
-            })
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| marks.in_environ(&environ))
         })
         .collect()
 }

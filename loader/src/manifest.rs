@@ -716,36 +716,42 @@ impl Table<'_> {
                 "time_at",
                 "a capsule has a time_offset or a time_at, not both".into(),
             )),
-            (Some(offset), None) => {
-                spans.insert("time_offset", offset.span());
-                let ns = parse_duration(offset.get_ref()).map_err(|e| {
-                    self.key_error(
-                        offset.span(),
-                        "time_offset",
-                        format!(
-                            "{:?}: {e} (a duration looks like -3d, +90m or 1y2d)",
-                            offset.get_ref()
-                        ),
-                    )
-                })?;
-                Ok(Some(TimeSetting::Offset(ns)))
-            }
-            (None, Some(at)) => {
-                spans.insert("time_at", at.span());
-                let ns = parse_rfc3339(at.get_ref()).map_err(|e| {
-                    self.key_error(
-                        at.span(),
-                        "time_at",
-                        format!(
-                            "{:?}: {e} (an RFC 3339 instant looks like 2030-01-01T00:00:00Z)",
-                            at.get_ref()
-                        ),
-                    )
-                })?;
-                Ok(Some(TimeSetting::At(ns)))
-            }
+            (Some(offset), None) => Ok(Some(TimeSetting::Offset(self.parsed(
+                offset,
+                "time_offset",
+                parse_duration,
+                "a duration looks like -3d, +90m or 1y2d",
+                spans,
+            )?))),
+            (None, Some(at)) => Ok(Some(TimeSetting::At(self.parsed(
+                at,
+                "time_at",
+                parse_rfc3339,
+                "an RFC 3339 instant looks like 2030-01-01T00:00:00Z",
+                spans,
+            )?))),
             (None, None) => Ok(None),
         }
+    }
+
+    /// `value` of `key` parsed by `parse`; a refusal quotes it and says what a good
+    /// one `looks` like.
+    fn parsed<T>(
+        &self,
+        value: &Spanned<String>,
+        key: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+        looks: &str,
+        spans: &mut HashMap<&'static str, Range<usize>>,
+    ) -> Result<T, ManifestError> {
+        spans.insert(key, value.span());
+        parse(value.get_ref()).map_err(|e| {
+            self.key_error(
+                value.span(),
+                key,
+                format!("{:?}: {e} ({looks})", value.get_ref()),
+            )
+        })
     }
 
     /// The `n` replicas of `base`: `NAME-i`, host name `HOSTNAME-i` (or `NAME-i`), host

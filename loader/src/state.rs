@@ -372,14 +372,31 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
     let text = fs::read_to_string(dir.join(PID_FILE)).ok()?;
     let pid: i32 = text.trim().parse().ok().filter(|p| *p > 0)?;
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut config = b"CAPSULE_CONFIG=".to_vec();
-    config.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_encoded_bytes());
-    let mut state_dir = b"CAPSULE_STATE_DIR=".to_vec();
-    state_dir.extend_from_slice(dir.as_os_str().as_encoded_bytes());
-    environ
-        .split(|&b| b == 0)
-        .any(|var| var == config.as_slice() || var == state_dir.as_slice())
-        .then_some(pid)
+    Marks::of(dir).in_environ(&environ).then_some(pid)
+}
+
+/// The environment entries that mark a process of the capsule whose state directory
+/// is `dir`: `CAPSULE_CONFIG` at its `config`, or `CAPSULE_STATE_DIR` at `dir`.
+pub struct Marks {
+    config: Vec<u8>,
+    state_dir: Vec<u8>,
+}
+
+impl Marks {
+    pub fn of(dir: &Path) -> Marks {
+        let mut config = format!("{}=", capsule_config::keys::CONFIG).into_bytes();
+        config.extend_from_slice(dir.join(CONFIG_FILE).as_os_str().as_encoded_bytes());
+        let mut state_dir = format!("{}=", capsule_config::keys::STATE_DIR).into_bytes();
+        state_dir.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+        Marks { config, state_dir }
+    }
+
+    /// Whether `environ` (NUL-separated, as `/proc/PID/environ`) holds either mark.
+    pub fn in_environ(&self, environ: &[u8]) -> bool {
+        environ
+            .split(|&b| b == 0)
+            .any(|var| var == self.config.as_slice() || var == self.state_dir.as_slice())
+    }
 }
 
 /// What identifies a file the loader wrote: a change by the capsule (a write, a
