@@ -231,8 +231,10 @@ fn a_fake_root_records_owners_of_files_without_permissions() {
 /// A fake root of an ordinary user writes to lower files the real user may not read
 /// when no content is needed: an empty lock file (apt's `lists/lock`, 0640 root) is
 /// copied up without reading it, a directory it may not list (`lists/partial`, 0700)
-/// gets its upper copy and lists what the capsule put there; a non-empty unreadable
-/// file is refused with `EACCES`, and the shim's log names it.
+/// gets its upper copy and lists what the capsule put there, a file opened to be
+/// truncated (shadow-utils' backup `/etc/passwd-`, 0600 root) is copied up empty; a
+/// non-empty unreadable file opened to keep its content is refused with `EACCES`,
+/// and the shim's log names it.
 #[test]
 fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
     if !can_switch_user() {
@@ -241,8 +243,14 @@ fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
     let dir = TempDir::new("owner-unreadable");
     std::fs::write(dir.join("lock"), b"").unwrap();
     std::fs::write(dir.join("secret"), b"root only\n").unwrap();
+    std::fs::write(dir.join("backup"), b"old backup\n").unwrap();
     std::fs::create_dir(dir.join("partial")).unwrap();
-    for (name, mode) in [("lock", 0o640), ("secret", 0o600), ("partial", 0o700)] {
+    for (name, mode) in [
+        ("lock", 0o640),
+        ("secret", 0o600),
+        ("backup", 0o600),
+        ("partial", 0o700),
+    ] {
         std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -254,6 +262,8 @@ fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('locked')\n\
         st = os.fstat(fd); print('lock', st.st_uid, oct(st.st_mode & 0o777), st.st_size)\n\
         open(d + '/partial/new', 'w').write('x'); print('partial', sorted(os.listdir(d + '/partial')))\n\
+        open(d + '/backup', 'w').write('new'); st = os.stat(d + '/backup')\n\
+        print('backup', open(d + '/backup').read(), st.st_uid, oct(st.st_mode & 0o777))\n\
         try:\n\
         \x20   open(d + '/secret', 'a')\n\
         except PermissionError as e:\n\
@@ -277,7 +287,7 @@ fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
         .env("CAPSULE_LOG", "warn"));
     assert_eq!(
         success(&out, "lock files of a root-owned tree"),
-        "locked\nlock 0 0o640 0\npartial ['new']\nsecret 13\n"
+        "locked\nlock 0 0o640 0\npartial ['new']\nbackup new 0 0o600\nsecret 13\n"
     );
     let log = std::fs::read_to_string(home.path().join("capsules/u/shim.log")).unwrap();
     let secret = format!(
@@ -290,6 +300,7 @@ fn a_fake_root_copies_up_what_needs_no_content_without_read_permission() {
     );
     // The lower files are as they were.
     assert_eq!(std::fs::read(dir.join("secret")).unwrap(), b"root only\n");
+    assert_eq!(std::fs::read(dir.join("backup")).unwrap(), b"old backup\n");
     assert!(std::fs::read_dir(dir.join("partial"))
         .unwrap()
         .next()

@@ -185,6 +185,18 @@ fn mirror_failed(out: &Output) -> bool {
     .any(|m| text.contains(m))
 }
 
+/// `mirror_failed`, and then says that the rows of `what` are skipped.
+fn mirror_skipped(out: &Output, what: &str) -> bool {
+    let failed = mirror_failed(out);
+    if failed {
+        println!(
+            "skipped {what}: the mirror does not answer\n{}",
+            describe(out)
+        );
+    }
+    failed
+}
+
 fn upper(home: &TempDir, name: &str) -> PathBuf {
     home.path().join("capsules").join(name).join("upper")
 }
@@ -247,11 +259,7 @@ fn dpkg_i_hello(f: &Fixture, home: &TempDir, root: &Root) -> bool {
         "set -e; cd /tmp; apt-get download -q hello; dpkg -i hello_*.deb; hello; \
          dpkg-query -W -f '${Status}\\n' hello",
     );
-    if mirror_failed(&out) {
-        println!(
-            "skipped dpkg -i: the mirror does not answer\n{}",
-            describe(&out)
-        );
+    if mirror_skipped(&out, "dpkg -i") {
         return false;
     }
     let text = success(
@@ -288,11 +296,7 @@ fn apt_get_installs_a_package_in_a_root_the_user_owns() {
          stat -c '%U:%G %a' /var/lib/libuuid; apt-get remove -y -q sl >/dev/null; \
          test ! -e /usr/games/sl && echo sl-removed",
     );
-    if mirror_failed(&out) {
-        println!(
-            "skipped uuid-runtime: the mirror does not answer\n{}",
-            describe(&out)
-        );
+    if mirror_skipped(&out, "uuid-runtime") {
         return;
     }
     assert_eq!(
@@ -376,6 +380,64 @@ fn useradd_and_the_new_name_in_a_root_the_user_owns() {
         .arg("sh")
         .arg(&cache));
     assert_eq!(inside, success(&out, "ldconfig -p -C of the root's cache"));
+}
+
+/// In a root owned by real root, `/etc/shadow` and `/etc/gshadow` are 0640
+/// `root:shadow`: the real user may not read them, so their copies are made from the
+/// capsule's `/etc/passwd` and `/etc/group` (every password locked). Then `useradd`,
+/// `su`, and a package whose maintainer scripts add a user (uuid-runtime) work; the
+/// root's shadow file is byte for byte unchanged.
+#[test]
+fn useradd_and_uuid_runtime_in_a_root_owned_by_real_root() {
+    let Some(f) = fixture() else { return };
+    let root = Root::new(f, false);
+    let shadow = root.path().join("etc/shadow");
+    let lower_shadow = std::fs::read(&shadow).unwrap();
+    let before = root.listing();
+    let home = capsule_home(f);
+    let out = in_capsule(
+        f,
+        &home,
+        &root,
+        "users",
+        "set -e; useradd -m alice; id alice; su alice -c id; stat -c '%U:%G %a' /etc/shadow /etc/gshadow; \
+         touch /tmp/g; chown alice:alice /tmp/g; ls -l /tmp/g | awk '{print $3\":\"$4}'; \
+         runuser -u alice -- id -un; setpriv --reuid=alice --regid=alice --init-groups id -un",
+    );
+    assert_eq!(
+        success(&out, "useradd -m alice in a root owned by real root"),
+        "uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
+         uid=1000(alice) gid=1000(alice) groups=1000(alice)\n\
+         root:shadow 640\nroot:shadow 640\nalice:alice\nalice\nalice\n"
+    );
+    let upper_shadow = std::fs::read_to_string(upper(&home, "users").join("etc/shadow")).unwrap();
+    assert!(
+        upper_shadow.starts_with("root:*:") && upper_shadow.contains("\nalice:"),
+        "{upper_shadow}"
+    );
+    let gshadow = std::fs::read_to_string(upper(&home, "users").join("etc/gshadow")).unwrap();
+    assert!(gshadow.contains("\nalice:"), "{gshadow}");
+    assert_eq!(std::fs::read(&shadow).unwrap(), lower_shadow);
+    assert_unchanged(&root, &before);
+    // A package whose maintainer scripts add a system user (adduser uuidd).
+    let out = in_capsule(
+        f,
+        &home,
+        &root,
+        "users",
+        "set -e; apt-get update -q >/dev/null; apt-get install -y -q uuid-runtime >/dev/null; \
+         id -un uuidd; stat -c '%U:%G %a' /var/lib/libuuid; apt-get remove -y -q uuid-runtime >/dev/null; \
+         test ! -e /usr/sbin/uuidd && echo removed",
+    );
+    if mirror_skipped(&out, "uuid-runtime") {
+        return;
+    }
+    assert_eq!(
+        success(&out, "apt-get install -y uuid-runtime"),
+        "uuidd\nuuidd:uuidd 2775\nremoved\n"
+    );
+    assert_eq!(std::fs::read(&shadow).unwrap(), lower_shadow);
+    assert_unchanged(&root, &before);
 }
 
 /// The same root imported as an image (`capsule image import` of the tar, by the

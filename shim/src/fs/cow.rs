@@ -217,28 +217,96 @@ fn tmpfile_unsupported(e: c_int) -> bool {
     )
 }
 
-/// Copies a lower regular file into place atomically (an empty one even when the
-/// real user may not read it, `src` -1 below): into an unnamed file
-/// (`O_TMPFILE`) of the target directory, complete with owner, mode, times and
-/// xattrs, then linked to its name (`linkat` through `/proc/self/fd`), so that a
-/// process killed at any moment leaves either no upper file or the whole copy, and no
-/// temporary file. Where `O_TMPFILE` is missing, a uniquely named temporary file is
+/// Writes the content of a copy: `len` bytes of `src`, or `made` where `src` is -1
+/// (a file copied without reading it: empty, or a stand-in, see `stand_in`).
+fn fill(src: c_int, made: &[u8], dst: c_int, len: i64) -> Result<(), c_int> {
+    if src >= 0 {
+        return copy_data(src, dst, len);
+    }
+    let mut done = 0;
+    while done < made.len() {
+        // SAFETY: the slice is within `made`.
+        let w = unsafe { libc::write(dst, made[done..].as_ptr().cast(), made.len() - done) };
+        if w <= 0 {
+            return Err(errno());
+        }
+        done += w as usize;
+    }
+    Ok(())
+}
+
+/// The content of capsule file `capsule` when the real user may not read its lower
+/// file `lower` (`st`): only `/etc/shadow` and `/etc/gshadow` (0640 `root:shadow` in
+/// a root owned by real root, which `useradd` and `adduser` rewrite) have one,
+/// made from the capsule's `/etc/passwd` and `/etc/group` with every password
+/// locked (see `nss::shadow_stand_in`). `None`: the copy-up fails with `EACCES`.
+fn stand_in(layers: &Layers, capsule: &[u8], lower: &PathBuf, st: &libc::stat) -> Option<Vec<u8>> {
+    let source: &[u8] = match capsule {
+        b"/etc/shadow" => b"/etc/passwd",
+        b"/etc/gshadow" => b"/etc/group",
+        _ => return None,
+    };
+    let node = layers.resolve(source, true).ok()?;
+    if !node.exists() {
+        return None;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let text = std::fs::read(std::ffi::OsStr::from_bytes(node.host.as_bytes())).ok()?;
+    let made = if source == b"/etc/passwd" {
+        crate::identity::nss::shadow_stand_in(&text, st.st_mtime / 86400)
+    } else {
+        crate::identity::nss::gshadow_stand_in(&text)
+    };
+    log::warn!(
+        "{lower:?}: the real user may not read it; its copy is made from the capsule's {:?}, every password locked",
+        std::str::from_utf8(source).unwrap_or("")
+    );
+    Some(made)
+}
+
+/// What `copy_file` copies up: capsule file `capsule` of `layers`, for an open that
+/// truncates it or not.
+struct Copied<'a> {
+    layers: &'a Layers,
+    capsule: &'a [u8],
+    truncated: bool,
+}
+
+/// Copies a lower regular file into place atomically (an empty one, one about to be
+/// truncated, or the stand-in of `stand_in`, even when the real user may not read
+/// it, `src` -1 below): into an unnamed file (`O_TMPFILE`) of the target directory,
+/// complete with owner, mode, times and xattrs, then linked to its name (`linkat`
+/// through `/proc/self/fd`), so that a process killed at any moment leaves either no
+/// upper file or the whole copy, and no temporary file. Where `O_TMPFILE` is missing, a uniquely named temporary file is
 /// renamed into place instead.
-fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
+fn copy_file(
+    what: &Copied,
+    lower: &PathBuf,
+    upper: &PathBuf,
+    st: &libc::stat,
+) -> Result<(), c_int> {
+    let mut made = Vec::new();
     // SAFETY: NUL-terminated paths; every descriptor opened here is closed here.
     unsafe {
         let src = libc::open(lower.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if src < 0 {
             let e = errno();
-            if e != libc::EACCES || st.st_size != 0 {
-                if e == libc::EACCES {
-                    log::warn!("cannot copy {lower:?} up: the real user may not read it");
-                }
+            if e != libc::EACCES {
                 return Err(e);
             }
             // An empty file the real user may not read (apt's `lists/lock`, 0640
-            // root): a copy needs none of its content, and its extended attributes
-            // are not the real user's to read either; `src` stays -1.
+            // root), or one about to be truncated: a copy needs none of its
+            // content, and its extended attributes are not the real user's to read
+            // either; `src` stays -1.
+            if st.st_size != 0 && !what.truncated {
+                match stand_in(what.layers, what.capsule, lower, st) {
+                    Some(text) => made = text,
+                    None => {
+                        log::warn!("cannot copy {lower:?} up: the real user may not read it");
+                        return Err(e);
+                    }
+                }
+            }
         }
         let dir = PathBuf::from_bytes(upper.parent_bytes());
         let result = match dir {
@@ -249,14 +317,14 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
                     0o600,
                 );
                 if dst >= 0 {
-                    let r = copy_into_tmpfile(src, dst, upper, st);
+                    let r = copy_into_tmpfile(src, &made, dst, upper, st);
                     libc::close(dst);
                     match r {
-                        Err(e) if tmpfile_unsupported(e) => copy_named(src, upper, st),
+                        Err(e) if tmpfile_unsupported(e) => copy_named(src, &made, upper, st),
                         r => r,
                     }
                 } else if tmpfile_unsupported(errno()) {
-                    copy_named(src, upper, st)
+                    copy_named(src, &made, upper, st)
                 } else {
                     Err(errno())
                 }
@@ -274,14 +342,16 @@ fn copy_file(lower: &PathBuf, upper: &PathBuf, st: &libc::stat) -> Result<(), c_
 /// another process copied the file up first).
 ///
 /// # Safety
-/// `dst` is an open descriptor; `src` too, or -1 (see `finish_copy`).
+/// `dst` is an open descriptor; `src` too, or -1 (see `finish_copy`; `made` is
+/// then the content, see `fill`).
 unsafe fn copy_into_tmpfile(
     src: c_int,
+    made: &[u8],
     dst: c_int,
     upper: &PathBuf,
     st: &libc::stat,
 ) -> Result<(), c_int> {
-    copy_data(src, dst, st.st_size)?;
+    fill(src, made, dst, st.st_size)?;
     finish_copy(src, dst, st);
     let mut proc_fd = PathBuf::from_bytes(b"/proc/self/fd")?;
     proc_fd.push_component(crate::decimal::decimal(dst as u64, &mut Default::default()))?;
@@ -304,8 +374,13 @@ unsafe fn copy_into_tmpfile(
 /// The fallback copy: a uniquely named temporary file, complete before it is renamed.
 ///
 /// # Safety
-/// `src` is an open descriptor, or -1 (see `finish_copy`).
-unsafe fn copy_named(src: c_int, upper: &PathBuf, st: &libc::stat) -> Result<(), c_int> {
+/// `src` is an open descriptor, or -1 (see `copy_into_tmpfile`).
+unsafe fn copy_named(
+    src: c_int,
+    made: &[u8],
+    upper: &PathBuf,
+    st: &libc::stat,
+) -> Result<(), c_int> {
     if src >= 0 && libc::lseek(src, 0, libc::SEEK_SET) != 0 {
         return Err(errno());
     }
@@ -318,7 +393,7 @@ unsafe fn copy_named(src: c_int, upper: &PathBuf, st: &libc::stat) -> Result<(),
     if dst < 0 {
         return Err(errno());
     }
-    let mut result = copy_data(src, dst, st.st_size);
+    let mut result = fill(src, made, dst, st.st_size);
     if result.is_ok() {
         finish_copy(src, dst, st);
     }
@@ -336,6 +411,18 @@ unsafe fn copy_named(src: c_int, upper: &PathBuf, st: &libc::stat) -> Result<(),
 /// links as links, directories as empty directories) and updates `node` to the
 /// upper copy. A name already in the upper layer is left alone.
 pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
+    copy_up_as(layers, node, false)
+}
+
+/// `copy_up` for an open that truncates the file (`O_TRUNC`): a regular file the
+/// real user may not read is copied up empty (its owner, mode and times kept), as
+/// its content is about to go (shadow-utils' `fopen("/etc/passwd-", "w")`, 0600
+/// root in a root owned by real root).
+pub fn copy_up_truncated(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
+    copy_up_as(layers, node, true)
+}
+
+fn copy_up_as(layers: &Layers, node: &mut Node, truncated: bool) -> Result<(), c_int> {
     if node.found != Found::Lower {
         return Ok(());
     }
@@ -348,7 +435,12 @@ pub fn copy_up(layers: &Layers, node: &mut Node) -> Result<(), c_int> {
     // is published.
     match node.stat.st_mode & libc::S_IFMT {
         libc::S_IFREG => {
-            copy_file(&node.host, &upper, &node.stat)?;
+            let what = Copied {
+                layers,
+                capsule: node.capsule.as_bytes(),
+                truncated,
+            };
+            copy_file(&what, &node.host, &upper, &node.stat)?;
             let lower = PathBuf::from_bytes(node.host.as_bytes())?;
             let st = node.stat;
             // The owner was set on the copy before it was published (copy_file).

@@ -430,7 +430,12 @@ pub fn open_into(
         return Err(Skip::Errno(libc::EEXIST));
     }
     if writes && !node.is_dir() && flags & libc::O_PATH == 0 {
-        for_change_in(layers, node)?;
+        if flags & libc::O_TRUNC != 0 && node.found == Found::Lower {
+            check_writable(layers, node)?;
+            cow::copy_up_truncated(layers, node)?;
+        } else {
+            for_change_in(layers, node)?;
+        }
         plan.safe = true;
         return Ok(plan.host.set(node.host.as_bytes())?);
     }

@@ -210,6 +210,34 @@ pub fn shadow_entries(text: &[u8]) -> impl Iterator<Item = Sp<'_>> {
     })
 }
 
+/// A stand-in `/etc/shadow` for the accounts of `passwd`: one line each, the
+/// password locked (`*`), last changed on day `days`, no aging. For a root whose
+/// shadow file the real user may not read (`cow` copies it up so): the real hashes
+/// cannot be known, and nobody in the capsule could have used them.
+pub fn shadow_stand_in(passwd: &[u8], days: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(passwd.len());
+    for pw in passwd_entries(passwd) {
+        out.extend_from_slice(pw.name);
+        out.extend_from_slice(b":*:");
+        out.extend_from_slice(days.to_string().as_bytes());
+        out.extend_from_slice(b"::::::\n");
+    }
+    out
+}
+
+/// A stand-in `/etc/gshadow` for the groups of `group`: one line each, the password
+/// locked, no administrators, the members of `group` (see `shadow_stand_in`).
+pub fn gshadow_stand_in(group: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(group.len());
+    for gr in group_entries(group) {
+        out.extend_from_slice(gr.name);
+        out.extend_from_slice(b":*::");
+        out.extend_from_slice(gr.members);
+        out.push(b'\n');
+    }
+    out
+}
+
 /// Fills `out` with `sp`, its strings in `buf`: 0 or `ERANGE`.
 ///
 /// # Safety
@@ -328,6 +356,18 @@ mod tests {
         assert_eq!(all[0].numbers, [19000, 0, 99999, 7, -1, -1]);
         assert_eq!((all[1].name, all[1].passwd), (&b"alice"[..], &b"!"[..]));
         assert_eq!(all[1].flag, u64::MAX);
+    }
+
+    #[test]
+    fn stand_ins_lock_every_account_of_passwd_and_group() {
+        let shadow = shadow_stand_in(PASSWD, 20000);
+        assert_eq!(shadow, b"root:*:20000::::::\napp:*:20000::::::\n".to_vec());
+        let all: Vec<Sp> = shadow_entries(&shadow).collect();
+        assert_eq!(all[1].numbers, [20000, -1, -1, -1, -1, -1]);
+        assert_eq!(
+            gshadow_stand_in(GROUP),
+            b"root:*::\nadm:*::app,other\nstaff:*::app\napp:*::\n".to_vec()
+        );
     }
 
     #[test]
