@@ -2,6 +2,8 @@
 //! arguments, resolves them in the capsule, prepares the layers (copy-up, parent
 //! directories, whiteouts) and says which host path the real call must use.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_int, CStr};
 
 use super::cow;
@@ -839,8 +841,12 @@ pub unsafe fn copy_out(text: &[u8], buf: *mut libc::c_char, size: usize) -> Resu
     if text.len() + 1 > size {
         return Err(libc::ERANGE);
     }
-    std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast(), text.len());
-    *buf.add(text.len()) = 0;
+    // SAFETY: `buf` is valid for `size` bytes (the caller's contract), at least
+    // `text.len() + 1` (checked above); `text` is a Rust slice, not inside it.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast(), text.len());
+        *buf.add(text.len()) = 0;
+    }
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //! contain (`chroot`, `mount`, opening by file handle) are refused in a capsule with
 //! a file system of its own, as they would be for an unprivileged user.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_long, c_uint, c_void, mode_t, posix_spawn_file_actions_t};
@@ -25,11 +27,16 @@ fn refused<R>(fail: R, real: impl FnOnce() -> R) -> R {
 
 /// The absolute capsule path of `path` relative to `dirfd`, for calls that have only
 /// an `AT_FDCWD` form underneath (`scandirat`).
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
 unsafe fn absolute(dirfd: c_int, path: *const c_char) -> Result<Option<PathBuf>, c_int> {
     let Some(layers) = super::layers() else {
         return Ok(None);
     };
-    match ops::absolute(layers, dirfd, CStr::from_ptr(path)) {
+    // SAFETY: `path` is NUL-terminated (the caller's contract).
+    let path = unsafe { CStr::from_ptr(path) };
+    match ops::absolute(layers, dirfd, path) {
         Ok(p) => Ok(Some(p)),
         Err(Skip::Pass) => Ok(None),
         Err(Skip::Errno(e)) => Err(e),

@@ -2,6 +2,8 @@
 //! returning errno values instead of setting `errno`. They run inside the shim
 //! guard, so the libc functions they call reach the real implementations.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::c_int;
 
 use super::path::PathBuf;
@@ -71,14 +73,18 @@ pub fn rename(from: &PathBuf, to: &PathBuf) -> Result<(), c_int> {
 /// # Safety
 /// NUL-terminated paths.
 unsafe fn rename_noreplace(from: &PathBuf, to: &PathBuf) -> c_int {
-    libc::syscall(
-        libc::SYS_renameat2,
-        libc::AT_FDCWD,
-        from.as_ptr(),
-        libc::AT_FDCWD,
-        to.as_ptr(),
-        libc::RENAME_NOREPLACE,
-    ) as c_int
+    // SAFETY: renameat2 reads only the two NUL-terminated paths (the caller's
+    // contract); the other arguments are plain integers.
+    unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        ) as c_int
+    }
 }
 
 /// Puts a finished copy in place unless another process of the capsule did first

@@ -1,5 +1,7 @@
 //! FFI layer of the identity replica: decode arguments, call `ops`, encode results.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use libc::{c_char, c_int, gid_t, size_t, uid_t};
 
 use super::ops::{self, Kind};
@@ -37,14 +39,20 @@ unsafe fn store_three(ids: [u32; 3], out: [*mut u32; 3]) -> c_int {
         return -1;
     }
     for (p, id) in out.into_iter().zip(ids) {
-        *p = id;
+        // SAFETY: `p` is not null (checked above), so by the caller's contract it is
+        // valid for writes.
+        unsafe { *p = id };
     }
     0
 }
 
+///
+/// # Safety
+/// The pointers are null or valid for writes.
 unsafe fn get_three(kind: Kind, out: [*mut u32; 3], real: impl FnOnce() -> c_int) -> c_int {
     match ops::get_all(&CREDS, kind) {
-        Outcome::Handled(ids) => store_three(ids, out),
+        // SAFETY: the pointers are null or valid for writes (this function's contract).
+        Outcome::Handled(ids) => unsafe { store_three(ids, out) },
         Outcome::PassThrough => real(),
         Outcome::Fail(e) => {
             set_errno(e);
@@ -75,6 +83,7 @@ hook! {
     fn getgroups(size: c_int, list: *mut gid_t) -> c_int, missing: -1;
     reads_state |real| {
         let out: &mut [u32] = if size > 0 && !list.is_null() {
+            // SAFETY: getgroups(2)'s contract: a non-null `list` holds `size` ids.
             std::slice::from_raw_parts_mut(list, size as usize)
         } else {
             &mut []
@@ -115,6 +124,7 @@ hook! {
     fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1;
     |real| {
         let groups: &[u32] = if size > 0 && !list.is_null() {
+            // SAFETY: setgroups(2)'s contract: a non-null `list` holds `size` ids.
             std::slice::from_raw_parts(list, size)
         } else {
             &[]
@@ -136,7 +146,8 @@ hook! {
         let mut groups = [0 as gid_t; capsule_config::MAX_GROUPS];
         let mut n = groups.len() as c_int;
         // The capsule's /etc/group when it has its own (this runs inside the guard,
-        // where libc's getgrouplist would be the host's).
+        // where libc's getgrouplist would be the host's). SAFETY: `user` is the
+        // caller's NUL-terminated name, `groups` holds `n` ids.
         let listed = super::nss_hooks::capsule_grouplist(user, group, groups.as_mut_ptr(), &mut n)
             .unwrap_or_else(|| libc::getgrouplist(user, group, groups.as_mut_ptr(), &mut n));
         if listed < 0 {
@@ -202,15 +213,21 @@ const CAP_V3: u32 = 0x2008_0522;
 /// How many data structures a header's version takes, for this process (pid 0 or
 /// its own); `None`: let the kernel answer (another process, no data, a version
 /// the kernel will reject and correct).
+///
+/// # Safety
+/// `header` is null or valid for reads of a `CapHeader`.
 unsafe fn cap_words(header: *const CapHeader, data_null: bool) -> Option<usize> {
     if !CREDS.enabled() || header.is_null() || data_null {
         return None;
     }
-    let pid = (*header).pid;
-    if pid != 0 && pid != libc::getpid() {
+    // SAFETY: `header` is not null (checked above), so valid for reads by the caller's
+    // contract.
+    let (pid, version) = unsafe { ((*header).pid, (*header).version) };
+    // SAFETY: getpid takes no arguments and cannot fail.
+    if pid != 0 && pid != unsafe { libc::getpid() } {
         return None;
     }
-    match (*header).version {
+    match version {
         CAP_V1 => Some(1),
         CAP_V2 | CAP_V3 => Some(2),
         _ => None,
@@ -220,16 +237,24 @@ unsafe fn cap_words(header: *const CapHeader, data_null: bool) -> Option<usize> 
 /// capget of this process: the capsule's sets (a capsule root has them all), not
 /// the real user's empty ones, so that a program that saves and restores its
 /// capabilities around a uid change (`setpriv`, libcap-ng) keeps them.
+///
+/// # Safety
+/// `header` is null or valid for reads; `data` is null or valid for writes of as many
+/// `CapData` as the header's version takes (capget(2)'s contract).
 unsafe fn caps_get(header: *mut CapHeader, data: *mut CapData) -> Option<c_int> {
-    let words = cap_words(header, data.is_null())?;
+    // SAFETY: `header` is null or valid for reads (this function's contract).
+    let words = unsafe { cap_words(header, data.is_null()) }?;
     let effective = CREDS.effective_caps.load(Ordering::Relaxed);
     let permitted = CREDS.permitted_caps.load(Ordering::Relaxed);
     for i in 0..words {
-        *data.add(i) = CapData {
+        let d = CapData {
             effective: (effective >> (32 * i)) as u32,
             permitted: (permitted >> (32 * i)) as u32,
             inheritable: 0,
         };
+        // SAFETY: `data` is not null (cap_words checked it) and, by the caller's
+        // contract, valid for writes of `words` structures; `i < words`.
+        unsafe { *data.add(i) = d };
     }
     Some(0)
 }
@@ -237,11 +262,18 @@ unsafe fn caps_get(header: *mut CapHeader, data: *mut CapData) -> Option<c_int> 
 /// capset of this process, with the kernel's rules: the permitted set may only
 /// shrink, the effective set stays within it (inheritable capabilities are kept
 /// only as none).
+///
+/// # Safety
+/// `header` is null or valid for reads; `data` is null or valid for reads of as many
+/// `CapData` as the header's version takes (capset(2)'s contract).
 unsafe fn caps_set(header: *mut CapHeader, data: *const CapData) -> Option<c_int> {
-    let words = cap_words(header, data.is_null())?;
+    // SAFETY: `header` is null or valid for reads (this function's contract).
+    let words = unsafe { cap_words(header, data.is_null()) }?;
     let (mut effective, mut permitted) = (0u64, 0u64);
     for i in 0..words {
-        let d = &*data.add(i);
+        // SAFETY: `data` is not null (cap_words checked it) and, by the caller's
+        // contract, valid for reads of `words` structures; `i < words`.
+        let d = unsafe { &*data.add(i) };
         effective |= u64::from(d.effective) << (32 * i);
         permitted |= u64::from(d.permitted) << (32 * i);
     }

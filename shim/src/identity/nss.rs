@@ -15,6 +15,8 @@
 //! Only the `files` format is read: a root's `nsswitch.conf` naming other services is
 //! not followed.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::{c_char, c_int};
 use std::mem::{align_of, size_of};
 use std::os::unix::ffi::OsStrExt;
@@ -168,8 +170,12 @@ impl Arena {
     /// `buf` is valid for `len` bytes.
     unsafe fn string(&mut self, s: &[u8]) -> Option<*mut c_char> {
         let p = self.take(s.len() + 1, 1)?;
-        std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
-        *p.add(s.len()) = 0;
+        // SAFETY: `take` gave `s.len() + 1` bytes at `p` within `buf`, valid by the
+        // caller's contract; `s` is a Rust slice, not in that buffer's free part.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+            *p.add(s.len()) = 0;
+        }
         Some(p.cast())
     }
 }
@@ -244,11 +250,13 @@ pub fn gshadow_stand_in(group: &[u8]) -> Vec<u8> {
 /// `out` is a valid `spwd`, `buf` valid for `len` bytes.
 pub unsafe fn fill_shadow(sp: &Sp, out: *mut libc::spwd, buf: *mut c_char, len: usize) -> c_int {
     let mut arena = Arena { buf, len, used: 0 };
-    let (Some(name), Some(passwd)) = (arena.string(sp.name), arena.string(sp.passwd)) else {
+    // SAFETY: `buf` is valid for `len` bytes (this function's contract).
+    let (Some(name), Some(passwd)) = (unsafe { (arena.string(sp.name), arena.string(sp.passwd)) })
+    else {
         return libc::ERANGE;
     };
     let [lstchg, min, max, warn, inact, expire] = sp.numbers;
-    *out = libc::spwd {
+    let entry = libc::spwd {
         sp_namp: name,
         sp_pwdp: passwd,
         sp_lstchg: lstchg as libc::c_long,
@@ -259,6 +267,8 @@ pub unsafe fn fill_shadow(sp: &Sp, out: *mut libc::spwd, buf: *mut c_char, len: 
         sp_expire: expire as libc::c_long,
         sp_flag: sp.flag as libc::c_ulong,
     };
+    // SAFETY: `out` is a valid `spwd` (this function's contract).
+    unsafe { *out = entry };
     0
 }
 
@@ -268,7 +278,8 @@ pub unsafe fn fill_shadow(sp: &Sp, out: *mut libc::spwd, buf: *mut c_char, len: 
 /// `out` is a valid `passwd`, `buf` valid for `len` bytes.
 pub unsafe fn fill_passwd(pw: &Pw, out: *mut libc::passwd, buf: *mut c_char, len: usize) -> c_int {
     let mut arena = Arena { buf, len, used: 0 };
-    let strings = (|| {
+    // SAFETY: `buf` is valid for `len` bytes (this function's contract).
+    let strings = (|| unsafe {
         Some((
             arena.string(pw.name)?,
             arena.string(pw.passwd)?,
@@ -280,7 +291,7 @@ pub unsafe fn fill_passwd(pw: &Pw, out: *mut libc::passwd, buf: *mut c_char, len
     let Some((name, passwd, gecos, dir, shell)) = strings else {
         return libc::ERANGE;
     };
-    *out = libc::passwd {
+    let entry = libc::passwd {
         pw_name: name,
         pw_passwd: passwd,
         pw_uid: pw.uid,
@@ -289,6 +300,8 @@ pub unsafe fn fill_passwd(pw: &Pw, out: *mut libc::passwd, buf: *mut c_char, len
         pw_dir: dir,
         pw_shell: shell,
     };
+    // SAFETY: `out` is a valid `passwd` (this function's contract).
+    unsafe { *out = entry };
     0
 }
 
@@ -307,21 +320,28 @@ pub unsafe fn fill_group(gr: &Gr, out: *mut libc::group, buf: *mut c_char, len: 
     };
     let array = array.cast::<*mut c_char>();
     for (i, member) in gr.members().enumerate() {
-        let Some(s) = arena.string(member) else {
+        // SAFETY: `buf` is valid for `len` bytes (this function's contract).
+        let Some(s) = (unsafe { arena.string(member) }) else {
             return libc::ERANGE;
         };
-        *array.add(i) = s;
+        // SAFETY: `array` has room for `count + 1` aligned pointers and `i < count`.
+        unsafe { *array.add(i) = s };
     }
-    *array.add(count) = std::ptr::null_mut();
-    let (Some(name), Some(passwd)) = (arena.string(gr.name), arena.string(gr.passwd)) else {
+    // SAFETY: `array` has room for `count + 1` aligned pointers.
+    unsafe { *array.add(count) = std::ptr::null_mut() };
+    // SAFETY: `buf` is valid for `len` bytes (this function's contract).
+    let (Some(name), Some(passwd)) = (unsafe { (arena.string(gr.name), arena.string(gr.passwd)) })
+    else {
         return libc::ERANGE;
     };
-    *out = libc::group {
+    let entry = libc::group {
         gr_name: name,
         gr_passwd: passwd,
         gr_gid: gr.gid,
         gr_mem: array,
     };
+    // SAFETY: `out` is a valid `group` (this function's contract).
+    unsafe { *out = entry };
     0
 }
 
@@ -373,6 +393,7 @@ mod tests {
     #[test]
     fn fills_in_the_callers_buffer_or_says_erange() {
         let pw = passwd_entries(PASSWD).nth(1).unwrap();
+        // SAFETY: passwd is plain data (pointers and integers): all zeroes is valid.
         let mut out: libc::passwd = unsafe { std::mem::zeroed() };
         let mut small = [0 as c_char; 8];
         // SAFETY: valid buffers of the given lengths.

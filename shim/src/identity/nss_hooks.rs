@@ -1,6 +1,8 @@
 //! FFI layer of the capsule's user and group database (see `nss.rs`): the `getpw*`,
 //! `getgr*` and `getgrouplist` functions, answered from the capsule's own files.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -41,6 +43,10 @@ static PW_POS: AtomicUsize = AtomicUsize::new(0);
 static GR_POS: AtomicUsize = AtomicUsize::new(0);
 
 /// Fills a thread's static result with `fill`, growing its buffer until it fits.
+/// `fill` is given the thread's result and a buffer valid for the length passed.
+///
+/// # Safety
+/// No other reference to the thread's result in `out` is live.
 unsafe fn store<T>(
     out: &'static std::thread::LocalKey<UnsafeCell<T>>,
     buffer: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
@@ -63,20 +69,35 @@ unsafe fn store<T>(
     })
 }
 
+/// # Safety
+/// As `store`.
 unsafe fn store_pw(pw: &Pw) -> *mut passwd {
-    store(&PW_OUT, &PW_STORE, |out, buf, len| {
-        nss::fill_passwd(pw, out, buf, len)
-    })
+    // SAFETY: the caller's contract; `store` gives the thread's result, a valid
+    // passwd, and a buffer valid for `len` bytes.
+    unsafe {
+        store(&PW_OUT, &PW_STORE, |out, buf, len| {
+            nss::fill_passwd(pw, out, buf, len)
+        })
+    }
 }
 
+/// # Safety
+/// As `store`.
 unsafe fn store_gr(gr: &Gr) -> *mut group {
-    store(&GR_OUT, &GR_STORE, |out, buf, len| {
-        nss::fill_group(gr, out, buf, len)
-    })
+    // SAFETY: the caller's contract; `store` gives the thread's result, a valid
+    // group, and a buffer valid for `len` bytes.
+    unsafe {
+        store(&GR_OUT, &GR_STORE, |out, buf, len| {
+            nss::fill_group(gr, out, buf, len)
+        })
+    }
 }
 
 /// A reentrant lookup (`get*_r`): 0 with `*result` set or null (not found), or an
 /// errno value such as `ERANGE`.
+///
+/// # Safety
+/// `result` is null or valid for writes.
 unsafe fn reentrant<T>(
     found: Option<c_int>,
     fallback: bool,
@@ -87,20 +108,25 @@ unsafe fn reentrant<T>(
     match found {
         Some(rc) => {
             if !result.is_null() {
-                *result = if rc == 0 { out } else { ptr::null_mut() };
+                // SAFETY: `result` is not null, so valid for writes (the caller's contract).
+                unsafe { *result = if rc == 0 { out } else { ptr::null_mut() } };
             }
             rc
         }
         None if fallback => real(),
         None => {
             if !result.is_null() {
-                *result = ptr::null_mut();
+                // SAFETY: `result` is not null, so valid for writes (the caller's contract).
+                unsafe { *result = ptr::null_mut() };
             }
             0
         }
     }
 }
 
+/// # Safety
+/// `out` is a valid `passwd`, `buf` valid for `len` bytes, `result` null or valid for
+/// writes (getpwnam_r(3)'s contract).
 unsafe fn pw_r(
     matches: impl Fn(&Pw) -> bool,
     out: *mut passwd,
@@ -114,24 +140,32 @@ unsafe fn pw_r(
         Source::Capsule { text, fallback } => {
             let found = nss::passwd_entries(&text)
                 .find(|p| matches(p))
-                .map(|pw| nss::fill_passwd(&pw, out, buf, len));
-            reentrant(found, fallback, out, result, real)
+                // SAFETY: `out` and `buf` are valid (the caller's contract).
+                .map(|pw| unsafe { nss::fill_passwd(&pw, out, buf, len) });
+            // SAFETY: `result` is null or valid for writes (the caller's contract).
+            unsafe { reentrant(found, fallback, out, result, real) }
         }
     }
 }
 
+/// # Safety
+/// As `store`.
 unsafe fn pw(matches: impl Fn(&Pw) -> bool, real: impl FnOnce() -> *mut passwd) -> *mut passwd {
     match nss::source(PASSWD) {
         Source::Host => real(),
         Source::Capsule { text, fallback } => match nss::passwd_entries(&text).find(|p| matches(p))
         {
-            Some(pw) => store_pw(&pw),
+            // SAFETY: the caller's contract.
+            Some(pw) => unsafe { store_pw(&pw) },
             None if fallback => real(),
             None => ptr::null_mut(),
         },
     }
 }
 
+/// # Safety
+/// `out` is a valid `group`, `buf` valid for `len` bytes, `result` null or valid for
+/// writes (getgrnam_r(3)'s contract).
 unsafe fn gr_r(
     matches: impl Fn(&Gr) -> bool,
     out: *mut group,
@@ -145,18 +179,23 @@ unsafe fn gr_r(
         Source::Capsule { text, fallback } => {
             let found = nss::group_entries(&text)
                 .find(|g| matches(g))
-                .map(|gr| nss::fill_group(&gr, out, buf, len));
-            reentrant(found, fallback, out, result, real)
+                // SAFETY: `out` and `buf` are valid (the caller's contract).
+                .map(|gr| unsafe { nss::fill_group(&gr, out, buf, len) });
+            // SAFETY: `result` is null or valid for writes (the caller's contract).
+            unsafe { reentrant(found, fallback, out, result, real) }
         }
     }
 }
 
+/// # Safety
+/// As `store`.
 unsafe fn gr(matches: impl Fn(&Gr) -> bool, real: impl FnOnce() -> *mut group) -> *mut group {
     match nss::source(GROUP) {
         Source::Host => real(),
         Source::Capsule { text, fallback } => {
             match nss::group_entries(&text).find(|g| matches(g)) {
-                Some(gr) => store_gr(&gr),
+                // SAFETY: the caller's contract.
+                Some(gr) => unsafe { store_gr(&gr) },
                 None if fallback => real(),
                 None => ptr::null_mut(),
             }
@@ -166,6 +205,10 @@ unsafe fn gr(matches: impl Fn(&Gr) -> bool, real: impl FnOnce() -> *mut group) -
 
 /// `getspnam_r` from the capsule's `/etc/shadow`, as `getpwnam_r` from its
 /// `/etc/passwd`: PAM's `pam_unix` (`su`, `runuser`) then finds the capsule's users.
+///
+/// # Safety
+/// `out` is a valid `spwd`, `buf` valid for `len` bytes, `result` null or valid for
+/// writes (getspnam_r(3)'s contract).
 unsafe fn sp_r(
     wanted: &[u8],
     out: *mut libc::spwd,
@@ -179,21 +222,30 @@ unsafe fn sp_r(
         Source::Capsule { text, fallback } => {
             let found = nss::shadow_entries(&text)
                 .find(|e| e.name == wanted)
-                .map(|e| nss::fill_shadow(&e, out, buf, len));
-            reentrant(found, fallback, out, result, real)
+                // SAFETY: `out` and `buf` are valid (the caller's contract).
+                .map(|e| unsafe { nss::fill_shadow(&e, out, buf, len) });
+            // SAFETY: `result` is null or valid for writes (the caller's contract).
+            unsafe { reentrant(found, fallback, out, result, real) }
         }
     }
 }
 
 /// `getspnam`: the same into the thread's static result.
+///
+/// # Safety
+/// As `store`.
 unsafe fn sp(wanted: &[u8], real: impl FnOnce() -> *mut libc::spwd) -> *mut libc::spwd {
     match nss::source(SHADOW) {
         Source::Host => real(),
         Source::Capsule { text, fallback } => {
             match nss::shadow_entries(&text).find(|e| e.name == wanted) {
-                Some(e) => store(&SP_OUT, &SP_STORE, |o, buf, len| {
-                    nss::fill_shadow(&e, o, buf, len)
-                }),
+                // SAFETY: the caller's contract; `store` gives the thread's result, a
+                // valid spwd, and a buffer valid for `len` bytes.
+                Some(e) => unsafe {
+                    store(&SP_OUT, &SP_STORE, |o, buf, len| {
+                        nss::fill_shadow(&e, o, buf, len)
+                    })
+                },
                 None if fallback => real(),
                 None => ptr::null_mut(),
             }
@@ -201,8 +253,11 @@ unsafe fn sp(wanted: &[u8], real: impl FnOnce() -> *mut libc::spwd) -> *mut libc
     }
 }
 
+/// # Safety
+/// `name` is null or a NUL-terminated string that lives for `'a`.
 unsafe fn name_of<'a>(name: *const c_char) -> Option<&'a [u8]> {
-    (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_bytes())
+    // SAFETY: `name` is not null here, so NUL-terminated (the caller's contract).
+    (!name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes())
 }
 
 /// `getgrouplist` from the capsule's `/etc/group`; `None` when the host's answers.
@@ -218,13 +273,17 @@ pub unsafe fn capsule_grouplist(
     let Source::Capsule { text, .. } = nss::source(GROUP) else {
         return None;
     };
-    let list = nss::group_list(&text, name_of(user).unwrap_or_default(), group);
-    let room = (*ngroups).max(0) as usize;
+    // SAFETY: `user` is a C string (the caller's contract).
+    let list = nss::group_list(&text, unsafe { name_of(user) }.unwrap_or_default(), group);
+    // SAFETY: `ngroups` is valid for reads (the caller's contract).
+    let room = unsafe { *ngroups }.max(0) as usize;
     for (i, gid) in list.iter().take(room).enumerate() {
-        *groups.add(i) = *gid;
+        // SAFETY: `groups` holds `*ngroups` ids (the caller's contract), `i < room`.
+        unsafe { *groups.add(i) = *gid };
     }
     let n = list.len() as c_int;
-    *ngroups = n;
+    // SAFETY: `ngroups` is valid for writes (the caller's contract).
+    unsafe { *ngroups = n };
     Some(if list.len() > room { -1 } else { n })
 }
 
@@ -397,24 +456,31 @@ hook! {
 /// with an internal call that would reach the host's `/etc` (shadow-utils' `useradd`
 /// then "cannot lock /etc/passwd"), so the shim opens the capsule's and takes the
 /// same write lock glibc takes, waiting at most as long as glibc (15 s).
+///
+/// # Safety
+/// Called from a hook, as any libc call (no contract beyond that).
 unsafe fn lock_password_files() -> c_int {
     if PWD_LOCK.load(Ordering::Acquire) >= 0 {
         return -1; // this process holds it already, as glibc answers
     }
-    let fd = crate::fs::hooks::open_in_capsule(
-        c"/etc/.pwd.lock".as_ptr(),
-        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-        0o600,
-    );
+    // SAFETY: the path is a NUL-terminated literal.
+    let fd = unsafe {
+        crate::fs::hooks::open_in_capsule(
+            c"/etc/.pwd.lock".as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
     if fd < 0 {
         return -1;
     }
     // SAFETY: a zeroed flock is valid; the fields set make it a whole-file write lock.
-    let mut lock: libc::flock = std::mem::zeroed();
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
     lock.l_type = libc::F_WRLCK as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     for _ in 0..1500 {
-        if libc::fcntl(fd, libc::F_SETLK, &lock) == 0 {
+        // SAFETY: `fd` is the descriptor opened above; `lock` is a valid flock.
+        if unsafe { libc::fcntl(fd, libc::F_SETLK, &lock) } == 0 {
             if PWD_LOCK
                 .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -431,10 +497,12 @@ unsafe fn lock_password_files() -> c_int {
             tv_sec: 0,
             tv_nsec: 10_000_000,
         };
-        libc::nanosleep(&pause, std::ptr::null_mut());
+        // SAFETY: `pause` is a valid timespec; a null remainder is allowed.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
     }
     let e = crate::hook::errno();
-    libc::close(fd);
+    // SAFETY: `fd` is the descriptor opened above, not kept in PWD_LOCK, closed once.
+    unsafe { libc::close(fd) };
     crate::hook::set_errno(e);
     -1
 }
