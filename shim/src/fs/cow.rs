@@ -7,6 +7,8 @@
 //! The rename never replaces: when processes of a capsule copy the same file up at
 //! once, the first copy wins and the others use it (with what was written to it).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -195,7 +197,8 @@ fn copy_xattrs(from: c_int, to: c_int) {
 unsafe fn finish_copy(src: c_int, dst: c_int, st: &libc::stat) {
     super::owner::copy_up_owner_fd(dst, st);
     copy_xattrs(src, dst);
-    libc::fchmod(dst, st.st_mode & 0o7777);
+    // SAFETY: fchmod on an open descriptor takes no pointer.
+    unsafe { libc::fchmod(dst, st.st_mode & 0o7777) };
     let times = [
         libc::timespec {
             tv_sec: st.st_atime,
@@ -206,7 +209,8 @@ unsafe fn finish_copy(src: c_int, dst: c_int, st: &libc::stat) {
             tv_nsec: st.st_mtime_nsec,
         },
     ];
-    libc::futimens(dst, times.as_ptr());
+    // SAFETY: `times` holds the two timespecs futimens reads.
+    unsafe { libc::futimens(dst, times.as_ptr()) };
 }
 
 /// Whether `O_TMPFILE` failed because the file system or kernel lacks it.
@@ -352,16 +356,20 @@ unsafe fn copy_into_tmpfile(
     st: &libc::stat,
 ) -> Result<(), c_int> {
     fill(src, made, dst, st.st_size)?;
-    finish_copy(src, dst, st);
+    // SAFETY: `src` and `dst` as this function's contract says.
+    unsafe { finish_copy(src, dst, st) };
     let mut proc_fd = PathBuf::from_bytes(b"/proc/self/fd")?;
     proc_fd.push_component(crate::decimal::decimal(dst as u64, &mut Default::default()))?;
-    let rc = libc::linkat(
-        libc::AT_FDCWD,
-        proc_fd.as_ptr(),
-        libc::AT_FDCWD,
-        upper.as_ptr(),
-        libc::AT_SYMLINK_FOLLOW,
-    );
+    // SAFETY: two NUL-terminated paths.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_fd.as_ptr(),
+            libc::AT_FDCWD,
+            upper.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
     if rc == 0 {
         return Ok(());
     }
@@ -381,23 +389,29 @@ unsafe fn copy_named(
     upper: &PathBuf,
     st: &libc::stat,
 ) -> Result<(), c_int> {
-    if src >= 0 && libc::lseek(src, 0, libc::SEEK_SET) != 0 {
+    // SAFETY: lseek on a descriptor takes no pointer.
+    if src >= 0 && unsafe { libc::lseek(src, 0, libc::SEEK_SET) } != 0 {
         return Err(errno());
     }
     let temp = temp_name(upper.parent_bytes())?;
-    let dst = libc::open(
-        temp.as_ptr(),
-        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-        0o600,
-    );
+    // SAFETY: a NUL-terminated path.
+    let dst = unsafe {
+        libc::open(
+            temp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
     if dst < 0 {
         return Err(errno());
     }
     let mut result = fill(src, made, dst, st.st_size);
     if result.is_ok() {
-        finish_copy(src, dst, st);
+        // SAFETY: as above.
+        unsafe { finish_copy(src, dst, st) };
     }
-    if libc::close(dst) != 0 && result.is_ok() {
+    // SAFETY: close of the descriptor opened above, once.
+    if unsafe { libc::close(dst) } != 0 && result.is_ok() {
         result = Err(errno());
     }
     if let Err(e) = result {
