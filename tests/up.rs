@@ -122,6 +122,12 @@ fn malformed_manifests_are_refused_with_file_line_and_key() {
             "capsule.a.depends_on",
         ),
         ("[capsule.a]\ncommand = \"true\"\nroot = \"no-such-root\"\n", "capsule.toml:3:", "capsule.a.root"),
+        ("[capsule.a]\ncommand = \"true\"\nnetwork = \"bridge\"\n", "capsule.toml:3:", "capsule.a.network"),
+        (
+            "[capsule.a]\ncommand = \"true\"\nnetwork = \"host\"\nports = [\"8000\"]\n",
+            "capsule.toml:4:",
+            "capsule.a.ports",
+        ),
         ("[capsule.a]\ncommand = \"true\"\nimage = \"no-such-image\"\n", "capsule.toml:3:", "capsule.a.image"),
         (
             "[capsule.a]\ncommand = \"true\"\nports = [\"18090:80\"]\n\n[capsule.b]\ncommand = \"true\"\nports = [\"18090:81\"]\n",
@@ -304,6 +310,45 @@ command = 'echo "line from $(hostname)"; exit 3'
         let log = std::fs::read_to_string(project.capsule_file(name, "log")).unwrap();
         assert_eq!(log, format!("line from {name}\n"));
     }
+}
+
+#[test]
+fn a_capsule_on_the_host_network_is_reached_at_the_host_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // srv binds the host's port itself; cli, a capsule of its own network that has not
+    // bound that port, reaches the host's, so srv; srv is no peer by name.
+    let project = Project::new(
+        "up-host-network",
+        &format!(
+            r#"
+[capsule.srv]
+network = "host"
+command = ['python3', '-c', 'import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("127.0.0.1",{port}));s.listen();c,_=s.accept();c.sendall(b"from srv\n");c.close()']
+[capsule.cli]
+depends_on = ["srv"]
+command = ['python3', '-c', '''import socket,time
+for i in range(400):
+    try:
+        c=socket.create_connection(("127.0.0.1",{port})); break
+    except OSError: time.sleep(0.05)
+print("cli got", c.recv(100).decode().strip())
+try:
+    socket.getaddrinfo("srv", 80)
+    print("srv resolves")
+except socket.gaierror:
+    print("srv is no peer")''']
+"#
+        ),
+    );
+    let out = run(&mut project.up(&["--no-log-prefix", "--exit-code-from", "cli"]));
+    assert_eq!(
+        success(&out, "capsule up"),
+        "cli got from srv\nsrv is no peer\n"
+    );
 }
 
 #[test]

@@ -119,6 +119,7 @@ struct RawCapsule {
     time_offset: Option<Spanned<String>>,
     time_at: Option<Spanned<String>>,
     read_only: Option<Spanned<bool>>,
+    network: Option<Spanned<String>>,
     restart: Option<Spanned<Restart>>,
     replicas: Option<Spanned<u32>>,
     #[serde(default)]
@@ -146,6 +147,8 @@ pub struct CapsuleDef {
     pub workdir: Option<PathBuf>,
     pub time: Option<TimeSetting>,
     pub read_only: bool,
+    /// `network = "host"`: the host's network, no ports, not a peer of the others.
+    pub network_host: bool,
     pub restart: Restart,
     /// Indices (into [`Manifest::capsules`]) of the capsules started before this one.
     pub depends_on: Vec<usize>,
@@ -169,7 +172,8 @@ impl CapsuleDef {
             .image(self.image.clone())
             .volumes(self.volumes.iter().cloned())
             .ports(self.ports.iter().copied())
-            .peers(peers)
+            .peers(if self.network_host { Vec::new() } else { peers })
+            .network_host(self.network_host)
             .read_only(self.read_only)
     }
 }
@@ -265,6 +269,15 @@ impl Manifest {
         self.capsules.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// The names the capsules reach each other by: all but those on the host's network.
+    pub fn peer_names(&self) -> Vec<String> {
+        self.capsules
+            .iter()
+            .filter(|c| !c.network_host)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// An error about `key` of capsule `index` (the table itself when the key is not
     /// set or `None`), placed at the key's value.
     pub fn error_at(&self, index: usize, key: Option<&str>, message: String) -> ManifestError {
@@ -347,6 +360,7 @@ impl Manifest {
         let hostname = text_value("hostname", &raw.hostname);
         at.root_or_image(raw)?;
         at.hostname(raw)?;
+        let network_host = at.network(raw)?;
         let time = at.time(raw, &mut spans)?;
         if let Some(first) = raw.depends_on.first() {
             spans.insert("depends_on", first.span());
@@ -375,6 +389,7 @@ impl Manifest {
             workdir,
             time,
             read_only: raw.read_only.as_ref().is_some_and(|r| *r.get_ref()),
+            network_host,
             restart: raw.restart.as_ref().map_or(Restart::No, |r| *r.get_ref()),
             depends_on: Vec::new(),
             spans,
@@ -688,6 +703,32 @@ impl Table<'_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `network`: `"capsule"` (the default) or `"host"`, which publishes no ports.
+    fn network(&self, raw: &RawCapsule) -> Result<bool, ManifestError> {
+        let Some(network) = &raw.network else {
+            return Ok(false);
+        };
+        let host = match network.get_ref().as_str() {
+            "host" => true,
+            "capsule" => false,
+            other => {
+                return Err(self.key_error(
+                    network.span(),
+                    "network",
+                    format!("{other:?}: expected \"host\" or \"capsule\""),
+                ))
+            }
+        };
+        if let (true, Some(port)) = (host, raw.ports.first()) {
+            return Err(self.key_error(
+                port.span(),
+                "ports",
+                "a capsule on the host's network (network = \"host\") publishes no ports".into(),
+            ));
+        }
+        Ok(host)
     }
 
     /// `hostname`: a name `sethostname(2)` takes and the config file can carry.

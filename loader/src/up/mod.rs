@@ -124,7 +124,8 @@ pub struct Plan {
 /// each capsule's peers every capsule's name.
 pub fn plan(manifest: Manifest, host: &Host) -> Result<Plan, UpError> {
     check_limits(&manifest)?;
-    let peers = manifest.names();
+    let names = manifest.names();
+    let peers = manifest.peer_names();
     let mut host = host.clone();
     host.cwd = Some(manifest.dir.clone());
     let mut prepared = Vec::with_capacity(manifest.capsules.len());
@@ -135,7 +136,7 @@ pub fn plan(manifest: Manifest, host: &Host) -> Result<Plan, UpError> {
         }
     }
     Ok(Plan {
-        names: peers,
+        names,
         restarts: manifest.capsules.iter().map(|c| c.restart).collect(),
         start_order: manifest.start_order.clone(),
         prepared,
