@@ -249,9 +249,24 @@ pub fn for_program(
 /// layers hold them. The musl shim needs nothing of the root but its `libc.so`,
 /// which is that loader itself.
 fn musl_loader(layers: &Layers, ldso: PathBuf, envp: *const *const libc::c_char) -> Loader {
+    let mut loader = loader_with_env_dirs(layers, ldso, true, envp);
+    for dir in [&b"/lib"[..], b"/usr/local/lib", b"/usr/lib"] {
+        add_dir(layers, &mut loader, dir);
+    }
+    loader
+}
+
+/// Loader `ldso` with the absolute directories of the capsule's `LD_LIBRARY_PATH`, as
+/// the layers hold them, first in its library path.
+fn loader_with_env_dirs(
+    layers: &Layers,
+    ldso: PathBuf,
+    musl: bool,
+    envp: *const *const libc::c_char,
+) -> Loader {
     let mut loader = Loader {
         ldso,
-        musl: true,
+        musl,
         library_path: [0; LIBRARY_PATH_MAX],
         len: 0,
     };
@@ -261,9 +276,6 @@ fn musl_loader(layers: &Layers, ldso: PathBuf, envp: *const *const libc::c_char)
                 add_dir(layers, &mut loader, dir);
             }
         }
-    }
-    for dir in [&b"/lib"[..], b"/usr/local/lib", b"/usr/lib"] {
-        add_dir(layers, &mut loader, dir);
     }
     loader
 }
@@ -275,19 +287,7 @@ pub fn with_library_path(
     ldso: PathBuf,
     envp: *const *const libc::c_char,
 ) -> Option<Loader> {
-    let mut loader = Loader {
-        ldso,
-        musl: false,
-        library_path: [0; LIBRARY_PATH_MAX],
-        len: 0,
-    };
-    if let Some(value) = env_value(envp, b"LD_LIBRARY_PATH") {
-        for dir in value.split(|&b| b == b':') {
-            if dir.starts_with(b"/") {
-                add_dir(layers, &mut loader, dir);
-            }
-        }
-    }
+    let mut loader = loader_with_env_dirs(layers, ldso, false, envp);
     for dir in STANDARD_DIRS {
         let mut capsule = [0u8; 64];
         let n = expand(dir, &mut capsule);

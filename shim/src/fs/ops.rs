@@ -323,30 +323,29 @@ impl Default for OpenPlan {
 /// Whether the last component of `path` (trailing slashes aside) is `.` or `..`, or
 /// `path` is only slashes.
 fn ends_in_dot(path: &[u8]) -> bool {
+    let (start, end) = last_component(path);
+    if end == 0 {
+        return !path.is_empty();
+    }
+    matches!(&path[start..end], b"." | b"..")
+}
+
+/// Where the last component of `path` lies, trailing slashes aside: `start..end`.
+fn last_component(path: &[u8]) -> (usize, usize) {
     let mut end = path.len();
     while end > 0 && path[end - 1] == b'/' {
         end -= 1;
-    }
-    if end == 0 {
-        return !path.is_empty();
     }
     let start = path[..end]
         .iter()
         .rposition(|&c| c == b'/')
         .map_or(0, |i| i + 1);
-    matches!(&path[start..end], b"." | b"..")
+    (start, end)
 }
 
 /// The kernel's walk of `path`'s parents (all but the last name): ENOENT, ENOTDIR...
 fn parent_is_dir(layers: &Layers, dirfd: c_int, raw: &[u8], node: &mut Node) -> Op<()> {
-    let mut end = raw.len();
-    while end > 0 && raw[end - 1] == b'/' {
-        end -= 1;
-    }
-    let start = raw[..end]
-        .iter()
-        .rposition(|&c| c == b'/')
-        .map_or(0, |i| i + 1);
+    let (start, _) = last_component(raw);
     let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
     existing_into(layers, dirfd, parent.as_cstr(), true, node)?;
     if !node.is_dir() {
