@@ -44,19 +44,27 @@ fn main() {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "capsule-shim", "--target", TARGET])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_root.join("musl-shim"))
-        .env(LINKER_VAR, &linker)
-        .env(RUSTFLAGS_VAR, "-C target-feature=-crt-static")
-        // The outer build's flags and wrappers (clippy's, RUSTFLAGS) are for the host
-        // target; they would override the target's flags above.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR");
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "capsule-shim",
+        "--lib",
+        "--target",
+        TARGET,
+    ])
+    .arg("--manifest-path")
+    .arg(workspace.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_root.join("musl-shim"))
+    .env(LINKER_VAR, &linker)
+    .env(RUSTFLAGS_VAR, "-C target-feature=-crt-static")
+    // The outer build's flags and wrappers (clippy's, RUSTFLAGS) are for the host
+    // target; they would override the target's flags above.
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("RUSTFLAGS")
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .env_remove("CARGO_TARGET_DIR");
     if release {
         cmd.arg("--release");
     }

@@ -59,6 +59,9 @@ pub mod keys {
     /// `host`: the host's network, no network replica; `capsule` (the default): the
     /// capsule's own ports and names.
     pub const NETWORK: &str = "CAPSULE_NETWORK";
+    /// `1`: a static program runs even where the system-call backstop cannot be
+    /// installed, unseen by the capsule (`capsule run --allow-bypass`).
+    pub const ALLOW_BYPASS: &str = "CAPSULE_ALLOW_BYPASS";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -84,6 +87,7 @@ pub mod keys {
         PEERS,
         REMOTE_PEERS,
         NETWORK,
+        ALLOW_BYPASS,
     ];
 }
 
@@ -169,6 +173,8 @@ pub struct Config {
     pub log_file: Option<String>,
     pub fs: FsConfig,
     pub net: NetConfig,
+    /// A static program runs unseen where the backstop cannot be installed.
+    pub allow_bypass: bool,
 }
 
 /// A bind volume: the host file or directory `host` appears at `path` in the capsule.
@@ -631,6 +637,13 @@ impl Config {
                 _ => return Err(error(keys::READ_ONLY, v, "expected 1 or 0")),
             };
         }
+        if let Some(v) = get(keys::ALLOW_BYPASS) {
+            config.allow_bypass = match v {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => return Err(error(keys::ALLOW_BYPASS, v, "expected 1 or 0")),
+            };
+        }
         if let Some(v) = get(keys::LOG_FILE) {
             if v.is_empty() {
                 return Err(error(keys::LOG_FILE, v, "empty path"));
@@ -742,6 +755,9 @@ impl Config {
         }
         if self.fs.read_only {
             out.push((keys::READ_ONLY, "1".into()));
+        }
+        if self.allow_bypass {
+            out.push((keys::ALLOW_BYPASS, "1".into()));
         }
         if !self.net.ports.is_empty() {
             let specs: Vec<String> = self.net.ports.iter().map(PortMap::to_string).collect();

@@ -275,7 +275,12 @@ impl Policy {
         rule(shim, (EXECUTE | READ_FILE) & handled);
         // Exec inside the capsule gives a program of the other C library the other
         // shim, from beside this one.
-        for other in [crate::shim::SHIM_FILE, crate::shim::MUSL_SHIM_FILE] {
+        // The trampoline of static programs (shim/src/backstop) beside it too.
+        for other in [
+            crate::shim::SHIM_FILE,
+            crate::shim::MUSL_SHIM_FILE,
+            crate::launch::TRAMPOLINE_FILE,
+        ] {
             let other = shim.with_file_name(other);
             if other != shim && other.is_file() {
                 rule(&other, (EXECUTE | READ_FILE) & handled);
@@ -572,8 +577,18 @@ pub fn script_interpreter(path: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(OsStr::from_bytes(name))).filter(|p| p.is_absolute())
 }
 
+/// Whether `path` is an ELF executable without `PT_INTERP`: statically linked.
+pub fn is_static_program(path: &Path) -> bool {
+    matches!(elf_interpreter(path), Some(None))
+}
+
 /// The `PT_INTERP` of the ELF executable `path` (its host dynamic loader), if any.
 pub fn interpreter_of(path: &Path) -> Option<PathBuf> {
+    elf_interpreter(path).flatten()
+}
+
+/// `None`: not a 64-bit ELF file; `Some(None)`: one without `PT_INTERP`.
+fn elf_interpreter(path: &Path) -> Option<Option<PathBuf>> {
     let mut head = Vec::with_capacity(4096);
     fs::File::open(path)
         .ok()?
@@ -597,10 +612,10 @@ pub fn interpreter_of(path: &Path) -> Option<PathBuf> {
             let size = usize::try_from(u64_at(at + 32)?).ok()?;
             let name = d.get(off..off.checked_add(size)?)?;
             let name = name.split(|&b| b == 0).next()?;
-            return Some(PathBuf::from(OsStr::from_bytes(name)));
+            return Some(Some(PathBuf::from(OsStr::from_bytes(name))));
         }
     }
-    None
+    Some(None)
 }
 
 #[cfg(test)]

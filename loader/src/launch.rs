@@ -158,6 +158,12 @@ pub struct Received {
     pub sender: libc::pid_t,
 }
 
+/// argv[1] of the shim run as a static program's trampoline (the shim's
+/// `backstop::MARKER`).
+const TRAMPOLINE_MARKER: &str = "--capsule-backstop-exec";
+/// The trampoline program, beside the shim (the shim's `backstop::TRAMPOLINE_FILE`).
+pub const TRAMPOLINE_FILE: &str = "capsule-trampoline";
+
 /// What to start: an already resolved executable, its argv, environment and directory.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -173,6 +179,39 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// The file, `argv[0]` and arguments to execute. A static program in a capsule
+    /// starts through the shim's system-call backstop, as the exec hooks start one
+    /// (shim/src/backstop/mod.rs): the host's dynamic loader runs the shim itself,
+    /// which puts the program under its supervisor and executes it.
+    fn command_line(&self) -> (PathBuf, OsString, Vec<OsString>) {
+        let shim = self
+            .env
+            .get("LD_PRELOAD")
+            .and_then(|v| {
+                v.to_str()
+                    .and_then(|v| v.split([':', ' ']).next())
+                    .map(PathBuf::from)
+            })
+            .and_then(|shim| shim.canonicalize().ok());
+        match shim {
+            Some(shim) if crate::landlock::is_static_program(&self.executable) => {
+                let trampoline = shim.with_file_name(TRAMPOLINE_FILE);
+                let mut args: Vec<OsString> = vec![
+                    TRAMPOLINE_MARKER.into(),
+                    self.executable.clone().into_os_string(),
+                    self.arg0.clone(),
+                ];
+                args.extend(self.args.iter().cloned());
+                (trampoline.clone(), trampoline.into_os_string(), args)
+            }
+            _ => (
+                self.executable.clone(),
+                self.arg0.clone(),
+                self.args.clone(),
+            ),
+        }
+    }
+
     /// Starts the program in `backstop`'s Landlock domain, if any. Signals must
     /// already be blocked ([`BlockedSignals::block`]).
     pub fn spawn(
@@ -193,10 +232,11 @@ impl Launch {
     ) -> Result<Child, LaunchError> {
         // The ruleset was built before fork; the child only enters it.
         let ruleset = backstop.map(Backstop::raw_fd);
-        let mut command = Command::new(&self.executable);
+        let (executable, arg0, args) = self.command_line();
+        let mut command = Command::new(&executable);
         command
-            .arg0(&self.arg0)
-            .args(&self.args)
+            .arg0(&arg0)
+            .args(&args)
             .env_clear()
             .envs(self.env.iter());
         if let Some(cwd) = &self.cwd {

@@ -282,6 +282,7 @@ pub struct RunSpec {
     peers: Vec<String>,
     remote_peers: Vec<RemotePeer>,
     read_only: bool,
+    allow_bypass: bool,
     env_host: bool,
     network_host: bool,
     remove: bool,
@@ -318,6 +319,7 @@ impl RunSpec {
             peers: Vec::new(),
             remote_peers: Vec::new(),
             read_only: false,
+            allow_bypass: false,
             env_host: false,
             network_host: false,
             remove: false,
@@ -448,6 +450,12 @@ impl RunSpec {
         self
     }
 
+    /// Static programs run even where the system-call backstop is unavailable.
+    pub fn allow_bypass(mut self, allow: bool) -> Self {
+        self.allow_bypass = allow;
+        self
+    }
+
     pub fn remove_on_exit(mut self, remove: bool) -> Self {
         self.remove = remove;
         self
@@ -514,6 +522,7 @@ impl RunSpec {
                 log_file,
                 fs: fs_config,
                 net,
+                allow_bypass: self.allow_bypass,
             },
             name,
             time: self.time,

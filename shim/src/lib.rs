@@ -15,6 +15,7 @@
 #[macro_use]
 mod hook;
 
+mod backstop;
 mod coverage;
 mod decimal;
 mod exec;

@@ -28,6 +28,9 @@ pub struct Runtime {
     /// The shim for the other C library (`libcapsule-musl.so` beside `libcapsule.so`,
     /// and the reverse), given to programs of that library at exec.
     pub other_shim: CString,
+    /// `capsule-trampoline` beside the shim, which runs static programs under the
+    /// system-call backstop (see backstop/); empty when it is missing.
+    pub trampoline: CString,
     /// The configuration entries that never change during the process (name, state
     /// directory, layers, logging), ready for a child's environment.
     pub static_env: Vec<CString>,
@@ -232,6 +235,7 @@ fn build() -> Runtime {
         fs,
         net,
         other_shim: other_shim(&own),
+        trampoline: beside(&own, crate::backstop::TRAMPOLINE_FILE.as_bytes()),
         shim_path: own,
         static_env,
         shared,
@@ -274,15 +278,28 @@ fn members(config: &Config, static_env: &[CString]) -> Vec<Vec<u8>> {
 fn other_shim(own: &CStr) -> CString {
     const GLIBC: &[u8] = b"libcapsule.so";
     const MUSL: &[u8] = b"libcapsule-musl.so";
-    let own = own.to_bytes();
-    let base = own.rsplit(|&b| b == b'/').next().unwrap_or(own);
-    let dir = &own[..own.len() - base.len()];
     let other = if cfg!(target_env = "musl") {
         GLIBC
     } else {
         MUSL
     };
-    CString::new([dir, other].concat()).unwrap_or_default()
+    beside(own, other)
+}
+
+/// The file `name` in the directory of `own` (empty if it does not exist, for
+/// the trampoline).
+fn beside(own: &CStr, name: &[u8]) -> CString {
+    let own = own.to_bytes();
+    let base = own.rsplit(|&b| b == b'/').next().unwrap_or(own);
+    let dir = &own[..own.len() - base.len()];
+    let path = CString::new([dir, name].concat()).unwrap_or_default();
+    if name == crate::backstop::TRAMPOLINE_FILE.as_bytes() {
+        // SAFETY: access(2) on a NUL-terminated path.
+        if unsafe { libc::access(path.as_ptr(), libc::X_OK) } != 0 {
+            return CString::default();
+        }
+    }
+    path
 }
 
 /// The absolute path this library was loaded from.
@@ -317,6 +334,15 @@ fn own_path() -> CString {
 extern "C" fn constructor(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
     if let Some(_guard) = Guard::enter() {
         ensure_ready();
+        // The trampoline of a static program never returns (see backstop/).
+        #[cfg(target_env = "gnu")]
+        // SAFETY: the dynamic loader's own argc, argv and envp for this process.
+        unsafe {
+            crate::backstop::run_if_trampoline(argc, argv, envp)
+        };
+        if get().fs.is_some() {
+            crate::backstop::restore_cwd();
+        }
         // A program of a capsule root started by the kernel runs again through the
         // root's own dynamic loader (see exec/interp.rs).
         crate::exec::interp::run_first_program_with_roots_loader();

@@ -207,6 +207,12 @@ pub struct RunArgs {
     #[arg(long = "read-only")]
     pub read_only: bool,
 
+    /// Run a static program (busybox-static, Go) even where the kernel cannot give
+    /// the capsule its system calls (no seccomp notifications): it then sees the
+    /// host, not the capsule. Without it such a program is refused.
+    #[arg(long = "allow-bypass")]
+    pub allow_bypass: bool,
+
     /// Remove the capsule's state directory when the program ends (with -d: when it
     /// has ended for good, restarts included).
     #[arg(long)]
@@ -445,6 +451,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         .volumes(args.volume)
         .ports(args.publish)
         .read_only(args.read_only)
+        .allow_bypass(args.allow_bypass)
         .network_host(args.network == NetworkMode::Host)
         .env_host(args.env_host)
         .remove_on_exit(args.rm)

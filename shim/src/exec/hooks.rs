@@ -79,7 +79,7 @@ static REAL_EXECVE: Real = Real::new(c"execve");
 ///
 /// # Safety
 /// As `execve(2)`: `path` is a C string, `argv` and `envp` NULL-terminated arrays.
-unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+pub unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(f) = REAL_EXECVE.get() else {
         return failed(-1, libc::ENOSYS);
     };

@@ -31,6 +31,9 @@ pub struct Program {
     explicit: Option<Loader>,
     /// The root's statically linked `ldconfig` (see `LdconfigDirs`).
     ldconfig: Option<LdconfigDirs>,
+    /// A statically linked program (or `#!` interpreter): it runs through the
+    /// system-call backstop's trampoline (see `backstop/`).
+    backstop: bool,
 }
 
 /// `ldconfig` of a root is a static program: the shim does not reach it, so it
@@ -117,8 +120,12 @@ impl Drop for ArgvBuf {
 }
 
 impl Program {
-    /// The file to hand to the kernel: the root's loader, or the program itself.
+    /// The file to hand to the kernel: the backstop's trampoline, the root's
+    /// loader, or the program itself.
     pub fn exec_path(&self) -> *const c_char {
+        if self.backstop {
+            return crate::runtime::get().trampoline.as_ptr();
+        }
         match &self.loader {
             Some(loader) => loader.ldso.as_ptr(),
             None => self.host.as_ptr(),
@@ -132,13 +139,32 @@ impl Program {
         original: *const *const c_char,
         buf: &mut ArgvBuf,
     ) -> Result<*const *const c_char, c_int> {
+        if !self.backstop {
+            return self.program_argv(original, buf, 0);
+        }
+        let inner = self.program_argv(original, buf, crate::backstop::PREFIX_ARGS)?;
+        // SAFETY: program_argv left PREFIX_ARGS free slots before the vector it
+        // returned, in the same buffer.
+        let outer = unsafe { inner.sub(crate::backstop::PREFIX_ARGS).cast_mut() };
+        // SAFETY: as above: the slots are ours to fill.
+        unsafe { crate::backstop::trampoline_prefix(self.host.as_ptr(), outer) };
+        Ok(outer)
+    }
+
+    /// The program's own argument vector, after `skip` free slots of `buf`.
+    fn program_argv(
+        &self,
+        original: *const *const c_char,
+        buf: &mut ArgvBuf,
+        skip: usize,
+    ) -> Result<*const *const c_char, c_int> {
         if let Some(loader) = &self.explicit {
             return explicit_loader_argv(loader, original, buf);
         }
         if let Some(dirs) = &self.ldconfig {
             return ldconfig_argv(dirs, original, buf);
         }
-        if self.script.is_none() && self.loader.is_none() {
+        if self.script.is_none() && self.loader.is_none() && skip == 0 {
             return Ok(original);
         }
         // The caller's arguments after argv[0].
@@ -155,8 +181,8 @@ impl Program {
                 rest = std::slice::from_raw_parts(original.add(1), n - 1);
             }
         }
-        let slots = buf.slots(rest.len() + 12)?;
-        let mut i = 0;
+        let slots = buf.slots(rest.len() + 12 + skip)?;
+        let mut i = skip;
         let mut put = |p: *const c_char| {
             slots[i] = p;
             i += 1;
@@ -190,7 +216,7 @@ impl Program {
             put(arg);
         }
         put(std::ptr::null());
-        Ok(slots.as_ptr())
+        Ok(slots[skip..].as_ptr())
     }
 }
 
@@ -443,6 +469,7 @@ pub fn prepare(
                 loader: None,
                 explicit,
                 ldconfig: None,
+                backstop: false,
             }));
         }
     }
@@ -452,6 +479,7 @@ pub fn prepare(
         loader: None,
         explicit: None,
         ldconfig: None,
+        backstop: false,
     };
     // The interpreter gets the script's path as the program gave it (a capsule path,
     // which it opens through the shim), as the kernel would: not the host path the
@@ -473,6 +501,16 @@ pub fn prepare(
             dirs.len = interp::upper_library_dirs(layers, &mut dirs.dirs);
             program.ldconfig = Some(dirs);
         }
+    }
+    program.backstop =
+        program.loader.is_none() && program.ldconfig.is_none() && interp::is_static(&program.host);
+    if program.backstop && crate::runtime::get().trampoline.is_empty() {
+        // Installed without its trampoline: fail closed unless allowed.
+        if !crate::runtime::get().config.allow_bypass {
+            log::warn!("a static program cannot be run in the capsule: capsule-trampoline is missing beside the shim");
+            return Err(libc::EPERM);
+        }
+        program.backstop = false;
     }
     Ok(Some(program))
 }

@@ -1,0 +1,1045 @@
+//! The supervisor: serves the system calls the filter sends it, for every process
+//! of a capsule that runs without the shim (static programs, Go), with the shim's
+//! own semantics.
+//!
+//! It is a copy of a process that has the shim loaded and initialised with the
+//! capsule's settings (the trampoline forks it, see `mod.rs`). For each call it
+//! makes the arguments its own — strings and input structures copied out of the
+//! target, the target's descriptors duplicated with `pidfd_getfd`, its working
+//! directory opened from `/proc` — then runs the call through `syscall.rs`'s
+//! router, the very function a libc `syscall()` of a dynamic program reaches, so
+//! that copy-on-write, whiteouts, volumes, remembered ownership, identity, host
+//! name and clock are one implementation with two entry points. Results go back
+//! by `process_vm_writev`; a new descriptor goes into the target with
+//! `SECCOMP_IOCTL_NOTIF_ADDFD` (atomically with the answer); a descriptor the
+//! shim replaced by its copy-up follows into the target at its own number.
+//!
+//! A path argument is read once and never handed back to the kernel
+//! (`SECCOMP_USER_NOTIF_FLAG_CONTINUE` is used only where the target's own
+//! arguments name exactly what the capsule names, or carry no path at all), so a
+//! thread that rewrites the string after the check changes nothing.
+//!
+//! Processes that load the shim themselves (a dynamic program exec'd from a
+//! static one) run their calls as they are: their shim has translated them.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_long, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::filter::FCHMODAT2;
+use super::remote::Target;
+use crate::fs::ops::{self, Skip};
+use crate::hook;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SeccompData {
+    nr: c_int,
+    arch: u32,
+    instruction_pointer: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    data: SeccompData,
+}
+
+#[repr(C)]
+struct Resp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+#[repr(C)]
+struct AddFd {
+    id: u64,
+    flags: u32,
+    srcfd: u32,
+    newfd: u32,
+    newfd_flags: u32,
+}
+
+// linux/seccomp.h: _IOWR('!', 0, struct seccomp_notif) and friends.
+const IOCTL_NOTIF_RECV: libc::Ioctl = 0xC050_2100_u32 as libc::Ioctl;
+const IOCTL_NOTIF_SEND: libc::Ioctl = 0xC018_2101_u32 as libc::Ioctl;
+const IOCTL_NOTIF_ID_VALID: libc::Ioctl = 0x4008_2102_u32 as libc::Ioctl;
+const IOCTL_NOTIF_ADDFD: libc::Ioctl = 0x4018_2103_u32 as libc::Ioctl;
+const IOCTL_NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104_u32 as libc::Ioctl;
+const USER_NOTIF_FLAG_CONTINUE: u32 = 1;
+const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+const ADDFD_FLAG_SETFD: u32 = 1;
+const ADDFD_FLAG_SEND: u32 = 2;
+
+/// `getcwd(buf, QUERY_CWD)` from a process with the shim: the supervisor answers
+/// with the host directory it keeps as that process's working directory (see
+/// `Supervisor::cwds`), or ENOENT when the kernel's is right.
+pub const QUERY_CWD: u64 = 0x6361_7073_7577_6400;
+
+const ARCH_SET_FS: u64 = 0x1002;
+/// Output buffers larger than this are refused (EINVAL): no system call the
+/// supervisor serves needs more.
+const MAX_BUFFER: usize = 64 << 20;
+
+/// What the target gets.
+enum Outcome {
+    Value(i64),
+    Errno(c_int),
+    /// The kernel runs the call as the target made it.
+    Continue,
+    /// A descriptor of ours, installed in the target as the call's result.
+    NewFd {
+        local: OwnedFd,
+        cloexec: bool,
+    },
+}
+
+/// The kind of each argument of a served call.
+#[derive(Clone, Copy)]
+enum Arg {
+    /// A number, passed as it is.
+    Val,
+    /// A directory descriptor for the path at the given index (`AT_FDCWD` becomes
+    /// the target's working directory when that path is relative or empty).
+    Dirfd(usize),
+    /// A descriptor of the target.
+    Fd,
+    /// A path (`/proc/self` is the target's).
+    Path,
+    /// A path that may be NULL.
+    PathOrNull,
+    /// A string that is no path of the call (a link's target, an attribute name).
+    Str,
+    /// Bytes the call reads (NULL passes as NULL).
+    In(Len),
+    /// Bytes the call writes (NULL passes as NULL), written back on success.
+    Out(Len, Back),
+    /// A pointer the supervisor already made its own (see `normalize`).
+    Local,
+}
+
+#[derive(Clone, Copy)]
+enum Len {
+    Bytes(usize),
+    /// The value of argument `i`.
+    Of(usize),
+    /// The value of argument `i`, times a size.
+    ArgTimes(usize, usize),
+}
+
+#[derive(Clone, Copy)]
+enum Back {
+    /// The whole buffer.
+    Full,
+    /// As many bytes as the call returned (times a size).
+    Returned(usize),
+}
+
+/// What the call returns.
+#[derive(Clone, Copy, PartialEq)]
+enum Result_ {
+    Plain,
+    /// A new descriptor; `O_CLOEXEC` in the flags argument at this index.
+    NewFd(usize),
+    /// `openat2`: a new descriptor; the flags are the first field of `open_how`.
+    NewFdHow(usize),
+}
+
+use Arg::*;
+use Back::*;
+use Len::*;
+
+const STAT_SIZE: usize = std::mem::size_of::<libc::stat>();
+const STATX_SIZE: usize = 256;
+const UTSNAME_SIZE: usize = std::mem::size_of::<libc::utsname>();
+
+/// The served calls in their `*at` form (see `normalize` for the others).
+fn spec(nr: i64) -> Option<(&'static [Arg], Result_)> {
+    use Result_::*;
+    let s: (&'static [Arg], Result_) = match nr {
+        libc::SYS_openat => (&[Dirfd(1), Path, Val, Val], NewFd(2)),
+        libc::SYS_openat2 => (&[Dirfd(1), Path, In(Of(3)), Val], NewFdHow(2)),
+        libc::SYS_newfstatat => (
+            &[Dirfd(1), PathOrNull, Out(Bytes(STAT_SIZE), Full), Val],
+            Plain,
+        ),
+        libc::SYS_statx => (
+            &[Dirfd(1), PathOrNull, Val, Val, Out(Bytes(STATX_SIZE), Full)],
+            Plain,
+        ),
+        libc::SYS_faccessat => (&[Dirfd(1), Path, Val], Plain),
+        libc::SYS_faccessat2 => (&[Dirfd(1), Path, Val, Val], Plain),
+        libc::SYS_readlinkat => (&[Dirfd(1), Path, Out(Of(3), Returned(1)), Val], Plain),
+        libc::SYS_mkdirat => (&[Dirfd(1), Path, Val], Plain),
+        libc::SYS_mknodat => (&[Dirfd(1), Path, Val, Val], Plain),
+        libc::SYS_unlinkat => (&[Dirfd(1), Path, Val], Plain),
+        libc::SYS_renameat => (&[Dirfd(1), Path, Dirfd(3), Path], Plain),
+        libc::SYS_renameat2 => (&[Dirfd(1), Path, Dirfd(3), Path, Val], Plain),
+        libc::SYS_symlinkat => (&[Str, Dirfd(2), Path], Plain),
+        libc::SYS_linkat => (&[Dirfd(1), Path, Dirfd(3), Path, Val], Plain),
+        libc::SYS_fchmodat => (&[Dirfd(1), Path, Val], Plain),
+        FCHMODAT2 => (&[Dirfd(1), PathOrNull, Val, Val], Plain),
+        libc::SYS_fchownat => (&[Dirfd(1), Path, Val, Val, Val], Plain),
+        libc::SYS_utimensat => (&[Dirfd(1), PathOrNull, In(Bytes(32)), Val], Plain),
+        UTIMENSAT_LOCAL => (&[Dirfd(1), PathOrNull, Local, Val], Plain),
+        libc::SYS_truncate => (&[Path, Val], Plain),
+        libc::SYS_setxattr | libc::SYS_lsetxattr => (&[Path, Str, In(Of(3)), Val, Val], Plain),
+        libc::SYS_getxattr | libc::SYS_lgetxattr => {
+            (&[Path, Str, Out(Of(3), Returned(1)), Val], Plain)
+        }
+        libc::SYS_removexattr | libc::SYS_lremovexattr => (&[Path, Str], Plain),
+        libc::SYS_fsetxattr => (&[Fd, Str, In(Of(3)), Val, Val], Plain),
+        libc::SYS_fremovexattr => (&[Fd, Str], Plain),
+        libc::SYS_getdents64 => (&[Fd, Out(Of(2), Returned(1)), Val], Plain),
+        libc::SYS_fstat => (&[Fd, Out(Bytes(STAT_SIZE), Full)], Plain),
+        libc::SYS_fchmod => (&[Fd, Val], Plain),
+        libc::SYS_fchown => (&[Fd, Val, Val], Plain),
+        // identity
+        libc::SYS_getuid | libc::SYS_geteuid | libc::SYS_getgid | libc::SYS_getegid => (&[], Plain),
+        libc::SYS_getresuid | libc::SYS_getresgid => (
+            &[
+                Out(Bytes(4), Full),
+                Out(Bytes(4), Full),
+                Out(Bytes(4), Full),
+            ],
+            Plain,
+        ),
+        libc::SYS_getgroups => (&[Val, Out(ArgTimes(0, 4), Returned(4))], Plain),
+        libc::SYS_setuid | libc::SYS_setgid | libc::SYS_setfsuid | libc::SYS_setfsgid => {
+            (&[Val], Plain)
+        }
+        libc::SYS_setreuid | libc::SYS_setregid => (&[Val, Val], Plain),
+        libc::SYS_setresuid | libc::SYS_setresgid => (&[Val, Val, Val], Plain),
+        libc::SYS_setgroups => (&[Val, In(ArgTimes(0, 4))], Plain),
+        // uts
+        libc::SYS_uname => (&[Out(Bytes(UTSNAME_SIZE), Full)], Plain),
+        libc::SYS_sethostname | libc::SYS_setdomainname => (&[In(Of(1)), Val], Plain),
+        // clock
+        libc::SYS_clock_gettime => (&[Val, Out(Bytes(16), Full)], Plain),
+        libc::SYS_gettimeofday => (&[Out(Bytes(16), Full), Out(Bytes(8), Full)], Plain),
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_time => (&[Out(Bytes(8), Full)], Plain),
+        libc::SYS_clock_settime => (&[Val, In(Bytes(16))], Plain),
+        libc::SYS_settimeofday => (&[In(Bytes(16)), In(Bytes(8))], Plain),
+        _ => return None,
+    };
+    Some(s)
+}
+
+/// `utimensat` with times the supervisor converted itself (from `utime`,
+/// `utimes`, `futimesat`): no system call has this number.
+const UTIMENSAT_LOCAL: i64 = -1;
+
+/// Whether the call names a path (nothing to translate when the capsule has no
+/// file-system replica).
+fn is_path_call(nr: i64) -> bool {
+    spec(nr).is_some_and(|(kinds, _)| {
+        kinds
+            .iter()
+            .any(|k| matches!(k, Dirfd(_) | Fd | Path | PathOrNull))
+    })
+}
+
+fn is_identity_change(nr: i64) -> bool {
+    matches!(
+        nr,
+        libc::SYS_setuid
+            | libc::SYS_setgid
+            | libc::SYS_setreuid
+            | libc::SYS_setregid
+            | libc::SYS_setresuid
+            | libc::SYS_setresgid
+            | libc::SYS_setfsuid
+            | libc::SYS_setfsgid
+            | libc::SYS_setgroups
+    )
+}
+
+/// Numbers whose names the kernel would resolve on the host and that no replica
+/// serves: refused while the file-system replica is on, as `syscall.rs` does.
+fn is_unrouted(nr: i64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if nr == libc::SYS_uselib {
+        return true;
+    }
+    matches!(
+        nr,
+        libc::SYS_name_to_handle_at
+            | libc::SYS_open_by_handle_at
+            | libc::SYS_inotify_add_watch
+            | libc::SYS_fanotify_mark
+            | libc::SYS_chroot
+    )
+}
+
+/// Old-style calls as their `*at` equivalent. `times` receives the converted
+/// times of `utime`/`utimes`/`futimesat`, which the caller passes as `Local`.
+#[cfg(target_arch = "x86_64")]
+fn normalize(
+    t: &Target,
+    nr: i64,
+    a: [c_long; 6],
+    times: &mut [libc::timespec; 2],
+) -> Result<(i64, [c_long; 6]), c_int> {
+    let cwd = libc::AT_FDCWD as c_long;
+    let nofollow = libc::AT_SYMLINK_NOFOLLOW as c_long;
+    let creat = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as c_long;
+    Ok(match nr {
+        libc::SYS_open => (libc::SYS_openat, [cwd, a[0], a[1], a[2], 0, 0]),
+        libc::SYS_creat => (libc::SYS_openat, [cwd, a[0], creat, a[1], 0, 0]),
+        libc::SYS_stat => (libc::SYS_newfstatat, [cwd, a[0], a[1], 0, 0, 0]),
+        libc::SYS_lstat => (libc::SYS_newfstatat, [cwd, a[0], a[1], nofollow, 0, 0]),
+        libc::SYS_access => (libc::SYS_faccessat, [cwd, a[0], a[1], 0, 0, 0]),
+        libc::SYS_readlink => (libc::SYS_readlinkat, [cwd, a[0], a[1], a[2], 0, 0]),
+        libc::SYS_mkdir => (libc::SYS_mkdirat, [cwd, a[0], a[1], 0, 0, 0]),
+        libc::SYS_mknod => (libc::SYS_mknodat, [cwd, a[0], a[1], a[2], 0, 0]),
+        libc::SYS_rmdir => (
+            libc::SYS_unlinkat,
+            [cwd, a[0], libc::AT_REMOVEDIR as c_long, 0, 0, 0],
+        ),
+        libc::SYS_unlink => (libc::SYS_unlinkat, [cwd, a[0], 0, 0, 0, 0]),
+        libc::SYS_rename => (libc::SYS_renameat, [cwd, a[0], cwd, a[1], 0, 0]),
+        libc::SYS_symlink => (libc::SYS_symlinkat, [a[0], cwd, a[1], 0, 0, 0]),
+        libc::SYS_link => (libc::SYS_linkat, [cwd, a[0], cwd, a[1], 0, 0]),
+        libc::SYS_chmod => (libc::SYS_fchmodat, [cwd, a[0], a[1], 0, 0, 0]),
+        libc::SYS_chown => (libc::SYS_fchownat, [cwd, a[0], a[1], a[2], 0, 0]),
+        libc::SYS_lchown => (libc::SYS_fchownat, [cwd, a[0], a[1], a[2], nofollow, 0]),
+        libc::SYS_utime | libc::SYS_utimes | libc::SYS_futimesat => {
+            let (dirfd, path, ptr) = match nr {
+                libc::SYS_futimesat => (a[0], a[1], a[2]),
+                _ => (cwd, a[0], a[1]),
+            };
+            let ptr = if ptr == 0 {
+                0
+            } else {
+                if nr == libc::SYS_utime {
+                    let mut raw = [0u8; 16];
+                    t.read(ptr as u64, &mut raw)?;
+                    for (i, ts) in times.iter_mut().enumerate() {
+                        let secs = i64::from_ne_bytes(
+                            raw[i * 8..i * 8 + 8].try_into().unwrap_or_default(),
+                        );
+                        *ts = libc::timespec {
+                            tv_sec: secs,
+                            tv_nsec: 0,
+                        };
+                    }
+                } else {
+                    let mut raw = [0u8; 32];
+                    t.read(ptr as u64, &mut raw)?;
+                    for (i, ts) in times.iter_mut().enumerate() {
+                        let word = |j: usize| {
+                            i64::from_ne_bytes(raw[j * 8..j * 8 + 8].try_into().unwrap_or_default())
+                        };
+                        let (secs, micros) = (word(i * 2), word(i * 2 + 1));
+                        if !(0..1_000_000).contains(&micros) {
+                            return Err(libc::EINVAL);
+                        }
+                        *ts = libc::timespec {
+                            tv_sec: secs,
+                            tv_nsec: micros * 1000,
+                        };
+                    }
+                }
+                times.as_ptr() as c_long
+            };
+            (UTIMENSAT_LOCAL, [dirfd, path, ptr, 0, 0, 0])
+        }
+        _ => (nr, a),
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn normalize(
+    _t: &Target,
+    nr: i64,
+    a: [c_long; 6],
+    _times: &mut [libc::timespec; 2],
+) -> Result<(i64, [c_long; 6]), c_int> {
+    Ok((nr, a))
+}
+
+/// The arguments of one call, made the supervisor's own.
+#[derive(Default)]
+struct Local {
+    strings: Vec<CString>,
+    buffers: Vec<Vec<u8>>,
+    /// (target address, index into `buffers`, what to write back).
+    outs: Vec<(u64, usize, Back)>,
+    /// Descriptors we hold for the call, with the target's number (None: the
+    /// working directory) and the file they named before it.
+    fds: Vec<(OwnedFd, Option<c_int>, (u64, u64))>,
+}
+
+fn file_id(fd: RawFd) -> (u64, u64) {
+    // SAFETY: fstat writes into the zeroed struct we own.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return (0, 0);
+        }
+        (st.st_dev, st.st_ino)
+    }
+}
+
+/// The supervisor's state across calls.
+pub struct Supervisor {
+    listener: RawFd,
+    /// The notification being served.
+    current: u64,
+    /// Threads known to run the shim themselves (true) or not (false).
+    managed: HashMap<u32, bool>,
+    /// The host working directory of processes (by thread group) whose `chdir`
+    /// could not be handed to the kernel, see `chdir`.
+    cwds: HashMap<libc::pid_t, CString>,
+    /// Thread groups of threads, kept while `cwds` is not empty.
+    groups: HashMap<u32, libc::pid_t>,
+}
+
+/// Serves the listener until no process uses the filter any more, then exits.
+pub fn serve(listener: OwnedFd) -> ! {
+    let fd = listener.as_raw_fd();
+    let flags = USER_NOTIF_FD_SYNC_WAKE_UP;
+    // SAFETY: the ioctl reads one u64 flag word; a kernel without it says EINVAL,
+    // and then the wake-ups just cost more.
+    unsafe { libc::ioctl(fd, IOCTL_NOTIF_SET_FLAGS, &flags) };
+    let mut sup = Supervisor {
+        listener: fd,
+        current: 0,
+        managed: HashMap::new(),
+        cwds: HashMap::new(),
+        groups: HashMap::new(),
+    };
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc < 0 {
+            if hook::errno() == libc::EINTR {
+                continue;
+            }
+            break;
+        }
+        if pfd.revents & libc::POLLIN == 0 {
+            // POLLHUP: every process of the filter is gone.
+            break;
+        }
+        let mut notif = Notif::default();
+        // SAFETY: the kernel fills the zeroed struct it requires.
+        if unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) } != 0 {
+            match hook::errno() {
+                // The target died before we read it, or a signal interrupted us.
+                libc::ENOENT | libc::EINTR => continue,
+                _ => break,
+            }
+        }
+        let outcome = sup.handle(&notif);
+        sup.answer(&notif, outcome);
+    }
+    // SAFETY: ending the supervisor process, whose only job is done.
+    unsafe { libc::_exit(0) }
+}
+
+impl Supervisor {
+    fn answer(&self, n: &Notif, outcome: Outcome) {
+        let mut resp = Resp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        match outcome {
+            Outcome::Value(v) => resp.val = v,
+            Outcome::Errno(e) => resp.error = -e,
+            Outcome::Continue => resp.flags = USER_NOTIF_FLAG_CONTINUE,
+            Outcome::NewFd { local, cloexec } => {
+                let add = AddFd {
+                    id: n.id,
+                    flags: ADDFD_FLAG_SEND,
+                    srcfd: local.as_raw_fd() as u32,
+                    newfd: 0,
+                    newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+                };
+                // SAFETY: the kernel reads the struct we own; with SEND it also
+                // answers the call with the target's new descriptor number.
+                if unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ADDFD, &add) } >= 0 {
+                    return;
+                }
+                match hook::errno() {
+                    libc::ENOENT => return, // the target is gone
+                    e => resp.error = -e,
+                }
+            }
+        }
+        // SAFETY: the kernel reads the struct we own. ENOENT (the target was
+        // killed meanwhile) needs nothing more.
+        unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_SEND, &resp) };
+    }
+
+    /// Whether `tid` has the shim loaded (its calls are already translated).
+    fn is_managed(&mut self, tid: u32) -> bool {
+        if let Some(&m) = self.managed.get(&tid) {
+            return m;
+        }
+        if self.managed.len() > 4096 {
+            self.managed.clear();
+        }
+        let rt = crate::runtime::get();
+        let names = [rt.shim_path.as_bytes(), rt.other_shim.as_bytes()];
+        let maps = std::fs::read(format!("/proc/{tid}/task/{tid}/maps")).unwrap_or_default();
+        let m = maps.split(|&b| b == b'\n').any(|line| {
+            names
+                .iter()
+                .any(|name| !name.is_empty() && line.ends_with(name))
+        });
+        self.managed.insert(tid, m);
+        m
+    }
+
+    fn handle(&mut self, n: &Notif) -> Outcome {
+        let nr = i64::from(n.data.nr);
+        let args = n.data.args.map(|a| a as c_long);
+        self.current = n.id;
+        if nr == libc::SYS_getcwd && n.data.args[1] == QUERY_CWD {
+            return self.answer_cwd_query(n);
+        }
+        let managed = self.is_managed(n.pid);
+        if nr == libc::SYS_execve || nr == libc::SYS_execveat {
+            // After the exec the thread runs another program (or has another number).
+            self.managed.remove(&n.pid);
+        }
+        if managed {
+            return Outcome::Continue;
+        }
+        let mut t = Target::new(n.pid);
+        let layers = crate::fs::layers();
+        let outcome = match nr {
+            libc::SYS_arch_prctl => {
+                if n.data.args[0] == ARCH_SET_FS {
+                    clock_of_static_program(t.tid);
+                }
+                Outcome::Continue
+            }
+            libc::SYS_io_uring_setup | libc::SYS_io_uring_enter | libc::SYS_io_uring_register => {
+                Outcome::Errno(libc::ENOSYS)
+            }
+            _ if is_unrouted(nr) => match layers {
+                Some(_) => Outcome::Errno(libc::ENOSYS),
+                None => Outcome::Continue,
+            },
+            libc::SYS_execve | libc::SYS_execveat => match layers {
+                Some(layers) => self.exec(&mut t, layers, nr, args),
+                None => Outcome::Continue,
+            },
+            libc::SYS_chdir => match layers {
+                Some(layers) => self.chdir(&mut t, layers, args[0] as u64),
+                None => Outcome::Continue,
+            },
+            libc::SYS_getcwd => match layers {
+                Some(layers) => self.getcwd(&mut t, layers, args[0] as u64, args[1] as usize),
+                None => Outcome::Continue,
+            },
+            _ if is_identity_change(nr) && !crate::identity::state::CREDS.enabled() => {
+                Outcome::Continue
+            }
+            _ => {
+                let mut times = [libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }; 2];
+                match normalize(&t, nr, args, &mut times) {
+                    Err(e) => Outcome::Errno(e),
+                    Ok((nr, _)) if layers.is_none() && is_path_call(nr) => Outcome::Continue,
+                    Ok((nr, a)) => self.generic(&mut t, nr, a),
+                }
+            }
+        };
+        // The target may have died and its number been reused while we read it:
+        // answer only a call that is still pending.
+        // SAFETY: the kernel reads the u64 id.
+        if unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ID_VALID, &n.id) } != 0 {
+            return Outcome::Errno(libc::ESRCH);
+        }
+        outcome
+    }
+
+    /// The target's working directory as a descriptor of ours: the one this
+    /// supervisor keeps for it, or the kernel's.
+    fn cwd_fd(&mut self, t: &Target) -> Result<OwnedFd, c_int> {
+        if let Some(host) = self.kept_cwd(t).cloned() {
+            // SAFETY: a NUL-terminated path; no file content is asked for.
+            let fd = unsafe {
+                libc::open(
+                    host.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: we just opened it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        t.cwd()
+    }
+
+    /// The working directory this supervisor keeps for `t`'s process (or its
+    /// parent's, which a new process inherits), if any.
+    fn kept_cwd(&mut self, t: &Target) -> Option<&CString> {
+        if self.cwds.is_empty() {
+            return None;
+        }
+        let tid = t.tid as u32;
+        let group = match self.groups.get(&tid) {
+            Some(&g) => g,
+            None => {
+                let g = t.tgid()?;
+                self.groups.insert(tid, g);
+                if !self.cwds.contains_key(&g) {
+                    // A new process starts where its parent was.
+                    let parent = t.status_field("PPid").and_then(|p| p.parse().ok());
+                    if let Some(cwd) = parent.and_then(|p| self.cwds.get(&p)).cloned() {
+                        self.cwds.insert(g, cwd);
+                    }
+                }
+                g
+            }
+        };
+        self.cwds.get(&group)
+    }
+
+    /// Makes the arguments ours, runs the call through the router, hands back
+    /// what it wrote.
+    fn generic(&mut self, t: &mut Target, nr: i64, mut a: [c_long; 6]) -> Outcome {
+        let Some((kinds, result)) = spec(nr) else {
+            return Outcome::Errno(libc::ENOSYS);
+        };
+        let mut local = Local::default();
+        if let Err(e) = self.localize(t, kinds, &mut a, &mut local) {
+            return Outcome::Errno(e);
+        }
+        let creates = match nr {
+            libc::SYS_openat => a[2] as c_int & (libc::O_CREAT | libc::O_TMPFILE) != 0,
+            libc::SYS_openat2 => true,
+            libc::SYS_mkdirat | libc::SYS_mknodat => true,
+            _ => false,
+        };
+        let old_umask = creates.then(|| t.umask()).flatten().map(|mask| {
+            // SAFETY: umask only swaps the process's mask.
+            unsafe { libc::umask(mask) }
+        });
+        let nr = if nr == UTIMENSAT_LOCAL {
+            libc::SYS_utimensat
+        } else {
+            nr
+        };
+        let (rc, err) = hook::outside(|| {
+            // SAFETY: every pointer argument now points into `local`, sized as the
+            // call needs; every descriptor is one of ours.
+            let rc = unsafe { crate::syscall::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+            (rc, hook::errno())
+        });
+        if let Some(mask) = old_umask {
+            // SAFETY: as above.
+            unsafe { libc::umask(mask) };
+        }
+        if rc < 0 {
+            return Outcome::Errno(err);
+        }
+        for &(addr, i, back) in &local.outs {
+            let buf = &local.buffers[i];
+            let n = match back {
+                Full => buf.len(),
+                Returned(size) => (rc as usize).saturating_mul(size).min(buf.len()),
+            };
+            if let Err(e) = t.write(addr, &buf[..n]) {
+                return Outcome::Errno(e);
+            }
+        }
+        self.follow_copy_ups(t, &local);
+        match result {
+            Result_::Plain => Outcome::Value(rc),
+            Result_::NewFd(flags) => Outcome::NewFd {
+                // SAFETY: the router returned a new descriptor of ours.
+                local: unsafe { OwnedFd::from_raw_fd(rc as c_int) },
+                cloexec: a[flags] as c_int & libc::O_CLOEXEC != 0,
+            },
+            Result_::NewFdHow(how) => {
+                let flags = local
+                    .buffers
+                    .iter()
+                    .find(|b| b.as_ptr() as c_long == a[how])
+                    .and_then(|b| b.get(..8))
+                    .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or_default()));
+                Outcome::NewFd {
+                    // SAFETY: as above.
+                    local: unsafe { OwnedFd::from_raw_fd(rc as c_int) },
+                    cloexec: flags & libc::O_CLOEXEC as u64 != 0,
+                }
+            }
+        }
+    }
+
+    fn localize(
+        &mut self,
+        t: &mut Target,
+        kinds: &[Arg],
+        a: &mut [c_long; 6],
+        local: &mut Local,
+    ) -> Result<(), c_int> {
+        // Strings and buffers first: a directory descriptor depends on its path.
+        for (i, kind) in kinds.iter().enumerate() {
+            let addr = a[i] as u64;
+            match *kind {
+                Path | PathOrNull | Str => {
+                    if addr == 0 {
+                        if matches!(kind, PathOrNull) {
+                            continue;
+                        }
+                        return Err(libc::EFAULT);
+                    }
+                    let mut s = t.read_cstr(addr)?;
+                    if matches!(kind, Path | PathOrNull) {
+                        s = self_to_pid(t, s);
+                    }
+                    a[i] = s.as_ptr() as c_long;
+                    local.strings.push(s);
+                }
+                In(len) | Out(len, _) => {
+                    if addr == 0 {
+                        continue;
+                    }
+                    let n = match len {
+                        Bytes(n) => n,
+                        Of(j) => a[j] as usize,
+                        ArgTimes(j, size) => (a[j] as usize).saturating_mul(size),
+                    };
+                    if n > MAX_BUFFER {
+                        return Err(libc::EINVAL);
+                    }
+                    let mut buf = vec![0u8; n];
+                    if let In(_) = kind {
+                        t.read(addr, &mut buf)?;
+                    } else if let Out(_, back) = *kind {
+                        local.outs.push((addr, local.buffers.len(), back));
+                    }
+                    a[i] = buf.as_ptr() as c_long;
+                    local.buffers.push(buf);
+                }
+                Val | Dirfd(_) | Fd | Local => {}
+            }
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            let fd = match *kind {
+                Dirfd(path) if a[i] as c_int == libc::AT_FDCWD => {
+                    // SAFETY: a[path] is null or points at one of our CStrings.
+                    let absolute = a[path] != 0 && unsafe { *(a[path] as *const u8) } == b'/';
+                    if absolute {
+                        continue;
+                    }
+                    (self.cwd_fd(t)?, None)
+                }
+                Dirfd(_) | Fd => {
+                    let number = a[i] as c_int;
+                    (t.fd(number)?, Some(number))
+                }
+                _ => continue,
+            };
+            let id = file_id(fd.0.as_raw_fd());
+            a[i] = fd.0.as_raw_fd() as c_long;
+            local.fds.push((fd.0, fd.1, id));
+        }
+        Ok(())
+    }
+
+    /// A descriptor the shim replaced by the file it copied up (same number, other
+    /// file) is replaced in the target too, so that later changes through it reach
+    /// the copy, never the lower layer.
+    fn follow_copy_ups(&self, t: &Target, local: &Local) {
+        for (fd, number, before) in &local.fds {
+            let Some(number) = *number else { continue };
+            if file_id(fd.as_raw_fd()) == *before {
+                continue;
+            }
+            let cloexec = std::fs::read_to_string(t.proc_file(&format!("fdinfo/{number}")))
+                .ok()
+                .and_then(|info| {
+                    let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+                    u32::from_str_radix(flags.trim(), 8).ok()
+                })
+                .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0);
+            let add = AddFd {
+                id: self.current,
+                flags: ADDFD_FLAG_SETFD,
+                srcfd: fd.as_raw_fd() as u32,
+                newfd: number as u32,
+                newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+            };
+            // SAFETY: the kernel reads the struct we own and puts our descriptor at
+            // the target's number, closing the lower file it held there.
+            if unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ADDFD, &add) } < 0 {
+                log::warn!(
+                    "backstop: cannot hand a copied-up file back: errno {}",
+                    hook::errno()
+                );
+            }
+        }
+    }
+}
+
+/// Added to the length `getcwd` returns for a `QUERY_CWD`: no kernel answer is
+/// that large.
+pub const QUERY_ANSWER: u64 = 1 << 32;
+
+/// `/proc/self` and `/proc/thread-self` in a target's path are the target's, not
+/// the supervisor's.
+fn self_to_pid(t: &Target, path: CString) -> CString {
+    let bytes = path.as_bytes();
+    let rest_of = |prefix: &[u8]| -> Option<Vec<u8>> {
+        let rest = bytes.strip_prefix(prefix)?;
+        (rest.is_empty() || rest[0] == b'/').then(|| rest.to_vec())
+    };
+    let (base, rest) = if let Some(rest) = rest_of(b"/proc/self") {
+        let Some(tgid) = t.tgid() else { return path };
+        (format!("/proc/{tgid}"), rest)
+    } else if let Some(rest) = rest_of(b"/proc/thread-self") {
+        let Some(tgid) = t.tgid() else { return path };
+        (format!("/proc/{tgid}/task/{}", t.tid), rest)
+    } else {
+        return path;
+    };
+    let mut out = base.into_bytes();
+    out.extend_from_slice(&rest);
+    CString::new(out).unwrap_or(path)
+}
+
+fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+impl Supervisor {
+    /// Resolves the path argument at `addr` of a call that must take effect in the
+    /// target itself (`execve`, `chdir`) to the capsule's host file.
+    fn resolve_in_target(
+        &mut self,
+        t: &mut Target,
+        layers: &crate::fs::Layers,
+        dirfd: c_int,
+        addr: u64,
+        follow: bool,
+    ) -> Result<Resolved, Outcome> {
+        let given = t.read_cstr(addr).map_err(Outcome::Errno)?;
+        if given.as_bytes().is_empty() {
+            return Err(Outcome::Errno(libc::ENOENT));
+        }
+        let path = self_to_pid(t, given.clone());
+        let base = if path.as_bytes()[0] == b'/' {
+            None
+        } else if dirfd == libc::AT_FDCWD {
+            Some(self.cwd_fd(t).map_err(Outcome::Errno)?)
+        } else {
+            Some(t.fd(dirfd).map_err(Outcome::Errno)?)
+        };
+        let base_fd = base.as_ref().map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+        let mut node = crate::fs::layers::Node::empty();
+        match ops::existing_into(layers, base_fd, &path, follow, &mut node) {
+            Ok(()) => {}
+            Err(Skip::Errno(e)) => return Err(Outcome::Errno(e)),
+            // Not the capsule's to translate (`/proc`…): the kernel's answer is right.
+            Err(Skip::Pass) => return Err(Outcome::Continue),
+        }
+        // What the kernel would find for the target's own string, from the
+        // target's real working directory.
+        let kernel_base = match (&base, dirfd) {
+            (Some(_), libc::AT_FDCWD) => t.cwd().ok(),
+            _ => None,
+        };
+        let theirs_fd = kernel_base.as_ref().map_or(base_fd, |fd| fd.as_raw_fd());
+        // SAFETY: fstatat and stat write into zeroed structs we own; both paths
+        // are NUL-terminated.
+        let kernel_same = unsafe {
+            let mut theirs: libc::stat = std::mem::zeroed();
+            let mut ours: libc::stat = std::mem::zeroed();
+            let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+            libc::fstatat(theirs_fd, path.as_ptr(), &mut theirs, flags) == 0
+                && libc::stat(node.host.as_ptr(), &mut ours) == 0
+                && same_file(&theirs, &ours)
+        };
+        Ok(Resolved {
+            given_len: given.as_bytes().len(),
+            host: CString::new(node.host.as_bytes()).unwrap_or_default(),
+            is_dir: node.is_dir(),
+            kernel_same,
+        })
+    }
+
+    /// The kernel will resolve the string at `addr` itself: writes `host` over it
+    /// when it fits (the string is the target's own, read once, and the call will
+    /// consume it).
+    fn rewrite(&self, t: &Target, addr: u64, r: &Resolved) -> bool {
+        if r.host.as_bytes().len() > r.given_len {
+            return false;
+        }
+        t.write(addr, r.host.as_bytes_with_nul()).is_ok()
+    }
+
+    fn exec(
+        &mut self,
+        t: &mut Target,
+        layers: &crate::fs::Layers,
+        nr: i64,
+        a: [c_long; 6],
+    ) -> Outcome {
+        let (dirfd, addr, flags) = if nr == libc::SYS_execve {
+            (libc::AT_FDCWD, a[0] as u64, 0)
+        } else {
+            (a[0] as c_int, a[1] as u64, a[4] as c_int)
+        };
+        if nr == libc::SYS_execveat && flags & libc::AT_EMPTY_PATH != 0 {
+            // SAFETY-free check: an empty string runs the descriptor's own file.
+            if matches!(t.read_cstr(addr), Ok(s) if s.as_bytes().is_empty()) {
+                return Outcome::Continue;
+            }
+        }
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let r = match self.resolve_in_target(t, layers, dirfd, addr, follow) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+        if r.kernel_same || self.rewrite(t, addr, &r) {
+            return Outcome::Continue;
+        }
+        // Longer than the target's string: name it through a descriptor of the
+        // target's (closed by the exec itself), when that name fits.
+        if r.given_len >= "/dev/fd/NNNN".len() {
+            // SAFETY: a NUL-terminated host path; no content is read.
+            let fd = unsafe { libc::open(r.host.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                // SAFETY: we just opened it.
+                let local = unsafe { OwnedFd::from_raw_fd(fd) };
+                let add = AddFd {
+                    id: self.current,
+                    flags: 0,
+                    srcfd: local.as_raw_fd() as u32,
+                    newfd: 0,
+                    newfd_flags: libc::O_CLOEXEC as u32,
+                };
+                // SAFETY: the kernel reads the struct we own and returns the
+                // target's new descriptor number.
+                let number = unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ADDFD, &add) };
+                if number >= 0 {
+                    let alias = format!("/dev/fd/{number}\0");
+                    if alias.len() - 1 <= r.given_len && t.write(addr, alias.as_bytes()).is_ok() {
+                        return Outcome::Continue;
+                    }
+                }
+            }
+        }
+        log::warn!(
+            "backstop: cannot run {:?} for a static program: its host path is longer than the name it used",
+            r.host
+        );
+        Outcome::Errno(libc::ENAMETOOLONG)
+    }
+
+    /// `chdir` must change the target's own directory. When the capsule's
+    /// directory cannot be named in the target's string, the supervisor keeps it
+    /// as the process's working directory for every relative path it serves, and
+    /// hands it to a shim of a program the process later runs.
+    fn chdir(&mut self, t: &mut Target, layers: &crate::fs::Layers, addr: u64) -> Outcome {
+        let r = match self.resolve_in_target(t, layers, libc::AT_FDCWD, addr, true) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+        if !r.is_dir {
+            return Outcome::Errno(libc::ENOTDIR);
+        }
+        // SAFETY: access(2) on a NUL-terminated path: the search permission chdir needs.
+        if unsafe { libc::access(r.host.as_ptr(), libc::X_OK) } != 0 {
+            return Outcome::Errno(hook::errno());
+        }
+        let group = t.tgid();
+        if r.kernel_same || self.rewrite(t, addr, &r) {
+            if let Some(g) = group {
+                self.cwds.remove(&g);
+            }
+            return Outcome::Continue;
+        }
+        let Some(g) = group else {
+            return Outcome::Errno(libc::ESRCH);
+        };
+        self.groups.insert(t.tid as u32, g);
+        self.cwds.insert(g, r.host);
+        Outcome::Value(0)
+    }
+
+    fn capsule_cwd(&mut self, t: &Target, layers: &crate::fs::Layers) -> Vec<u8> {
+        let host = match self.kept_cwd(t) {
+            Some(h) => h.as_bytes().to_vec(),
+            None => std::fs::read_link(t.proc_file("cwd"))
+                .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string()))
+                .unwrap_or_default(),
+        };
+        match layers.reverse(&host) {
+            Some(p) => p.as_bytes().to_vec(),
+            None => b"/".to_vec(),
+        }
+    }
+
+    fn getcwd(
+        &mut self,
+        t: &mut Target,
+        layers: &crate::fs::Layers,
+        addr: u64,
+        size: usize,
+    ) -> Outcome {
+        let mut cwd = self.capsule_cwd(t, layers);
+        cwd.push(0);
+        if size < cwd.len() {
+            return Outcome::Errno(libc::ERANGE);
+        }
+        match t.write(addr, &cwd) {
+            Ok(()) => Outcome::Value(cwd.len() as i64),
+            Err(e) => Outcome::Errno(e),
+        }
+    }
+
+    fn answer_cwd_query(&mut self, n: &Notif) -> Outcome {
+        let t = Target::new(n.pid);
+        let Some(host) = self.kept_cwd(&t).cloned() else {
+            return Outcome::Errno(libc::ENOENT);
+        };
+        let bytes = host.as_bytes_with_nul();
+        match t.write(n.data.args[0], bytes) {
+            Ok(()) => Outcome::Value((QUERY_ANSWER + bytes.len() as u64) as i64),
+            Err(e) => Outcome::Errno(e),
+        }
+    }
+}
+
+struct Resolved {
+    /// The length of the target's own string.
+    given_len: usize,
+    host: CString,
+    is_dir: bool,
+    /// The kernel, given the target's own string, finds this same file.
+    kernel_same: bool,
+}
+
+/// The clock of a static program that just started: its vDSO makes real system
+/// calls from now on, which the filter sends here.
+fn clock_of_static_program(tid: libc::pid_t) {
+    let _ = tid;
+}

@@ -1,0 +1,280 @@
+//! The trampoline's side of the backstop (see mod.rs): the supervisor forked, the
+//! filter installed, the static program executed.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::ffi::{c_char, c_int, CStr};
+
+use super::{filter, supervise, MARKER};
+
+/// Called by the library constructor with the process's arguments: when this
+/// process is the trampoline, it runs the static program and never returns.
+///
+/// # Safety
+/// `argv` and `envp` are the process's own NULL-terminated vectors.
+pub unsafe fn run_if_trampoline(argc: c_int, argv: *mut *mut c_char, envp: *mut *mut c_char) {
+    if argc < 3 || argv.is_null() {
+        return;
+    }
+    // SAFETY: argc entries of argv are C strings (the constructor's contract).
+    let marker = unsafe { CStr::from_ptr(*argv.add(1)) };
+    if marker != MARKER || !is_trampoline_process() {
+        return;
+    }
+    // SAFETY: argv[2] is a C string; argv[3..] is the program's NULL-terminated
+    // vector, envp the process's environment.
+    unsafe {
+        let program = *argv.add(2);
+        exec_static(program, argv.add(3).cast(), envp.cast())
+    }
+}
+
+/// Whether this process runs the trampoline program beside this shim.
+fn is_trampoline_process() -> bool {
+    let mut exe = [0u8; 4096];
+    // SAFETY: readlink writes at most the buffer's length.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            exe.as_mut_ptr().cast(),
+            exe.len(),
+        )
+    };
+    n > 0 && exe[..n as usize] == *crate::runtime::get().trampoline.as_bytes()
+}
+
+/// Runs host file `program` under the backstop. Never returns: on failure, one
+/// line on standard error and exit status 126 (127 when there is no such file),
+/// as a shell says.
+///
+/// # Safety
+/// `program` is a C string, `argv` and `envp` NULL-terminated vectors.
+unsafe fn exec_static(
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> ! {
+    // SAFETY: a C string (this function's contract).
+    let name = unsafe { CStr::from_ptr(program) }
+        .to_string_lossy()
+        .into_owned();
+    if let Err((what, e)) = start_supervisor() {
+        if !crate::runtime::get().config.allow_bypass {
+            fail(&format!(
+                "cannot run the static program {name} in the capsule: {what}: {} (the capsule could not see its system calls; CAPSULE_ALLOW_BYPASS=1 or --allow-bypass runs it unseen)",
+                std::io::Error::from_raw_os_error(e)
+            ), 126);
+        }
+        log::warn!("{name} runs unseen by the capsule: {what}: errno {e}");
+    }
+    // SAFETY: as this function's contract says; inside the guard, execve is the
+    // real one.
+    unsafe { crate::exec::hooks::real_execve(program, argv, envp) };
+    let e = crate::hook::errno();
+    fail(
+        &format!(
+            "cannot run {name}: {}",
+            std::io::Error::from_raw_os_error(e)
+        ),
+        if e == libc::ENOENT { 127 } else { 126 },
+    )
+}
+
+fn fail(message: &str, status: c_int) -> ! {
+    let line = format!("capsule: {}\n", message.replace(['\n', '\r'], " "));
+    // SAFETY: write(2) of our own buffer to standard error, then the end.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(status)
+    }
+}
+
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_ulong = 1 << 3;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 1 << 2;
+
+/// Forks the supervisor and puts this process under the filter.
+fn start_supervisor() -> Result<(), (&'static str, c_int)> {
+    let mut pair = [0 as c_int; 2];
+    // SAFETY: socketpair writes two descriptors into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(("socketpair", crate::hook::errno()));
+    }
+    let (ours, theirs) = (pair[0], pair[1]);
+    // SAFETY: this process is single-threaded (a fresh image, before main).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(("fork", crate::hook::errno()));
+    }
+    if child == 0 {
+        // SAFETY: the intermediate child: a new session, then the supervisor in a
+        // grandchild, so that the program never waits for it and terminal signals
+        // for the program's group do not reach it.
+        unsafe {
+            libc::setsid();
+            match libc::fork() {
+                0 => supervisor_main(theirs, ours),
+                _ => libc::_exit(0),
+            }
+        }
+    }
+    // SAFETY: reaping the intermediate child we forked.
+    unsafe {
+        libc::close(theirs);
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+    }
+    let program = filter::program();
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl and seccomp read only their integer and filter arguments (the
+    // kernel copies the program).
+    let listener = unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            libc::close(ours);
+            return Err(("no_new_privs", crate::hook::errno()));
+        }
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            &prog as *const libc::sock_fprog,
+        ) as c_int
+    };
+    if listener < 0 {
+        let e = crate::hook::errno();
+        // SAFETY: closing our end tells the supervisor to end.
+        unsafe { libc::close(ours) };
+        return Err(("seccomp filter", e));
+    }
+    let sent = send_fd(ours, listener);
+    // SAFETY: the supervisor holds its own copies now.
+    unsafe {
+        libc::close(listener);
+        libc::close(ours);
+    }
+    sent.map_err(|e| ("handing the listener to the supervisor", e))
+}
+
+/// The supervisor process: receives the listener and serves it.
+///
+/// # Safety
+/// Called in the freshly forked grandchild only.
+unsafe fn supervisor_main(sock: c_int, other: c_int) -> ! {
+    // SAFETY: descriptor housekeeping in our own process: standard streams on
+    // /dev/null, every other descriptor the program had closed (a pipe held open
+    // here would keep its reader waiting), but for the socket and the shim's log.
+    unsafe {
+        libc::close(other);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        let keep = [sock, crate::log::fd(), null];
+        close_all_but(&keep);
+        libc::close(null);
+        match recv_fd(sock) {
+            Some(listener) => supervise::serve(listener),
+            None => libc::_exit(0),
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up but those in `keep` (-1 entries ignored).
+fn close_all_but(keep: &[c_int]) {
+    let mut keep: Vec<c_int> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep {
+        let fd = fd as u32;
+        if fd > from {
+            // SAFETY: closing a range of our own descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
+}
+
+fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: a msghdr over our iovec and control buffer, filled as cmsg(3) says.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
+        if libc::sendmsg(sock, &msg, 0) < 0 {
+            return Err(crate::hook::errno());
+        }
+    }
+    Ok(())
+}
+
+fn recv_fd(sock: c_int) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: a size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: as in send_fd; the descriptor received is ours alone.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return None;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
+        Some(std::os::fd::OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// For a process with the shim started under the backstop: takes the working
+/// directory the supervisor kept for it (see `supervise::QUERY_CWD`), so that the
+/// kernel's is the capsule's again. Nothing happens without a backstop.
+pub fn restore_cwd() {
+    let mut buf = [0u8; 4096];
+    // SAFETY: getcwd writes at most PATH_MAX bytes into our buffer: the size asked
+    // for is far larger, which the kernel's own getcwd accepts.
+    let rc = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), supervise::QUERY_CWD) };
+    if rc > supervise::QUERY_ANSWER as i64 {
+        // SAFETY: the supervisor wrote a NUL-terminated host path.
+        unsafe { libc::chdir(buf.as_ptr().cast()) };
+    }
+}
