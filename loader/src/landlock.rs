@@ -192,6 +192,12 @@ impl HostLoader {
             interpreters.push(script);
         }
         interpreters.extend(interpreter_of(executable));
+        // A static program starts through capsule-trampoline, a host program of
+        // the shim's C library: the loader's own dynamic loader runs it.
+        if is_static_program(executable) {
+            let own = std::env::current_exe().ok();
+            interpreters.extend(own.as_deref().and_then(interpreter_of));
+        }
         HostLoader {
             interpreters,
             library_dirs,
