@@ -95,6 +95,11 @@ pub const CAUGHT: &[i64] = &[
     libc::SYS_lremovexattr,
     libc::SYS_fsetxattr,
     libc::SYS_fremovexattr,
+    // ports and peers
+    libc::SYS_bind,
+    libc::SYS_connect,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
     // descriptors of capsule files: merged listings, remembered ownership, copy-up
     libc::SYS_getdents64,
     libc::SYS_fstat,

@@ -67,4 +67,3 @@ pub unsafe fn trampoline_prefix(program: *const c_char, slots: *mut *const c_cha
     // SAFETY: PREFIX_ARGS writable entries (this function's contract).
     unsafe { std::ptr::copy_nonoverlapping(prefix.as_ptr(), slots, PREFIX_ARGS) };
 }
-

@@ -123,6 +123,8 @@ enum Arg {
     In(Len),
     /// Bytes the call writes (NULL passes as NULL), written back on success.
     Out(Len, Back),
+    /// Bytes the call reads and writes (a `socklen_t *`), written back on success.
+    InOut(Len),
     /// A pointer the supervisor already made its own (see `normalize`).
     Local,
 }
@@ -134,6 +136,8 @@ enum Len {
     Of(usize),
     /// The value of argument `i`, times a size.
     ArgTimes(usize, usize),
+    /// The `socklen_t` the target keeps at the address argument `i` holds.
+    PointedBy(usize),
 }
 
 #[derive(Clone, Copy)]
@@ -203,6 +207,11 @@ fn spec(nr: i64) -> Option<(&'static [Arg], Result_)> {
         libc::SYS_fstat => (&[Fd, Out(Bytes(STAT_SIZE), Full)], Plain),
         libc::SYS_fchmod => (&[Fd, Val], Plain),
         libc::SYS_fchown => (&[Fd, Val, Val], Plain),
+        // ports and peers
+        libc::SYS_bind | libc::SYS_connect => (&[Fd, In(Of(2)), Val], Plain),
+        libc::SYS_getsockname | libc::SYS_getpeername => {
+            (&[Fd, Out(PointedBy(2), Full), InOut(Bytes(4))], Plain)
+        }
         // identity
         libc::SYS_getuid | libc::SYS_geteuid | libc::SYS_getgid | libc::SYS_getegid => (&[], Plain),
         libc::SYS_getresuid | libc::SYS_getresgid => (
@@ -717,7 +726,7 @@ impl Supervisor {
                     a[i] = s.as_ptr() as c_long;
                     local.strings.push(s);
                 }
-                In(len) | Out(len, _) => {
+                In(len) | Out(len, _) | InOut(len) => {
                     if addr == 0 {
                         continue;
                     }
@@ -725,15 +734,25 @@ impl Supervisor {
                         Bytes(n) => n,
                         Of(j) => a[j] as usize,
                         ArgTimes(j, size) => (a[j] as usize).saturating_mul(size),
+                        PointedBy(j) => {
+                            // Argument j comes later, so it is still the target's.
+                            debug_assert!(j > i);
+                            let mut word = [0u8; 4];
+                            t.read(a[j] as u64, &mut word)?;
+                            u32::from_ne_bytes(word) as usize
+                        }
                     };
                     if n > MAX_BUFFER {
                         return Err(libc::EINVAL);
                     }
                     let mut buf = vec![0u8; n];
-                    if let In(_) = kind {
-                        t.read(addr, &mut buf)?;
-                    } else if let Out(_, back) = *kind {
-                        local.outs.push((addr, local.buffers.len(), back));
+                    match *kind {
+                        In(_) => t.read(addr, &mut buf)?,
+                        Out(_, back) => local.outs.push((addr, local.buffers.len(), back)),
+                        _ => {
+                            t.read(addr, &mut buf)?;
+                            local.outs.push((addr, local.buffers.len(), Full));
+                        }
                     }
                     a[i] = buf.as_ptr() as c_long;
                     local.buffers.push(buf);
