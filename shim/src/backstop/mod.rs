@@ -35,6 +35,7 @@ mod remote;
 mod supervise;
 #[cfg(not(test))]
 mod trampoline;
+mod vdso;
 #[cfg(not(test))]
 pub use trampoline::restore_cwd;
 #[cfg(all(not(test), target_env = "gnu"))]

@@ -1060,5 +1060,7 @@ struct Resolved {
 /// The clock of a static program that just started: its vDSO makes real system
 /// calls from now on, which the filter sends here.
 fn clock_of_static_program(tid: libc::pid_t) {
-    let _ = tid;
+    if let Err(e) = super::vdso::patch(tid) {
+        log::warn!("backstop: the clock of process {tid} stays the host's: {e}");
+    }
 }
