@@ -152,8 +152,8 @@ fn go_probe() -> PathBuf {
 
 /// A small root for static programs: `/bin/busybox` (and `/bin/sh` linking to it),
 /// the programs given, `/etc/passwd` and `/etc/group` with root and APP_USER,
-/// `/etc/marker`, `/etc/note`, `/etc/old`, `/data/a`, `/data/b`, `/tmp`; and a snapshot
-/// of it taken when built.
+/// `/etc/marker`, `/etc/note`, `/etc/old`, `/etc/link` (-> note), `/etc/abs`
+/// (-> /etc/note), `/data/a`, `/data/b`, `/tmp`; and a snapshot of it taken when built.
 struct Root {
     dir: TempDir,
     before: Snapshot,
@@ -190,6 +190,9 @@ impl Root {
         for (path, text) in files {
             fs::write(top.join(path), text).expect("root file");
         }
+        // A relative and an absolute symbolic link: both resolve inside the root.
+        symlink("note", top.join("etc/link")).unwrap();
+        symlink("/etc/note", top.join("etc/abs")).unwrap();
         let before = Snapshot::of(top);
         Root { dir, before }
     }
@@ -449,16 +452,29 @@ fn busybox_ls_and_cat_see_the_root_not_the_host() {
         &read_text(&root.dir.join("etc/passwd")),
     );
     e.output(
-        "sh builtins and applets",
+        "cd, getcwd, stat",
         &c.run(
             bb,
             &[
                 "sh",
                 "-c",
-                "cd /data && pwd && ls && test -f /etc/old && echo yes",
+                "cd /data && pwd && realpath . && ls && test -f /etc/old && echo yes && \
+                 stat -c %s /etc/note",
             ],
         ),
-        "/data\na\nb\nyes\n",
+        "/data\n/data\na\nb\nyes\n11\n",
+    );
+    e.output(
+        "symbolic links",
+        &c.run(
+            bb,
+            &[
+                "sh",
+                "-c",
+                "readlink /etc/link; readlink /etc/abs; cat /etc/link /etc/abs",
+            ],
+        ),
+        "note\n/etc/note\nlower note\nlower note\n",
     );
     e.done();
     root.assert_unchanged();
@@ -470,11 +486,12 @@ fn busybox_shell_changes_land_in_the_private_layer() {
     let c = Capsule::new("bb-write", Some(&root), &[]);
     let script = format!(
         "{GUARD}echo new > /etc/new; rm /etc/old; mkdir /d; mv /data/b /d/moved; \
-         echo more >> /data/a; chmod 600 /etc/new; ls /etc; ls /d; cat /data/a /d/moved /etc/new"
+         echo more >> /data/a; chmod 600 /etc/new; ln -s note /etc/sym; truncate -s 2 /etc/note; \
+         ls /etc; ls /d; cat /data/a /d/moved /etc/new /etc/sym; echo"
     );
     let out = c.ok("/bin/busybox", &["sh", "-c", &script]);
     assert_eq!(
-        out, "group\nmarker\nnew\nnote\npasswd\nmoved\na\nmore\nb\nnew\n",
+        out, "abs\ngroup\nlink\nmarker\nnew\nnote\npasswd\nsym\nmoved\na\nmore\nb\nnew\nlo\n",
         "what the script saw"
     );
     root.assert_unchanged();
@@ -484,6 +501,7 @@ fn busybox_shell_changes_land_in_the_private_layer() {
         ("/etc/new", "new\n"),
         ("/d/moved", "b\n"),
         ("/data/a", "a\nmore\n"),
+        ("/etc/note", "lo"),
     ] {
         let up = c.up(path);
         e.check(exists(&up), || format!("{path}: not in the upper layer"));
@@ -499,6 +517,10 @@ fn busybox_shell_changes_land_in_the_private_layer() {
             )
         });
     }
+    let sym = fs::read_link(c.up("/etc/sym"));
+    e.check(sym.as_deref().ok() == Some(Path::new("note")), || {
+        format!("/etc/sym in the upper layer: {sym:?}")
+    });
     for gone in ["/etc/old", "/data/b"] {
         e.check(!exists(&c.up(gone)), || {
             format!("{gone} is in the upper layer")
@@ -512,11 +534,11 @@ fn busybox_shell_changes_land_in_the_private_layer() {
         &[
             "sh",
             "-c",
-            "cat /etc/new; test -e /etc/old || echo old-gone; ls /data",
+            "cat /etc/new; test -e /etc/old || echo old-gone; ls /data; cat /etc/note; echo",
         ],
     );
     assert_eq!(
-        later, "new\nold-gone\na\n",
+        later, "new\nold-gone\na\nlo\n",
         "a later run of the same capsule"
     );
 
@@ -527,11 +549,11 @@ fn busybox_shell_changes_land_in_the_private_layer() {
         &[
             "sh",
             "-c",
-            "cat /etc/old /data/a; ls /etc; ls /data; test -e /d || echo no-d",
+            "cat /etc/old /data/a; ls /etc; ls /data; test -e /d || echo no-d; cat /etc/note",
         ],
     );
     assert_eq!(
-        out, "old\na\ngroup\nmarker\nnote\nold\npasswd\na\nb\nno-d\n",
+        out, "old\na\nabs\ngroup\nlink\nmarker\nnote\nold\npasswd\na\nb\nno-d\nlower note\n",
         "a second capsule of the same root"
     );
     root.assert_unchanged();
@@ -573,9 +595,12 @@ fn busybox_over_the_host_root() {
     );
     e.done();
 
+    // Every command is busybox's (the host's PATH would find dynamic coreutils).
+    let bb = BUSYBOX;
     let script = format!(
-        "[ \"$(hostname)\" = bb-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
-         set -e; echo one > {etc}; mkdir {var}; echo two > {var}/f; cat {etc} {var}/f; ls {var}"
+        "[ \"$({bb} hostname)\" = bb-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+         set -e; echo one > {etc}; {bb} mkdir {var}; echo two > {var}/f; {bb} cat {etc} {var}/f; \
+         {bb} ls {var}"
     );
     let out = c.run(BUSYBOX, &["sh", "-c", &script]);
     host.check();
@@ -814,7 +839,7 @@ fn exec_from_dynamic_to_static_and_back() {
         &format!("x-host\n{uid}\n"),
     );
     let script = format!(
-        "[ \"$(hostname)\" = x-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+        "[ \"$({BUSYBOX} hostname)\" = x-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
          set -e; echo from-static > {etc}; /usr/bin/hostname; /usr/bin/id -u; /usr/bin/cat {etc}"
     );
     let out = c.run(BUSYBOX, &["sh", "-c", &script]);
