@@ -83,74 +83,78 @@ fn busybox() -> PathBuf {
     path
 }
 
-/// `c-tests/raw_syscalls.c` built with `cc -static`, once per test process.
+/// Builds `name` into `<target>/c-tests/` once per test process: `compile(out)` is the
+/// command writing it to `out` (a private temporary name, renamed into place: test
+/// binaries may build at the same time). Asserts that the result is static.
+fn build_static(
+    cell: &'static OnceLock<PathBuf>,
+    name: &str,
+    compile: impl FnOnce(&Path) -> Command,
+) -> PathBuf {
+    cell.get_or_init(|| {
+        let dir = bin_dir().join("c-tests");
+        fs::create_dir_all(&dir).expect("c-tests output directory");
+        let target = dir.join(name);
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let mut cmd = compile(&temp);
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&temp, &target).expect("move the build into place");
+        assert_static(&target);
+        target
+    })
+    .clone()
+}
+
+/// `c-tests/raw_syscalls.c` built with `cc -static`.
 fn raw_probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = workspace_root().join("c-tests/raw_syscalls.c");
-            let dir = bin_dir().join("c-tests");
-            fs::create_dir_all(&dir).expect("c-tests output directory");
-            let target = dir.join("raw_syscalls-static");
-            let temp = dir.join(format!(".raw_syscalls-static.{}.tmp", std::process::id()));
-            let out = Command::new("cc")
-                .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-                .arg(&temp)
-                .arg(&source)
-                .output()
-                .expect("cannot run the C compiler `cc`");
-            assert!(
-                out.status.success(),
-                "cc -static {}:\n{}",
-                source.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            fs::rename(&temp, &target).expect("move the static probe into place");
-            assert_static(&target);
-            target
-        })
-        .clone()
+    build_static(&BUILT, "raw_syscalls-static", |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/raw_syscalls.c"));
+        cc
+    })
 }
 
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
-/// library only, offline; its caches in a temporary directory), once per test process.
+/// library only, offline; its caches in a temporary directory that lives as long as
+/// the test process).
 fn go_probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = workspace_root().join("c-tests/go/probe/main.go");
-            let dir = bin_dir().join("c-tests");
-            fs::create_dir_all(&dir).expect("c-tests output directory");
-            let target = dir.join("go-probe");
-            let temp = dir.join(format!(".go-probe.{}.tmp", std::process::id()));
-            let scratch = TempDir::new("go-build");
-            let out = clean_command("go")
-                .args(["build", "-o"])
-                .arg(&temp)
-                .arg(&source)
-                .env("CGO_ENABLED", "0")
-                .env("GO111MODULE", "off")
-                .env("GOFLAGS", "")
-                .env("GOPROXY", "off")
-                .env("GOCACHE", scratch.join("cache"))
-                .env("GOPATH", scratch.join("gopath"))
-                .env("HOME", scratch.path())
-                .output()
-                .expect("cannot run `go` (Debian's golang-go is needed by these tests)");
-            assert!(
-                out.status.success(),
-                "go build {}:\n{}",
-                source.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            fs::rename(&temp, &target).expect("move the Go probe into place");
-            assert_static(&target);
-            target
-        })
-        .clone()
+    static SCRATCH: OnceLock<TempDir> = OnceLock::new();
+    build_static(&BUILT, "go-probe", |out| {
+        let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
+        let mut go = clean_command("go");
+        go.args(["build", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/go/probe/main.go"))
+            .env("CGO_ENABLED", "0")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOPROXY", "off")
+            .env("GOCACHE", scratch.join("cache"))
+            .env("GOPATH", scratch.join("gopath"))
+            .env("HOME", scratch.path());
+        go
+    })
 }
 
-/// A small root for static programs: `/bin/busybox` (and `/bin/sh` linking to it),
+/// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
+/// busybox sh runs an applet only when it finds it in PATH).
+const APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "rm", "mkdir", "mv", "chmod", "ln", "truncate", "realpath", "stat",
+    "readlink", "hostname", "id", "test", "date", "uname", "pwd",
+];
+
+/// A small root for static programs: `/bin/busybox` (and the APPLETS linking to it),
 /// the programs given, `/etc/passwd` and `/etc/group` with root and APP_USER,
 /// `/etc/marker`, `/etc/note`, `/etc/old`, `/etc/link` (-> note), `/etc/abs`
 /// (-> /etc/note), `/data/a`, `/data/b`, `/tmp`; and a snapshot of it taken when built.
@@ -168,7 +172,9 @@ impl Root {
         }
         fs::set_permissions(top.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
         fs::copy(busybox(), top.join("bin/busybox")).expect("copy busybox");
-        symlink("busybox", top.join("bin/sh")).unwrap();
+        for applet in APPLETS {
+            symlink("busybox", top.join("bin").join(applet)).unwrap();
+        }
         for (name, program) in programs {
             fs::copy(program, top.join("bin").join(name)).expect("copy a program");
         }
@@ -219,7 +225,7 @@ impl Capsule {
     fn new(name: &str, root: Option<&Root>, flags: &[&str]) -> Capsule {
         let mut all: Vec<String> = Vec::new();
         if let Some(root) = root {
-            all.extend(["--root".to_string(), root.str().to_string()]);
+            all.extend(["--root", root.str(), "-e", "PATH=/bin"].map(str::to_string));
         }
         all.extend(flags.iter().map(|f| f.to_string()));
         Capsule {
