@@ -19,7 +19,7 @@ mod common;
 mod fs_support;
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -151,7 +151,7 @@ fn go_probe() -> PathBuf {
 /// busybox sh runs an applet only when it finds it in PATH).
 const APPLETS: &[&str] = &[
     "sh", "cat", "ls", "rm", "mkdir", "mv", "chmod", "ln", "truncate", "realpath", "stat",
-    "readlink", "hostname", "id", "test", "date", "uname", "pwd",
+    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown",
 ];
 
 /// A small root for static programs: `/bin/busybox` (and the APPLETS linking to it),
@@ -418,6 +418,14 @@ fn busybox_fake_root_as_an_unprivileged_user() {
             )
         });
     }
+    // The fake root's chown and chmod succeed and are remembered (the kernel would
+    // refuse nobody's chown).
+    let script = format!(
+        "{GUARD}echo x > /tmp/f; chown 123:45 /tmp/f /etc/note; chmod 700 /etc/note; \
+         stat -c %u:%g /tmp/f /etc/note; stat -c %a /etc/note"
+    );
+    let out = run(&mut own.command_as_nobody(&mut nobody, "/bin/busybox", &["sh", "-c", &script]));
+    e.output("own root: chown, chmod", &out, "123:45\n123:45\n700\n");
     e.done();
     root.assert_unchanged();
 }
@@ -492,7 +500,7 @@ fn busybox_shell_changes_land_in_the_private_layer() {
     let c = Capsule::new("bb-write", Some(&root), &[]);
     let script = format!(
         "{GUARD}echo new > /etc/new; rm /etc/old; mkdir /d; mv /data/b /d/moved; \
-         echo more >> /data/a; chmod 600 /etc/new; ln -s note /etc/sym; truncate -s 2 /etc/note; \
+         echo more >> /data/a; touch -t 200102030405.06 /data/a; chmod 600 /etc/new; ln -s note /etc/sym; truncate -s 2 /etc/note; \
          ls /etc; ls /d; cat /data/a /d/moved /etc/new /etc/sym; echo"
     );
     let out = c.ok("/bin/busybox", &["sh", "-c", &script]);
@@ -521,6 +529,12 @@ fn busybox_shell_changes_land_in_the_private_layer() {
                 "/etc/new: mode {:o} in the upper layer",
                 mode_of(&c.up("/etc/new"))
             )
+        });
+    }
+    if exists(&c.up("/data/a")) {
+        let mtime = fs::metadata(c.up("/data/a")).map(|m| m.mtime());
+        e.check(matches!(mtime, Ok(981_173_106)), || {
+            format!("/data/a: mtime {mtime:?} in the upper layer, not 2001-02-03 04:05:06")
         });
     }
     let sym = fs::read_link(c.up("/etc/sym"));
