@@ -47,12 +47,7 @@
 
 static long long monotonic_ns(void)
 {
-    struct timespec ts = {0, 0};
-    if (raw_syscall2(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts) != 0) {
-        fprintf(stderr, "fsbench: raw clock_gettime failed\n");
-        exit(2);
-    }
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return raw_monotonic_ns("fsbench");
 }
 
 static volatile long sink;

@@ -31,12 +31,7 @@ extern char **environ;
 
 static long long monotonic_ns(void)
 {
-    struct timespec ts = {0, 0};
-    if (raw_syscall2(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts) != 0) {
-        fputs("spawnbench: raw clock_gettime(CLOCK_MONOTONIC) failed\n", stderr);
-        exit(2);
-    }
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return raw_monotonic_ns("spawnbench");
 }
 
 /* Runs argv[0] once and returns how long it took, in nanoseconds. */

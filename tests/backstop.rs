@@ -1,0 +1,952 @@
+//! Programs the preload shim cannot reach — statically linked busybox (Debian's
+//! busybox-static), a C program built with `cc -static` that makes its system calls with
+//! the `syscall` instruction itself, a Go program built with CGO_ENABLED=0 — in capsules
+//! started by `capsule run`, on a small root of their own and over the host's `/`: each
+//! reports the capsule's host name, user (also fake root) and clock, sees the capsule's
+//! files, and what it changes lands in the capsule's private upper layer, the lower
+//! layer staying unchanged byte for byte and other capsules of the same root not seeing
+//! it. Also: exec from a dynamic program into a static one and back, and 8 static plus
+//! 8 Go programs in 16 capsules at once.
+//!
+//! Every program here is checked to be static (no PT_INTERP) before it is used, so that
+//! none of these tests can pass through the preload path by accident. Shell scripts that
+//! change files refuse to run (status 99) unless the program sees the capsule (the
+//! root's marker file, or the capsule's host name over the host's `/`); the host paths
+//! written over the host's `/` are unique and checked natively afterwards.
+
+mod common;
+#[path = "fs_support.rs"]
+mod fs_support;
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+use fs_support::{exists, mode_of, names_in, read_text, HostPaths, Snapshot};
+
+/// Debian's busybox-static.
+const BUSYBOX: &str = "/usr/bin/busybox";
+
+/// The capsule clock of these tests: far from now, early in its day.
+const TIME_AT: &str = "2031-05-06T07:08:09Z";
+const TIME_AT_DATE: &str = "2031-05-06";
+
+/// The unprivileged user of the test roots (not in the host's /etc/passwd).
+const APP_USER: &str = "capsuleapp";
+const APP_UID: u32 = 4321;
+
+/// The content of the test roots' `/etc/marker`, checked by every script that writes.
+const MARKER: &str = "backstop-root";
+const GUARD: &str = "[ \"$(cat /etc/marker)\" = backstop-root ] || \
+     { echo 'REFUSED: not on the test root' >&2; exit 99; }; set -e; ";
+
+/// Whether the ELF executable at `path` has no program interpreter (no PT_INTERP):
+/// the kernel starts it directly, no ld.so, no LD_PRELOAD.
+fn is_static(path: &Path) -> bool {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        bytes.len() > 64 && bytes[..4] == *b"\x7fELF" && bytes[4] == 2,
+        "{} is not a 64-bit ELF file",
+        path.display()
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    !(0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes")) == PT_INTERP
+    })
+}
+
+#[track_caller]
+fn assert_static(path: &Path) {
+    assert!(
+        is_static(path),
+        "{} is dynamically linked: it would not test the backstop",
+        path.display()
+    );
+}
+
+/// Debian's static busybox, checked to be static.
+fn busybox() -> PathBuf {
+    let path = PathBuf::from(BUSYBOX);
+    assert!(
+        path.is_file(),
+        "{BUSYBOX} is missing: install Debian's busybox-static"
+    );
+    assert_static(&path);
+    path
+}
+
+/// Builds `name` into `<target>/c-tests/` once per test process: `compile(out)` is the
+/// command writing it to `out` (a private temporary name, renamed into place: test
+/// binaries may build at the same time). Asserts that the result is static.
+fn build_static(
+    cell: &'static OnceLock<PathBuf>,
+    name: &str,
+    compile: impl FnOnce(&Path) -> Command,
+) -> PathBuf {
+    cell.get_or_init(|| {
+        let dir = bin_dir().join("c-tests");
+        fs::create_dir_all(&dir).expect("c-tests output directory");
+        let target = dir.join(name);
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let mut cmd = compile(&temp);
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::rename(&temp, &target).expect("move the build into place");
+        assert_static(&target);
+        target
+    })
+    .clone()
+}
+
+/// `c-tests/raw_syscalls.c` built with `cc -static`.
+fn raw_probe() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "raw_syscalls-static", |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/raw_syscalls.c"));
+        cc
+    })
+}
+
+/// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
+/// library only, offline; its caches in a temporary directory that lives as long as
+/// the test process).
+fn go_probe() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    static SCRATCH: OnceLock<TempDir> = OnceLock::new();
+    build_static(&BUILT, "go-probe", |out| {
+        let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
+        let mut go = clean_command("go");
+        go.args(["build", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/go/probe/main.go"))
+            .env("CGO_ENABLED", "0")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOPROXY", "off")
+            .env("GOCACHE", scratch.join("cache"))
+            .env("GOPATH", scratch.join("gopath"))
+            .env("HOME", scratch.path());
+        go
+    })
+}
+
+/// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
+/// busybox sh runs an applet only when it finds it in PATH).
+const APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "rm", "mkdir", "mv", "chmod", "ln", "truncate", "realpath", "stat",
+    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown",
+];
+
+/// A small root for static programs: `/bin/busybox` (and the APPLETS linking to it),
+/// the programs given, `/etc/passwd` and `/etc/group` with root and APP_USER,
+/// `/etc/marker`, `/etc/note`, `/etc/old`, `/etc/link` (-> note), `/etc/abs`
+/// (-> /etc/note), `/data/a`, `/data/b`, `/tmp`; and a snapshot of it taken when built.
+struct Root {
+    dir: TempDir,
+    before: Snapshot,
+}
+
+impl Root {
+    fn new(programs: &[(&str, &Path)]) -> Root {
+        let dir = TempDir::new("backstop-root");
+        let top = dir.path();
+        for sub in ["bin", "etc", "data", "tmp"] {
+            fs::create_dir_all(top.join(sub)).expect("root directory");
+        }
+        fs::set_permissions(top.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::copy(busybox(), top.join("bin/busybox")).expect("copy busybox");
+        for applet in APPLETS {
+            symlink("busybox", top.join("bin").join(applet)).unwrap();
+        }
+        for (name, program) in programs {
+            fs::copy(program, top.join("bin").join(name)).expect("copy a program");
+        }
+        let files = [
+            (
+                "etc/passwd",
+                format!(
+                    "root:x:0:0:root:/root:/bin/sh\n\
+                     {APP_USER}:x:{APP_UID}:{APP_UID}::/tmp:/bin/sh\n"
+                ),
+            ),
+            ("etc/group", format!("root:x:0:\n{APP_USER}:x:{APP_UID}:\n")),
+            ("etc/marker", format!("{MARKER}\n")),
+            ("etc/note", "lower note\n".to_string()),
+            ("etc/old", "old\n".to_string()),
+            ("data/a", "a\n".to_string()),
+            ("data/b", "b\n".to_string()),
+        ];
+        for (path, text) in files {
+            fs::write(top.join(path), text).expect("root file");
+        }
+        // A relative and an absolute symbolic link: both resolve inside the root.
+        symlink("note", top.join("etc/link")).unwrap();
+        symlink("/etc/note", top.join("etc/abs")).unwrap();
+        let before = Snapshot::of(top);
+        Root { dir, before }
+    }
+
+    fn str(&self) -> &str {
+        self.dir.str()
+    }
+
+    #[track_caller]
+    fn assert_unchanged(&self) {
+        Snapshot::of(self.dir.path()).assert_same(&self.before, "the capsule's lower root");
+    }
+}
+
+/// A capsule started by `capsule run` (own root or the host's `/`), with its own
+/// `$CAPSULE_HOME`; every run continues with the same upper layer.
+struct Capsule {
+    home: CapsuleHome,
+    name: String,
+    flags: Vec<String>,
+}
+
+impl Capsule {
+    fn new(name: &str, root: Option<&Root>, flags: &[&str]) -> Capsule {
+        let mut all: Vec<String> = Vec::new();
+        if let Some(root) = root {
+            all.extend(["--root", root.str(), "-e", "PATH=/bin"].map(str::to_string));
+        }
+        all.extend(flags.iter().map(|f| f.to_string()));
+        Capsule {
+            home: CapsuleHome::new(),
+            name: name.to_string(),
+            flags: all,
+        }
+    }
+
+    fn args<'a>(&'a self, prog: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut full = vec!["run", "--name", &self.name];
+        full.extend(self.flags.iter().map(String::as_str));
+        full.push("--");
+        full.push(prog);
+        full.extend_from_slice(args);
+        full
+    }
+
+    fn command(&self, prog: &str, args: &[&str]) -> Command {
+        shim();
+        self.home.command(&self.args(prog, args))
+    }
+
+    /// The same, started as the real unprivileged user NOBODY.
+    fn command_as_nobody(&self, nobody: &mut AsNobody, prog: &str, args: &[&str]) -> Command {
+        nobody.capsule_command(&self.home, &self.args(prog, args))
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> Output {
+        run(&mut self.command(prog, args))
+    }
+
+    /// Runs `prog args` and returns its stdout, asserting that it succeeded.
+    #[track_caller]
+    fn ok(&self, prog: &str, args: &[&str]) -> String {
+        let out = self.run(prog, args);
+        success(&out, &format!("capsule {}: {prog} {args:?}", self.name))
+    }
+
+    /// The upper layer's copy of capsule path `path`.
+    fn up(&self, path: &str) -> PathBuf {
+        self.home
+            .path()
+            .join("capsules")
+            .join(&self.name)
+            .join("upper")
+            .join(path.trim_start_matches('/'))
+    }
+}
+
+/// Collects the mismatches of one test, to report them all at once.
+struct Expect {
+    what: String,
+    failures: Vec<String>,
+}
+
+impl Expect {
+    fn new(what: &str) -> Expect {
+        Expect {
+            what: what.to_string(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn eq(&mut self, label: &str, got: impl AsRef<str>, want: impl AsRef<str>) {
+        let (got, want) = (got.as_ref(), want.as_ref());
+        if got != want {
+            self.failures
+                .push(format!("{label}: expected {want:?}, got {got:?}"));
+        }
+    }
+
+    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(msg());
+        }
+    }
+
+    /// The output of `out` compared with `want` (a failed run is a mismatch too).
+    fn output(&mut self, label: &str, out: &Output, want: &str) {
+        if out.status.success() {
+            self.eq(label, stdout(out), want);
+        } else {
+            self.failures.push(format!("{label}: {}", describe(out)));
+        }
+    }
+
+    /// Every `KEY=VALUE` of `want` among the lines `out` printed, then OK.
+    fn keys(&mut self, label: &str, out: &Output, want: &[(&str, String)]) {
+        let text = stdout(out);
+        let seen = key_values(&text);
+        for (key, value) in want {
+            match seen.get(*key) {
+                Some(got) if got == value => {}
+                got => self
+                    .failures
+                    .push(format!("{label}: {key}: expected {value:?}, got {got:?}")),
+            }
+        }
+        self.check(
+            out.status.success() && text.lines().last() == Some("OK"),
+            || format!("{label}: did not finish with OK\n{}", describe(out)),
+        );
+    }
+
+    #[track_caller]
+    fn done(self) {
+        assert!(
+            self.failures.is_empty(),
+            "{}: {} mismatch(es):\n  {}",
+            self.what,
+            self.failures.len(),
+            self.failures.join("\n  ")
+        );
+    }
+}
+
+/// The names in the host's `/`.
+fn host_top_names() -> Vec<String> {
+    names_in(Path::new("/"))
+}
+
+// ---- busybox-static --------------------------------------------------------------------
+
+#[test]
+fn busybox_in_its_own_root_reports_the_capsules_host_name_user_and_clock() {
+    let root = Root::new(&[]);
+    let c = Capsule::new(
+        "bb-ids",
+        Some(&root),
+        &[
+            "--hostname",
+            "bb-root",
+            "--user",
+            APP_USER,
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let bb = "/bin/busybox";
+    let mut e = Expect::new("busybox-static in its own root");
+    e.output("hostname", &c.run(bb, &["hostname"]), "bb-root\n");
+    e.output("uname -n", &c.run(bb, &["uname", "-n"]), "bb-root\n");
+    e.output("id -u", &c.run(bb, &["id", "-u"]), &format!("{APP_UID}\n"));
+    e.output("id -g", &c.run(bb, &["id", "-g"]), &format!("{APP_UID}\n"));
+    let out = c.run(bb, &["id"]);
+    let want = format!("uid={APP_UID}({APP_USER}) gid={APP_UID}({APP_USER})");
+    e.check(stdout(&out).starts_with(&want), || {
+        format!("id: expected {want:?}...\n{}", describe(&out))
+    });
+    e.output(
+        "date",
+        &c.run(bb, &["date", "-u", "+%Y-%m-%d"]),
+        &format!("{TIME_AT_DATE}\n"),
+    );
+    e.done();
+    root.assert_unchanged();
+}
+
+#[test]
+fn busybox_fake_root_as_an_unprivileged_user() {
+    // The harness starts the capsule as the real user nobody: the kernel says 65534,
+    // the capsule says 0.
+    let root = Root::new(&[]);
+    let mut nobody = AsNobody::new();
+    let mut e = Expect::new("busybox-static with --user 0, started as nobody");
+    if can_switch_user() {
+        let mut native = clean_command(busybox());
+        native.args(["id", "-u"]);
+        native.uid(NOBODY).gid(NOBODY);
+        e.output(
+            "native id -u as nobody",
+            &run(&mut native),
+            &format!("{NOBODY}\n"),
+        );
+    }
+    let own = Capsule::new("bb-root0", Some(&root), &["--user", "0"]);
+    let host = Capsule::new("bb-host0", None, &["--user", "0"]);
+    for (label, c, prog) in [
+        ("own root", &own, "/bin/busybox"),
+        ("host /", &host, BUSYBOX),
+    ] {
+        let out = run(&mut c.command_as_nobody(&mut nobody, prog, &["id", "-u"]));
+        e.output(&format!("{label}: id -u"), &out, "0\n");
+        let out = run(&mut c.command_as_nobody(&mut nobody, prog, &["id"]));
+        e.check(stdout(&out).starts_with("uid=0(root) gid=0(root)"), || {
+            format!(
+                "{label}: id: expected uid=0(root) gid=0(root)...\n{}",
+                describe(&out)
+            )
+        });
+    }
+    // The fake root's chown and chmod succeed and are remembered (the kernel would
+    // refuse nobody's chown).
+    let script = format!(
+        "{GUARD}echo x > /tmp/f; chown 123:45 /tmp/f /etc/note; chmod 700 /etc/note; \
+         stat -c %u:%g /tmp/f /etc/note; stat -c %a /etc/note"
+    );
+    let out = run(&mut own.command_as_nobody(&mut nobody, "/bin/busybox", &["sh", "-c", &script]));
+    e.output("own root: chown, chmod", &out, "123:45\n123:45\n700\n");
+    e.done();
+    root.assert_unchanged();
+}
+
+#[test]
+fn busybox_ls_and_cat_see_the_root_not_the_host() {
+    let root = Root::new(&[]);
+    let c = Capsule::new("bb-ls", Some(&root), &[]);
+    let bb = "/bin/busybox";
+    let mut e = Expect::new("busybox-static ls and cat in its own root");
+    let out = c.run(bb, &["ls", "/"]);
+    let listed: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    e.check(out.status.success(), || format!("ls /: {}", describe(&out)));
+    let own = names_in(root.dir.path());
+    for name in &own {
+        e.check(listed.contains(name), || {
+            format!("ls /: the root's {name:?} is missing from {listed:?}")
+        });
+    }
+    // The kernel's own trees may be shown; nothing else of the host.
+    let kernel = ["dev", "proc", "sys", "run"];
+    for name in host_top_names() {
+        if !own.contains(&name) && !kernel.contains(&name.as_str()) {
+            e.check(!listed.contains(&name), || {
+                format!("ls /: lists the host's {name:?}: {listed:?}")
+            });
+        }
+    }
+    e.output("ls /data", &c.run(bb, &["ls", "/data"]), "a\nb\n");
+    e.output(
+        "cat /etc/note",
+        &c.run(bb, &["cat", "/etc/note"]),
+        "lower note\n",
+    );
+    e.output(
+        "cat /etc/passwd",
+        &c.run(bb, &["cat", "/etc/passwd"]),
+        &read_text(&root.dir.join("etc/passwd")),
+    );
+    e.output(
+        "cd, getcwd, stat",
+        &c.run(
+            bb,
+            &[
+                "sh",
+                "-c",
+                "cd /data && pwd && realpath . && ls && test -f /etc/old && echo yes && \
+                 stat -c %s /etc/note",
+            ],
+        ),
+        "/data\n/data\na\nb\nyes\n11\n",
+    );
+    e.output(
+        "symbolic links",
+        &c.run(
+            bb,
+            &[
+                "sh",
+                "-c",
+                "readlink /etc/link; readlink /etc/abs; cat /etc/link /etc/abs",
+            ],
+        ),
+        "note\n/etc/note\nlower note\nlower note\n",
+    );
+    e.done();
+    root.assert_unchanged();
+}
+
+#[test]
+fn busybox_shell_changes_land_in_the_private_layer() {
+    let root = Root::new(&[]);
+    let c = Capsule::new("bb-write", Some(&root), &[]);
+    let script = format!(
+        "{GUARD}echo new > /etc/new; rm /etc/old; mkdir /d; mv /data/b /d/moved; \
+         echo more >> /data/a; touch -t 200102030405.06 /data/a; chmod 600 /etc/new; ln -s note /etc/sym; truncate -s 2 /etc/note; \
+         ls /etc; ls /d; cat /data/a /d/moved /etc/new /etc/sym; echo"
+    );
+    let out = c.ok("/bin/busybox", &["sh", "-c", &script]);
+    assert_eq!(
+        out, "abs\ngroup\nlink\nmarker\nnew\nnote\npasswd\nsym\nmoved\na\nmore\nb\nnew\nlo\n",
+        "what the script saw"
+    );
+    root.assert_unchanged();
+
+    let mut e = Expect::new("the capsule's upper layer");
+    for (path, text) in [
+        ("/etc/new", "new\n"),
+        ("/d/moved", "b\n"),
+        ("/data/a", "a\nmore\n"),
+        ("/etc/note", "lo"),
+    ] {
+        let up = c.up(path);
+        e.check(exists(&up), || format!("{path}: not in the upper layer"));
+        if exists(&up) {
+            e.eq(path, read_text(&up), text);
+        }
+    }
+    if exists(&c.up("/etc/new")) {
+        e.check(mode_of(&c.up("/etc/new")) == 0o600, || {
+            format!(
+                "/etc/new: mode {:o} in the upper layer",
+                mode_of(&c.up("/etc/new"))
+            )
+        });
+    }
+    if exists(&c.up("/data/a")) {
+        let mtime = fs::metadata(c.up("/data/a")).map(|m| m.mtime());
+        e.check(matches!(mtime, Ok(981_173_106)), || {
+            format!("/data/a: mtime {mtime:?} in the upper layer, not 2001-02-03 04:05:06")
+        });
+    }
+    let sym = fs::read_link(c.up("/etc/sym"));
+    e.check(sym.as_deref().ok() == Some(Path::new("note")), || {
+        format!("/etc/sym in the upper layer: {sym:?}")
+    });
+    for gone in ["/etc/old", "/data/b"] {
+        e.check(!exists(&c.up(gone)), || {
+            format!("{gone} is in the upper layer")
+        });
+    }
+    e.done();
+
+    // The same capsule later sees its changes.
+    let later = c.ok(
+        "/bin/busybox",
+        &[
+            "sh",
+            "-c",
+            "cat /etc/new; test -e /etc/old || echo old-gone; ls /data; cat /etc/note; echo",
+        ],
+    );
+    assert_eq!(
+        later, "new\nold-gone\na\nlo\n",
+        "a later run of the same capsule"
+    );
+
+    // Another capsule of the same root sees the root as it is.
+    let other = Capsule::new("bb-other", Some(&root), &[]);
+    let out = other.ok(
+        "/bin/busybox",
+        &[
+            "sh",
+            "-c",
+            "cat /etc/old /data/a; ls /etc; ls /data; test -e /d || echo no-d; cat /etc/note",
+        ],
+    );
+    assert_eq!(
+        out, "old\na\nabs\ngroup\nlink\nmarker\nnote\nold\npasswd\na\nb\nno-d\nlower note\n",
+        "a second capsule of the same root"
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn busybox_over_the_host_root() {
+    let host = HostPaths::new("bb");
+    let (etc, var) = (host.etc(), host.var());
+    let c = Capsule::new(
+        "bb-over-host",
+        None,
+        &[
+            "--hostname",
+            "bb-host",
+            "--user",
+            &APP_UID.to_string(),
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let mut e = Expect::new("busybox-static over the host's /");
+    e.output("hostname", &c.run(BUSYBOX, &["hostname"]), "bb-host\n");
+    e.output(
+        "id -u",
+        &c.run(BUSYBOX, &["id", "-u"]),
+        &format!("{APP_UID}\n"),
+    );
+    e.output(
+        "date",
+        &c.run(BUSYBOX, &["date", "-u", "+%Y-%m-%d"]),
+        &format!("{TIME_AT_DATE}\n"),
+    );
+    // The host's files are the lower layer.
+    e.output(
+        "cat /etc/debian_version",
+        &c.run(BUSYBOX, &["cat", "/etc/debian_version"]),
+        &read_text(Path::new("/etc/debian_version")),
+    );
+    e.done();
+
+    // Every command is busybox's (the host's PATH would find dynamic coreutils).
+    let bb = BUSYBOX;
+    let script = format!(
+        "[ \"$({bb} hostname)\" = bb-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+         set -e; echo one > {etc}; {bb} mkdir {var}; echo two > {var}/f; {bb} cat {etc} {var}/f; \
+         {bb} ls {var}"
+    );
+    let out = c.run(BUSYBOX, &["sh", "-c", &script]);
+    host.check();
+    assert_eq!(success(&out, "busybox sh writing"), "one\ntwo\nf\n");
+    assert_eq!(read_text(&c.up(etc)), "one\n", "upper copy of {etc}");
+    assert_eq!(read_text(&c.up(&format!("{var}/f"))), "two\n");
+
+    // Another capsule over the host's / does not see them.
+    let other = Capsule::new("bb-over-host-2", None, &[]);
+    let out = other.ok(
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            &format!("test -e {etc} || echo absent; test -e {var} || echo absent"),
+        ],
+    );
+    assert_eq!(
+        out, "absent\nabsent\n",
+        "a second capsule over the host's /"
+    );
+    host.check();
+}
+
+// ---- a static C program making raw system calls ----------------------------------------
+
+#[test]
+fn raw_syscalls_of_a_static_c_program() {
+    let probe = raw_probe();
+
+    // Natively, on a copy of the tree, with the host's values: the probe works.
+    let native = Root::new(&[]);
+    let out = run_native(&probe, &[native.str()]);
+    let mut e = Expect::new("raw_syscalls natively");
+    let today = stdout(&run_native("date", &["-u", "+%Y-%m-%d"]));
+    e.keys(
+        "native",
+        &out,
+        &[
+            ("uid", host_uid().to_string()),
+            ("nodename", host_name()),
+            ("note", "lower note".into()),
+            ("old_stat", "-2".into()),
+            ("data", "a,created".into()),
+            ("rawdir", "b".into()),
+            ("vdso_date", today.trim().to_string()),
+        ],
+    );
+    e.done();
+
+    let root = Root::new(&[("raw_syscalls", &probe)]);
+    let c = Capsule::new(
+        "raw",
+        Some(&root),
+        &[
+            "--hostname",
+            "raw-host",
+            "--user",
+            APP_USER,
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let out = c.run("/bin/raw_syscalls", &[""]);
+    let mut e = Expect::new("raw_syscalls in a capsule");
+    let id = APP_UID.to_string();
+    let release = stdout(&run_native("uname", &["-r"]));
+    e.keys(
+        "capsule",
+        &out,
+        &[
+            ("uid", id.clone()),
+            ("euid", id.clone()),
+            ("gid", id),
+            ("nodename", "raw-host".into()),
+            ("sysname", "Linux".into()),
+            ("release", release.trim().to_string()),
+            ("raw_date", TIME_AT_DATE.into()),
+            ("vdso_date", TIME_AT_DATE.into()),
+            ("gettimeofday_date", TIME_AT_DATE.into()),
+            ("time_date", TIME_AT_DATE.into()),
+            ("note", "lower note".into()),
+            ("note_size", "11".into()),
+            ("created_size", "10".into()),
+            ("created_mode", "640".into()),
+            ("old_stat", "-2".into()),
+            ("data", "a,created".into()),
+            ("rawdir", "b".into()),
+        ],
+    );
+    for (path, text) in [("/data/created", "raw bytes\n"), ("/rawdir/b", "b\n")] {
+        let up = c.up(path);
+        e.check(exists(&up) && read_text(&up) == text, || {
+            format!(
+                "{path}: expected {text:?} in the upper layer ({})",
+                up.display()
+            )
+        });
+    }
+    e.check(
+        exists(&c.up("/data/created")) && mode_of(&c.up("/data/created")) == 0o640,
+        || "/data/created: not mode 640 in the upper layer".to_string(),
+    );
+    e.check(!exists(&c.up("/etc/old")), || {
+        "/etc/old is in the upper layer".to_string()
+    });
+    e.done();
+    root.assert_unchanged();
+}
+
+// ---- a Go program ----------------------------------------------------------------------
+
+#[test]
+fn go_program_in_its_own_root() {
+    let probe = go_probe();
+    let root = Root::new(&[("goprobe", &probe)]);
+    let c = Capsule::new(
+        "go",
+        Some(&root),
+        &[
+            "--hostname",
+            "go-host",
+            "--user",
+            APP_USER,
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let out = c.run("/bin/goprobe", &["/etc/note", "/data/go.txt", "/data"]);
+    let mut e = Expect::new("the Go probe in its own root");
+    e.keys(
+        "capsule",
+        &out,
+        &[
+            ("hostname", "go-host".into()),
+            ("uid", APP_UID.to_string()),
+            ("euid", APP_UID.to_string()),
+            ("year", TIME_AT_DATE[..4].to_string()),
+            ("date", TIME_AT_DATE.into()),
+            ("note", "lower note".into()),
+            ("readback", "go wrote".into()),
+            ("size", "9".into()),
+            ("list", "a,b,go.txt".into()),
+        ],
+    );
+    let up = c.up("/data/go.txt");
+    e.check(exists(&up) && read_text(&up) == "go wrote\n", || {
+        format!("/data/go.txt: not in the upper layer ({})", up.display())
+    });
+    e.done();
+    root.assert_unchanged();
+
+    // A second capsule of the root does not see the file.
+    let other = Capsule::new("go-2", Some(&root), &[]);
+    let out = other.ok("/bin/busybox", &["ls", "/data"]);
+    assert_eq!(out, "a\nb\n", "a second capsule of the same root");
+}
+
+#[test]
+fn go_program_over_the_host_root() {
+    let probe = go_probe();
+    let host = HostPaths::new("go");
+    let etc = host.etc();
+    let file_name = Path::new(etc).file_name().expect("name").to_string_lossy();
+    let c = Capsule::new(
+        "go-over-host",
+        None,
+        &["--hostname", "go-host", "--user", "0", "--time-at", TIME_AT],
+    );
+    let probe = probe.to_str().expect("utf-8 path");
+    let out = c.run(probe, &["/etc/debian_version", etc, "/etc"]);
+    host.check();
+    let mut e = Expect::new("the Go probe over the host's /");
+    let text = stdout(&out);
+    let seen = key_values(&text);
+    e.keys(
+        "capsule",
+        &out,
+        &[
+            ("hostname", "go-host".into()),
+            ("uid", "0".into()),
+            ("date", TIME_AT_DATE.into()),
+            (
+                "note",
+                read_text(Path::new("/etc/debian_version"))
+                    .trim()
+                    .to_string(),
+            ),
+            ("readback", "go wrote".into()),
+        ],
+    );
+    let list = seen.get("list").cloned().unwrap_or_default();
+    let names: Vec<&str> = list.split(',').collect();
+    e.check(
+        names.contains(&file_name.as_ref()) && names.contains(&"passwd"),
+        || format!("list of /etc lacks {file_name} or passwd: {list}"),
+    );
+    e.check(
+        exists(&c.up(etc)) && read_text(&c.up(etc)) == "go wrote\n",
+        || format!("{etc}: not in the upper layer"),
+    );
+    e.done();
+}
+
+// ---- exec between static and dynamic programs ------------------------------------------
+
+#[test]
+fn exec_from_dynamic_to_static_and_back() {
+    let host = HostPaths::new("exec");
+    let etc = host.etc();
+    for dynamic in [
+        "/usr/bin/hostname",
+        "/usr/bin/cat",
+        "/usr/bin/id",
+        "/bin/bash",
+    ] {
+        assert!(
+            !is_static(Path::new(dynamic)),
+            "{dynamic} is static: it would not test the crossing"
+        );
+    }
+    busybox();
+    let c = Capsule::new(
+        "exec-cross",
+        None,
+        &["--hostname", "x-host", "--user", &APP_UID.to_string()],
+    );
+    let mut e = Expect::new("exec between static and dynamic programs");
+    let uid = APP_UID.to_string();
+    e.output(
+        "bash -c busybox",
+        &c.run(
+            "/bin/bash",
+            &["-c", &format!("{BUSYBOX} hostname; {BUSYBOX} id -u")],
+        ),
+        &format!("x-host\n{uid}\n"),
+    );
+    let script = format!(
+        "[ \"$({BUSYBOX} hostname)\" = x-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+         set -e; echo from-static > {etc}; /usr/bin/hostname; /usr/bin/id -u; /usr/bin/cat {etc}"
+    );
+    let out = c.run(BUSYBOX, &["sh", "-c", &script]);
+    host.check();
+    e.output(
+        "busybox sh -c dynamic",
+        &out,
+        &format!("x-host\n{uid}\nfrom-static\n"),
+    );
+    e.check(
+        exists(&c.up(etc)) && read_text(&c.up(etc)) == "from-static\n",
+        || format!("{etc}: not in the upper layer"),
+    );
+    // Three levels: dynamic, static, dynamic.
+    e.output(
+        "bash -c busybox sh -c hostname",
+        &c.run(
+            "/bin/bash",
+            &[
+                "-c",
+                &format!("{BUSYBOX} sh -c '/usr/bin/hostname; cat {etc}'"),
+            ],
+        ),
+        "x-host\nfrom-static\n",
+    );
+    e.done();
+    host.check();
+}
+
+// ---- many at once ----------------------------------------------------------------------
+
+#[test]
+fn eight_busybox_and_eight_go_capsules_at_once() {
+    const EACH: usize = 8;
+    const ROUNDS: usize = 30;
+    let root = Root::new(&[("goprobe", &go_probe())]);
+    let mut capsules = Vec::new();
+    let mut running = Vec::new();
+    for i in 0..EACH {
+        let name = format!("bb-{i}");
+        let uid = (3000 + i).to_string();
+        let c = Capsule::new(&name, Some(&root), &["--hostname", &name, "--user", &uid]);
+        // Each round asks for the host name, the user and the capsule's own file.
+        let script = format!(
+            "{GUARD}echo {name} > /etc/mine; i=0; while [ $i -lt {ROUNDS} ]; do \
+             hostname; id -u; cat /etc/mine; i=$((i+1)); done"
+        );
+        running.push(spawn(
+            &mut c.command("/bin/busybox", &["sh", "-c", &script]),
+        ));
+        capsules.push((name, uid, c));
+    }
+    for i in 0..EACH {
+        let name = format!("go-{i}");
+        let uid = (4000 + i).to_string();
+        let c = Capsule::new(&name, Some(&root), &["--hostname", &name, "--user", &uid]);
+        let file = format!("/data/{name}");
+        running.push(spawn(
+            &mut c.command("/bin/goprobe", &["/etc/note", &file, "/data"]),
+        ));
+        capsules.push((name, uid, c));
+    }
+    let mut e = Expect::new("16 static capsules at once");
+    for ((name, uid, c), process) in capsules.iter().zip(running) {
+        let out = process.wait();
+        if name.starts_with("bb-") {
+            let want = format!("{name}\n{uid}\n{name}\n").repeat(ROUNDS);
+            e.output(name, &out, &want);
+            e.check(
+                exists(&c.up("/etc/mine")) && read_text(&c.up("/etc/mine")) == format!("{name}\n"),
+                || format!("{name}: /etc/mine not in its upper layer"),
+            );
+        } else {
+            e.keys(
+                name,
+                &out,
+                &[
+                    ("hostname", name.clone()),
+                    ("uid", uid.clone()),
+                    ("note", "lower note".into()),
+                    ("readback", "go wrote".into()),
+                    // Only its own file: not the other Go capsules'.
+                    ("list", format!("a,b,{name}")),
+                ],
+            );
+        }
+    }
+    e.done();
+    root.assert_unchanged();
+}
