@@ -15,9 +15,6 @@
 #[macro_use]
 mod hook;
 
-// The supervisor that calls it lands with the backstop.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[allow(dead_code)]
 mod backstop;
 mod coverage;
 mod decimal;
