@@ -1,7 +1,12 @@
-//! An unmodified Go server of Debian's (`docker-registry`, a Go program linked
-//! dynamically with cgo, whose own system calls bypass libc) in two capsules at
-//! once, on the same port, reached by name from a third capsule and by its
-//! published port from the host. The system-call backstop serves its `bind`.
+//! The system-call backstop beyond busybox's commands (`tests/backstop.rs`):
+//!
+//! - an unmodified Go server of Debian's (`docker-registry`, a Go program linked
+//!   dynamically with cgo, whose own system calls bypass libc) in two capsules at
+//!   once, on the same port, reached by name from a third capsule and by its
+//!   published port from the host: the backstop serves its `bind`;
+//! - a call that blocks in the supervisor (the `open` of a FIFO whose writer is
+//!   another static process of the capsule) does not stop the other processes;
+//!   new files get the target's umask.
 
 mod common;
 
@@ -107,4 +112,43 @@ fn http_status(port: u16) -> Option<u16> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_fifo_between_two_static_processes_and_the_umask() {
+    shim();
+    let busybox = "/usr/bin/busybox";
+    let root = TempDir::new("backstop-fifo");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let home = CapsuleHome::new();
+    let script = "umask 077; cd /tmp; busybox mkfifo p || exit 1; (busybox cat p > out) & \
+                  echo through-the-fifo > /tmp/p; wait; busybox cat /tmp/out; busybox stat -c %a /tmp/out";
+    let started = Instant::now();
+    let out = home.run(&[
+        "run",
+        "--root",
+        root.str(),
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let text = success(&out, "a FIFO between two static processes");
+    assert_eq!(
+        text.trim(),
+        "through-the-fifo\n600",
+        "the reader got the line; umask 077 made the file 600"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no deadlock: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !root.join("tmp/out").exists(),
+        "the lower root is unchanged"
+    );
 }
