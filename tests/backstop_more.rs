@@ -152,3 +152,46 @@ fn a_fifo_between_two_static_processes_and_the_umask() {
         "the lower root is unchanged"
     );
 }
+
+/// Where the filter cannot be installed (here: under a policy that forbids
+/// seccomp filters, with the Landlock backstop, whose io_uring rule is a filter
+/// too, off), a static program is refused with one line and status 126;
+/// `--allow-bypass` runs it, unseen (the host's name).
+#[test]
+fn without_the_backstop_a_static_program_is_refused_unless_allowed() {
+    shim();
+    let parent = compile_c("no_seccomp");
+    let home = CapsuleHome::new();
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            capsule_bin().to_string_lossy().into_owned(),
+            "run".into(),
+            "--hostname".into(),
+            "not-the-host".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--".into(), "/usr/bin/busybox".into(), "hostname".into()]);
+        let mut cmd = std::process::Command::new(&parent);
+        cmd.args(&args)
+            .env("CAPSULE_HOME", home.path())
+            .env("CAPSULE_LANDLOCK", "off");
+        cmd.output().unwrap()
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(126), "{}", describe(&refused));
+    let err = stderr(&refused);
+    // Beside the loader's notice that Landlock is off: one line of refusal.
+    let refusal: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("CAPSULE_LANDLOCK=off"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "one line: {err:?}");
+    assert!(
+        refusal[0].contains("/usr/bin/busybox") && refusal[0].contains("--allow-bypass"),
+        "names the program and the way out: {err:?}"
+    );
+    assert!(stdout(&refused).is_empty(), "the program did not run");
+    let allowed = run(&["--allow-bypass"]);
+    let text = success(&allowed, "--allow-bypass");
+    assert_eq!(text.trim(), host_name(), "unseen: the host's name");
+}
