@@ -195,3 +195,66 @@ fn without_the_backstop_a_static_program_is_refused_unless_allowed() {
     let text = success(&allowed, "--allow-bypass");
     assert_eq!(text.trim(), host_name(), "unseen: the host's name");
 }
+
+/// Copies host program `path` and the libraries `ldd` lists into `root`.
+fn install_dynamic(root: &Path, path: &str) {
+    let dest = |p: &str| root.join(p.trim_start_matches('/'));
+    let copy = |p: &str| {
+        std::fs::create_dir_all(dest(p).parent().unwrap()).unwrap();
+        std::fs::copy(p, dest(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    };
+    copy(path);
+    let ldd = std::process::Command::new("ldd")
+        .arg(path)
+        .output()
+        .unwrap();
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') && Path::new(word).exists() && !dest(word).exists() {
+            copy(&std::fs::canonicalize(word).unwrap().to_string_lossy());
+            if !dest(word).exists() {
+                let real = std::fs::canonicalize(word).unwrap();
+                std::fs::create_dir_all(dest(word).parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(real, dest(word)).unwrap();
+            }
+        }
+    }
+}
+
+/// In a root of its own: a static shell runs the root's dynamic bash (through the
+/// root's loader, by absolute names longer in host terms than the shell gave),
+/// which runs a static program again; each sees the capsule, and the root is
+/// unchanged.
+#[test]
+fn static_dynamic_static_in_a_root() {
+    shim();
+    let root = TempDir::new("backstop-chain");
+    for dir in ["bin", "tmp", "etc"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/ls")).unwrap();
+    install_dynamic(root.path(), "/bin/bash");
+    let home = CapsuleHome::new();
+    // Absolute names the shell execs (/bin/ls, an applet link; /bin/busybox and
+    // its argument, one after the other in the shell's memory) are longer as
+    // host paths: each runs with its own argv.
+    let script = r#"/bin/ls -d /tmp; /bin/busybox echo applet; cd /tmp; /bin/bash -c 'echo "bash:$0:$(/bin/busybox hostname):$(/bin/busybox pwd)"; echo chained > /tmp/made; /bin/busybox cat /tmp/made'"#;
+    let out = home.run(&[
+        "run",
+        "--root",
+        root.str(),
+        "--hostname",
+        "chain",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let text = success(&out, "static -> dynamic -> static");
+    assert_eq!(
+        text.trim(),
+        "/tmp\napplet\nbash:/bin/bash:chain:/tmp\nchained"
+    );
+    assert!(!root.join("tmp/made").exists(), "the root is unchanged");
+}

@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_long, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,7 +85,9 @@ const ADDFD_FLAG_SEND: u32 = 2;
 
 /// `getcwd(buf, QUERY_CWD)` from a process with the shim: the supervisor answers
 /// with the host directory it keeps as that process's working directory (see
-/// `Supervisor::cwds`), or ENOENT when the kernel's is right.
+/// `Supervisor::cwds`), `QUERY_ANSWER` plus its length, or `QUERY_ANSWER` alone
+/// when the kernel's is right. Without a backstop the kernel answers (at most
+/// `PATH_MAX`).
 pub const QUERY_CWD: u64 = 0x6361_7073_7577_6400;
 
 const ARCH_SET_FS: u64 = 0x1002;
@@ -602,11 +605,19 @@ impl Supervisor {
         let rt = crate::runtime::get();
         let names = [rt.shim_path.as_bytes(), rt.other_shim.as_bytes()];
         let maps = std::fs::read(format!("/proc/{tid}/task/{tid}/maps")).unwrap_or_default();
-        let m = maps.split(|&b| b == b'\n').any(|line| {
+        let has_shim = maps.split(|&b| b == b'\n').any(|line| {
             names
                 .iter()
                 .any(|name| !name.is_empty() && line.ends_with(name))
         });
+        // A dynamic loader run as the program (`ld.so --library-path … PROGRAM`)
+        // was started so by the shim's exec hooks, with host paths, and loads the
+        // shim before the program runs.
+        let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
+        let is_loader = exe.file_name().map(|n| n.as_bytes()).is_some_and(|n| {
+            n.starts_with(b"ld-linux") || n.starts_with(b"ld-musl") || n == b"ld.so"
+        });
+        let m = has_shim || is_loader;
         self.managed.insert(tid, m);
         m
     }
@@ -729,6 +740,14 @@ impl Supervisor {
         let mut local = Local::default();
         if let Err(e) = self.localize(t, kinds, &mut a, &mut local) {
             return Outcome::Errno(e);
+        }
+        if nr == libc::SYS_openat && opens_the_shim(&local, a[2] as c_int) {
+            // The dynamic loader of a program exec'd here maps the shim (a host
+            // file outside any capsule's view): from this call on the process is
+            // the shim's, whose own calls (fstat of this file, its settings) name
+            // host files already.
+            self.managed.insert(t.tid as u32, true);
+            return Outcome::Continue;
         }
         let _listing = (nr == libc::SYS_getdents64).then(|| {
             let mut slots = LISTING_SLOTS.lock().unwrap_or_else(|e| e.into_inner());
@@ -1052,30 +1071,36 @@ impl Supervisor {
         if r.kernel_same || self.rewrite(t, addr, &r) {
             return Outcome::Continue;
         }
-        // Longer than the target's string: name it through a descriptor of the
-        // target's (closed by the exec itself), when that name fits.
-        if r.given_len >= "/dev/fd/NNNN".len() {
-            // SAFETY: a NUL-terminated host path; no content is read.
-            let fd = unsafe { libc::open(r.host.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-            if fd >= 0 {
-                // SAFETY: we just opened it.
-                let local = unsafe { OwnedFd::from_raw_fd(fd) };
-                let add = AddFd {
-                    id: self.current,
-                    flags: 0,
-                    srcfd: local.as_raw_fd() as u32,
-                    newfd: 0,
-                    newfd_flags: libc::O_CLOEXEC as u32,
-                };
-                // SAFETY: the kernel reads the struct we own and returns the
-                // target's new descriptor number.
-                let number = unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ADDFD, &add) };
-                if number >= 0 {
-                    let alias = format!("/dev/fd/{number}\0");
-                    if alias.len() - 1 <= r.given_len && t.write(addr, alias.as_bytes()).is_ok() {
-                        return Outcome::Continue;
-                    }
+        // Longer than the target's string. In a target that nothing else can
+        // observe until the exec replaces its memory (one thread, its memory its
+        // own: no vfork child), once the exec is sure to find a program there, the
+        // host path is written over the name and the bytes after it. Argument and
+        // environment strings in those bytes (argv[0] is often the very string; a
+        // shell keeps the words of a command one after another) are copied after
+        // the host path first, and their pointers moved to the copies, so that
+        // the program gets its arguments as given (busybox picks its applet by
+        // argv[0]).
+        let vectors = if nr == libc::SYS_execve {
+            [a[1] as u64, a[2] as u64]
+        } else {
+            [a[2] as u64, a[3] as u64]
+        };
+        if self.alone_in_its_memory(t) && is_executable_program(&r.host) {
+            if let Some((image, moved)) = relocated(t, addr, &r.host, vectors) {
+                let done = t.write(addr, &image).is_ok()
+                    && moved
+                        .iter()
+                        .all(|(slot, to)| t.write(*slot, &to.to_ne_bytes()).is_ok());
+                if done {
+                    return Outcome::Continue;
                 }
+            }
+        }
+        // Else name it through a descriptor of the target's, `/dev/fd/N` (closed
+        // by the exec itself), when that name fits.
+        if let Some(alias) = self.fd_alias(t, &r) {
+            if t.write(addr, alias.as_bytes_with_nul()).is_ok() {
+                return Outcome::Continue;
             }
         }
         log::warn!(
@@ -1083,6 +1108,73 @@ impl Supervisor {
             r.host
         );
         Outcome::Errno(libc::ENAMETOOLONG)
+    }
+
+    /// `/dev/fd/N` naming `r.host` through a new descriptor of the target's, if
+    /// that fits in the target's string: a single-digit number where one is free
+    /// (`/dev/fd/7` is as long as `/bin/bash`).
+    fn fd_alias(&self, t: &Target, r: &Resolved) -> Option<CString> {
+        if r.given_len < "/dev/fd/N".len() {
+            return None;
+        }
+        let free =
+            (3..10).find(|n| !std::path::Path::new(&t.proc_file(&format!("fd/{n}"))).exists());
+        let alias_len = |n: u32| format!("/dev/fd/{n}").len();
+        if free.is_none() && r.given_len < "/dev/fd/NN".len() {
+            return None;
+        }
+        // A script's interpreter opens the script by that name after the exec:
+        // its descriptor stays open across it; a program's closes.
+        let script = std::fs::File::open(std::ffi::OsStr::from_bytes(r.host.as_bytes()))
+            .and_then(|mut f| {
+                let mut magic = [0u8; 2];
+                std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"#!")
+            })
+            .unwrap_or(false);
+        let flags = if script { 0 } else { libc::O_CLOEXEC };
+        // Readable, not O_PATH: ADDFD takes no O_PATH descriptor.
+        // SAFETY: a NUL-terminated host path.
+        let fd = unsafe { libc::open(r.host.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: we just opened it.
+        let local = unsafe { OwnedFd::from_raw_fd(fd) };
+        let add = AddFd {
+            id: self.current,
+            flags: if free.is_some() { ADDFD_FLAG_SETFD } else { 0 },
+            srcfd: local.as_raw_fd() as u32,
+            newfd: free.unwrap_or(0) as u32,
+            newfd_flags: flags as u32,
+        };
+        // SAFETY: the kernel reads the struct we own and returns the target's
+        // descriptor number.
+        let number = unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ADDFD, &add) };
+        if number < 0 || alias_len(number as u32) > r.given_len {
+            return None;
+        }
+        CString::new(format!("/dev/fd/{number}")).ok()
+    }
+
+    /// One thread, and a memory of its own (not a vfork child sharing its
+    /// parent's): nothing reads the target's memory until its exec returns.
+    fn alone_in_its_memory(&self, t: &Target) -> bool {
+        const KCMP_VM: c_int = 1;
+        let threads = t
+            .status_field("Threads")
+            .and_then(|n| n.parse::<u32>().ok());
+        let parent = t
+            .status_field("PPid")
+            .and_then(|n| n.parse::<libc::pid_t>().ok());
+        let (Some(1), Some(parent)) = (threads, parent) else {
+            return false;
+        };
+        // SAFETY: kcmp compares two processes' memory; integers only.
+        let order = unsafe { libc::syscall(libc::SYS_kcmp, t.tid, parent, KCMP_VM, 0, 0) };
+        // 0: the same memory (a vfork child). EPERM: the parent is outside the
+        // capsule's Landlock domain, which a vfork parent of a capsule process
+        // cannot be (the loader forks, and the child restricts itself).
+        order > 0 || (order < 0 && hook::errno() == libc::EPERM)
     }
 
     /// `chdir` must change the target's own directory. When the capsule's
@@ -1156,7 +1248,8 @@ impl Supervisor {
     fn answer_cwd_query(&mut self, n: &Notif) -> Outcome {
         let t = Target::new(n.pid, self.listener, n.id);
         let Some(host) = self.kept_cwd(&t) else {
-            return Outcome::Errno(libc::ENOENT);
+            // The backstop is here; the kernel's working directory is right.
+            return Outcome::Value(QUERY_ANSWER as i64);
         };
         let bytes = host.as_bytes_with_nul();
         match t.write(n.data.args[0], bytes) {
@@ -1164,6 +1257,93 @@ impl Supervisor {
             Err(e) => Outcome::Errno(e),
         }
     }
+}
+
+/// The call opens libcapsule.so (either C library's) for reading: a dynamic
+/// loader loading the preloaded shim.
+fn opens_the_shim(local: &Local, flags: c_int) -> bool {
+    let rt = crate::runtime::get();
+    flags & libc::O_ACCMODE == libc::O_RDONLY
+        && flags & (libc::O_CREAT | libc::O_TRUNC) == 0
+        && local.strings.first().is_some_and(|path| {
+            [&rt.shim_path, &rt.other_shim]
+                .iter()
+                .any(|shim| !shim.is_empty() && path.as_bytes() == shim.as_bytes())
+        })
+}
+
+/// A vector slot of the target's and the address it is to hold.
+type Slot = (u64, u64);
+
+/// The bytes to write at `addr` for an exec of `host` there: the host path, then
+/// copies of the argument and environment strings that start in the bytes it
+/// takes (and in those the copies take), with the vector slots to point at the
+/// copies. `None` when a vector cannot be read or the strings are too many.
+fn relocated(
+    t: &Target,
+    addr: u64,
+    host: &CString,
+    vectors: [u64; 2],
+) -> Option<(Vec<u8>, Vec<Slot>)> {
+    const MOST: usize = 1 << 20;
+    // Every (slot, string address) of argv and envp.
+    let mut entries = Vec::new();
+    for vector in vectors.into_iter().filter(|&v| v != 0) {
+        let mut at = vector;
+        loop {
+            let mut word = [0u8; 8];
+            t.read(at, &mut word).ok()?;
+            let p = u64::from_ne_bytes(word);
+            if p == 0 {
+                break;
+            }
+            entries.push((at, p));
+            at += 8;
+            if entries.len() > 65536 {
+                return None;
+            }
+        }
+    }
+    let mut image = host.as_bytes_with_nul().to_vec();
+    let mut moved: Vec<(u64, u64)> = Vec::new();
+    let mut copied: Vec<(u64, u64)> = Vec::new(); // original address -> copy
+    loop {
+        let end = addr + image.len() as u64;
+        let next = entries
+            .iter()
+            .find(|&&(slot, p)| (addr..end).contains(&p) && !moved.iter().any(|&(s, _)| s == slot));
+        let Some(&(slot, p)) = next else { break };
+        let copy = match copied.iter().find(|&&(orig, _)| orig == p) {
+            Some(&(_, c)) => c,
+            None => {
+                let text = t.read_cstr(p).ok()?;
+                let c = addr + image.len() as u64;
+                image.extend_from_slice(text.as_bytes_with_nul());
+                copied.push((p, c));
+                c
+            }
+        };
+        moved.push((slot, copy));
+        if image.len() > MOST {
+            return None;
+        }
+    }
+    Some((image, moved))
+}
+
+/// A regular file we may execute that starts as an ELF program or a `#!` script:
+/// the kernel's exec of it will not fail for what it is.
+fn is_executable_program(host: &CString) -> bool {
+    use std::io::Read;
+    // SAFETY: access(2) on a NUL-terminated path.
+    if unsafe { libc::access(host.as_ptr(), libc::X_OK) } != 0 {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(std::ffi::OsStr::from_bytes(host.as_bytes()))
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && (magic == *b"\x7fELF" || magic[..2] == *b"#!")
 }
 
 struct Resolved {

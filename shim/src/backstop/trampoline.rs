@@ -61,7 +61,14 @@ unsafe fn exec_static(
     let name = unsafe { CStr::from_ptr(program) }
         .to_string_lossy()
         .into_owned();
-    if let Err((what, e)) = start_supervisor() {
+    // Below a backstop already (a static program's descendant): its filter and
+    // supervisor serve this program too (a second listener cannot be installed).
+    let started = if under_backstop() {
+        Ok(())
+    } else {
+        start_supervisor()
+    };
+    if let Err((what, e)) = started {
         if !crate::runtime::get().config.allow_bypass {
             fail(&format!(
                 "cannot run the static program {name} in the capsule: {what}: {} (the capsule could not see its system calls; CAPSULE_ALLOW_BYPASS=1 or --allow-bypass runs it unseen)",
@@ -291,11 +298,21 @@ fn recv_fd(sock: c_int) -> Option<std::os::fd::OwnedFd> {
 /// kernel's is the capsule's again. Nothing happens without a backstop.
 pub fn restore_cwd() {
     let mut buf = [0u8; 4096];
-    // SAFETY: getcwd writes at most PATH_MAX bytes into our buffer: the size asked
-    // for is far larger, which the kernel's own getcwd accepts.
-    let rc = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), supervise::QUERY_CWD) };
-    if rc > supervise::QUERY_ANSWER as i64 {
+    if query_cwd(&mut buf) > supervise::QUERY_ANSWER as i64 {
         // SAFETY: the supervisor wrote a NUL-terminated host path.
         unsafe { libc::chdir(buf.as_ptr().cast()) };
     }
+}
+
+/// Whether this process already runs under a backstop of ours (its supervisor
+/// answers the working-directory query).
+fn under_backstop() -> bool {
+    let mut buf = [0u8; 4096];
+    query_cwd(&mut buf) >= supervise::QUERY_ANSWER as i64
+}
+
+fn query_cwd(buf: &mut [u8; 4096]) -> i64 {
+    // SAFETY: getcwd writes at most PATH_MAX bytes into our buffer: the size asked
+    // for is far larger, which the kernel's own getcwd accepts.
+    unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), supervise::QUERY_CWD) }
 }
