@@ -5,8 +5,9 @@
 //! reports the capsule's host name, user (also fake root) and clock, sees the capsule's
 //! files, and what it changes lands in the capsule's private upper layer, the lower
 //! layer staying unchanged byte for byte and other capsules of the same root not seeing
-//! it. Also: exec from a dynamic program into a static one and back, and 8 static plus
-//! 8 Go programs in 16 capsules at once.
+//! it. Also: exec from a dynamic program into a static one and back, 8 static plus 8 Go
+//! programs in 16 capsules at once, and two static Go servers on the same port in two
+//! capsules, each reached from the host at the port its capsule publishes.
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
@@ -19,11 +20,14 @@ mod common;
 mod fs_support;
 
 use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use common::*;
 use fs_support::{exists, mode_of, names_in, read_text, HostPaths, Snapshot};
@@ -125,26 +129,35 @@ fn raw_probe() -> PathBuf {
 }
 
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
-/// library only, offline; its caches in a temporary directory that lives as long as
-/// the test process).
+/// library only).
 fn go_probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-probe", |out| go_build(out, "probe"))
+}
+
+/// `go build` of `c-tests/go/PROGRAM/main.go` into `out`, with CGO_ENABLED=0, offline,
+/// the caches in a temporary directory that lives as long as the test process.
+fn go_build(out: &Path, program: &str) -> Command {
     static SCRATCH: OnceLock<TempDir> = OnceLock::new();
-    build_static(&BUILT, "go-probe", |out| {
-        let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
-        let mut go = clean_command("go");
-        go.args(["build", "-o"])
-            .arg(out)
-            .arg(workspace_root().join("c-tests/go/probe/main.go"))
-            .env("CGO_ENABLED", "0")
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .env("GOPROXY", "off")
-            .env("GOCACHE", scratch.join("cache"))
-            .env("GOPATH", scratch.join("gopath"))
-            .env("HOME", scratch.path());
-        go
-    })
+    let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
+    let mut go = clean_command("go");
+    go.args(["build", "-o"])
+        .arg(out)
+        .arg(workspace_root().join(format!("c-tests/go/{program}/main.go")))
+        .env("CGO_ENABLED", "0")
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", scratch.join("cache"))
+        .env("GOPATH", scratch.join("gopath"))
+        .env("HOME", scratch.path());
+    go
+}
+
+/// `c-tests/go/server` built like go_probe.
+fn go_server() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-server", |out| go_build(out, "server"))
 }
 
 /// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
@@ -946,6 +959,80 @@ fn eight_busybox_and_eight_go_capsules_at_once() {
                 ],
             );
         }
+    }
+    e.done();
+    root.assert_unchanged();
+}
+
+// ---- ports ---------------------------------------------------------------------------
+
+/// A TCP port free on the host right now (bound to port 0, then closed).
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free TCP port")
+        .port()
+}
+
+/// What 127.0.0.1:`port` answers, retried until `server` has exited or a minute has
+/// passed (a server on a loaded machine takes its time to bind).
+fn answer_of(port: u16, server: &mut Running) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !server.has_exited() {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .ok()?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).ok()?;
+            return Some(answer);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn go_servers_on_one_port_in_two_capsules_behind_their_published_ports() {
+    let root = Root::new(&[("goserver", &go_server())]);
+    let first = free_tcp_port();
+    let second = loop {
+        let port = free_tcp_port();
+        if port != first {
+            break port;
+        }
+    };
+    let mut e = Expect::new("two static Go servers on capsule port 8000");
+    let capsules: Vec<(String, u16, Capsule)> = [("srv-a", first), ("srv-b", second)]
+        .into_iter()
+        .map(|(name, host_port)| {
+            let publish = format!("{host_port}:8000");
+            let c = Capsule::new(name, Some(&root), &["--hostname", name, "-p", &publish]);
+            (name.to_string(), host_port, c)
+        })
+        .collect();
+    let mut servers: Vec<Running> = capsules
+        .iter()
+        .map(|(_, _, c)| spawn(&mut c.command("/bin/goserver", &["8000"])))
+        .collect();
+    for ((name, host_port, _), server) in capsules.iter().zip(servers.iter_mut()) {
+        let answer = answer_of(*host_port, server);
+        e.check(answer.as_deref() == Some(&format!("{name}\n")), || {
+            format!("{name}: host port {host_port} answered {answer:?}, not {name:?}")
+        });
+    }
+    for ((name, _, _), server) in capsules.iter().zip(servers) {
+        let out = server.wait();
+        e.keys(
+            name,
+            &out,
+            &[
+                // getsockname reports the capsule's port, not the host's.
+                ("addr", "[::]:8000".to_string()),
+                // A connect to the capsule's own port reaches its own listener.
+                ("self", name.clone()),
+            ],
+        );
     }
     e.done();
     root.assert_unchanged();
