@@ -26,14 +26,36 @@ fn errno() -> c_int {
 pub struct Target {
     pub tid: libc::pid_t,
     pidfd: Option<OwnedFd>,
+    /// The listener and the notification: before the first write into the
+    /// target, the supervisor makes sure the call is still pending, so that a
+    /// process that died meanwhile, its number reused, is never written to.
+    notification: (c_int, u64),
+    checked: std::cell::Cell<bool>,
 }
 
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`.
+const IOCTL_NOTIF_ID_VALID: libc::Ioctl = 0x4008_2102_u32 as libc::Ioctl;
+
 impl Target {
-    pub fn new(tid: u32) -> Target {
+    pub fn new(tid: u32, listener: c_int, id: u64) -> Target {
         Target {
             tid: tid as libc::pid_t,
             pidfd: None,
+            notification: (listener, id),
+            checked: std::cell::Cell::new(false),
         }
+    }
+
+    /// Whether the notification is still pending (the target alive, in the call).
+    pub fn still_waiting(&self) -> bool {
+        if self.checked.get() {
+            return true;
+        }
+        let (listener, id) = self.notification;
+        // SAFETY: the ioctl reads the u64 id we pass.
+        let valid = unsafe { libc::ioctl(listener, IOCTL_NOTIF_ID_VALID, &id) } == 0;
+        self.checked.set(valid);
+        valid
     }
 
     /// Reads exactly `buf.len()` bytes at `addr`; EFAULT where the target has none.
@@ -63,6 +85,9 @@ impl Target {
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), c_int> {
         if data.is_empty() {
             return Ok(());
+        }
+        if !self.still_waiting() {
+            return Err(libc::ESRCH);
         }
         let local = libc::iovec {
             iov_base: data.as_ptr().cast_mut().cast(),

@@ -72,7 +72,6 @@ struct AddFd {
 // linux/seccomp.h: _IOWR('!', 0, struct seccomp_notif) and friends.
 const IOCTL_NOTIF_RECV: libc::Ioctl = 0xC050_2100_u32 as libc::Ioctl;
 const IOCTL_NOTIF_SEND: libc::Ioctl = 0xC018_2101_u32 as libc::Ioctl;
-const IOCTL_NOTIF_ID_VALID: libc::Ioctl = 0x4008_2102_u32 as libc::Ioctl;
 const IOCTL_NOTIF_ADDFD: libc::Ioctl = 0x4018_2103_u32 as libc::Ioctl;
 const IOCTL_NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104_u32 as libc::Ioctl;
 const USER_NOTIF_FLAG_CONTINUE: u32 = 1;
@@ -417,10 +416,10 @@ pub struct Supervisor {
 /// Serves the listener until no process uses the filter any more, then exits.
 pub fn serve(listener: OwnedFd) -> ! {
     let fd = listener.as_raw_fd();
-    let flags = USER_NOTIF_FD_SYNC_WAKE_UP;
-    // SAFETY: the ioctl reads one u64 flag word; a kernel without it says EINVAL,
-    // and then the wake-ups just cost more.
-    unsafe { libc::ioctl(fd, IOCTL_NOTIF_SET_FLAGS, &flags) };
+    // SAFETY: the ioctl takes the flags as its argument (no pointer); a kernel
+    // without it (before 6.6) says EINVAL, and then the wake-ups just cost more.
+    unsafe { libc::ioctl(fd, IOCTL_NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) };
+    wake_up_now_and_then();
     let mut sup = Supervisor {
         listener: fd,
         current: 0,
@@ -429,28 +428,13 @@ pub fn serve(listener: OwnedFd) -> ! {
         groups: HashMap::new(),
     };
     loop {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd we own.
-        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if rc < 0 {
-            if hook::errno() == libc::EINTR {
-                continue;
-            }
-            break;
-        }
-        if pfd.revents & libc::POLLIN == 0 {
-            // POLLHUP: every process of the filter is gone.
-            break;
-        }
         let mut notif = Notif::default();
         // SAFETY: the kernel fills the zeroed struct it requires.
         if unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) } != 0 {
             match hook::errno() {
-                // The target died before we read it, or a signal interrupted us.
+                // A target died before we read it, or (the periodic alarm) are
+                // there processes left at all?
+                libc::ENOENT | libc::EINTR if nobody_left(fd) => break,
                 libc::ENOENT | libc::EINTR => continue,
                 _ => break,
             }
@@ -460,6 +444,41 @@ pub fn serve(listener: OwnedFd) -> ! {
     }
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
+}
+
+/// A blocked `RECV` does not return when the last process of the filter ends;
+/// a signal every second interrupts it, to look (`nobody_left`).
+fn wake_up_now_and_then() {
+    extern "C" fn nothing(_: c_int) {}
+    // SAFETY: an empty handler without SA_RESTART, and a one-second interval
+    // timer of our own process.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
+        let second = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        let timer = libc::itimerval {
+            it_interval: second,
+            it_value: second,
+        };
+        libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
+    }
+}
+
+/// The listener says POLLHUP, with nothing to read: every process is gone.
+fn nobody_left(fd: c_int) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own; no waiting.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    rc < 0 || (pfd.revents & libc::POLLHUP != 0 && pfd.revents & libc::POLLIN == 0)
 }
 
 impl Supervisor {
@@ -533,7 +552,7 @@ impl Supervisor {
         if managed {
             return Outcome::Continue;
         }
-        let mut t = Target::new(n.pid);
+        let mut t = Target::new(n.pid, self.listener, n.id);
         let layers = crate::fs::layers();
         let outcome = match nr {
             libc::SYS_arch_prctl => {
@@ -576,12 +595,8 @@ impl Supervisor {
                 }
             }
         };
-        // The target may have died and its number been reused while we read it:
-        // answer only a call that is still pending.
-        // SAFETY: the kernel reads the u64 id.
-        if unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_ID_VALID, &n.id) } != 0 {
-            return Outcome::Errno(libc::ESRCH);
-        }
+        // A descriptor goes into the target only while its call is pending (the
+        // kernel checks that for ADDFD itself); memory writes check in Target.
         outcome
     }
 
@@ -1036,7 +1051,7 @@ impl Supervisor {
     }
 
     fn answer_cwd_query(&mut self, n: &Notif) -> Outcome {
-        let t = Target::new(n.pid);
+        let t = Target::new(n.pid, self.listener, n.id);
         let Some(host) = self.kept_cwd(&t).cloned() else {
             return Outcome::Errno(libc::ENOENT);
         };
