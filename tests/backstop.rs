@@ -898,6 +898,44 @@ fn exec_from_dynamic_to_static_and_back() {
         ),
         "x-host\nfrom-static\n",
     );
+    // A static program exec'd by a static one, with a cleared environment, and
+    // posix_spawn'ed by a dynamic one.
+    e.output(
+        "busybox sh -c busybox",
+        &c.run(
+            BUSYBOX,
+            &[
+                "sh",
+                "-c",
+                &format!("{BUSYBOX} hostname; {BUSYBOX} cat {etc}"),
+            ],
+        ),
+        "x-host\nfrom-static\n",
+    );
+    e.output(
+        "env -i busybox",
+        &c.run(
+            "/usr/bin/env",
+            &[
+                "-i",
+                BUSYBOX,
+                "sh",
+                "-c",
+                &format!("{BUSYBOX} hostname; {BUSYBOX} id -u"),
+            ],
+        ),
+        &format!("x-host\n{uid}\n"),
+    );
+    let spawn = format!(
+        "import os, sys\n\
+         pid = os.posix_spawn('{BUSYBOX}', ['busybox', 'cat', '{etc}'], {{}})\n\
+         sys.exit(os.waitpid(pid, 0)[1])"
+    );
+    e.output(
+        "python posix_spawn busybox",
+        &c.run(&python3().to_string_lossy(), &["-c", &spawn]),
+        "from-static\n",
+    );
     e.done();
     host.check();
 }
