@@ -507,6 +507,70 @@ fn busybox_ls_and_cat_see_the_root_not_the_host() {
     root.assert_unchanged();
 }
 
+/// Every path of the tree at `top` ("/" for `top` itself), sorted.
+fn tree_paths(top: &Path) -> Vec<String> {
+    fn walk(top: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).expect("read a root directory") {
+            let path = entry.expect("a root directory entry").path();
+            let rel = path.strip_prefix(top).expect("inside the root");
+            out.push(format!("/{}", rel.display()));
+            if fs::symlink_metadata(&path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
+                walk(top, &path, out);
+            }
+        }
+    }
+    let mut out = vec!["/".to_string()];
+    walk(top, top, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn busybox_find_walks_the_whole_root_once() {
+    // find keeps the listing of / open while it lists each subdirectory.
+    let root = Root::new(&[]);
+    let c = Capsule::new("bb-find", Some(&root), &[]);
+    let out = c.run("/bin/busybox", &["find", "/"]);
+    let mut found: Vec<String> = success(&out, "find /")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    let want = tree_paths(root.dir.path());
+    assert!(
+        found == want,
+        "find / in the capsule:\n  expected {} paths: {want:?}\n  got {}: {found:?}",
+        want.len(),
+        found.len()
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn static_programs_exec_static_programs_inside_their_root() {
+    // The capsule paths here are shorter than their host paths.
+    let root = Root::new(&[]);
+    let c = Capsule::new(
+        "bb-exec",
+        Some(&root),
+        &["--hostname", "exec-root", "--user", APP_USER],
+    );
+    let mut e = Expect::new("busybox sh running programs of its root by path");
+    for (label, script, want) in [
+        ("/bin/busybox", "/bin/busybox hostname", "exec-root\n"),
+        ("/bin/cat", "/bin/cat /etc/note", "lower note\n"),
+        ("relative", "cd /bin && ./busybox id -u", "4321\n"),
+        ("exec", "exec /bin/busybox cat /data/a", "a\n"),
+    ] {
+        e.output(label, &c.run("/bin/busybox", &["sh", "-c", script]), want);
+    }
+    e.done();
+    root.assert_unchanged();
+}
+
 #[test]
 fn busybox_shell_changes_land_in_the_private_layer() {
     let root = Root::new(&[]);
