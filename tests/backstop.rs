@@ -439,6 +439,20 @@ fn busybox_fake_root_as_an_unprivileged_user() {
     );
     let out = run(&mut own.command_as_nobody(&mut nobody, "/bin/busybox", &["sh", "-c", &script]));
     e.output("own root: chown, chmod", &out, "123:45\n123:45\n700\n");
+    // sethostname changes the capsule's name only (the kernel would refuse nobody).
+    let before = host_name();
+    let named = Capsule::new(
+        "bb-sethost",
+        Some(&root),
+        &["--user", "0", "--hostname", "first"],
+    );
+    let out = run(&mut named.command_as_nobody(
+        &mut nobody,
+        "/bin/busybox",
+        &["sh", "-c", "hostname second && hostname"],
+    ));
+    e.output("own root: sethostname", &out, "second\n");
+    e.eq("the host's name afterwards", host_name(), &before);
     e.done();
     root.assert_unchanged();
 }
