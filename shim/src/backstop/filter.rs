@@ -143,56 +143,127 @@ const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 const BPF_RET_K: u16 = 0x06;
 
-/// `seccomp_data`: `nr` at 0, `arch` at 4.
+/// `seccomp_data`: `nr` at 0, `arch` at 4, the first argument's low word at 16
+/// (little-endian).
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
+#[cfg(target_endian = "little")]
+const ARG0_LOW_OFFSET: u32 = 16;
+#[cfg(target_endian = "big")]
+const ARG0_LOW_OFFSET: u32 = 20;
 
 const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// Instructions before the list, and after it.
-const HEAD: usize = 5;
-const TAIL: usize = 3;
-/// Room for the program: the list plus its frame.
-pub const LEN: usize = HEAD + CAUGHT.len() + TAIL;
+/// The clock calls, caught only when the capsule's clock differs from the host's.
+const CLOCK_CALLS: &[i64] = &[
+    libc::SYS_clock_gettime,
+    libc::SYS_gettimeofday,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_time,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_arch_prctl,
+];
 
-/// The program, built into a fixed array (no allocation: the trampoline runs it
-/// between fork and exec).
-pub fn program() -> [libc::sock_filter; LEN] {
+/// The wall clocks, the only ones a capsule moves (time/ops.rs): `clock_gettime`
+/// of any other (Go's scheduler reads `CLOCK_MONOTONIC` all the time) runs natively.
+const WALL_CLOCKS: [u32; 4] = [
+    libc::CLOCK_REALTIME as u32,
+    libc::CLOCK_REALTIME_COARSE as u32,
+    libc::CLOCK_REALTIME_ALARM as u32,
+    libc::CLOCK_TAI as u32,
+];
+
+/// Where a jump lands, resolved when the program is complete.
+#[derive(Clone, Copy, PartialEq)]
+enum Label {
+    Allow,
+    Notify,
+    Refuse,
+    ClockCheck,
+}
+
+/// The program. `clock`: the capsule's clock is not the host's, so the wall-clock
+/// calls are caught too (and `arch_prctl`, where the supervisor patches the vDSO).
+pub fn program(clock: bool) -> Vec<libc::sock_filter> {
     let refuse = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-    let mut p = [op(BPF_RET_K, 0, 0, refuse); LEN];
-    let n = CAUGHT.len();
-    p[0] = op(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET);
-    // Native architecture: go on (skip the refusal); else refuse.
-    p[1] = op(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH_NATIVE);
-    p[2] = op(BPF_RET_K, 0, 0, refuse);
-    p[3] = op(BPF_LD_W_ABS, 0, 0, NR_OFFSET);
-    // An x32 number: refuse, with the last instruction (after ALLOW and NOTIFY).
-    p[4] = op(BPF_JMP_JSET_K, (n + 2) as u8, 0, X32_SYSCALL_BIT);
-    for (i, &nr) in CAUGHT.iter().enumerate() {
-        // Found: jump over the remaining checks and ALLOW, to NOTIFY.
-        p[HEAD + i] = op(BPF_JMP_JEQ_K, (n - i) as u8, 0, nr as u32);
+    // Instructions with the label their true branch takes (false falls through).
+    let mut code: Vec<(libc::sock_filter, Option<Label>)> = vec![
+        (op(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET), None),
+        (op(BPF_JMP_JEQ_K, 0, 0, AUDIT_ARCH_NATIVE), None), // patched: jt over next
+        (op(BPF_RET_K, 0, 0, refuse), None),
+        (op(BPF_LD_W_ABS, 0, 0, NR_OFFSET), None),
+        (
+            op(BPF_JMP_JSET_K, 0, 0, X32_SYSCALL_BIT),
+            Some(Label::Refuse),
+        ),
+    ];
+    code[1].0.jt = 1;
+    for &nr in CAUGHT {
+        let is_clock = CLOCK_CALLS.contains(&nr);
+        if is_clock && !clock {
+            continue;
+        }
+        let to = if nr == libc::SYS_clock_gettime {
+            Label::ClockCheck
+        } else {
+            Label::Notify
+        };
+        code.push((op(BPF_JMP_JEQ_K, 0, 0, nr as u32), Some(to)));
     }
-    p[HEAD + n] = op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW);
-    p[HEAD + n + 1] = op(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF);
-    p[HEAD + n + 2] = op(BPF_RET_K, 0, 0, refuse);
-    p
+    let mut labels = Vec::new();
+    let mut mark = |code: &Vec<(libc::sock_filter, Option<Label>)>, l: Label| {
+        labels.push((l, code.len()));
+    };
+    mark(&code, Label::Allow);
+    code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW), None));
+    mark(&code, Label::Notify);
+    code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF), None));
+    mark(&code, Label::Refuse);
+    code.push((op(BPF_RET_K, 0, 0, refuse), None));
+    if clock {
+        // clock_gettime: only the wall clocks go to the supervisor (jumps are
+        // forward only, so this block has its own two answers).
+        mark(&code, Label::ClockCheck);
+        code.push((op(BPF_LD_W_ABS, 0, 0, ARG0_LOW_OFFSET), None));
+        let n = WALL_CLOCKS.len();
+        for (i, &clk) in WALL_CLOCKS.iter().enumerate() {
+            code.push((op(BPF_JMP_JEQ_K, (n - i) as u8, 0, clk), None));
+        }
+        code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW), None));
+        code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF), None));
+    }
+    code.iter()
+        .enumerate()
+        .map(|(at, &(mut insn, to))| {
+            if let Some(to) = to {
+                let target = labels
+                    .iter()
+                    .find(|(l, _)| *l == to)
+                    .map_or(at + 1, |&(_, t)| t);
+                // Every target lies ahead of its jump, within 255 (see the test).
+                insn.jt = (target - at - 1) as u8;
+            }
+            insn
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs the program on (arch, nr) as the kernel's interpreter would.
-    fn verdict(arch: u32, nr: u32) -> u32 {
-        let p = program();
+    /// Runs the program on (arch, nr, first argument) as the kernel's interpreter
+    /// would.
+    fn verdict(p: &[libc::sock_filter], arch: u32, nr: u32, arg0: u32) -> u32 {
         let (mut acc, mut pc) = (0u32, 0usize);
         loop {
             let i = p[pc];
             pc += 1;
             match i.code {
                 BPF_LD_W_ABS if i.k == ARCH_OFFSET => acc = arch,
+                BPF_LD_W_ABS if i.k == ARG0_LOW_OFFSET => acc = arg0,
                 BPF_LD_W_ABS => acc = nr,
                 BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JMP_JSET_K => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
@@ -202,26 +273,68 @@ mod tests {
         }
     }
 
-    // Classic BPF jumps are 8-bit; a program has at most 4096 instructions.
-    const _: () = assert!(CAUGHT.len() + TAIL < 256 && LEN < 4096);
+    #[test]
+    fn fits_classic_bpf() {
+        for clock in [false, true] {
+            let p = program(clock);
+            assert!(p.len() < 255, "jumps are 8-bit: {}", p.len());
+        }
+    }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn listed_calls_go_to_the_supervisor_others_run() {
         let refuse = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let with_clock = program(true);
+        let without = program(false);
         for &nr in CAUGHT {
+            let clockish = CLOCK_CALLS.contains(&nr);
             assert_eq!(
-                verdict(AUDIT_ARCH_NATIVE, nr as u32),
+                verdict(&with_clock, AUDIT_ARCH_NATIVE, nr as u32, 0),
                 SECCOMP_RET_USER_NOTIF,
+                "{nr}"
+            );
+            let expected = if clockish {
+                SECCOMP_RET_ALLOW
+            } else {
+                SECCOMP_RET_USER_NOTIF
+            };
+            assert_eq!(
+                verdict(&without, AUDIT_ARCH_NATIVE, nr as u32, 0),
+                expected,
                 "{nr}"
             );
         }
         for nr in [0, 1, 3, 9, 11, 39, 56, 57, 60, 202, 231, 334, 435, 1000] {
-            assert_eq!(verdict(AUDIT_ARCH_NATIVE, nr), SECCOMP_RET_ALLOW, "{nr}");
+            assert_eq!(
+                verdict(&with_clock, AUDIT_ARCH_NATIVE, nr, 0),
+                SECCOMP_RET_ALLOW,
+                "{nr}"
+            );
+        }
+        // Only wall clocks are caught.
+        let clock_gettime = libc::SYS_clock_gettime as u32;
+        for clk in WALL_CLOCKS {
+            assert_eq!(
+                verdict(&with_clock, AUDIT_ARCH_NATIVE, clock_gettime, clk),
+                SECCOMP_RET_USER_NOTIF
+            );
+        }
+        for clk in [1, 2, 3, 4, 6, 7, 9, 10, 0xffff_fffe] {
+            assert_eq!(
+                verdict(&with_clock, AUDIT_ARCH_NATIVE, clock_gettime, clk),
+                SECCOMP_RET_ALLOW,
+                "{clk}"
+            );
         }
         // x32 and i386 numbers never slip through.
-        assert_eq!(verdict(AUDIT_ARCH_NATIVE, 2 | X32_SYSCALL_BIT), refuse);
-        assert_eq!(verdict(AUDIT_ARCH_NATIVE, X32_SYSCALL_BIT), refuse);
-        assert_eq!(verdict(0x4000_0003, 5), refuse); // AUDIT_ARCH_I386, open
+        for p in [&with_clock, &without] {
+            assert_eq!(
+                verdict(p, AUDIT_ARCH_NATIVE, 2 | X32_SYSCALL_BIT, 0),
+                refuse
+            );
+            assert_eq!(verdict(p, AUDIT_ARCH_NATIVE, X32_SYSCALL_BIT, 0), refuse);
+            assert_eq!(verdict(p, 0x4000_0003, 5, 0), refuse); // AUDIT_ARCH_I386, open
+        }
     }
 }

@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_long, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 
 use super::filter::FCHMODAT2;
 use super::remote::Target;
@@ -399,6 +400,48 @@ fn file_id(fd: RawFd) -> (u64, u64) {
     }
 }
 
+/// A creating call sets the supervisor's umask to the target's while it runs.
+static CREATING: Mutex<()> = Mutex::new(());
+
+/// The shim keeps a merged directory listing (`getdents64`, fs/syscalls.rs) per
+/// descriptor number, with the descriptor's position as the index into it: each
+/// directory stream of a target (thread, descriptor) gets a number of its own
+/// here, where the description duplicated from the target is put for each call.
+/// One listing call at a time.
+static LISTING_SLOTS: Mutex<ListingSlots> = Mutex::new(ListingSlots {
+    slots: Vec::new(),
+    next: 0,
+});
+
+struct ListingSlots {
+    /// (thread, target descriptor) of each number from `FIRST_LISTING_SLOT` on.
+    slots: Vec<(u32, c_int)>,
+    next: usize,
+}
+
+const FIRST_LISTING_SLOT: c_int = 600;
+const LISTING_SLOT_COUNT: usize = 400;
+
+impl ListingSlots {
+    fn slot_for(&mut self, tid: u32, fd: c_int) -> c_int {
+        let i = match self.slots.iter().position(|&k| k == (tid, fd)) {
+            Some(i) => i,
+            None if self.slots.len() < LISTING_SLOT_COUNT => {
+                self.slots.push((tid, fd));
+                self.slots.len() - 1
+            }
+            None => {
+                // The oldest stream gives up its number.
+                let i = self.next;
+                self.next = (self.next + 1) % LISTING_SLOT_COUNT;
+                self.slots[i] = (tid, fd);
+                i
+            }
+        };
+        FIRST_LISTING_SLOT + i as c_int
+    }
+}
+
 /// The supervisor's state across calls.
 pub struct Supervisor {
     listener: RawFd,
@@ -407,11 +450,16 @@ pub struct Supervisor {
     /// Threads known to run the shim themselves (true) or not (false).
     managed: HashMap<u32, bool>,
     /// The host working directory of processes (by thread group) whose `chdir`
-    /// could not be handed to the kernel, see `chdir`.
-    cwds: HashMap<libc::pid_t, CString>,
+    /// could not be handed to the kernel, see `chdir`: shared by the workers.
+    cwds: Arc<Mutex<HashMap<libc::pid_t, CString>>>,
     /// Thread groups of threads, kept while `cwds` is not empty.
     groups: HashMap<u32, libc::pid_t>,
 }
+
+/// Threads that serve the listener at once: a call that blocks (an `open` of a
+/// FIFO whose writer is another static process of the capsule, a `connect`)
+/// holds one of them, not every process of the capsule.
+const WORKERS: usize = 4;
 
 /// Serves the listener until no process uses the filter any more, then exits.
 pub fn serve(listener: OwnedFd) -> ! {
@@ -420,28 +468,31 @@ pub fn serve(listener: OwnedFd) -> ! {
     // without it (before 6.6) says EINVAL, and then the wake-ups just cost more.
     unsafe { libc::ioctl(fd, IOCTL_NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) };
     wake_up_now_and_then();
-    let mut sup = Supervisor {
-        listener: fd,
-        current: 0,
-        managed: HashMap::new(),
-        cwds: HashMap::new(),
-        groups: HashMap::new(),
+    let cwds = Arc::new(Mutex::new(HashMap::new()));
+    let worker = move |cwds| {
+        let mut sup = Supervisor {
+            listener: fd,
+            current: 0,
+            managed: HashMap::new(),
+            cwds,
+            groups: HashMap::new(),
+        };
+        // Each worker thread enters the shim once: its own calls here are the
+        // real ones, the router's leave it (see `generic`).
+        let _guard = hook::Guard::enter();
+        sup.work();
     };
-    loop {
-        let mut notif = Notif::default();
-        // SAFETY: the kernel fills the zeroed struct it requires.
-        if unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) } != 0 {
-            match hook::errno() {
-                // A target died before we read it, or (the periodic alarm) are
-                // there processes left at all?
-                libc::ENOENT | libc::EINTR if nobody_left(fd) => break,
-                libc::ENOENT | libc::EINTR => continue,
-                _ => break,
-            }
+    for _ in 1..WORKERS {
+        let cwds = Arc::clone(&cwds);
+        if std::thread::Builder::new()
+            .name("capsule-backstop".into())
+            .spawn(move || worker(cwds))
+            .is_err()
+        {
+            break;
         }
-        let outcome = sup.handle(&notif);
-        sup.answer(&notif, outcome);
     }
+    worker(cwds);
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
 }
@@ -482,6 +533,27 @@ fn nobody_left(fd: c_int) -> bool {
 }
 
 impl Supervisor {
+    /// Serves notifications until no process of the filter is left; then ends
+    /// the whole supervisor.
+    fn work(&mut self) {
+        let fd = self.listener;
+        loop {
+            let mut notif = Notif::default();
+            // SAFETY: the kernel fills the zeroed struct it requires.
+            if unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) } != 0 {
+                match hook::errno() {
+                    // A target died before we read it, or (the periodic alarm) are
+                    // there processes left at all?
+                    libc::ENOENT | libc::EINTR if nobody_left(fd) => break,
+                    libc::ENOENT | libc::EINTR => continue,
+                    _ => break,
+                }
+            }
+            let outcome = self.handle(&notif);
+            self.answer(&notif, outcome);
+        }
+    }
+
     fn answer(&self, n: &Notif, outcome: Outcome) {
         let mut resp = Resp {
             id: n.id,
@@ -603,7 +675,7 @@ impl Supervisor {
     /// The target's working directory as a descriptor of ours: the one this
     /// supervisor keeps for it, or the kernel's.
     fn cwd_fd(&mut self, t: &Target) -> Result<OwnedFd, c_int> {
-        if let Some(host) = self.kept_cwd(t).cloned() {
+        if let Some(host) = self.kept_cwd(t) {
             // SAFETY: a NUL-terminated path; no file content is asked for.
             let fd = unsafe {
                 libc::open(
@@ -621,8 +693,9 @@ impl Supervisor {
 
     /// The working directory this supervisor keeps for `t`'s process (or its
     /// parent's, which a new process inherits), if any.
-    fn kept_cwd(&mut self, t: &Target) -> Option<&CString> {
-        if self.cwds.is_empty() {
+    fn kept_cwd(&mut self, t: &Target) -> Option<CString> {
+        let mut cwds = self.cwds.lock().unwrap_or_else(|e| e.into_inner());
+        if cwds.is_empty() {
             return None;
         }
         let tid = t.tid as u32;
@@ -631,17 +704,17 @@ impl Supervisor {
             None => {
                 let g = t.tgid()?;
                 self.groups.insert(tid, g);
-                if !self.cwds.contains_key(&g) {
+                if !cwds.contains_key(&g) {
                     // A new process starts where its parent was.
                     let parent = t.status_field("PPid").and_then(|p| p.parse().ok());
-                    if let Some(cwd) = parent.and_then(|p| self.cwds.get(&p)).cloned() {
-                        self.cwds.insert(g, cwd);
+                    if let Some(cwd) = parent.and_then(|p| cwds.get(&p)).cloned() {
+                        cwds.insert(g, cwd);
                     }
                 }
                 g
             }
         };
-        self.cwds.get(&group)
+        cwds.get(&group).cloned()
     }
 
     /// Makes the arguments ours, runs the call through the router, hands back
@@ -650,16 +723,28 @@ impl Supervisor {
         let Some((kinds, result)) = spec(nr) else {
             return Outcome::Errno(libc::ENOSYS);
         };
+        let target_fd = a[0] as c_int;
         let mut local = Local::default();
         if let Err(e) = self.localize(t, kinds, &mut a, &mut local) {
             return Outcome::Errno(e);
         }
+        let _listing = (nr == libc::SYS_getdents64).then(|| {
+            let mut slots = LISTING_SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = slots.slot_for(t.tid as u32, target_fd);
+            // SAFETY: dup3 of our own descriptor onto a number of ours (the raw
+            // call: the shim's dup3 would drop the listing kept at that number).
+            unsafe { libc::syscall(libc::SYS_dup3, a[0], slot, libc::O_CLOEXEC) };
+            a[0] = slot as c_long;
+            slots
+        });
         let creates = match nr {
             libc::SYS_openat => a[2] as c_int & (libc::O_CREAT | libc::O_TMPFILE) != 0,
             libc::SYS_openat2 => true,
             libc::SYS_mkdirat | libc::SYS_mknodat => true,
             _ => false,
         };
+        // The umask is the process's: one creating call at a time takes the target's.
+        let _creating = creates.then(|| CREATING.lock().unwrap_or_else(|e| e.into_inner()));
         let old_umask = creates.then(|| t.umask()).flatten().map(|mask| {
             // SAFETY: umask only swaps the process's mask.
             unsafe { libc::umask(mask) }
@@ -1007,7 +1092,10 @@ impl Supervisor {
         let group = t.tgid();
         if r.kernel_same || self.rewrite(t, addr, &r) {
             if let Some(g) = group {
-                self.cwds.remove(&g);
+                self.cwds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&g);
             }
             return Outcome::Continue;
         }
@@ -1015,7 +1103,10 @@ impl Supervisor {
             return Outcome::Errno(libc::ESRCH);
         };
         self.groups.insert(t.tid as u32, g);
-        self.cwds.insert(g, r.host);
+        self.cwds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(g, r.host);
         Outcome::Value(0)
     }
 
@@ -1052,7 +1143,7 @@ impl Supervisor {
 
     fn answer_cwd_query(&mut self, n: &Notif) -> Outcome {
         let t = Target::new(n.pid, self.listener, n.id);
-        let Some(host) = self.kept_cwd(&t).cloned() else {
+        let Some(host) = self.kept_cwd(&t) else {
             return Outcome::Errno(libc::ENOENT);
         };
         let bytes = host.as_bytes_with_nul();
