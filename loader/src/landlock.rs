@@ -194,7 +194,7 @@ impl HostLoader {
         interpreters.extend(interpreter_of(executable));
         // A static program starts through capsule-trampoline, a host program of
         // the shim's C library: the loader's own dynamic loader runs it.
-        if is_static_program(executable) {
+        if is_static_program(executable) || is_go_program(executable) {
             let own = std::env::current_exe().ok();
             interpreters.extend(own.as_deref().and_then(interpreter_of));
         }
@@ -586,6 +586,50 @@ pub fn script_interpreter(path: &Path) -> Option<PathBuf> {
 /// Whether `path` is an ELF executable without `PT_INTERP`: statically linked.
 pub fn is_static_program(path: &Path) -> bool {
     matches!(elf_interpreter(path), Some(None))
+}
+
+/// Whether `path` is a Go program (a `PT_NOTE` with Go's build id), which makes its
+/// own system calls even when it is linked dynamically.
+pub fn is_go_program(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(4096);
+    if fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .is_err()
+    {
+        return false;
+    }
+    let d = head.as_slice();
+    let u16_at = |at: usize| Some(u16::from_le_bytes(d.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(d.get(at..at + 8)?.try_into().ok()?));
+    let go_note = || -> Option<bool> {
+        if d.get(..4)? != b"\x7fELF" {
+            return Some(false);
+        }
+        let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+        let phentsize = usize::from(u16_at(0x36)?);
+        for i in 0..usize::from(u16_at(0x38)?) {
+            let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+            if u32_at(at)? != 4 {
+                continue; // not PT_NOTE
+            }
+            let start = usize::try_from(u64_at(at + 8)?).ok()?;
+            let end = start.checked_add(usize::try_from(u64_at(at + 32)?).ok()?)?;
+            let mut n = start;
+            while n + 12 <= end {
+                let (namesz, descsz, kind) =
+                    (u32_at(n)? as usize, u32_at(n + 4)? as usize, u32_at(n + 8)?);
+                // Go writes its owner name "Go\0\0" (namesz 4).
+                let name = d.get(n + 12..n + 12 + namesz).unwrap_or_default();
+                if kind == 4 && name.starts_with(b"Go\0") {
+                    return Some(true);
+                }
+                n += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+            }
+        }
+        Some(false)
+    };
+    go_note().unwrap_or(false)
 }
 
 /// The `PT_INTERP` of the ELF executable `path` (its host dynamic loader), if any.

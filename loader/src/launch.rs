@@ -161,6 +161,7 @@ pub struct Received {
 /// argv[1] of the shim run as a static program's trampoline (the shim's
 /// `backstop::MARKER`).
 const TRAMPOLINE_MARKER: &str = "--capsule-backstop-exec";
+const TRAMPOLINE_MARKER_BARE: &str = "--capsule-backstop-exec-bare";
 /// The trampoline program, beside the shim (the shim's `backstop::TRAMPOLINE_FILE`).
 pub const TRAMPOLINE_FILE: &str = "capsule-trampoline";
 
@@ -194,10 +195,20 @@ impl Launch {
             })
             .and_then(|shim| shim.canonicalize().ok());
         match shim {
-            Some(shim) if crate::landlock::is_static_program(&self.executable) => {
+            Some(shim)
+                if crate::landlock::is_static_program(&self.executable)
+                    || crate::landlock::is_go_program(&self.executable) =>
+            {
                 let trampoline = shim.with_file_name(TRAMPOLINE_FILE);
+                // A dynamically linked Go program runs without the shim: the
+                // supervisor serves all of its calls (shim/src/backstop/mod.rs).
+                let marker = if crate::landlock::is_static_program(&self.executable) {
+                    TRAMPOLINE_MARKER
+                } else {
+                    TRAMPOLINE_MARKER_BARE
+                };
                 let mut args: Vec<OsString> = vec![
-                    TRAMPOLINE_MARKER.into(),
+                    marker.into(),
                     self.executable.clone().into_os_string(),
                     self.arg0.clone(),
                 ];

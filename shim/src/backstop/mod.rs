@@ -45,6 +45,10 @@ use std::ffi::{c_char, CStr};
 
 /// argv[1] of the trampoline.
 pub const MARKER: &CStr = c"--capsule-backstop-exec";
+/// argv[1] of the trampoline for a dynamically linked Go program: it runs without
+/// the shim (its own system calls bypass libc, so the supervisor serves them all,
+/// its libc's too, which a preloaded shim would otherwise translate twice).
+pub const MARKER_BARE: &CStr = c"--capsule-backstop-exec-bare";
 
 /// The trampoline program's file name, beside the shim.
 pub const TRAMPOLINE_FILE: &str = "capsule-trampoline";
@@ -59,10 +63,11 @@ pub const PREFIX_ARGS: usize = 3;
 /// # Safety
 /// `slots` has `PREFIX_ARGS` writable entries; `program` is a C string that
 /// outlives the exec.
-pub unsafe fn trampoline_prefix(program: *const c_char, slots: *mut *const c_char) {
+pub unsafe fn trampoline_prefix(program: *const c_char, bare: bool, slots: *mut *const c_char) {
+    let marker = if bare { MARKER_BARE } else { MARKER };
     let prefix = [
         crate::runtime::get().trampoline.as_ptr(),
-        MARKER.as_ptr(),
+        marker.as_ptr(),
         program,
     ];
     // SAFETY: PREFIX_ARGS writable entries (this function's contract).

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
-use super::{filter, supervise, MARKER};
+use super::{filter, supervise, MARKER, MARKER_BARE};
 
 /// Called by the library constructor with the process's arguments: when this
 /// process is the trampoline, it runs the static program and never returns.
@@ -19,14 +19,15 @@ pub unsafe fn run_if_trampoline(argc: c_int, argv: *mut *mut c_char, envp: *mut 
     }
     // SAFETY: argc entries of argv are C strings (the constructor's contract).
     let marker = unsafe { CStr::from_ptr(*argv.add(1)) };
-    if marker != MARKER || !is_trampoline_process() {
+    if (marker != MARKER && marker != MARKER_BARE) || !is_trampoline_process() {
         return;
     }
+    let bare = marker == MARKER_BARE;
     // SAFETY: argv[2] is a C string; argv[3..] is the program's NULL-terminated
     // vector, envp the process's environment.
     unsafe {
         let program = *argv.add(2);
-        exec_static(program, argv.add(3).cast(), envp.cast())
+        exec_static(program, argv.add(3).cast(), envp.cast(), bare)
     }
 }
 
@@ -54,6 +55,7 @@ unsafe fn exec_static(
     program: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
+    bare: bool,
 ) -> ! {
     // SAFETY: a C string (this function's contract).
     let name = unsafe { CStr::from_ptr(program) }
@@ -68,6 +70,24 @@ unsafe fn exec_static(
         }
         log::warn!("{name} runs unseen by the capsule: {what}: errno {e}");
     }
+    // A bare program gets the environment without the shim in LD_PRELOAD.
+    let mut kept: Vec<*const c_char> = Vec::new();
+    let envp = if bare {
+        // SAFETY: envp is a NULL-terminated vector of C strings.
+        unsafe {
+            let mut p = envp;
+            while !p.is_null() && !(*p).is_null() {
+                if !CStr::from_ptr(*p).to_bytes().starts_with(b"LD_PRELOAD=") {
+                    kept.push(*p);
+                }
+                p = p.add(1);
+            }
+        }
+        kept.push(std::ptr::null());
+        kept.as_ptr()
+    } else {
+        envp
+    };
     // SAFETY: as this function's contract says; inside the guard, execve is the
     // real one.
     unsafe { crate::exec::hooks::real_execve(program, argv, envp) };

@@ -312,6 +312,20 @@ pub fn is_static(program: &PathBuf) -> bool {
     elf.interpreter(&mut interp).is_none()
 }
 
+/// Whether host file `program` needs the system-call backstop: statically linked,
+/// or a Go program (a `Go` build-id note), which makes its own system calls even
+/// when it is linked dynamically (cgo).
+pub fn needs_backstop(program: &PathBuf) -> bool {
+    let Some(file) = Mapped::open(program.as_ptr()) else {
+        return false;
+    };
+    let Some(elf) = Elf::parse(file.bytes()) else {
+        return false;
+    };
+    let mut interp = [0u8; 256];
+    elf.interpreter(&mut interp).is_none() || elf.is_go()
+}
+
 /// The upper layer's copies of the root's library directories that exist (host
 /// paths, each NUL-terminated, one after another in `out`): where a package
 /// manager of the capsule puts new libraries. Returns the bytes used.
@@ -631,6 +645,37 @@ impl<'a> Elf<'a> {
         out[..text.len()].copy_from_slice(text);
         out[text.len()] = 0;
         CStr::from_bytes_until_nul(&out[..]).ok()
+    }
+
+    /// Whether a `PT_NOTE` segment holds Go's build id (owner `Go`, type 4).
+    fn is_go(&self) -> bool {
+        const PT_NOTE: u32 = 4;
+        const NT_GO_BUILD_ID: u32 = 4;
+        self.segments().filter(|s| s.kind == PT_NOTE).any(|seg| {
+            let (Ok(start), Ok(len)) = (usize::try_from(seg.offset), usize::try_from(seg.filesz))
+            else {
+                return false;
+            };
+            let mut at = start;
+            let end = start.saturating_add(len);
+            while at + 12 <= end {
+                let (Some(namesz), Some(descsz), Some(kind)) = (
+                    u32_at(self.data, at),
+                    u32_at(self.data, at + 4),
+                    u32_at(self.data, at + 8),
+                ) else {
+                    return false;
+                };
+                let name = self.data.get(at + 12..at + 12 + namesz as usize);
+                // Go writes its owner name "Go\0\0" (namesz 4).
+                if kind == NT_GO_BUILD_ID && name.is_some_and(|n| n.starts_with(b"Go\0")) {
+                    return true;
+                }
+                let align = |n: u32| (n as usize).div_ceil(4) * 4;
+                at += 12 + align(namesz) + align(descsz);
+            }
+            false
+        })
     }
 
     /// The file offset of virtual address `vaddr`.

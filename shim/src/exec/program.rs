@@ -31,9 +31,11 @@ pub struct Program {
     explicit: Option<Loader>,
     /// The root's statically linked `ldconfig` (see `LdconfigDirs`).
     ldconfig: Option<LdconfigDirs>,
-    /// A statically linked program (or `#!` interpreter): it runs through the
-    /// system-call backstop's trampoline (see `backstop/`).
+    /// A statically linked program or a Go program (or `#!` interpreter): it runs
+    /// through the system-call backstop's trampoline (see `backstop/`).
     backstop: bool,
+    /// A dynamically linked Go program: run without the shim (see backstop/).
+    bare: bool,
 }
 
 /// `ldconfig` of a root is a static program: the shim does not reach it, so it
@@ -126,6 +128,12 @@ impl Program {
         if self.backstop {
             return crate::runtime::get().trampoline.as_ptr();
         }
+        self.file()
+    }
+
+    /// The file the kernel runs for the program: the root's loader, or the
+    /// program itself (the trampoline runs this one).
+    fn file(&self) -> *const c_char {
         match &self.loader {
             Some(loader) => loader.ldso.as_ptr(),
             None => self.host.as_ptr(),
@@ -147,7 +155,7 @@ impl Program {
         // returned, in the same buffer.
         let outer = unsafe { inner.sub(crate::backstop::PREFIX_ARGS).cast_mut() };
         // SAFETY: as above: the slots are ours to fill.
-        unsafe { crate::backstop::trampoline_prefix(self.host.as_ptr(), outer) };
+        unsafe { crate::backstop::trampoline_prefix(self.file(), self.bare, outer) };
         Ok(outer)
     }
 
@@ -470,6 +478,7 @@ pub fn prepare(
                 explicit,
                 ldconfig: None,
                 backstop: false,
+                bare: false,
             }));
         }
     }
@@ -480,6 +489,7 @@ pub fn prepare(
         explicit: None,
         ldconfig: None,
         backstop: false,
+        bare: false,
     };
     // The interpreter gets the script's path as the program gave it (a capsule path,
     // which it opens through the shim), as the kernel would: not the host path the
@@ -502,8 +512,8 @@ pub fn prepare(
             program.ldconfig = Some(dirs);
         }
     }
-    program.backstop =
-        program.loader.is_none() && program.ldconfig.is_none() && interp::is_static(&program.host);
+    program.backstop = program.ldconfig.is_none() && interp::needs_backstop(&program.host);
+    program.bare = program.backstop && !interp::is_static(&program.host);
     if program.backstop && crate::runtime::get().trampoline.is_empty() {
         // Installed without its trampoline: fail closed unless allowed.
         if !crate::runtime::get().config.allow_bypass {

@@ -1,0 +1,110 @@
+//! An unmodified Go server of Debian's (`docker-registry`, a Go program linked
+//! dynamically with cgo, whose own system calls bypass libc) in two capsules at
+//! once, on the same port, reached by name from a third capsule and by its
+//! published port from the host. The system-call backstop serves its `bind`.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// The first line of an HTTP/1.0 answer to `GET /v2/` from `host:port`, through
+/// bash's `/dev/tcp` (getaddrinfo, so a peer's name, then connect).
+const ASK: &str = r#"ask() { exec 3<>"/dev/tcp/$1/5000" || return 1; printf 'GET /v2/ HTTP/1.0\r\n\r\n' >&3; head -1 <&3 | tr -d '\r'; exec 3>&-; }"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+#[test]
+fn two_registries_on_one_port_reached_by_name_and_published_port() {
+    if !Path::new(REGISTRY).exists() {
+        panic!("{REGISTRY} is missing: .ci/run installs docker-registry");
+    }
+    shim();
+    let dir = TempDir::new("backstop-go");
+    std::fs::create_dir(dir.join("out")).unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    for name in ["a", "b"] {
+        std::fs::write(
+            dir.join(&format!("reg-{name}.yml")),
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/reg-{name}\nhttp:\n  addr: 127.0.0.1:5000\n"
+            ),
+        )
+        .unwrap();
+    }
+    let client = format!(
+        "{ASK}; for i in $(seq 100); do a=$(ask rega); b=$(ask regb); \
+         if [ -n \"$a\" ] && [ -n \"$b\" ]; then echo \"$a|$b\" > /out/client; exit 0; fi; sleep 0.1; done; exit 1"
+    );
+    let manifest = format!(
+        r#"[capsule.rega]
+command = ["{REGISTRY}", "serve", "{dir}/reg-a.yml"]
+ports = ["{pa}:5000"]
+
+[capsule.regb]
+command = ["{REGISTRY}", "serve", "{dir}/reg-b.yml"]
+ports = ["{pb}:5000"]
+
+[capsule.client]
+command = ["bash", "-c", {client:?}]
+volumes = ["./out:/out"]
+"#,
+        dir = dir.str()
+    );
+    std::fs::write(dir.join("capsule.toml"), manifest).unwrap();
+    let home = CapsuleHome::new();
+    let mut up = home.command(&["up"]);
+    up.current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = up.spawn().expect("capsule up");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = dir.join("out/client");
+    let mut from_host = None;
+    while Instant::now() < deadline {
+        if from_host.is_none() && answer.exists() {
+            from_host = Some([pa, pb].map(http_status));
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("capsule up ended early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) of the capsule up this test started: it stops every capsule.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let seen = std::fs::read_to_string(&answer).unwrap_or_else(|e| panic!("out/client: {e}"));
+    assert_eq!(
+        seen.trim(),
+        "HTTP/1.0 200 OK|HTTP/1.0 200 OK",
+        "by name, from the client capsule"
+    );
+    assert_eq!(
+        from_host,
+        Some([Some(200), Some(200)]),
+        "by their published ports {pa} and {pb}, from the host"
+    );
+    // Both bound the capsule's 127.0.0.1:5000 at once, which the host's one port
+    // could not hold twice: each bind was the capsule's.
+}
+
+/// The HTTP status of `GET /v2/` on 127.0.0.1:`port`, from the host.
+fn http_status(port: u16) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
