@@ -571,8 +571,9 @@ fn busybox_find_walks_the_whole_root_once() {
 
 #[test]
 fn static_programs_exec_static_programs_inside_their_root() {
-    // The capsule paths here are shorter than their host paths.
-    let root = Root::new(&[]);
+    // The capsule paths here are shorter than their host paths. busybox runs most
+    // applets in-process: these name the program, so it is exec'd.
+    let root = Root::new(&[("goprobe", &go_probe())]);
     let c = Capsule::new(
         "bb-exec",
         Some(&root),
@@ -587,6 +588,12 @@ fn static_programs_exec_static_programs_inside_their_root() {
     ] {
         e.output(label, &c.run("/bin/busybox", &["sh", "-c", script]), want);
     }
+    // Go's os/exec (clone with CLONE_VFORK, then execve in the child).
+    let out = c.run(
+        "/bin/goprobe",
+        &["/etc/note", "/tmp/go", "/data", "/bin/busybox", "hostname"],
+    );
+    e.keys("Go os/exec", &out, &[("exec", "exec-root".to_string())]);
     e.done();
     root.assert_unchanged();
 }
@@ -888,7 +895,11 @@ fn go_program_over_the_host_root() {
         &["--hostname", "go-host", "--user", "0", "--time-at", TIME_AT],
     );
     let probe = probe.to_str().expect("utf-8 path");
-    let out = c.run(probe, &["/etc/debian_version", etc, "/etc"]);
+    // It also runs busybox-static (os/exec: clone, then execve in the child).
+    let out = c.run(
+        probe,
+        &["/etc/debian_version", etc, "/etc", BUSYBOX, "hostname"],
+    );
     host.check();
     let mut e = Expect::new("the Go probe over the host's /");
     let text = stdout(&out);
@@ -907,6 +918,7 @@ fn go_program_over_the_host_root() {
                     .to_string(),
             ),
             ("readback", "go wrote".into()),
+            ("exec", "go-host".into()),
         ],
     );
     let list = seen.get("list").cloned().unwrap_or_default();
