@@ -170,7 +170,8 @@ fn go_dial() -> PathBuf {
 /// busybox sh runs an applet only when it finds it in PATH).
 const APPLETS: &[&str] = &[
     "sh", "cat", "ls", "rm", "mkdir", "mv", "chmod", "ln", "truncate", "realpath", "stat",
-    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown",
+    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown", "rmdir",
+    "find", "tr", "sort",
 ];
 
 /// A small root for static programs: `/bin/busybox` (and the APPLETS linking to it),
@@ -546,6 +547,50 @@ fn tree_paths(top: &Path) -> Vec<String> {
     walk(top, top, &mut out);
     out.sort();
     out
+}
+
+/// File operations, each printed with its exit status and message: refusals (ENOENT,
+/// EEXIST, ENOTDIR, EISDIR, ENOTEMPTY), renames of lower files and directories, hard
+/// and symbolic links, truncation, permissions, then the tree in a stable order.
+const CHANGES: &str = "t() { \"$@\" >/tmp/o 2>&1; echo \"$* -> $? $(tr '\\n' ' ' </tmp/o)\"; }; \
+    t cat /nonexistent; t mkdir /etc; t rmdir /data; t rm /data; t rmdir /etc/note; \
+    t mv /etc/note /etc/note2; t cat /etc/note2 /etc/note; t ln /etc/note2 /etc/hard; \
+    t cat /etc/hard; t mv /data /data2; t ls /data2; t ls /data; t touch /etc/note2/x; \
+    t mkdir /etc/note2/x; t ln -s /etc/note2 /etc/sl; t cat /etc/sl; t rm /etc/sl; \
+    t cat /etc/sl; t truncate -s 3 /etc/hard; t cat /etc/note2; t chmod 000 /etc/note2; \
+    t stat -c %a /etc/note2; t mkdir -p /x/y/z; t rmdir /x/y; t rmdir /x/y/z /x/y /x; \
+    t rm -r /data2; t ls /; find /etc /tmp | sort";
+
+#[test]
+fn busybox_changes_and_refusals_match_a_chroot() {
+    // The same script in a chroot of a copy of the root (the kernel's answers) and in
+    // a capsule of the root: the same output, line for line.
+    if !can_switch_user() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let (root, copy) = (Root::new(&[]), Root::new(&[]));
+    let script = format!("{GUARD}{CHANGES}");
+    let mut chroot = clean_command("/usr/sbin/chroot");
+    chroot
+        .arg(copy.str())
+        .args(["/bin/busybox", "sh", "-c", &script])
+        .env("PATH", "/bin");
+    let native = success(&run(&mut chroot), "the script in a chroot");
+    let c = Capsule::new("bb-chroot", Some(&root), &[]);
+    let capsule = c.ok("/bin/busybox", &["sh", "-c", &script]);
+    let differ: Vec<String> = native
+        .lines()
+        .zip(capsule.lines())
+        .filter(|(n, c)| n != c)
+        .map(|(n, c)| format!("chroot:  {n}\n  capsule: {c}"))
+        .collect();
+    assert!(
+        differ.is_empty() && native.lines().count() == capsule.lines().count(),
+        "the capsule differs from the chroot:\n  {}\n--- chroot ---\n{native}--- capsule ---\n{capsule}",
+        differ.join("\n  ")
+    );
+    root.assert_unchanged();
 }
 
 #[test]
