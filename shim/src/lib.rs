@@ -5,9 +5,10 @@
 //! configuration once; `shared` is the state all processes of a capsule share;
 //! one module per replica (`fs`, `identity`, `uts`, `time`, `net`, `exec`), each
 //! with `hooks` (the exported functions) and its logic beside them; `syscall` routes
-//! `syscall(2)` numbers to the replicas; `coverage` lists every hook and how well it
-//! is supported; `log` is the shim's own log and `decimal` writes numbers into
-//! stack buffers, both without allocating.
+//! `syscall(2)` numbers to the replicas; `backstop` serves the system calls of
+//! static and Go programs through that router, from a seccomp supervisor;
+//! `coverage` lists every hook and how well it is supported; `log` is the shim's
+//! own log and `decimal` writes numbers into stack buffers, both without allocating.
 
 // Unit-test builds leave out the exported hooks, so much of the machinery is unused there.
 #![cfg_attr(test, allow(dead_code, unused_imports, unused_macros))]

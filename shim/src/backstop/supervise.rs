@@ -28,7 +28,9 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_long, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::filter::FCHMODAT2;
 use super::remote::Target;
@@ -400,9 +402,6 @@ fn file_id(fd: RawFd) -> (u64, u64) {
     }
 }
 
-/// A creating call sets the supervisor's umask to the target's while it runs.
-static CREATING: Mutex<()> = Mutex::new(());
-
 /// The shim keeps a merged directory listing (`getdents64`, fs/syscalls.rs) per
 /// descriptor number, with the descriptor's position as the index into it: each
 /// directory stream of a target (thread, descriptor) gets a number of its own
@@ -456,10 +455,20 @@ pub struct Supervisor {
     groups: HashMap<u32, libc::pid_t>,
 }
 
-/// Threads that serve the listener at once: a call that blocks (an `open` of a
-/// FIFO whose writer is another static process of the capsule, a `connect`)
-/// holds one of them, not every process of the capsule.
-const WORKERS: usize = 4;
+/// One thread serves the listener (a second one waiting beside it would make
+/// every wake-up land on a cold thread: 10 µs a call against 6 here). A call can
+/// block, though (an `open` of a FIFO whose writer is another static process of
+/// the capsule, a `connect`): spare threads look every `SPARE_TICK`, and while no
+/// thread is waiting to receive, one of them serves too, so a blocked call holds
+/// one thread, not every process of the capsule.
+const SPARES: usize = 3;
+const SPARE_TICK: Duration = Duration::from_millis(5);
+
+/// Threads waiting in `RECV` now.
+static RECEIVING: AtomicUsize = AtomicUsize::new(0);
+/// Calls answered so far: a spare joins when this did not move for a tick while
+/// no thread was receiving (a call is blocked, not merely being served).
+static ANSWERED: AtomicUsize = AtomicUsize::new(0);
 
 /// Serves the listener until no process uses the filter any more, then exits.
 pub fn serve(listener: OwnedFd) -> ! {
@@ -467,57 +476,46 @@ pub fn serve(listener: OwnedFd) -> ! {
     // SAFETY: the ioctl takes the flags as its argument (no pointer); a kernel
     // without it (before 6.6) says EINVAL, and then the wake-ups just cost more.
     unsafe { libc::ioctl(fd, IOCTL_NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) };
-    wake_up_now_and_then();
+    // Modes of new files come masked with each target's own umask (`generic`).
+    // SAFETY: umask only sets the process's mask.
+    unsafe { libc::umask(0) };
     let cwds = Arc::new(Mutex::new(HashMap::new()));
-    let worker = move |cwds| {
-        let mut sup = Supervisor {
-            listener: fd,
-            current: 0,
-            managed: HashMap::new(),
-            cwds,
-            groups: HashMap::new(),
-        };
-        // Each worker thread enters the shim once: its own calls here are the
-        // real ones, the router's leave it (see `generic`).
-        let _guard = hook::Guard::enter();
-        sup.work();
+    let supervisor = move |cwds| Supervisor {
+        listener: fd,
+        current: 0,
+        managed: HashMap::new(),
+        cwds,
+        groups: HashMap::new(),
     };
-    for _ in 1..WORKERS {
-        let cwds = Arc::clone(&cwds);
-        if std::thread::Builder::new()
+    for _ in 0..SPARES {
+        let mut spare = supervisor(Arc::clone(&cwds));
+        let started = std::thread::Builder::new()
             .name("capsule-backstop".into())
-            .spawn(move || worker(cwds))
-            .is_err()
-        {
+            .spawn(move || {
+                // Each thread enters the shim once: its own calls here are the
+                // real ones, the router's leave it (see `generic`).
+                let _guard = hook::Guard::enter();
+                let mut seen = ANSWERED.load(Ordering::Acquire);
+                loop {
+                    std::thread::sleep(SPARE_TICK);
+                    let now = ANSWERED.load(Ordering::Acquire);
+                    let stuck = now == seen && RECEIVING.load(Ordering::Acquire) == 0;
+                    seen = now;
+                    if (stuck && !spare.serve_one()) || nobody_left(fd) {
+                        // SAFETY: ending the supervisor: no process is left to serve.
+                        unsafe { libc::_exit(0) }
+                    }
+                }
+            });
+        if started.is_err() {
             break;
         }
     }
-    worker(cwds);
+    // This thread is inside the shim already (the constructor's guard).
+    let mut main = supervisor(cwds);
+    while main.serve_one() {}
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
-}
-
-/// A blocked `RECV` does not return when the last process of the filter ends;
-/// a signal every second interrupts it, to look (`nobody_left`).
-fn wake_up_now_and_then() {
-    extern "C" fn nothing(_: c_int) {}
-    // SAFETY: an empty handler without SA_RESTART, and a one-second interval
-    // timer of our own process.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = nothing as extern "C" fn(c_int) as usize;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
-        let second = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
-        let timer = libc::itimerval {
-            it_interval: second,
-            it_value: second,
-        };
-        libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
-    }
 }
 
 /// The listener says POLLHUP, with nothing to read: every process is gone.
@@ -535,23 +533,27 @@ fn nobody_left(fd: c_int) -> bool {
 impl Supervisor {
     /// Serves notifications until no process of the filter is left; then ends
     /// the whole supervisor.
-    fn work(&mut self) {
+    /// Receives and answers one notification; false when no process of the
+    /// filter is left.
+    fn serve_one(&mut self) -> bool {
         let fd = self.listener;
-        loop {
-            let mut notif = Notif::default();
-            // SAFETY: the kernel fills the zeroed struct it requires.
-            if unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) } != 0 {
-                match hook::errno() {
-                    // A target died before we read it, or (the periodic alarm) are
-                    // there processes left at all?
-                    libc::ENOENT | libc::EINTR if nobody_left(fd) => break,
-                    libc::ENOENT | libc::EINTR => continue,
-                    _ => break,
-                }
-            }
-            let outcome = self.handle(&notif);
-            self.answer(&notif, outcome);
+        let mut notif = Notif::default();
+        RECEIVING.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: the kernel fills the zeroed struct it requires.
+        let rc = unsafe { libc::ioctl(fd, IOCTL_NOTIF_RECV, &mut notif) };
+        RECEIVING.fetch_sub(1, Ordering::AcqRel);
+        if rc != 0 {
+            return match hook::errno() {
+                // A target died before we read it, or the last one did (RECV
+                // then fails at once: are there processes left at all?).
+                libc::ENOENT | libc::EINTR => !nobody_left(fd),
+                _ => false,
+            };
         }
+        let outcome = self.handle(&notif);
+        self.answer(&notif, outcome);
+        ANSWERED.fetch_add(1, Ordering::Release);
+        true
     }
 
     fn answer(&self, n: &Notif, outcome: Outcome) {
@@ -737,18 +739,32 @@ impl Supervisor {
             a[0] = slot as c_long;
             slots
         });
-        let creates = match nr {
-            libc::SYS_openat => a[2] as c_int & (libc::O_CREAT | libc::O_TMPFILE) != 0,
-            libc::SYS_openat2 => true,
-            libc::SYS_mkdirat | libc::SYS_mknodat => true,
-            _ => false,
+        // The mode of a new file is the target's, less the target's umask (the
+        // supervisor's own is 0, see `serve`): the umask is a process's, and
+        // holding a lock across a call that may block (a FIFO's open) would let one
+        // target stop the others.
+        let mode_at = match nr {
+            libc::SYS_openat if a[2] as c_int & (libc::O_CREAT | libc::O_TMPFILE) != 0 => Some(3),
+            libc::SYS_mkdirat | libc::SYS_mknodat => Some(2),
+            _ => None,
         };
-        // The umask is the process's: one creating call at a time takes the target's.
-        let _creating = creates.then(|| CREATING.lock().unwrap_or_else(|e| e.into_inner()));
-        let old_umask = creates.then(|| t.umask()).flatten().map(|mask| {
-            // SAFETY: umask only swaps the process's mask.
-            unsafe { libc::umask(mask) }
-        });
+        if let Some(i) = mode_at {
+            a[i] &= !(t.umask().unwrap_or(0o022) as c_long);
+        }
+        if nr == libc::SYS_openat2 {
+            // open_how: flags, then mode (u64 each).
+            if let Some(how) = local
+                .buffers
+                .iter_mut()
+                .find(|b| b.as_ptr() as c_long == a[2])
+            {
+                if let Some(mode) = how.get_mut(8..16) {
+                    let m = u64::from_ne_bytes(mode.try_into().unwrap_or_default());
+                    let masked = m & !u64::from(t.umask().unwrap_or(0o022));
+                    mode.copy_from_slice(&masked.to_ne_bytes());
+                }
+            }
+        }
         let nr = if nr == UTIMENSAT_LOCAL {
             libc::SYS_utimensat
         } else {
@@ -760,10 +776,6 @@ impl Supervisor {
             let rc = unsafe { crate::syscall::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
             (rc, hook::errno())
         });
-        if let Some(mask) = old_umask {
-            // SAFETY: as above.
-            unsafe { libc::umask(mask) };
-        }
         if rc < 0 {
             return Outcome::Errno(err);
         }

@@ -1,7 +1,12 @@
-//! An unmodified Go server of Debian's (`docker-registry`, a Go program linked
-//! dynamically with cgo, whose own system calls bypass libc) in two capsules at
-//! once, on the same port, reached by name from a third capsule and by its
-//! published port from the host. The system-call backstop serves its `bind`.
+//! The system-call backstop beyond busybox's commands (`tests/backstop.rs`):
+//!
+//! - an unmodified Go server of Debian's (`docker-registry`, a Go program linked
+//!   dynamically with cgo, whose own system calls bypass libc) in two capsules at
+//!   once, on the same port, reached by name from a third capsule and by its
+//!   published port from the host: the backstop serves its `bind`;
+//! - a call that blocks in the supervisor (the `open` of a FIFO whose writer is
+//!   another static process of the capsule) does not stop the other processes;
+//!   new files get the target's umask.
 
 mod common;
 
@@ -107,4 +112,86 @@ fn http_status(port: u16) -> Option<u16> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_fifo_between_two_static_processes_and_the_umask() {
+    shim();
+    let busybox = "/usr/bin/busybox";
+    let root = TempDir::new("backstop-fifo");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let home = CapsuleHome::new();
+    let script = "umask 077; cd /tmp; busybox mkfifo p || exit 1; (busybox cat p > out) & \
+                  echo through-the-fifo > /tmp/p; wait; busybox cat /tmp/out; busybox stat -c %a /tmp/out";
+    let started = Instant::now();
+    let out = home.run(&[
+        "run",
+        "--root",
+        root.str(),
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let text = success(&out, "a FIFO between two static processes");
+    assert_eq!(
+        text.trim(),
+        "through-the-fifo\n600",
+        "the reader got the line; umask 077 made the file 600"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no deadlock: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !root.join("tmp/out").exists(),
+        "the lower root is unchanged"
+    );
+}
+
+/// Where the filter cannot be installed (here: under a policy that forbids
+/// seccomp filters, with the Landlock backstop, whose io_uring rule is a filter
+/// too, off), a static program is refused with one line and status 126;
+/// `--allow-bypass` runs it, unseen (the host's name).
+#[test]
+fn without_the_backstop_a_static_program_is_refused_unless_allowed() {
+    shim();
+    let parent = compile_c("no_seccomp");
+    let home = CapsuleHome::new();
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            capsule_bin().to_string_lossy().into_owned(),
+            "run".into(),
+            "--hostname".into(),
+            "not-the-host".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--".into(), "/usr/bin/busybox".into(), "hostname".into()]);
+        let mut cmd = std::process::Command::new(&parent);
+        cmd.args(&args)
+            .env("CAPSULE_HOME", home.path())
+            .env("CAPSULE_LANDLOCK", "off");
+        cmd.output().unwrap()
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(126), "{}", describe(&refused));
+    let err = stderr(&refused);
+    // Beside the loader's notice that Landlock is off: one line of refusal.
+    let refusal: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("CAPSULE_LANDLOCK=off"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "one line: {err:?}");
+    assert!(
+        refusal[0].contains("/usr/bin/busybox") && refusal[0].contains("--allow-bypass"),
+        "names the program and the way out: {err:?}"
+    );
+    assert!(stdout(&refused).is_empty(), "the program did not run");
+    let allowed = run(&["--allow-bypass"]);
+    let text = success(&allowed, "--allow-bypass");
+    assert_eq!(text.trim(), host_name(), "unseen: the host's name");
 }
