@@ -5,9 +5,13 @@
 //! reports the capsule's host name, user (also fake root) and clock, sees the capsule's
 //! files, and what it changes lands in the capsule's private upper layer, the lower
 //! layer staying unchanged byte for byte and other capsules of the same root not seeing
-//! it. Also: exec from a dynamic program into a static one and back, 8 static plus 8 Go
-//! programs in 16 capsules at once, and two static Go servers on the same port in two
-//! capsules, each reached from the host at the port its capsule publishes.
+//! it. Also: busybox's file operations and refusals compared line for line with a
+//! chroot of a copy of the root; exec between static and dynamic programs (bash,
+//! busybox sh, env -i, posix_spawn, Go's os/exec), and of a root's own programs by
+//! their capsule paths; 8 static plus 8 Go programs in 16 capsules at once; two static
+//! Go servers on the same port in two capsules, each reached from the host at the port
+//! its capsule publishes, and (ignored until served) static clients reaching them by
+//! capsule name.
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
