@@ -5,8 +5,13 @@
 //! reports the capsule's host name, user (also fake root) and clock, sees the capsule's
 //! files, and what it changes lands in the capsule's private upper layer, the lower
 //! layer staying unchanged byte for byte and other capsules of the same root not seeing
-//! it. Also: exec from a dynamic program into a static one and back, and 8 static plus
-//! 8 Go programs in 16 capsules at once.
+//! it. Also: busybox's file operations and refusals compared line for line with a
+//! chroot of a copy of the root; exec between static and dynamic programs (bash,
+//! busybox sh, env -i, posix_spawn, Go's os/exec), and of a root's own programs by
+//! their capsule paths; 8 static plus 8 Go programs in 16 capsules at once; two static
+//! Go servers on the same port in two capsules, each reached from the host at the port
+//! its capsule publishes, and (ignored until served) static clients reaching them by
+//! capsule name.
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
@@ -19,11 +24,14 @@ mod common;
 mod fs_support;
 
 use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use common::*;
 use fs_support::{exists, mode_of, names_in, read_text, HostPaths, Snapshot};
@@ -125,33 +133,49 @@ fn raw_probe() -> PathBuf {
 }
 
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
-/// library only, offline; its caches in a temporary directory that lives as long as
-/// the test process).
+/// library only).
 fn go_probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-probe", |out| go_build(out, "probe"))
+}
+
+/// `go build` of `c-tests/go/PROGRAM/main.go` into `out`, with CGO_ENABLED=0, offline,
+/// the caches in a temporary directory that lives as long as the test process.
+fn go_build(out: &Path, program: &str) -> Command {
     static SCRATCH: OnceLock<TempDir> = OnceLock::new();
-    build_static(&BUILT, "go-probe", |out| {
-        let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
-        let mut go = clean_command("go");
-        go.args(["build", "-o"])
-            .arg(out)
-            .arg(workspace_root().join("c-tests/go/probe/main.go"))
-            .env("CGO_ENABLED", "0")
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .env("GOPROXY", "off")
-            .env("GOCACHE", scratch.join("cache"))
-            .env("GOPATH", scratch.join("gopath"))
-            .env("HOME", scratch.path());
-        go
-    })
+    let scratch = SCRATCH.get_or_init(|| TempDir::new("go-build"));
+    let mut go = clean_command("go");
+    go.args(["build", "-o"])
+        .arg(out)
+        .arg(workspace_root().join(format!("c-tests/go/{program}/main.go")))
+        .env("CGO_ENABLED", "0")
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", scratch.join("cache"))
+        .env("GOPATH", scratch.join("gopath"))
+        .env("HOME", scratch.path());
+    go
+}
+
+/// `c-tests/go/server` built like go_probe.
+fn go_server() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-server", |out| go_build(out, "server"))
+}
+
+/// `c-tests/go/dial` built like go_probe.
+fn go_dial() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-dial", |out| go_build(out, "dial"))
 }
 
 /// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
 /// busybox sh runs an applet only when it finds it in PATH).
 const APPLETS: &[&str] = &[
     "sh", "cat", "ls", "rm", "mkdir", "mv", "chmod", "ln", "truncate", "realpath", "stat",
-    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown",
+    "readlink", "hostname", "id", "test", "date", "uname", "pwd", "touch", "chown", "rmdir",
+    "find", "tr", "sort",
 ];
 
 /// A small root for static programs: `/bin/busybox` (and the APPLETS linking to it),
@@ -426,6 +450,20 @@ fn busybox_fake_root_as_an_unprivileged_user() {
     );
     let out = run(&mut own.command_as_nobody(&mut nobody, "/bin/busybox", &["sh", "-c", &script]));
     e.output("own root: chown, chmod", &out, "123:45\n123:45\n700\n");
+    // sethostname changes the capsule's name only (the kernel would refuse nobody).
+    let before = host_name();
+    let named = Capsule::new(
+        "bb-sethost",
+        Some(&root),
+        &["--user", "0", "--hostname", "first"],
+    );
+    let out = run(&mut named.command_as_nobody(
+        &mut nobody,
+        "/bin/busybox",
+        &["sh", "-c", "hostname second && hostname"],
+    ));
+    e.output("own root: sethostname", &out, "second\n");
+    e.eq("the host's name afterwards", host_name(), &before);
     e.done();
     root.assert_unchanged();
 }
@@ -490,6 +528,122 @@ fn busybox_ls_and_cat_see_the_root_not_the_host() {
         ),
         "note\n/etc/note\nlower note\nlower note\n",
     );
+    e.done();
+    root.assert_unchanged();
+}
+
+/// Every path of the tree at `top` ("/" for `top` itself), sorted.
+fn tree_paths(top: &Path) -> Vec<String> {
+    fn walk(top: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).expect("read a root directory") {
+            let path = entry.expect("a root directory entry").path();
+            let rel = path.strip_prefix(top).expect("inside the root");
+            out.push(format!("/{}", rel.display()));
+            if fs::symlink_metadata(&path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
+                walk(top, &path, out);
+            }
+        }
+    }
+    let mut out = vec!["/".to_string()];
+    walk(top, top, &mut out);
+    out.sort();
+    out
+}
+
+/// File operations, each printed with its exit status and message: refusals (ENOENT,
+/// EEXIST, ENOTDIR, EISDIR, ENOTEMPTY), renames of lower files and directories, hard
+/// and symbolic links, truncation, permissions, then the tree in a stable order.
+const CHANGES: &str =
+    "set +e; t() { \"$@\" >/tmp/o 2>&1; echo \"$* -> $? $(tr '\\n' ' ' </tmp/o)\"; }; \
+    t cat /nonexistent; t mkdir /etc; t rmdir /data; t rm /data; t rmdir /etc/note; \
+    t mv /etc/note /etc/note2; t cat /etc/note2 /etc/note; t ln /etc/note2 /etc/hard; \
+    t cat /etc/hard; t mv /data /data2; t ls /data2; t ls /data; t touch /etc/note2/x; \
+    t mkdir /etc/note2/x; t ln -s /etc/note2 /etc/sl; t cat /etc/sl; t rm /etc/sl; \
+    t cat /etc/sl; t truncate -s 3 /etc/hard; t cat /etc/note2; t chmod 000 /etc/note2; \
+    t stat -c %a /etc/note2; t mkdir -p /x/y/z; t rmdir /x/y; t rmdir /x/y/z /x/y /x; \
+    t rm -r /data2; t ls /; find /etc /tmp | sort";
+
+#[test]
+fn busybox_changes_and_refusals_match_a_chroot() {
+    // The same script in a chroot of a copy of the root (the kernel's answers) and in
+    // a capsule of the root: the same output, line for line.
+    if !can_switch_user() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let (root, copy) = (Root::new(&[]), Root::new(&[]));
+    let script = format!("{GUARD}{CHANGES}");
+    let mut chroot = clean_command("/usr/sbin/chroot");
+    chroot
+        .arg(copy.str())
+        .args(["/bin/busybox", "sh", "-c", &script])
+        .env("PATH", "/bin");
+    let native = success(&run(&mut chroot), "the script in a chroot");
+    let c = Capsule::new("bb-chroot", Some(&root), &[]);
+    let capsule = c.ok("/bin/busybox", &["sh", "-c", &script]);
+    let differ: Vec<String> = native
+        .lines()
+        .zip(capsule.lines())
+        .filter(|(n, c)| n != c)
+        .map(|(n, c)| format!("chroot:  {n}\n  capsule: {c}"))
+        .collect();
+    assert!(
+        differ.is_empty() && native.lines().count() == capsule.lines().count(),
+        "the capsule differs from the chroot:\n  {}\n--- chroot ---\n{native}--- capsule ---\n{capsule}",
+        differ.join("\n  ")
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn busybox_find_walks_the_whole_root_once() {
+    // find keeps the listing of / open while it lists each subdirectory.
+    let root = Root::new(&[]);
+    let c = Capsule::new("bb-find", Some(&root), &[]);
+    let out = c.run("/bin/busybox", &["find", "/"]);
+    let mut found: Vec<String> = success(&out, "find /")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    let want = tree_paths(root.dir.path());
+    assert!(
+        found == want,
+        "find / in the capsule:\n  expected {} paths: {want:?}\n  got {}: {found:?}",
+        want.len(),
+        found.len()
+    );
+    root.assert_unchanged();
+}
+
+#[test]
+fn static_programs_exec_static_programs_inside_their_root() {
+    // The capsule paths here are shorter than their host paths. busybox runs most
+    // applets in-process: these name the program, so it is exec'd.
+    let root = Root::new(&[("goprobe", &go_probe())]);
+    let c = Capsule::new(
+        "bb-exec",
+        Some(&root),
+        &["--hostname", "exec-root", "--user", APP_USER],
+    );
+    let mut e = Expect::new("busybox sh running programs of its root by path");
+    for (label, script, want) in [
+        ("/bin/busybox", "/bin/busybox hostname", "exec-root\n"),
+        ("/bin/cat", "/bin/cat /etc/note", "lower note\n"),
+        ("relative", "cd /bin && ./busybox id -u", "4321\n"),
+        ("exec", "exec /bin/busybox cat /data/a", "a\n"),
+    ] {
+        e.output(label, &c.run("/bin/busybox", &["sh", "-c", script]), want);
+    }
+    // Go's os/exec (clone with CLONE_VFORK, then execve in the child).
+    let out = c.run(
+        "/bin/goprobe",
+        &["/etc/note", "/tmp/go", "/data", "/bin/busybox", "hostname"],
+    );
+    e.keys("Go os/exec", &out, &[("exec", "exec-root".to_string())]);
     e.done();
     root.assert_unchanged();
 }
@@ -791,7 +945,11 @@ fn go_program_over_the_host_root() {
         &["--hostname", "go-host", "--user", "0", "--time-at", TIME_AT],
     );
     let probe = probe.to_str().expect("utf-8 path");
-    let out = c.run(probe, &["/etc/debian_version", etc, "/etc"]);
+    // It also runs busybox-static (os/exec: clone, then execve in the child).
+    let out = c.run(
+        probe,
+        &["/etc/debian_version", etc, "/etc", BUSYBOX, "hostname"],
+    );
     host.check();
     let mut e = Expect::new("the Go probe over the host's /");
     let text = stdout(&out);
@@ -810,6 +968,7 @@ fn go_program_over_the_host_root() {
                     .to_string(),
             ),
             ("readback", "go wrote".into()),
+            ("exec", "go-host".into()),
         ],
     );
     let list = seen.get("list").cloned().unwrap_or_default();
@@ -885,6 +1044,44 @@ fn exec_from_dynamic_to_static_and_back() {
         ),
         "x-host\nfrom-static\n",
     );
+    // A static program exec'd by a static one, with a cleared environment, and
+    // posix_spawn'ed by a dynamic one.
+    e.output(
+        "busybox sh -c busybox",
+        &c.run(
+            BUSYBOX,
+            &[
+                "sh",
+                "-c",
+                &format!("{BUSYBOX} hostname; {BUSYBOX} cat {etc}"),
+            ],
+        ),
+        "x-host\nfrom-static\n",
+    );
+    e.output(
+        "env -i busybox",
+        &c.run(
+            "/usr/bin/env",
+            &[
+                "-i",
+                BUSYBOX,
+                "sh",
+                "-c",
+                &format!("{BUSYBOX} hostname; {BUSYBOX} id -u"),
+            ],
+        ),
+        &format!("x-host\n{uid}\n"),
+    );
+    let spawn = format!(
+        "import os, sys\n\
+         pid = os.posix_spawn('{BUSYBOX}', ['busybox', 'cat', '{etc}'], {{}})\n\
+         sys.exit(os.waitpid(pid, 0)[1])"
+    );
+    e.output(
+        "python posix_spawn busybox",
+        &c.run(&python3().to_string_lossy(), &["-c", &spawn]),
+        "from-static\n",
+    );
     e.done();
     host.check();
 }
@@ -949,4 +1146,141 @@ fn eight_busybox_and_eight_go_capsules_at_once() {
     }
     e.done();
     root.assert_unchanged();
+}
+
+// ---- ports ---------------------------------------------------------------------------
+
+/// A TCP port free on the host right now (bound to port 0, then closed).
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free TCP port")
+        .port()
+}
+
+/// What 127.0.0.1:`port` answers, retried until `server` has exited or a minute has
+/// passed (a server on a loaded machine takes its time to bind).
+fn answer_of(port: u16, server: &mut Running) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !server.has_exited() {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .ok()?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).ok()?;
+            return Some(answer);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn go_servers_on_one_port_in_two_capsules_behind_their_published_ports() {
+    let root = Root::new(&[("goserver", &go_server())]);
+    let first = free_tcp_port();
+    let second = loop {
+        let port = free_tcp_port();
+        if port != first {
+            break port;
+        }
+    };
+    let mut e = Expect::new("two static Go servers on capsule port 8000");
+    let capsules: Vec<(String, u16, Capsule)> = [("srv-a", first), ("srv-b", second)]
+        .into_iter()
+        .map(|(name, host_port)| {
+            let publish = format!("{host_port}:8000");
+            let c = Capsule::new(name, Some(&root), &["--hostname", name, "-p", &publish]);
+            (name.to_string(), host_port, c)
+        })
+        .collect();
+    let mut servers: Vec<Running> = capsules
+        .iter()
+        .map(|(_, _, c)| spawn(&mut c.command("/bin/goserver", &["8000"])))
+        .collect();
+    for ((name, host_port, _), server) in capsules.iter().zip(servers.iter_mut()) {
+        let answer = answer_of(*host_port, server);
+        e.check(answer.as_deref() == Some(&format!("{name}\n")), || {
+            format!("{name}: host port {host_port} answered {answer:?}, not {name:?}")
+        });
+    }
+    for ((name, _, _), server) in capsules.iter().zip(servers) {
+        let out = server.wait();
+        e.keys(
+            name,
+            &out,
+            &[
+                // getsockname reports the capsule's port, not the host's.
+                ("addr", "[::]:8000".to_string()),
+                // A connect to the capsule's own port reaches its own listener.
+                ("self", name.clone()),
+            ],
+        );
+    }
+    e.done();
+    root.assert_unchanged();
+}
+
+#[test]
+#[ignore = "the backstop does not resolve capsule names for static programs yet: Go's \
+            resolver asks DNS (lookup srv-1 on 10.255.255.53:53: no such host), busybox nc \
+            says bad address 'srv-1'; run with --ignored"]
+fn static_clients_reach_static_servers_by_capsule_name() {
+    // capsule up: two replicas of the static Go server on port 8000 (srv-1, srv-2),
+    // and three clients reaching them by name: the static Go dialer, busybox-static's
+    // nc, and Python (dynamic, the preload path) for comparison.
+    let (server, dial) = (go_server(), go_dial());
+    busybox();
+    let dir = TempDir::new("backstop-up");
+    let nc = "for n in 1 2; do i=0; a=; \
+              while [ -z \"$a\" ] && [ $i -lt 50 ]; do i=$((i+1)); \
+              a=$(/usr/bin/busybox nc srv-$n 8000 2>/dev/null) || /usr/bin/busybox sleep 0.1; \
+              done; echo srv-$n=${a:-unreachable}; done";
+    let python = "import socket, time\n\
+                  for n in (1, 2):\n\
+                  \x20   for i in range(100):\n\
+                  \x20       try:\n\
+                  \x20           s = socket.create_connection((f'srv-{n}', 8000), timeout=5)\n\
+                  \x20           print(f'srv-{n}=' + s.makefile().readline().strip(), flush=True)\n\
+                  \x20           break\n\
+                  \x20       except OSError:\n\
+                  \x20           time.sleep(0.2)\n";
+    let manifest = format!(
+        "[capsule.srv]\nreplicas = 2\ncommand = [{server:?}, \"8000\", \"3\"]\n\n\
+         [capsule.godial]\ndepends_on = [\"srv\"]\n\
+         command = [{dial:?}, \"srv-1:8000\", \"srv-2:8000\"]\n\n\
+         [capsule.bbnc]\ndepends_on = [\"srv\"]\n\
+         command = [\"{BUSYBOX}\", \"sh\", \"-c\", {nc:?}]\n\n\
+         [capsule.py]\ndepends_on = [\"srv\"]\ncommand = [{py:?}, \"-c\", {python:?}]\n",
+        py = python3(),
+    );
+    fs::write(dir.join("capsule.toml"), &manifest).unwrap();
+    let home = CapsuleHome::new();
+    shim();
+    let mut up = home.command(&["up"]);
+    up.current_dir(dir.path());
+    let out = run(&mut up);
+    let text = stdout(&out);
+    let said = |who: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_once(" | "))
+            .filter(|(name, _)| name.trim() == who)
+            .map(|(_, line)| line.to_string())
+            .collect()
+    };
+    let mut e = Expect::new("clients reaching static servers by name (capsule up)");
+    for client in ["godial", "bbnc", "py"] {
+        let lines = said(client);
+        for n in [1, 2] {
+            let want = format!("srv-{n}=srv-{n}");
+            e.check(lines.contains(&want), || {
+                format!("{client}: no {want:?} in {lines:?}")
+            });
+        }
+    }
+    e.check(out.status.success(), || {
+        format!("capsule up: {}", describe(&out))
+    });
+    e.done();
 }

@@ -1,11 +1,12 @@
 // A Go program as Go builds them by default with CGO_ENABLED=0: statically linked,
 // making its own system calls (no libc) and reading the clock from the vDSO.
 //
-// usage: probe NOTE FILE DIR
+// usage: probe NOTE FILE DIR [PROG ARGS...]
 //
 // Prints KEY=VALUE lines: what os.Hostname, os.Getuid/Geteuid and time.Now report,
 // the content of NOTE, the content FILE has after the probe wrote "go wrote\n" to it
-// (and its size by os.Stat), and the sorted names in DIR (after FILE was written).
+// (and its size by os.Stat), the sorted names in DIR (after FILE was written), and
+// with PROG, what PROG ARGS printed when the probe ran it (os/exec: fork and execve).
 // The harness (tests/backstop.rs) compares them with the capsule's settings.
 // Exits 1 after printing FAIL: lines when a call failed.
 package main
@@ -13,14 +14,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
 )
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: probe NOTE FILE DIR")
+	if len(os.Args) < 4 {
+		fmt.Fprintln(os.Stderr, "usage: probe NOTE FILE DIR [PROG ARGS...]")
 		os.Exit(2)
 	}
 	note, file, dir := os.Args[1], os.Args[2], os.Args[3]
@@ -66,6 +68,14 @@ func main() {
 		}
 		sort.Strings(names)
 		fmt.Printf("list=%s\n", strings.Join(names, ","))
+	}
+	if len(os.Args) > 4 {
+		out, err := exec.Command(os.Args[4], os.Args[5:]...).Output()
+		if err != nil {
+			fail("run "+os.Args[4], err)
+		} else {
+			fmt.Printf("exec=%s\n", strings.TrimSpace(string(out)))
+		}
 	}
 	if failed {
 		os.Exit(1)
