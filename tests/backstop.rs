@@ -10,8 +10,8 @@
 //! busybox sh, env -i, posix_spawn, Go's os/exec), and of a root's own programs by
 //! their capsule paths; 8 static plus 8 Go programs in 16 capsules at once; two static
 //! Go servers on the same port in two capsules, each reached from the host at the port
-//! its capsule publishes, and (ignored until served) static clients reaching them by
-//! capsule name.
+//! its capsule publishes, and static clients reaching them by
+//! capsule name (the loader writes the peers into the capsule's /etc/hosts).
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
@@ -1223,9 +1223,6 @@ fn go_servers_on_one_port_in_two_capsules_behind_their_published_ports() {
 }
 
 #[test]
-#[ignore = "the backstop does not resolve capsule names for static programs yet: Go's \
-            resolver asks DNS (lookup srv-1 on 10.255.255.53:53: no such host), busybox nc \
-            says bad address 'srv-1'; run with --ignored"]
 fn static_clients_reach_static_servers_by_capsule_name() {
     // capsule up: two replicas of the static Go server on port 8000 (srv-1, srv-2),
     // and three clients reaching them by name: the static Go dialer, busybox-static's

@@ -1059,6 +1059,19 @@ impl Prepared {
         if let Some(hostname) = &config.hostname {
             dir.write_hostname(hostname)?;
         }
+        if !config.net.peers.is_empty() && !config.net.host {
+            let lower = Path::new(config.fs.root.as_deref().unwrap_or("/")).join("etc/hosts");
+            let base = std::fs::read_to_string(&lower)
+                .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_string());
+            let peers: Vec<(String, [u8; 4])> = config
+                .net
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), capsule_config::net::peer_address(i)))
+                .collect();
+            dir.write_hosts(&base, &peers)?;
+        }
         for key in &self.ignored {
             warn!("{key} given with -e/--env-file is ignored: capsule settings come from the capsule's flags");
         }

@@ -569,6 +569,28 @@ impl CapsuleDir {
     /// Gives the capsule an `/etc/hostname` holding its host name, in its upper
     /// layer (as `docker run --hostname` provides one); it shadows the root's.
     pub fn write_hostname(&self, hostname: &str) -> Result<(), StateError> {
+        self.write_etc_file("hostname", &format!("{hostname}\n"))
+    }
+
+    /// Gives the capsule an `/etc/hosts` naming its peers, in its upper layer (as
+    /// docker provides one): `base` (the root's own) and a line per peer. Programs
+    /// that resolve names without the shim's resolver (static ones, Go's) find
+    /// the peers there.
+    pub fn write_hosts(&self, base: &str, peers: &[(String, [u8; 4])]) -> Result<(), StateError> {
+        let mut text = base.to_string();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# the capsules started together (capsule up)\n");
+        for (name, [a, b, c, d]) in peers {
+            text.push_str(&format!("{a}.{b}.{c}.{d}\t{name}\n"));
+        }
+        self.write_etc_file("hosts", &text)
+    }
+
+    /// Writes `/etc/NAME` into the capsule's upper layer (atomically, mode 0644),
+    /// recorded as the loader's (not the capsule's change).
+    fn write_etc_file(&self, name: &str, text: &str) -> Result<(), StateError> {
         let etc = self.upper_path().join("etc");
         let mut written = read_loader_files(&self.path);
         if !etc.is_dir() {
@@ -581,19 +603,19 @@ impl CapsuleDir {
             fs::set_permissions(&etc, fs::Permissions::from_mode(UPPER_MODE))
                 .map_err(io_error(&etc))?;
         }
-        let file = etc.join("hostname");
-        let whiteout = etc.join(".wh.hostname");
+        let file = etc.join(name);
+        let whiteout = etc.join(format!(".wh.{name}"));
         if whiteout.exists() {
             fs::remove_file(&whiteout).map_err(io_error(&whiteout))?;
         }
-        let temp = etc.join(".capsule-copyup-hostname");
-        fs::write(&temp, format!("{hostname}\n")).map_err(io_error(&temp))?;
+        let temp = etc.join(format!(".capsule-copyup-{name}"));
+        fs::write(&temp, text).map_err(io_error(&temp))?;
         fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)).map_err(io_error(&temp))?;
         fs::rename(&temp, &file).map_err(io_error(&file))?;
         let meta = fs::symlink_metadata(&file).map_err(io_error(&file))?;
         written
             .files
-            .insert(PathBuf::from("etc/hostname"), FileStamp::of(&meta));
+            .insert(PathBuf::from("etc").join(name), FileStamp::of(&meta));
         self.write_atomically(LOADER_FILES, &written.to_text())
     }
 

@@ -204,6 +204,20 @@ impl Target {
         })
     }
 
+    /// An address for `len` bytes below the stack pointer of the thread, which
+    /// is stopped in a system call (`/proc/TID/syscall` names it): past the
+    /// x86-64 red zone, 16-byte aligned; free stack until the call returns.
+    pub fn below_stack(&self, len: usize) -> Option<u64> {
+        let text = std::fs::read_to_string(self.proc_file("syscall")).ok()?;
+        let sp = text.split_whitespace().nth(7)?;
+        let sp = u64::from_str_radix(sp.trim_start_matches("0x"), 16).ok()?;
+        let at = sp.checked_sub(256 + len as u64)? & !15;
+        // The page must be there (the stack is not grown for us).
+        let mut probe = [0u8; 1];
+        self.read(at, &mut probe).ok()?;
+        Some(at)
+    }
+
     pub fn umask(&self) -> Option<libc::mode_t> {
         libc::mode_t::from_str_radix(&self.status_field("Umask")?, 8).ok()
     }

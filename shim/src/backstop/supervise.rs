@@ -1027,9 +1027,24 @@ impl Supervisor {
                 && libc::stat(node.host.as_ptr(), &mut ours) == 0
                 && same_file(&theirs, &ours)
         };
+        // A last component that is a link to a name in its own directory
+        // (`/bin/cat -> busybox`): the kernel, given the link's host path, finds
+        // the same file, and the program keeps the name it was run by.
+        let mut link = crate::fs::layers::Node::empty();
+        let by_link = (follow
+            && ops::existing_into(layers, base_fd, &path, false, &mut link).is_ok()
+            && link.stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+            .then(|| std::fs::read_link(std::ffi::OsStr::from_bytes(link.host.as_bytes())).ok())
+            .flatten()
+            .filter(|target| {
+                let t = target.as_os_str().as_bytes();
+                !t.is_empty() && !t.contains(&b'/')
+            })
+            .and_then(|_| CString::new(link.host.as_bytes()).ok());
         Ok(Resolved {
             given_len: given.as_bytes().len(),
             host: CString::new(node.host.as_bytes()).unwrap_or_default(),
+            by_link,
             is_dir: node.is_dir(),
             kernel_same,
         })
@@ -1068,8 +1083,37 @@ impl Supervisor {
             Ok(r) => r,
             Err(outcome) => return outcome,
         };
-        if r.kernel_same || self.rewrite(t, addr, &r) {
+        if r.kernel_same {
             return Outcome::Continue;
+        }
+        let vectors = if nr == libc::SYS_execve {
+            [a[1] as u64, a[2] as u64]
+        } else {
+            [a[2] as u64, a[3] as u64]
+        };
+        // Every way below writes over the name. argv[0], when it is that very
+        // string (a shell's words), keeps its text: a copy below the target's
+        // stack pointer (free stack, in a vfork child too, whose parent waits
+        // above it), where argv[0] then points.
+        let kept = keep_argv0(t, addr, vectors[0]);
+        if self.rewrite(t, addr, &r) {
+            return Outcome::Continue;
+        }
+        // The host path relative to the target's own working directory, when it
+        // lies beneath it and that fits (`bin/cat` for `/bin/cat` from the
+        // capsule's `/`).
+        // A link's own host path first: the program keeps the name it was run by.
+        for host in r.by_link.iter().chain([&r.host]) {
+            let Some(relative) = relative_to_cwd(t, host) else {
+                continue;
+            };
+            if relative.len() <= r.given_len {
+                let mut bytes = relative;
+                bytes.push(0);
+                if t.write(addr, &bytes).is_ok() {
+                    return Outcome::Continue;
+                }
+            }
         }
         // Longer than the target's string. In a target that nothing else can
         // observe until the exec replaces its memory (one thread, its memory its
@@ -1080,11 +1124,6 @@ impl Supervisor {
         // the host path first, and their pointers moved to the copies, so that
         // the program gets its arguments as given (busybox picks its applet by
         // argv[0]).
-        let vectors = if nr == libc::SYS_execve {
-            [a[1] as u64, a[2] as u64]
-        } else {
-            [a[2] as u64, a[3] as u64]
-        };
         if self.alone_in_its_memory(t) && is_executable_program(&r.host) {
             if let Some((image, moved)) = relocated(t, addr, &r.host, vectors) {
                 let done = t.write(addr, &image).is_ok()
@@ -1102,6 +1141,10 @@ impl Supervisor {
             if t.write(addr, alias.as_bytes_with_nul()).is_ok() {
                 return Outcome::Continue;
             }
+        }
+        if kept {
+            // The name is as it was: so is argv[0].
+            let _ = t.write(vectors[0], &addr.to_ne_bytes());
         }
         log::warn!(
             "backstop: cannot run {:?} for a static program: its host path is longer than the name it used",
@@ -1272,6 +1315,37 @@ fn opens_the_shim(local: &Local, flags: c_int) -> bool {
         })
 }
 
+/// When argv[0] (at `argv`) is the string at `name`, points it at a copy of that
+/// string below the target's stack pointer, so that writing over the name
+/// leaves argv[0] as it was.
+/// Returns whether it did (the caller puts argv[0] back if the exec is refused).
+fn keep_argv0(t: &Target, name: u64, argv: u64) -> bool {
+    let mut word = [0u8; 8];
+    if argv == 0 || t.read(argv, &mut word).is_err() || u64::from_ne_bytes(word) != name {
+        return false;
+    }
+    let Ok(text) = t.read_cstr(name) else {
+        return false;
+    };
+    let bytes = text.as_bytes_with_nul();
+    t.below_stack(bytes.len())
+        .is_some_and(|at| t.write(at, bytes).is_ok() && t.write(argv, &at.to_ne_bytes()).is_ok())
+}
+
+/// `host` relative to the target's working directory (the kernel's), when it
+/// lies beneath it.
+fn relative_to_cwd(t: &Target, host: &CString) -> Option<Vec<u8>> {
+    let cwd = std::fs::read_link(t.proc_file("cwd")).ok()?;
+    let cwd = cwd.as_os_str().as_bytes();
+    let rest = host.as_bytes().strip_prefix(cwd)?;
+    let rest = if cwd == b"/" {
+        rest
+    } else {
+        rest.strip_prefix(b"/")?
+    };
+    (!rest.is_empty()).then(|| rest.to_vec())
+}
+
 /// A vector slot of the target's and the address it is to hold.
 type Slot = (u64, u64);
 
@@ -1328,6 +1402,16 @@ fn relocated(
             return None;
         }
     }
+    // The vectors themselves (their slots, up to the terminating NULL) must lie
+    // outside the bytes written: their addresses are the call's own arguments.
+    let end = addr + image.len() as u64;
+    let slots_inside = entries
+        .iter()
+        .any(|&(slot, _)| slot + 8 > addr && slot < end)
+        || vectors.iter().any(|&v| v != 0 && (addr..end).contains(&v));
+    if slots_inside {
+        return None;
+    }
     Some((image, moved))
 }
 
@@ -1349,6 +1433,9 @@ fn is_executable_program(host: &CString) -> bool {
 struct Resolved {
     /// The length of the target's own string.
     given_len: usize,
+    /// The host path of a last-component link to a name beside it, which the
+    /// kernel follows to `host` itself.
+    by_link: Option<CString>,
     host: CString,
     is_dir: bool,
     /// The kernel, given the target's own string, finds this same file.
