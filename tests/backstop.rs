@@ -644,6 +644,12 @@ fn static_programs_exec_static_programs_inside_their_root() {
         &["/etc/note", "/tmp/go", "/data", "/bin/busybox", "hostname"],
     );
     e.keys("Go os/exec", &out, &[("exec", "exec-root".to_string())]);
+    // A name shorter than /dev/fd/N, from a process whose memory a vfork child shares.
+    let out = c.run(
+        "/bin/goprobe",
+        &["/etc/note", "/tmp/go", "/data", "/bin/id", "-u"],
+    );
+    e.keys("Go os/exec /bin/id", &out, &[("exec", APP_UID.to_string())]);
     e.done();
     root.assert_unchanged();
 }
