@@ -1287,3 +1287,44 @@ fn static_clients_reach_static_servers_by_capsule_name() {
     });
     e.done();
 }
+
+// ---- setting the capsule's clock ---------------------------------------------------
+
+#[test]
+fn fake_root_sets_the_capsule_clock_for_static_and_dynamic_programs_alike() {
+    // As the real user nobody (the kernel would refuse to set its clock) with
+    // --user 0, over the host's /: a static or a dynamic shell runs a static or a
+    // dynamic `date -s`, then a static and a dynamic `date`. Without a clock setting
+    // (no vDSO patched at the start) and with one.
+    busybox();
+    let mut nobody = AsNobody::new();
+    let mut e = Expect::new("date -s by a fake root");
+    let bb_date = format!("{BUSYBOX} date");
+    let read = format!("{bb_date} -u +%F; /usr/bin/date -u +%F");
+    for (label, flags) in [
+        ("", vec![]),
+        (", --time-offset -1d", vec!["--time-offset", "-1d"]),
+    ] {
+        let mut all = vec!["--user", "0"];
+        all.extend(flags.iter().copied());
+        for shell in [BUSYBOX, "/bin/sh"] {
+            for setter in [bb_date.as_str(), "/usr/bin/date"] {
+                let c = Capsule::new("clock-set", None, &all);
+                let script = format!("{setter} -u -s '2035-01-02 03:04:05' >/dev/null && {read}");
+                let args: Vec<&str> = if shell == BUSYBOX {
+                    vec!["sh", "-c", &script]
+                } else {
+                    vec!["-c", &script]
+                };
+                let out = run(&mut c.command_as_nobody(&mut nobody, shell, &args));
+                let what = format!("{shell} runs {setter} -s{label}");
+                e.output(&what, &out, "2035-01-02\n2035-01-02\n");
+            }
+        }
+    }
+    let host = stdout(&run_native("date", &["-u", "+%Y"]));
+    e.check(host.trim() != "2035", || {
+        "the host's clock moved to 2035".to_string()
+    });
+    e.done();
+}
