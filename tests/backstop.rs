@@ -1328,3 +1328,56 @@ fn fake_root_sets_the_capsule_clock_for_static_and_dynamic_programs_alike() {
     });
     e.done();
 }
+
+// ---- identity changes across static and dynamic programs ---------------------------
+
+/// The uid and gid of `user` in the host's /etc/passwd.
+fn host_ids_of(user: &str) -> (String, String) {
+    let passwd = read_text(Path::new("/etc/passwd"));
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == user)
+        .map(|f| (f[2].to_string(), f[3].to_string()))
+        .unwrap_or_else(|| panic!("no user {user} in the host's /etc/passwd"))
+}
+
+#[test]
+fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
+    // As the real user nobody with --user 0 over the host's /: busybox su (static:
+    // setgid and setuid served by the supervisor) runs a dynamic shell as daemon,
+    // and util-linux setpriv (dynamic: the shim) runs busybox as 1000. Every program
+    // started after the change reports the new identity.
+    busybox();
+    let (uid, gid) = host_ids_of("daemon");
+    let mut nobody = AsNobody::new();
+    let mut e = Expect::new("identity changes by a fake root");
+    let c = Capsule::new("ids-change", None, &["--user", "0"]);
+    let script = format!("{BUSYBOX} id -u; /usr/bin/id -u; {BUSYBOX} id -g; /usr/bin/id -g");
+    let out = run(&mut c.command_as_nobody(
+        &mut nobody,
+        BUSYBOX,
+        &["su", "-s", "/bin/sh", "daemon", "-c", &script],
+    ));
+    e.output(
+        "static su, then",
+        &out,
+        &format!("{uid}\n{uid}\n{gid}\n{gid}\n"),
+    );
+    let out = run(&mut c.command_as_nobody(
+        &mut nobody,
+        "/usr/bin/setpriv",
+        &[
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    ));
+    e.output("dynamic setpriv, then", &out, "1000\n1000\n1000\n1000\n");
+    e.done();
+}
