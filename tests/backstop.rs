@@ -170,6 +170,12 @@ fn go_dial() -> PathBuf {
     build_static(&BUILT, "go-dial", |out| go_build(out, "dial"))
 }
 
+/// `c-tests/go/unix` built like go_probe.
+fn go_unix() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-unix", |out| go_build(out, "unix"))
+}
+
 /// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
 /// busybox sh runs an applet only when it finds it in PATH).
 const APPLETS: &[&str] = &[
@@ -1388,4 +1394,52 @@ fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
     e.output("static sethostname, then", &out, "second\nsecond\n");
     e.eq("the host's name afterwards", host_name(), &before);
     e.done();
+}
+
+// ---- unix sockets -----------------------------------------------------------------
+
+#[test]
+fn unix_socket_addresses_are_capsule_paths() {
+    // A static Go program in its own root binds /tmp/s.sock, connects, accepts:
+    // getpeername and the accepted socket's getsockname name /tmp/s.sock, not the
+    // host path of the capsule's upper layer; the socket lives in that layer. Python
+    // (dynamic) does the same over the host's / for comparison.
+    let root = Root::new(&[("gounix", &go_unix())]);
+    let c = Capsule::new("unix-go", Some(&root), &[]);
+    let out = c.run("/bin/gounix", &["/tmp/s.sock"]);
+    let mut e = Expect::new("unix socket addresses");
+    let want = |p: &str| {
+        ["addr", "peer", "accepted"]
+            .map(|k| (k, p.to_string()))
+            .into_iter()
+            .chain([
+                ("got", "hello-unix".to_string()),
+                ("socket", "yes".to_string()),
+            ])
+            .collect::<Vec<_>>()
+    };
+    e.keys("static Go, own root", &out, &want("/tmp/s.sock"));
+    e.check(exists(&c.up("/tmp/s.sock")), || {
+        "/tmp/s.sock is not in the upper layer".to_string()
+    });
+    let host = HostPaths::new("unix");
+    let path = format!("{}.sock", host.etc());
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX); s.bind({path:?}); s.listen(1)\n\
+         c = socket.socket(socket.AF_UNIX); c.connect({path:?}); a, _ = s.accept()\n\
+         a.sendall(b'hello-unix')\n\
+         print('addr=' + s.getsockname()); print('peer=' + c.getpeername())\n\
+         print('accepted=' + a.getsockname()); print('got=' + c.recv(64).decode())\n\
+         import os, stat; print('socket=' + ('yes' if stat.S_ISSOCK(os.stat({path:?}).st_mode) else 'no'))\n\
+         print('OK')\n"
+    );
+    let p = Capsule::new("unix-py", None, &[]);
+    let out = p.run(&python3().to_string_lossy(), &["-c", &script]);
+    e.keys("dynamic Python, host's /", &out, &want(&path));
+    e.check(!exists(Path::new(&path)), || {
+        format!("{path} is on the host")
+    });
+    e.done();
+    root.assert_unchanged();
 }
