@@ -46,11 +46,15 @@ const ROOT: u8 = 1;
 const HOST: u8 = 2;
 const ROOT_RO: u8 = 4;
 const HOST_RO: u8 = 8;
-const ALL: u8 = ROOT | HOST | ROOT_RO | HOST_RO;
+/// Over the host `/` with every program under the system-call backstop
+/// (`--backstop all`): the known escapes, raw calls of dynamic programs, are
+/// asserted contained there.
+const HOST_ALL: u8 = 16;
+const ALL: u8 = ROOT | HOST | ROOT_RO | HOST_RO | HOST_ALL;
 /// Capsules with their own root (reads are governed there too).
 const ROOTS: u8 = ROOT | ROOT_RO;
 /// Capsules over the host `/` (python3 is the host's).
-const HOSTS: u8 = HOST | HOST_RO;
+const HOSTS: u8 = HOST | HOST_RO | HOST_ALL;
 const READ_ONLY: u8 = ROOT_RO | HOST_RO;
 
 struct Attempt {
@@ -394,6 +398,9 @@ impl Arena {
         if mode & READ_ONLY != 0 {
             args.push("--read-only".into());
         }
+        if mode & HOST_ALL != 0 {
+            args.extend(["--backstop".into(), "all".into()]);
+        }
         args.extend(["-v".into(), ro_volume, "-v".into(), rw_volume]);
         for (k, v) in vars {
             if k == "PATH" && !own_root {
@@ -433,6 +440,7 @@ fn mode_name(mode: u8) -> &'static str {
         HOST => "host /",
         ROOT_RO => "--root --read-only",
         HOST_RO => "host / --read-only",
+        HOST_ALL => "host / --backstop all",
         _ => "?",
     }
 }
@@ -535,7 +543,9 @@ fn red_team(mode: u8) {
             let _ = fs::remove_dir_all(arena.home.path().join("capsules").join(&name));
             verdict
         };
-        let line = match (&verdict, attempt.known) {
+        // With every program under the backstop, nothing is a known escape.
+        let known = attempt.known.filter(|_| mode != HOST_ALL);
+        let line = match (&verdict, known) {
             (Verdict::Contained, _) => "contained".to_string(),
             (Verdict::Escaped(_), Some(_)) => "ESCAPED (known)".to_string(),
             (Verdict::Escaped(how), None) => {
@@ -595,6 +605,11 @@ fn attacks_on_a_read_only_root_capsule() {
 #[test]
 fn attacks_on_a_read_only_host_root_capsule() {
     red_team(HOST_RO);
+}
+
+#[test]
+fn attacks_on_a_host_root_capsule_with_every_program_under_the_backstop() {
+    red_team(HOST_ALL);
 }
 
 #[test]

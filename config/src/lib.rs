@@ -62,6 +62,10 @@ pub mod keys {
     /// `1`: a static program runs even where the system-call backstop cannot be
     /// installed, unseen by the capsule (`capsule run --allow-bypass`).
     pub const ALLOW_BYPASS: &str = "CAPSULE_ALLOW_BYPASS";
+    /// `all`: every program of the capsule runs under the system-call backstop,
+    /// dynamic ones without the shim (`capsule run --backstop all`); `static` (the
+    /// default): static and Go programs only.
+    pub const BACKSTOP: &str = "CAPSULE_BACKSTOP";
 
     /// Every key the configuration reads; a child's environment loses any stale copy
     /// of these before the current configuration is added back.
@@ -88,6 +92,7 @@ pub mod keys {
         REMOTE_PEERS,
         NETWORK,
         ALLOW_BYPASS,
+        BACKSTOP,
     ];
 }
 
@@ -175,6 +180,8 @@ pub struct Config {
     pub net: NetConfig,
     /// A static program runs unseen where the backstop cannot be installed.
     pub allow_bypass: bool,
+    /// Every program runs under the system-call backstop (`CAPSULE_BACKSTOP=all`).
+    pub backstop_all: bool,
 }
 
 /// A bind volume: the host file or directory `host` appears at `path` in the capsule.
@@ -644,6 +651,13 @@ impl Config {
                 _ => return Err(error(keys::ALLOW_BYPASS, v, "expected 1 or 0")),
             };
         }
+        if let Some(v) = get(keys::BACKSTOP) {
+            config.backstop_all = match v {
+                "all" => true,
+                "static" | "" => false,
+                _ => return Err(error(keys::BACKSTOP, v, "expected all or static")),
+            };
+        }
         if let Some(v) = get(keys::LOG_FILE) {
             if v.is_empty() {
                 return Err(error(keys::LOG_FILE, v, "empty path"));
@@ -758,6 +772,9 @@ impl Config {
         }
         if self.allow_bypass {
             out.push((keys::ALLOW_BYPASS, "1".into()));
+        }
+        if self.backstop_all {
+            out.push((keys::BACKSTOP, "all".into()));
         }
         if !self.net.ports.is_empty() {
             let specs: Vec<String> = self.net.ports.iter().map(PortMap::to_string).collect();

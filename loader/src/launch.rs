@@ -177,6 +177,9 @@ pub struct Launch {
     pub env: Environment,
     /// Where it starts; `None` keeps the loader's working directory.
     pub cwd: Option<PathBuf>,
+    /// Every program under the system-call backstop (`--backstop all`): a dynamic
+    /// one too starts through the trampoline, without the shim.
+    pub backstop_all: bool,
 }
 
 impl Launch {
@@ -196,12 +199,14 @@ impl Launch {
             .and_then(|shim| shim.canonicalize().ok());
         match shim {
             Some(shim)
-                if crate::landlock::is_static_program(&self.executable)
+                if self.backstop_all
+                    || crate::landlock::is_static_program(&self.executable)
                     || crate::landlock::is_go_program(&self.executable) =>
             {
                 let trampoline = shim.with_file_name(TRAMPOLINE_FILE);
-                // A dynamically linked Go program runs without the shim: the
-                // supervisor serves all of its calls (shim/src/backstop/mod.rs).
+                // A dynamically linked program (Go's, or any with --backstop all)
+                // runs without the shim: the supervisor serves all of its calls
+                // (shim/src/backstop/mod.rs).
                 let marker = if crate::landlock::is_static_program(&self.executable) {
                     TRAMPOLINE_MARKER
                 } else {

@@ -283,6 +283,7 @@ pub struct RunSpec {
     remote_peers: Vec<RemotePeer>,
     read_only: bool,
     allow_bypass: bool,
+    backstop_all: bool,
     env_host: bool,
     network_host: bool,
     remove: bool,
@@ -320,6 +321,7 @@ impl RunSpec {
             remote_peers: Vec::new(),
             read_only: false,
             allow_bypass: false,
+            backstop_all: false,
             env_host: false,
             network_host: false,
             remove: false,
@@ -456,6 +458,12 @@ impl RunSpec {
         self
     }
 
+    /// Every program under the system-call backstop, dynamic ones without the shim.
+    pub fn backstop_all(mut self, all: bool) -> Self {
+        self.backstop_all = all;
+        self
+    }
+
     pub fn remove_on_exit(mut self, remove: bool) -> Self {
         self.remove = remove;
         self
@@ -505,6 +513,7 @@ impl RunSpec {
             args: self.args,
             env,
             cwd: workdir,
+            backstop_all: self.backstop_all,
         };
         check_exec_size(&launch)?;
         home.check_not_running(&name)?;
@@ -523,6 +532,7 @@ impl RunSpec {
                 fs: fs_config,
                 net,
                 allow_bypass: self.allow_bypass,
+                backstop_all: self.backstop_all,
             },
             name,
             time: self.time,

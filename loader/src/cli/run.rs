@@ -213,6 +213,13 @@ pub struct RunArgs {
     #[arg(long = "allow-bypass")]
     pub allow_bypass: bool,
 
+    /// Which programs run under the system-call backstop: static (the default:
+    /// static and Go programs) or all (every program, dynamic ones without the
+    /// shim: raw system calls, JIT code and the C library's own calls are the
+    /// capsule's too, at the cost of a round trip to the supervisor per call).
+    #[arg(long = "backstop", value_name = "static|all", default_value = "static")]
+    pub backstop: BackstopMode,
+
     /// Remove the capsule's state directory when the program ends (with -d: when it
     /// has ended for good, restarts included).
     #[arg(long)]
@@ -282,6 +289,13 @@ pub struct RunArgs {
 pub enum NetworkMode {
     Capsule,
     Host,
+}
+
+/// `--backstop`: which programs run under the system-call backstop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackstopMode {
+    Static,
+    All,
 }
 
 /// `--restart`, as docker run takes it (and capsule up's `restart` key).
@@ -452,6 +466,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Termination> {
         .ports(args.publish)
         .read_only(args.read_only)
         .allow_bypass(args.allow_bypass)
+        .backstop_all(args.backstop == BackstopMode::All)
         .network_host(args.network == NetworkMode::Host)
         .env_host(args.env_host)
         .remove_on_exit(args.rm)

@@ -170,6 +170,7 @@ fn prepare(
         args: spec.args.clone(),
         env,
         cwd: Some(start.host),
+        backstop_all: config.backstop_all,
     };
     Ok((launch, config, shim))
 }
