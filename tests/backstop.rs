@@ -11,7 +11,10 @@
 //! their capsule paths; 8 static plus 8 Go programs in 16 capsules at once; two static
 //! Go servers on the same port in two capsules, each reached from the host at the port
 //! its capsule publishes, and static clients reaching them by
-//! capsule name (the loader writes the peers into the capsule's /etc/hosts).
+//! capsule name (the loader writes the peers into the capsule's /etc/hosts); a fake
+//! root's clock, identity and host name changes seen by static and dynamic programs
+//! started afterwards; unix socket addresses; and `--backstop all`, which gives
+//! glibc programs the capsule through the backstop alone.
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
@@ -1442,4 +1445,43 @@ fn unix_socket_addresses_are_capsule_paths() {
     });
     e.done();
     root.assert_unchanged();
+}
+
+// ---- --backstop all ----------------------------------------------------------------
+
+#[test]
+fn backstop_all_gives_dynamic_programs_the_capsule_without_the_shim() {
+    // With --backstop all, glibc programs run under the system-call backstop too,
+    // without libcapsule.so mapped: bash, coreutils and Python over the host's /.
+    let host = HostPaths::new("all");
+    let (etc, var) = (host.etc(), host.var());
+    let c = Capsule::new(
+        "backstop-all",
+        None,
+        &[
+            "--backstop",
+            "all",
+            "--hostname",
+            "all-host",
+            "--user",
+            &APP_UID.to_string(),
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let script = format!(
+        "[ \"$(hostname)\" = all-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+         set -e; grep -c libcapsule /proc/self/maps || true; id -u; date -u +%F; \
+         echo one > {etc}; mkdir {var}; echo two > {var}/f; cat {etc} {var}/f; ls {var}; \
+         python3 -c 'import socket, os, time; print(socket.gethostname(), os.getuid(), time.gmtime().tm_year)'"
+    );
+    let out = c.run("/bin/bash", &["-c", &script]);
+    host.check();
+    let want = format!(
+        "0\n{APP_UID}\n{TIME_AT_DATE}\none\ntwo\nf\nall-host {APP_UID} {}\n",
+        &TIME_AT_DATE[..4]
+    );
+    assert_eq!(success(&out, "bash under --backstop all"), want);
+    assert_eq!(read_text(&c.up(etc)), "one\n", "upper copy of {etc}");
+    assert_eq!(read_text(&c.up(&format!("{var}/f"))), "two\n");
 }
