@@ -1313,6 +1313,7 @@ fn fake_root_sets_the_capsule_clock_for_static_and_dynamic_programs_alike() {
     for (label, flags) in [
         ("", vec![]),
         (", --time-offset -1d", vec!["--time-offset", "-1d"]),
+        (", --backstop all", vec!["--backstop", "all"]),
     ] {
         let mut all = vec!["--user", "0"];
         all.extend(flags.iter().copied());
@@ -1361,18 +1362,22 @@ fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
     let (uid, gid) = host_ids_of("daemon");
     let mut nobody = AsNobody::new();
     let mut e = Expect::new("identity changes by a fake root");
-    let c = Capsule::new("ids-change", None, &["--user", "0"]);
     let script = format!("{BUSYBOX} id -u; /usr/bin/id -u; {BUSYBOX} id -g; /usr/bin/id -g");
-    let out = run(&mut c.command_as_nobody(
-        &mut nobody,
-        BUSYBOX,
-        &["su", "-s", "/bin/sh", "daemon", "-c", &script],
-    ));
-    e.output(
-        "static su, then",
-        &out,
-        &format!("{uid}\n{uid}\n{gid}\n{gid}\n"),
-    );
+    let want = format!("{uid}\n{uid}\n{gid}\n{gid}\n");
+    for (label, all) in [("", false), (", --backstop all", true)] {
+        let mut flags = vec!["--user", "0"];
+        if all {
+            flags.extend(["--backstop", "all"]);
+        }
+        let c = Capsule::new("ids-change", None, &flags);
+        let out = run(&mut c.command_as_nobody(
+            &mut nobody,
+            BUSYBOX,
+            &["su", "-s", "/bin/sh", "daemon", "-c", &script],
+        ));
+        e.output(&format!("static su{label}, then"), &out, &want);
+    }
+    let c = Capsule::new("ids-change", None, &["--user", "0"]);
     let out = run(&mut c.command_as_nobody(
         &mut nobody,
         "/usr/bin/setpriv",
