@@ -11,7 +11,10 @@
 //! their capsule paths; 8 static plus 8 Go programs in 16 capsules at once; two static
 //! Go servers on the same port in two capsules, each reached from the host at the port
 //! its capsule publishes, and static clients reaching them by
-//! capsule name (the loader writes the peers into the capsule's /etc/hosts).
+//! capsule name (the loader writes the peers into the capsule's /etc/hosts); a fake
+//! root's clock, identity and host name changes seen by static and dynamic programs
+//! started afterwards; unix socket addresses; and `--backstop all`, which gives
+//! glibc programs the capsule through the backstop alone.
 //!
 //! Every program here is checked to be static (no PT_INTERP) before it is used, so that
 //! none of these tests can pass through the preload path by accident. Shell scripts that
@@ -168,6 +171,12 @@ fn go_server() -> PathBuf {
 fn go_dial() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     build_static(&BUILT, "go-dial", |out| go_build(out, "dial"))
+}
+
+/// `c-tests/go/unix` built like go_probe.
+fn go_unix() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "go-unix", |out| go_build(out, "unix"))
 }
 
 /// The busybox applets the scripts on a test root use, as links in its `/bin` (Debian's
@@ -644,6 +653,12 @@ fn static_programs_exec_static_programs_inside_their_root() {
         &["/etc/note", "/tmp/go", "/data", "/bin/busybox", "hostname"],
     );
     e.keys("Go os/exec", &out, &[("exec", "exec-root".to_string())]);
+    // A name shorter than /dev/fd/N, from a process whose memory a vfork child shares.
+    let out = c.run(
+        "/bin/goprobe",
+        &["/etc/note", "/tmp/go", "/data", "/bin/id", "-u"],
+    );
+    e.keys("Go os/exec /bin/id", &out, &[("exec", APP_UID.to_string())]);
     e.done();
     root.assert_unchanged();
 }
@@ -1280,4 +1295,198 @@ fn static_clients_reach_static_servers_by_capsule_name() {
         format!("capsule up: {}", describe(&out))
     });
     e.done();
+}
+
+// ---- setting the capsule's clock ---------------------------------------------------
+
+#[test]
+fn fake_root_sets_the_capsule_clock_for_static_and_dynamic_programs_alike() {
+    // As the real user nobody (the kernel would refuse to set its clock) with
+    // --user 0, over the host's /: a static or a dynamic shell runs a static or a
+    // dynamic `date -s`, then a static and a dynamic `date`. Without a clock setting
+    // (no vDSO patched at the start) and with one.
+    busybox();
+    let mut nobody = AsNobody::new();
+    let mut e = Expect::new("date -s by a fake root");
+    let bb_date = format!("{BUSYBOX} date");
+    let read = format!("{bb_date} -u +%F; /usr/bin/date -u +%F");
+    for (label, flags) in [
+        ("", vec![]),
+        (", --time-offset -1d", vec!["--time-offset", "-1d"]),
+        (", --backstop all", vec!["--backstop", "all"]),
+    ] {
+        let mut all = vec!["--user", "0"];
+        all.extend(flags.iter().copied());
+        for shell in [BUSYBOX, "/bin/sh"] {
+            for setter in [bb_date.as_str(), "/usr/bin/date"] {
+                let c = Capsule::new("clock-set", None, &all);
+                let script = format!("{setter} -u -s '2035-01-02 03:04:05' >/dev/null && {read}");
+                let args: Vec<&str> = if shell == BUSYBOX {
+                    vec!["sh", "-c", &script]
+                } else {
+                    vec!["-c", &script]
+                };
+                let out = run(&mut c.command_as_nobody(&mut nobody, shell, &args));
+                let what = format!("{shell} runs {setter} -s{label}");
+                e.output(&what, &out, "2035-01-02\n2035-01-02\n");
+            }
+        }
+    }
+    let host = stdout(&run_native("date", &["-u", "+%Y"]));
+    e.check(host.trim() != "2035", || {
+        "the host's clock moved to 2035".to_string()
+    });
+    e.done();
+}
+
+// ---- identity changes across static and dynamic programs ---------------------------
+
+/// The uid and gid of `user` in the host's /etc/passwd.
+fn host_ids_of(user: &str) -> (String, String) {
+    let passwd = read_text(Path::new("/etc/passwd"));
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == user)
+        .map(|f| (f[2].to_string(), f[3].to_string()))
+        .unwrap_or_else(|| panic!("no user {user} in the host's /etc/passwd"))
+}
+
+#[test]
+fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
+    // As the real user nobody with --user 0 over the host's /: busybox su (static:
+    // setgid and setuid served by the supervisor) runs a dynamic shell as daemon,
+    // and util-linux setpriv (dynamic: the shim) runs busybox as 1000. Every program
+    // started after the change reports the new identity.
+    busybox();
+    let (uid, gid) = host_ids_of("daemon");
+    let mut nobody = AsNobody::new();
+    let mut e = Expect::new("identity changes by a fake root");
+    let script = format!("{BUSYBOX} id -u; /usr/bin/id -u; {BUSYBOX} id -g; /usr/bin/id -g");
+    let want = format!("{uid}\n{uid}\n{gid}\n{gid}\n");
+    for (label, all) in [("", false), (", --backstop all", true)] {
+        let mut flags = vec!["--user", "0"];
+        if all {
+            flags.extend(["--backstop", "all"]);
+        }
+        let c = Capsule::new("ids-change", None, &flags);
+        let out = run(&mut c.command_as_nobody(
+            &mut nobody,
+            BUSYBOX,
+            &["su", "-s", "/bin/sh", "daemon", "-c", &script],
+        ));
+        e.output(&format!("static su{label}, then"), &out, &want);
+    }
+    let c = Capsule::new("ids-change", None, &["--user", "0"]);
+    let out = run(&mut c.command_as_nobody(
+        &mut nobody,
+        "/usr/bin/setpriv",
+        &[
+            "--reuid",
+            "1000",
+            "--regid",
+            "1000",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+    ));
+    e.output("dynamic setpriv, then", &out, "1000\n1000\n1000\n1000\n");
+    // The same for the host name: busybox hostname NAME (sethostname served by the
+    // supervisor), then a static and a dynamic hostname.
+    let before = host_name();
+    let c = Capsule::new("uts-change", None, &["--user", "0", "--hostname", "first"]);
+    let script = format!("{BUSYBOX} hostname second && {BUSYBOX} hostname && /usr/bin/hostname");
+    let out = run(&mut c.command_as_nobody(&mut nobody, BUSYBOX, &["sh", "-c", &script]));
+    e.output("static sethostname, then", &out, "second\nsecond\n");
+    e.eq("the host's name afterwards", host_name(), &before);
+    e.done();
+}
+
+// ---- unix sockets -----------------------------------------------------------------
+
+#[test]
+fn unix_socket_addresses_are_capsule_paths() {
+    // A static Go program in its own root binds /tmp/s.sock, connects, accepts:
+    // getpeername and the accepted socket's getsockname name /tmp/s.sock, not the
+    // host path of the capsule's upper layer; the socket lives in that layer. Python
+    // (dynamic) does the same over the host's / for comparison.
+    let root = Root::new(&[("gounix", &go_unix())]);
+    let c = Capsule::new("unix-go", Some(&root), &[]);
+    let out = c.run("/bin/gounix", &["/tmp/s.sock"]);
+    let mut e = Expect::new("unix socket addresses");
+    let want = |p: &str| {
+        ["addr", "peer", "accepted"]
+            .map(|k| (k, p.to_string()))
+            .into_iter()
+            .chain([
+                ("got", "hello-unix".to_string()),
+                ("socket", "yes".to_string()),
+            ])
+            .collect::<Vec<_>>()
+    };
+    e.keys("static Go, own root", &out, &want("/tmp/s.sock"));
+    e.check(exists(&c.up("/tmp/s.sock")), || {
+        "/tmp/s.sock is not in the upper layer".to_string()
+    });
+    let host = HostPaths::new("unix");
+    let path = format!("{}.sock", host.etc());
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX); s.bind({path:?}); s.listen(1)\n\
+         c = socket.socket(socket.AF_UNIX); c.connect({path:?}); a, _ = s.accept()\n\
+         a.sendall(b'hello-unix')\n\
+         print('addr=' + s.getsockname()); print('peer=' + c.getpeername())\n\
+         print('accepted=' + a.getsockname()); print('got=' + c.recv(64).decode())\n\
+         import os, stat; print('socket=' + ('yes' if stat.S_ISSOCK(os.stat({path:?}).st_mode) else 'no'))\n\
+         print('OK')\n"
+    );
+    let p = Capsule::new("unix-py", None, &[]);
+    let out = p.run(&python3().to_string_lossy(), &["-c", &script]);
+    e.keys("dynamic Python, host's /", &out, &want(&path));
+    e.check(!exists(Path::new(&path)), || {
+        format!("{path} is on the host")
+    });
+    e.done();
+    root.assert_unchanged();
+}
+
+// ---- --backstop all ----------------------------------------------------------------
+
+#[test]
+fn backstop_all_gives_dynamic_programs_the_capsule_without_the_shim() {
+    // With --backstop all, glibc programs run under the system-call backstop too,
+    // without libcapsule.so mapped: bash, coreutils and Python over the host's /.
+    let host = HostPaths::new("all");
+    let (etc, var) = (host.etc(), host.var());
+    let c = Capsule::new(
+        "backstop-all",
+        None,
+        &[
+            "--backstop",
+            "all",
+            "--hostname",
+            "all-host",
+            "--user",
+            &APP_UID.to_string(),
+            "--time-at",
+            TIME_AT,
+        ],
+    );
+    let script = format!(
+        "[ \"$(hostname)\" = all-host ] || {{ echo 'REFUSED: not in the capsule' >&2; exit 99; }}; \
+         set -e; grep -c libcapsule /proc/self/maps || true; id -u; date -u +%F; \
+         echo one > {etc}; mkdir {var}; echo two > {var}/f; cat {etc} {var}/f; ls {var}; \
+         python3 -c 'import socket, os, time; print(socket.gethostname(), os.getuid(), time.gmtime().tm_year)'"
+    );
+    let out = c.run("/bin/bash", &["-c", &script]);
+    host.check();
+    let want = format!(
+        "0\n{APP_UID}\n{TIME_AT_DATE}\none\ntwo\nf\nall-host {APP_UID} {}\n",
+        &TIME_AT_DATE[..4]
+    );
+    assert_eq!(success(&out, "bash under --backstop all"), want);
+    assert_eq!(read_text(&c.up(etc)), "one\n", "upper copy of {etc}");
+    assert_eq!(read_text(&c.up(&format!("{var}/f"))), "two\n");
 }
