@@ -449,8 +449,9 @@ pub struct Supervisor {
     listener: RawFd,
     /// The notification being served.
     current: u64,
-    /// Threads known to run the shim themselves (true) or not (false).
-    managed: HashMap<u32, bool>,
+    /// Threads known to run the shim themselves (true) or not (false): shared by
+    /// the workers, since a spare may see the call that makes a thread the shim's.
+    managed: Arc<Mutex<HashMap<u32, bool>>>,
     /// The host working directory of processes (by thread group) whose `chdir`
     /// could not be handed to the kernel, see `chdir`: shared by the workers.
     cwds: Arc<Mutex<HashMap<libc::pid_t, CString>>>,
@@ -483,15 +484,16 @@ pub fn serve(listener: OwnedFd) -> ! {
     // SAFETY: umask only sets the process's mask.
     unsafe { libc::umask(0) };
     let cwds = Arc::new(Mutex::new(HashMap::new()));
-    let supervisor = move |cwds| Supervisor {
+    let managed = Arc::new(Mutex::new(HashMap::new()));
+    let supervisor = move |cwds, managed| Supervisor {
         listener: fd,
         current: 0,
-        managed: HashMap::new(),
+        managed,
         cwds,
         groups: HashMap::new(),
     };
     for _ in 0..SPARES {
-        let mut spare = supervisor(Arc::clone(&cwds));
+        let mut spare = supervisor(Arc::clone(&cwds), Arc::clone(&managed));
         let started = std::thread::Builder::new()
             .name("capsule-backstop".into())
             .spawn(move || {
@@ -515,7 +517,7 @@ pub fn serve(listener: OwnedFd) -> ! {
         }
     }
     // This thread is inside the shim already (the constructor's guard).
-    let mut main = supervisor(cwds);
+    let mut main = supervisor(cwds, managed);
     while main.serve_one() {}
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
@@ -596,11 +598,8 @@ impl Supervisor {
 
     /// Whether `tid` has the shim loaded (its calls are already translated).
     fn is_managed(&mut self, tid: u32) -> bool {
-        if let Some(&m) = self.managed.get(&tid) {
+        if let Some(&m) = self.managed_cache().get(&tid) {
             return m;
-        }
-        if self.managed.len() > 4096 {
-            self.managed.clear();
         }
         let rt = crate::runtime::get();
         let names = [rt.shim_path.as_bytes(), rt.other_shim.as_bytes()];
@@ -618,8 +617,16 @@ impl Supervisor {
             n.starts_with(b"ld-linux") || n.starts_with(b"ld-musl") || n == b"ld.so"
         });
         let m = has_shim || is_loader;
-        self.managed.insert(tid, m);
+        let mut cache = self.managed_cache();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(tid, m);
         m
+    }
+
+    fn managed_cache(&self) -> std::sync::MutexGuard<'_, HashMap<u32, bool>> {
+        self.managed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn handle(&mut self, n: &Notif) -> Outcome {
@@ -632,7 +639,7 @@ impl Supervisor {
         let managed = self.is_managed(n.pid);
         if nr == libc::SYS_execve || nr == libc::SYS_execveat {
             // After the exec the thread runs another program (or has another number).
-            self.managed.remove(&n.pid);
+            self.managed_cache().remove(&n.pid);
         }
         if managed {
             return Outcome::Continue;
@@ -746,7 +753,7 @@ impl Supervisor {
             // file outside any capsule's view): from this call on the process is
             // the shim's, whose own calls (fstat of this file, its settings) name
             // host files already.
-            self.managed.insert(t.tid as u32, true);
+            self.managed_cache().insert(t.tid as u32, true);
             return Outcome::Continue;
         }
         let _listing = (nr == libc::SYS_getdents64).then(|| {

@@ -236,7 +236,8 @@ fn close_all_but(keep: &[c_int]) {
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
 }
 
-fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
+/// Runs `f` with a message of one byte and room for one descriptor (cmsg(3)).
+fn with_fd_message<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -245,52 +246,49 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
     // SAFETY: CMSG_SPACE is a size computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
     let mut control = vec![0u8; space];
-    // SAFETY: a msghdr over our iovec and control buffer, filled as cmsg(3) says.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
-        if libc::sendmsg(sock, &msg, 0) < 0 {
-            return Err(crate::hook::errno());
+    // SAFETY: a zeroed msghdr is valid; it points at our iovec and control buffer,
+    // which live until `f` returns.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    f(&mut msg)
+}
+
+fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
+    with_fd_message(|msg| {
+        // SAFETY: the control buffer has room for one descriptor (with_fd_message).
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
+            if libc::sendmsg(sock, msg, 0) < 0 {
+                return Err(crate::hook::errno());
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn recv_fd(sock: c_int) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: a size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: as in send_fd; the descriptor received is ours alone.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
-            return None;
+    with_fd_message(|msg| {
+        // SAFETY: recvmsg fills our buffers; the descriptor received is ours alone.
+        unsafe {
+            if libc::recvmsg(sock, msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+                return None;
+            }
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+                return None;
+            }
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
+            Some(std::os::fd::OwnedFd::from_raw_fd(fd))
         }
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
-        Some(std::os::fd::OwnedFd::from_raw_fd(fd))
-    }
+    })
 }
 
 /// For a process with the shim started under the backstop: takes the working
