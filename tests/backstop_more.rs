@@ -258,3 +258,34 @@ fn static_dynamic_static_in_a_root() {
     );
     assert!(!root.join("tmp/made").exists(), "the root is unchanged");
 }
+
+/// `backstop = "all"` in a manifest: a dynamic program's inline `uname` system
+/// call sees the capsule's host name (by default it would see the host's).
+#[test]
+fn a_manifest_puts_every_program_under_the_backstop() {
+    shim();
+    let raw = compile_c("raw_uname");
+    let dir = TempDir::new("backstop-manifest");
+    std::fs::create_dir(dir.join("out")).unwrap();
+    let manifest = format!(
+        "[capsule.strict]\nbackstop = \"all\"\nhostname = \"strict-name\"\n\
+         volumes = [\"./out:/out\"]\n\
+         command = [\"bash\", \"-c\", \"{raw} > /out/strict\"]\n\n\
+         [capsule.plain]\nhostname = \"plain-name\"\nvolumes = [\"./out:/out\"]\n\
+         command = [\"bash\", \"-c\", \"{raw} > /out/plain\"]\n",
+        raw = raw.display()
+    );
+    std::fs::write(dir.join("capsule.toml"), manifest).unwrap();
+    let home = CapsuleHome::new();
+    let mut up = home.command(&["up"]);
+    up.current_dir(dir.path());
+    let out = run(&mut up);
+    success(&out, "capsule up");
+    let read = |name: &str| std::fs::read_to_string(dir.join("out").join(name)).unwrap();
+    assert_eq!(read("strict").trim(), "strict-name", "under --backstop all");
+    assert_eq!(
+        read("plain").trim(),
+        host_name(),
+        "by default a raw call is the host's"
+    );
+}

@@ -123,6 +123,7 @@ fn malformed_manifests_are_refused_with_file_line_and_key() {
         ),
         ("[capsule.a]\ncommand = \"true\"\nroot = \"no-such-root\"\n", "capsule.toml:3:", "capsule.a.root"),
         ("[capsule.a]\ncommand = \"true\"\nnetwork = \"bridge\"\n", "capsule.toml:3:", "capsule.a.network"),
+        ("[capsule.a]\ncommand = \"true\"\nbackstop = \"some\"\n", "capsule.toml:3:", "capsule.a.backstop"),
         (
             "[capsule.a]\ncommand = \"true\"\nnetwork = \"host\"\nports = [\"8000\"]\n",
             "capsule.toml:4:",

@@ -120,6 +120,7 @@ struct RawCapsule {
     time_at: Option<Spanned<String>>,
     read_only: Option<Spanned<bool>>,
     network: Option<Spanned<String>>,
+    backstop: Option<Spanned<String>>,
     restart: Option<Spanned<Restart>>,
     replicas: Option<Spanned<u32>>,
     #[serde(default)]
@@ -149,6 +150,8 @@ pub struct CapsuleDef {
     pub read_only: bool,
     /// `network = "host"`: the host's network, no ports, not a peer of the others.
     pub network_host: bool,
+    /// `backstop = "all"`: every program under the system-call backstop.
+    pub backstop_all: bool,
     pub restart: Restart,
     /// Indices (into [`Manifest::capsules`]) of the capsules started before this one.
     pub depends_on: Vec<usize>,
@@ -175,6 +178,7 @@ impl CapsuleDef {
             .peers(if self.network_host { Vec::new() } else { peers })
             .network_host(self.network_host)
             .read_only(self.read_only)
+            .backstop_all(self.backstop_all)
     }
 }
 
@@ -361,6 +365,7 @@ impl Manifest {
         at.root_or_image(raw)?;
         at.hostname(raw)?;
         let network_host = at.network(raw)?;
+        let backstop_all = at.backstop(raw)?;
         let time = at.time(raw, &mut spans)?;
         if let Some(first) = raw.depends_on.first() {
             spans.insert("depends_on", first.span());
@@ -390,6 +395,7 @@ impl Manifest {
             time,
             read_only: raw.read_only.as_ref().is_some_and(|r| *r.get_ref()),
             network_host,
+            backstop_all,
             restart: raw.restart.as_ref().map_or(Restart::No, |r| *r.get_ref()),
             depends_on: Vec::new(),
             spans,
@@ -702,6 +708,22 @@ impl Table<'_> {
                 "a capsule has a root or an image, not both".into(),
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// `backstop`: `"static"` (the default) or `"all"` (`capsule run --backstop`).
+    fn backstop(&self, raw: &RawCapsule) -> Result<bool, ManifestError> {
+        let Some(backstop) = &raw.backstop else {
+            return Ok(false);
+        };
+        match backstop.get_ref().as_str() {
+            "all" => Ok(true),
+            "static" => Ok(false),
+            other => Err(self.key_error(
+                backstop.span(),
+                "backstop",
+                format!("{other:?}: expected \"all\" or \"static\""),
+            )),
         }
     }
 
