@@ -51,6 +51,13 @@
  *   spawn-chdir DIR     posix_spawn with addchdir_np(DIR) and an O_TRUNC open of the
  *                       relative name "marker"
  *
+ * Posing as a process of the shim's (a static program, which the system-call
+ * backstop's supervisor serves; it must not be fooled into letting its calls through):
+ *   pose FILE ACTION ...  map FILE executable first (a file named like the shim,
+ *                         or the shim itself), then ACTION
+ *   announce ACTION ...   first make the shim's announcement to the supervisor
+ *                         (getcwd(NULL, QUERY_SHIM), backstop/trust.rs) from here
+ *
  * Prints "RAN ACTION" first (the harness checks the attempt really ran), then
  * "DENIED errno=E" or "DONE" (with what it read for `read`). Exit 0 either way: the
  * harness judges by the disk, not by what the attacker says.
@@ -58,6 +65,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,7 +168,28 @@ static long now_ms(void) {
     return t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Maps FILE executable, as the dynamic loader maps a library. */
+static void pose(const char *file) {
+    int fd = RAW(SYS_openat, AT_FDCWD, file, O_RDONLY | O_CLOEXEC, 0, 0);
+    if (fd < 0) {
+        printf("pose open %s: errno=%d\n", file, errno);
+        return;
+    }
+    if (mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0) == MAP_FAILED)
+        printf("pose mmap: errno=%d\n", errno);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 3 && !strcmp(argv[1], "announce")) {
+        step("announce", RAW(SYS_getcwd, 0, 0x636170737368696dL, 0, 0, 0));
+        argv += 1;
+        argc -= 1;
+    }
+    if (argc > 4 && !strcmp(argv[1], "pose")) {
+        pose(argv[2]);
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: redteam ACTION PATH [PATH2]\n");
         return 2;

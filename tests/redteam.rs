@@ -199,6 +199,14 @@ const ATTEMPTS: &[Attempt] = &[
     a("static chmod lower", ALL, r#""$RTS" chmod "$LH/marker""#),
     a("static utimensat lower", ALL, r#""$RTS" utimes "$LH/marker""#),
     a("static setxattr lower", ALL, r#""$RTS" setxattr "$LH/marker""#),
+    // A static program posing as one of the shim's, whose calls the supervisor would
+    // let through as they are: with a copy of the shim at a path that ends like the
+    // shim's, with the shim itself mapped, or named like the dynamic loader.
+    a("static posing with a copy of the shim", ROOT | HOST | HOST_ALL, r#"mkdir -p "/tmp/rt-pose${SHIM%/*}"; cat "$SHIM" > "/tmp/rt-pose$SHIM"; "$RTS" pose "/tmp/rt-pose$SHIM" chmod "$LH/marker""#),
+    a("static posing with the shim mapped", ALL, r#""$RTS" pose "$SHIM" chmod "$LH/marker""#),
+    a("static posing with the shim mapped, read outside", ROOTS, r#""$RTS" pose "$SHIM" read "$OUT/secret""#),
+    a("static announcing itself as the shim", ALL, r#""$RTS" announce pose "$SHIM" chmod "$LH/marker""#),
+    a("static posing as the dynamic loader", ROOT | HOST | HOST_ALL, r#"cat "$RTS" > /tmp/ld-linux-x86-64.so.2; chmod 755 /tmp/ld-linux-x86-64.so.2; /tmp/ld-linux-x86-64.so.2 chmod "$LH/marker""#),
 ];
 
 /// Programs installed in the test root, with their libraries.
@@ -380,6 +388,7 @@ impl Arena {
             ("MAPF", MAP_FILES.to_string()),
             ("HP", std::process::id().to_string()),
             ("HFD", self.host_fd.as_raw_fd().to_string()),
+            ("SHIM", shim().display().to_string()),
             ("PATH", "/usr/bin:/bin".to_string()),
         ];
         let ro_volume = format!("{d}/ro:/ro:ro");

@@ -84,6 +84,14 @@ pub fn ensure_ready() {
 fn init_slow() {
     match STATE.compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
+            // Before the shim's first own call: a supervisor above this process
+            // (the system-call backstop) lets its calls through from now on, and
+            // those of its fork children.
+            crate::backstop::trust::announce_shim();
+            // SAFETY: registers a handler that only makes one system call.
+            unsafe {
+                libc::pthread_atfork(None, None, Some(crate::backstop::trust::announce_in_child))
+            };
             let runtime = build();
             // SAFETY: we own the slot (STATE is BUSY and only we moved it there).
             unsafe { (*RUNTIME.0.get()).write(runtime) };

@@ -35,6 +35,7 @@ mod remote;
 mod supervise;
 #[cfg(not(test))]
 mod trampoline;
+pub mod trust;
 mod vdso;
 #[cfg(not(test))]
 pub use trampoline::restore_cwd;

@@ -21,6 +21,7 @@
 //!
 //! Processes that load the shim themselves (a dynamic program exec'd from a
 //! static one) run their calls as they are: their shim has translated them.
+//! `trust.rs` decides which those are, from what a program cannot forge cheaply.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use super::filter::FCHMODAT2;
 use super::remote::Target;
+use super::trust::{Trust, QUERY_LOADER, QUERY_SHIM};
 use crate::fs::ops::{self, Skip};
 use crate::hook;
 
@@ -449,9 +451,9 @@ pub struct Supervisor {
     listener: RawFd,
     /// The notification being served.
     current: u64,
-    /// Threads known to run the shim themselves (true) or not (false): shared by
-    /// the workers, since a spare may see the call that makes a thread the shim's.
-    managed: Arc<Mutex<HashMap<u32, bool>>>,
+    /// Which threads run the shim themselves (their calls pass as they are):
+    /// shared by the workers, since a spare may see a shim's announcement.
+    trust: Arc<Trust>,
     /// The host working directory of processes (by thread group) whose `chdir`
     /// could not be handed to the kernel, see `chdir`: shared by the workers.
     cwds: Arc<Mutex<HashMap<libc::pid_t, CString>>>,
@@ -484,16 +486,16 @@ pub fn serve(listener: OwnedFd) -> ! {
     // SAFETY: umask only sets the process's mask.
     unsafe { libc::umask(0) };
     let cwds = Arc::new(Mutex::new(HashMap::new()));
-    let managed = Arc::new(Mutex::new(HashMap::new()));
-    let supervisor = move |cwds, managed| Supervisor {
+    let trust = Arc::new(Trust::default());
+    let supervisor = move |cwds, trust| Supervisor {
         listener: fd,
         current: 0,
-        managed,
+        trust,
         cwds,
         groups: HashMap::new(),
     };
     for _ in 0..SPARES {
-        let mut spare = supervisor(Arc::clone(&cwds), Arc::clone(&managed));
+        let mut spare = supervisor(Arc::clone(&cwds), Arc::clone(&trust));
         let started = std::thread::Builder::new()
             .name("capsule-backstop".into())
             .spawn(move || {
@@ -517,7 +519,7 @@ pub fn serve(listener: OwnedFd) -> ! {
         }
     }
     // This thread is inside the shim already (the constructor's guard).
-    let mut main = supervisor(cwds, managed);
+    let mut main = supervisor(cwds, trust);
     while main.serve_one() {}
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
@@ -596,63 +598,58 @@ impl Supervisor {
         unsafe { libc::ioctl(self.listener, IOCTL_NOTIF_SEND, &resp) };
     }
 
-    /// Whether `tid` has the shim loaded (its calls are already translated).
-    fn is_managed(&mut self, tid: u32) -> bool {
-        if let Some(&m) = self.managed_cache().get(&tid) {
-            return m;
-        }
-        let rt = crate::runtime::get();
-        let names = [rt.shim_path.as_bytes(), rt.other_shim.as_bytes()];
-        let maps = std::fs::read(format!("/proc/{tid}/task/{tid}/maps")).unwrap_or_default();
-        let has_shim = maps.split(|&b| b == b'\n').any(|line| {
-            names
-                .iter()
-                .any(|name| !name.is_empty() && line.ends_with(name))
-        });
-        // A dynamic loader run as the program (`ld.so --library-path … PROGRAM`)
-        // was started so by the shim's exec hooks, with host paths, and loads the
-        // shim before the program runs.
-        let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
-        let is_loader = exe.file_name().map(|n| n.as_bytes()).is_some_and(|n| {
-            n.starts_with(b"ld-linux") || n.starts_with(b"ld-musl") || n == b"ld.so"
-        });
-        let m = has_shim || is_loader;
-        let mut cache = self.managed_cache();
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(tid, m);
-        m
-    }
-
-    fn managed_cache(&self) -> std::sync::MutexGuard<'_, HashMap<u32, bool>> {
-        self.managed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn handle(&mut self, n: &Notif) -> Outcome {
         let nr = i64::from(n.data.nr);
         let args = n.data.args.map(|a| a as c_long);
         self.current = n.id;
-        if nr == libc::SYS_getcwd && n.data.args[1] == QUERY_CWD {
-            return self.answer_cwd_query(n);
+        let ip = n.data.instruction_pointer;
+        if nr == libc::SYS_getcwd {
+            match n.data.args[1] {
+                QUERY_CWD => return self.answer_cwd_query(n),
+                QUERY_SHIM if self.trust.announce_shim(n.pid, ip) => {
+                    return Outcome::Value(QUERY_ANSWER as i64)
+                }
+                QUERY_SHIM => {
+                    log::warn!("backstop: process {} poses as the shim's", n.pid);
+                    return Outcome::Errno(libc::EPERM);
+                }
+                _ => {}
+            }
         }
-        let managed = self.is_managed(n.pid);
+        if nr == libc::SYS_arch_prctl && n.data.args[0] == ARCH_SET_FS {
+            self.trust.image_started(n.pid);
+        }
+        let passes = self.trust.passes(n.pid, ip);
+        if nr == libc::SYS_arch_prctl
+            && n.data.args[0] == ARCH_SET_FS
+            && !self.trust.runs_shim(n.pid)
+        {
+            // A new program, whose loader did not map the shim (a dynamic one's
+            // loader makes this call, and passes). Its own clock then needs the
+            // vDSO patch; the shim's reads the time through its hooks.
+            if !super::trust::maps_the_shim(n.pid) {
+                clock_of_static_program(n.pid as libc::pid_t);
+            }
+            return Outcome::Continue;
+        }
+        if nr == libc::SYS_getcwd && n.data.args[1] == QUERY_LOADER {
+            let t = Target::new(n.pid, self.listener, n.id);
+            if let (true, Ok(path)) = (passes, t.read_cstr(n.data.args[2])) {
+                self.trust.announce_loader(n.pid, &path);
+            }
+            return Outcome::Value(QUERY_ANSWER as i64);
+        }
         if nr == libc::SYS_execve || nr == libc::SYS_execveat {
-            // After the exec the thread runs another program (or has another number).
-            self.managed_cache().remove(&n.pid);
+            // After the exec the process may run another program.
+            self.trust.exec_called(n.pid, passes);
         }
-        if managed {
+        if passes {
             return Outcome::Continue;
         }
         let mut t = Target::new(n.pid, self.listener, n.id);
         let layers = crate::fs::layers();
         let outcome = match nr {
-            libc::SYS_arch_prctl => {
-                if n.data.args[0] == ARCH_SET_FS {
-                    clock_of_static_program(t.tid);
-                }
-                Outcome::Continue
-            }
+            libc::SYS_arch_prctl => Outcome::Continue,
             libc::SYS_io_uring_setup | libc::SYS_io_uring_enter | libc::SYS_io_uring_register => {
                 Outcome::Errno(libc::ENOSYS)
             }
@@ -749,11 +746,9 @@ impl Supervisor {
             return Outcome::Errno(e);
         }
         if nr == libc::SYS_openat && opens_the_shim(&local, a[2] as c_int) {
-            // The dynamic loader of a program exec'd here maps the shim (a host
-            // file outside any capsule's view): from this call on the process is
-            // the shim's, whose own calls (fstat of this file, its settings) name
-            // host files already.
-            self.managed_cache().insert(t.tid as u32, true);
+            // The preloaded shim (a host file outside any capsule's view), opened
+            // by a program's own code rather than its loader's: read-only, as
+            // the loader would.
             return Outcome::Continue;
         }
         let _listing = (nr == libc::SYS_getdents64).then(|| {

@@ -77,6 +77,8 @@ unsafe fn exec_static(
         }
         log::warn!("{name} runs unseen by the capsule: {what}: errno {e}");
     }
+    // Under the new filter, this process is still the shim's until the exec.
+    super::trust::announce_shim();
     // A bare program gets the environment without the shim in LD_PRELOAD.
     let mut kept: Vec<*const c_char> = Vec::new();
     let envp = if bare {

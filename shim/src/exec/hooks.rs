@@ -112,7 +112,12 @@ unsafe fn in_capsule(
         Ok(Some(program)) => {
             let mut buf = ArgvBuf::new();
             match program.argv(argv, &mut buf) {
-                Ok(argv) => exec(program.exec_path(), argv),
+                Ok(argv) => {
+                    if let Some(loader) = program.loader_run() {
+                        crate::backstop::trust::announce_loader(loader);
+                    }
+                    exec(program.exec_path(), argv)
+                }
                 Err(e) => failed(fail, e),
             }
         }

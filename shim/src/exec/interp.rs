@@ -134,6 +134,7 @@ pub fn run_first_program_with_roots_loader() {
         argv.extend(owned.iter().skip(1).map(|a| a.as_ptr()));
     }
     argv.push(std::ptr::null());
+    crate::backstop::trust::announce_loader(loader.ldso.as_ptr());
     // SAFETY: NULL-terminated vectors of C strings that outlive the call; inside the
     // guard, execve is the real one. The environment is the one every child gets
     // (the shim in LD_PRELOAD even when it came from elsewhere).

@@ -131,6 +131,19 @@ impl Program {
         self.file()
     }
 
+    /// The root's dynamic loader, when the kernel runs it as the program (a
+    /// supervisor above lets its calls through, see backstop/trust.rs).
+    pub fn loader_run(&self) -> Option<*const c_char> {
+        if self.backstop {
+            return None;
+        }
+        match (&self.loader, &self.explicit) {
+            (Some(loader), _) => Some(loader.ldso.as_ptr()),
+            (None, Some(_)) => Some(self.host.as_ptr()),
+            (None, None) => None,
+        }
+    }
+
     /// The file the kernel runs for the program: the root's loader, or the
     /// program itself (the trampoline runs this one).
     fn file(&self) -> *const c_char {
