@@ -1309,10 +1309,6 @@ fn static_clients_reach_static_servers_by_capsule_name() {
 // ---- setting the capsule's clock ---------------------------------------------------
 
 #[test]
-#[ignore = "known bugs: a static program started while the capsule's clock was the host's \
-            is not under the clock rule (its filter is fixed at its start), and after any \
-            date -s (static or dynamic) run by a dynamic shell, the programs that shell \
-            starts see the jump twice (2043-01-27 for 2035-01-02); run with --ignored"]
 fn fake_root_sets_the_capsule_clock_for_static_and_dynamic_programs_alike() {
     // As the real user nobody (the kernel would refuse to set its clock) with
     // --user 0, over the host's /: a static or a dynamic shell runs a static or a
@@ -1366,9 +1362,6 @@ fn host_ids_of(user: &str) -> (String, String) {
 }
 
 #[test]
-#[ignore = "known bug: a static program's set*id changes the supervisor's identity, which \
-            a dynamic program it executes does not get (it starts from the capsule's \
-            settings); run with --ignored"]
 fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
     // As the real user nobody with --user 0 over the host's /: busybox su (static:
     // setgid and setuid served by the supervisor) runs a dynamic shell as daemon,

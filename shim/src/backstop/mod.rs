@@ -30,6 +30,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod filter;
+pub mod inherit;
 mod remote;
 #[cfg(not(test))]
 mod supervise;

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::filter::FCHMODAT2;
+use super::inherit::QUERY_IDENTITY;
 use super::remote::Target;
 use super::trust::{Trust, QUERY_LOADER, QUERY_SHIM};
 use crate::fs::ops::{self, Skip};
@@ -632,6 +633,16 @@ impl Supervisor {
             }
             return Outcome::Continue;
         }
+        if nr == libc::SYS_getcwd && n.data.args[1] == QUERY_IDENTITY {
+            let t = Target::new(n.pid, self.listener, n.id);
+            if passes && self.trust.executed_by_served(n.pid) {
+                let bytes = super::inherit::identity_bytes();
+                if t.write(n.data.args[2], &bytes).is_ok() {
+                    return Outcome::Value((QUERY_ANSWER + bytes.len() as u64) as i64);
+                }
+            }
+            return Outcome::Value(QUERY_ANSWER as i64);
+        }
         if nr == libc::SYS_getcwd && n.data.args[1] == QUERY_LOADER {
             let t = Target::new(n.pid, self.listener, n.id);
             if let (true, Ok(path)) = (passes, t.read_cstr(n.data.args[2])) {
@@ -951,9 +962,7 @@ impl Supervisor {
     }
 }
 
-/// Added to the length `getcwd` returns for a `QUERY_CWD`: no kernel answer is
-/// that large.
-pub const QUERY_ANSWER: u64 = 1 << 32;
+pub use super::trust::QUERY_ANSWER;
 
 /// `/proc/self` and `/proc/thread-self` in a target's path are the target's, not
 /// the supervisor's.

@@ -162,8 +162,11 @@ fn start_supervisor() -> Result<(), (&'static str, c_int)> {
         let mut status = 0;
         libc::waitpid(child, &mut status, 0);
     }
-    // The clock calls only where the capsule's clock is not the host's.
-    let program = filter::program(crate::time::offset_ns(crate::runtime::get()) != 0);
+    // The clock calls only where the capsule's clock is not the host's, or may
+    // come to differ (a capsule root may set it; the filter is fixed from now on).
+    let clock =
+        crate::time::offset_ns(crate::runtime::get()) != 0 || crate::identity::may_become_root();
+    let program = filter::program(clock);
     let prog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr().cast_mut(),

@@ -38,6 +38,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Mutex, OnceLock};
 
+/// Added to the length `getcwd` returns for a query (`QUERY_CWD` and those
+/// here): no kernel answer is that large.
+pub const QUERY_ANSWER: u64 = 1 << 32;
+
 /// `getcwd(NULL, QUERY_SHIM)` from the shim's own code: "this process runs the
 /// shim". The supervisor answers `QUERY_ANSWER`; without a backstop the kernel
 /// fails it with `EFAULT` (a null buffer) and nothing happens.
@@ -78,6 +82,8 @@ struct Process {
     announced_loader: Option<(u64, u64)>,
     /// The loader phase of the current image is over.
     loader_over: bool,
+    /// The current program was executed by a served process (see inherit.rs).
+    executed_by_served: bool,
 }
 
 #[derive(Default)]
@@ -393,9 +399,22 @@ impl Trust {
         };
         let process = state.processes.entry(tgid).or_default();
         process.loader_over = false;
+        process.executed_by_served = !passes;
         if process.announced_loader.is_none() {
             process.announced_loader = inherited;
         }
+    }
+
+    /// Whether thread `tid`'s program was executed by a served process; asked
+    /// once per program.
+    pub fn executed_by_served(&self, tid: u32) -> bool {
+        let Some((tgid, _)) = ids(tid) else {
+            return false;
+        };
+        self.state()
+            .processes
+            .get_mut(&tgid)
+            .is_some_and(|p| std::mem::take(&mut p.executed_by_served))
     }
 
     /// Whether thread `tid`'s process runs the shim (as last judged).
@@ -472,7 +491,7 @@ pub extern "C" fn announce_in_child() {
 /// # Safety
 /// As for the system call `nr` with these arguments.
 #[inline(never)]
-unsafe fn own_syscall(nr: libc::c_long, a: u64, b: u64, c: u64) -> i64 {
+pub(super) unsafe fn own_syscall(nr: libc::c_long, a: u64, b: u64, c: u64) -> i64 {
     #[cfg(target_arch = "x86_64")]
     {
         let ret: i64;

@@ -125,7 +125,9 @@ fn render_dynamic(rt: &Runtime, out: &mut Text) {
             }
         }
     }
-    let offset = crate::time::offset_ns(rt);
+    // The configured offset only: the child reads the adjustment of any
+    // clock_settime from the capsule's shared state, as this process does.
+    let offset = crate::time::base_offset_ns();
     if offset != 0 {
         out.push(keys::TIME_OFFSET.as_bytes());
         out.push(b"=");

@@ -37,9 +37,25 @@ pub fn capsule_root() -> bool {
     }
 }
 
+/// Whether the calling process is, or may become again, root for host-wide
+/// changes: one of its capsule uids is 0 (or its real ones, without an identity).
+pub fn may_become_root() -> bool {
+    if state::CREDS.enabled() {
+        state::CREDS.uid.all().contains(&0)
+    } else {
+        let (mut real, mut effective, mut saved) = (1, 1, 1);
+        // SAFETY: getresuid writes three ids into our variables.
+        unsafe { libc::getresuid(&mut real, &mut effective, &mut saved) };
+        [real, effective, saved].contains(&0)
+    }
+}
+
 pub fn init(runtime: &Runtime) {
     if let Some(identity) = &runtime.config.identity {
         state::CREDS.install(identity);
+        // A program a static one executed: the static one's set*id calls
+        // changed the identity its supervisor holds, not its environment.
+        crate::backstop::inherit::identity();
     }
 }
 

@@ -148,3 +148,50 @@ impl Creds {
 }
 
 pub static CREDS: Creds = Creds::new();
+
+/// A process's emulated identity as plain data: what the system-call backstop's
+/// supervisor hands to a dynamic program a static one executes (backstop/inherit.rs).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Snapshot {
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub effective_caps: u64,
+    pub permitted_caps: u64,
+    /// 64 bits, so that the struct has no padding (it is sent as bytes).
+    pub ngroups: u64,
+    pub groups: [u32; MAX_GROUPS],
+}
+
+impl Creds {
+    pub fn snapshot(&self) -> Snapshot {
+        let mut groups = [0; MAX_GROUPS];
+        let n = self.groups(&mut groups).min(MAX_GROUPS);
+        Snapshot {
+            uid: [0, 1, 2, 3].map(|i| self.uid.get(i)),
+            gid: [0, 1, 2, 3].map(|i| self.gid.get(i)),
+            effective_caps: self.effective_caps.load(Ordering::Relaxed),
+            permitted_caps: self.permitted_caps.load(Ordering::Relaxed),
+            ngroups: n as u64,
+            groups,
+        }
+    }
+
+    /// Takes `snapshot` as this process's identity (as an exec would keep it:
+    /// capabilities follow the uids, see `install`).
+    pub fn adopt(&self, snapshot: &Snapshot) {
+        for i in 0..4 {
+            self.uid.set(i, snapshot.uid[i]);
+            self.gid.set(i, snapshot.gid[i]);
+        }
+        let n = (snapshot.ngroups as usize).min(MAX_GROUPS);
+        self.set_groups(&snapshot.groups[..n]);
+        let root = snapshot.uid[REAL] == 0 || snapshot.uid[EFFECTIVE] == 0;
+        let effective = snapshot.uid[EFFECTIVE] == 0;
+        self.permitted_caps
+            .store(if root { ALL_CAPS } else { 0 }, Ordering::Relaxed);
+        self.effective_caps
+            .store(if effective { ALL_CAPS } else { 0 }, Ordering::Relaxed);
+        self.keep_caps.store(false, Ordering::Relaxed);
+    }
+}

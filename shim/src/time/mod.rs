@@ -41,6 +41,12 @@ pub fn init(runtime: &Runtime) {
     );
 }
 
+/// The offset the capsule was started with (what its new processes are given:
+/// the `clock_settime` adjustment is in the state they share).
+pub fn base_offset_ns() -> i64 {
+    BASE_OFFSET_NS.load(Ordering::Relaxed)
+}
+
 /// The capsule's current offset from the host's wall clock, in nanoseconds.
 #[inline]
 pub fn offset_ns(runtime: &Runtime) -> i64 {
