@@ -24,7 +24,7 @@ use crate::image::store::Store;
 use crate::image::ImageError;
 
 /// Layers downloaded at once.
-const PARALLEL: usize = 3;
+const PARALLEL: usize = 4;
 
 /// What a pull made.
 #[derive(Debug, Clone)]
