@@ -701,6 +701,111 @@ fn push_a_committed_image_then_pull_it_elsewhere() {
     refused(&out, "nothing:1: no such image");
 }
 
+/// The config digest and the layer digests of the manifest skopeo reads at `image`
+/// (`docker://…` or `oci:…`).
+fn blob_digests(image: &str) -> (String, Vec<String>) {
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", image]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{image}: {e}: {raw}"));
+    let layers = doc["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{image}: no layers: {raw}"))
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    (
+        doc["config"]["digest"].as_str().unwrap().to_string(),
+        layers,
+    )
+}
+
+#[test]
+fn pushed_layers_keep_the_digests_they_were_pulled_or_imported_with() {
+    let work = TempDir::new("pull-push-digests");
+    let layout = umoci_layout(work.path());
+    let app = format!("{}:app", layout.display());
+    let (config, layers) = blob_digests(&format!("oci:{app}"));
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+
+    // Imported from the layout: pushed with the layout's layer and config digests
+    // (the image keeps its id).
+    let imported = CapsuleHome::new();
+    auth.ok(&imported, &["image", "import", &app, "--name", "app:1"]);
+    let dest = registry.name("imported:1");
+    auth.ok(&imported, &["push", "-q", "app:1", &dest]);
+    assert_eq!(
+        blob_digests(&format!("docker://{dest}")),
+        (config.clone(), layers.clone())
+    );
+
+    // Pulled, then pushed elsewhere: the same blobs, none of them uploaded again
+    // to the same repository.
+    registry.seed(&layout, "app", "seeded:1");
+    let pulled = CapsuleHome::new();
+    auth.ok(&pulled, &["pull", "-q", &registry.name("seeded:1")]);
+    let again = registry.name("seeded:2");
+    let out = auth.ok(&pulled, &["push", "-q", &registry.name("seeded:1"), &again]);
+    assert!(out.contains("(3 blobs, 0 uploaded)"), "{out}");
+    assert_eq!(
+        blob_digests(&format!("docker://{again}")),
+        (config.clone(), layers.clone())
+    );
+    let other = registry.name("other:1");
+    let out = auth.ok(&pulled, &["push", "-q", &registry.name("seeded:1"), &other]);
+    assert!(out.contains("(3 blobs, 3 uploaded)"), "{out}");
+    assert_eq!(
+        blob_digests(&format!("docker://{other}")),
+        (config, layers.clone())
+    );
+
+    // A committed layer on top is packed (a new digest); the layers below keep theirs.
+    auth.ok(
+        &pulled,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            &again,
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    auth.ok(&pulled, &["commit", "work", "changed:1"]);
+    // Into the repository that has the layers below: only the new layer and the
+    // configuration are sent.
+    let changed = registry.name("seeded:3");
+    let out = auth.ok(&pulled, &["push", "-q", "changed:1", &changed]);
+    assert!(out.contains("(4 blobs, 2 uploaded)"), "{out}");
+    let (_, pushed) = blob_digests(&format!("docker://{changed}"));
+    assert_eq!(pushed.len(), 3);
+    assert_eq!(pushed[..2], layers[..]);
+    let fresh = CapsuleHome::new();
+    auth.ok(&fresh, &["pull", "-q", &changed]);
+    assert_eq!(data_new(&auth, &fresh, &changed, &[]), "changed\n");
+
+    // image rm takes the kept blobs with the layers.
+    let blobs = pulled.path().join("images/blobs/sha256");
+    let hex = layers[0].strip_prefix("sha256:").unwrap();
+    assert!(blobs.join(hex).is_file());
+    auth.ok(&pulled, &["rm", "work"]);
+    // (run --image pulled seeded:2: another name of the same image.)
+    for image in [
+        registry.name("seeded:1"),
+        registry.name("seeded:2"),
+        "changed:1".to_string(),
+    ] {
+        auth.ok(&pulled, &["image", "rm", &image]);
+    }
+    assert!(
+        !blobs.join(hex).exists(),
+        "{:?}",
+        fs::read_dir(&blobs).unwrap().collect::<Vec<_>>()
+    );
+}
+
 /// The owners the image's tar headers gave survive a push and a pull.
 fn assert_app_image_owners(auth: &AuthEnv, home: &CapsuleHome, image: &str) {
     let out = auth.ok(

@@ -12,7 +12,7 @@ use super::owners::{self, Owners};
 use super::pack;
 use super::progress::Progress;
 use super::spec::Compression;
-use super::store::LayerRecord;
+use super::store::{BlobRecord, LayerRecord};
 use super::unpack;
 use super::ImageError;
 
@@ -22,6 +22,20 @@ pub struct NewLayer {
     pub diff_id: Digest,
     pub staged: Option<PathBuf>,
     pub record: LayerRecord,
+    /// The layer's verified blob, staged to be kept in the store (for `push`).
+    pub blob: Option<StagedBlob>,
+}
+
+/// A blob file in the staging area and what it is.
+#[derive(Debug)]
+pub struct StagedBlob {
+    pub path: PathBuf,
+    pub record: BlobRecord,
+}
+
+/// Where a layer staged at `into` keeps its blob until it is installed.
+pub fn staged_blob_path(into: &Path) -> PathBuf {
+    into.with_extension("blob")
 }
 
 fn invalid(text: String) -> ImageError {
@@ -71,13 +85,20 @@ pub fn prepare(
                     diff_id,
                     staged: None,
                     record,
+                    blob: None,
                 });
             }
             let size = layer_size(into)?;
+            // A blob whose digest was verified is kept as it is, for push.
+            let blob = match digest {
+                Some(digest) => Some(stage_copy(path, digest, *compression, into)?),
+                None => None,
+            };
             Ok(NewLayer {
                 diff_id,
                 staged: Some(into.to_path_buf()),
                 record: LayerRecord { size, entries },
+                blob,
             })
         }
     }
@@ -116,6 +137,41 @@ pub fn unpack_stream(
         diff_id,
         staged: Some(into.to_path_buf()),
         record: LayerRecord { size, entries },
+        blob: None,
+    })
+}
+
+/// Copies the verified blob `path` beside the layer staged at `into`
+/// (`copy_file_range`: a reflink where the file system has them).
+fn stage_copy(
+    path: &Path,
+    digest: &Digest,
+    compression: Option<Compression>,
+    into: &Path,
+) -> Result<StagedBlob, ImageError> {
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let compression = match compression {
+        Some(c) => c,
+        None => {
+            let mut head = [0u8; 4];
+            let n = File::open(path)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(io)?;
+            Compression::sniff(&head[..n])
+        }
+    };
+    let staged = staged_blob_path(into);
+    let size = fs::copy(path, &staged).map_err(io)?;
+    Ok(StagedBlob {
+        path: staged,
+        record: BlobRecord {
+            digest: digest.to_string(),
+            size,
+            media_type: compression.oci_layer_type(),
+        },
     })
 }
 
@@ -278,5 +334,6 @@ pub fn prepare_tree_except(
         diff_id,
         staged: Some(into.to_path_buf()),
         record: LayerRecord { size, entries },
+        blob: None,
     })
 }
