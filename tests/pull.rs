@@ -1107,19 +1107,10 @@ fn zstd_and_uncompressed_layers() {
     assert!(fake.log().contains("GET /v2/app/blobs/"));
 }
 
-#[test]
-fn https_registries_are_verified() {
-    let work = TempDir::new("pull-tls");
-    let layout = umoci_layout(work.path());
-    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+/// A CA of the test's own: its key and certificate.
+fn make_ca(work: &Path) -> (String, String) {
     let path = |name: &str| work.join(name).to_str().unwrap().to_string();
-    let (ca_key, ca, key, csr, crt) = (
-        path("ca.key"),
-        path("ca.crt"),
-        path("server.key"),
-        path("server.csr"),
-        path("server.crt"),
-    );
+    let (key, crt) = (path("ca.key"), path("ca.crt"));
     tool(
         "openssl",
         &[
@@ -1133,28 +1124,43 @@ fn https_registries_are_verified() {
             "-subj",
             "/CN=capsule test CA",
             "-keyout",
-            &ca_key,
+            &key,
             "-out",
-            &ca,
+            &crt,
         ],
     );
+    (key, crt)
+}
+
+/// A key and a certificate `NAME.key`, `NAME.crt` for `subject`, signed by the CA;
+/// `server`: valid for 127.0.0.1, else a client certificate.
+fn sign(
+    work: &Path,
+    ca_key: &str,
+    ca: &str,
+    name: &str,
+    subject: &str,
+    server: bool,
+) -> (String, String) {
+    let path = |ext: &str| {
+        work.join(format!("{name}.{ext}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (key, csr, crt, ext) = (path("key"), path("csr"), path("crt"), path("ext"));
     tool(
         "openssl",
         &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
         ],
     );
-    let ext = work.join("san.ext");
-    fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let usage = if server {
+        "subjectAltName=IP:127.0.0.1\n"
+    } else {
+        "extendedKeyUsage=clientAuth\n"
+    };
+    fs::write(&ext, usage).unwrap();
     tool(
         "openssl",
         &[
@@ -1163,18 +1169,117 @@ fn https_registries_are_verified() {
             "-in",
             &csr,
             "-CA",
-            &ca,
+            ca,
             "-CAkey",
-            &ca_key,
+            ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-extfile",
-            ext.to_str().unwrap(),
+            &ext,
             "-out",
             &crt,
         ],
     );
+    (key, crt)
+}
+
+#[test]
+fn client_certificates_from_the_certs_directory() {
+    let work = TempDir::new("pull-mtls");
+    let layout = umoci_layout(work.path());
+    let (ca_key, ca) = make_ca(work.path());
+    let (key, crt) = sign(work.path(), &ca_key, &ca, "server", "/CN=127.0.0.1", true);
+    let (client_key, client_crt) = sign(work.path(), &ca_key, &ca, "client", "/CN=alice", false);
+    // The registry asks every client for a certificate its CA signed.
+    let tls =
+        format!("  tls:\n    certificate: {crt}\n    key: {key}\n    clientcas:\n      - {ca}\n");
+    let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
+    // A certificate directory as containers-certs.d(5) has it.
+    let certs = work.join("certs.d");
+    fs::create_dir(&certs).unwrap();
+    fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    fs::copy(&client_crt, certs.join("alice.cert")).unwrap();
+    fs::copy(&client_key, certs.join("alice.key")).unwrap();
+    let certs_arg = certs.to_str().unwrap();
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-cert-dir",
+            certs_arg,
+            &format!("oci:{}:app", layout.display()),
+            &format!("docker://{}", registry.name("app:v1")),
+        ],
+    );
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+
+    // Without a client certificate: refused by the registry, in one line.
+    let home = CapsuleHome::new();
+    let mut cmd = auth.command(&home, &["pull", "-q", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", &ca));
+    let line = refused(
+        &out,
+        &format!("127.0.0.1:{}: cannot reach the registry", registry.port),
+    );
+    assert!(line.contains("asking for a client certificate"), "{line}");
+    assert!(!home.path().join("images/index.json").exists());
+    // --cert-dir: the CA and the client certificate from there.
+    let mut cmd = auth.command(&home, &["pull", "-q", "--cert-dir", certs_arg, &image]);
+    let text = success(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "pull --cert-dir",
+    );
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    let mut cmd = auth.command(
+        &home,
+        &[
+            "push",
+            "-q",
+            "--cert-dir",
+            certs_arg,
+            &image,
+            &registry.name("app:v2"),
+        ],
+    );
+    success(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "push --cert-dir",
+    );
+    // The user's directory for HOST:PORT, found without the flag.
+    let user_dir = auth
+        .dir
+        .join("config/containers/certs.d")
+        .join(format!("127.0.0.1:{}", registry.port));
+    fs::create_dir_all(user_dir.parent().unwrap()).unwrap();
+    fs::rename(&certs, &user_dir).unwrap();
+    let fresh = CapsuleHome::new();
+    let mut cmd = auth.command(&fresh, &["pull", "-q", &registry.name("app:v2")]);
+    let text = success(&run(cmd.env("SSL_CERT_FILE", "/dev/null")), "pull, certs.d");
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    assert_eq!(
+        data_new(&auth, &fresh, &registry.name("app:v2"), &[]),
+        "app\n"
+    );
+    // A certificate without its key: one line naming it.
+    fs::remove_file(user_dir.join("alice.key")).unwrap();
+    let mut cmd = auth.command(&CapsuleHome::new(), &["pull", "-q", &image]);
+    let line = refused(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "alice.cert: a client certificate without its .key",
+    );
+    assert!(line.contains(user_dir.to_str().unwrap()), "{line}");
+}
+
+#[test]
+fn https_registries_are_verified() {
+    let work = TempDir::new("pull-tls");
+    let layout = umoci_layout(work.path());
+    let (ca_key, ca) = make_ca(work.path());
+    let (key, crt) = sign(work.path(), &ca_key, &ca, "server", "/CN=127.0.0.1", true);
     let tls = format!("  tls:\n    certificate: {crt}\n    key: {key}\n");
     let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
     registry.seed(&layout, "app", "app:v1");

@@ -62,8 +62,9 @@ pub struct TlsArgs {
     /// http, for the registry of this command only)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
-    /// The registry's CA certificates (*.crt) are in DIR (default:
-    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST)
+    /// The registry's CA certificates (*.crt) and client certificate (NAME.cert with
+    /// NAME.key) are in DIR (default: HOST[:PORT] under ~/.config/containers/certs.d,
+    /// /etc/containers/certs.d and /etc/docker/certs.d)
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<std::path::PathBuf>,
 }
