@@ -619,6 +619,22 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
 }
 
 #[test]
+fn a_schema_1_manifest_is_refused_naming_its_media_type() {
+    let work = TempDir::new("pull-schema1");
+    let layout = umoci_layout(work.path());
+    let fake = Fake::start(work.path(), &layout, "schema1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let out = auth.run(&home, &["pull", &fake.name("old:1")]);
+    refused(
+        &out,
+        "application/vnd.docker.distribution.manifest.v1+prettyjws: a docker schema 1 manifest",
+    );
+    assert!(!home.path().join("images").exists());
+    assert!(!fake.log().contains("/blobs/"), "{}", fake.log());
+}
+
+#[test]
 fn a_registry_that_is_down_is_one_line() {
     let auth = AuthEnv::new();
     let home = CapsuleHome::new();
