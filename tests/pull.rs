@@ -822,6 +822,110 @@ fn pushed_layers_keep_the_digests_they_were_pulled_or_imported_with() {
     );
 }
 
+#[test]
+fn push_with_another_platform_makes_an_index() {
+    let work = TempDir::new("pull-push-index");
+    let layout = umoci_layout(work.path());
+    let l = layout.display().to_string();
+    // The app image again, its configuration saying s390x.
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:app"),
+            "--architecture",
+            "s390x",
+            "--tag",
+            "app-s390x",
+        ],
+    );
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    auth.ok(
+        &home,
+        &["image", "import", &format!("{l}:app"), "--name", "app:host"],
+    );
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "import",
+            &format!("{l}:app-s390x"),
+            "--platform",
+            "linux/s390x",
+            "--name",
+            "app:s390x",
+        ],
+    );
+    // Two images of one platform: refused before anything is sent.
+    let dest = registry.name("multi:1");
+    let out = auth.run(&home, &["push", "app:host", &dest, "--with", "app:host"]);
+    refused(&out, "an index has one image per platform");
+    assert_eq!(registry.requests("\"PUT /v2/"), 0);
+
+    let out = auth.ok(
+        &home,
+        &["push", "-q", "app:host", &dest, "--with", "app:s390x"],
+    );
+    // Two layers shared, two configurations.
+    assert!(out.contains("(6 blobs, 4 uploaded)"), "{out}");
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{dest}"),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        doc["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{raw}"
+    );
+    let arches: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches.len(), 2, "{raw}");
+    assert!(arches.contains(&"s390x"), "{raw}");
+    assert_eq!(
+        registry.digest("multi:1"),
+        out.split_whitespace().nth(1).unwrap()
+    );
+    // Each platform pulls its own image, with the id it had in the pushing store.
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let id_of = |reference: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == reference)
+            .unwrap_or_else(|| panic!("{reference} not in {listed}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (platform, from) in [(None, "app:host"), (Some("linux/s390x"), "app:s390x")] {
+        let fresh = CapsuleHome::new();
+        let mut args = vec!["pull", "-q", &dest];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        let pulled = auth.ok(&fresh, &args);
+        assert_eq!(
+            pulled.split_whitespace().nth(1),
+            Some(id_of(from).as_str()),
+            "{from}: {pulled}"
+        );
+    }
+}
+
 /// The owners the image's tar headers gave survive a push and a pull.
 fn assert_app_image_owners(auth: &AuthEnv, home: &CapsuleHome, image: &str) {
     let out = auth.ok(

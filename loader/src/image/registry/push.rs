@@ -37,10 +37,13 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RegistryError + '_ {
     }
 }
 
-/// Pushes image `source` of the store of `home` as `dest` (default: `source`).
+/// Pushes image `source` of the store of `home` as `dest` (default: `source`);
+/// with `others`, images of other platforms, an OCI index of them all goes under
+/// `dest`'s tag (each image's manifest by its digest first).
 pub fn push(
     home: &Path,
     source: &str,
+    others: &[String],
     dest: Option<&str>,
     options: &Options,
 ) -> Result<Pushed, RegistryError> {
@@ -52,11 +55,124 @@ pub fn push(
         ))
     })?;
     let store = Store::new(home);
-    // Checked before anything is written or any registry is asked.
+    // Everything is checked and packed before any registry is asked.
     let index = store.read_index()?;
-    let (id, record) = store.resolve(&index, source)?;
     let staging = store.staging()?;
     let owners = Owners::current();
+    let mut images = Vec::new();
+    for (n, image) in std::iter::once(source)
+        .chain(others.iter().map(String::as_str))
+        .enumerate()
+    {
+        let dir = staging.path().join(n.to_string());
+        fs::create_dir(&dir).map_err(io_error(&dir))?;
+        let prepared = prepare(&store, &index, image, &dir, owners)?;
+        if others.is_empty() {
+            images.push(prepared);
+            continue;
+        }
+        let platform = prepared.platform.clone().ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "{image}: its configuration names no os and architecture, which an index needs"
+            ))
+        })?;
+        if let Some(twin) = images
+            .iter()
+            .find(|i: &&Prepared| i.platform.as_ref() == Some(&platform))
+        {
+            return Err(RegistryError::Invalid(format!(
+                "{image}: the same platform ({platform}) as {}: an index has one image per platform",
+                twin.source
+            )));
+        }
+        images.push(prepared);
+    }
+
+    let client = Client::connect(&target.domain, &target.path, "pull,push", options)?;
+    let mut uploaded = 0;
+    let mut blobs = 0;
+    for image in &images {
+        for (desc, path) in &image.files {
+            let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
+            if upload(&client, &target.path, &digest, path)? {
+                uploaded += 1;
+            }
+            blobs += 1;
+            if !options.quiet {
+                eprintln!("{}: pushed", digest.short());
+            }
+        }
+    }
+    let put = |reference: &str, media_type: &str, bytes: &[u8]| {
+        let url = format!("{}/manifests/{reference}", target.path);
+        let response = client.send(
+            "PUT",
+            &url,
+            &[("Content-Type", media_type)],
+            &Payload::Bytes(bytes),
+        )?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(client.status_error(&format!("manifest {reference}"), status, response));
+        }
+        Ok(())
+    };
+    let bytes = match images.as_slice() {
+        [only] => {
+            put(&tag, spec::OCI_MANIFEST, &only.manifest)?;
+            only.manifest.clone()
+        }
+        _ => {
+            let mut manifests = Vec::new();
+            for image in &images {
+                let digest = Digest::of(&image.manifest);
+                put(&digest.to_string(), spec::OCI_MANIFEST, &image.manifest)?;
+                manifests.push(spec::Descriptor {
+                    media_type: spec::OCI_MANIFEST.to_string(),
+                    digest: digest.to_string(),
+                    size: image.manifest.len() as i64,
+                    platform: image.platform.clone(),
+                    annotations: None,
+                });
+            }
+            let doc = spec::Index {
+                schema_version: 2,
+                media_type: Some(spec::OCI_INDEX.to_string()),
+                manifests,
+            };
+            let bytes =
+                serde_json::to_vec(&doc).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+            put(&tag, spec::OCI_INDEX, &bytes)?;
+            bytes
+        }
+    };
+    Ok(Pushed {
+        reference: target.familiar(),
+        digest: Digest::of(&bytes),
+        blobs,
+        uploaded,
+    })
+}
+
+/// One image ready to push: its blobs (the configuration last), its manifest and
+/// the platform its configuration names.
+struct Prepared {
+    source: String,
+    files: Vec<(spec::Descriptor, PathBuf)>,
+    manifest: Vec<u8>,
+    platform: Option<spec::Platform>,
+}
+
+/// The blobs and manifest of image `source`; layers without a kept blob are packed
+/// into `staging`.
+fn prepare(
+    store: &Store,
+    index: &crate::image::store::StoreIndex,
+    source: &str,
+    staging: &Path,
+    owners: Owners,
+) -> Result<Prepared, RegistryError> {
+    let (id, record) = store.resolve(index, source)?;
     let mut layers = Vec::new();
     // (descriptor, file) of every blob, the configuration last.
     let mut files = Vec::new();
@@ -80,7 +196,7 @@ pub fn push(
                 path,
                 format!("sha256:{hex}"),
             ),
-            None => pack_layer(&store.layer_path(hex), staging.path(), n, owners)?,
+            None => pack_layer(&store.layer_path(hex), staging, n, owners)?,
         };
         layers.push(desc.clone());
         files.push((desc, path));
@@ -100,7 +216,7 @@ pub fn push(
         config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
         let bytes =
             serde_json::to_vec(&config).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        let path = staging.path().join("config.json");
+        let path = staging.join("config.json");
         fs::write(&path, &bytes).map_err(io_error(&path))?;
         (bytes, path)
     };
@@ -119,34 +235,21 @@ pub fn push(
         layers,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-
-    let client = Client::connect(&target.domain, &target.path, "pull,push", options)?;
-    let mut uploaded = 0;
-    for (desc, path) in &files {
-        let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
-        if upload(&client, &target.path, &digest, path)? {
-            uploaded += 1;
+    let platform = match (config["os"].as_str(), config["architecture"].as_str()) {
+        (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
+            Some(spec::Platform {
+                os: os.to_string(),
+                architecture: architecture.to_string(),
+                variant: config["variant"].as_str().map(str::to_string),
+            })
         }
-        if !options.quiet {
-            eprintln!("{}: pushed", digest.short());
-        }
-    }
-    let url = format!("{}/manifests/{tag}", target.path);
-    let response = client.send(
-        "PUT",
-        &url,
-        &[("Content-Type", spec::OCI_MANIFEST)],
-        &Payload::Bytes(&bytes),
-    )?;
-    let status = response.status().as_u16();
-    if !(200..300).contains(&status) {
-        return Err(client.status_error(&format!("manifest {tag}"), status, response));
-    }
-    Ok(Pushed {
-        reference: target.familiar(),
-        digest: Digest::of(&bytes),
-        blobs: files.len(),
-        uploaded,
+        _ => None,
+    };
+    Ok(Prepared {
+        source: source.to_string(),
+        files,
+        manifest: bytes,
+        platform,
     })
 }
 
