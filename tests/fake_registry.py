@@ -87,6 +87,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if kind == "manifests" and mode == "cut" and "manifest" not in cut_done:
             cut_done.add("manifest")
             return self.reply(503, b"busy", {"Retry-After": "0"})
+        if kind == "manifests" and mode == "schema1":
+            # What registries still serve for images pushed by docker before 1.10.
+            doc = {"schemaVersion": 1, "name": _name, "tag": ref, "architecture": "amd64",
+                   "fsLayers": [], "history": [], "signatures": []}
+            return self.reply(200, json.dumps(doc).encode(), {
+                "Content-Type": "application/vnd.docker.distribution.manifest.v1+prettyjws"})
         if kind == "manifests":
             desc = tags.get(ref) or next((m for m in index["manifests"] if m["digest"] == ref), None)
             if desc is None:

@@ -619,6 +619,22 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
 }
 
 #[test]
+fn a_schema_1_manifest_is_refused_naming_its_media_type() {
+    let work = TempDir::new("pull-schema1");
+    let layout = umoci_layout(work.path());
+    let fake = Fake::start(work.path(), &layout, "schema1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let out = auth.run(&home, &["pull", &fake.name("old:1")]);
+    refused(
+        &out,
+        "application/vnd.docker.distribution.manifest.v1+prettyjws: a docker schema 1 manifest",
+    );
+    assert!(!home.path().join("images").exists());
+    assert!(!fake.log().contains("/blobs/"), "{}", fake.log());
+}
+
+#[test]
 fn a_registry_that_is_down_is_one_line() {
     let auth = AuthEnv::new();
     let home = CapsuleHome::new();
@@ -699,6 +715,215 @@ fn push_a_committed_image_then_pull_it_elsewhere() {
     refused(&out, "a push needs a tag");
     let out = auth.run(&home, &["push", "nothing:1", &dest]);
     refused(&out, "nothing:1: no such image");
+}
+
+/// The config digest and the layer digests of the manifest skopeo reads at `image`
+/// (`docker://…` or `oci:…`).
+fn blob_digests(image: &str) -> (String, Vec<String>) {
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", image]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{image}: {e}: {raw}"));
+    let layers = doc["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{image}: no layers: {raw}"))
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    (
+        doc["config"]["digest"].as_str().unwrap().to_string(),
+        layers,
+    )
+}
+
+#[test]
+fn pushed_layers_keep_the_digests_they_were_pulled_or_imported_with() {
+    let work = TempDir::new("pull-push-digests");
+    let layout = umoci_layout(work.path());
+    let app = format!("{}:app", layout.display());
+    let (config, layers) = blob_digests(&format!("oci:{app}"));
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+
+    // Imported from the layout: pushed with the layout's layer and config digests
+    // (the image keeps its id).
+    let imported = CapsuleHome::new();
+    auth.ok(&imported, &["image", "import", &app, "--name", "app:1"]);
+    let dest = registry.name("imported:1");
+    auth.ok(&imported, &["push", "-q", "app:1", &dest]);
+    assert_eq!(
+        blob_digests(&format!("docker://{dest}")),
+        (config.clone(), layers.clone())
+    );
+
+    // Pulled, then pushed elsewhere: the same blobs, none of them uploaded again
+    // to the same repository.
+    registry.seed(&layout, "app", "seeded:1");
+    let pulled = CapsuleHome::new();
+    auth.ok(&pulled, &["pull", "-q", &registry.name("seeded:1")]);
+    let again = registry.name("seeded:2");
+    let out = auth.ok(&pulled, &["push", "-q", &registry.name("seeded:1"), &again]);
+    assert!(out.contains("(3 blobs, 0 uploaded)"), "{out}");
+    assert_eq!(
+        blob_digests(&format!("docker://{again}")),
+        (config.clone(), layers.clone())
+    );
+    let other = registry.name("other:1");
+    let out = auth.ok(&pulled, &["push", "-q", &registry.name("seeded:1"), &other]);
+    assert!(out.contains("(3 blobs, 3 uploaded)"), "{out}");
+    assert_eq!(
+        blob_digests(&format!("docker://{other}")),
+        (config, layers.clone())
+    );
+
+    // A committed layer on top is packed (a new digest); the layers below keep theirs.
+    auth.ok(
+        &pulled,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            &again,
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    auth.ok(&pulled, &["commit", "work", "changed:1"]);
+    // Into the repository that has the layers below: only the new layer and the
+    // configuration are sent.
+    let changed = registry.name("seeded:3");
+    let out = auth.ok(&pulled, &["push", "-q", "changed:1", &changed]);
+    assert!(out.contains("(4 blobs, 2 uploaded)"), "{out}");
+    let (_, pushed) = blob_digests(&format!("docker://{changed}"));
+    assert_eq!(pushed.len(), 3);
+    assert_eq!(pushed[..2], layers[..]);
+    let fresh = CapsuleHome::new();
+    auth.ok(&fresh, &["pull", "-q", &changed]);
+    assert_eq!(data_new(&auth, &fresh, &changed, &[]), "changed\n");
+
+    // image rm takes the kept blobs with the layers.
+    let blobs = pulled.path().join("images/blobs/sha256");
+    let hex = layers[0].strip_prefix("sha256:").unwrap();
+    assert!(blobs.join(hex).is_file());
+    auth.ok(&pulled, &["rm", "work"]);
+    // (run --image pulled seeded:2: another name of the same image.)
+    for image in [
+        registry.name("seeded:1"),
+        registry.name("seeded:2"),
+        "changed:1".to_string(),
+    ] {
+        auth.ok(&pulled, &["image", "rm", &image]);
+    }
+    assert!(
+        !blobs.join(hex).exists(),
+        "{:?}",
+        fs::read_dir(&blobs).unwrap().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn push_with_another_platform_makes_an_index() {
+    let work = TempDir::new("pull-push-index");
+    let layout = umoci_layout(work.path());
+    let l = layout.display().to_string();
+    // The app image again, its configuration saying s390x.
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:app"),
+            "--architecture",
+            "s390x",
+            "--tag",
+            "app-s390x",
+        ],
+    );
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    auth.ok(
+        &home,
+        &["image", "import", &format!("{l}:app"), "--name", "app:host"],
+    );
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "import",
+            &format!("{l}:app-s390x"),
+            "--platform",
+            "linux/s390x",
+            "--name",
+            "app:s390x",
+        ],
+    );
+    // Two images of one platform: refused before anything is sent.
+    let dest = registry.name("multi:1");
+    let out = auth.run(&home, &["push", "app:host", &dest, "--with", "app:host"]);
+    refused(&out, "an index has one image per platform");
+    assert_eq!(registry.requests("\"PUT /v2/"), 0);
+
+    let out = auth.ok(
+        &home,
+        &["push", "-q", "app:host", &dest, "--with", "app:s390x"],
+    );
+    // Two layers shared, two configurations.
+    assert!(out.contains("(6 blobs, 4 uploaded)"), "{out}");
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{dest}"),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        doc["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{raw}"
+    );
+    let arches: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches.len(), 2, "{raw}");
+    assert!(arches.contains(&"s390x"), "{raw}");
+    assert_eq!(
+        registry.digest("multi:1"),
+        out.split_whitespace().nth(1).unwrap()
+    );
+    // Each platform pulls its own image, with the id it had in the pushing store.
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let id_of = |reference: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["reference"] == reference)
+            .unwrap_or_else(|| panic!("{reference} not in {listed}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (platform, from) in [(None, "app:host"), (Some("linux/s390x"), "app:s390x")] {
+        let fresh = CapsuleHome::new();
+        let mut args = vec!["pull", "-q", &dest];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        let pulled = auth.ok(&fresh, &args);
+        assert_eq!(
+            pulled.split_whitespace().nth(1),
+            Some(id_of(from).as_str()),
+            "{from}: {pulled}"
+        );
+    }
 }
 
 /// The owners the image's tar headers gave survive a push and a pull.
@@ -1002,19 +1227,10 @@ fn zstd_and_uncompressed_layers() {
     assert!(fake.log().contains("GET /v2/app/blobs/"));
 }
 
-#[test]
-fn https_registries_are_verified() {
-    let work = TempDir::new("pull-tls");
-    let layout = umoci_layout(work.path());
-    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+/// A CA of the test's own: its key and certificate.
+fn make_ca(work: &Path) -> (String, String) {
     let path = |name: &str| work.join(name).to_str().unwrap().to_string();
-    let (ca_key, ca, key, csr, crt) = (
-        path("ca.key"),
-        path("ca.crt"),
-        path("server.key"),
-        path("server.csr"),
-        path("server.crt"),
-    );
+    let (key, crt) = (path("ca.key"), path("ca.crt"));
     tool(
         "openssl",
         &[
@@ -1028,28 +1244,43 @@ fn https_registries_are_verified() {
             "-subj",
             "/CN=capsule test CA",
             "-keyout",
-            &ca_key,
+            &key,
             "-out",
-            &ca,
+            &crt,
         ],
     );
+    (key, crt)
+}
+
+/// A key and a certificate `NAME.key`, `NAME.crt` for `subject`, signed by the CA;
+/// `server`: valid for 127.0.0.1, else a client certificate.
+fn sign(
+    work: &Path,
+    ca_key: &str,
+    ca: &str,
+    name: &str,
+    subject: &str,
+    server: bool,
+) -> (String, String) {
+    let path = |ext: &str| {
+        work.join(format!("{name}.{ext}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (key, csr, crt, ext) = (path("key"), path("csr"), path("crt"), path("ext"));
     tool(
         "openssl",
         &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
         ],
     );
-    let ext = work.join("san.ext");
-    fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let usage = if server {
+        "subjectAltName=IP:127.0.0.1\n"
+    } else {
+        "extendedKeyUsage=clientAuth\n"
+    };
+    fs::write(&ext, usage).unwrap();
     tool(
         "openssl",
         &[
@@ -1058,18 +1289,117 @@ fn https_registries_are_verified() {
             "-in",
             &csr,
             "-CA",
-            &ca,
+            ca,
             "-CAkey",
-            &ca_key,
+            ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-extfile",
-            ext.to_str().unwrap(),
+            &ext,
             "-out",
             &crt,
         ],
     );
+    (key, crt)
+}
+
+#[test]
+fn client_certificates_from_the_certs_directory() {
+    let work = TempDir::new("pull-mtls");
+    let layout = umoci_layout(work.path());
+    let (ca_key, ca) = make_ca(work.path());
+    let (key, crt) = sign(work.path(), &ca_key, &ca, "server", "/CN=127.0.0.1", true);
+    let (client_key, client_crt) = sign(work.path(), &ca_key, &ca, "client", "/CN=alice", false);
+    // The registry asks every client for a certificate its CA signed.
+    let tls =
+        format!("  tls:\n    certificate: {crt}\n    key: {key}\n    clientcas:\n      - {ca}\n");
+    let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
+    // A certificate directory as containers-certs.d(5) has it.
+    let certs = work.join("certs.d");
+    fs::create_dir(&certs).unwrap();
+    fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    fs::copy(&client_crt, certs.join("alice.cert")).unwrap();
+    fs::copy(&client_key, certs.join("alice.key")).unwrap();
+    let certs_arg = certs.to_str().unwrap();
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--dest-cert-dir",
+            certs_arg,
+            &format!("oci:{}:app", layout.display()),
+            &format!("docker://{}", registry.name("app:v1")),
+        ],
+    );
+    let image = registry.name("app:v1");
+    let auth = AuthEnv::new();
+
+    // Without a client certificate: refused by the registry, in one line.
+    let home = CapsuleHome::new();
+    let mut cmd = auth.command(&home, &["pull", "-q", &image]);
+    let out = run(cmd.env("SSL_CERT_FILE", &ca));
+    let line = refused(
+        &out,
+        &format!("127.0.0.1:{}: cannot reach the registry", registry.port),
+    );
+    assert!(line.contains("asking for a client certificate"), "{line}");
+    assert!(!home.path().join("images/index.json").exists());
+    // --cert-dir: the CA and the client certificate from there.
+    let mut cmd = auth.command(&home, &["pull", "-q", "--cert-dir", certs_arg, &image]);
+    let text = success(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "pull --cert-dir",
+    );
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    let mut cmd = auth.command(
+        &home,
+        &[
+            "push",
+            "-q",
+            "--cert-dir",
+            certs_arg,
+            &image,
+            &registry.name("app:v2"),
+        ],
+    );
+    success(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "push --cert-dir",
+    );
+    // The user's directory for HOST:PORT, found without the flag.
+    let user_dir = auth
+        .dir
+        .join("config/containers/certs.d")
+        .join(format!("127.0.0.1:{}", registry.port));
+    fs::create_dir_all(user_dir.parent().unwrap()).unwrap();
+    fs::rename(&certs, &user_dir).unwrap();
+    let fresh = CapsuleHome::new();
+    let mut cmd = auth.command(&fresh, &["pull", "-q", &registry.name("app:v2")]);
+    let text = success(&run(cmd.env("SSL_CERT_FILE", "/dev/null")), "pull, certs.d");
+    assert!(text.contains("(2 layers, 2 new)"), "{text}");
+    assert_eq!(
+        data_new(&auth, &fresh, &registry.name("app:v2"), &[]),
+        "app\n"
+    );
+    // A certificate without its key: one line naming it.
+    fs::remove_file(user_dir.join("alice.key")).unwrap();
+    let mut cmd = auth.command(&CapsuleHome::new(), &["pull", "-q", &image]);
+    let line = refused(
+        &run(cmd.env("SSL_CERT_FILE", "/dev/null")),
+        "alice.cert: a client certificate without its .key",
+    );
+    assert!(line.contains(user_dir.to_str().unwrap()), "{line}");
+}
+
+#[test]
+fn https_registries_are_verified() {
+    let work = TempDir::new("pull-tls");
+    let layout = umoci_layout(work.path());
+    let (ca_key, ca) = make_ca(work.path());
+    let (key, crt) = sign(work.path(), &ca_key, &ca, "server", "/CN=127.0.0.1", true);
     let tls = format!("  tls:\n    certificate: {crt}\n    key: {key}\n");
     let registry = Registry::start_with(&work.join("registry"), &tls, None, None);
     registry.seed(&layout, "app", "app:v1");

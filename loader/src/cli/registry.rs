@@ -62,8 +62,9 @@ pub struct TlsArgs {
     /// http, for the registry of this command only)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub tls_verify: bool,
-    /// The registry's CA certificates (*.crt) are in DIR (default:
-    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST)
+    /// The registry's CA certificates (*.crt) and client certificate (NAME.cert with
+    /// NAME.key) are in DIR (default: HOST[:PORT] under ~/.config/containers/certs.d,
+    /// /etc/containers/certs.d and /etc/docker/certs.d)
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<std::path::PathBuf>,
 }
@@ -261,14 +262,17 @@ pub const PUSH_ABOUT: &str = "\
 Push an image of the store to a registry, as docker push: IMAGE (a reference or an \
 id, for example what capsule commit or capsule build made) goes to DESTINATION, by \
 default IMAGE's own name, which must name a registry and a tag \
-(host:5000/app:1, ghcr.io/org/app:2). Layers are written from the store and gzipped; \
-blobs the registry already has are not sent again; the manifest (OCI) is put last. \
+(host:5000/app:1, ghcr.io/org/app:2). Layers go as the blobs they were pulled or \
+imported as (same digests); committed and built ones are packed and gzipped; blobs the \
+registry already has are not sent again; the manifest (OCI) is put last. With --with, \
+images of other platforms go too, and an OCI index of them all under DESTINATION. \
 Credentials and --tls-verify are as for pull (see capsule login --help).";
 
 pub const PUSH_AFTER_HELP: &str = "\
 Examples:
   capsule commit work app:2 && capsule push app:2 localhost:5000/app:2
-  capsule push ghcr.io/org/app:2";
+  capsule push ghcr.io/org/app:2
+  capsule push app:2-amd64 ghcr.io/org/app:2 --with app:2-arm64   # a multi-platform index";
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -278,6 +282,10 @@ pub struct PushArgs {
     /// Where to push it: [REGISTRY/]PATH:TAG (default: IMAGE)
     #[arg(value_name = "DESTINATION")]
     pub destination: Option<String>,
+    /// Push this image of another platform too, and under DESTINATION an OCI index
+    /// of them all (each one's platform from its configuration); repeatable
+    #[arg(long = "with", value_name = "IMAGE")]
+    pub with: Vec<String>,
     /// No line per blob; only the result
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -287,8 +295,14 @@ pub struct PushArgs {
 
 pub fn push(args: PushArgs) -> anyhow::Result<()> {
     let options = options(&args.tls, None, args.quiet)?;
-    let done = push::push(&home()?, &args.image, args.destination.as_deref(), &options)
-        .with_context(|| format!("push {}", args.image))?;
+    let done = push::push(
+        &home()?,
+        &args.image,
+        &args.with,
+        args.destination.as_deref(),
+        &options,
+    )
+    .with_context(|| format!("push {}", args.image))?;
     writeln!(
         std::io::stdout().lock(),
         "{} {} ({} blobs, {} uploaded)",

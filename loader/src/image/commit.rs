@@ -117,6 +117,7 @@ pub fn derive(
             diff_id,
             staged: None,
             record,
+            blob: None,
         });
     }
     let top = top(&staging, owners)?;

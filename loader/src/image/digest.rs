@@ -77,7 +77,8 @@ impl fmt::Display for Digest {
 /// A reader that hashes and counts every byte read through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    /// `None`: counting only (a stream whose digest another reader checks).
+    hasher: Option<Sha256>,
     count: u64,
 }
 
@@ -85,23 +86,42 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
+            count: 0,
+        }
+    }
+
+    /// A reader that only counts: [`HashingReader::finish`] gives no digest.
+    pub fn counting(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: None,
             count: 0,
         }
     }
 
     /// Reads what is left (a tar's end padding, a compressed stream's trailer) so that
-    /// the digest covers the whole stream; returns it and the byte count.
-    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+    /// the digest covers the whole stream; returns it (`None` for a counting reader)
+    /// and the byte count.
+    pub fn finish_any(mut self) -> io::Result<(Option<Digest>, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_hasher(self.hasher), self.count))
+        Ok((self.hasher.map(Digest::from_hasher), self.count))
+    }
+
+    /// [`HashingReader::finish_any`] of a hashing reader.
+    pub fn finish(self) -> io::Result<(Digest, u64)> {
+        let (digest, count) = self.finish_any()?;
+        let digest = digest.ok_or_else(|| io::Error::other("a counting reader has no digest"))?;
+        Ok((digest, count))
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

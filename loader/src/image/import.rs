@@ -214,6 +214,16 @@ pub fn install(
         index
             .layers
             .insert(layer.diff_id.hex().to_string(), layer.record);
+        if let Some(blob) = &layer.blob {
+            let digest = Digest::parse(&blob.record.digest).map_err(ImageError::Invalid)?;
+            let target = store.blob_path(&digest);
+            if !target.exists() {
+                fs::rename(&blob.path, &target).map_err(io(&target))?;
+            }
+            index
+                .blobs
+                .insert(layer.diff_id.hex().to_string(), blob.record.clone());
+        }
     }
     let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chain = Digest::chain(&diff_ids).unwrap_or_else(|| Digest::of(b""));

@@ -12,7 +12,7 @@ use super::owners::{self, Owners};
 use super::pack;
 use super::progress::Progress;
 use super::spec::Compression;
-use super::store::LayerRecord;
+use super::store::{BlobRecord, LayerRecord};
 use super::unpack;
 use super::ImageError;
 
@@ -22,6 +22,20 @@ pub struct NewLayer {
     pub diff_id: Digest,
     pub staged: Option<PathBuf>,
     pub record: LayerRecord,
+    /// The layer's verified blob, staged to be kept in the store (for `push`).
+    pub blob: Option<StagedBlob>,
+}
+
+/// A blob file in the staging area and what it is.
+#[derive(Debug)]
+pub struct StagedBlob {
+    pub path: PathBuf,
+    pub record: BlobRecord,
+}
+
+/// Where a layer staged at `into` keeps its blob until it is installed.
+pub fn staged_blob_path(into: &Path) -> PathBuf {
+    into.with_extension("blob")
 }
 
 fn invalid(text: String) -> ImageError {
@@ -71,13 +85,20 @@ pub fn prepare(
                     diff_id,
                     staged: None,
                     record,
+                    blob: None,
                 });
             }
             let size = layer_size(into)?;
+            // A blob whose digest was verified is kept as it is, for push.
+            let blob = match digest {
+                Some(digest) => Some(stage_copy(path, digest, *compression, into)?),
+                None => None,
+            };
             Ok(NewLayer {
                 diff_id,
                 staged: Some(into.to_path_buf()),
                 record: LayerRecord { size, entries },
+                blob,
             })
         }
     }
@@ -116,6 +137,41 @@ pub fn unpack_stream(
         diff_id,
         staged: Some(into.to_path_buf()),
         record: LayerRecord { size, entries },
+        blob: None,
+    })
+}
+
+/// Copies the verified blob `path` beside the layer staged at `into`
+/// (`copy_file_range`: a reflink where the file system has them).
+fn stage_copy(
+    path: &Path,
+    digest: &Digest,
+    compression: Option<Compression>,
+    into: &Path,
+) -> Result<StagedBlob, ImageError> {
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let compression = match compression {
+        Some(c) => c,
+        None => {
+            let mut head = [0u8; 4];
+            let n = File::open(path)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(io)?;
+            Compression::sniff(&head[..n])
+        }
+    };
+    let staged = staged_blob_path(into);
+    let size = fs::copy(path, &staged).map_err(io)?;
+    Ok(StagedBlob {
+        path: staged,
+        record: BlobRecord {
+            digest: digest.to_string(),
+            size,
+            media_type: compression.oci_layer_type(),
+        },
     })
 }
 
@@ -178,7 +234,13 @@ fn read_stream(
         Some(c) => c,
         None => Compression::sniff(buffered.fill_buf().map_err(io)?),
     };
-    let mut raw = HashingReader::new(progress.reader(buffered));
+    // A blob whose digest is not asked for (one [`unpack_stream`] reads, which its
+    // download verifies) is only counted: hashing it twice would cost a third of
+    // the hashing a pull does.
+    let mut raw = match digest {
+        Some(_) => HashingReader::new(progress.reader(buffered)),
+        None => HashingReader::counting(progress.reader(buffered)),
+    };
     let outcome = (|| -> Result<(Digest, u64), String> {
         let decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut raw),
@@ -201,8 +263,8 @@ fn read_stream(
     })();
     // The blob's own digest is checked first: a corrupt blob is reported as such, not
     // as whatever its corruption made of the tar stream.
-    let (blob_digest, count) = raw.finish().map_err(io)?;
-    if let Some(digest) = digest {
+    let (blob_digest, count) = raw.finish_any().map_err(io)?;
+    if let (Some(digest), Some(blob_digest)) = (digest, blob_digest) {
         if &blob_digest != digest {
             return Err(invalid(format!(
                 "{what}: content has digest {blob_digest}: corrupt or altered blob"
@@ -272,5 +334,6 @@ pub fn prepare_tree_except(
         diff_id,
         staged: Some(into.to_path_buf()),
         record: LayerRecord { size, entries },
+        blob: None,
     })
 }

@@ -47,6 +47,15 @@ impl Compression {
         }
     }
 
+    /// The OCI media type of a layer so compressed.
+    pub fn oci_layer_type(self) -> String {
+        match self {
+            Compression::None => OCI_LAYER.to_string(),
+            Compression::Gzip => format!("{OCI_LAYER}+gzip"),
+            Compression::Zstd => format!("{OCI_LAYER}+zstd"),
+        }
+    }
+
     /// From a stream's first bytes (archives named by path carry no media type).
     pub fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {

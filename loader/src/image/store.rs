@@ -1,7 +1,8 @@
 //! The content-addressed image store, `$CAPSULE_HOME/images/`:
 //!
 //! ```text
-//! blobs/sha256/<hex>   image configurations (an image's id is its config's digest)
+//! blobs/sha256/<hex>   image configurations (an image's id is its config's digest),
+//!                      and the layer blobs as pulled or imported (`push` sends them)
 //! layers/<hex>/        each layer unpacked once, named by its diff id
 //! roots/<hex>/         each stack of layers merged once, named by its chain id:
 //!                      hard links to the layer files (see merge.rs)
@@ -46,6 +47,17 @@ pub struct LayerRecord {
     pub entries: u64,
 }
 
+/// A layer's blob as the registry or archive had it (compressed or not), kept in
+/// `blobs/sha256/` so that a push sends the layer with the digest it came with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// `sha256:…`
+    pub digest: String,
+    pub size: u64,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoreIndex {
     /// By id (config digest hex).
@@ -60,6 +72,9 @@ pub struct StoreIndex {
     /// Root (chain id hex) → its layers' diff ids hex, bottom first.
     #[serde(default)]
     pub roots: BTreeMap<String, Vec<String>>,
+    /// By diff id hex: the layer's original blob (layers committed or built have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blobs: BTreeMap<String, BlobRecord>,
 }
 
 /// The store of one `$CAPSULE_HOME`.
@@ -306,10 +321,17 @@ impl Store {
         }
         index.roots.retain(|chain, _| roots.contains(chain));
         index.layers.retain(|diff, _| layers.contains(diff));
+        index.blobs.retain(|diff, _| layers.contains(diff));
         // The index first: a crash after it leaves unlisted directories, not dangling
         // entries.
         self.write_index(index, lock)?;
-        let ids: BTreeSet<&String> = index.images.keys().collect();
+        let mut ids: BTreeSet<&str> = index.images.keys().map(String::as_str).collect();
+        ids.extend(
+            index
+                .blobs
+                .values()
+                .filter_map(|b| b.digest.strip_prefix("sha256:")),
+        );
         for (sub, keep) in [("roots", &roots), ("layers", &layers)] {
             let dir = self.dir.join(sub);
             for entry in fs::read_dir(&dir).map_err(io_error(&dir))?.flatten() {
@@ -322,7 +344,7 @@ impl Store {
         let blobs = self.dir.join("blobs/sha256");
         for entry in fs::read_dir(&blobs).map_err(io_error(&blobs))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !ids.contains(&name) {
+            if !ids.contains(name.as_str()) {
                 fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
             }
         }

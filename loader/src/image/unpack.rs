@@ -109,6 +109,34 @@ struct Unpacker<'a> {
     /// Directory modes and times, set at the end (deepest first) so that a read-only
     /// directory can still be filled and its time is not changed by its entries.
     deferred: BTreeMap<PathBuf, (u32, i64)>,
+    /// File data passes through here: in large writes, not `io::copy`'s 8 KiB ones.
+    buf: Vec<u8>,
+}
+
+/// Copies `reader` to `writer` through `buf`; the bytes copied.
+fn copy_data(
+    reader: &mut impl Read,
+    writer: &mut impl io::Write,
+    buf: &mut [u8],
+) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        // Fill the buffer as far as the reader gives, so that each write is large.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        writer.write_all(&buf[..filled])?;
+        total += filled as u64;
+    }
 }
 
 /// Unpacks the tar stream `reader` into the existing empty directory `dest`.
@@ -120,6 +148,7 @@ pub fn unpack<R: Read>(reader: R, dest: &Path, owners: Owners) -> Result<Unpacke
         owners,
         dirs: BTreeSet::new(),
         deferred: BTreeMap::new(),
+        buf: vec![0; 1 << 18],
     };
     let mut stats = Unpacked::default();
     let entries = archive.entries().map_err(|e| read_error(&e))?;
@@ -222,7 +251,8 @@ impl Unpacker<'_> {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(io)?;
-                let copied = io::copy(entry, &mut file).map_err(|e| read_error(&e))?;
+                let copied =
+                    copy_data(entry, &mut file, &mut self.buf).map_err(|e| read_error(&e))?;
                 if copied != entry.size() {
                     return Err("truncated archive (the entry's data ends early)".into());
                 }

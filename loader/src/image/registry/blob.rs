@@ -226,7 +226,8 @@ fn download_locked(
             None => {}
         }
     }
-    file.sync_all().map_err(io_err)?;
+    // Not synced: nothing unpacked from it is either, and a torn blob is found by its
+    // digest (the next pull hashes what it resumes; a push is checked by the registry).
     let got = Digest::parse(&format!("sha256:{:x}", hasher.finalize()))
         .map_err(RegistryError::Invalid)?;
     if got != *digest && resumed_from > 0 {

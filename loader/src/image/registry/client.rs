@@ -65,16 +65,87 @@ fn pem_certs(path: &std::path::Path) -> Vec<ureq::tls::Certificate<'static>> {
         .collect()
 }
 
-/// Where the CA certificates of one registry are kept (`HOST[:PORT]/*.crt`), as
-/// podman and docker read them; `--cert-dir` replaces them.
+/// Where the certificates of one registry are kept (`HOST[:PORT]/`), as
+/// containers-certs.d(5) says: the user's `${XDG_CONFIG_HOME:-~/.config}/containers/
+/// certs.d`, then `/etc/containers/certs.d`, then docker's `/etc/docker/certs.d`;
+/// `--cert-dir` replaces them.
 fn cert_dirs(domain: &str, cert_dir: Option<&std::path::Path>) -> Vec<PathBuf> {
-    match cert_dir {
-        Some(dir) => vec![dir.to_path_buf()],
-        None => ["/etc/containers/certs.d", "/etc/docker/certs.d"]
-            .iter()
-            .map(|d| std::path::Path::new(d).join(domain))
-            .collect(),
+    if let Some(dir) = cert_dir {
+        return vec![dir.to_path_buf()];
     }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    let mut dirs: Vec<PathBuf> = config
+        .map(|c| c.join("containers/certs.d"))
+        .into_iter()
+        .collect();
+    dirs.push("/etc/containers/certs.d".into());
+    dirs.push("/etc/docker/certs.d".into());
+    dirs.into_iter().map(|d| d.join(domain)).collect()
+}
+
+/// The files of `dir` whose names end in `.EXT`, sorted.
+fn files_with(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The client certificate of a registry, as containers-certs.d keeps it: a
+/// `NAME.cert` (the chain, PEM) and its `NAME.key` in the registry's first
+/// certificate directory that has one. A `.cert` without its `.key` (or the other way
+/// round), or one that cannot be read, is an error naming the file.
+fn client_cert(
+    domain: &str,
+    cert_dir: Option<&std::path::Path>,
+) -> Result<Option<ureq::tls::ClientCert>, RegistryError> {
+    let invalid = |path: &std::path::Path, what: &str| {
+        RegistryError::Invalid(format!("{}: {what}", path.display()))
+    };
+    for dir in cert_dirs(domain, cert_dir) {
+        let certs = files_with(&dir, "cert");
+        for key in files_with(&dir, "key") {
+            if !certs.contains(&key.with_extension("cert")) {
+                return Err(invalid(&key, "a client key without its .cert"));
+            }
+        }
+        let Some(cert) = certs.first() else {
+            continue;
+        };
+        let key = cert.with_extension("key");
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|error| RegistryError::Io {
+                path: path.to_path_buf(),
+                error,
+            })
+        };
+        if !key.is_file() {
+            return Err(invalid(cert, "a client certificate without its .key"));
+        }
+        let chain: Vec<_> = ureq::tls::parse_pem(&read(cert)?)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if chain.is_empty() {
+            return Err(invalid(cert, "no PEM certificate in it"));
+        }
+        let private = ureq::tls::PrivateKey::from_pem(&read(&key)?)
+            .map_err(|_| invalid(&key, "not a PEM private key (RSA, EC or PKCS#8)"))?;
+        log::debug!("{domain}: client certificate {}", cert.display());
+        return Ok(Some(ureq::tls::ClientCert::new_with_certs(&chain, private)));
+    }
+    Ok(None)
 }
 
 /// The certificates a registry's must chain to: the bundle `$SSL_CERT_FILE` names,
@@ -91,16 +162,7 @@ fn root_certs(domain: &str, cert_dir: Option<&std::path::Path>) -> ureq::tls::Ro
     });
     let mut certs = bundle.map(|b| pem_certs(&b)).unwrap_or_default();
     for dir in cert_dirs(domain, cert_dir) {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-            .collect();
-        files.sort();
-        for file in files {
+        for file in files_with(&dir, "crt") {
             certs.extend(pem_certs(&file));
         }
     }
@@ -115,9 +177,15 @@ fn root_certs(domain: &str, cert_dir: Option<&std::path::Path>) -> ureq::tls::Ro
 
 /// An agent checking certificates unless `verify` is false, and refusing any plain
 /// http URL (a redirect, a token realm) unless `plain` allows the registry's.
-fn agent(verify: bool, plain: bool, roots: ureq::tls::RootCerts) -> ureq::Agent {
+fn agent(
+    verify: bool,
+    plain: bool,
+    roots: ureq::tls::RootCerts,
+    client: Option<ureq::tls::ClientCert>,
+) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(roots)
+        .client_cert(client)
         .disable_verification(!verify)
         .build();
     ureq::Agent::config_builder()
@@ -135,7 +203,7 @@ fn agent(verify: bool, plain: bool, roots: ureq::tls::RootCerts) -> ureq::Agent 
 
 /// A transport error as one line (no URL: it may carry a token server's query).
 fn describe(error: &ureq::Error) -> String {
-    match error {
+    let text = match error {
         ureq::Error::Io(e) => crate::describe_io(e),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
@@ -144,6 +212,12 @@ fn describe(error: &ureq::Error) -> String {
             "a plain http address, refused (--tls-verify=false allows it for this registry)".into()
         }
         other => other.to_string(),
+    };
+    // What a registry that wants a client certificate answers a client without one.
+    if text.contains("alert: BadCertificate") || text.contains("alert: CertificateRequired") {
+        format!("{text} (a registry asking for a client certificate: NAME.cert and NAME.key in its certs.d directory, or --cert-dir)")
+    } else {
+        text
     }
 }
 
@@ -202,6 +276,7 @@ impl Client {
                 options.tls_verify,
                 plain_allowed,
                 root_certs(domain, options.cert_dir.as_deref()),
+                client_cert(domain, options.cert_dir.as_deref())?,
             ),
             domain: domain.to_string(),
             base: format!("https://{host}"),

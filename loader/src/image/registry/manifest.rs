@@ -77,10 +77,10 @@ pub fn resolve(
                     fetch(client, path, &wanted.to_string(), Some(&wanted), &what)?;
                 platform_chosen = true;
             }
-            "application/vnd.docker.distribution.manifest.v1+json"
-            | "application/vnd.docker.distribution.manifest.v1+prettyjws" => {
+            schema1 @ ("application/vnd.docker.distribution.manifest.v1+json"
+            | "application/vnd.docker.distribution.manifest.v1+prettyjws") => {
                 return Err(RegistryError::Invalid(format!(
-                    "{what}: a docker schema 1 manifest (deprecated): not supported"
+                    "{what}: {schema1}: a docker schema 1 manifest (deprecated since docker 1.10), not supported: push the image again with a current docker, podman or skopeo"
                 )))
             }
             other => {

@@ -72,8 +72,9 @@ pub struct Options {
     pub platform: Option<super::spec::Platform>,
     /// `--quiet`: no progress, no line per layer.
     pub quiet: bool,
-    /// `--cert-dir`: the registry's CA certificates (`*.crt`), instead of
-    /// `/etc/containers/certs.d/HOST` and `/etc/docker/certs.d/HOST`.
+    /// `--cert-dir`: the registry's CA certificates (`*.crt`) and client certificate
+    /// (`NAME.cert` + `NAME.key`), instead of the `HOST[:PORT]` directories of the
+    /// user's and the system's `certs.d`.
     pub cert_dir: Option<PathBuf>,
 }
 

@@ -24,7 +24,7 @@ use crate::image::store::Store;
 use crate::image::ImageError;
 
 /// Layers downloaded at once.
-const PARALLEL: usize = 3;
+const PARALLEL: usize = 4;
 
 /// What a pull made.
 #[derive(Debug, Clone)]
@@ -164,6 +164,7 @@ fn pull_checked(
                     diff_id,
                     staged: None,
                     record,
+                    blob: None,
                 })));
             }
             None => {
@@ -304,6 +305,22 @@ impl Job<'_> {
                     .map_err(RegistryError::from)
             }
         };
+        // The verified blob is kept (moved beside the staged layer), for push; if
+        // another pull moved it first, the layer is kept without it.
+        let mut result = result;
+        if let Ok(layer) = &mut result {
+            let kept = layer::staged_blob_path(into);
+            if fs::rename(part, &kept).is_ok() {
+                layer.blob = Some(layer::StagedBlob {
+                    path: kept,
+                    record: crate::image::store::BlobRecord {
+                        digest: self.digest.to_string(),
+                        size: self.size,
+                        media_type: self.compression.oci_layer_type(),
+                    },
+                });
+            }
+        }
         let _ = fs::remove_file(part);
         result
     }

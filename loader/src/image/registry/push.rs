@@ -1,18 +1,21 @@
-//! `capsule push REF [DEST]`: an image of the store to a registry. The image is
-//! written as an OCI layout first (`image export`, in the store's staging area), its
-//! layers gzipped; then each blob the registry does not have (`HEAD`) is uploaded
+//! `capsule push REF [DEST]`: an image of the store to a registry. Each layer goes as
+//! the blob it was pulled or imported as (same digest), or, for a layer the store
+//! has no blob of (committed, built), packed again and gzipped in the store's staging
+//! area; the configuration goes as stored unless a packed layer changed its diff id.
+//! Then each blob the registry does not have (`HEAD`) is uploaded
 //! whole (`POST` then `PUT ?digest=`), and the manifest is put under the tag last, so
 //! the tag never names an image with missing blobs.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter};
-use std::path::Path;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 
 use super::client::{Client, Payload};
 use super::{Options, RegistryError};
 use crate::image::digest::{Digest, HashingWriter};
-use crate::image::export;
-use crate::image::spec::{self, Index, Manifest};
+use crate::image::owners::Owners;
+use crate::image::pack;
+use crate::image::spec::{self, Compression, Manifest};
 use crate::image::store::Store;
 
 /// What a push did.
@@ -34,10 +37,13 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RegistryError + '_ {
     }
 }
 
-/// Pushes image `source` of the store of `home` as `dest` (default: `source`).
+/// Pushes image `source` of the store of `home` as `dest` (default: `source`);
+/// with `others`, images of other platforms, an OCI index of them all goes under
+/// `dest`'s tag (each image's manifest by its digest first).
 pub fn push(
     home: &Path,
     source: &str,
+    others: &[String],
     dest: Option<&str>,
     options: &Options,
 ) -> Result<Pushed, RegistryError> {
@@ -49,85 +55,232 @@ pub fn push(
         ))
     })?;
     let store = Store::new(home);
-    // Checked before anything is written or any registry is asked.
-    store.resolve(&store.read_index()?, source)?;
+    // Everything is checked and packed before any registry is asked.
+    let index = store.read_index()?;
     let staging = store.staging()?;
-    let layout = staging.path().join("oci");
-    export::export(home, source, &layout)?;
-    let blobs = layout.join("blobs/sha256");
-    let read = |path: &Path| fs::read(path).map_err(io_error(path));
-    let index: Index = serde_json::from_slice(&read(&layout.join("index.json"))?)
-        .map_err(|e| RegistryError::Invalid(format!("export of {source}: {e}")))?;
-    let first = index
-        .manifests
-        .first()
-        .ok_or_else(|| RegistryError::Invalid(format!("export of {source}: names no manifest")))?;
-    let first = Digest::parse(&first.digest).map_err(RegistryError::Invalid)?;
-    let mut manifest: Manifest = serde_json::from_slice(&read(&blobs.join(first.hex()))?)
-        .map_err(|e| RegistryError::Invalid(format!("export of {source}: {e}")))?;
-    for layer in &mut manifest.layers {
-        gzip_layer(&blobs, layer)?;
+    let owners = Owners::current();
+    let mut images = Vec::new();
+    for (n, image) in std::iter::once(source)
+        .chain(others.iter().map(String::as_str))
+        .enumerate()
+    {
+        let dir = staging.path().join(n.to_string());
+        fs::create_dir(&dir).map_err(io_error(&dir))?;
+        let prepared = prepare(&store, &index, image, &dir, owners)?;
+        if others.is_empty() {
+            images.push(prepared);
+            continue;
+        }
+        let platform = prepared.platform.clone().ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "{image}: its configuration names no os and architecture, which an index needs"
+            ))
+        })?;
+        if let Some(twin) = images
+            .iter()
+            .find(|i: &&Prepared| i.platform.as_ref() == Some(&platform))
+        {
+            return Err(RegistryError::Invalid(format!(
+                "{image}: the same platform ({platform}) as {}: an index has one image per platform",
+                twin.source
+            )));
+        }
+        images.push(prepared);
     }
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Invalid(e.to_string()))?;
 
     let client = Client::connect(&target.domain, &target.path, "pull,push", options)?;
     let mut uploaded = 0;
-    let descriptors: Vec<&spec::Descriptor> = manifest
-        .layers
-        .iter()
-        .chain(std::iter::once(&manifest.config))
-        .collect();
-    for desc in &descriptors {
-        let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
-        if upload(&client, &target.path, &digest, &blobs.join(digest.hex()))? {
-            uploaded += 1;
-        }
-        if !options.quiet {
-            eprintln!("{}: pushed", digest.short());
+    let mut blobs = 0;
+    for image in &images {
+        for (desc, path) in &image.files {
+            let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
+            if upload(&client, &target.path, &digest, path)? {
+                uploaded += 1;
+            }
+            blobs += 1;
+            if !options.quiet {
+                eprintln!("{}: pushed", digest.short());
+            }
         }
     }
-    let url = format!("{}/manifests/{tag}", target.path);
-    let response = client.send(
-        "PUT",
-        &url,
-        &[("Content-Type", spec::OCI_MANIFEST)],
-        &Payload::Bytes(&bytes),
-    )?;
-    let status = response.status().as_u16();
-    if !(200..300).contains(&status) {
-        return Err(client.status_error(&format!("manifest {tag}"), status, response));
-    }
+    let put = |reference: &str, media_type: &str, bytes: &[u8]| {
+        let url = format!("{}/manifests/{reference}", target.path);
+        let response = client.send(
+            "PUT",
+            &url,
+            &[("Content-Type", media_type)],
+            &Payload::Bytes(bytes),
+        )?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(client.status_error(&format!("manifest {reference}"), status, response));
+        }
+        Ok(())
+    };
+    let bytes = match images.as_slice() {
+        [only] => {
+            put(&tag, spec::OCI_MANIFEST, &only.manifest)?;
+            only.manifest.clone()
+        }
+        _ => {
+            let mut manifests = Vec::new();
+            for image in &images {
+                let digest = Digest::of(&image.manifest);
+                put(&digest.to_string(), spec::OCI_MANIFEST, &image.manifest)?;
+                manifests.push(spec::Descriptor {
+                    media_type: spec::OCI_MANIFEST.to_string(),
+                    digest: digest.to_string(),
+                    size: image.manifest.len() as i64,
+                    platform: image.platform.clone(),
+                    annotations: None,
+                });
+            }
+            let doc = spec::Index {
+                schema_version: 2,
+                media_type: Some(spec::OCI_INDEX.to_string()),
+                manifests,
+            };
+            let bytes =
+                serde_json::to_vec(&doc).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+            put(&tag, spec::OCI_INDEX, &bytes)?;
+            bytes
+        }
+    };
     Ok(Pushed {
         reference: target.familiar(),
         digest: Digest::of(&bytes),
-        blobs: descriptors.len(),
+        blobs,
         uploaded,
     })
 }
 
-/// Replaces the uncompressed layer `desc` names in `blobs` by its gzip.
-fn gzip_layer(blobs: &Path, desc: &mut spec::Descriptor) -> Result<(), RegistryError> {
-    let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
-    let plain = blobs.join(digest.hex());
-    let part = blobs.join(format!("{}.gz", digest.hex()));
-    let mut input = BufReader::new(File::open(&plain).map_err(io_error(&plain))?);
+/// One image ready to push: its blobs (the configuration last), its manifest and
+/// the platform its configuration names.
+struct Prepared {
+    source: String,
+    files: Vec<(spec::Descriptor, PathBuf)>,
+    manifest: Vec<u8>,
+    platform: Option<spec::Platform>,
+}
+
+/// The blobs and manifest of image `source`; layers without a kept blob are packed
+/// into `staging`.
+fn prepare(
+    store: &Store,
+    index: &crate::image::store::StoreIndex,
+    source: &str,
+    staging: &Path,
+    owners: Owners,
+) -> Result<Prepared, RegistryError> {
+    let (id, record) = store.resolve(index, source)?;
+    let mut layers = Vec::new();
+    // (descriptor, file) of every blob, the configuration last.
+    let mut files = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (n, hex) in record.layers.iter().enumerate() {
+        let kept = index.blobs.get(hex).and_then(|blob| {
+            let digest = Digest::parse(&blob.digest).ok()?;
+            let path = store.blob_path(&digest);
+            path.is_file().then_some((blob, path))
+        });
+        let (desc, path, diff_id) = match kept {
+            // As pulled or imported: the same digest on the registry.
+            Some((blob, path)) => (
+                spec::Descriptor {
+                    media_type: blob.media_type.clone(),
+                    digest: blob.digest.clone(),
+                    size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+                    platform: None,
+                    annotations: None,
+                },
+                path,
+                format!("sha256:{hex}"),
+            ),
+            None => pack_layer(&store.layer_path(hex), staging, n, owners)?,
+        };
+        layers.push(desc.clone());
+        files.push((desc, path));
+        diff_ids.push(diff_id);
+    }
+    // The configuration as the store has it (the image keeps its id), unless a layer
+    // packed again came out with another diff id.
+    let stored = store.config_bytes(&id)?;
+    let mut config: serde_json::Value = serde_json::from_slice(&stored)
+        .map_err(|e| RegistryError::Invalid(format!("image {id}: bad configuration: {e}")))?;
+    let (config_bytes, config_path) = if config["rootfs"]["diff_ids"] == serde_json::json!(diff_ids)
+    {
+        let digest = Digest::from_hex(&id)
+            .ok_or_else(|| RegistryError::Invalid(format!("{id}: not an image id")))?;
+        (stored, store.blob_path(&digest))
+    } else {
+        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+        let bytes =
+            serde_json::to_vec(&config).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let path = staging.join("config.json");
+        fs::write(&path, &bytes).map_err(io_error(&path))?;
+        (bytes, path)
+    };
+    let config_desc = spec::Descriptor {
+        media_type: spec::OCI_CONFIG.to_string(),
+        digest: Digest::of(&config_bytes).to_string(),
+        size: config_bytes.len() as i64,
+        platform: None,
+        annotations: None,
+    };
+    files.push((config_desc.clone(), config_path));
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(spec::OCI_MANIFEST.to_string()),
+        config: config_desc,
+        layers,
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let platform = match (config["os"].as_str(), config["architecture"].as_str()) {
+        (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
+            Some(spec::Platform {
+                os: os.to_string(),
+                architecture: architecture.to_string(),
+                variant: config["variant"].as_str().map(str::to_string),
+            })
+        }
+        _ => None,
+    };
+    Ok(Prepared {
+        source: source.to_string(),
+        files,
+        manifest: bytes,
+        platform,
+    })
+}
+
+/// Packs the unpacked layer `dir` as the `n`th gzipped blob in `staging`: its
+/// descriptor, file and diff id (the digest of the tar).
+fn pack_layer(
+    dir: &Path,
+    staging: &Path,
+    n: usize,
+    owners: Owners,
+) -> Result<(spec::Descriptor, PathBuf, String), RegistryError> {
+    let part = staging.join(format!("layer-{n}.tar.gz"));
     let out = File::create(&part).map_err(io_error(&part))?;
-    let mut encoder = flate2::write::GzEncoder::new(
+    let gzip = flate2::write::GzEncoder::new(
         HashingWriter::new(BufWriter::new(out)),
         flate2::Compression::default(),
     );
-    std::io::copy(&mut input, &mut encoder).map_err(io_error(&part))?;
-    let (_, gz_digest, size) = encoder
+    let tar = pack::pack(dir, HashingWriter::new(gzip), owners).map_err(io_error(dir))?;
+    let (gzip, diff_id, _) = tar.finish().map_err(io_error(&part))?;
+    let (_, digest, size) = gzip
         .finish()
         .and_then(HashingWriter::finish)
         .map_err(io_error(&part))?;
-    let target = blobs.join(gz_digest.hex());
-    fs::rename(&part, &target).map_err(io_error(&target))?;
-    fs::remove_file(&plain).map_err(io_error(&plain))?;
-    desc.media_type = format!("{}+gzip", spec::OCI_LAYER);
-    desc.digest = gz_digest.to_string();
-    desc.size = i64::try_from(size).unwrap_or(i64::MAX);
-    Ok(())
+    let desc = spec::Descriptor {
+        media_type: Compression::Gzip.oci_layer_type(),
+        digest: digest.to_string(),
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        platform: None,
+        annotations: None,
+    };
+    Ok((desc, part, diff_id.to_string()))
 }
 
 /// Uploads one blob unless the registry has it; whether it was uploaded.
