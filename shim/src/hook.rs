@@ -178,16 +178,35 @@ pub enum Outcome<T> {
 /// function, typed; the body runs inside the shim guard, and when the thread is
 /// already inside the shim the real function is called directly. If the real
 /// function cannot be found the hook fails with `ENOSYS` and returns `missing`.
-/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`. A body marked
-/// `reads_state |real| …` only reads the shim's state and calls nothing but `real`:
-/// it runs without the guard once the runtime is ready.
+/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`. `support:
+/// Partial("limit")` states how well the hook does what its replica promises (Full
+/// when left out). A body marked `reads_state |real| …` only reads the shim's state
+/// and calls nothing but `real`: it runs without the guard once the runtime is ready.
+///
+/// Each invocation also emits `HOOKS`, the coverage table of the hooks it declares
+/// (`coverage.rs`): a hook is declared in one place. A row is `None` where the
+/// entry's own attributes (a `cfg`) leave its hook out of the build.
 macro_rules! hook {
     ($(
         $(#[$meta:meta])*
         fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty, missing: $missing:expr
-            $(, version: $version:literal)?;
+            $(, version: $version:literal)? $(, support: $support:expr)?;
         $($mode:ident)? |$real:ident| $body:expr
-    )*) => {$(
+    )*) => {
+        /// The hooks of this file and how well each is supported (`coverage.rs`).
+        pub(crate) const HOOKS: &[Option<$crate::coverage::Hook>] = &[$({
+            #[allow(dead_code)]
+            const ROW: Option<$crate::coverage::Hook> = None;
+            {
+                $(#[$meta])*
+                const ROW: Option<$crate::coverage::Hook> = Some($crate::coverage::Hook::new(
+                    stringify!($name),
+                    hook!(@support $($support)?),
+                ));
+                ROW
+            }
+        }),*];
+    $(
         $(#[$meta])*
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
@@ -217,6 +236,12 @@ macro_rules! hook {
             }
         }
     )*};
+    (@support) => { $crate::coverage::Support::Full };
+    (@support $support:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::coverage::Support::*;
+        $support
+    }};
     (@reads_state) => { false };
     (@reads_state reads_state) => { true };
     (@real $name:ident) => {

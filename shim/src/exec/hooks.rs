@@ -32,7 +32,7 @@ hook! {
 
     /// A path relative to `dirfd` is the capsule's program, as for `execve`; an empty
     /// one with `AT_EMPTY_PATH` runs the file `dirfd` already names.
-    fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1;
+    fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1, support: Partial("AT_SYMLINK_NOFOLLOW is not checked for a capsule path");
     |real| {
         if let (Some(layers), false) = (crate::fs::layers(), path.is_null() || *path == 0) {
             return match crate::fs::ops::absolute(layers, dirfd, std::ffi::CStr::from_ptr(path)) {
@@ -52,7 +52,7 @@ hook! {
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
     |real| in_capsule(file, argv, envp, true, libc::ENOENT, |host, argv| with_child_env(host, envp, |env| real(pid, host, actions, attr, argv, env)))
 
-    fn system(command: *const c_char) -> c_int, missing: -1;
+    fn system(command: *const c_char) -> c_int, missing: -1, support: Partial("puts the capsule settings back into environ");
     |real| {
         if command.is_null() {
             return real(command);
@@ -64,7 +64,7 @@ hook! {
         status
     }
 
-    fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
+    fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut(), support: Partial("puts the capsule settings back into environ");
     |real| {
         repair_environ();
         let stream = real(command, mode);
@@ -129,6 +129,18 @@ fn failed(fail: c_int, e: c_int) -> c_int {
         e
     }
 }
+
+/// The entry points below, exported by hand rather than by `hook!` (`coverage.rs`).
+pub(crate) const BY_HAND: &[Option<crate::coverage::Hook>] = &[
+    Some(crate::coverage::Hook::new(
+        "execv",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execvp",
+        crate::coverage::Support::Full,
+    )),
+];
 
 /// `execv` and `execvp` use `environ`; a program that cleared it still keeps the capsule.
 #[no_mangle]

@@ -160,6 +160,23 @@ macro_rules! variadic_exec {
     };
 }
 
+/// The entry points of this file, exported by hand rather than by `hook!`
+/// (`coverage.rs`).
+pub(crate) const HOOKS: &[Option<crate::coverage::Hook>] = &[
+    Some(crate::coverage::Hook::new(
+        "execl",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execlp",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execle",
+        crate::coverage::Support::Full,
+    )),
+];
+
 variadic_exec!(execl, KIND_EXECL);
 variadic_exec!(execlp, KIND_EXECLP);
 variadic_exec!(execle, KIND_EXECLE);

@@ -43,6 +43,10 @@ unsafe fn absolute(dirfd: c_int, path: *const c_char) -> Result<Option<PathBuf>,
     }
 }
 
+/// The calls `refused` answers.
+const REFUSED: crate::coverage::Support =
+    crate::coverage::Support::Partial("EPERM in a capsule with a file system");
+
 hook! {
     /// `futimesat(dirfd, NULL, …)` is `futimes` on the descriptor.
     fn futimesat(dirfd: c_int, path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
@@ -64,10 +68,10 @@ hook! {
 
     /// The watch is on the file the name has now; a later copy-up makes a new file
     /// the watch does not see (as overlayfs's inotify does).
-    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int, missing: -1;
+    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int, missing: -1, support: Partial("watches the file the name has now: after a copy-up the watch is on the old (lower) file, as with overlayfs");
     |real| read_with(libc::AT_FDCWD, path, mask & libc::IN_DONT_FOLLOW == 0, -1, |p| real(fd, p, mask))
 
-    fn fanotify_mark(fd: c_int, flags: c_uint, mask: u64, dirfd: c_int, path: *const c_char) -> c_int, missing: -1;
+    fn fanotify_mark(fd: c_int, flags: c_uint, mask: u64, dirfd: c_int, path: *const c_char) -> c_int, missing: -1, support: Partial("as inotify_add_watch; a mount or file-system mark covers the host's whole mount");
     |real| {
         if path.is_null() {
             return real(fd, flags, mask, dirfd, path);
@@ -86,35 +90,35 @@ hook! {
     }
 
     /// A handle names any inode of a file system, outside the capsule too: refused.
-    fn open_by_handle_at(mount_fd: c_int, handle: *mut c_void, flags: c_int) -> c_int, missing: -1;
+    fn open_by_handle_at(mount_fd: c_int, handle: *mut c_void, flags: c_int) -> c_int, missing: -1, support: Partial("EPERM in a capsule with a file system: a handle names any inode, outside the capsule too");
     |real| refused(-1, || real(mount_fd, handle, flags))
 
     /// A real chroot would leave the shim's host paths pointing elsewhere; it is not
     /// emulated yet.
-    fn chroot(path: *const c_char) -> c_int, missing: -1;
+    fn chroot(path: *const c_char) -> c_int, missing: -1, support: Partial("EPERM in a capsule with a file system: not emulated yet");
     |real| refused(-1, || real(path))
 
-    fn mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: libc::c_ulong, data: *const c_void) -> c_int, missing: -1;
+    fn mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: libc::c_ulong, data: *const c_void) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(source, target, fstype, flags, data))
 
-    fn umount(target: *const c_char) -> c_int, missing: -1;
+    fn umount(target: *const c_char) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(target))
 
-    fn umount2(target: *const c_char, flags: c_int) -> c_int, missing: -1;
+    fn umount2(target: *const c_char, flags: c_int) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(target, flags))
 
-    fn swapon(path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    fn swapon(path: *const c_char, flags: c_int) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(path, flags))
 
-    fn swapoff(path: *const c_char) -> c_int, missing: -1;
+    fn swapoff(path: *const c_char) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(path))
 
-    fn acct(path: *const c_char) -> c_int, missing: -1;
+    fn acct(path: *const c_char) -> c_int, missing: -1, support: REFUSED;
     |real| refused(-1, || real(path))
 
     /// glibc only: musl has no link-map namespaces.
     #[cfg(target_env = "gnu")]
-    fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut();
+    fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut(), support: Partial("as dlopen");
     |real| {
         if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
             return real(lmid, path, flags);
@@ -159,7 +163,7 @@ hook! {
     /// The child opens the capsule's file: the name is resolved (and a file to be
     /// written copied up) when the action is added, a capsule refusal (`EROFS`,
     /// `ENOENT` of a directory on the way) is returned then rather than by the spawn.
-    fn posix_spawn_file_actions_addopen(actions: *mut posix_spawn_file_actions_t, fd: c_int, path: *const c_char, oflag: c_int, mode: mode_t) -> c_int, missing: libc::ENOSYS;
+    fn posix_spawn_file_actions_addopen(actions: *mut posix_spawn_file_actions_t, fd: c_int, path: *const c_char, oflag: c_int, mode: mode_t) -> c_int, missing: libc::ENOSYS, support: Partial("the name is resolved, and a file to be written copied up, when the action is added (relative to the working directory then, not to an earlier addchdir action); a capsule refusal is returned by the add");
     |real| {
         let saved = crate::hook::errno();
         let rc = run_in(
@@ -178,7 +182,7 @@ hook! {
         rc
     }
 
-    fn posix_spawn_file_actions_addchdir_np(actions: *mut posix_spawn_file_actions_t, path: *const c_char) -> c_int, missing: libc::ENOSYS;
+    fn posix_spawn_file_actions_addchdir_np(actions: *mut posix_spawn_file_actions_t, path: *const c_char) -> c_int, missing: libc::ENOSYS, support: Partial("the directory is resolved when the action is added");
     |real| {
         let saved = crate::hook::errno();
         let rc = read_with(libc::AT_FDCWD, path, true, -1, |p| real(actions, p));

@@ -121,7 +121,7 @@ hook! {
     fn setfsgid(gid: gid_t) -> c_int, missing: -1;
     |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
 
-    fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1;
+    fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1, support: Partial("at most 64 supplementary groups");
     |real| {
         let groups: &[u32] = if size > 0 && !list.is_null() {
             // SAFETY: setgroups(2)'s contract: a non-null `list` holds `size` ids.
@@ -158,13 +158,13 @@ hook! {
     }
 
     /// The capsule's capability sets (see `caps_get`).
-    fn capget(header: *mut CapHeader, data: *mut CapData) -> c_int, missing: -1;
+    fn capget(header: *mut CapHeader, data: *mut CapData) -> c_int, missing: -1, support: Partial("this process's emulated sets (a capsule root has them all); another process's are the kernel's");
     |real| match caps_get(header, data) {
         Some(rc) => rc,
         None => real(header, data),
     }
 
-    fn capset(header: *mut CapHeader, data: *const CapData) -> c_int, missing: -1;
+    fn capset(header: *mut CapHeader, data: *const CapData) -> c_int, missing: -1, support: Partial("as capget; inheritable capabilities are not kept");
     |real| match caps_set(header, data) {
         Some(rc) => rc,
         None => real(header, data),
@@ -172,7 +172,7 @@ hook! {
 
     /// `PR_SET_KEEPCAPS`/`PR_GET_KEEPCAPS` are the capsule identity's; every other
     /// option passes through.
-    fn prctl(option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int, missing: -1;
+    fn prctl(option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int, missing: -1, support: Partial("PR_SET_KEEPCAPS and PR_GET_KEEPCAPS are the capsule identity's; other options pass through");
     |real| {
         if !CREDS.enabled() {
             return real(option, a2, a3, a4, a5);

@@ -288,25 +288,25 @@ pub unsafe fn capsule_grouplist(
 }
 
 hook! {
-    fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut();
+    fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/passwd (files format) when it has its own root or changed the file; else the host's NSS");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name) };
         pw(|p| p.name == wanted, || real(name))
     }
 
-    fn getpwuid(uid: uid_t) -> *mut passwd, missing: ptr::null_mut();
+    fn getpwuid(uid: uid_t) -> *mut passwd, missing: ptr::null_mut(), support: Partial("as getpwnam");
     |real| pw(|p| p.uid == uid, || real(uid))
 
-    fn getpwnam_r(name: *const c_char, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    fn getpwnam_r(name: *const c_char, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwnam");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
         pw_r(|p| p.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
     }
 
-    fn getpwuid_r(uid: uid_t, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    fn getpwuid_r(uid: uid_t, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwnam");
     |real| pw_r(|p| p.uid == uid, out, buf, len, result, || real(uid, out, buf, len, result))
 
-    fn getpwent() -> *mut passwd, missing: ptr::null_mut();
+    fn getpwent() -> *mut passwd, missing: ptr::null_mut(), support: Partial("as getpwnam; lists the capsule's file only");
     |real| match nss::source(PASSWD) {
         Source::Host => real(),
         Source::Capsule { text, .. } => {
@@ -315,7 +315,7 @@ hook! {
         }
     }
 
-    fn getpwent_r(out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    fn getpwent_r(out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwent");
     |real| match nss::source(PASSWD) {
         Source::Host => real(out, buf, len, result),
         Source::Capsule { text, .. } => {
@@ -348,25 +348,25 @@ hook! {
         real()
     }
 
-    fn getgrnam(name: *const c_char) -> *mut group, missing: ptr::null_mut();
+    fn getgrnam(name: *const c_char) -> *mut group, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/group (files format) when it has its own root or changed the file; else the host's NSS");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name) };
         gr(|g| g.name == wanted, || real(name))
     }
 
-    fn getgrgid(gid: gid_t) -> *mut group, missing: ptr::null_mut();
+    fn getgrgid(gid: gid_t) -> *mut group, missing: ptr::null_mut(), support: Partial("as getgrnam");
     |real| gr(|g| g.gid == gid, || real(gid))
 
-    fn getgrnam_r(name: *const c_char, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    fn getgrnam_r(name: *const c_char, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrnam");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
         gr_r(|g| g.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
     }
 
-    fn getgrgid_r(gid: gid_t, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    fn getgrgid_r(gid: gid_t, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrnam");
     |real| gr_r(|g| g.gid == gid, out, buf, len, result, || real(gid, out, buf, len, result))
 
-    fn getgrent() -> *mut group, missing: ptr::null_mut();
+    fn getgrent() -> *mut group, missing: ptr::null_mut(), support: Partial("as getgrnam; lists the capsule's file only");
     |real| match nss::source(GROUP) {
         Source::Host => real(),
         Source::Capsule { text, .. } => {
@@ -375,7 +375,7 @@ hook! {
         }
     }
 
-    fn getgrent_r(out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    fn getgrent_r(out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrent");
     |real| match nss::source(GROUP) {
         Source::Host => real(out, buf, len, result),
         Source::Capsule { text, .. } => {
@@ -408,7 +408,7 @@ hook! {
         real()
     }
 
-    fn getgrouplist(user: *const c_char, group: gid_t, groups: *mut gid_t, ngroups: *mut c_int) -> c_int, missing: -1;
+    fn getgrouplist(user: *const c_char, group: gid_t, groups: *mut gid_t, ngroups: *mut c_int) -> c_int, missing: -1, support: Partial("from the capsule's /etc/group when the capsule has its own database (see getgrnam)");
     |real| {
         if ngroups.is_null() {
             return real(user, group, groups, ngroups);
@@ -419,19 +419,19 @@ hook! {
         }
     }
 
-    fn getspnam(name: *const c_char) -> *mut libc::spwd, missing: ptr::null_mut();
+    fn getspnam(name: *const c_char) -> *mut libc::spwd, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/shadow (files format) as getpwnam from its /etc/passwd");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name) };
         sp(wanted, || real(name))
     }
 
-    fn getspnam_r(name: *const c_char, out: *mut libc::spwd, buf: *mut c_char, len: size_t, result: *mut *mut libc::spwd) -> c_int, missing: libc::ENOSYS;
+    fn getspnam_r(name: *const c_char, out: *mut libc::spwd, buf: *mut c_char, len: size_t, result: *mut *mut libc::spwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getspnam");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
         sp_r(wanted, out, buf, len, result, || real(name, out, buf, len, result))
     }
 
-    fn lckpwdf() -> c_int, missing: -1;
+    fn lckpwdf() -> c_int, missing: -1, support: Partial("locks the capsule's /etc/.pwd.lock (polling, 15 s at most) when it has its own file system");
     |real| {
         if crate::fs::layers().is_none() {
             return real();
@@ -439,7 +439,7 @@ hook! {
         lock_password_files()
     }
 
-    fn ulckpwdf() -> c_int, missing: -1;
+    fn ulckpwdf() -> c_int, missing: -1, support: Partial("as lckpwdf");
     |real| {
         if crate::fs::layers().is_none() {
             return real();

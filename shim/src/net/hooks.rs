@@ -463,7 +463,7 @@ hook! {
     }
 
     /// The address a socket was bound to, in capsule terms.
-    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1, support: Partial("a unix socket's path is known when it was bound in this process");
     |real| {
         let room = if len.is_null() { 0 } else { *len as usize };
         let rc = real(fd, addr, len);

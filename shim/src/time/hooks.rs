@@ -291,7 +291,7 @@ hook! {
         }
     }
 
-    fn adjtime(delta: *const timeval, old: *mut timeval) -> c_int, missing: -1;
+    fn adjtime(delta: *const timeval, old: *mut timeval) -> c_int, missing: -1, support: Partial("a capsule root's adjustment applies at once, not slewed");
     |_real| {
         if !old.is_null() {
             *old = timeval { tv_sec: 0, tv_usec: 0 };
@@ -370,7 +370,7 @@ hook! {
         real(cond)
     }
 
-    fn pthread_cond_timedwait(cond: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2";
+    fn pthread_cond_timedwait(cond: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2", support: Partial("knows the clock of up to 4096 live monotonic condition variables");
     |real| {
         if offset() == 0 || monotonic_conds::contains(cond as usize) {
             real(cond, m, abs)
@@ -396,7 +396,7 @@ hook! {
         fd
     }
 
-    fn timerfd_settime(fd: c_int, flags: c_int, new: *const libc::itimerspec, old: *mut libc::itimerspec) -> c_int, missing: -1;
+    fn timerfd_settime(fd: c_int, flags: c_int, new: *const libc::itimerspec, old: *mut libc::itimerspec) -> c_int, missing: -1, support: Partial("absolute wall-clock timers of descriptors below 4096");
     |real| {
         let clock = if fd >= 0 && (fd as usize) < TIMERFD_SLOTS {
             TIMERFD_CLOCK[fd as usize].load(Ordering::Relaxed) as clockid_t - 1
