@@ -5,9 +5,6 @@
 //! way `va_arg` would for pointer arguments. (C via the `cc` crate would be simpler,
 //! but a Rust cdylib does not export symbols defined in linked C objects.)
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_char, c_int};
 use std::ptr;
 

@@ -4,8 +4,6 @@
 //! contain (`chroot`, `mount`, opening by file handle) are refused in a capsule with
 //! a file system of its own, as they would be for an unprivileged user.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_long, c_uint, c_void, mode_t, posix_spawn_file_actions_t};
@@ -48,6 +46,8 @@ const REFUSED: crate::coverage::Support =
     crate::coverage::Support::Partial("EPERM in a capsule with a file system");
 
 hook! {
+    unsafe_bodies;
+
     /// `futimesat(dirfd, NULL, …)` is `futimes` on the descriptor.
     fn futimesat(dirfd: c_int, path: *const c_char, times: *const libc::timeval) -> c_int, missing: -1;
     |real| {

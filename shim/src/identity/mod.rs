@@ -10,8 +10,6 @@
 //!   passes them on through the child's environment with saved ids set to the
 //!   effective ones, as `execve(2)` does.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 // The exported symbols stay out of unit-test binaries, whose own libc calls they
 // would otherwise intercept.
 #[cfg(not(test))]

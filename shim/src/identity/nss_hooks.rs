@@ -1,8 +1,6 @@
 //! FFI layer of the capsule's user and group database (see `nss.rs`): the `getpw*`,
 //! `getgr*` and `getgrouplist` functions, answered from the capsule's own files.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -15,21 +13,24 @@ const PASSWD: &[u8] = b"/etc/passwd";
 const GROUP: &[u8] = b"/etc/group";
 const SHADOW: &[u8] = b"/etc/shadow";
 
+// SAFETY: passwd is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_PW: passwd = unsafe { std::mem::zeroed() };
+
+// SAFETY: group is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_GR: group = unsafe { std::mem::zeroed() };
+
+// SAFETY: spwd is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_SP: libc::spwd = unsafe { std::mem::zeroed() };
+
 thread_local! {
     // What the non-reentrant functions return: valid until the thread's next call,
     // as glibc's static buffers are.
-    static PW_OUT: UnsafeCell<passwd> = const {
-        // SAFETY: passwd is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
-    static GR_OUT: UnsafeCell<group> = const {
-        // SAFETY: group is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
-    static SP_OUT: UnsafeCell<libc::spwd> = const {
-        // SAFETY: spwd is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
+    static PW_OUT: UnsafeCell<passwd> = const { UnsafeCell::new(EMPTY_PW) };
+    static GR_OUT: UnsafeCell<group> = const { UnsafeCell::new(EMPTY_GR) };
+    static SP_OUT: UnsafeCell<libc::spwd> = const { UnsafeCell::new(EMPTY_SP) };
     static PW_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static SP_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static GR_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -288,6 +289,8 @@ pub unsafe fn capsule_grouplist(
 }
 
 hook! {
+    unsafe_bodies;
+
     fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/passwd (files format) when it has its own root or changed the file; else the host's NSS");
     |real| {
         let Some(wanted) = name_of(name) else { return real(name) };

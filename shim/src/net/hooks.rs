@@ -2,8 +2,6 @@
 //! paths are handed to the file-system replica (`fs::sockets`); internet addresses
 //! and abstract names are translated here.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use libc::{addrinfo, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t};
@@ -282,6 +280,8 @@ unsafe fn bind_inet(
 }
 
 hook! {
+    unsafe_bodies;
+
     /// Unix paths are created in the capsule; abstract names get the capsule's prefix;
     /// internet ports are mapped to host ports.
     fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int, missing: -1;

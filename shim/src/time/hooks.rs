@@ -228,6 +228,8 @@ pub struct Timeb {
 }
 
 hook! {
+    unsafe_bodies;
+
     fn clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int, missing: -1;
     reads_state |real| clock_gettime_with(clock, ts, || real(clock, ts))
 
