@@ -178,16 +178,38 @@ pub enum Outcome<T> {
 /// function, typed; the body runs inside the shim guard, and when the thread is
 /// already inside the shim the real function is called directly. If the real
 /// function cannot be found the hook fails with `ENOSYS` and returns `missing`.
-/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`. A body marked
-/// `reads_state |real| …` only reads the shim's state and calls nothing but `real`:
-/// it runs without the guard once the runtime is ready.
+/// `version: "GLIBC_x"` selects a symbol version with `dlvsym`. `support:
+/// Partial("limit")` states how well the hook does what its replica promises (Full
+/// when left out). A body marked `reads_state |real| …` only reads the shim's state
+/// and calls nothing but `real`: it runs without the guard once the runtime is ready.
+///
+/// Each invocation also emits `HOOKS`, the coverage table of the hooks it declares
+/// (`coverage.rs`): a hook is declared in one place. A row is `None` where the
+/// entry's own attributes (a `cfg`) leave its hook out of the build.
 macro_rules! hook {
-    ($(
+    // Transitional (issue 13): a file whose bodies still hold unsafe operations
+    // outside blocks of their own starts its invocation with `unsafe_bodies;`.
+    (unsafe_bodies; $($entries:tt)*) => { hook!(@entries [unsafe_bodies] $($entries)*); };
+    (@entries [$wrap:ident] $(
         $(#[$meta:meta])*
         fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty, missing: $missing:expr
-            $(, version: $version:literal)?;
+            $(, version: $version:literal)? $(, support: $support:expr)?;
         $($mode:ident)? |$real:ident| $body:expr
-    )*) => {$(
+    )*) => {
+        /// The hooks of this file and how well each is supported (`coverage.rs`).
+        pub(crate) const HOOKS: &[Option<$crate::coverage::Hook>] = &[$({
+            #[allow(dead_code)]
+            const ROW: Option<$crate::coverage::Hook> = None;
+            {
+                $(#[$meta])*
+                const ROW: Option<$crate::coverage::Hook> = Some($crate::coverage::Hook::new(
+                    stringify!($name),
+                    hook!(@support $($support)?),
+                ));
+                ROW
+            }
+        }),*];
+    $(
         $(#[$meta])*
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
@@ -197,26 +219,40 @@ macro_rules! hook {
                 $crate::hook::set_errno(libc::ENOSYS);
                 return $missing;
             };
-            // SAFETY: the symbol found by dlsym under this name has this C signature.
             let $real: unsafe extern "C" fn($($ty),*) -> $ret =
+                // SAFETY: the symbol found by dlsym under this name has this C signature.
                 unsafe { ::core::mem::transmute(address) };
             // A hook that only reads the shim's state (never calls a hooked function)
             // needs no guard once the runtime exists: it then also answers in a
             // signal handler that interrupted another hook.
             if hook!(@reads_state $($mode)?) && $crate::runtime::is_ready() {
-                #[allow(unused_unsafe)]
-                return unsafe { $body };
+                return hook!(@body $wrap $body);
             }
             match $crate::hook::Guard::enter() {
+                // SAFETY: the caller's arguments go unchanged to the real function
+                // of the same signature, under that function's own contract.
                 None => unsafe { $real($($arg),*) },
                 Some(_guard) => {
                     $crate::runtime::ensure_ready();
-                    #[allow(unused_unsafe)]
-                    unsafe { $body }
+                    hook!(@body $wrap $body)
                 }
             }
         }
     )*};
+    (@body plain $body:expr) => { $body };
+    (@body unsafe_bodies $body:expr) => {{
+        // SAFETY: not yet argued operation by operation (issue 13): the body passes
+        // the caller's arguments, or buffers and paths the shim made, to functions
+        // whose contract is the hooked function's.
+        #[allow(unused_unsafe)]
+        unsafe { $body }
+    }};
+    (@support) => { $crate::coverage::Support::Full };
+    (@support $support:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::coverage::Support::*;
+        $support
+    }};
     (@reads_state) => { false };
     (@reads_state reads_state) => { true };
     (@real $name:ident) => {
@@ -239,6 +275,7 @@ macro_rules! hook {
             },
         )
     };
+    ($($entries:tt)*) => { hook!(@entries [plain] $($entries)*); };
 }
 
 /// Turns a replica's outcome into the `-1`-and-errno convention.

@@ -10,6 +10,10 @@
 //! `coverage` lists every hook and how well it is supported; `log` is the shim's
 //! own log and `decimal` writes numbers into stack buffers, both without allocating.
 
+// Every unsafe operation is in a block of its own with a `// SAFETY:` line saying why
+// it holds (files still being brought there allow the first lint, issue 13).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 // Unit-test builds leave out the exported hooks, so much of the machinery is unused there.
 #![cfg_attr(test, allow(dead_code, unused_imports, unused_macros))]
 

@@ -17,9 +17,6 @@
 //! new place is then at or before its old one, and copying them in order never
 //! overwrites one not yet copied. The area cannot grow, and needs no privilege.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_char, c_int};
 
 extern "C" {

@@ -5,9 +5,6 @@
 //! that call `execve` after `vfork`), so it does not allocate: everything is built in
 //! stack buffers, or in a private mapping when the environment is very large.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_char, CStr};
 use std::ptr;
 

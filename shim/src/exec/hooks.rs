@@ -1,8 +1,6 @@
 //! FFI layer of the exec replica. The variadic `execl`, `execlp` and `execle` are in
 //! `variadic.rs` and end in the hooks below.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, FILE};
 
 use super::env::{current_environ, hide_settings, repair_environ, with_child_env};
@@ -13,61 +11,125 @@ type Argv = *const *const c_char;
 
 hook! {
     fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| in_capsule(path, argv, envp, false, -1, |file, argv| with_child_env(file, envp, |env| outside(|| real(file, argv, env))))
+    |real| {
+        let exec = |file, argv| {
+            // SAFETY: `file` is the caller's path or the host file the capsule's names
+            // lead to, `argv` the caller's or the prepared one, `env` the child
+            // environment: each a C string or NULL-terminated array, as execve(2) takes.
+            let run = |env| outside(|| unsafe { real(file, argv, env) });
+            // SAFETY: `envp` is the caller's environment array (execve's contract).
+            unsafe { with_child_env(file, envp, run) }
+        };
+        // SAFETY: `path`, `argv` and `envp` are as execve(2) takes them.
+        unsafe { in_capsule(path, argv, envp, false, -1, exec) }
+    }
 
     /// With a capsule file system, the `PATH` search happens in the capsule and the
     /// host file found is executed directly.
     fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int, missing: -1;
     |real| {
         if crate::fs::layers().is_some() {
-            return in_capsule(file, argv, envp, true, -1, |host, argv| {
-                with_child_env(host, envp, |env| outside(|| real_execve(host, argv, env)))
-            });
+            let exec = |host, argv| {
+                // SAFETY: `host` is the host file the search found, `argv` the caller's
+                // or the prepared one, `env` the child environment, as execve takes.
+                let run = |env| outside(|| unsafe { real_execve(host, argv, env) });
+                // SAFETY: `envp` is the caller's environment array (execvpe's contract).
+                unsafe { with_child_env(host, envp, run) }
+            };
+            // SAFETY: `file`, `argv` and `envp` are as execvpe(3) takes them.
+            return unsafe { in_capsule(file, argv, envp, true, -1, exec) };
         }
-        with_child_env(file, envp, |env| outside(|| real(file, argv, env)))
+        // SAFETY: the caller's arguments, with the child environment, to the real execvpe.
+        let run = |env| outside(|| unsafe { real(file, argv, env) });
+        // SAFETY: `envp` is the caller's environment array (execvpe's contract).
+        unsafe { with_child_env(file, envp, run) }
     }
 
     fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int, missing: -1;
-    |real| with_child_env(std::ptr::null(), envp, |env| outside(|| real(fd, argv, env)))
+    |real| {
+        // SAFETY: the caller's arguments, with the child environment, to the real fexecve.
+        let run = |env| outside(|| unsafe { real(fd, argv, env) });
+        // SAFETY: `envp` is the caller's environment array (fexecve's contract).
+        unsafe { with_child_env(std::ptr::null(), envp, run) }
+    }
 
     /// A path relative to `dirfd` is the capsule's program, as for `execve`; an empty
     /// one with `AT_EMPTY_PATH` runs the file `dirfd` already names.
-    fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1;
+    fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int) -> c_int, missing: -1, support: Partial("AT_SYMLINK_NOFOLLOW is not checked for a capsule path");
     |real| {
-        if let (Some(layers), false) = (crate::fs::layers(), path.is_null() || *path == 0) {
-            return match crate::fs::ops::absolute(layers, dirfd, std::ffi::CStr::from_ptr(path)) {
-                Ok(full) => in_capsule(full.as_ptr(), argv, envp, false, -1, |file, argv| {
-                    with_child_env(file, envp, |env| outside(|| real_execve(file, argv, env)))
-                }),
+        // SAFETY: the caller's arguments, with the child environment, to the real execveat.
+        let pass = |env| outside(|| unsafe { real(dirfd, path, argv, env, flags) });
+        // SAFETY: `path` is a C string when not null (execveat's contract).
+        let empty = path.is_null() || unsafe { *path } == 0;
+        if let (Some(layers), false) = (crate::fs::layers(), empty) {
+            // SAFETY: `path` is a non-null C string (execveat's contract).
+            let path = unsafe { std::ffi::CStr::from_ptr(path) };
+            return match crate::fs::ops::absolute(layers, dirfd, path) {
+                Ok(full) => {
+                    let exec = |file, argv| {
+                        // SAFETY: `file` is the capsule program's host file, `argv` the
+                        // caller's or the prepared one, as execve takes them.
+                        let run = |env| outside(|| unsafe { real_execve(file, argv, env) });
+                        // SAFETY: `envp` is the caller's environment array.
+                        unsafe { with_child_env(file, envp, run) }
+                    };
+                    // SAFETY: `full` is a C string; `argv` and `envp` are the caller's.
+                    unsafe { in_capsule(full.as_ptr(), argv, envp, false, -1, exec) }
+                }
                 Err(crate::fs::ops::Skip::Errno(e)) => failed(-1, e),
-                Err(crate::fs::ops::Skip::Pass) => with_child_env(std::ptr::null(), envp, |env| outside(|| real(dirfd, path, argv, env, flags))),
+                // SAFETY: `envp` is the caller's environment array.
+                Err(crate::fs::ops::Skip::Pass) => unsafe { with_child_env(std::ptr::null(), envp, pass) },
             };
         }
-        with_child_env(std::ptr::null(), envp, |env| outside(|| real(dirfd, path, argv, env, flags)))
+        // SAFETY: `envp` is the caller's environment array (execveat's contract).
+        unsafe { with_child_env(std::ptr::null(), envp, pass) }
     }
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(path, argv, envp, false, libc::ENOENT, |file, argv| with_child_env(file, envp, |env| real(pid, file, actions, attr, argv, env)))
+    |real| {
+        let spawn = |file, argv| {
+            // SAFETY: the caller's `pid`, `actions` and `attr`; `file` and `argv` the
+            // caller's or the prepared program's; `env` the child environment.
+            let run = |env| unsafe { real(pid, file, actions, attr, argv, env) };
+            // SAFETY: `envp` is the caller's environment array (posix_spawn's contract).
+            unsafe { with_child_env(file, envp, run) }
+        };
+        // SAFETY: `path`, `argv` and `envp` are as posix_spawn(3) takes them.
+        unsafe { in_capsule(path, argv, envp, false, libc::ENOENT, spawn) }
+    }
 
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: Argv, envp: Argv) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.15";
-    |real| in_capsule(file, argv, envp, true, libc::ENOENT, |host, argv| with_child_env(host, envp, |env| real(pid, host, actions, attr, argv, env)))
+    |real| {
+        let spawn = |host, argv| {
+            // SAFETY: the caller's `pid`, `actions` and `attr`; `host` and `argv` the
+            // caller's or the found program's; `env` the child environment.
+            let run = |env| unsafe { real(pid, host, actions, attr, argv, env) };
+            // SAFETY: `envp` is the caller's environment array (posix_spawnp's contract).
+            unsafe { with_child_env(host, envp, run) }
+        };
+        // SAFETY: `file`, `argv` and `envp` are as posix_spawnp(3) takes them.
+        unsafe { in_capsule(file, argv, envp, true, libc::ENOENT, spawn) }
+    }
 
-    fn system(command: *const c_char) -> c_int, missing: -1;
+    fn system(command: *const c_char) -> c_int, missing: -1, support: Partial("puts the capsule settings back into environ");
     |real| {
         if command.is_null() {
-            return real(command);
+            // SAFETY: system(NULL) asks whether a shell exists; nothing is read.
+            return unsafe { real(command) };
         }
         // glibc spawns the shell with `environ` internally, unseen by the exec hooks.
         repair_environ();
-        let status = real(command);
+        // SAFETY: the caller's command string goes unchanged to the real system(3).
+        let status = unsafe { real(command) };
         hide_settings();
         status
     }
 
-    fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
+    fn popen(command: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut(), support: Partial("puts the capsule settings back into environ");
     |real| {
         repair_environ();
-        let stream = real(command, mode);
+        // SAFETY: the caller's strings go unchanged to the real popen(3).
+        let stream = unsafe { real(command, mode) };
         hide_settings();
         stream
     }
@@ -134,6 +196,18 @@ fn failed(fail: c_int, e: c_int) -> c_int {
         e
     }
 }
+
+/// The entry points below, exported by hand rather than by `hook!` (`coverage.rs`).
+pub(crate) const BY_HAND: &[Option<crate::coverage::Hook>] = &[
+    Some(crate::coverage::Hook::new(
+        "execv",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execvp",
+        crate::coverage::Support::Full,
+    )),
+];
 
 /// `execv` and `execvp` use `environ`; a program that cleared it still keeps the capsule.
 #[no_mangle]

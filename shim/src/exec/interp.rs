@@ -17,9 +17,6 @@
 //!
 //! Nothing here allocates: exec hooks also run in `vfork` children.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -24,30 +24,3 @@ pub mod interp;
 pub mod program;
 #[cfg(not(test))]
 pub mod variadic;
-
-use crate::coverage::{Hook, Support::*};
-
-pub const HOOKS: &[Hook] = &[
-    Hook::new("execve", Full),
-    Hook::new("execv", Full),
-    Hook::new("execvp", Full),
-    Hook::new("execvpe", Full),
-    Hook::new("execl", Full),
-    Hook::new("execlp", Full),
-    Hook::new("execle", Full),
-    Hook::new("fexecve", Full),
-    Hook::new(
-        "execveat",
-        Partial("AT_SYMLINK_NOFOLLOW is not checked for a capsule path"),
-    ),
-    Hook::new("posix_spawn", Full),
-    Hook::new("posix_spawnp", Full),
-    Hook::new(
-        "system",
-        Partial("puts the capsule settings back into environ"),
-    ),
-    Hook::new(
-        "popen",
-        Partial("puts the capsule settings back into environ"),
-    ),
-];

@@ -5,9 +5,6 @@
 //!
 //! Nothing here allocates: exec hooks also run in `vfork` children.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_char, c_int, CStr};
 
 use super::interp::{self, Loader};

@@ -5,9 +5,6 @@
 //! way `va_arg` would for pointer arguments. (C via the `cc` crate would be simpler,
 //! but a Rust cdylib does not export symbols defined in linked C objects.)
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
@@ -159,6 +156,23 @@ macro_rules! variadic_exec {
         }
     };
 }
+
+/// The entry points of this file, exported by hand rather than by `hook!`
+/// (`coverage.rs`).
+pub(crate) const HOOKS: &[Option<crate::coverage::Hook>] = &[
+    Some(crate::coverage::Hook::new(
+        "execl",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execlp",
+        crate::coverage::Support::Full,
+    )),
+    Some(crate::coverage::Hook::new(
+        "execle",
+        crate::coverage::Support::Full,
+    )),
+];
 
 variadic_exec!(execl, KIND_EXECL);
 variadic_exec!(execlp, KIND_EXECLP);

@@ -7,8 +7,6 @@
 //! The rename never replaces: when processes of a capsule copy the same file up at
 //! once, the first copy wins and the others use it (with what was written to it).
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU32, Ordering};
 

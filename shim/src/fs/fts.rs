@@ -16,8 +16,6 @@
 //! listing goes through the hooks and the program's comparison function is called
 //! as the program's own code.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::ptr::{self, null_mut};
 

@@ -3,6 +3,10 @@
 //! `_FORTIFY_SOURCE` variants. Each one turns its arguments into an `ops` call and
 //! calls the real function on the host path that comes back.
 
+// Transitional (issue 13): the unsafe operations of this file's functions are not
+// yet each in a block with its reason.
+#![allow(unsafe_op_in_unsafe_fn)]
+
 use std::ffi::CStr;
 
 use libc::{
@@ -1130,7 +1134,27 @@ type FtwFn = Option<unsafe extern "C" fn(*const c_char, *const libc::stat, c_int
 #[cfg(target_env = "gnu")]
 type Ver = c_int;
 
+/// The fts family's limits.
+const FTS: crate::coverage::Support =
+    crate::coverage::Support::Partial("never changes directory: fts_accpath is the whole path, as with FTS_NOCHDIR; FTS_XDEV counts the layers, each volume and /proc, /dev, /sys as the mounts");
+
+/// The limit of mknod and mknodat.
+const DEVICE_NODE: crate::coverage::Support = crate::coverage::Support::Partial(
+    "a fake root that is not really root gets an empty file that stat reports as the device",
+);
+
+/// The limit of rename and renameat.
+const RENAME_DIR: crate::coverage::Support = crate::coverage::Support::Partial(
+    "a directory with lower-layer content gives EXDEV (mv copies instead)",
+);
+
+/// The limits of opendir and fdopendir.
+const MERGED_STREAM: crate::coverage::Support =
+    crate::coverage::Support::Partial("a directory in both layers is read once, when opened; at most 16384 such streams open per process, then EMFILE");
+
 hook! {
+    unsafe_bodies;
+
     fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
     |real| open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f, mode))
 
@@ -1245,13 +1269,13 @@ hook! {
     fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
     |real| remove_with(dirfd, path, flags & libc::AT_REMOVEDIR != 0, || real(dirfd, path, flags))
 
-    fn rename(old: *const c_char, new: *const c_char) -> c_int, missing: -1;
+    fn rename(old: *const c_char, new: *const c_char) -> c_int, missing: -1, support: RENAME_DIR;
     |real| rename_with(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0, |a, b| real(a, b))
 
-    fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int, missing: -1;
+    fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int, missing: -1, support: RENAME_DIR;
     |real| rename_with(olddir, old, newdir, new, 0, |a, b| if a == old { real(olddir, a, newdir, b) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b) })
 
-    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1;
+    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1, support: Partial("RENAME_NOREPLACE only; other flags give ENOSYS (callers fall back)");
     |real| rename_with(olddir, old, newdir, new, flags, |a, b| if a == old { real(olddir, a, newdir, b, flags) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b, flags) })
 
     fn link(old: *const c_char, new: *const c_char) -> c_int, missing: -1;
@@ -1327,10 +1351,10 @@ hook! {
     fn utime(path: *const c_char, times: *const libc::utimbuf) -> c_int, missing: -1;
     |real| change_with(libc::AT_FDCWD, path, true, -1, |p, pinned| if pinned { utime_nofollow(p, times) } else { real(p, times) })
 
-    fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
+    fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1, support: DEVICE_NODE;
     |real| create_with(libc::AT_FDCWD, path, |p| mknod_in(p, mode, dev, || real(p, mode, dev)))
 
-    fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1;
+    fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1, support: DEVICE_NODE;
     |real| create_with(dirfd, path, |p| mknod_in(p, mode, dev, || real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode, dev)))
 
     fn mkfifo(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
@@ -1429,7 +1453,7 @@ hook! {
     /// `ioctl` is variadic; its third argument is a fixed `unsigned long` on the
     /// supported architectures. Requests that change the inode (chattr's
     /// FS_IOC_SETFLAGS & co.) copy a lower-layer file up first, like fchmod.
-    fn ioctl(fd: c_int, request: libc::c_ulong, arg: libc::c_ulong) -> c_int, missing: -1;
+    fn ioctl(fd: c_int, request: libc::c_ulong, arg: libc::c_ulong) -> c_int, missing: -1, support: Partial("only requests that change a file's inode (FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR, FS_IOC_SETVERSION) are the replica's: a lower-layer file is copied up first; others pass through");
     |real| {
         if !changes_inode(request) {
             return real(fd, request, arg);
@@ -1443,13 +1467,13 @@ hook! {
     fn glob64(pattern: *const c_char, flags: c_int, errfunc: GlobErr, pglob: *mut super::walk::Glob) -> c_int, missing: -1;
     |real| super::walk::glob_with(pglob, flags, |f| real(pattern, f, errfunc, pglob))
 
-    fn nftw(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1;
+    fn nftw(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1, support: Partial("FTW_CHDIR is not honoured");
     |real| {
         let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd, flags) };
         crate::hook::outside(|| super::walk::nftw_with(dir, flags, &mut |p, st, kind, mut ftw| visit(p, st, kind, &mut ftw)))
     }
 
-    fn nftw64(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1;
+    fn nftw64(dir: *const c_char, visit: NftwFn, nopenfd: c_int, flags: c_int) -> c_int, missing: -1, support: Partial("FTW_CHDIR is not honoured");
     |real| {
         let (Some(_), Some(visit)) = (super::layers(), visit) else { return real(dir, visit, nopenfd, flags) };
         crate::hook::outside(|| super::walk::nftw_with(dir, flags, &mut |p, st, kind, mut ftw| visit(p, st, kind, &mut ftw)))
@@ -1585,61 +1609,61 @@ hook! {
         super::fds::forget(first.max(0) as u32, u32::MAX);
     }
 
-    fn fts_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut();
+    fn fts_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::open(argv, options, compar)),
         None => real(argv, options, compar),
     }
 
-    fn fts64_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut();
+    fn fts64_open(argv: *const *const c_char, options: c_int, compar: Option<super::fts::Compar>) -> *mut super::fts::Fts, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::open(argv, options, compar)),
         None => real(argv, options, compar),
     }
 
-    fn fts_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    fn fts_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::read(sp)),
         None => real(sp),
     }
 
-    fn fts64_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    fn fts64_read(sp: *mut super::fts::Fts) -> *mut super::fts::Ent, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::read(sp)),
         None => real(sp),
     }
 
-    fn fts_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    fn fts_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::children(sp, instr)),
         None => real(sp, instr),
     }
 
-    fn fts64_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut();
+    fn fts64_children(sp: *mut super::fts::Fts, instr: c_int) -> *mut super::fts::Ent, missing: std::ptr::null_mut(), support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::children(sp, instr)),
         None => real(sp, instr),
     }
 
-    fn fts_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1;
+    fn fts_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1, support: FTS;
     |real| match super::layers() {
         Some(_) => super::fts::set(p, instr),
         None => real(sp, p, instr),
     }
 
-    fn fts64_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1;
+    fn fts64_set(sp: *mut super::fts::Fts, p: *mut super::fts::Ent, instr: c_int) -> c_int, missing: 1, support: FTS;
     |real| match super::layers() {
         Some(_) => super::fts::set(p, instr),
         None => real(sp, p, instr),
     }
 
-    fn fts_close(sp: *mut super::fts::Fts) -> c_int, missing: -1;
+    fn fts_close(sp: *mut super::fts::Fts) -> c_int, missing: -1, support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::close(sp)),
         None => real(sp),
     }
 
-    fn fts64_close(sp: *mut super::fts::Fts) -> c_int, missing: -1;
+    fn fts64_close(sp: *mut super::fts::Fts) -> c_int, missing: -1, support: FTS;
     |real| match super::layers() {
         Some(_) => crate::hook::outside(|| super::fts::close(sp)),
         None => real(sp),
@@ -1683,7 +1707,7 @@ hook! {
     }
 
     /// A library given by path is loaded from the capsule.
-    fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut();
+    fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut(), support: Partial("the library named is loaded from the capsule; its own dependencies come from the dynamic loader's search path");
     |real| {
         if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
             return real(path, flags);
@@ -1695,7 +1719,7 @@ hook! {
         }
     }
 
-    fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut();
+    fn opendir(path: *const c_char) -> *mut DIR, missing: std::ptr::null_mut(), support: MERGED_STREAM;
     |real| {
         let Some(layers) = super::layers() else { return real(path) };
         let mut node = Node::empty();
@@ -1706,7 +1730,7 @@ hook! {
         }
     }
 
-    fn fdopendir(fd: c_int) -> *mut DIR, missing: std::ptr::null_mut();
+    fn fdopendir(fd: c_int) -> *mut DIR, missing: std::ptr::null_mut(), support: MERGED_STREAM;
     |real| {
         let Some(layers) = super::layers() else { return real(fd) };
         let mut node = Node::empty();

@@ -2,8 +2,6 @@
 //! arguments, resolves them in the capsule, prepares the layers (copy-up, parent
 //! directories, whiteouts) and says which host path the real call must use.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_int, CStr};
 
 use super::cow;

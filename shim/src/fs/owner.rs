@@ -143,8 +143,9 @@ fn lend_access(target: Target, op: &mut impl FnMut(Target) -> isize) -> Option<i
 }
 
 fn lend_access_fd(fd: c_int, upper: &[u8], op: &mut impl FnMut(Target) -> isize) -> Option<isize> {
-    // SAFETY: zeroed stat is valid; an open descriptor.
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable stat; fstat only writes it (a bad `fd` is EBADF).
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return None;
     }
@@ -393,8 +394,9 @@ pub fn chown(host: &PathBuf, uid: u32, gid: u32, follow: bool) -> Result<bool, c
     if !active() {
         return Ok(false);
     }
-    // SAFETY: zeroed stat is valid; NUL-terminated path.
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `host` is a NUL-terminated path buffer and `st` a writable stat.
     let rc = unsafe {
         if follow {
             libc::stat(host.as_ptr(), &mut st)

@@ -195,6 +195,7 @@ pub unsafe fn chmod_nofollow(path: *const libc::c_char, mode: libc::mode_t) -> c
     }
     // SAFETY: a zeroed stat is valid; fstat of the descriptor just opened.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable stat; fstat only writes it.
     let rc = if unsafe { libc::fstat(fd, &mut st) } != 0 {
         -1
     } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {

@@ -8,9 +8,6 @@
 //! `/proc/self/fd/N/NAME`, where N is the host directory opened for the call: short
 //! whatever the layer's location, and resolved by the kernel to the real directory.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicPtr, Ordering};
 

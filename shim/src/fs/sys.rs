@@ -2,8 +2,6 @@
 //! returning errno values instead of setting `errno`. They run inside the shim
 //! guard, so the libc functions they call reach the real implementations.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::c_int;
 
 use super::path::PathBuf;

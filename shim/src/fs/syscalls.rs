@@ -15,9 +15,6 @@
 //!   host below those are not seen). `RESOLVE_CACHED` gives `EAGAIN`, which callers
 //!   must handle anyway.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_int, c_long, CStr};
 use std::sync::atomic::{AtomicPtr, Ordering};
 

@@ -4,8 +4,6 @@
 //! here on top of the capsule-aware hooks. Both call them (and the program's
 //! callbacks) outside the shim guard, so every call they make is virtualised.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use crate::hook::{outside, set_errno};

@@ -1,7 +1,5 @@
 //! FFI layer of the identity replica: decode arguments, call `ops`, encode results.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int, gid_t, size_t, uid_t};
 
 use super::ops::{self, Kind};
@@ -62,70 +60,96 @@ unsafe fn get_three(kind: Kind, out: [*mut u32; 3], real: impl FnOnce() -> c_int
 }
 
 hook! {
+
     fn getuid() -> uid_t, missing: uid_t::MAX;
-    reads_state |real| id_result(ops::get(&CREDS, Kind::User, REAL), || real())
+    // SAFETY: getuid(2) takes no arguments and cannot fail.
+    reads_state |real| id_result(ops::get(&CREDS, Kind::User, REAL), || unsafe { real() })
 
     fn geteuid() -> uid_t, missing: uid_t::MAX;
-    reads_state |real| id_result(ops::get(&CREDS, Kind::User, EFFECTIVE), || real())
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    reads_state |real| id_result(ops::get(&CREDS, Kind::User, EFFECTIVE), || unsafe { real() })
 
     fn getgid() -> gid_t, missing: gid_t::MAX;
-    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, REAL), || real())
+    // SAFETY: getgid(2) takes no arguments and cannot fail.
+    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, REAL), || unsafe { real() })
 
     fn getegid() -> gid_t, missing: gid_t::MAX;
-    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || real())
+    // SAFETY: getegid(2) takes no arguments and cannot fail.
+    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || unsafe { real() })
 
     fn getresuid(r: *mut uid_t, e: *mut uid_t, s: *mut uid_t) -> c_int, missing: -1;
-    reads_state |real| get_three(Kind::User, [r, e, s], || real(r, e, s))
+    reads_state |real| {
+        // SAFETY: the caller's three pointers go unchanged to the real getresuid(2).
+        let real = || unsafe { real(r, e, s) };
+        // SAFETY: `r`, `e` and `s` are writable uids (getresuid's contract).
+        unsafe { get_three(Kind::User, [r, e, s], real) }
+    }
 
     fn getresgid(r: *mut gid_t, e: *mut gid_t, s: *mut gid_t) -> c_int, missing: -1;
-    reads_state |real| get_three(Kind::Group, [r, e, s], || real(r, e, s))
+    reads_state |real| {
+        // SAFETY: the caller's three pointers go unchanged to the real getresgid(2).
+        let real = || unsafe { real(r, e, s) };
+        // SAFETY: `r`, `e` and `s` are writable gids (getresgid's contract).
+        unsafe { get_three(Kind::Group, [r, e, s], real) }
+    }
 
     fn getgroups(size: c_int, list: *mut gid_t) -> c_int, missing: -1;
     reads_state |real| {
         let out: &mut [u32] = if size > 0 && !list.is_null() {
             // SAFETY: getgroups(2)'s contract: a non-null `list` holds `size` ids.
-            std::slice::from_raw_parts_mut(list, size as usize)
+            unsafe { std::slice::from_raw_parts_mut(list, size as usize) }
         } else {
             &mut []
         };
-        int_result(ops::get_groups(&CREDS, out, size), || real(size, list))
+        // SAFETY: the caller's size and list go unchanged to the real getgroups(2).
+        int_result(ops::get_groups(&CREDS, out, size), || unsafe { real(size, list) })
     }
 
     fn setuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_id(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
+    // SAFETY: setuid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_id(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setgid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
+    // SAFETY: setgid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
     fn seteuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
+    // SAFETY: seteuid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setegid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
+    // SAFETY: setegid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
     fn setreuid(r: uid_t, e: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real_set(|| real(r, e)))
+    // SAFETY: setreuid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real_set(|| unsafe { real(r, e) }))
 
     fn setregid(r: gid_t, e: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_re(&CREDS, Kind::Group, r, e), || real_set(|| real(r, e)))
+    // SAFETY: setregid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_re(&CREDS, Kind::Group, r, e), || real_set(|| unsafe { real(r, e) }))
 
     fn setresuid(r: uid_t, e: uid_t, s: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real_set(|| real(r, e, s)))
+    // SAFETY: setresuid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
 
     fn setresgid(r: gid_t, e: gid_t, s: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real_set(|| real(r, e, s)))
+    // SAFETY: setresgid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
 
     fn setfsuid(uid: uid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_fs(&CREDS, Kind::User, uid), || real_set(|| real(uid)))
+    // SAFETY: setfsuid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_fs(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setfsgid(gid: gid_t) -> c_int, missing: -1;
-    |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| real(gid)))
+    // SAFETY: setfsgid(2) takes ids only, passed unchanged.
+    |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
-    fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1;
+    fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1, support: Partial("at most 64 supplementary groups");
     |real| {
         let groups: &[u32] = if size > 0 && !list.is_null() {
             // SAFETY: setgroups(2)'s contract: a non-null `list` holds `size` ids.
-            std::slice::from_raw_parts(list, size)
+            unsafe { std::slice::from_raw_parts(list, size) }
         } else {
             &[]
         };
@@ -133,49 +157,62 @@ hook! {
             set_errno(libc::EFAULT);
             return -1;
         }
-        int_result(ops::set_groups(&CREDS, groups), || real(size, list))
+        // SAFETY: the caller's size and list go unchanged to the real setgroups(2).
+        int_result(ops::set_groups(&CREDS, groups), || unsafe { real(size, list) })
     }
 
     /// glibc's initgroups calls its internal setgroups, which would change the real
     /// process's groups: build the list here and apply it to the capsule identity.
     fn initgroups(user: *const c_char, group: gid_t) -> c_int, missing: -1;
     |real| {
+        // SAFETY: the caller's name and group go unchanged to the real initgroups(3).
+        let real = || unsafe { real(user, group) };
         if !CREDS.enabled() {
-            return real(user, group);
+            return real();
         }
         let mut groups = [0 as gid_t; capsule_config::MAX_GROUPS];
         let mut n = groups.len() as c_int;
+        let list = groups.as_mut_ptr();
         // The capsule's /etc/group when it has its own (this runs inside the guard,
-        // where libc's getgrouplist would be the host's). SAFETY: `user` is the
-        // caller's NUL-terminated name, `groups` holds `n` ids.
-        let listed = super::nss_hooks::capsule_grouplist(user, group, groups.as_mut_ptr(), &mut n)
-            .unwrap_or_else(|| libc::getgrouplist(user, group, groups.as_mut_ptr(), &mut n));
+        // where libc's getgrouplist would be the host's).
+        // SAFETY: `user` is the caller's NUL-terminated name, `list` holds `n` ids.
+        let listed = unsafe { super::nss_hooks::capsule_grouplist(user, group, list, &mut n) }
+            // SAFETY: as above.
+            .unwrap_or_else(|| unsafe { libc::getgrouplist(user, group, list, &mut n) });
         if listed < 0 {
             // More groups than a capsule identity holds: keep the first ones.
             n = groups.len() as c_int;
         }
-        int_result(ops::set_groups(&CREDS, &groups[..n.max(0) as usize]), || real(user, group))
+        int_result(ops::set_groups(&CREDS, &groups[..n.max(0) as usize]), real)
     }
 
     /// The capsule's capability sets (see `caps_get`).
-    fn capget(header: *mut CapHeader, data: *mut CapData) -> c_int, missing: -1;
-    |real| match caps_get(header, data) {
+    fn capget(header: *mut CapHeader, data: *mut CapData) -> c_int, missing: -1, support: Partial("this process's emulated sets (a capsule root has them all); another process's are the kernel's");
+    // SAFETY: `header` and `data` are as capget(2) takes them, for caps_get and,
+    // unchanged, for the real capget.
+    |real| match unsafe { caps_get(header, data) } {
         Some(rc) => rc,
-        None => real(header, data),
+        // SAFETY: as above.
+        None => unsafe { real(header, data) },
     }
 
-    fn capset(header: *mut CapHeader, data: *const CapData) -> c_int, missing: -1;
-    |real| match caps_set(header, data) {
+    fn capset(header: *mut CapHeader, data: *const CapData) -> c_int, missing: -1, support: Partial("as capget; inheritable capabilities are not kept");
+    // SAFETY: `header` and `data` are as capset(2) takes them, for caps_set and,
+    // unchanged, for the real capset.
+    |real| match unsafe { caps_set(header, data) } {
         Some(rc) => rc,
-        None => real(header, data),
+        // SAFETY: as above.
+        None => unsafe { real(header, data) },
     }
 
     /// `PR_SET_KEEPCAPS`/`PR_GET_KEEPCAPS` are the capsule identity's; every other
     /// option passes through.
-    fn prctl(option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int, missing: -1;
+    fn prctl(option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int, missing: -1, support: Partial("PR_SET_KEEPCAPS and PR_GET_KEEPCAPS are the capsule identity's; other options pass through");
     |real| {
+        // SAFETY: the caller's option and arguments go unchanged to the real prctl(2).
+        let real = || unsafe { real(option, a2, a3, a4, a5) };
         if !CREDS.enabled() {
-            return real(option, a2, a3, a4, a5);
+            return real();
         }
         match option {
             libc::PR_SET_KEEPCAPS if a2 > 1 => {
@@ -187,7 +224,7 @@ hook! {
                 0
             }
             libc::PR_GET_KEEPCAPS => c_int::from(CREDS.keep_caps.load(Ordering::Relaxed)),
-            _ => real(option, a2, a3, a4, a5),
+            _ => real(),
         }
     }
 }

@@ -15,8 +15,6 @@
 //! Only the `files` format is read: a root's `nsswitch.conf` naming other services is
 //! not followed.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_char, c_int};
 use std::mem::{align_of, size_of};
 use std::os::unix::ffi::OsStrExt;

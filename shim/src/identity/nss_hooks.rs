@@ -1,8 +1,6 @@
 //! FFI layer of the capsule's user and group database (see `nss.rs`): the `getpw*`,
 //! `getgr*` and `getgrouplist` functions, answered from the capsule's own files.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -15,21 +13,24 @@ const PASSWD: &[u8] = b"/etc/passwd";
 const GROUP: &[u8] = b"/etc/group";
 const SHADOW: &[u8] = b"/etc/shadow";
 
+// SAFETY: passwd is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_PW: passwd = unsafe { std::mem::zeroed() };
+
+// SAFETY: group is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_GR: group = unsafe { std::mem::zeroed() };
+
+// SAFETY: spwd is plain C data; all-zero is its empty value (null pointers
+// until filled).
+const EMPTY_SP: libc::spwd = unsafe { std::mem::zeroed() };
+
 thread_local! {
     // What the non-reentrant functions return: valid until the thread's next call,
     // as glibc's static buffers are.
-    static PW_OUT: UnsafeCell<passwd> = const {
-        // SAFETY: passwd is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
-    static GR_OUT: UnsafeCell<group> = const {
-        // SAFETY: group is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
-    static SP_OUT: UnsafeCell<libc::spwd> = const {
-        // SAFETY: spwd is plain data; null pointers until filled.
-        UnsafeCell::new(unsafe { std::mem::zeroed() })
-    };
+    static PW_OUT: UnsafeCell<passwd> = const { UnsafeCell::new(EMPTY_PW) };
+    static GR_OUT: UnsafeCell<group> = const { UnsafeCell::new(EMPTY_GR) };
+    static SP_OUT: UnsafeCell<libc::spwd> = const { UnsafeCell::new(EMPTY_SP) };
     static PW_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static SP_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static GR_STORE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -288,47 +289,70 @@ pub unsafe fn capsule_grouplist(
 }
 
 hook! {
-    fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut();
+    fn getpwnam(name: *const c_char) -> *mut passwd, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/passwd (files format) when it has its own root or changed the file; else the host's NSS");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name) };
-        pw(|p| p.name == wanted, || real(name))
+        // SAFETY: the caller's name goes unchanged to the real getpwnam(3).
+        let real = || unsafe { real(name) };
+        // SAFETY: `name` is null or a C string (getpwnam's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getpwnam(3)'s does.
+        unsafe { pw(|p| p.name == wanted, real) }
     }
 
-    fn getpwuid(uid: uid_t) -> *mut passwd, missing: ptr::null_mut();
-    |real| pw(|p| p.uid == uid, || real(uid))
-
-    fn getpwnam_r(name: *const c_char, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    fn getpwuid(uid: uid_t) -> *mut passwd, missing: ptr::null_mut(), support: Partial("as getpwnam");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
-        pw_r(|p| p.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
+        // SAFETY: getpwuid(3) takes an id only, passed unchanged.
+        let real = || unsafe { real(uid) };
+        // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getpwuid(3)'s does.
+        unsafe { pw(|p| p.uid == uid, real) }
     }
 
-    fn getpwuid_r(uid: uid_t, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
-    |real| pw_r(|p| p.uid == uid, out, buf, len, result, || real(uid, out, buf, len, result))
+    fn getpwnam_r(name: *const c_char, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwnam");
+    |real| {
+        // SAFETY: the caller's arguments go unchanged to the real getpwnam_r(3).
+        let real = || unsafe { real(name, out, buf, len, result) };
+        // SAFETY: `name` is null or a C string (getpwnam_r's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: `out`, `buf` (`len` bytes) and `result` are as getpwnam_r(3) takes them.
+        unsafe { pw_r(|p| p.name == wanted, out, buf, len, result, real) }
+    }
 
-    fn getpwent() -> *mut passwd, missing: ptr::null_mut();
+    fn getpwuid_r(uid: uid_t, out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwnam");
+    |real| {
+        // SAFETY: the caller's arguments go unchanged to the real getpwuid_r(3).
+        let real = || unsafe { real(uid, out, buf, len, result) };
+        // SAFETY: `out`, `buf` (`len` bytes) and `result` are as getpwuid_r(3) takes them.
+        unsafe { pw_r(|p| p.uid == uid, out, buf, len, result, real) }
+    }
+
+    fn getpwent() -> *mut passwd, missing: ptr::null_mut(), support: Partial("as getpwnam; lists the capsule's file only");
     |real| match nss::source(PASSWD) {
-        Source::Host => real(),
+        // SAFETY: getpwent(3) takes no arguments.
+        Source::Host => unsafe { real() },
         Source::Capsule { text, .. } => {
             let at = PW_POS.fetch_add(1, Ordering::Relaxed);
-            nss::passwd_entries(&text).nth(at).map_or(ptr::null_mut(), |p| store_pw(&p))
+            // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getpwent(3)'s does.
+            nss::passwd_entries(&text).nth(at).map_or(ptr::null_mut(), |p| unsafe { store_pw(&p) })
         }
     }
 
-    fn getpwent_r(out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS;
+    fn getpwent_r(out: *mut passwd, buf: *mut c_char, len: size_t, result: *mut *mut passwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getpwent");
     |real| match nss::source(PASSWD) {
-        Source::Host => real(out, buf, len, result),
+        // SAFETY: the caller's arguments go unchanged to the real getpwent_r(3).
+        Source::Host => unsafe { real(out, buf, len, result) },
         Source::Capsule { text, .. } => {
             let at = PW_POS.load(Ordering::Relaxed);
             let rc = match nss::passwd_entries(&text).nth(at) {
-                Some(p) => nss::fill_passwd(&p, out, buf, len),
+                // SAFETY: `out` is a passwd and `buf` holds `len` bytes (getpwent_r's contract).
+                Some(p) => unsafe { nss::fill_passwd(&p, out, buf, len) },
                 None => libc::ENOENT,
             };
             if rc == 0 {
                 PW_POS.store(at + 1, Ordering::Relaxed);
             }
             if !result.is_null() {
-                *result = if rc == 0 { out } else { ptr::null_mut() };
+                // SAFETY: `result` is non-null, so writable (getpwent_r's contract).
+                unsafe { *result = if rc == 0 { out } else { ptr::null_mut() } };
             }
             rc
         }
@@ -338,57 +362,82 @@ hook! {
     fn setpwent() -> (), missing: ();
     |real| {
         PW_POS.store(0, Ordering::Relaxed);
-        real()
+        // SAFETY: setpwent(3) takes no arguments.
+        unsafe { real() }
     }
 
     #[allow(clippy::unused_unit)]
     fn endpwent() -> (), missing: ();
     |real| {
         PW_POS.store(0, Ordering::Relaxed);
-        real()
+        // SAFETY: endpwent(3) takes no arguments.
+        unsafe { real() }
     }
 
-    fn getgrnam(name: *const c_char) -> *mut group, missing: ptr::null_mut();
+    fn getgrnam(name: *const c_char) -> *mut group, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/group (files format) when it has its own root or changed the file; else the host's NSS");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name) };
-        gr(|g| g.name == wanted, || real(name))
+        // SAFETY: the caller's name goes unchanged to the real getgrnam(3).
+        let real = || unsafe { real(name) };
+        // SAFETY: `name` is null or a C string (getgrnam's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getgrnam(3)'s does.
+        unsafe { gr(|g| g.name == wanted, real) }
     }
 
-    fn getgrgid(gid: gid_t) -> *mut group, missing: ptr::null_mut();
-    |real| gr(|g| g.gid == gid, || real(gid))
-
-    fn getgrnam_r(name: *const c_char, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    fn getgrgid(gid: gid_t) -> *mut group, missing: ptr::null_mut(), support: Partial("as getgrnam");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
-        gr_r(|g| g.name == wanted, out, buf, len, result, || real(name, out, buf, len, result))
+        // SAFETY: getgrgid(3) takes an id only, passed unchanged.
+        let real = || unsafe { real(gid) };
+        // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getgrgid(3)'s does.
+        unsafe { gr(|g| g.gid == gid, real) }
     }
 
-    fn getgrgid_r(gid: gid_t, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
-    |real| gr_r(|g| g.gid == gid, out, buf, len, result, || real(gid, out, buf, len, result))
+    fn getgrnam_r(name: *const c_char, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrnam");
+    |real| {
+        // SAFETY: the caller's arguments go unchanged to the real getgrnam_r(3).
+        let real = || unsafe { real(name, out, buf, len, result) };
+        // SAFETY: `name` is null or a C string (getgrnam_r's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: `out`, `buf` (`len` bytes) and `result` are as getgrnam_r(3) takes them.
+        unsafe { gr_r(|g| g.name == wanted, out, buf, len, result, real) }
+    }
 
-    fn getgrent() -> *mut group, missing: ptr::null_mut();
+    fn getgrgid_r(gid: gid_t, out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrnam");
+    |real| {
+        // SAFETY: the caller's arguments go unchanged to the real getgrgid_r(3).
+        let real = || unsafe { real(gid, out, buf, len, result) };
+        // SAFETY: `out`, `buf` (`len` bytes) and `result` are as getgrgid_r(3) takes them.
+        unsafe { gr_r(|g| g.gid == gid, out, buf, len, result, real) }
+    }
+
+    fn getgrent() -> *mut group, missing: ptr::null_mut(), support: Partial("as getgrnam; lists the capsule's file only");
     |real| match nss::source(GROUP) {
-        Source::Host => real(),
+        // SAFETY: getgrent(3) takes no arguments.
+        Source::Host => unsafe { real() },
         Source::Capsule { text, .. } => {
             let at = GR_POS.fetch_add(1, Ordering::Relaxed);
-            nss::group_entries(&text).nth(at).map_or(ptr::null_mut(), |g| store_gr(&g))
+            // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getgrent(3)'s does.
+            nss::group_entries(&text).nth(at).map_or(ptr::null_mut(), |g| unsafe { store_gr(&g) })
         }
     }
 
-    fn getgrent_r(out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS;
+    fn getgrent_r(out: *mut group, buf: *mut c_char, len: size_t, result: *mut *mut group) -> c_int, missing: libc::ENOSYS, support: Partial("as getgrent");
     |real| match nss::source(GROUP) {
-        Source::Host => real(out, buf, len, result),
+        // SAFETY: the caller's arguments go unchanged to the real getgrent_r(3).
+        Source::Host => unsafe { real(out, buf, len, result) },
         Source::Capsule { text, .. } => {
             let at = GR_POS.load(Ordering::Relaxed);
             let rc = match nss::group_entries(&text).nth(at) {
-                Some(g) => nss::fill_group(&g, out, buf, len),
+                // SAFETY: `out` is a group and `buf` holds `len` bytes (getgrent_r's contract).
+                Some(g) => unsafe { nss::fill_group(&g, out, buf, len) },
                 None => libc::ENOENT,
             };
             if rc == 0 {
                 GR_POS.store(at + 1, Ordering::Relaxed);
             }
             if !result.is_null() {
-                *result = if rc == 0 { out } else { ptr::null_mut() };
+                // SAFETY: `result` is non-null, so writable (getgrent_r's contract).
+                unsafe { *result = if rc == 0 { out } else { ptr::null_mut() } };
             }
             rc
         }
@@ -398,57 +447,75 @@ hook! {
     fn setgrent() -> (), missing: ();
     |real| {
         GR_POS.store(0, Ordering::Relaxed);
-        real()
+        // SAFETY: setgrent(3) takes no arguments.
+        unsafe { real() }
     }
 
     #[allow(clippy::unused_unit)]
     fn endgrent() -> (), missing: ();
     |real| {
         GR_POS.store(0, Ordering::Relaxed);
-        real()
+        // SAFETY: endgrent(3) takes no arguments.
+        unsafe { real() }
     }
 
-    fn getgrouplist(user: *const c_char, group: gid_t, groups: *mut gid_t, ngroups: *mut c_int) -> c_int, missing: -1;
+    fn getgrouplist(user: *const c_char, group: gid_t, groups: *mut gid_t, ngroups: *mut c_int) -> c_int, missing: -1, support: Partial("from the capsule's /etc/group when the capsule has its own database (see getgrnam)");
     |real| {
+        // SAFETY: the caller's arguments go unchanged to the real getgrouplist(3).
+        let real = || unsafe { real(user, group, groups, ngroups) };
         if ngroups.is_null() {
-            return real(user, group, groups, ngroups);
+            return real();
         }
-        match capsule_grouplist(user, group, groups, ngroups) {
+        // SAFETY: `user` is a C string and `groups` holds `*ngroups` ids (getgrouplist's
+        // contract; `ngroups` is not null).
+        match unsafe { capsule_grouplist(user, group, groups, ngroups) } {
             Some(rc) => rc,
-            None => real(user, group, groups, ngroups),
+            None => real(),
         }
     }
 
-    fn getspnam(name: *const c_char) -> *mut libc::spwd, missing: ptr::null_mut();
+    fn getspnam(name: *const c_char) -> *mut libc::spwd, missing: ptr::null_mut(), support: Partial("from the capsule's /etc/shadow (files format) as getpwnam from its /etc/passwd");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name) };
-        sp(wanted, || real(name))
+        // SAFETY: the caller's name goes unchanged to the real getspnam(3).
+        let real = || unsafe { real(name) };
+        // SAFETY: `name` is null or a C string (getspnam's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: the thread's static result is referred to only by what earlier calls returned, which this call invalidates as getspnam(3)'s does.
+        unsafe { sp(wanted, real) }
     }
 
-    fn getspnam_r(name: *const c_char, out: *mut libc::spwd, buf: *mut c_char, len: size_t, result: *mut *mut libc::spwd) -> c_int, missing: libc::ENOSYS;
+    fn getspnam_r(name: *const c_char, out: *mut libc::spwd, buf: *mut c_char, len: size_t, result: *mut *mut libc::spwd) -> c_int, missing: libc::ENOSYS, support: Partial("as getspnam");
     |real| {
-        let Some(wanted) = name_of(name) else { return real(name, out, buf, len, result) };
-        sp_r(wanted, out, buf, len, result, || real(name, out, buf, len, result))
+        // SAFETY: the caller's arguments go unchanged to the real getspnam_r(3).
+        let real = || unsafe { real(name, out, buf, len, result) };
+        // SAFETY: `name` is null or a C string (getspnam_r's contract).
+        let Some(wanted) = (unsafe { name_of(name) }) else { return real() };
+        // SAFETY: `out`, `buf` (`len` bytes) and `result` are as getspnam_r(3) takes them.
+        unsafe { sp_r(wanted, out, buf, len, result, real) }
     }
 
-    fn lckpwdf() -> c_int, missing: -1;
+    fn lckpwdf() -> c_int, missing: -1, support: Partial("locks the capsule's /etc/.pwd.lock (polling, 15 s at most) when it has its own file system");
     |real| {
         if crate::fs::layers().is_none() {
-            return real();
+            // SAFETY: lckpwdf(3) takes no arguments.
+            return unsafe { real() };
         }
-        lock_password_files()
+        // SAFETY: called from this hook, the only contract lock_password_files has.
+        unsafe { lock_password_files() }
     }
 
-    fn ulckpwdf() -> c_int, missing: -1;
+    fn ulckpwdf() -> c_int, missing: -1, support: Partial("as lckpwdf");
     |real| {
         if crate::fs::layers().is_none() {
-            return real();
+            // SAFETY: ulckpwdf(3) takes no arguments.
+            return unsafe { real() };
         }
         let fd = PWD_LOCK.swap(-1, Ordering::AcqRel);
         if fd < 0 {
             return -1;
         }
-        libc::close(fd)
+        // SAFETY: `fd` is the lock descriptor lckpwdf opened, taken out of PWD_LOCK.
+        unsafe { libc::close(fd) }
     }
 }
 

@@ -1,8 +1,6 @@
 //! The kernel's credential rules (credentials(7), setresuid(2)), applied to the
 //! emulated credentials. Shared by uid and gid calls: `Kind` says which set.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::c_int;
 
 use super::state::{Creds, Ids, CAP_SETGID, CAP_SETUID, EFFECTIVE, FS, REAL, SAVED};

@@ -1,8 +1,6 @@
 //! Emulated process credentials, lock-free (hooks may run in signal handlers and in
 //! `vfork` children).
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use capsule_config::{Identity, MAX_GROUPS};

@@ -2,8 +2,6 @@
 //! paths are handed to the file-system replica (`fs::sockets`); internet addresses
 //! and abstract names are translated here.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use libc::{addrinfo, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t};
@@ -286,35 +284,42 @@ hook! {
     /// internet ports are mapped to host ports.
     fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int, missing: -1;
     |real| {
-        if let (Some(layers), Some(path)) = (crate::fs::layers(), sockets::path_of(addr, len)) {
+        // SAFETY: `a` is the caller's address or one the shim built, valid for `l`
+        // bytes; `fd` is the caller's (bind(2)'s contract).
+        let call = |a: *const sockaddr, l| unsafe { real(fd, a, l) };
+        // SAFETY: `addr` is valid for `len` bytes (bind's contract).
+        if let (Some(layers), Some(path)) = (crate::fs::layers(), unsafe { sockets::path_of(addr, len) }) {
             let saved = crate::hook::errno();
             return match sockets::bind(layers, path) {
                 Ok((host_addr, host, capsule)) => {
                     set_errno(saved);
-                    let rc = real(fd, (&host_addr.addr as *const libc::sockaddr_un).cast(), host_addr.len);
+                    let rc = call((&host_addr.addr as *const libc::sockaddr_un).cast(), host_addr.len);
                     if rc == 0 {
                         crate::fs::owner::after_create(&host);
                         sockets::remember(fd, &capsule);
                     }
                     rc
                 }
-                Err(Skip::Pass) => real(fd, addr, len),
+                Err(Skip::Pass) => call(addr, len),
                 Err(Skip::Errno(e)) => { set_errno(e); -1 }
             };
         }
-        let Some(net) = super::get() else { return real(fd, addr, len) };
-        if let Some(name) = unix::abstract_name(addr, len) {
+        let Some(net) = super::get() else { return call(addr, len) };
+        // SAFETY: `addr` is valid for `len` bytes (bind's contract).
+        if let Some(name) = unsafe { unix::abstract_name(addr, len) } {
             return match &net.abstract_prefix {
                 Some(prefix) => match unix::to_host(prefix, name) {
-                    Ok(a) => real(fd, (&a.addr as *const libc::sockaddr_un).cast(), a.len),
+                    Ok(a) => call((&a.addr as *const libc::sockaddr_un).cast(), a.len),
                     Err(e) => { set_errno(e); -1 }
                 },
-                None => real(fd, addr, len),
+                None => call(addr, len),
             };
         }
-        match Inet::read(addr, len) {
-            Some(inet) => bind_inet(net, fd, inet, |a, l| real(fd, a, l)),
-            None => real(fd, addr, len),
+        // SAFETY: `addr` is valid for `len` bytes (bind's contract).
+        match unsafe { Inet::read(addr, len) } {
+            // SAFETY: `fd` is the caller's socket; `call` binds it as above.
+            Some(inet) => unsafe { bind_inet(net, fd, inet, call) },
+            None => call(addr, len),
         }
     }
 
@@ -323,11 +328,13 @@ hook! {
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int, missing: -1;
     |real| {
         let saved = crate::hook::errno();
-        match destination(fd, addr, len) {
+        // SAFETY: `addr` is valid for `len` bytes (connect(2)'s contract).
+        match unsafe { destination(fd, addr, len) } {
             Ok(target) => {
                 set_errno(saved);
                 let (a, l) = target.addr(addr, len);
-                outside(|| real(fd, a, l))
+                // SAFETY: `a` is the caller's address or the mapped one, valid for `l` bytes.
+                outside(|| unsafe { real(fd, a, l) })
             }
             Err(e) => { set_errno(e); -1 }
         }
@@ -336,14 +343,17 @@ hook! {
     fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr, len: socklen_t) -> ssize_t, missing: -1;
     |real| {
         if addr.is_null() {
-            return outside(|| real(fd, buf, n, flags, addr, len));
+            // SAFETY: the caller's arguments go unchanged to the real sendto(2).
+            return outside(|| unsafe { real(fd, buf, n, flags, addr, len) });
         }
         let saved = crate::hook::errno();
-        match destination(fd, addr, len) {
+        // SAFETY: `addr` is valid for `len` bytes (sendto's contract).
+        match unsafe { destination(fd, addr, len) } {
             Ok(target) => {
                 set_errno(saved);
                 let (a, l) = target.addr(addr, len);
-                outside(|| real(fd, buf, n, flags, a, l))
+                // SAFETY: the caller's buffer; `a` the caller's address or the mapped one.
+                outside(|| unsafe { real(fd, buf, n, flags, a, l) })
             }
             Err(e) => { set_errno(e); -1 }
         }
@@ -351,20 +361,25 @@ hook! {
 
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t, missing: -1;
     |real| {
-        if msg.is_null() || (*msg).msg_name.is_null() {
-            return outside(|| real(fd, msg, flags));
-        }
+        // SAFETY: `msg` is null or a readable msghdr (sendmsg(2)'s contract).
+        let Some(header) = (unsafe { msg.as_ref() }).filter(|h| !h.msg_name.is_null()) else {
+            // SAFETY: the caller's arguments go unchanged to the real sendmsg(2).
+            return outside(|| unsafe { real(fd, msg, flags) });
+        };
         let saved = crate::hook::errno();
-        let name = (*msg).msg_name as *const sockaddr;
-        match destination(fd, name, (*msg).msg_namelen) {
-            Ok(Target::Same) => { set_errno(saved); outside(|| real(fd, msg, flags)) }
+        let name = header.msg_name as *const sockaddr;
+        // SAFETY: `msg_name` is valid for `msg_namelen` bytes (sendmsg's contract).
+        match unsafe { destination(fd, name, header.msg_namelen) } {
+            // SAFETY: the caller's arguments go unchanged to the real sendmsg(2).
+            Ok(Target::Same) => { set_errno(saved); outside(|| unsafe { real(fd, msg, flags) }) }
             Ok(target) => {
                 set_errno(saved);
-                let (a, l) = target.addr(name, (*msg).msg_namelen);
-                let mut copy = *msg;
+                let (a, l) = target.addr(name, header.msg_namelen);
+                let mut copy = *header;
                 copy.msg_name = a as *mut c_void;
                 copy.msg_namelen = l;
-                outside(|| real(fd, &copy, flags))
+                // SAFETY: the caller's message with its address mapped (`a`, `l` bytes).
+                outside(|| unsafe { real(fd, &copy, flags) })
             }
             Err(e) => { set_errno(e); -1 }
         }
@@ -372,11 +387,14 @@ hook! {
 
     fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t, missing: -1;
     |real| {
-        let room = if len.is_null() { 0 } else { *len as usize };
-        let rc = outside(|| real(fd, buf, n, flags, addr, len));
+        // SAFETY: `len` is null or a readable socklen_t (recvfrom(2)'s contract).
+        let room = if len.is_null() { 0 } else { (unsafe { *len }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real recvfrom(2).
+        let rc = outside(|| unsafe { real(fd, buf, n, flags, addr, len) });
         if rc >= 0 {
             if let Some(net) = super::get() {
-                report(net, fd, addr, len, room);
+                // SAFETY: `addr` holds `room` bytes and `len` is as recvfrom left them.
+                unsafe { report(net, fd, addr, len, room) };
             }
         }
         rc
@@ -387,10 +405,13 @@ hook! {
     /// the call with that count, as a failed send does).
     fn sendmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int, missing: -1;
     |real| {
+        // SAFETY: `v` is the caller's vector or a copy of its part, of `n` messages.
+        let send = |v, n| outside(|| unsafe { real(fd, v, n, flags) });
         if vec.is_null() || vlen == 0 {
-            return outside(|| real(fd, vec, vlen, flags));
+            return send(vec, vlen);
         }
-        send_many(fd, vec, vlen as usize, |v, n| outside(|| real(fd, v, n, flags)))
+        // SAFETY: `vec` holds `vlen` messages (sendmmsg(2)'s contract).
+        unsafe { send_many(fd, vec, vlen as usize, send) }
     }
 
     /// Each message's source address as recvmsg's.
@@ -400,14 +421,18 @@ hook! {
         let mut rooms = [0 as socklen_t; UIO_MAXIOV];
         let n = if vec.is_null() { 0 } else { (vlen as usize).min(UIO_MAXIOV) };
         for (i, room) in rooms.iter_mut().enumerate().take(n) {
-            *room = (*vec.add(i)).msg_hdr.msg_namelen;
+            // SAFETY: `vec` holds `vlen` messages (recvmmsg(2)'s contract) and `i < vlen`.
+            *room = unsafe { (*vec.add(i)).msg_hdr.msg_namelen };
         }
-        let rc = outside(|| real(fd, vec, vlen, flags, timeout));
+        // SAFETY: the caller's arguments go unchanged to the real recvmmsg(2).
+        let rc = outside(|| unsafe { real(fd, vec, vlen, flags, timeout) });
         if rc > 0 {
             if let Some(net) = super::get() {
                 for (i, &room) in rooms.iter().enumerate().take((rc as usize).min(n)) {
-                    let hdr = &mut (*vec.add(i)).msg_hdr;
-                    report(net, fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room as usize);
+                    // SAFETY: `i` is below the count the kernel filled, within `vec`.
+                    let hdr = unsafe { &mut (*vec.add(i)).msg_hdr };
+                    // SAFETY: `msg_name` holds `room` bytes, the length as the kernel left it.
+                    unsafe { report(net, fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room as usize) };
                 }
             }
         }
@@ -416,11 +441,16 @@ hook! {
 
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, missing: -1;
     |real| {
-        let room = if msg.is_null() { 0 } else { (*msg).msg_namelen as usize };
-        let rc = outside(|| real(fd, msg, flags));
+        // SAFETY: `msg` is null or a readable msghdr (recvmsg(2)'s contract).
+        let room = if msg.is_null() { 0 } else { (unsafe { (*msg).msg_namelen }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real recvmsg(2).
+        let rc = outside(|| unsafe { real(fd, msg, flags) });
         if rc >= 0 && !msg.is_null() {
             if let Some(net) = super::get() {
-                report(net, fd, (*msg).msg_name.cast(), &mut (*msg).msg_namelen, room);
+                // SAFETY: `msg` is non-null, the caller's header the kernel just filled.
+                let hdr = unsafe { &mut *msg };
+                // SAFETY: `msg_name` holds `room` bytes, the length as the kernel left it.
+                unsafe { report(net, fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room) };
             }
         }
         rc
@@ -428,11 +458,14 @@ hook! {
 
     fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
     |real| {
-        let room = if len.is_null() { 0 } else { *len as usize };
-        let rc = outside(|| real(fd, addr, len));
+        // SAFETY: `len` is null or a readable socklen_t (accept(2)'s contract).
+        let room = if len.is_null() { 0 } else { (unsafe { *len }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real accept(2).
+        let rc = outside(|| unsafe { real(fd, addr, len) });
         if rc >= 0 {
             if let Some(net) = super::get() {
-                report(net, rc, addr, len, room);
+                // SAFETY: `addr` holds `room` bytes and `len` is as accept left them.
+                unsafe { report(net, rc, addr, len, room) };
             }
         }
         rc
@@ -440,11 +473,14 @@ hook! {
 
     fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int, missing: -1;
     |real| {
-        let room = if len.is_null() { 0 } else { *len as usize };
-        let rc = outside(|| real(fd, addr, len, flags));
+        // SAFETY: `len` is null or a readable socklen_t (accept4(2)'s contract).
+        let room = if len.is_null() { 0 } else { (unsafe { *len }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real accept4(2).
+        let rc = outside(|| unsafe { real(fd, addr, len, flags) });
         if rc >= 0 {
             if let Some(net) = super::get() {
-                report(net, rc, addr, len, room);
+                // SAFETY: `addr` holds `room` bytes and `len` is as accept4 left them.
+                unsafe { report(net, rc, addr, len, room) };
             }
         }
         rc
@@ -452,39 +488,50 @@ hook! {
 
     fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
     |real| {
-        let room = if len.is_null() { 0 } else { *len as usize };
-        let rc = real(fd, addr, len);
+        // SAFETY: `len` is null or a readable socklen_t (getpeername(2)'s contract).
+        let room = if len.is_null() { 0 } else { (unsafe { *len }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real getpeername(2).
+        let rc = unsafe { real(fd, addr, len) };
         if rc == 0 {
             if let Some(net) = super::get() {
-                report(net, fd, addr, len, room);
+                // SAFETY: `addr` holds `room` bytes and `len` is as getpeername left them.
+                unsafe { report(net, fd, addr, len, room) };
             }
         }
         rc
     }
 
     /// The address a socket was bound to, in capsule terms.
-    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1, support: Partial("a unix socket's path is known when it was bound in this process");
     |real| {
-        let room = if len.is_null() { 0 } else { *len as usize };
-        let rc = real(fd, addr, len);
+        // SAFETY: `len` is null or a readable socklen_t (getsockname(2)'s contract).
+        let room = if len.is_null() { 0 } else { (unsafe { *len }) as usize };
+        // SAFETY: the caller's arguments go unchanged to the real getsockname(2).
+        let rc = unsafe { real(fd, addr, len) };
         if rc != 0 || addr.is_null() || len.is_null() {
             return rc;
         }
-        if crate::fs::layers().is_some() && sockets::path_of(addr, *len).is_some() {
+        // SAFETY: `len` is non-null, what getsockname just wrote.
+        let filled = unsafe { *len };
+        // SAFETY: `addr` holds the `filled` bytes getsockname wrote (at most `room`).
+        if crate::fs::layers().is_some() && unsafe { sockets::path_of(addr, filled) }.is_some() {
             if let Some(name) = sockets::name_of(fd) {
                 let bytes = name.to_bytes_with_nul();
                 let family = std::mem::size_of::<libc::sa_family_t>();
                 let space = room.saturating_sub(family);
-                let un = &mut *(addr as *mut libc::sockaddr_un);
+                // SAFETY: `addr` is the caller's buffer, a unix address (path_of said so).
+                let un = unsafe { &mut *(addr as *mut libc::sockaddr_un) };
                 for (i, slot) in un.sun_path.iter_mut().enumerate().take(space.min(bytes.len())) {
                     *slot = bytes[i] as libc::c_char;
                 }
-                *len = (family + bytes.len()) as socklen_t;
+                // SAFETY: `len` is non-null and writable (getsockname's contract).
+                unsafe { *len = (family + bytes.len()) as socklen_t };
             }
             return rc;
         }
         if let Some(net) = super::get() {
-            report(net, fd, addr, len, room);
+            // SAFETY: `addr` holds `room` bytes and `len` is as getsockname left them.
+            unsafe { report(net, fd, addr, len, room) };
         }
         rc
     }
@@ -493,8 +540,13 @@ hook! {
     /// host resolver's.
     fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int, missing: libc::EAI_SYSTEM;
     |real| {
-        let Some(ip) = resolve(node) else { return real(node, service, hints, res) };
-        let mut ask: addrinfo = if hints.is_null() { std::mem::zeroed() } else { *hints };
+        // SAFETY: `node` is null or a C string (getaddrinfo(3)'s contract).
+        let Some(ip) = (unsafe { resolve(node) }) else {
+            // SAFETY: the caller's arguments go unchanged to the real getaddrinfo(3).
+            return unsafe { real(node, service, hints, res) };
+        };
+        // SAFETY: `hints` is null or a readable addrinfo; all-zero is an empty one.
+        let mut ask: addrinfo = unsafe { hints.as_ref() }.copied().unwrap_or(unsafe { std::mem::zeroed() });
         if ask.ai_family != libc::AF_INET && ask.ai_family != libc::AF_INET6 {
             ask.ai_family = libc::AF_INET;
         }
@@ -502,58 +554,81 @@ hook! {
         ask.ai_flags = (ask.ai_flags | libc::AI_NUMERICHOST) & !libc::AI_ADDRCONFIG;
         let mut text = [0u8; 32];
         let numeric = names::numeric(ip, ask.ai_family, &mut text);
-        let rc = real(numeric, service, &ask, res);
-        if rc == 0 && ask.ai_flags & libc::AI_CANONNAME != 0 && !(*res).is_null() {
+        // SAFETY: `numeric` is a C string in `text`, `ask` a local addrinfo; the rest
+        // is the caller's.
+        let rc = unsafe { real(numeric, service, &ask, res) };
+        // SAFETY: on success the real getaddrinfo wrote the list head to `*res`.
+        if rc == 0 && ask.ai_flags & libc::AI_CANONNAME != 0 && !unsafe { *res }.is_null() {
             // freeaddrinfo frees the canonical name on its own.
-            let first = &mut **res;
-            libc::free(first.ai_canonname.cast());
-            first.ai_canonname = libc::strdup(node);
+            // SAFETY: `*res` is the non-null first entry of the list just made.
+            let first = unsafe { &mut **res };
+            // SAFETY: the canonical name is getaddrinfo's own malloc'd string (or null).
+            unsafe { libc::free(first.ai_canonname.cast()) };
+            // SAFETY: `node` is a C string (resolve found it).
+            first.ai_canonname = unsafe { libc::strdup(node) };
         }
         rc
     }
 
     fn gethostbyname(name: *const c_char) -> *mut hostent, missing: std::ptr::null_mut();
-    |real| by_name_static(name, libc::AF_INET).unwrap_or_else(|| real(name))
+    // SAFETY: `name` is null or a C string (gethostbyname(3)'s contract), given unchanged to both.
+    |real| unsafe { by_name_static(name, libc::AF_INET) }.unwrap_or_else(|| unsafe { real(name) })
 
     fn gethostbyname2(name: *const c_char, family: c_int) -> *mut hostent, missing: std::ptr::null_mut();
-    |real| by_name_static(name, family).unwrap_or_else(|| real(name, family))
+    // SAFETY: `name` is null or a C string (gethostbyname2(3)'s contract), given unchanged to both.
+    |real| unsafe { by_name_static(name, family) }.unwrap_or_else(|| unsafe { real(name, family) })
 
     fn gethostbyname_r(name: *const c_char, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
-    |real| by_name_r(name, libc::AF_INET, ret, buf, buflen, result)
-        .unwrap_or_else(|| real(name, ret, buf, buflen, result, h_errnop))
+    // SAFETY: the caller's arguments as gethostbyname_r(3) takes them, given unchanged to both.
+    |real| unsafe { by_name_r(name, libc::AF_INET, ret, buf, buflen, result) }
+        // SAFETY: the caller's arguments go unchanged to the real call.
+        .unwrap_or_else(|| unsafe { real(name, ret, buf, buflen, result, h_errnop) })
 
     fn gethostbyname2_r(name: *const c_char, family: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
-    |real| by_name_r(name, family, ret, buf, buflen, result)
-        .unwrap_or_else(|| real(name, family, ret, buf, buflen, result, h_errnop))
+    // SAFETY: the caller's arguments as gethostbyname2_r(3) takes them, given unchanged to both.
+    |real| unsafe { by_name_r(name, family, ret, buf, buflen, result) }
+        // SAFETY: the caller's arguments go unchanged to the real call.
+        .unwrap_or_else(|| unsafe { real(name, family, ret, buf, buflen, result, h_errnop) })
 
     /// A peer's address gives its name back, as getnameinfo.
     fn gethostbyaddr(addr: *const c_void, len: socklen_t, family: c_int) -> *mut hostent, missing: std::ptr::null_mut();
-    |real| by_addr_static(addr, len, family).unwrap_or_else(|| real(addr, len, family))
+    // SAFETY: `addr` is valid for `len` bytes (gethostbyaddr(3)'s contract), given unchanged to both.
+    |real| unsafe { by_addr_static(addr, len, family) }.unwrap_or_else(|| unsafe { real(addr, len, family) })
 
     fn gethostbyaddr_r(addr: *const c_void, len: socklen_t, family: c_int, ret: *mut hostent, buf: *mut c_char, buflen: size_t, result: *mut *mut hostent, h_errnop: *mut c_int) -> c_int, missing: libc::ENOSYS;
-    |real| by_addr_r(addr, len, family, ret, buf, buflen, result)
-        .unwrap_or_else(|| real(addr, len, family, ret, buf, buflen, result, h_errnop))
+    // SAFETY: the caller's arguments as gethostbyaddr_r(3) takes them, given unchanged to both.
+    |real| unsafe { by_addr_r(addr, len, family, ret, buf, buflen, result) }
+        // SAFETY: the caller's arguments go unchanged to the real call.
+        .unwrap_or_else(|| unsafe { real(addr, len, family, ret, buf, buflen, result, h_errnop) })
 
     /// A peer's address gives its name back.
     fn getnameinfo(addr: *const sockaddr, len: socklen_t, host: *mut c_char, hostlen: socklen_t, serv: *mut c_char, servlen: socklen_t, flags: c_int) -> c_int, missing: libc::EAI_SYSTEM;
     |real| {
-        let peer = match (super::get(), Inet::read(addr, len)) {
+        // SAFETY: `addr` is valid for `len` bytes (getnameinfo(3)'s contract).
+        let inet = unsafe { Inet::read(addr, len) };
+        let peer = match (super::get(), inet) {
             (Some(net), Some(inet)) if !host.is_null() && hostlen > 0 && flags & libc::NI_NUMERICHOST == 0 => match inet.place() {
                 Place::Peer(i) => names::peer_name(net, i),
                 _ => None,
             },
             _ => None,
         };
-        let Some(name) = peer else { return real(addr, len, host, hostlen, serv, servlen, flags) };
+        let Some(name) = peer else {
+            // SAFETY: the caller's arguments go unchanged to the real getnameinfo(3).
+            return unsafe { real(addr, len, host, hostlen, serv, servlen, flags) };
+        };
         if name.len() + 1 > hostlen as usize {
             return libc::EAI_OVERFLOW;
         }
-        std::ptr::copy_nonoverlapping(name.as_ptr(), host.cast(), name.len());
-        *host.add(name.len()) = 0;
+        // SAFETY: `host` holds `hostlen` bytes (the contract), more than the name and its NUL.
+        let out = unsafe { std::slice::from_raw_parts_mut(host.cast::<u8>(), name.len() + 1) };
+        out[..name.len()].copy_from_slice(name.as_bytes());
+        out[name.len()] = 0;
         if serv.is_null() || servlen == 0 {
             return 0;
         }
-        real(addr, len, std::ptr::null_mut(), 0, serv, servlen, flags)
+        // SAFETY: the caller's address and service buffer; no host buffer asked for.
+        unsafe { real(addr, len, std::ptr::null_mut(), 0, serv, servlen, flags) }
     }
 }
 

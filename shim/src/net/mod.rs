@@ -32,7 +32,6 @@ pub mod hooks;
 
 use capsule_config::Config;
 
-use crate::coverage::{Hook, Support::*};
 use crate::runtime;
 
 pub struct Net {
@@ -76,29 +75,3 @@ impl Net {
 pub fn get() -> Option<&'static Net> {
     runtime::get().net.as_ref()
 }
-
-pub const HOOKS: &[Hook] = &[
-    Hook::new("bind", Full),
-    Hook::new("connect", Full),
-    Hook::new(
-        "getsockname",
-        Partial("a unix socket's path is known when it was bound in this process"),
-    ),
-    Hook::new("getpeername", Full),
-    Hook::new("accept", Full),
-    Hook::new("accept4", Full),
-    Hook::new("sendto", Full),
-    Hook::new("sendmsg", Full),
-    Hook::new("recvfrom", Full),
-    Hook::new("recvmsg", Full),
-    Hook::new("sendmmsg", Full),
-    Hook::new("recvmmsg", Full),
-    Hook::new("getaddrinfo", Full),
-    Hook::new("gethostbyname", Full),
-    Hook::new("gethostbyname2", Full),
-    Hook::new("gethostbyname_r", Full),
-    Hook::new("gethostbyname2_r", Full),
-    Hook::new("getnameinfo", Full),
-    Hook::new("gethostbyaddr", Full),
-    Hook::new("gethostbyaddr_r", Full),
-];

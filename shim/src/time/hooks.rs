@@ -229,21 +229,38 @@ pub struct Timeb {
 
 hook! {
     fn clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int, missing: -1;
-    reads_state |real| clock_gettime_with(clock, ts, || real(clock, ts))
+    reads_state |real| {
+        // SAFETY: the caller's clock and buffer go unchanged to the real clock_gettime(2).
+        let real = || unsafe { real(clock, ts) };
+        // SAFETY: `ts` is a writable timespec (clock_gettime's contract).
+        unsafe { clock_gettime_with(clock, ts, real) }
+    }
 
     fn gettimeofday(tv: *mut timeval, tz: *mut c_void) -> c_int, missing: -1;
-    reads_state |real| gettimeofday_with(tv, || real(tv, tz))
+    reads_state |real| {
+        // SAFETY: the caller's buffers go unchanged to the real gettimeofday(2).
+        let real = || unsafe { real(tv, tz) };
+        // SAFETY: `tv` is null or a writable timeval (gettimeofday's contract).
+        unsafe { gettimeofday_with(tv, real) }
+    }
 
     fn time(out: *mut time_t) -> time_t, missing: -1;
-    reads_state |real| time_with(out, || real(out))
+    reads_state |real| {
+        // SAFETY: the caller's `out` goes unchanged to the real time(2).
+        let real = || unsafe { real(out) };
+        // SAFETY: `out` is null or a writable time_t (time's contract).
+        unsafe { time_with(out, real) }
+    }
 
     fn timespec_get(ts: *mut timespec, base: c_int) -> c_int, missing: 0;
     reads_state |real| {
-        let rc = real(ts, base);
+        // SAFETY: the caller's buffer and base go unchanged to the real timespec_get(3).
+        let rc = unsafe { real(ts, base) };
         if rc == TIME_UTC && !ts.is_null() {
             let off = offset();
             if off != 0 {
-                *ts = ops::shift(&*ts, off);
+                // SAFETY: `ts` is non-null and the timespec timespec_get just filled.
+                unsafe { *ts = ops::shift(&*ts, off) };
             }
         }
         rc
@@ -251,15 +268,18 @@ hook! {
 
     fn ftime(tb: *mut Timeb) -> c_int, missing: -1;
     reads_state |real| {
-        let rc = real(tb);
+        // SAFETY: the caller's buffer goes unchanged to the real ftime(3).
+        let rc = unsafe { real(tb) };
         let off = offset();
         if rc == 0 && off != 0 && !tb.is_null() {
+            // SAFETY: `tb` is non-null and the timeb ftime just filled, the caller's.
+            let tb = unsafe { &mut *tb };
             let ts = ops::shift(
-                &timespec { tv_sec: (*tb).time, tv_nsec: (*tb).millitm as i64 * 1_000_000 },
+                &timespec { tv_sec: tb.time, tv_nsec: tb.millitm as i64 * 1_000_000 },
                 off,
             );
-            (*tb).time = ts.tv_sec;
-            (*tb).millitm = (ts.tv_nsec / 1_000_000) as u16;
+            tb.time = ts.tv_sec;
+            tb.millitm = (ts.tv_nsec / 1_000_000) as u16;
         }
         rc
     }
@@ -269,9 +289,11 @@ hook! {
     fn clock_settime(clock: clockid_t, ts: *const timespec) -> c_int, missing: -1;
     |real| {
         if ops::is_wall_clock(clock) || clock == libc::CLOCK_MONOTONIC {
-            set_wall_clock(clock, ts.as_ref())
+            // SAFETY: `ts` is null or a readable timespec (clock_settime's contract).
+            set_wall_clock(clock, unsafe { ts.as_ref() })
         } else {
-            real(clock, ts)
+            // SAFETY: the caller's clock and time go unchanged to the real clock_settime(2).
+            unsafe { real(clock, ts) }
         }
     }
 
@@ -281,7 +303,8 @@ hook! {
             // Only the kernel's time zone, which is host-wide: accept and ignore it.
             if privileged() { 0 } else { set_errno(libc::EPERM); -1 }
         } else {
-            let tv = &*tv;
+            // SAFETY: `tv` is non-null, a readable timeval (settimeofday's contract).
+            let tv = unsafe { &*tv };
             if tv.tv_usec < 0 || tv.tv_usec >= 1_000_000 {
                 set_errno(libc::EINVAL);
                 return -1;
@@ -291,10 +314,11 @@ hook! {
         }
     }
 
-    fn adjtime(delta: *const timeval, old: *mut timeval) -> c_int, missing: -1;
+    fn adjtime(delta: *const timeval, old: *mut timeval) -> c_int, missing: -1, support: Partial("a capsule root's adjustment applies at once, not slewed");
     |_real| {
         if !old.is_null() {
-            *old = timeval { tv_sec: 0, tv_usec: 0 };
+            // SAFETY: `old` is non-null, a writable timeval (adjtime's contract).
+            unsafe { *old = timeval { tv_sec: 0, tv_usec: 0 } };
         }
         if delta.is_null() {
             return 0;
@@ -304,10 +328,14 @@ hook! {
             return -1;
         }
         let mut now = NO_TIME;
-        clock_gettime_with(libc::CLOCK_REALTIME, &mut now, || {
-            libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut now as *mut _) as c_int
-        });
-        let target = ops::shift(&now, ((*delta).tv_sec * 1_000_000_000) + (*delta).tv_usec * 1000);
+        let now_ptr: *mut timespec = &mut now;
+        // SAFETY: the raw clock_gettime writes the timespec `now_ptr` points to.
+        let host_now = || unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, now_ptr) } as c_int;
+        // SAFETY: `now_ptr` points to `now`, a writable timespec on this stack.
+        unsafe { clock_gettime_with(libc::CLOCK_REALTIME, now_ptr, host_now) };
+        // SAFETY: `delta` is non-null, a readable timeval (adjtime's contract).
+        let delta = unsafe { &*delta };
+        let target = ops::shift(&now, (delta.tv_sec * 1_000_000_000) + delta.tv_usec * 1000);
         set_wall_clock(libc::CLOCK_REALTIME, Some(&target))
     }
 
@@ -315,45 +343,63 @@ hook! {
     |real| {
         if flags & libc::TIMER_ABSTIME != 0 && ops::is_wall_clock(clock) {
             let mut moved = NO_TIME;
-            real(clock, flags, host_deadline(req, &mut moved), rem)
+            // SAFETY: `req` is a readable timespec (clock_nanosleep's contract).
+            let req = unsafe { host_deadline(req, &mut moved) };
+            // SAFETY: the caller's arguments, the deadline moved to the host's clock
+            // (`moved` outlives the call), go to the real clock_nanosleep(2).
+            unsafe { real(clock, flags, req, rem) }
         } else {
-            real(clock, flags, req, rem)
+            // SAFETY: the caller's arguments go unchanged to the real clock_nanosleep(2).
+            unsafe { real(clock, flags, req, rem) }
         }
     }
 
     fn sem_timedwait(sem: *mut libc::sem_t, abs: *const timespec) -> c_int, missing: -1;
     |real| {
         let mut moved = NO_TIME;
-        real(sem, host_deadline(abs, &mut moved))
+        // SAFETY: `abs` is a readable timespec (sem_timedwait's contract).
+        let abs = unsafe { host_deadline(abs, &mut moved) };
+        // SAFETY: the caller's semaphore and the host deadline (`moved` outlives the call).
+        unsafe { real(sem, abs) }
     }
 
     fn sem_clockwait(sem: *mut libc::sem_t, clock: clockid_t, abs: *const timespec) -> c_int, missing: -1;
     |real| {
         let mut moved = NO_TIME;
-        let abs = if ops::is_wall_clock(clock) { host_deadline(abs, &mut moved) } else { abs };
-        real(sem, clock, abs)
+        // SAFETY: `abs` is a readable timespec (sem_clockwait's contract).
+        let abs = if ops::is_wall_clock(clock) { unsafe { host_deadline(abs, &mut moved) } } else { abs };
+        // SAFETY: the caller's semaphore and clock, the deadline in the host's time.
+        unsafe { real(sem, clock, abs) }
     }
 
     fn pthread_mutex_timedlock(m: *mut libc::pthread_mutex_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS;
     |real| {
         let mut moved = NO_TIME;
-        real(m, host_deadline(abs, &mut moved))
+        // SAFETY: `abs` is a readable timespec (pthread_mutex_timedlock's contract).
+        let abs = unsafe { host_deadline(abs, &mut moved) };
+        // SAFETY: the caller's mutex and the host deadline (`moved` outlives the call).
+        unsafe { real(m, abs) }
     }
 
     fn pthread_mutex_clocklock(m: *mut libc::pthread_mutex_t, clock: clockid_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS;
     |real| {
         let mut moved = NO_TIME;
-        let abs = if ops::is_wall_clock(clock) { host_deadline(abs, &mut moved) } else { abs };
-        real(m, clock, abs)
+        // SAFETY: `abs` is a readable timespec (pthread_mutex_clocklock's contract).
+        let abs = if ops::is_wall_clock(clock) { unsafe { host_deadline(abs, &mut moved) } } else { abs };
+        // SAFETY: the caller's mutex and clock, the deadline in the host's time.
+        unsafe { real(m, clock, abs) }
     }
 
     fn pthread_cond_init(cond: *mut libc::pthread_cond_t, attr: *const libc::pthread_condattr_t) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2";
     |real| {
-        let rc = real(cond, attr);
+        // SAFETY: the caller's condition variable and attributes go unchanged to the
+        // real pthread_cond_init(3).
+        let rc = unsafe { real(cond, attr) };
         if rc == 0 {
             let mut clock: clockid_t = libc::CLOCK_REALTIME;
             if !attr.is_null() {
-                libc::pthread_condattr_getclock(attr, &mut clock);
+                // SAFETY: `attr` is a non-null, initialised attribute object (the contract).
+                unsafe { libc::pthread_condattr_getclock(attr, &mut clock) };
             }
             if clock == libc::CLOCK_MONOTONIC {
                 monotonic_conds::insert(cond as usize);
@@ -367,36 +413,44 @@ hook! {
     fn pthread_cond_destroy(cond: *mut libc::pthread_cond_t) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2";
     |real| {
         monotonic_conds::remove(cond as usize);
-        real(cond)
+        // SAFETY: the caller's condition variable goes unchanged to the real destroy.
+        unsafe { real(cond) }
     }
 
-    fn pthread_cond_timedwait(cond: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2";
+    fn pthread_cond_timedwait(cond: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS, version: "GLIBC_2.3.2", support: Partial("knows the clock of up to 4096 live monotonic condition variables");
     |real| {
         if offset() == 0 || monotonic_conds::contains(cond as usize) {
-            real(cond, m, abs)
+            // SAFETY: the caller's arguments go unchanged to the real pthread_cond_timedwait.
+            unsafe { real(cond, m, abs) }
         } else {
             let mut moved = NO_TIME;
-            real(cond, m, host_deadline(abs, &mut moved))
+            // SAFETY: `abs` is a readable timespec (pthread_cond_timedwait's contract).
+            let abs = unsafe { host_deadline(abs, &mut moved) };
+            // SAFETY: the caller's condition and mutex, the deadline in the host's time.
+            unsafe { real(cond, m, abs) }
         }
     }
 
     fn pthread_cond_clockwait(cond: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, clock: clockid_t, abs: *const timespec) -> c_int, missing: libc::ENOSYS;
     |real| {
         let mut moved = NO_TIME;
-        let abs = if ops::is_wall_clock(clock) { host_deadline(abs, &mut moved) } else { abs };
-        real(cond, m, clock, abs)
+        // SAFETY: `abs` is a readable timespec (pthread_cond_clockwait's contract).
+        let abs = if ops::is_wall_clock(clock) { unsafe { host_deadline(abs, &mut moved) } } else { abs };
+        // SAFETY: the caller's condition, mutex and clock, the deadline in the host's time.
+        unsafe { real(cond, m, clock, abs) }
     }
 
     fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int, missing: -1;
     |real| {
-        let fd = real(clock, flags);
+        // SAFETY: timerfd_create(2) takes integers only, passed unchanged.
+        let fd = unsafe { real(clock, flags) };
         if fd >= 0 && (fd as usize) < TIMERFD_SLOTS {
             TIMERFD_CLOCK[fd as usize].store((clock + 1) as u8, Ordering::Relaxed);
         }
         fd
     }
 
-    fn timerfd_settime(fd: c_int, flags: c_int, new: *const libc::itimerspec, old: *mut libc::itimerspec) -> c_int, missing: -1;
+    fn timerfd_settime(fd: c_int, flags: c_int, new: *const libc::itimerspec, old: *mut libc::itimerspec) -> c_int, missing: -1, support: Partial("absolute wall-clock timers of descriptors below 4096");
     |real| {
         let clock = if fd >= 0 && (fd as usize) < TIMERFD_SLOTS {
             TIMERFD_CLOCK[fd as usize].load(Ordering::Relaxed) as clockid_t - 1
@@ -404,15 +458,24 @@ hook! {
             -1
         };
         let off = offset();
-        if flags & libc::TFD_TIMER_ABSTIME != 0 && !new.is_null() && off != 0
-            && ops::is_wall_clock(clock)
-            && ((*new).it_value.tv_sec != 0 || (*new).it_value.tv_nsec != 0)
-        {
-            let mut moved = *new;
-            moved.it_value = ops::shift(&(*new).it_value, -off);
-            real(fd, flags, &moved, old)
-        } else {
-            real(fd, flags, new, old)
+        // SAFETY: `new` is null or a readable itimerspec (timerfd_settime's contract).
+        let moved = match unsafe { new.as_ref() } {
+            Some(n) if flags & libc::TFD_TIMER_ABSTIME != 0 && off != 0
+                && ops::is_wall_clock(clock)
+                && (n.it_value.tv_sec != 0 || n.it_value.tv_nsec != 0) =>
+            {
+                let mut moved = *n;
+                moved.it_value = ops::shift(&n.it_value, -off);
+                Some(moved)
+            }
+            _ => None,
+        };
+        match &moved {
+            // SAFETY: the caller's descriptor, flags and `old`, the timer moved to the
+            // host's clock (`moved` outlives the call).
+            Some(moved) => unsafe { real(fd, flags, moved, old) },
+            // SAFETY: the caller's arguments go unchanged to the real timerfd_settime(2).
+            None => unsafe { real(fd, flags, new, old) },
         }
     }
 }

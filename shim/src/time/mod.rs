@@ -23,7 +23,6 @@ pub mod ops;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use crate::coverage::{Hook, Support::*};
 use crate::runtime::Runtime;
 
 /// The configured offset; `ACTIVE` is false when there is none and nothing moved the
@@ -62,34 +61,3 @@ pub fn offset_ns(runtime: &Runtime) -> i64 {
         .load(Ordering::Relaxed)
         .saturating_add(runtime.shared.clock_adjust_ns.load(Ordering::Relaxed))
 }
-
-pub const HOOKS: &[Hook] = &[
-    Hook::new("clock_gettime", Full),
-    Hook::new("gettimeofday", Full),
-    Hook::new("time", Full),
-    Hook::new("timespec_get", Full),
-    Hook::new("ftime", Full),
-    Hook::new("clock_settime", Full),
-    Hook::new("settimeofday", Full),
-    Hook::new(
-        "adjtime",
-        Partial("a capsule root's adjustment applies at once, not slewed"),
-    ),
-    Hook::new("clock_nanosleep", Full),
-    Hook::new("sem_timedwait", Full),
-    Hook::new("sem_clockwait", Full),
-    Hook::new("pthread_mutex_timedlock", Full),
-    Hook::new("pthread_mutex_clocklock", Full),
-    Hook::new(
-        "pthread_cond_timedwait",
-        Partial("knows the clock of up to 4096 live monotonic condition variables"),
-    ),
-    Hook::new("pthread_cond_clockwait", Full),
-    Hook::new("pthread_cond_init", Full),
-    Hook::new("pthread_cond_destroy", Full),
-    Hook::new("timerfd_create", Full),
-    Hook::new(
-        "timerfd_settime",
-        Partial("absolute wall-clock timers of descriptors below 4096"),
-    ),
-];

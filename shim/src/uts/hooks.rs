@@ -1,7 +1,5 @@
 //! FFI layer of the uts replica.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int, size_t, utsname};
 
 use super::ops::{self, Name};
@@ -85,18 +83,35 @@ unsafe fn get_name(
 
 hook! {
     fn uname(buf: *mut utsname) -> c_int, missing: -1;
-    reads_state |real| uname_with(buf, || real(buf))
+    reads_state |real| {
+        // SAFETY: the caller's `buf` goes unchanged to the real uname(2), its contract.
+        let real = || unsafe { real(buf) };
+        // SAFETY: `buf` is null or a utsname (uname's contract), which `real` fills.
+        unsafe { uname_with(buf, real) }
+    }
 
     fn gethostname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
-    reads_state |real| get_name(Name::Host, name, len, || real(name, len))
+    reads_state |real| {
+        // SAFETY: the caller's buffer and length go unchanged to the real gethostname.
+        let real = || unsafe { real(name, len) };
+        // SAFETY: `name` is valid for `len` bytes (gethostname's contract).
+        unsafe { get_name(Name::Host, name, len, real) }
+    }
 
     fn getdomainname(name: *mut c_char, len: size_t) -> c_int, missing: -1;
-    reads_state |real| get_name(Name::Domain, name, len, || real(name, len))
+    reads_state |real| {
+        // SAFETY: the caller's buffer and length go unchanged to the real getdomainname.
+        let real = || unsafe { real(name, len) };
+        // SAFETY: `name` is valid for `len` bytes (getdomainname's contract).
+        unsafe { get_name(Name::Domain, name, len, real) }
+    }
 
     /// Never reaches the kernel: the host's name is not the capsule's to change.
     fn sethostname(name: *const c_char, len: size_t) -> c_int, missing: -1;
-    |_real| set_with(Name::Host, name, len)
+    // SAFETY: `name` is valid for `len` bytes (sethostname's contract).
+    |_real| unsafe { set_with(Name::Host, name, len) }
 
     fn setdomainname(name: *const c_char, len: size_t) -> c_int, missing: -1;
-    |_real| set_with(Name::Domain, name, len)
+    // SAFETY: `name` is valid for `len` bytes (setdomainname's contract).
+    |_real| unsafe { set_with(Name::Domain, name, len) }
 }

@@ -15,15 +15,6 @@
 pub mod hooks;
 pub mod ops;
 
-use crate::coverage::{Hook, Support::*};
 use crate::runtime::Runtime;
 
 pub fn init(_runtime: &Runtime) {}
-
-pub const HOOKS: &[Hook] = &[
-    Hook::new("uname", Full),
-    Hook::new("gethostname", Full),
-    Hook::new("getdomainname", Full),
-    Hook::new("sethostname", Full),
-    Hook::new("setdomainname", Full),
-];

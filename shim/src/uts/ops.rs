@@ -1,8 +1,5 @@
 //! Which names a capsule process sees, and who may change them.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::c_int;
 
 use capsule_config::MAX_HOSTNAME_LEN;
