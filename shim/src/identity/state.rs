@@ -81,16 +81,19 @@ impl Creds {
         }
         self.gid.set(FS, identity.gid[EFFECTIVE]);
         self.set_groups(&identity.groups);
-        // As after execve (capabilities(7)): a root's capabilities are all there,
-        // effective when the effective uid is 0; `PR_SET_KEEPCAPS` is cleared.
-        let root = identity.uid[REAL] == 0 || identity.uid[EFFECTIVE] == 0;
-        let effective = identity.uid[EFFECTIVE] == 0;
+        self.caps_after_exec(identity.uid[REAL], identity.uid[EFFECTIVE]);
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    /// As after execve (capabilities(7)): a root's capabilities are all there,
+    /// effective when the effective uid is 0; `PR_SET_KEEPCAPS` is cleared.
+    fn caps_after_exec(&self, real: u32, effective: u32) {
+        let root = real == 0 || effective == 0;
         self.permitted_caps
             .store(if root { ALL_CAPS } else { 0 }, Ordering::Relaxed);
         self.effective_caps
-            .store(if effective { ALL_CAPS } else { 0 }, Ordering::Relaxed);
+            .store(if effective == 0 { ALL_CAPS } else { 0 }, Ordering::Relaxed);
         self.keep_caps.store(false, Ordering::Relaxed);
-        self.enabled.store(true, Ordering::Release);
     }
 
     #[inline]
@@ -154,8 +157,6 @@ pub static CREDS: Creds = Creds::new();
 pub struct Snapshot {
     pub uid: [u32; 4],
     pub gid: [u32; 4],
-    pub effective_caps: u64,
-    pub permitted_caps: u64,
     /// 64 bits, so that the struct has no padding (it is sent as bytes).
     pub ngroups: u64,
     pub groups: [u32; MAX_GROUPS],
@@ -168,8 +169,6 @@ impl Creds {
         Snapshot {
             uid: [0, 1, 2, 3].map(|i| self.uid.get(i)),
             gid: [0, 1, 2, 3].map(|i| self.gid.get(i)),
-            effective_caps: self.effective_caps.load(Ordering::Relaxed),
-            permitted_caps: self.permitted_caps.load(Ordering::Relaxed),
             ngroups: n as u64,
             groups,
         }
@@ -184,12 +183,6 @@ impl Creds {
         }
         let n = (snapshot.ngroups as usize).min(MAX_GROUPS);
         self.set_groups(&snapshot.groups[..n]);
-        let root = snapshot.uid[REAL] == 0 || snapshot.uid[EFFECTIVE] == 0;
-        let effective = snapshot.uid[EFFECTIVE] == 0;
-        self.permitted_caps
-            .store(if root { ALL_CAPS } else { 0 }, Ordering::Relaxed);
-        self.effective_caps
-            .store(if effective { ALL_CAPS } else { 0 }, Ordering::Relaxed);
-        self.keep_caps.store(false, Ordering::Relaxed);
+        self.caps_after_exec(snapshot.uid[REAL], snapshot.uid[EFFECTIVE]);
     }
 }
