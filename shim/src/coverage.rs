@@ -31,8 +31,16 @@ impl Hook {
 #[cfg(not(test))]
 pub fn all() -> &'static [(&'static str, &'static [Option<Hook>])] {
     &[
-        ("fs", crate::fs::hooks::HOOKS),
-        ("fs", crate::fs::path_hooks::HOOKS),
+        ("fs", crate::fs::hooks::open::HOOKS),
+        ("fs", crate::fs::hooks::stat::HOOKS),
+        ("fs", crate::fs::hooks::names::HOOKS),
+        ("fs", crate::fs::hooks::attr::HOOKS),
+        ("fs", crate::fs::hooks::cwd::HOOKS),
+        ("fs", crate::fs::hooks::xattr::HOOKS),
+        ("fs", crate::fs::hooks::fd::HOOKS),
+        ("fs", crate::fs::hooks::dir::HOOKS),
+        ("fs", crate::fs::hooks::tmp::HOOKS),
+        ("fs", crate::fs::hooks::more::HOOKS),
         ("identity", crate::identity::hooks::HOOKS),
         ("identity", crate::identity::nss_hooks::HOOKS),
         ("uts", crate::uts::hooks::HOOKS),

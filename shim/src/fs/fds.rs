@@ -219,6 +219,86 @@ pub fn directory(fd: i32) -> Option<PathBuf> {
     PathBuf::from_bytes(&bytes[..len]).ok()
 }
 
+/// close: forgotten first (the number may be reused as soon as it is closed).
+#[inline]
+pub fn closing(fd: i32, real: impl FnOnce() -> i32) -> i32 {
+    closed(fd);
+    real()
+}
+
+/// dup & co. returned `result`: a new descriptor knows what `from` does.
+#[inline]
+pub fn duplicated(from: i32, result: i32) -> i32 {
+    if result >= 0 {
+        copy(from, result);
+    }
+    result
+}
+
+/// fcntl returned `result`: `F_DUPFD` and `F_DUPFD_CLOEXEC` made a descriptor.
+#[inline]
+pub fn fcntl_done(fd: i32, cmd: i32, result: i32) -> i32 {
+    if result >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) {
+        copy(fd, result);
+    }
+    result
+}
+
+/// fcloseall returned `result`: which descriptors it closed is not known, so none
+/// stays known as safe.
+#[inline]
+pub fn all_closed(result: i32) -> i32 {
+    forget(0, u32::MAX);
+    result
+}
+
+/// close_range, around the shim's own log descriptor, which stays open. `real` is
+/// the real call.
+pub fn close_range(first: u32, last: u32, flags: i32, real: impl Fn(u32, u32, i32) -> i32) -> i32 {
+    let closing = flags & libc::CLOSE_RANGE_CLOEXEC as i32 == 0;
+    let rc = match crate::log::own_fd() {
+        Some(own) if closing && (first..=last).contains(&own) => {
+            let below = if own > first {
+                real(first, own - 1, flags)
+            } else {
+                0
+            };
+            let above = if own < last {
+                real(own + 1, last, flags)
+            } else {
+                0
+            };
+            if below != 0 {
+                below
+            } else {
+                above
+            }
+        }
+        _ => real(first, last, flags),
+    };
+    if rc == 0 && closing {
+        forget(first, last);
+    }
+    rc
+}
+
+/// closefrom, around the shim's own log descriptor, which stays open. `real` is the
+/// real call.
+pub fn closefrom(first: i32, real: impl FnOnce(i32)) {
+    match crate::log::own_fd() {
+        Some(own) if first >= 0 && own >= first as u32 => {
+            if own > first as u32 {
+                // SAFETY: close_range(2) takes two descriptor numbers and flags, no
+                // memory; the descriptors below the log's are the caller's to close.
+                unsafe { libc::syscall(libc::SYS_close_range, first as u32, own - 1, 0) };
+            }
+            real(own as i32 + 1);
+        }
+        _ => real(first),
+    }
+    forget(first.max(0) as u32, u32::MAX);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

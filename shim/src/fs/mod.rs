@@ -19,23 +19,37 @@
 //! - with no file-system settings the replica is off and every hook passes through.
 
 pub mod cache;
+#[cfg(not(test))]
+pub mod call;
+#[cfg(not(test))]
+pub mod change;
 #[cfg(test)]
 mod core_tests;
 pub mod cow;
+#[cfg(not(test))]
+pub mod cwd;
 pub mod dirs;
 pub mod fds;
 #[cfg(not(test))]
 pub mod fts;
 pub mod layers;
+#[cfg(not(test))]
+pub mod names;
+#[cfg(not(test))]
+pub mod open;
 pub mod ops;
 pub mod owner;
 pub mod path;
-#[cfg(not(test))]
-pub mod path_hooks;
 pub mod pin;
+#[cfg(not(test))]
+pub mod readdir;
 pub mod sockets;
+#[cfg(not(test))]
+pub mod stat;
 pub mod sys;
 pub mod syscalls;
+#[cfg(not(test))]
+pub mod tmp;
 #[cfg(not(test))]
 pub mod walk;
 

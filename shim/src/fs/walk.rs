@@ -291,3 +291,49 @@ pub unsafe fn nftw_with(
         }
     }
 }
+
+/// The program's nftw callback.
+pub type NftwFn =
+    Option<unsafe extern "C" fn(*const c_char, *const libc::stat, c_int, *mut Ftw) -> c_int>;
+/// The program's ftw callback.
+pub type FtwFn = Option<unsafe extern "C" fn(*const c_char, *const libc::stat, c_int) -> c_int>;
+
+/// nftw: walked here (outside the shim guard) when the replica is on; `real` is the
+/// real call.
+///
+/// # Safety
+/// As nftw(3): `dir` is a C string and `visit` the program's callback.
+pub unsafe fn nftw_in_capsule(
+    dir: *const c_char,
+    visit: NftwFn,
+    flags: c_int,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let (Some(_), Some(visit)) = (super::layers(), visit) else {
+        return real();
+    };
+    // SAFETY: `dir` is a C string (this function's contract); the callback is the
+    // program's nftw callback, given what nftw gives it: a C string, a stat and an
+    // FTW the walk owns.
+    outside(|| unsafe {
+        nftw_with(dir, flags, &mut |p, st, kind, mut ftw| {
+            visit(p, st, kind, &mut ftw)
+        })
+    })
+}
+
+/// ftw: as nftw without flags.
+///
+/// # Safety
+/// As ftw(3): `dir` is a C string and `visit` the program's callback.
+pub unsafe fn ftw_in_capsule(
+    dir: *const c_char,
+    visit: FtwFn,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let (Some(_), Some(visit)) = (super::layers(), visit) else {
+        return real();
+    };
+    // SAFETY: as in `nftw_in_capsule`, for ftw's callback.
+    outside(|| unsafe { nftw_with(dir, 0, &mut |p, st, kind, _| visit(p, st, kind)) })
+}

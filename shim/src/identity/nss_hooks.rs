@@ -532,7 +532,7 @@ unsafe fn lock_password_files() -> c_int {
     }
     // SAFETY: the path is a NUL-terminated literal.
     let fd = unsafe {
-        crate::fs::hooks::open_in_capsule(
+        crate::fs::open::open_in_capsule(
             c"/etc/.pwd.lock".as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
             0o600,

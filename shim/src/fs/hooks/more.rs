@@ -1,4 +1,4 @@
-//! Path-taking libc functions beyond the core file calls (`hooks.rs`): each names
+//! Path-taking libc functions beyond the core file calls: each names
 //! its file in the capsule like every other call, so that none of them reaches the
 //! host's file of the same name. Functions that need privileges a capsule cannot
 //! contain (`chroot`, `mount`, opening by file handle) are refused in a capsule with
@@ -8,15 +8,17 @@ use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_long, c_uint, c_void, mode_t, posix_spawn_file_actions_t};
 
-use super::hooks::{arg, change_with, read_with, run_in, scandir_with, Compare, Dirent, Filter};
-use super::ops::{self, Skip};
-use super::path::PathBuf;
+use crate::fs::call::{arg, change_with, read_with, run_in};
+use crate::fs::open::dlopen_with;
+use crate::fs::ops::{self, Skip};
+use crate::fs::path::PathBuf;
+use crate::fs::readdir::{scandir_with, Compare, Dirent, Filter};
 use crate::hook::set_errno;
 
 /// `EPERM` for an operation that would leave the capsule's view when the capsule has
 /// a file system; the real call otherwise.
 fn refused<R>(fail: R, real: impl FnOnce() -> R) -> R {
-    if super::layers().is_none() {
+    if crate::fs::layers().is_none() {
         return real();
     }
     set_errno(libc::EPERM);
@@ -29,7 +31,7 @@ fn refused<R>(fail: R, real: impl FnOnce() -> R) -> R {
 /// # Safety
 /// `path` is a NUL-terminated string.
 unsafe fn absolute(dirfd: c_int, path: *const c_char) -> Result<Option<PathBuf>, c_int> {
-    let Some(layers) = super::layers() else {
+    let Some(layers) = crate::fs::layers() else {
         return Ok(None);
     };
     // SAFETY: `path` is NUL-terminated (the caller's contract).
@@ -162,6 +164,12 @@ hook! {
     // SAFETY: without a capsule file system the caller's path goes unchanged to acct(2).
     |real| refused(-1, || unsafe { real(path) })
 
+    /// A library given by path is loaded from the capsule.
+    fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut(), support: Partial("the library named is loaded from the capsule; its own dependencies come from the dynamic loader's search path");
+    // SAFETY: `path` is null or a C string (dlopen(3)); `real` gets it or the host
+    // path it resolved to, a NUL-terminated PathBuf, with the caller's flags.
+    |real| unsafe { dlopen_with(path, |p| real(p, flags)) }
+
     /// glibc only: musl has no link-map namespaces.
     #[cfg(target_env = "gnu")]
     fn dlmopen(lmid: libc::Lmid_t, path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut(), support: Partial("as dlopen");
@@ -176,8 +184,8 @@ hook! {
         if !name.to_bytes().contains(&b'/') {
             return pass();
         }
-        let mut node = super::layers::Node::empty();
-        match super::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, name, true, &mut node)) {
+        let mut node = crate::fs::layers::Node::empty();
+        match crate::fs::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, name, true, &mut node)) {
             // SAFETY: `node.host` is the resolved host path, a C string; the rest is the caller's.
             Some(Ok(())) => crate::hook::outside(|| unsafe { real(lmid, node.host.as_ptr(), flags) }),
             _ => crate::hook::outside(pass),

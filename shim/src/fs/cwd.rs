@@ -1,0 +1,90 @@
+//! The working directory and canonical names: chdir, getcwd and realpath answer
+//! with capsule paths.
+
+// Transitional (issue 13): the unsafe operations of this file's functions are not
+// yet each in a block with its reason.
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use libc::{c_char, c_int, size_t};
+
+use super::call::{arg, run_in};
+use super::layers::Node;
+use super::ops::{self, Skip};
+use crate::hook::set_errno;
+
+/// chdir: into the host directory a capsule directory resolves to.
+pub unsafe fn chdir_with(path: *const c_char, real: impl Fn(*const c_char) -> c_int) -> c_int {
+    run_in(
+        Node::empty,
+        |l, node| {
+            ops::existing_into(l, libc::AT_FDCWD, arg(path)?, true, node)?;
+            if !node.is_dir() {
+                return Err(Skip::Errno(libc::ENOTDIR));
+            }
+            Ok(())
+        },
+        |node, ()| real(node.host.as_ptr()),
+        || real(path),
+        -1,
+    )
+}
+
+pub unsafe fn getcwd_with(
+    buf: *mut c_char,
+    size: size_t,
+    real: impl FnOnce() -> *mut c_char,
+) -> *mut c_char {
+    let Some(layers) = super::layers() else {
+        return real();
+    };
+    let cwd = ops::cwd(layers);
+    if buf.is_null() {
+        if size != 0 && cwd.len() + 1 > size {
+            set_errno(libc::ERANGE);
+            return std::ptr::null_mut();
+        }
+        return ops::malloc_copy(cwd.as_bytes());
+    }
+    if size == 0 {
+        set_errno(libc::EINVAL);
+        return std::ptr::null_mut();
+    }
+    match ops::copy_out(cwd.as_bytes(), buf, size) {
+        Ok(()) => buf,
+        Err(e) => {
+            set_errno(e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+pub unsafe fn realpath_with(
+    path: *const c_char,
+    resolved: *mut c_char,
+    real: impl FnOnce() -> *mut c_char,
+) -> *mut c_char {
+    run_in(
+        Node::empty,
+        |l, node| {
+            let p = arg(path)?;
+            if p.to_bytes().is_empty() {
+                return Err(Skip::Errno(libc::ENOENT));
+            }
+            ops::existing_into(l, libc::AT_FDCWD, p, true, node)
+        },
+        |node, ()| {
+            if resolved.is_null() {
+                return ops::malloc_copy(node.capsule.as_bytes());
+            }
+            match ops::copy_out(node.capsule.as_bytes(), resolved, super::path::PATH_MAX) {
+                Ok(()) => resolved,
+                Err(_) => {
+                    set_errno(libc::ENAMETOOLONG);
+                    std::ptr::null_mut()
+                }
+            }
+        },
+        real,
+        std::ptr::null_mut(),
+    )
+}

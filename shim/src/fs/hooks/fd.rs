@@ -1,0 +1,68 @@
+//! Descriptors: changes through one (applied to the upper copy when it refers to a
+//! lower-layer file), and closing and duplicating them, which the table of
+//! descriptors the shim knows follows (`fds`).
+
+use libc::{c_int, c_uint, gid_t, mode_t, uid_t, FILE};
+
+use crate::fs::change::{fchown_with, fd_change, ioctl_with};
+use crate::fs::fds;
+use crate::fs::open::fclose_with;
+
+hook! {
+    unsafe_bodies;
+
+    fn fchmod(fd: c_int, mode: mode_t) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| crate::fs::pin::chmod_nofollow(p, mode), || real(fd, mode))
+
+    fn fchown(fd: c_int, uid: uid_t, gid: gid_t) -> c_int, missing: -1;
+    |real| fchown_with(fd, uid, gid, || real(fd, uid, gid))
+
+    fn futimens(fd: c_int, times: *const libc::timespec) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::utimensat(libc::AT_FDCWD, p, times, libc::AT_SYMLINK_NOFOLLOW), || real(fd, times))
+
+    fn futimes(fd: c_int, times: *const libc::timeval) -> c_int, missing: -1;
+    |real| fd_change(fd, -1, |p| libc::lutimes(p, times), || real(fd, times))
+
+    /// `ioctl` is variadic; its third argument is a fixed `unsigned long` on the
+    /// supported architectures. Requests that change the inode (chattr's
+    /// FS_IOC_SETFLAGS & co.) copy a lower-layer file up first, like fchmod.
+    fn ioctl(fd: c_int, request: libc::c_ulong, arg: libc::c_ulong) -> c_int, missing: -1, support: Partial("only requests that change a file's inode (FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR, FS_IOC_SETVERSION) are the replica's: a lower-layer file is copied up first; others pass through");
+    |real| ioctl_with(fd, request, arg, real)
+
+    fn close(fd: c_int) -> c_int, missing: -1;
+    |real| fds::closing(fd, || real(fd))
+
+    /// glibc's fclose closes the descriptor with its internal close, which no hook
+    /// sees.
+    fn fclose(file: *mut FILE) -> c_int, missing: libc::EOF;
+    |real| fclose_with(file, || real(file))
+
+    /// Closes every stream inside glibc: which descriptors is not known, so none
+    /// stays known as safe.
+    fn fcloseall() -> c_int, missing: libc::EOF;
+    |real| fds::all_closed(real())
+
+    fn dup(fd: c_int) -> c_int, missing: -1;
+    |real| fds::duplicated(fd, real(fd))
+
+    fn dup2(fd: c_int, new: c_int) -> c_int, missing: -1;
+    |real| fds::duplicated(fd, real(fd, new))
+
+    fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int, missing: -1;
+    |real| fds::duplicated(fd, real(fd, new, flags))
+
+    /// `fcntl` is variadic; its third argument is a fixed `unsigned long` on the
+    /// supported architectures.
+    fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| fds::fcntl_done(fd, cmd, real(fd, cmd, arg))
+
+    fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int, missing: -1;
+    |real| fds::fcntl_done(fd, cmd, real(fd, cmd, arg))
+
+    fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, missing: -1;
+    |real| fds::close_range(first, last, flags, |a, b, f| real(a, b, f))
+
+    #[allow(clippy::unused_unit)]
+    fn closefrom(first: c_int) -> (), missing: ();
+    |real| fds::closefrom(first, |f| real(f))
+}

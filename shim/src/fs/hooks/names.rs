@@ -1,0 +1,82 @@
+//! Making, removing, renaming and linking names, and reading links (the logic is
+//! `fs::names`).
+
+use libc::{c_char, c_int, c_uint, dev_t, mode_t, size_t, ssize_t};
+
+use crate::fs::names::{
+    create_with, link_with, mkdir_with, mknod_in, readlink_with, remove_with, rename_with,
+};
+
+/// The limit of rename and renameat.
+const RENAME_DIR: crate::coverage::Support = crate::coverage::Support::Partial(
+    "a directory with lower-layer content gives EXDEV (mv copies instead)",
+);
+
+/// The limit of mknod and mknodat.
+const DEVICE_NODE: crate::coverage::Support = crate::coverage::Support::Partial(
+    "a fake root that is not really root gets an empty file that stat reports as the device",
+);
+
+hook! {
+    unsafe_bodies;
+
+    fn mkdir(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| mkdir_with(libc::AT_FDCWD, path, mode, |p, m| real(p, m))
+
+    fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| mkdir_with(dirfd, path, mode, |p, m| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, m))
+
+    fn rmdir(path: *const c_char) -> c_int, missing: -1;
+    |real| remove_with(libc::AT_FDCWD, path, true, || real(path))
+
+    fn unlink(path: *const c_char) -> c_int, missing: -1;
+    |real| remove_with(libc::AT_FDCWD, path, false, || real(path))
+
+    fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| remove_with(dirfd, path, flags & libc::AT_REMOVEDIR != 0, || real(dirfd, path, flags))
+
+    fn rename(old: *const c_char, new: *const c_char) -> c_int, missing: -1, support: RENAME_DIR;
+    |real| rename_with(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0, |a, b| real(a, b))
+
+    fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> c_int, missing: -1, support: RENAME_DIR;
+    |real| rename_with(olddir, old, newdir, new, 0, |a, b| if a == old { real(olddir, a, newdir, b) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b) })
+
+    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1, support: Partial("RENAME_NOREPLACE only; other flags give ENOSYS (callers fall back)");
+    |real| rename_with(olddir, old, newdir, new, flags, |a, b| if a == old { real(olddir, a, newdir, b, flags) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b, flags) })
+
+    fn link(old: *const c_char, new: *const c_char) -> c_int, missing: -1;
+    |real| link_with(libc::AT_FDCWD, old, libc::AT_FDCWD, new, false, |a, b| real(a, b))
+
+    fn linkat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_int) -> c_int, missing: -1;
+    |real| link_with(olddir, old, newdir, new, flags & libc::AT_SYMLINK_FOLLOW != 0, |a, b| if a == old { real(olddir, a, newdir, b, flags) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b, 0) })
+
+    fn symlink(target: *const c_char, path: *const c_char) -> c_int, missing: -1;
+    |real| create_with(libc::AT_FDCWD, path, |p| real(target, p))
+
+    fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int, missing: -1;
+    |real| create_with(dirfd, path, |p| real(target, if p == path { dirfd } else { libc::AT_FDCWD }, p))
+
+    fn readlink(path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(libc::AT_FDCWD, path, buf, size, |p, b, s| real(p, b, s))
+
+    fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(dirfd, path, buf, size, |p, b, s| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, b, s))
+
+    fn __readlink_chk(path: *const c_char, buf: *mut c_char, size: size_t, buflen: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(libc::AT_FDCWD, path, buf, size, |p, b, s| real(p, b, s, buflen))
+
+    fn __readlinkat_chk(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: size_t, buflen: size_t) -> ssize_t, missing: -1;
+    |real| readlink_with(dirfd, path, buf, size, |p, b, s| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, b, s, buflen))
+
+    fn mknod(path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1, support: DEVICE_NODE;
+    |real| create_with(libc::AT_FDCWD, path, |p| mknod_in(p, mode, dev, || real(p, mode, dev)))
+
+    fn mknodat(dirfd: c_int, path: *const c_char, mode: mode_t, dev: dev_t) -> c_int, missing: -1, support: DEVICE_NODE;
+    |real| create_with(dirfd, path, |p| mknod_in(p, mode, dev, || real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode, dev)))
+
+    fn mkfifo(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| create_with(libc::AT_FDCWD, path, |p| real(p, mode))
+
+    fn mkfifoat(dirfd: c_int, path: *const c_char, mode: mode_t) -> c_int, missing: -1;
+    |real| create_with(dirfd, path, |p| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, mode))
+}

@@ -1,0 +1,201 @@
+//! Calls that make, remove, rename or link names, and readlink (whose `/proc` links
+//! hold host paths the capsule maps back).
+
+// Transitional (issue 13): the unsafe operations of this file's functions are not
+// yet each in a block with its reason.
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::CStr;
+
+use libc::{c_char, c_int, c_uint, dev_t, mode_t, size_t, ssize_t};
+
+use super::call::{arg, run, run_in};
+use super::layers::Node;
+use super::ops::{self, Skip};
+use super::path::PathBuf;
+use crate::hook::set_errno;
+
+/// mknod of a device by a fake root that is not really root (see `owner`).
+pub unsafe fn mknod_in(
+    host: *const c_char,
+    mode: mode_t,
+    dev: dev_t,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    let Ok(path) = PathBuf::from_bytes(CStr::from_ptr(host).to_bytes()) else {
+        return real();
+    };
+    match super::owner::mknod_device(&path, mode, dev) {
+        Ok(true) => 0,
+        Ok(false) => real(),
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// A path operation that creates a name (mknod, mkfifo, symlink).
+pub unsafe fn create_with(
+    dirfd: c_int,
+    path: *const c_char,
+    real: impl Fn(*const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| {
+            let path = arg(path)?;
+            // Only mkdir takes a trailing slash on a new name: ENOENT (EEXIST if it is
+            // there), and nothing changes (a deleted lower name stays deleted).
+            if path.to_bytes().ends_with(b"/") {
+                ops::check_create(l, dirfd, path)?;
+                return Err(Skip::Errno(libc::ENOENT));
+            }
+            Ok((ops::create_path(l, dirfd, path)?, l))
+        },
+        |((host, node, had_whiteout), l)| {
+            let rc = real(host.as_ptr());
+            if rc == 0 && node.place == super::layers::Place::Overlay {
+                super::owner::after_create(&host);
+            } else if rc != 0 {
+                ops::create_failed(l, &node, had_whiteout);
+            }
+            rc
+        },
+        || real(path),
+        -1,
+    )
+}
+
+pub unsafe fn mkdir_with(
+    dirfd: c_int,
+    path: *const c_char,
+    mode: mode_t,
+    real: impl Fn(*const c_char, mode_t) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| Ok((ops::create_path(l, dirfd, arg(path)?)?, l)),
+        |((host, node, had_whiteout), l)| {
+            let rc = real(host.as_ptr(), mode);
+            if rc == 0 {
+                if let Err(Skip::Errno(e)) = ops::after_mkdir(l, &node, had_whiteout) {
+                    set_errno(e);
+                    return -1;
+                }
+            } else {
+                ops::create_failed(l, &node, had_whiteout);
+            }
+            rc
+        },
+        || real(path, mode),
+        -1,
+    )
+}
+
+pub unsafe fn remove_with(
+    dirfd: c_int,
+    path: *const c_char,
+    directory: bool,
+    real: impl Fn() -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::remove(l, dirfd, arg(path)?, directory),
+        |()| 0,
+        real,
+        -1,
+    )
+}
+
+pub unsafe fn rename_with(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    flags: c_uint,
+    real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
+) -> c_int {
+    if flags & !libc::RENAME_NOREPLACE != 0 && super::layers().is_some() {
+        // RENAME_EXCHANGE and RENAME_WHITEOUT cannot be honoured across layers;
+        // glibc and coreutils fall back on ENOSYS.
+        set_errno(libc::ENOSYS);
+        return -1;
+    }
+    run(
+        |l| {
+            ops::rename(
+                l,
+                (olddir, arg(old)?),
+                (newdir, arg(new)?),
+                flags & libc::RENAME_NOREPLACE != 0,
+            )
+        },
+        |hosts| match hosts {
+            Some((from, to)) => {
+                let rc = real(from.as_ptr(), to.as_ptr());
+                if rc == 0 {
+                    // A volume's directories are cached too (see `Layers::remember`).
+                    super::changed();
+                }
+                rc
+            }
+            None => 0,
+        },
+        || real(old, new),
+        -1,
+    )
+}
+
+pub unsafe fn link_with(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+    follow: bool,
+    real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
+) -> c_int {
+    run(
+        |l| ops::link(l, (olddir, arg(old)?), (newdir, arg(new)?), follow),
+        |(from, to)| real(from.as_ptr(), to.as_ptr()),
+        || real(old, new),
+        -1,
+    )
+}
+
+pub unsafe fn readlink_with(
+    dirfd: c_int,
+    path: *const c_char,
+    buf: *mut c_char,
+    size: size_t,
+    real: impl Fn(*const c_char, *mut c_char, size_t) -> ssize_t + Copy,
+) -> ssize_t {
+    run_in(
+        Node::empty,
+        |l, node| {
+            ops::existing_into(l, dirfd, arg(path)?, false, node)?;
+            Ok(l)
+        },
+        |node, l| {
+            if !ops::is_proc_link(node.capsule.as_bytes()) {
+                return real(node.host.as_ptr(), buf, size);
+            }
+            // A /proc link holds a host path: read it whole, map it, then copy out.
+            let mut target = [0u8; super::path::PATH_MAX];
+            let n = real(node.host.as_ptr(), target.as_mut_ptr().cast(), target.len());
+            if n < 0 {
+                return n;
+            }
+            let Ok(mut mapped) = PathBuf::from_bytes(&target[..n as usize]) else {
+                return n;
+            };
+            if let Err(e) = l.map_proc_link(node.capsule.as_bytes(), &mut mapped) {
+                set_errno(e);
+                return -1;
+            }
+            let out = mapped.as_bytes();
+            let len = out.len().min(size);
+            std::ptr::copy_nonoverlapping(out.as_ptr(), buf.cast(), len);
+            len as ssize_t
+        },
+        || real(path, buf, size),
+        -1,
+    )
+}

@@ -1,0 +1,287 @@
+//! Opening a capsule name: the quick paths (a read-only open, a creation in a
+//! cached directory) and the long way through `ops::open_into`, for `open` & co.,
+//! the stdio streams and `dlopen`.
+
+// Transitional (issue 13): the unsafe operations of this file's functions are not
+// yet each in a block with its reason.
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::CStr;
+
+use libc::{c_char, c_int, c_void, mode_t, FILE};
+
+use super::call::{arg, run_in};
+use super::layers::Node;
+use super::ops;
+use super::path::PathBuf;
+use crate::hook::set_errno;
+
+/// `open` & co.: the quick paths, then the long way. `real(p, flags)` opens `p`,
+/// the caller's path or a host path.
+pub unsafe fn open_with(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    real: impl Fn(*const c_char, c_int) -> c_int + Copy,
+) -> c_int {
+    let saved = crate::hook::errno();
+    if let Some(fd) = open_optimistic(dirfd, path, flags, real) {
+        return fd;
+    }
+    if let Some(fd) = create_optimistic(dirfd, path, flags, real) {
+        return fd;
+    }
+    // A quick path that gave up may have failed a system call: the long way starts
+    // from the caller's errno (which a successful open leaves as it was).
+    set_errno(saved);
+    run_in(
+        ops::OpenPlan::new,
+        |l, plan| ops::open_into(l, dirfd, arg(path)?, flags, plan),
+        |plan, ()| {
+            let fd = real(plan.host.as_ptr(), flags);
+            if fd >= 0 {
+                super::fds::opened(
+                    fd,
+                    plan.safe,
+                    plan.directory.then(|| plan.node.capsule.as_bytes()),
+                );
+                if plan.created {
+                    super::owner::after_create(&plan.host);
+                }
+            }
+            fd
+        },
+        || real(path, flags),
+        -1,
+    )
+}
+
+/// `open(path, flags, mode)` of a capsule path on behalf of a hook of another
+/// replica (glibc opens some files, `/etc/.pwd.lock` among them, with calls no hook
+/// sees).
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn open_in_capsule(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+    open_with(libc::AT_FDCWD, path, flags, |p, f| {
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p, f, mode) as c_int
+    })
+}
+
+/// A creation in a cached directory of the upper layer whose lower layer has no such
+/// name: whiteouts and lower names do not matter, so the upper layer's answer is the
+/// capsule's. Tried with `O_EXCL` (a name that exists there, links included, is
+/// `EEXIST`: the answer for an exclusive creation, the long way otherwise). `None`:
+/// the long way decides. Saves the walk's `lstat`s and the whiteout check.
+unsafe fn create_optimistic(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    real: impl Fn(*const c_char, c_int) -> c_int + Copy,
+) -> Option<c_int> {
+    if flags & libc::O_CREAT == 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE || path.is_null() {
+        return None;
+    }
+    let layers = super::layers()?;
+    let saved = crate::hook::errno();
+    let mut abs = PathBuf::new();
+    let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
+    let mut capsule = PathBuf::new();
+    let mut upper = PathBuf::new();
+    // In a writable volume's cached directory the kernel's answer is the capsule's,
+    // the last name not followed (`ELOOP`: the long way follows it in the capsule).
+    if layers.in_cached_volume_into(abs.as_bytes(), shape, &mut capsule, &mut upper)
+        == Ok(Some(false))
+    {
+        let fd = real(upper.as_ptr(), flags | libc::O_EXCL | libc::O_NOFOLLOW);
+        if fd >= 0 {
+            super::fds::opened(fd, true, None);
+            super::owner::after_create(&upper);
+            set_errno(saved);
+            return Some(fd);
+        }
+        return match crate::hook::errno() {
+            libc::EEXIST if flags & libc::O_EXCL != 0 => Some(-1),
+            libc::EEXIST | libc::ELOOP => None,
+            _ => Some(-1),
+        };
+    }
+    let lower_visible = layers
+        .cached_upper_into(abs.as_bytes(), shape, &mut capsule, &mut upper)
+        .ok()??;
+    if lower_visible && layers.lower_has(capsule.as_bytes()).ok()? != Some(false) {
+        return None;
+    }
+    let fd = real(upper.as_ptr(), flags | libc::O_EXCL);
+    if fd >= 0 {
+        super::fds::opened(fd, true, None);
+        super::owner::after_create(&upper);
+        set_errno(saved);
+        return Some(fd);
+    }
+    match crate::hook::errno() {
+        libc::EEXIST if flags & libc::O_EXCL != 0 => Some(-1),
+        _ => None,
+    }
+}
+
+/// A read-only open of a name whose directory the cache knows: opened in the layer
+/// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
+/// it is followed inside the capsule). One system call, like the program's own.
+/// `None`: not such an open, or the long way is needed.
+unsafe fn open_optimistic(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    real: impl Fn(*const c_char, c_int) -> c_int + Copy,
+) -> Option<c_int> {
+    let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY
+        && flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) == 0;
+    if !read_only || path.is_null() {
+        return None;
+    }
+    let layers = super::layers()?;
+    let saved = crate::hook::errno();
+    let mut abs = PathBuf::new();
+    let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
+    let mut candidates = super::layers::Candidates::new();
+    if !layers
+        .read_candidates_into(abs.as_bytes(), shape, &mut candidates)
+        .ok()?
+    {
+        return None;
+    }
+    for (host, lower) in [(&candidates.upper, false), (&candidates.lower, true)] {
+        if host.is_empty() {
+            continue;
+        }
+        // Checked before the lower file is opened (not after): opening a FIFO or the
+        // like that the capsule deleted must not block or have effects.
+        if lower && candidates.lower_unless_whiteout {
+            match layers.has_whiteout(&candidates.capsule) {
+                Ok(false) => {}
+                Ok(true) => break,
+                Err(_) => return None,
+            }
+        }
+        let fd = real(host.as_ptr(), flags | libc::O_NOFOLLOW);
+        if fd >= 0 {
+            // A volume or host file may be read-only: the slow way decides then.
+            let safe = !candidates.direct && !lower && layers.writable();
+            let directory = flags & libc::O_DIRECTORY != 0;
+            super::fds::opened(fd, safe, directory.then(|| candidates.capsule.as_bytes()));
+            set_errno(saved);
+            return Some(fd);
+        }
+        match crate::hook::errno() {
+            libc::ENOENT if !candidates.direct => continue,
+            // A link, or anything unusual: the long way decides. With O_DIRECTORY the
+            // kernel answers a link under O_NOFOLLOW with ENOTDIR, not ELOOP.
+            libc::ELOOP => return None,
+            libc::ENOTDIR if flags & libc::O_DIRECTORY != 0 => return None,
+            _ if candidates.direct => return Some(-1),
+            _ => return None,
+        }
+    }
+    if candidates.direct {
+        return None;
+    }
+    set_errno(libc::ENOENT);
+    Some(-1)
+}
+
+/// A stream fopen made: a new file belongs to its creator's capsule identity.
+fn opened_file(file: *mut FILE, plan: &ops::OpenPlan) -> *mut FILE {
+    if !file.is_null() {
+        // SAFETY: a stream fopen just returned.
+        super::fds::opened(unsafe { libc::fileno(file) }, plan.safe, None);
+        if plan.created {
+            super::owner::after_create(&plan.host);
+        }
+    }
+    file
+}
+
+/// freopen closes the stream's descriptor with glibc's internal close.
+unsafe fn forget_stream(stream: *mut FILE) {
+    if !stream.is_null() {
+        super::fds::closed(libc::fileno(stream));
+    }
+}
+
+/// fopen's mode string as open flags (for the copy-up decision).
+fn fopen_flags(mode: *const c_char) -> c_int {
+    if mode.is_null() {
+        return libc::O_RDONLY;
+    }
+    // SAFETY: a non-null mode is a C string.
+    let m = unsafe { CStr::from_ptr(mode) }.to_bytes();
+    let plus = m.contains(&b'+');
+    match m.first() {
+        Some(b'w') => {
+            libc::O_CREAT | libc::O_TRUNC | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        Some(b'a') => {
+            libc::O_CREAT | libc::O_APPEND | if plus { libc::O_RDWR } else { libc::O_WRONLY }
+        }
+        _ if plus => libc::O_RDWR,
+        _ => libc::O_RDONLY,
+    }
+}
+
+/// fopen and fopen64: `real(p)` opens the host path or, passing, the caller's.
+pub unsafe fn fopen_with(
+    path: *const c_char,
+    mode: *const c_char,
+    real: impl Fn(*const c_char) -> *mut FILE,
+) -> *mut FILE {
+    run_in(
+        ops::OpenPlan::new,
+        |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan),
+        |plan, ()| opened_file(real(plan.host.as_ptr()), plan),
+        || real(path),
+        std::ptr::null_mut(),
+    )
+}
+
+/// freopen and freopen64: as fopen, on a stream whose descriptor glibc closes.
+pub unsafe fn freopen_with(
+    path: *const c_char,
+    mode: *const c_char,
+    stream: *mut FILE,
+    real: impl Fn(*const c_char) -> *mut FILE,
+) -> *mut FILE {
+    forget_stream(stream);
+    fopen_with(path, mode, real)
+}
+
+/// glibc's fclose closes the descriptor with its internal close, which no hook
+/// sees.
+pub unsafe fn fclose_with(file: *mut FILE, real: impl FnOnce() -> c_int) -> c_int {
+    let fd = if file.is_null() {
+        -1
+    } else {
+        libc::fileno(file)
+    };
+    let rc = real();
+    super::fds::closed(fd);
+    rc
+}
+
+/// A library given by path is loaded from the capsule (outside the shim guard: its
+/// constructors are the program's code).
+pub unsafe fn dlopen_with(
+    path: *const c_char,
+    real: impl Fn(*const c_char) -> *mut c_void,
+) -> *mut c_void {
+    if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
+        return real(path);
+    }
+    let mut node = Node::empty();
+    match super::layers()
+        .map(|l| ops::read_path_into(l, libc::AT_FDCWD, CStr::from_ptr(path), true, &mut node))
+    {
+        Some(Ok(())) => crate::hook::outside(|| real(node.host.as_ptr())),
+        _ => crate::hook::outside(|| real(path)),
+    }
+}
