@@ -3,10 +3,6 @@
 //! arguments when the replica is off or the operation passes, errno as the kernel
 //! would set it otherwise. Shared by the preload hooks of every subsystem.
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CStr;
 
 use libc::{c_char, c_int};
@@ -72,15 +68,23 @@ pub fn run_in<S, X, R>(
 }
 
 /// A path argument; null lets the real call report EFAULT.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string that outlives `'a` (a path argument
+/// of the hooked function, valid for the call).
 pub unsafe fn arg<'a>(path: *const c_char) -> Op<&'a CStr> {
     if path.is_null() {
         Err(Skip::Pass)
     } else {
-        Ok(CStr::from_ptr(path))
+        // SAFETY: not null, so a C string valid for the call (this function's contract).
+        Ok(unsafe { CStr::from_ptr(path) })
     }
 }
 
 /// A path operation on an existing name that only reads it.
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn read_with<R>(
     dirfd: c_int,
     path: *const c_char,
@@ -90,7 +94,8 @@ pub unsafe fn read_with<R>(
 ) -> R {
     run_in(
         Node::empty,
-        |l, node| ops::read_path_into(l, dirfd, arg(path)?, follow, node),
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l, node| ops::read_path_into(l, dirfd, unsafe { arg(path) }?, follow, node),
         |node, ()| real(node.host.as_ptr()),
         || real(path),
         fail,
@@ -101,6 +106,9 @@ pub unsafe fn read_with<R>(
 ///
 /// `real(p, pinned)`: when `pinned`, `p` is the name through its pinned parent
 /// (see `pin`), to be changed without following it; else `p` is used as given.
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn change_with<R>(
     dirfd: c_int,
     path: *const c_char,
@@ -111,7 +119,8 @@ pub unsafe fn change_with<R>(
     run_in(
         Node::empty,
         |l, node| {
-            ops::change_path_into(l, dirfd, arg(path)?, follow, node)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            ops::change_path_into(l, dirfd, unsafe { arg(path) }?, follow, node)?;
             Ok(super::pin::pin(l, &node.host)?)
         },
         |node, pinned| match &pinned {

@@ -2,10 +2,6 @@
 //! path or through a descriptor: a lower-layer file is copied up first, and the
 //! capsule's ownership rules apply (`owner`).
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, gid_t, mode_t, uid_t};
@@ -17,6 +13,9 @@ use super::path::PathBuf;
 use crate::hook::set_errno;
 
 /// chown & co.: copied up, then the capsule's ownership rules (see `owner`).
+///
+/// # Safety
+/// `path` is null or a C string (chown's contract).
 pub unsafe fn chown_with(
     dirfd: c_int,
     path: *const c_char,
@@ -28,7 +27,8 @@ pub unsafe fn chown_with(
     run_in(
         Node::empty,
         |l, node| {
-            ops::change_path_into(l, dirfd, arg(path)?, follow, node)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            ops::change_path_into(l, dirfd, unsafe { arg(path) }?, follow, node)?;
             Ok(super::pin::pin(l, &node.host)?)
         },
         |node, pinned| {
@@ -40,7 +40,8 @@ pub unsafe fn chown_with(
             match super::owner::chown(host, uid, gid, follow) {
                 Ok(true) => 0,
                 Ok(false) if follow => real(host.as_ptr()),
-                Ok(false) => libc::lchown(host.as_ptr(), uid, gid),
+                // SAFETY: `host` is a NUL-terminated PathBuf; lchown(2) takes integer ids.
+                Ok(false) => unsafe { libc::lchown(host.as_ptr(), uid, gid) },
                 Err(e) => {
                     set_errno(e);
                     -1
@@ -73,46 +74,58 @@ fn changes_inode(request: libc::c_ulong) -> bool {
 
 /// An inode-changing ioctl on the upper copy `host`, when the descriptor could not
 /// follow the copy-up.
+///
+/// # Safety
+/// `host` is a C string; `real` is the real ioctl and `arg` what the caller gave it
+/// for `request` (one of `changes_inode`'s, whose argument points to the caller's
+/// flags or `struct fsxattr`).
 unsafe fn ioctl_by_path(
     host: *const c_char,
     request: libc::c_ulong,
     arg: libc::c_ulong,
     real: unsafe extern "C" fn(c_int, libc::c_ulong, libc::c_ulong) -> c_int,
 ) -> c_int {
-    let fd = libc::open(
-        host,
-        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-    );
+    // SAFETY: `host` is a C string (this function's contract).
+    let fd = unsafe {
+        libc::open(
+            host,
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return -1;
     }
-    let rc = real(fd, request, arg);
+    // SAFETY: the caller's request and argument (this function's contract), on a
+    // descriptor of the same file we just opened.
+    let rc = unsafe { real(fd, request, arg) };
     let e = crate::hook::errno();
-    libc::close(fd);
+    // SAFETY: `fd` is the descriptor opened above, ours to close.
+    unsafe { libc::close(fd) };
     set_errno(e);
     rc
 }
 
 /// fchown, and fchownat of an empty path with `AT_EMPTY_PATH`: copied up as fchmod,
 /// then the capsule's ownership rules (see `owner`).
-pub unsafe fn fchown_with(
-    fd: c_int,
-    uid: uid_t,
-    gid: gid_t,
-    real: impl FnOnce() -> c_int,
-) -> c_int {
-    let by_path = |p: *const c_char| match PathBuf::from_bytes(CStr::from_ptr(p).to_bytes()) {
-        Ok(host) => match super::owner::chown(&host, uid, gid, false) {
-            Ok(true) => 0,
-            Ok(false) => libc::lchown(p, uid, gid),
+pub fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> c_int) -> c_int {
+    // `p` is always a host path `fd_change` or `pin` made: a NUL-terminated PathBuf.
+    let by_path = |p: *const c_char| {
+        // SAFETY: `p` is a NUL-terminated PathBuf's (see above).
+        let host = unsafe { CStr::from_ptr(p) };
+        match PathBuf::from_bytes(host.to_bytes()) {
+            Ok(host) => match super::owner::chown(&host, uid, gid, false) {
+                Ok(true) => 0,
+                // SAFETY: `p` is a C string (see above); lchown(2) takes integer ids.
+                Ok(false) => unsafe { libc::lchown(p, uid, gid) },
+                Err(e) => {
+                    set_errno(e);
+                    -1
+                }
+            },
             Err(e) => {
                 set_errno(e);
                 -1
             }
-        },
-        Err(e) => {
-            set_errno(e);
-            -1
         }
     };
     fd_change(fd, -1, by_path, || {
@@ -132,11 +145,18 @@ pub unsafe fn fchown_with(
 }
 
 /// `utime` without following the last name: `lutimes` of the same times.
+///
+/// # Safety
+/// `path` is a C string and `times` null or the caller's `struct utimbuf` (utime's
+/// contract).
 pub unsafe fn utime_nofollow(path: *const c_char, times: *const libc::utimbuf) -> c_int {
     if times.is_null() {
-        return libc::lutimes(path, std::ptr::null());
+        // SAFETY: `path` is a C string (this function's contract); null times mean now.
+        return unsafe { libc::lutimes(path, std::ptr::null()) };
     }
-    let t = &*times;
+    // SAFETY: a non-null `times` is the caller's `struct utimbuf` (this function's
+    // contract).
+    let t = unsafe { &*times };
     let tv = [
         libc::timeval {
             tv_sec: t.actime,
@@ -147,12 +167,19 @@ pub unsafe fn utime_nofollow(path: *const c_char, times: *const libc::utimbuf) -
             tv_usec: 0,
         },
     ];
-    libc::lutimes(path, tv.as_ptr())
+    // SAFETY: `path` is a C string (this function's contract) and `tv` our own two
+    // timevals, as lutimes(3) takes.
+    unsafe { libc::lutimes(path, tv.as_ptr()) }
 }
 
 /// An `*at` call that names `dirfd` itself (an empty path with `AT_EMPTY_PATH`).
+///
+/// # Safety
+/// `path` is null or a C string.
 unsafe fn names_dirfd(path: *const c_char, flags: c_int) -> bool {
-    flags & libc::AT_EMPTY_PATH != 0 && !path.is_null() && *path == 0
+    // SAFETY: a non-null `path` is a C string (this function's contract): its first
+    // byte is readable.
+    flags & libc::AT_EMPTY_PATH != 0 && !path.is_null() && unsafe { *path } == 0
 }
 
 /// The host path a descriptor refers to.
@@ -202,6 +229,9 @@ pub fn fd_change<R>(
 
 /// fchmodat: an empty path with `AT_EMPTY_PATH` is fchmod of `dirfd` (glibc's
 /// fchmodat refuses it; the kernel's fchmodat2 takes it).
+///
+/// # Safety
+/// `path` is null or a C string (fchmodat's contract).
 pub unsafe fn fchmodat_with(
     dirfd: c_int,
     path: *const c_char,
@@ -209,25 +239,27 @@ pub unsafe fn fchmodat_with(
     flags: c_int,
     real: impl Fn(*const c_char, bool) -> c_int + Copy,
 ) -> c_int {
-    if names_dirfd(path, flags) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    if unsafe { names_dirfd(path, flags) } {
         return fd_change(
             dirfd,
             -1,
-            |p| super::pin::chmod_nofollow(p, mode),
-            || libc::fchmod(dirfd, mode),
+            // SAFETY: `p` is the NUL-terminated host path `fd_change` made.
+            |p| unsafe { super::pin::chmod_nofollow(p, mode) },
+            // SAFETY: fchmod(2) takes a descriptor and a mode, no memory.
+            || unsafe { libc::fchmod(dirfd, mode) },
         );
     }
-    change_with(
-        dirfd,
-        path,
-        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        -1,
-        real,
-    )
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    // SAFETY: `path` is null or a C string (this function's contract).
+    unsafe { change_with(dirfd, path, follow, -1, real) }
 }
 
 /// fchownat: an empty path with `AT_EMPTY_PATH` is fchown of `dirfd`.
 /// `real_fd` is the real call with the caller's arguments.
+///
+/// # Safety
+/// `path` is null or a C string (fchownat's contract).
 pub unsafe fn fchownat_with(
     dirfd: c_int,
     path: *const c_char,
@@ -237,28 +269,28 @@ pub unsafe fn fchownat_with(
     real_fd: impl FnOnce() -> c_int,
     real: impl Fn(*const c_char) -> c_int + Copy,
 ) -> c_int {
-    if names_dirfd(path, flags) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    if unsafe { names_dirfd(path, flags) } {
         return fchown_with(dirfd, uid, gid, real_fd);
     }
-    chown_with(
-        dirfd,
-        path,
-        uid,
-        gid,
-        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        real,
-    )
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    // SAFETY: as above.
+    unsafe { chown_with(dirfd, path, uid, gid, follow, real) }
 }
 
 /// utimensat: a null path, or an empty one with `AT_EMPTY_PATH`, sets `dirfd`'s
 /// times. `real(dirfd, path, flags)` is the real call with the caller's times.
+///
+/// # Safety
+/// `path` is null or a C string (utimensat's contract).
 pub unsafe fn utimensat_with(
     dirfd: c_int,
     path: *const c_char,
     flags: c_int,
     real: impl Fn(c_int, *const c_char, c_int) -> c_int + Copy,
 ) -> c_int {
-    if path.is_null() || names_dirfd(path, flags) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    if path.is_null() || unsafe { names_dirfd(path, flags) } {
         return fd_change(
             dirfd,
             -1,
@@ -266,36 +298,42 @@ pub unsafe fn utimensat_with(
             || real(dirfd, path, flags),
         );
     }
-    change_with(
-        dirfd,
-        path,
-        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-        -1,
-        |p, _| {
-            if p == path {
-                real(dirfd, p, flags)
-            } else {
-                real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW)
-            }
-        },
-    )
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let call = |p, _| {
+        if p == path {
+            real(dirfd, p, flags)
+        } else {
+            real(libc::AT_FDCWD, p, flags | libc::AT_SYMLINK_NOFOLLOW)
+        }
+    };
+    // SAFETY: `path` is null or a C string (this function's contract).
+    unsafe { change_with(dirfd, path, follow, -1, call) }
 }
 
 /// ioctl: requests that change the inode (chattr's FS_IOC_SETFLAGS & co.) copy a
 /// lower-layer file up first, like fchmod; others go to the real call.
+///
+/// # Safety
+/// `real` is the real ioctl and `request`, `arg` the caller's (ioctl(2)'s contract
+/// for that request).
 pub unsafe fn ioctl_with(
     fd: c_int,
     request: libc::c_ulong,
     arg: libc::c_ulong,
     real: unsafe extern "C" fn(c_int, libc::c_ulong, libc::c_ulong) -> c_int,
 ) -> c_int {
+    // SAFETY: the caller's arguments go unchanged to the real ioctl (this
+    // function's contract).
+    let pass = || unsafe { real(fd, request, arg) };
     if !changes_inode(request) {
-        return real(fd, request, arg);
+        return pass();
     }
+    // SAFETY: `p` is the NUL-terminated host path `fd_change` made; the request and
+    // argument are the caller's (this function's contract).
     fd_change(
         fd,
         -1,
-        |p| ioctl_by_path(p, request, arg, real),
-        || real(fd, request, arg),
+        |p| unsafe { ioctl_by_path(p, request, arg, real) },
+        pass,
     )
 }

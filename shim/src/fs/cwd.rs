@@ -1,10 +1,6 @@
 //! The working directory and canonical names: chdir, getcwd and realpath answer
 //! with capsule paths.
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int, size_t};
 
 use super::call::{arg, run_in};
@@ -13,11 +9,15 @@ use super::ops::{self, Skip};
 use crate::hook::set_errno;
 
 /// chdir: into the host directory a capsule directory resolves to.
+///
+/// # Safety
+/// `path` is null or a C string (chdir's contract).
 pub unsafe fn chdir_with(path: *const c_char, real: impl Fn(*const c_char) -> c_int) -> c_int {
     run_in(
         Node::empty,
         |l, node| {
-            ops::existing_into(l, libc::AT_FDCWD, arg(path)?, true, node)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            ops::existing_into(l, libc::AT_FDCWD, unsafe { arg(path) }?, true, node)?;
             if !node.is_dir() {
                 return Err(Skip::Errno(libc::ENOTDIR));
             }
@@ -29,6 +29,11 @@ pub unsafe fn chdir_with(path: *const c_char, real: impl Fn(*const c_char) -> c_
     )
 }
 
+/// getcwd & co.: the capsule's working directory, into the caller's buffer or a
+/// malloc'd one (a null `buf`, as glibc does).
+///
+/// # Safety
+/// `buf` is null or has room for `size` bytes (getcwd's contract).
 pub unsafe fn getcwd_with(
     buf: *mut c_char,
     size: size_t,
@@ -49,7 +54,8 @@ pub unsafe fn getcwd_with(
         set_errno(libc::EINVAL);
         return std::ptr::null_mut();
     }
-    match ops::copy_out(cwd.as_bytes(), buf, size) {
+    // SAFETY: a non-null `buf` has room for `size` bytes (this function's contract).
+    match unsafe { ops::copy_out(cwd.as_bytes(), buf, size) } {
         Ok(()) => buf,
         Err(e) => {
             set_errno(e);
@@ -58,6 +64,12 @@ pub unsafe fn getcwd_with(
     }
 }
 
+/// realpath & co.: the capsule path the name resolves to, into `resolved` or a
+/// malloc'd buffer.
+///
+/// # Safety
+/// `path` is null or a C string, and `resolved` null or a buffer of `PATH_MAX`
+/// bytes (realpath's contract).
 pub unsafe fn realpath_with(
     path: *const c_char,
     resolved: *mut c_char,
@@ -66,7 +78,8 @@ pub unsafe fn realpath_with(
     run_in(
         Node::empty,
         |l, node| {
-            let p = arg(path)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let p = unsafe { arg(path) }?;
             if p.to_bytes().is_empty() {
                 return Err(Skip::Errno(libc::ENOENT));
             }
@@ -76,7 +89,10 @@ pub unsafe fn realpath_with(
             if resolved.is_null() {
                 return ops::malloc_copy(node.capsule.as_bytes());
             }
-            match ops::copy_out(node.capsule.as_bytes(), resolved, super::path::PATH_MAX) {
+            // SAFETY: a non-null `resolved` has room for PATH_MAX bytes (this
+            // function's contract).
+            match unsafe { ops::copy_out(node.capsule.as_bytes(), resolved, super::path::PATH_MAX) }
+            {
                 Ok(()) => resolved,
                 Err(_) => {
                     set_errno(libc::ENAMETOOLONG);

@@ -1,10 +1,6 @@
 //! Calls that make, remove, rename or link names, and readlink (whose `/proc` links
 //! hold host paths the capsule maps back).
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_uint, dev_t, mode_t, size_t, ssize_t};
@@ -16,13 +12,19 @@ use super::path::PathBuf;
 use crate::hook::set_errno;
 
 /// mknod of a device by a fake root that is not really root (see `owner`).
+///
+/// # Safety
+/// `host` is a C string (the host path the capsule name resolved to, or the
+/// caller's own path).
 pub unsafe fn mknod_in(
     host: *const c_char,
     mode: mode_t,
     dev: dev_t,
     real: impl FnOnce() -> c_int,
 ) -> c_int {
-    let Ok(path) = PathBuf::from_bytes(CStr::from_ptr(host).to_bytes()) else {
+    // SAFETY: `host` is a C string (this function's contract).
+    let host = unsafe { CStr::from_ptr(host) };
+    let Ok(path) = PathBuf::from_bytes(host.to_bytes()) else {
         return real();
     };
     match super::owner::mknod_device(&path, mode, dev) {
@@ -36,6 +38,9 @@ pub unsafe fn mknod_in(
 }
 
 /// A path operation that creates a name (mknod, mkfifo, symlink).
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn create_with(
     dirfd: c_int,
     path: *const c_char,
@@ -43,7 +48,8 @@ pub unsafe fn create_with(
 ) -> c_int {
     run(
         |l| {
-            let path = arg(path)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let path = unsafe { arg(path) }?;
             // Only mkdir takes a trailing slash on a new name: ENOENT (EEXIST if it is
             // there), and nothing changes (a deleted lower name stays deleted).
             if path.to_bytes().ends_with(b"/") {
@@ -66,6 +72,11 @@ pub unsafe fn create_with(
     )
 }
 
+/// mkdir and mkdirat: the name made in the upper layer (or a volume), opaque where
+/// a lower directory of that name was deleted.
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn mkdir_with(
     dirfd: c_int,
     path: *const c_char,
@@ -73,7 +84,8 @@ pub unsafe fn mkdir_with(
     real: impl Fn(*const c_char, mode_t) -> c_int + Copy,
 ) -> c_int {
     run(
-        |l| Ok((ops::create_path(l, dirfd, arg(path)?)?, l)),
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l| Ok((ops::create_path(l, dirfd, unsafe { arg(path) }?)?, l)),
         |((host, node, had_whiteout), l)| {
             let rc = real(host.as_ptr(), mode);
             if rc == 0 {
@@ -91,6 +103,11 @@ pub unsafe fn mkdir_with(
     )
 }
 
+/// rmdir, unlink and unlinkat: done by the capsule (a whiteout where a lower name
+/// shows through), never by the real call unless the replica passes.
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn remove_with(
     dirfd: c_int,
     path: *const c_char,
@@ -98,13 +115,18 @@ pub unsafe fn remove_with(
     real: impl Fn() -> c_int + Copy,
 ) -> c_int {
     run(
-        |l| ops::remove(l, dirfd, arg(path)?, directory),
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l| ops::remove(l, dirfd, unsafe { arg(path) }?, directory),
         |()| 0,
         real,
         -1,
     )
 }
 
+/// rename & co.: `RENAME_NOREPLACE` is the only flag honoured across layers.
+///
+/// # Safety
+/// `old` and `new` are null or C strings (rename's contract).
 pub unsafe fn rename_with(
     olddir: c_int,
     old: *const c_char,
@@ -123,8 +145,10 @@ pub unsafe fn rename_with(
         |l| {
             ops::rename(
                 l,
-                (olddir, arg(old)?),
-                (newdir, arg(new)?),
+                // SAFETY: `old` and `new` are null or C strings (this function's contract).
+                (olddir, unsafe { arg(old) }?),
+                // SAFETY: as above.
+                (newdir, unsafe { arg(new) }?),
                 flags & libc::RENAME_NOREPLACE != 0,
             )
         },
@@ -144,6 +168,10 @@ pub unsafe fn rename_with(
     )
 }
 
+/// link and linkat: a hard link of a lower file links its upper copy.
+///
+/// # Safety
+/// `old` and `new` are null or C strings (link's contract).
 pub unsafe fn link_with(
     olddir: c_int,
     old: *const c_char,
@@ -153,13 +181,23 @@ pub unsafe fn link_with(
     real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
 ) -> c_int {
     run(
-        |l| ops::link(l, (olddir, arg(old)?), (newdir, arg(new)?), follow),
+        |l| {
+            // SAFETY: `old` and `new` are null or C strings (this function's contract).
+            let (old, new) = unsafe { (arg(old)?, arg(new)?) };
+            ops::link(l, (olddir, old), (newdir, new), follow)
+        },
         |(from, to)| real(from.as_ptr(), to.as_ptr()),
         || real(old, new),
         -1,
     )
 }
 
+/// readlink & co.: a link of `/proc` holds a host path, mapped back to the
+/// capsule's before the caller sees it.
+///
+/// # Safety
+/// `path` is null or a C string, and `buf` has room for `size` bytes (readlink's
+/// contract).
 pub unsafe fn readlink_with(
     dirfd: c_int,
     path: *const c_char,
@@ -170,7 +208,8 @@ pub unsafe fn readlink_with(
     run_in(
         Node::empty,
         |l, node| {
-            ops::existing_into(l, dirfd, arg(path)?, false, node)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            ops::existing_into(l, dirfd, unsafe { arg(path) }?, false, node)?;
             Ok(l)
         },
         |node, l| {
@@ -192,7 +231,9 @@ pub unsafe fn readlink_with(
             }
             let out = mapped.as_bytes();
             let len = out.len().min(size);
-            std::ptr::copy_nonoverlapping(out.as_ptr(), buf.cast(), len);
+            // SAFETY: `buf` has room for `size` bytes (this function's contract) and
+            // `len <= size`; `mapped` is our own buffer, distinct from the caller's.
+            unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), buf.cast(), len) };
             len as ssize_t
         },
         || real(path, buf, size),

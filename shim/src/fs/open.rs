@@ -2,10 +2,6 @@
 //! cached directory) and the long way through `ops::open_into`, for `open` & co.,
 //! the stdio streams and `dlopen`.
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_void, mode_t, FILE};
@@ -18,6 +14,9 @@ use crate::hook::set_errno;
 
 /// `open` & co.: the quick paths, then the long way. `real(p, flags)` opens `p`,
 /// the caller's path or a host path.
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
 pub unsafe fn open_with(
     dirfd: c_int,
     path: *const c_char,
@@ -25,10 +24,12 @@ pub unsafe fn open_with(
     real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> c_int {
     let saved = crate::hook::errno();
-    if let Some(fd) = open_optimistic(dirfd, path, flags, real) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    if let Some(fd) = unsafe { open_optimistic(dirfd, path, flags, real) } {
         return fd;
     }
-    if let Some(fd) = create_optimistic(dirfd, path, flags, real) {
+    // SAFETY: as above.
+    if let Some(fd) = unsafe { create_optimistic(dirfd, path, flags, real) } {
         return fd;
     }
     // A quick path that gave up may have failed a system call: the long way starts
@@ -36,7 +37,8 @@ pub unsafe fn open_with(
     set_errno(saved);
     run_in(
         ops::OpenPlan::new,
-        |l, plan| ops::open_into(l, dirfd, arg(path)?, flags, plan),
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l, plan| ops::open_into(l, dirfd, unsafe { arg(path) }?, flags, plan),
         |plan, ()| {
             let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
@@ -63,9 +65,13 @@ pub unsafe fn open_with(
 /// # Safety
 /// `path` is a NUL-terminated string.
 pub unsafe fn open_in_capsule(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
-    open_with(libc::AT_FDCWD, path, flags, |p, f| {
-        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p, f, mode) as c_int
-    })
+    let open = |p: *const c_char, f: c_int| {
+        // SAFETY: `p` is `path` or the NUL-terminated host path it resolved to;
+        // openat(2) takes it with integer flags and mode.
+        unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p, f, mode) as c_int }
+    };
+    // SAFETY: `path` is a C string (this function's contract).
+    unsafe { open_with(libc::AT_FDCWD, path, flags, open) }
 }
 
 /// A creation in a cached directory of the upper layer whose lower layer has no such
@@ -73,6 +79,9 @@ pub unsafe fn open_in_capsule(path: *const c_char, flags: c_int, mode: mode_t) -
 /// capsule's. Tried with `O_EXCL` (a name that exists there, links included, is
 /// `EEXIST`: the answer for an exclusive creation, the long way otherwise). `None`:
 /// the long way decides. Saves the walk's `lstat`s and the whiteout check.
+///
+/// # Safety
+/// `path` is null or a C string.
 unsafe fn create_optimistic(
     dirfd: c_int,
     path: *const c_char,
@@ -85,7 +94,9 @@ unsafe fn create_optimistic(
     let layers = super::layers()?;
     let saved = crate::hook::errno();
     let mut abs = PathBuf::new();
-    let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
+    // SAFETY: `path` is not null here, so a C string (this function's contract).
+    let path = unsafe { CStr::from_ptr(path) };
+    let shape = ops::absolute_into(layers, dirfd, path, &mut abs).ok()?;
     let mut capsule = PathBuf::new();
     let mut upper = PathBuf::new();
     // In a writable volume's cached directory the kernel's answer is the capsule's,
@@ -129,6 +140,9 @@ unsafe fn create_optimistic(
 /// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
 /// it is followed inside the capsule). One system call, like the program's own.
 /// `None`: not such an open, or the long way is needed.
+///
+/// # Safety
+/// `path` is null or a C string.
 unsafe fn open_optimistic(
     dirfd: c_int,
     path: *const c_char,
@@ -143,7 +157,9 @@ unsafe fn open_optimistic(
     let layers = super::layers()?;
     let saved = crate::hook::errno();
     let mut abs = PathBuf::new();
-    let shape = ops::absolute_into(layers, dirfd, CStr::from_ptr(path), &mut abs).ok()?;
+    // SAFETY: `path` is not null here, so a C string (this function's contract).
+    let path = unsafe { CStr::from_ptr(path) };
+    let shape = ops::absolute_into(layers, dirfd, path, &mut abs).ok()?;
     let mut candidates = super::layers::Candidates::new();
     if !layers
         .read_candidates_into(abs.as_bytes(), shape, &mut candidates)
@@ -203,9 +219,13 @@ fn opened_file(file: *mut FILE, plan: &ops::OpenPlan) -> *mut FILE {
 }
 
 /// freopen closes the stream's descriptor with glibc's internal close.
+///
+/// # Safety
+/// `stream` is null or an open stream (freopen's contract).
 unsafe fn forget_stream(stream: *mut FILE) {
     if !stream.is_null() {
-        super::fds::closed(libc::fileno(stream));
+        // SAFETY: a non-null `stream` is an open stream (this function's contract).
+        super::fds::closed(unsafe { libc::fileno(stream) });
     }
 }
 
@@ -230,6 +250,9 @@ fn fopen_flags(mode: *const c_char) -> c_int {
 }
 
 /// fopen and fopen64: `real(p)` opens the host path or, passing, the caller's.
+///
+/// # Safety
+/// `path` and `mode` are null or C strings (fopen's contract).
 pub unsafe fn fopen_with(
     path: *const c_char,
     mode: *const c_char,
@@ -237,7 +260,11 @@ pub unsafe fn fopen_with(
 ) -> *mut FILE {
     run_in(
         ops::OpenPlan::new,
-        |l, plan| ops::open_into(l, libc::AT_FDCWD, arg(path)?, fopen_flags(mode), plan),
+        |l, plan| {
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let path = unsafe { arg(path) }?;
+            ops::open_into(l, libc::AT_FDCWD, path, fopen_flags(mode), plan)
+        },
         |plan, ()| opened_file(real(plan.host.as_ptr()), plan),
         || real(path),
         std::ptr::null_mut(),
@@ -245,23 +272,33 @@ pub unsafe fn fopen_with(
 }
 
 /// freopen and freopen64: as fopen, on a stream whose descriptor glibc closes.
+///
+/// # Safety
+/// As fopen's, and `stream` is null or an open stream (freopen's contract).
 pub unsafe fn freopen_with(
     path: *const c_char,
     mode: *const c_char,
     stream: *mut FILE,
     real: impl Fn(*const c_char) -> *mut FILE,
 ) -> *mut FILE {
-    forget_stream(stream);
-    fopen_with(path, mode, real)
+    // SAFETY: `stream` is null or an open stream (this function's contract).
+    unsafe { forget_stream(stream) };
+    // SAFETY: `path` and `mode` are null or C strings (this function's contract).
+    unsafe { fopen_with(path, mode, real) }
 }
 
 /// glibc's fclose closes the descriptor with its internal close, which no hook
 /// sees.
+///
+/// # Safety
+/// `file` is null or an open stream (fclose's contract).
 pub unsafe fn fclose_with(file: *mut FILE, real: impl FnOnce() -> c_int) -> c_int {
     let fd = if file.is_null() {
         -1
     } else {
-        libc::fileno(file)
+        // SAFETY: a non-null `file` is an open stream (this function's contract),
+        // not yet closed.
+        unsafe { libc::fileno(file) }
     };
     let rc = real();
     super::fds::closed(fd);
@@ -270,17 +307,23 @@ pub unsafe fn fclose_with(file: *mut FILE, real: impl FnOnce() -> c_int) -> c_in
 
 /// A library given by path is loaded from the capsule (outside the shim guard: its
 /// constructors are the program's code).
+///
+/// # Safety
+/// `path` is null or a C string (dlopen's contract).
 pub unsafe fn dlopen_with(
     path: *const c_char,
     real: impl Fn(*const c_char) -> *mut c_void,
 ) -> *mut c_void {
-    if path.is_null() || !CStr::from_ptr(path).to_bytes().contains(&b'/') {
+    if path.is_null() {
+        return real(path);
+    }
+    // SAFETY: a non-null `path` is a C string (this function's contract).
+    let name = unsafe { CStr::from_ptr(path) };
+    if !name.to_bytes().contains(&b'/') {
         return real(path);
     }
     let mut node = Node::empty();
-    match super::layers()
-        .map(|l| ops::read_path_into(l, libc::AT_FDCWD, CStr::from_ptr(path), true, &mut node))
-    {
+    match super::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, name, true, &mut node)) {
         Some(Ok(())) => crate::hook::outside(|| real(node.host.as_ptr())),
         _ => crate::hook::outside(|| real(path)),
     }

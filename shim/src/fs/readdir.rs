@@ -2,10 +2,6 @@
 //! both layers hold the directory, readdir & co. serve it, and scandir lists through
 //! it (glibc's scandir calls its internal opendir, which no hook sees).
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int, c_void, DIR};
 
 use super::call::arg;
@@ -16,7 +12,7 @@ use super::path::PathBuf;
 use crate::hook::{set_errno, Real};
 
 /// opendir / fdopendir: a merged stream where both layers hold the directory.
-pub unsafe fn open_stream(
+pub fn open_stream(
     node: &Node,
     layers: &Layers,
     fd: Option<c_int>,
@@ -50,7 +46,8 @@ pub unsafe fn open_stream(
         // process has as many merged streams open as the shim can serve.
         log::warn!("too many merged directory streams open; EMFILE");
         if ours {
-            libc::close(fd);
+            // SAFETY: `fd` is the descriptor `open_dir` just gave us, ours to close.
+            unsafe { libc::close(fd) };
         }
         set_errno(libc::EMFILE);
         return std::ptr::null_mut();
@@ -64,21 +61,31 @@ pub type Dirent = libc::dirent64;
 static REAL_READDIR64: Real = Real::new(c"readdir64");
 
 /// The next entry of a stream, ours or glibc's.
+///
+/// # Safety
+/// `dir` is an open stream, ours or glibc's.
 unsafe fn next_entry(dir: *mut DIR) -> *mut Dirent {
     if let Some(stream) = dirs::ours(dir) {
         return stream.next();
     }
     match REAL_READDIR64.get() {
-        // SAFETY: libc's readdir64 has this signature.
         Some(f) => {
-            std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut DIR) -> *mut Dirent>(f)(
-                dir,
-            )
+            // SAFETY: the symbol dlsym found for readdir64 has this signature.
+            let readdir64 = unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut DIR) -> *mut Dirent>(f)
+            };
+            // SAFETY: `dir` is an open glibc stream (this function's contract).
+            unsafe { readdir64(dir) }
         }
         None => std::ptr::null_mut(),
     }
 }
 
+/// readdir_r & co. of one of our merged streams; glibc's streams go to `real`.
+///
+/// # Safety
+/// `entry` and `result` are the caller's writable `struct dirent` and pointer
+/// (readdir_r's contract).
 pub unsafe fn readdir_r_with(
     dir: *mut DIR,
     entry: *mut Dirent,
@@ -89,11 +96,15 @@ pub unsafe fn readdir_r_with(
         return real();
     };
     let next = stream.next();
-    if next.is_null() {
-        *result = std::ptr::null_mut();
-    } else {
-        *entry = *next;
-        *result = entry;
+    // SAFETY: `entry` and `result` are writable (this function's contract); a
+    // non-null `next` is an entry of our stream's own array.
+    unsafe {
+        if next.is_null() {
+            *result = std::ptr::null_mut();
+        } else {
+            *entry = *next;
+            *result = entry;
+        }
     }
     0
 }
@@ -104,6 +115,10 @@ pub type Compare = Option<unsafe extern "C" fn(*mut *const Dirent, *mut *const D
 /// scandir in the capsule: glibc's calls its internal opendir, which no hook sees.
 /// The program's callbacks run outside the shim guard, so their libc calls are
 /// virtualised too.
+///
+/// # Safety
+/// As scandir(3): `path` is null or a C string, `list` writable, the callbacks the
+/// program's own for `struct dirent` pointers.
 pub unsafe fn scandir_with(
     path: *const c_char,
     list: *mut *mut *mut Dirent,
@@ -115,7 +130,9 @@ pub unsafe fn scandir_with(
         return real();
     };
     let mut node = Node::empty();
-    match arg(path).and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    let path = unsafe { arg(path) };
+    match path.and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
         Ok(()) => {}
         Err(Skip::Pass) => return real(),
         Err(Skip::Errno(e)) => {
@@ -123,32 +140,42 @@ pub unsafe fn scandir_with(
             return -1;
         }
     };
-    let dir = open_stream(&node, layers, None, |host| libc::opendir(host.as_ptr()));
+    // SAFETY: `host` is a NUL-terminated PathBuf.
+    let dir = open_stream(&node, layers, None, |host| unsafe {
+        libc::opendir(host.as_ptr())
+    });
     if dir.is_null() {
         return -1;
     }
     let mut out: Vec<*mut Dirent> = Vec::new();
     loop {
-        let entry = next_entry(dir);
+        // SAFETY: `dir` is the stream opened above, not yet closed.
+        let entry = unsafe { next_entry(dir) };
         if entry.is_null() {
             break;
         }
         if let Some(keep) = filter {
-            if crate::hook::outside(|| keep(entry)) == 0 {
+            // SAFETY: the program's filter, given an entry of the stream as
+            // scandir(3) gives it.
+            if crate::hook::outside(|| unsafe { keep(entry) }) == 0 {
                 continue;
             }
         }
-        let copy = libc::malloc(std::mem::size_of::<Dirent>()) as *mut Dirent;
+        // SAFETY: malloc of a dirent's size; null is checked.
+        let copy = unsafe { libc::malloc(std::mem::size_of::<Dirent>()) } as *mut Dirent;
         if copy.is_null() {
             break;
         }
-        *copy = *entry;
+        // SAFETY: `copy` is a fresh allocation of a dirent's size and `entry` the
+        // stream's current entry, valid until the next read.
+        unsafe { *copy = *entry };
         out.push(copy);
     }
     if dirs::ours(dir).is_some() {
         dirs::close(dir);
     } else {
-        libc::closedir(dir);
+        // SAFETY: `dir` is the glibc stream opened above, closed once.
+        unsafe { libc::closedir(dir) };
     }
     if let Some(cmp) = compare {
         // qsort, as glibc's scandir: a comparator that is not a total order gives
@@ -156,9 +183,11 @@ pub unsafe fn scandir_with(
         // SAFETY: the comparator takes pointers to the array's elements, which is
         // what qsort passes; the elements are valid dirent pointers.
         let cmp: unsafe extern "C" fn(*const c_void, *const c_void) -> c_int =
-            std::mem::transmute(cmp);
+            unsafe { std::mem::transmute(cmp) };
         let (base, len) = (out.as_mut_ptr(), out.len());
-        crate::hook::outside(|| {
+        // SAFETY: `base` is our vector's buffer of `len` dirent pointers, which
+        // nothing else touches while qsort runs.
+        crate::hook::outside(|| unsafe {
             libc::qsort(
                 base.cast(),
                 len,
@@ -167,21 +196,30 @@ pub unsafe fn scandir_with(
             )
         });
     }
-    let array =
-        libc::malloc(out.len().max(1) * std::mem::size_of::<*mut Dirent>()) as *mut *mut Dirent;
+    let size = out.len().max(1) * std::mem::size_of::<*mut Dirent>();
+    // SAFETY: malloc of `size` bytes; null is checked.
+    let array = unsafe { libc::malloc(size) } as *mut *mut Dirent;
     if array.is_null() {
         for p in out {
-            libc::free(p.cast());
+            // SAFETY: each `p` is a copy malloc'd above, freed once.
+            unsafe { libc::free(p.cast()) };
         }
         set_errno(libc::ENOMEM);
         return -1;
     }
-    std::ptr::copy_nonoverlapping(out.as_ptr(), array, out.len());
-    *list = array;
+    // SAFETY: `array` holds at least `out.len()` pointers (allocated above), and
+    // `list` is the caller's writable pointer (this function's contract).
+    unsafe {
+        std::ptr::copy_nonoverlapping(out.as_ptr(), array, out.len());
+        *list = array;
+    }
     out.len() as c_int
 }
 
 /// opendir: a merged stream where both layers hold the directory.
+///
+/// # Safety
+/// `path` is null or a C string (opendir's contract).
 pub unsafe fn opendir_with(
     path: *const c_char,
     real: impl Fn(*const c_char) -> *mut DIR,
@@ -190,7 +228,9 @@ pub unsafe fn opendir_with(
         return real(path);
     };
     let mut node = Node::empty();
-    match arg(path).and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    let name = unsafe { arg(path) };
+    match name.and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
         Ok(()) => open_stream(&node, layers, None, |host| real(host.as_ptr())),
         Err(Skip::Pass) => real(path),
         Err(Skip::Errno(e)) => {
@@ -201,7 +241,7 @@ pub unsafe fn opendir_with(
 }
 
 /// fdopendir: as opendir, for the capsule directory `fd` is.
-pub unsafe fn fdopendir_with(fd: c_int, real: impl FnOnce() -> *mut DIR) -> *mut DIR {
+pub fn fdopendir_with(fd: c_int, real: impl FnOnce() -> *mut DIR) -> *mut DIR {
     let Some(layers) = super::layers() else {
         return real();
     };
@@ -217,10 +257,16 @@ pub unsafe fn fdopendir_with(fd: c_int, real: impl FnOnce() -> *mut DIR) -> *mut
 }
 
 /// closedir: either way the descriptor is closed inside libc or the shim.
+///
+/// # Safety
+/// `dir` is null or an open stream (closedir's contract).
 pub unsafe fn closedir_with(dir: *mut DIR, real: impl FnOnce() -> c_int) -> c_int {
     let (fd, rc) = match dirs::ours(dir) {
         Some(stream) => (stream.fd, dirs::close(dir)),
-        None => (if dir.is_null() { -1 } else { libc::dirfd(dir) }, real()),
+        None if dir.is_null() => (-1, real()),
+        // SAFETY: a non-null `dir` is an open glibc stream (this function's
+        // contract), still open until `real` closes it.
+        None => (unsafe { libc::dirfd(dir) }, real()),
     };
     super::fds::closed(fd);
     rc

@@ -1,10 +1,6 @@
 //! The stat family and access: the walk's answer about a capsule name, with the
 //! ownership the capsule recorded applied.
 
-// Transitional (issue 13): the unsafe operations of this file's functions are not
-// yet each in a block with its reason.
-#![allow(unsafe_op_in_unsafe_fn)]
-
 use libc::{c_char, c_int};
 
 use super::call::{arg, run_in};
@@ -27,13 +23,25 @@ pub enum StatBuf {
 
 impl StatBuf {
     /// Applies recorded ownership to what was written.
+    ///
+    /// # Safety
+    /// The buffer is null or the caller's writable structure of its type (the
+    /// hooked function's contract).
     unsafe fn fix(self, host: Option<&PathBuf>, fd: c_int) {
         match self {
-            StatBuf::Copy(buf) | StatBuf::Stat(buf) if !buf.is_null() => match host {
-                Some(h) => super::owner::apply(h, &mut *buf),
-                None => super::owner::apply_fd(fd, &mut *buf),
-            },
-            StatBuf::Statx(buf) if !buf.is_null() => super::owner::apply_statx(host, fd, &mut *buf),
+            StatBuf::Copy(buf) | StatBuf::Stat(buf) if !buf.is_null() => {
+                // SAFETY: not null, so the caller's writable `struct stat` (this
+                // function's contract), which nothing else refers to during the call.
+                let st = unsafe { &mut *buf };
+                match host {
+                    Some(h) => super::owner::apply(h, st),
+                    None => super::owner::apply_fd(fd, st),
+                }
+            }
+            StatBuf::Statx(buf) if !buf.is_null() => {
+                // SAFETY: as above, a `struct statx`.
+                super::owner::apply_statx(host, fd, unsafe { &mut *buf })
+            }
             _ => {}
         }
     }
@@ -42,6 +50,10 @@ impl StatBuf {
 /// The stat family: the walk's answer, or the kernel's about the host path (links
 /// not followed: the walk already followed the ones it had to), with recorded
 /// ownership applied; an empty path with `AT_EMPTY_PATH` asks about `dirfd`.
+///
+/// # Safety
+/// `path` is null or a C string, and `buf` null or the caller's writable buffer
+/// (the stat family's contract).
 pub unsafe fn stat_with(
     dirfd: c_int,
     path: *const c_char,
@@ -52,7 +64,8 @@ pub unsafe fn stat_with(
     run_in(
         Node::empty,
         |l, node| {
-            let p = arg(path)?;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let p = unsafe { arg(path) }?;
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
@@ -61,20 +74,26 @@ pub unsafe fn stat_with(
         |node, ()| {
             let rc = match buf {
                 StatBuf::Copy(out) if !out.is_null() => {
-                    *out = node.stat;
+                    // SAFETY: a non-null `out` is the caller's writable `struct stat`
+                    // (this function's contract).
+                    unsafe { *out = node.stat };
                     0
                 }
                 _ => real(node.host.as_ptr()),
             };
             if rc == 0 {
-                buf.fix(Some(&node.host), -1);
+                // SAFETY: `buf` is null or the caller's buffer (this function's contract).
+                unsafe { buf.fix(Some(&node.host), -1) };
             }
             rc
         },
         || {
             let rc = real(path);
-            if rc == 0 && !path.is_null() && *path == 0 && super::layers().is_some() {
-                buf.fix(None, dirfd);
+            // SAFETY: a non-null `path` is a C string, so its first byte is readable
+            // (this function's contract).
+            if rc == 0 && !path.is_null() && unsafe { *path } == 0 && super::layers().is_some() {
+                // SAFETY: `buf` is null or the caller's buffer (this function's contract).
+                unsafe { buf.fix(None, dirfd) };
             }
             rc
         },
@@ -83,10 +102,15 @@ pub unsafe fn stat_with(
 }
 
 /// fstat and friends: the kernel's answer with recorded ownership applied.
+///
+/// # Safety
+/// `buf` is null or the caller's writable `struct stat` (fstat's contract).
 pub unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() -> c_int) -> c_int {
     let rc = real();
     if rc == 0 && !buf.is_null() && super::layers().is_some() {
-        super::owner::apply_fd(fd, &mut *buf);
+        // SAFETY: not null, so the caller's `struct stat` (this function's
+        // contract), which the real call just filled.
+        super::owner::apply_fd(fd, unsafe { &mut *buf });
     }
     rc
 }
@@ -96,6 +120,9 @@ pub unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() ->
 /// `/var/lib/dpkg` so in a root owned by real root); otherwise the kernel checks
 /// the host file. `real` gets the
 /// host path (direct = false) or the caller's own (direct = true).
+///
+/// # Safety
+/// `path` is null or a C string (access's contract).
 pub unsafe fn access_with(
     dirfd: c_int,
     path: *const c_char,
@@ -109,7 +136,8 @@ pub unsafe fn access_with(
             ops::existing_into(
                 l,
                 dirfd,
-                arg(path)?,
+                // SAFETY: `path` is null or a C string (this function's contract).
+                unsafe { arg(path) }?,
                 flags & libc::AT_SYMLINK_NOFOLLOW == 0,
                 node,
             )?;
