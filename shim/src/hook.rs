@@ -187,9 +187,6 @@ pub enum Outcome<T> {
 /// (`coverage.rs`): a hook is declared in one place. A row is `None` where the
 /// entry's own attributes (a `cfg`) leave its hook out of the build.
 macro_rules! hook {
-    // Transitional (issue 13): a file whose bodies still hold unsafe operations
-    // outside blocks of their own starts its invocation with `unsafe_bodies;`.
-    (unsafe_bodies; $($entries:tt)*) => { hook!(@entries [unsafe_bodies] $($entries)*); };
     (@entries [$wrap:ident] $(
         $(#[$meta:meta])*
         fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty, missing: $missing:expr
@@ -240,13 +237,6 @@ macro_rules! hook {
         }
     )*};
     (@body plain $body:expr) => { $body };
-    (@body unsafe_bodies $body:expr) => {{
-        // SAFETY: not yet argued operation by operation (issue 13): the body passes
-        // the caller's arguments, or buffers and paths the shim made, to functions
-        // whose contract is the hooked function's.
-        #[allow(unused_unsafe)]
-        unsafe { $body }
-    }};
     (@support) => { $crate::coverage::Support::Full };
     (@support $support:expr) => {{
         #[allow(unused_imports)]
