@@ -4,14 +4,15 @@
 //! Layout: `hook` is the machinery every hook uses; `runtime` reads the
 //! configuration once; `shared` is the state all processes of a capsule share;
 //! one module per replica (`fs`, `identity`, `uts`, `time`, `net`, `exec`), each
-//! with `hooks` (the exported functions) and its logic beside them; `syscall` routes
-//! `syscall(2)` numbers to the replicas; `backstop` serves the system calls of
+//! with `hooks` (the exported functions; `fs/hooks/` one file per subsystem) and its
+//! logic beside them; `syscall` routes `syscall(2)` numbers to the replicas;
+//! `backstop` serves the system calls of
 //! static and Go programs through that router, from a seccomp supervisor;
 //! `coverage` lists every hook and how well it is supported; `log` is the shim's
 //! own log and `decimal` writes numbers into stack buffers, both without allocating.
 
 // Every unsafe operation is in a block of its own with a `// SAFETY:` line saying why
-// it holds (files still being brought there allow the first lint, issue 13).
+// it holds.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // Unit-test builds leave out the exported hooks, so much of the machinery is unused there.
