@@ -38,8 +38,7 @@ hook! {
     |real| unsafe { ioctl_with(fd, request, arg, real) }
 
     fn close(fd: c_int) -> c_int, missing: -1;
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: an integer descriptor, no memory; `real` gets it unchanged.
     |real| unsafe { fds::closing(fd, || real(fd)) }
 
     /// glibc's fclose closes the descriptor with its internal close, which no hook
@@ -56,18 +55,15 @@ hook! {
     |real| unsafe { fds::all_closed(real()) }
 
     fn dup(fd: c_int) -> c_int, missing: -1;
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: integer descriptors and flags, no memory; `real` gets them unchanged.
     |real| unsafe { fds::duplicated(fd, real(fd)) }
 
     fn dup2(fd: c_int, new: c_int) -> c_int, missing: -1;
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: integer descriptors and flags, no memory; `real` gets them unchanged.
     |real| unsafe { fds::duplicated(fd, real(fd, new)) }
 
     fn dup3(fd: c_int, new: c_int, flags: c_int) -> c_int, missing: -1;
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: integer descriptors and flags, no memory; `real` gets them unchanged.
     |real| unsafe { fds::duplicated(fd, real(fd, new, flags)) }
 
     /// `fcntl` is variadic; its third argument is a fixed `unsigned long` on the
@@ -83,13 +79,13 @@ hook! {
     |real| unsafe { fds::fcntl_done(fd, cmd, real(fd, cmd, arg)) }
 
     fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, missing: -1;
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: integer descriptors and flags, no memory; `real` gets them, or ranges
+    // that leave out the shim's log descriptor.
     |real| unsafe { fds::close_range(first, last, flags, |a, b, f| real(a, b, f)) }
 
     #[allow(clippy::unused_unit)]
     fn closefrom(first: c_int) -> (), missing: ();
-    // SAFETY: integer arguments only; `real` gets them unchanged (or, around the shim's log
-    // descriptor, ranges that leave it out).
+    // SAFETY: integer descriptors and flags, no memory; `real` gets them, or ranges
+    // that leave out the shim's log descriptor.
     |real| unsafe { fds::closefrom(first, |f| real(f)) }
 }
