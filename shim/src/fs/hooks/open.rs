@@ -8,56 +8,56 @@ use crate::fs::open::{fopen_with, freopen_with, open_with};
 hook! {
     fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f, mode)) }
 
     fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f, mode)) }
 
     fn __open_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f)) }
 
     fn __open64_2(path: *const c_char, flags: c_int) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, flags, |p, f| real(p, f)) }
 
     fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (openat(2)); `real` gets it with the caller's
-    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and
+    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and the
     // integer flags and mode.
     |real| unsafe { open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f, mode)) }
 
     fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (openat(2)); `real` gets it with the caller's
-    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and
+    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and the
     // integer flags and mode.
     |real| unsafe { open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f, mode)) }
 
     fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (openat(2)); `real` gets it with the caller's
-    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and
+    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and the
     // integer flags and mode.
     |real| unsafe { open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f)) }
 
     fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (openat(2)); `real` gets it with the caller's
-    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and
+    // `dirfd`, or the NUL-terminated host path it resolved to (absolute) with AT_FDCWD, and the
     // integer flags and mode.
     |real| unsafe { open_with(dirfd, path, flags, |p, f| real(if p == path { dirfd } else { libc::AT_FDCWD }, p, f)) }
 
     fn creat(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p, _| real(p, mode)) }
 
     fn creat64(path: *const c_char, mode: mode_t) -> c_int, missing: -1;
     // SAFETY: `path` is null or a C string (open(2)); `real` gets it, or the NUL-terminated
-    // host path it resolved to, with integer flags and mode.
+    // host path it resolved to, with the caller's integer flags (and mode).
     |real| unsafe { open_with(libc::AT_FDCWD, path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, |p, _| real(p, mode)) }
 
     fn fopen(path: *const c_char, mode: *const c_char) -> *mut FILE, missing: std::ptr::null_mut();
