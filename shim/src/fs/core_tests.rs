@@ -632,3 +632,72 @@ fn a_descriptor_link_names_the_capsule_file_or_is_left_to_the_kernel() {
         Some(libc::EACCES)
     );
 }
+
+#[test]
+fn the_fast_paths_take_the_hosts_own_names_and_leave_the_layers_to_the_walk() {
+    use super::layers::Candidates;
+    use super::path::{shape, NAME_MAX};
+    let s = Scratch::new();
+    let layers = s.layers(false);
+    let mut c = Candidates::new();
+    let try_read = |path: &[u8], c: &mut Candidates| {
+        layers
+            .read_candidates_into(path, shape(path, NAME_MAX), c)
+            .unwrap()
+    };
+    // /dev is the host's: the kernel's answer is the capsule's, no layer involved.
+    assert!(try_read(b"/dev/null", &mut c));
+    assert!(c.direct && c.upper.is_empty());
+    assert_eq!(c.lower.as_bytes(), b"/dev/null");
+    // Names the walk must see: `..`, a process's ways in, /dev/fd links, a volume
+    // (its links hold capsule paths), and layer names whose directory nothing has
+    // cached (this process shares no generation: the cache is off).
+    for path in [
+        &b"/dev/../etc/passwd"[..],
+        b"/proc/self/root/etc/passwd",
+        b"/proc/self/fd/0",
+        b"/dev/stdin",
+        b"/vol/f",
+        b"/etc/passwd",
+    ] {
+        assert!(!try_read(path, &mut c), "{}", String::from_utf8_lossy(path));
+    }
+    let mut host = super::path::PathBuf::new();
+    assert!(!layers
+        .upper_only_into(b"/data/a", shape(b"/data/a", NAME_MAX), &mut host)
+        .unwrap());
+    // Over-long names are refused by the walk, not guessed at here.
+    let long = format!("/dev/{}", "x".repeat(NAME_MAX + 1));
+    assert!(!try_read(long.as_bytes(), &mut c));
+}
+
+#[test]
+fn a_volume_inside_a_volume_wins_for_its_names_whatever_the_order_given() {
+    let s = Scratch::new();
+    fs::create_dir_all(s.path("vol/inner")).unwrap();
+    fs::create_dir_all(s.path("outside/ro")).unwrap();
+    let text = |rel: &str| s.path(rel).display().to_string();
+    let config = capsule_config::FsConfig {
+        root: Some(text("lower")),
+        upper: Some(text("upper")),
+        // The outer volume first: the inner one must still win below /vol/inner.
+        volumes: vec![
+            capsule_config::Volume::parse(&format!("{}:/vol", text("vol"))).unwrap(),
+            capsule_config::Volume::parse(&format!("{}:/vol/inner:ro", text("outside/ro")))
+                .unwrap(),
+        ],
+        read_only: false,
+    };
+    let layers = Layers::from_config(&config);
+    let node = layers.resolve(b"/vol/inner/x", false).unwrap();
+    assert_eq!(node.place, Place::Volume { read_only: true });
+    assert_eq!(node.host.as_bytes(), &s.bytes("outside/ro/x")[..]);
+    let node = layers.resolve(b"/vol/innerx", false).unwrap();
+    assert_eq!(node.place, Place::Volume { read_only: false });
+    assert_eq!(node.host.as_bytes(), &s.bytes("vol/innerx")[..]);
+    // The lower layer is asked about its own names only.
+    assert_eq!(layers.lower_has(b"/etc/passwd"), Ok(Some(true)));
+    assert_eq!(layers.lower_has(b"/etc/passwd/x"), Ok(Some(false)));
+    assert_eq!(layers.lower_has(b"/vol"), Ok(Some(false)));
+    assert!(layers.writable());
+}
