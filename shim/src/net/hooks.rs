@@ -8,8 +8,8 @@ use libc::{addrinfo, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssiz
 
 use super::addr::{Inet, Place};
 use super::{names, ports, unix, Net};
-use crate::fs::ops::Skip;
 use crate::fs::sockets;
+use crate::hook::Skip;
 use crate::hook::{outside, set_errno};
 use crate::runtime;
 
