@@ -306,6 +306,7 @@ macro_rules! hook {
             static REAL_FUNCTION: $crate::hook::Real =
                 hook!(@real $name $(, $version)?);
             let Some(address) = REAL_FUNCTION.get() else {
+                // Not `fail`: `missing` is the hook's own (an `EAI_*` code, say).
                 $crate::hook::set_errno(libc::ENOSYS);
                 return $missing;
             };
