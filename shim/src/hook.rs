@@ -368,3 +368,45 @@ macro_rules! hook {
     };
     ($($entries:tt)*) => { hook!(@entries [plain] $($entries)*); };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_convention_fails_with_its_own_value_and_errno() {
+        set_errno(0);
+        assert_eq!(fail::<c_int>(libc::ENOENT), -1);
+        assert_eq!(errno(), libc::ENOENT);
+        assert_eq!(fail::<isize>(libc::EBADF), -1);
+        assert_eq!(errno(), libc::EBADF);
+        assert_eq!(fail::<u32>(libc::EINVAL), u32::MAX);
+        assert!(fail::<*mut libc::FILE>(libc::EMFILE).is_null());
+        assert_eq!(errno(), libc::EMFILE);
+    }
+
+    #[test]
+    fn result_answers_passes_or_fails() {
+        set_errno(7);
+        assert_eq!(result(Ok(3), || -> c_int { panic!("no real call") }), 3);
+        assert_eq!(errno(), 7, "an answer leaves errno as it was");
+        assert_eq!(result::<c_int>(Err(Skip::Pass), || 42), 42);
+        assert_eq!(result::<c_int>(Err(Skip::Errno(libc::EROFS)), || 42), -1);
+        assert_eq!(errno(), libc::EROFS);
+        let got: Outcome<()> = Err(libc::EXDEV.into());
+        assert!(got == Err(Skip::Errno(libc::EXDEV)));
+    }
+
+    #[test]
+    fn errno_kept_and_error_code_leave_the_callers_errno() {
+        set_errno(5);
+        let v = errno_kept(|| {
+            set_errno(libc::ENOENT);
+            9
+        });
+        assert_eq!((v, errno()), (9, 5));
+        assert_eq!(error_code(|| fail(libc::EPERM)), libc::EPERM);
+        assert_eq!(errno(), 5);
+        assert_eq!(error_code(|| 0), 0);
+    }
+}
