@@ -415,8 +415,8 @@ fn resolve(layers: &Layers, path: &[u8]) -> Result<PathBuf, c_int> {
     let cstr = CStr::from_bytes_until_nul(&buf).map_err(|_| libc::ENOENT)?;
     match crate::fs::ops::existing(layers, libc::AT_FDCWD, cstr, true) {
         Ok(node) => Ok(node.host),
-        Err(crate::fs::ops::Skip::Errno(e)) => Err(e),
-        Err(crate::fs::ops::Skip::Pass) => Err(libc::ENOENT),
+        Err(crate::hook::Skip::Errno(e)) => Err(e),
+        Err(crate::hook::Skip::Pass) => Err(libc::ENOENT),
     }
 }
 
