@@ -103,7 +103,7 @@ pub const MAX_HOSTNAME_LEN: usize = 64;
 /// layout's magic number, and where its file-system generation counter (a
 /// native-endian `u64`, bumped when the upper layer's directory structure changes)
 /// lies, for the loader's `capsule cp`, which changes that structure from outside.
-pub const SHARED_MAGIC: u64 = 0x6361_7073_756c_6503; // "capsule" + layout 3
+pub const SHARED_MAGIC: u64 = 0x6361_7073_756c_6504; // "capsule" + layout 4
 pub const SHARED_FS_GENERATION_OFFSET: usize = 160;
 /// The most supplementary groups a capsule identity carries.
 pub const MAX_GROUPS: usize = 64;

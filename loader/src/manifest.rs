@@ -350,34 +350,20 @@ impl Manifest {
         let volumes = at.volumes(raw, &mut spans)?;
         let env = at.env(raw, &mut spans)?;
 
-        // Plain string settings, checked where they are used (prepare).
-        let mut text_value = |key: &'static str, value: &Option<Spanned<String>>| {
-            value.as_ref().map(|v| {
-                spans.insert(key, v.span());
-                v.get_ref().clone()
-            })
-        };
-        let root = text_value("root", &raw.root).map(|r| self.dir.join(r));
-        let image = text_value("image", &raw.image);
-        let user = text_value("user", &raw.user);
-        let workdir = text_value("workdir", &raw.workdir).map(PathBuf::from);
-        let hostname = text_value("hostname", &raw.hostname);
+        let texts = at.texts(raw, &mut spans);
         at.root_or_image(raw)?;
         at.hostname(raw)?;
         let network_host = at.network(raw)?;
         let backstop_all = at.backstop(raw)?;
         let time = at.time(raw, &mut spans)?;
-        if let Some(first) = raw.depends_on.first() {
-            spans.insert("depends_on", first.span());
-        }
-        for (key, value) in [
-            ("restart", raw.restart.as_ref().map(Spanned::span)),
-            ("read_only", raw.read_only.as_ref().map(Spanned::span)),
-        ] {
-            if let Some(span) = value {
-                spans.insert(key, span);
-            }
-        }
+        at.unchecked_spans(raw, &mut spans);
+        let Texts {
+            root,
+            image,
+            user,
+            workdir,
+            hostname,
+        } = texts;
 
         let base = CapsuleDef {
             name: table.clone(),
@@ -524,6 +510,15 @@ impl Manifest {
         let from = path.iter().position(|&i| i == at).unwrap_or(0);
         path.split_off(from)
     }
+}
+
+/// A table's plain string settings (see [`Table::texts`]).
+struct Texts {
+    root: Option<PathBuf>,
+    image: Option<String>,
+    user: Option<String>,
+    workdir: Option<PathBuf>,
+    hostname: Option<String>,
 }
 
 /// One `[capsule.NAME]` table being checked: one check per key, each placing its
@@ -697,6 +692,40 @@ impl Table<'_> {
             env.push(entry);
         }
         Ok(env)
+    }
+
+    /// The plain string settings, checked where they are used (prepare); `root` taken
+    /// from the manifest's directory.
+    fn texts(&self, raw: &RawCapsule, spans: &mut HashMap<&'static str, Range<usize>>) -> Texts {
+        let mut text_value = |key: &'static str, value: &Option<Spanned<String>>| {
+            value.as_ref().map(|v| {
+                spans.insert(key, v.span());
+                v.get_ref().clone()
+            })
+        };
+        Texts {
+            root: text_value("root", &raw.root).map(|r| self.manifest.dir.join(r)),
+            image: text_value("image", &raw.image),
+            user: text_value("user", &raw.user),
+            workdir: text_value("workdir", &raw.workdir).map(PathBuf::from),
+            hostname: text_value("hostname", &raw.hostname),
+        }
+    }
+
+    /// The spans of the keys whose values serde has checked (`restart`, `read_only`)
+    /// or that are checked once every table is read (`depends_on`).
+    fn unchecked_spans(&self, raw: &RawCapsule, spans: &mut HashMap<&'static str, Range<usize>>) {
+        if let Some(first) = raw.depends_on.first() {
+            spans.insert("depends_on", first.span());
+        }
+        for (key, value) in [
+            ("restart", raw.restart.as_ref().map(Spanned::span)),
+            ("read_only", raw.read_only.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = value {
+                spans.insert(key, span);
+            }
+        }
     }
 
     /// `root` and `image`: not both.

@@ -480,9 +480,7 @@ impl RunSpec {
         let state_dir = config_value(keys::STATE_DIR, home.capsule_dir(&name).as_os_str())?;
         let log = log_level(host)?;
         let log_file = log_file(host)?;
-        if let Some(hostname) = &self.hostname {
-            check_hostname_setting(hostname)?;
-        }
+        self.check_hostname()?;
         let (fs_config, view) = self.file_system(&home, &name, cwd)?;
         let identity = self.checked_identity(view.as_ref())?;
         let (workdir, pwd) = self.start_dir(view.as_ref(), &fs_config.volumes, cwd)?;
@@ -492,21 +490,7 @@ impl RunSpec {
         let executable =
             self.executable(view.as_ref(), &env, pwd.as_deref(), workdir.as_deref(), cwd)?;
         let shim = shim::for_program(&shim, host.env.get(shim::MUSL_SHIM_VAR), &executable)?;
-        if self.network_host {
-            if let Some(spec) = self.ports.first() {
-                return Err(RunError::Port {
-                    spec: spec.text().to_string(),
-                    reason: "--network host uses the host's ports: there is nothing to publish"
-                        .into(),
-                });
-            }
-            if !self.peers.is_empty() {
-                return Err(RunError::HostNetworkPeers);
-            }
-        }
-        let mut net = check_ports(&self.ports, self.peers)?;
-        net.remote = self.remote_peers;
-        net.host = self.network_host;
+        let net = self.network()?;
         let launch = Launch {
             executable,
             arg0: self.program,
@@ -544,6 +528,39 @@ impl RunSpec {
             landlock: host.env.get(landlock::SETTING).map(OsStr::to_os_string),
             loader_config: host.env.get(keys::CONFIG).map(OsStr::to_os_string),
         })
+    }
+
+    /// `--hostname`: a name `sethostname(2)` takes and the config file can carry.
+    fn check_hostname(&self) -> Result<(), ConfigError> {
+        let Some(name) = &self.hostname else {
+            return Ok(());
+        };
+        check_hostname(name).map_err(|reason| ConfigError {
+            key: keys::HOSTNAME.into(),
+            value: name.to_string(),
+            reason,
+        })
+    }
+
+    /// The network: on the host's (nothing published, no peers by name), or the
+    /// capsule's own, with its ports checked and its peers named.
+    fn network(&mut self) -> Result<NetConfig, RunError> {
+        if self.network_host {
+            if let Some(spec) = self.ports.first() {
+                return Err(RunError::Port {
+                    spec: spec.text().to_string(),
+                    reason: "--network host uses the host's ports: there is nothing to publish"
+                        .into(),
+                });
+            }
+            if !self.peers.is_empty() {
+                return Err(RunError::HostNetworkPeers);
+            }
+        }
+        let mut net = check_ports(&self.ports, std::mem::take(&mut self.peers))?;
+        net.remote = std::mem::take(&mut self.remote_peers);
+        net.host = self.network_host;
+        Ok(net)
     }
 
     /// The capsule's name: the one given, checked, else one no capsule has.
@@ -830,15 +847,6 @@ fn log_file(host: &Host) -> Result<Option<String>, ConfigError> {
         _ => path.to_path_buf(),
     };
     config_value(keys::LOG_FILE, path.as_os_str()).map(Some)
-}
-
-/// `--hostname`: a name `sethostname(2)` takes and the config file can carry.
-fn check_hostname_setting(name: &str) -> Result<(), ConfigError> {
-    check_hostname(name).map_err(|reason| ConfigError {
-        key: keys::HOSTNAME.into(),
-        value: name.to_string(),
-        reason,
-    })
 }
 
 /// The user database of the capsule: its root's (upper layer first), else the host's.

@@ -1,5 +1,7 @@
 //! The machinery every hook uses: lazily resolved real functions, the re-entrancy
-//! guard, errno handling and the `hook!` macro that declares an exported hook.
+//! guard, errno handling, the shim-wide outcome of a replica (`Outcome`, `Skip`)
+//! with its one conversion to each C return convention (`result`, `fail`), and the
+//! `hook!` macro that declares an exported hook.
 //!
 //! Rules (README, "How it is built"):
 //! - the real function is found with `dlsym(RTLD_NEXT)` (or `dlvsym` for a given
@@ -155,14 +157,102 @@ pub fn set_errno(value: c_int) {
     unsafe { *libc::__errno_location() = value }
 }
 
-/// What a replica decided about a call.
-pub enum Outcome<T> {
-    /// The replica answered; return this (errno as the caller found it).
-    Handled(T),
-    /// The replica has nothing to change: call the real function.
-    PassThrough,
+/// Why a replica does not answer a call with a value of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
     /// Fail the way the kernel would, with this errno.
-    Fail(c_int),
+    Errno(c_int),
+    /// The replica has nothing to change: call the real function with the caller's
+    /// own arguments.
+    Pass,
+}
+
+impl From<c_int> for Skip {
+    fn from(e: c_int) -> Skip {
+        Skip::Errno(e)
+    }
+}
+
+/// What a replica decided about a call, shim-wide: `Ok(value)` answers it (errno as
+/// the caller found it), `Err(Skip::Pass)` calls the real function, `Err(Skip::Errno)`
+/// fails. A `Result`, so that `?` carries a refusal out of the logic.
+pub type Outcome<T> = Result<T, Skip>;
+
+/// A C return convention: the value a call of this return type gives when it fails
+/// with errno set. One implementation per convention the hooks use.
+pub trait Convention: Sized {
+    const FAILED: Self;
+}
+
+/// `int`: -1 and errno.
+impl Convention for c_int {
+    const FAILED: c_int = -1;
+}
+
+/// `ssize_t` (and `long` where it is the same type): -1 and errno.
+impl Convention for isize {
+    const FAILED: isize = -1;
+}
+
+/// `long` (a distinct type from `ssize_t` in Rust): -1 and errno.
+impl Convention for i64 {
+    const FAILED: i64 = -1;
+}
+
+/// `uid_t`/`gid_t`: `(uid_t) -1` and errno.
+impl Convention for u32 {
+    const FAILED: u32 = u32::MAX;
+}
+
+/// Pointers (`FILE *`, `DIR *`, `char *`, `void *`): NULL and errno.
+impl<T> Convention for *mut T {
+    const FAILED: *mut T = ptr::null_mut();
+}
+
+/// Fails a call the way its convention says: errno set to `e`, the failure value
+/// returned.
+#[inline]
+pub fn fail<R: Convention>(e: c_int) -> R {
+    set_errno(e);
+    R::FAILED
+}
+
+/// Turns a replica's outcome into the C return value: the answer, the real call, or
+/// the convention's failure with errno set.
+#[inline]
+pub fn result<R: Convention>(outcome: Outcome<R>, real: impl FnOnce() -> R) -> R {
+    match outcome {
+        Ok(v) => v,
+        Err(Skip::Pass) => real(),
+        Err(Skip::Errno(e)) => fail(e),
+    }
+}
+
+/// Runs `f`, a call in the `-1`-and-errno convention, and gives its answer in the
+/// direct-code one (`posix_spawn_file_actions_*`): the error number returned, errno
+/// as the caller had it.
+#[inline]
+pub fn error_code(f: impl FnOnce() -> c_int) -> c_int {
+    let saved = errno();
+    let rc = f();
+    if rc != -1 {
+        return rc;
+    }
+    let e = errno();
+    set_errno(saved);
+    e
+}
+
+/// Runs `f` and leaves errno as the caller had it: a replica's own lookups fail with
+/// `ENOENT` and the like as a matter of course, and a call that goes ahead must see
+/// errno as the real call leaves it. An `Err(Skip::Errno)` that `f` returns still
+/// reaches the caller through `result`.
+#[inline]
+pub fn errno_kept<T>(f: impl FnOnce() -> T) -> T {
+    let saved = errno();
+    let out = f();
+    set_errno(saved);
+    out
 }
 
 /// Declares exported hooks.
@@ -213,6 +303,7 @@ macro_rules! hook {
             static REAL_FUNCTION: $crate::hook::Real =
                 hook!(@real $name $(, $version)?);
             let Some(address) = REAL_FUNCTION.get() else {
+                // Not `fail`: `missing` is the hook's own (an `EAI_*` code, say).
                 $crate::hook::set_errno(libc::ENOSYS);
                 return $missing;
             };
@@ -268,15 +359,44 @@ macro_rules! hook {
     ($($entries:tt)*) => { hook!(@entries [plain] $($entries)*); };
 }
 
-/// Turns a replica's outcome into the `-1`-and-errno convention.
-#[inline]
-pub fn int_result(outcome: Outcome<c_int>, real: impl FnOnce() -> c_int) -> c_int {
-    match outcome {
-        Outcome::Handled(v) => v,
-        Outcome::PassThrough => real(),
-        Outcome::Fail(e) => {
-            set_errno(e);
-            -1
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_convention_fails_with_its_own_value_and_errno() {
+        set_errno(0);
+        assert_eq!(fail::<c_int>(libc::ENOENT), -1);
+        assert_eq!(errno(), libc::ENOENT);
+        assert_eq!(fail::<isize>(libc::EBADF), -1);
+        assert_eq!(errno(), libc::EBADF);
+        assert_eq!(fail::<u32>(libc::EINVAL), u32::MAX);
+        assert!(fail::<*mut libc::FILE>(libc::EMFILE).is_null());
+        assert_eq!(errno(), libc::EMFILE);
+    }
+
+    #[test]
+    fn result_answers_passes_or_fails() {
+        set_errno(7);
+        assert_eq!(result(Ok(3), || -> c_int { panic!("no real call") }), 3);
+        assert_eq!(errno(), 7, "an answer leaves errno as it was");
+        assert_eq!(result::<c_int>(Err(Skip::Pass), || 42), 42);
+        assert_eq!(result::<c_int>(Err(Skip::Errno(libc::EROFS)), || 42), -1);
+        assert_eq!(errno(), libc::EROFS);
+        let got: Outcome<()> = Err(libc::EXDEV.into());
+        assert!(got == Err(Skip::Errno(libc::EXDEV)));
+    }
+
+    #[test]
+    fn errno_kept_and_error_code_leave_the_callers_errno() {
+        set_errno(5);
+        let v = errno_kept(|| {
+            set_errno(libc::ENOENT);
+            9
+        });
+        assert_eq!((v, errno()), (9, 5));
+        assert_eq!(error_code(|| fail(libc::EPERM)), libc::EPERM);
+        assert_eq!(errno(), 5);
+        assert_eq!(error_code(|| 0), 0);
     }
 }

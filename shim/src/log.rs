@@ -125,9 +125,7 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let saved_errno = crate::hook::errno();
-        self.write_record(record);
-        crate::hook::set_errno(saved_errno);
+        crate::hook::errno_kept(|| self.write_record(record));
     }
 
     fn flush(&self) {}

@@ -106,6 +106,8 @@ pub struct Shared {
     /// Non-zero once a process cached a directory reached through a link: from
     /// then on, removing a link must bump `fs_generation` too.
     pub fs_links_cached: AtomicU64,
+    /// The root's loader and library path, worked out once per generation.
+    pub loader: crate::exec::loader_cache::SharedLoader,
 }
 
 impl Shared {
@@ -117,6 +119,7 @@ impl Shared {
             clock_adjust_ns: AtomicI64::new(0),
             fs_generation: AtomicU64::new(0),
             fs_links_cached: AtomicU64::new(0),
+            loader: crate::exec::loader_cache::SharedLoader::new(),
         }
     }
 }

@@ -43,8 +43,7 @@ pub unsafe extern "C" fn syscall(
     // `syscall` must give.
     unsafe {
         let Some(address) = REAL.get() else {
-            hook::set_errno(libc::ENOSYS);
-            return -1;
+            return hook::fail(libc::ENOSYS);
         };
         // SAFETY: libc's syscall has this signature on the supported architectures.
         let real: RealSyscall = std::mem::transmute(address);
@@ -105,8 +104,7 @@ pub unsafe extern "C" fn syscall(
             }
             _ if crate::fs::layers().is_some() && is_unrouted_path_call(number) => {
                 // A path the kernel would resolve on the host: not the capsule's.
-                hook::set_errno(libc::ENOSYS);
-                -1
+                hook::fail(libc::ENOSYS)
             }
             _ if crate::fs::layers().is_some() => match fs_call(number, [a1, a2, a3, a4, a5]) {
                 Some(rc) => rc,
@@ -273,16 +271,18 @@ unsafe fn fs_call(number: c_long, a: [c_long; 5]) -> Option<c_long> {
                 fs::openat(fd(a[0]), p(a[1]).cast(), fd(a[2]), a[3] as libc::mode_t) as c_long
             }
             libc::SYS_openat2 => {
-                use crate::fs::syscalls::{openat2, Openat2};
-                match openat2(fd(a[0]), p(a[1]).cast(), p(a[2]).cast(), a[3] as usize) {
-                    Openat2::Open(path, flags, mode) => {
+                use crate::hook::Skip;
+                match crate::fs::syscalls::openat2(
+                    fd(a[0]),
+                    p(a[1]).cast(),
+                    p(a[2]).cast(),
+                    a[3] as usize,
+                ) {
+                    Ok((path, flags, mode)) => {
                         fs::openat(libc::AT_FDCWD, path.as_ptr(), flags, mode) as c_long
                     }
-                    Openat2::Fail(e) => {
-                        hook::set_errno(e);
-                        -1
-                    }
-                    Openat2::Pass => return None,
+                    Err(Skip::Errno(e)) => hook::fail(e),
+                    Err(Skip::Pass) => return None,
                 }
             }
             libc::SYS_getdents64 => {

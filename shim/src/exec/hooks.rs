@@ -5,7 +5,7 @@ use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t, 
 
 use super::env::{current_environ, hide_settings, repair_environ, with_child_env};
 use super::program::{self, ArgvBuf};
-use crate::hook::{outside, set_errno, Real};
+use crate::hook::{outside, Real};
 
 type Argv = *const *const c_char;
 
@@ -76,9 +76,9 @@ hook! {
                     // SAFETY: `full` is a C string; `argv` and `envp` are the caller's.
                     unsafe { in_capsule(full.as_ptr(), argv, envp, false, -1, exec) }
                 }
-                Err(crate::fs::ops::Skip::Errno(e)) => failed(-1, e),
+                Err(crate::hook::Skip::Errno(e)) => failed(-1, e),
                 // SAFETY: `envp` is the caller's environment array.
-                Err(crate::fs::ops::Skip::Pass) => unsafe { with_child_env(std::ptr::null(), envp, pass) },
+                Err(crate::hook::Skip::Pass) => unsafe { with_child_env(std::ptr::null(), envp, pass) },
             };
         }
         // SAFETY: `envp` is the caller's environment array (execveat's contract).
@@ -190,8 +190,7 @@ unsafe fn in_capsule(
 /// The exec family fails with -1 and errno; posix_spawn returns the error number.
 fn failed(fail: c_int, e: c_int) -> c_int {
     if fail == -1 {
-        set_errno(e);
-        -1
+        crate::hook::fail(e)
     } else {
         e
     }

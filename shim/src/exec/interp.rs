@@ -24,7 +24,7 @@ use crate::fs::path::PathBuf;
 use crate::fs::{ops, Layers};
 
 /// The longest `--library-path` value built (host directories, `:`-separated).
-const LIBRARY_PATH_MAX: usize = 4096;
+const LIBRARY_PATH_MAX: usize = super::loader_cache::PATH_MAX;
 
 #[cfg(target_arch = "x86_64")]
 const MACHINE: u16 = 62; // EM_X86_64
@@ -100,7 +100,7 @@ pub fn run_first_program_with_roots_loader() {
         return; // not a program of the capsule
     }
     let environ = super::env::current_environ();
-    let Some(loader) = for_program(layers, &exe, environ) else {
+    let Some(loader) = for_program(layers, &exe, &Image::open(&exe), environ) else {
         return;
     };
     let Ok(cmdline) = std::fs::read("/proc/self/cmdline") else {
@@ -174,6 +174,11 @@ pub fn libc_of(path: *const libc::c_char) -> Libc {
     if path.is_null() {
         return Libc::Other;
     }
+    // SAFETY: path is a NUL-terminated string (checked non-null above).
+    let own = by_name(unsafe { CStr::from_ptr(path) }.to_bytes());
+    if own != Libc::Other {
+        return own; // a loader, as every exec of a capsule with a root names
+    }
     let Some(file) = Mapped::open(path) else {
         return Libc::Other;
     };
@@ -201,11 +206,8 @@ pub fn libc_of(path: *const libc::c_char) -> Libc {
         return Libc::Other;
     };
     let mut out = [0u8; 256];
-    match elf.interpreter(&mut out) {
-        Some(name) => by_name(name.to_bytes()),
-        // SAFETY: path is a NUL-terminated string (checked non-null above).
-        None => by_name(unsafe { CStr::from_ptr(path) }.to_bytes()),
-    }
+    elf.interpreter(&mut out)
+        .map_or(Libc::Other, |name| by_name(name.to_bytes()))
 }
 
 /// For the host file `program` about to be executed in a capsule: the root's loader
@@ -214,32 +216,128 @@ pub fn libc_of(path: *const libc::c_char) -> Libc {
 pub fn for_program(
     layers: &Layers,
     program: &PathBuf,
+    image: &Image,
     envp: *const *const libc::c_char,
 ) -> Option<Loader> {
     layers.root.as_ref()?;
     let mut interp = [0u8; 256];
-    let file = Mapped::open(program.as_ptr())?;
-    let elf = Elf::parse(file.bytes())?;
-    let name = elf.interpreter(&mut interp)?;
+    let name = image.elf()?.interpreter(&mut interp)?;
     let base = name.to_bytes().rsplit(|&b| b == b'/').next()?;
     let musl = base.starts_with(b"ld-musl");
     if !musl && !base.starts_with(b"ld-linux") {
         return None;
     }
-    let node = match ops::existing(layers, libc::AT_FDCWD, name, true) {
-        Ok(node) if node.stat.st_mode & libc::S_IFMT == libc::S_IFREG => node,
+    if musl {
+        let ldso = roots_interpreter(layers, name, program)?.host;
+        return Some(musl_loader(layers, ldso, envp));
+    }
+    glibc_loader(layers, name, program, envp)
+}
+
+/// Interpreter `name` in the capsule, if it is a regular file there.
+fn roots_interpreter(
+    layers: &Layers,
+    name: &CStr,
+    program: &PathBuf,
+) -> Option<crate::fs::layers::Node> {
+    match ops::existing(layers, libc::AT_FDCWD, name, true) {
+        Ok(node) if node.stat.st_mode & libc::S_IFMT == libc::S_IFREG => Some(node),
         _ => {
             log::info!(
                 "{:?}: its loader {name:?} is not in the capsule; running it with the host's",
                 program
             );
-            return None;
+            None
         }
-    };
-    if musl {
-        return Some(musl_loader(layers, node.host, envp));
     }
-    with_library_path(layers, node.host, envp)
+}
+
+/// `for_program` of a glibc program with interpreter `name`: from the capsule-wide
+/// entry when it holds this interpreter and `LD_LIBRARY_PATH` at the current
+/// file-system generation (`loader_cache.rs`), else worked out and recorded.
+fn glibc_loader(
+    layers: &Layers,
+    name: &CStr,
+    program: &PathBuf,
+    envp: *const *const libc::c_char,
+) -> Option<Loader> {
+    use super::loader_cache::{Cached, Entry, KEY_MAX, LDSO_MAX};
+    let mut key = [0u8; KEY_MAX];
+    let interp = name.to_bytes_with_nul();
+    let env_dirs = env_value(envp, b"LD_LIBRARY_PATH").unwrap_or_default();
+    let key_len = interp.len() + env_dirs.len();
+    // No state directory (no shared generation) or an outsized key: not cached.
+    let generation = crate::fs::cache::generation().filter(|_| key_len <= KEY_MAX);
+    let key = match generation {
+        Some(_) => {
+            key[..interp.len()].copy_from_slice(interp);
+            key[interp.len()..key_len].copy_from_slice(env_dirs);
+            &key[..key_len]
+        }
+        None => &key[..0],
+    };
+    let shared = &crate::runtime::get().shared.loader;
+    if let Some(generation) = generation {
+        let mut ldso = [0u8; LDSO_MAX];
+        let mut check = [0u8; LDSO_MAX];
+        let mut loader = Loader {
+            ldso: PathBuf::new(),
+            musl: false,
+            library_path: [0; LIBRARY_PATH_MAX],
+            len: 0,
+        };
+        let newer = |check: &[u8; LDSO_MAX], len: usize| {
+            len > 0 && {
+                // SAFETY: zeroed stat is valid plain data.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: `read` NUL-terminated the path; a stat buffer to fill.
+                unsafe { libc::lstat(check.as_ptr().cast(), &mut st) == 0 }
+            }
+        };
+        match shared.read(
+            generation,
+            key,
+            &mut ldso,
+            &mut check,
+            &mut loader.library_path,
+        ) {
+            Cached::Unusable { check_len } if !newer(&check, check_len) => return None,
+            Cached::Loader {
+                ldso_len,
+                check_len,
+                path_len,
+            } if !newer(&check, check_len) && loader.ldso.set(&ldso[..ldso_len]).is_ok() => {
+                loader.len = path_len;
+                return Some(loader);
+            }
+            _ => {}
+        }
+    }
+    let node = roots_interpreter(layers, name, program);
+    // A loader found below the upper layer is shadowed by one written there later.
+    let mut check = PathBuf::new();
+    let mut checkable = true;
+    if let (Some(node), Some(upper)) = (node.as_ref(), layers.upper.as_deref()) {
+        if node.found != crate::fs::layers::Found::Upper {
+            checkable = check.set_prefixed(upper, node.capsule.as_bytes()).is_ok();
+        }
+    }
+    // A missing interpreter is not remembered: creating it changes no directory.
+    let found = node.is_some();
+    let loader = node.and_then(|node| with_library_path(layers, node.host, envp));
+    if let Some(generation) = generation.filter(|_| checkable && found) {
+        // The walk followed links (`/lib64`, the loader's own): their removal must
+        // now bump the generation.
+        crate::fs::cache::links_cached();
+        let entry = Entry {
+            check: check.as_bytes(),
+            loader: loader
+                .as_ref()
+                .map(|l| (l.ldso.as_bytes(), &l.library_path[..l.len])),
+        };
+        shared.store(generation, key, &entry);
+    }
+    loader
 }
 
 /// The root's musl loader `ldso` with its library directories: the capsule's
@@ -297,31 +395,40 @@ pub fn with_library_path(
     Some(loader)
 }
 
-/// Whether host file `program` is an ELF executable of this machine without a
-/// program interpreter: statically linked (`static-pie` included).
-pub fn is_static(program: &PathBuf) -> bool {
-    let Some(file) = Mapped::open(program.as_ptr()) else {
-        return false;
-    };
-    let Some(elf) = Elf::parse(file.bytes()) else {
-        return false;
-    };
-    let mut interp = [0u8; 256];
-    elf.interpreter(&mut interp).is_none()
+/// A program file about to be executed, mapped once for every question the exec
+/// asks of it.
+pub struct Image {
+    file: Option<Mapped>,
 }
 
-/// Whether host file `program` needs the system-call backstop: statically linked,
-/// or a Go program (a `Go` build-id note), which makes its own system calls even
-/// when it is linked dynamically (cgo).
-pub fn needs_backstop(program: &PathBuf) -> bool {
-    let Some(file) = Mapped::open(program.as_ptr()) else {
-        return false;
-    };
-    let Some(elf) = Elf::parse(file.bytes()) else {
-        return false;
-    };
-    let mut interp = [0u8; 256];
-    elf.interpreter(&mut interp).is_none() || elf.is_go()
+impl Image {
+    /// Host file `program` (unreadable or not a regular file: every answer is "no").
+    pub fn open(program: &PathBuf) -> Image {
+        Image {
+            file: Mapped::open(program.as_ptr()),
+        }
+    }
+
+    fn elf(&self) -> Option<Elf<'_>> {
+        Elf::parse(self.file.as_ref()?.bytes())
+    }
+
+    /// An ELF executable of this machine without a program interpreter: statically
+    /// linked (`static-pie` included).
+    pub fn is_static(&self) -> bool {
+        let mut interp = [0u8; 256];
+        self.elf()
+            .is_some_and(|elf| elf.interpreter(&mut interp).is_none())
+    }
+
+    /// Needs the system-call backstop: statically linked, or a Go program (a `Go`
+    /// build-id note), which makes its own system calls even when it is linked
+    /// dynamically (cgo).
+    pub fn needs_backstop(&self) -> bool {
+        let mut interp = [0u8; 256];
+        self.elf()
+            .is_some_and(|elf| elf.interpreter(&mut interp).is_none() || elf.is_go())
+    }
 }
 
 /// The upper layer's copies of the root's library directories that exist (host

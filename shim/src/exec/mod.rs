@@ -21,6 +21,7 @@ pub mod env;
 #[cfg(not(test))]
 pub mod hooks;
 pub mod interp;
+pub mod loader_cache;
 pub mod program;
 #[cfg(not(test))]
 pub mod variadic;

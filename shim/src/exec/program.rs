@@ -415,8 +415,8 @@ fn resolve(layers: &Layers, path: &[u8]) -> Result<PathBuf, c_int> {
     let cstr = CStr::from_bytes_until_nul(&buf).map_err(|_| libc::ENOENT)?;
     match crate::fs::ops::existing(layers, libc::AT_FDCWD, cstr, true) {
         Ok(node) => Ok(node.host),
-        Err(crate::fs::ops::Skip::Errno(e)) => Err(e),
-        Err(crate::fs::ops::Skip::Pass) => Err(libc::ENOENT),
+        Err(crate::hook::Skip::Errno(e)) => Err(e),
+        Err(crate::hook::Skip::Pass) => Err(libc::ENOENT),
     }
 }
 
@@ -507,12 +507,10 @@ pub fn prepare(
     // `pg_wrapper`) and which a script may read from its `$0`.
     let is_ldconfig = capsule.file_name() == b"ldconfig";
     program.script = shebang(layers, &mut program.host, capsule)?;
+    let image = interp::Image::open(&program.host);
     if layers.root.is_some() {
-        program.loader = interp::for_program(layers, &program.host, envp);
-        if program.loader.is_none()
-            && program.script.is_none()
-            && is_ldconfig
-            && interp::is_static(&program.host)
+        program.loader = interp::for_program(layers, &program.host, &image, envp);
+        if program.loader.is_none() && program.script.is_none() && is_ldconfig && image.is_static()
         {
             let mut dirs = LdconfigDirs {
                 dirs: [0; 2048],
@@ -522,8 +520,8 @@ pub fn prepare(
             program.ldconfig = Some(dirs);
         }
     }
-    program.backstop = program.ldconfig.is_none() && interp::needs_backstop(&program.host);
-    program.bare = program.backstop && !interp::is_static(&program.host);
+    program.backstop = program.ldconfig.is_none() && image.needs_backstop();
+    program.bare = program.backstop && !image.is_static();
     if program.backstop && crate::runtime::get().trampoline.is_empty() {
         // Installed without its trampoline: fail closed unless allowed.
         if !crate::runtime::get().config.allow_bypass {

@@ -53,8 +53,7 @@ unsafe extern "C" fn collect(
         while !arg(regs, stack, argc).is_null() {
             argc += 1;
             if argc > 1 << 20 {
-                crate::hook::set_errno(libc::E2BIG);
-                return -1;
+                return crate::hook::fail(libc::E2BIG);
             }
         }
         const STACK_ARGV: usize = 256;
@@ -73,8 +72,7 @@ unsafe extern "C" fn collect(
                 0,
             );
             if mapped == libc::MAP_FAILED {
-                crate::hook::set_errno(libc::ENOMEM);
-                return -1;
+                return crate::hook::fail(libc::ENOMEM);
             }
             std::slice::from_raw_parts_mut(mapped.cast(), argc + 1)
         };
@@ -91,9 +89,7 @@ unsafe extern "C" fn collect(
             _ => execv(path, argv.as_ptr()),
         };
         if !mapped.is_null() {
-            let saved = crate::hook::errno();
-            libc::munmap(mapped, bytes);
-            crate::hook::set_errno(saved);
+            crate::hook::errno_kept(|| libc::munmap(mapped, bytes));
         }
         rc
     }

@@ -20,7 +20,7 @@ use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::ptr::{self, null_mut};
 
 use super::hooks;
-use crate::hook::{errno, set_errno, Guard};
+use crate::hook::{errno, fail, set_errno, Guard};
 
 // FTS_PHYSICAL (0x10) is what the walk does unless FTS_LOGICAL.
 const FTS_COMFOLLOW: c_int = 0x0001;
@@ -198,6 +198,7 @@ unsafe fn stat(p: *mut Ent, follow: bool) -> u16 {
     // points at its own stat buffer.
     unsafe {
         let sbp = (*p).statp;
+        // A failed stat is the entry's errno, not the caller's: the caller's comes back.
         let saved = errno();
         let failed = if follow {
             if hooks::stat((*p).accpath, sbp) != 0 {
@@ -292,8 +293,7 @@ pub unsafe fn open(argv: *const *const c_char, options: c_int, compar: Option<Co
     // contract); every entry and the FTS are allocated here.
     unsafe {
         if options & !FTS_OPTIONMASK != 0 || argv.is_null() {
-            set_errno(libc::EINVAL);
-            return null_mut();
+            return fail(libc::EINVAL);
         }
         let sp = libc::calloc(1, std::mem::size_of::<Fts>()) as *mut Fts;
         if sp.is_null() {
@@ -317,8 +317,7 @@ pub unsafe fn open(argv: *const *const c_char, options: c_int, compar: Option<Co
                 free_list(head);
                 libc::free(parent.cast());
                 libc::free(sp.cast());
-                set_errno(libc::ENOENT);
-                return null_mut();
+                return fail(libc::ENOENT);
             }
             let p = alloc(name, name);
             if p.is_null() {
@@ -476,7 +475,7 @@ pub unsafe fn read(sp: *mut Fts) -> *mut Ent {
         libc::free(tmp.cast());
         if (*p).level == FTS_ROOTPARENTLEVEL {
             libc::free(p.cast());
-            set_errno(0);
+            set_errno(0); // the end of the walk, not a failure (fts_read(3))
             (*sp).cur = null_mut();
             (*sp).path = null_mut();
             return null_mut();
@@ -509,6 +508,7 @@ unsafe fn build(sp: *mut Fts, how: Build) -> *mut Ent {
         let base = base.strip_suffix(b"/").unwrap_or(base);
         let mut path = [0u8; super::path::PATH_MAX];
         let (mut head, mut tail, mut n): (*mut Ent, *mut Ent, usize) = (null_mut(), null_mut(), 0);
+        // errno 0 tells readdir's end from its failure; the caller's errno comes back.
         let saved = errno();
         set_errno(0);
         loop {
@@ -534,8 +534,7 @@ unsafe fn build(sp: *mut Fts, how: Build) -> *mut Ent {
                 hooks::closedir(dir);
                 (*cur).info = FTS_ERR;
                 (*sp).options |= FTS_STOP;
-                set_errno(libc::ENOMEM);
-                return null_mut();
+                return fail(libc::ENOMEM);
             }
             (*p).level = (*cur).level + 1;
             (*p).parent = cur;
@@ -583,15 +582,14 @@ pub unsafe fn children(sp: *mut Fts, instr: c_int) -> *mut Ent {
     // until fts_close).
     unsafe {
         if instr != 0 && instr != FTS_NAMEONLY {
-            set_errno(libc::EINVAL);
-            return null_mut();
+            return fail(libc::EINVAL);
         }
         if sp.is_null() || (*sp).cur.is_null() {
-            set_errno(0);
+            set_errno(0); // no children, not a failure (fts_children(3))
             return null_mut();
         }
         let p = (*sp).cur;
-        set_errno(0);
+        set_errno(0); // as above: a null answer from here on is "no children"
         if (*sp).options & FTS_STOP != 0 {
             return null_mut();
         }
@@ -624,6 +622,7 @@ pub unsafe fn set(p: *mut Ent, instr: c_int) -> c_int {
     // until fts_close).
     unsafe {
         if !matches!(instr, 0 | FTS_AGAIN | FTS_FOLLOW | FTS_NOINSTR | FTS_SKIP) || p.is_null() {
+            // fts_set's own convention: 1 and errno.
             set_errno(libc::EINVAL);
             return 1;
         }

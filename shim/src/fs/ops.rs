@@ -9,21 +9,8 @@ use super::layers::{Found, Layers, Node, Place};
 use super::path::{PathBuf, Shape, NAME_MAX};
 use super::sys;
 
-/// Why a hook does not go ahead with a translated path.
-pub enum Skip {
-    /// Fail with this errno.
-    Errno(c_int),
-    /// Call the real function with the caller's own arguments.
-    Pass,
-}
-
-impl From<c_int> for Skip {
-    fn from(e: c_int) -> Skip {
-        Skip::Errno(e)
-    }
-}
-
-pub type Op<T> = Result<T, Skip>;
+// The shim-wide outcome (`hook.rs`), under the names the file-system hooks use.
+pub use crate::hook::{Outcome as Op, Skip};
 
 /// The capsule's working directory (the real one, mapped back; `/` when the real one
 /// lies outside the capsule).
@@ -519,9 +506,7 @@ pub fn check_create(layers: &Layers, dirfd: c_int, path: &CStr) -> Op<Node> {
 /// the kernel's.
 pub fn create_failed(layers: &Layers, node: &Node, had_whiteout: bool) {
     if had_whiteout {
-        let errno = crate::hook::errno();
-        let _ = cow::whiteout(layers, &node.capsule);
-        crate::hook::set_errno(errno);
+        let _ = crate::hook::errno_kept(|| cow::whiteout(layers, &node.capsule));
     }
 }
 

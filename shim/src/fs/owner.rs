@@ -104,10 +104,7 @@ fn with_owner_access(target: Target, mut op: impl FnMut(Target) -> isize) -> isi
     }
     match lend_access(target, &mut op) {
         Some(rc) => rc,
-        None => {
-            crate::hook::set_errno(libc::EACCES);
-            rc
-        }
+        None => crate::hook::fail(libc::EACCES),
     }
 }
 
@@ -134,10 +131,10 @@ fn lend_access(target: Target, op: &mut impl FnMut(Target) -> isize) -> Option<i
     }
     let result = lend_access_fd(fd, upper, op);
     if opened {
-        let errno = crate::hook::errno();
-        // SAFETY: the descriptor opened above.
-        unsafe { libc::close(fd) };
-        crate::hook::set_errno(errno);
+        crate::hook::errno_kept(|| {
+            // SAFETY: the descriptor opened above.
+            unsafe { libc::close(fd) }
+        });
     }
     result
 }
@@ -169,10 +166,10 @@ fn lend_access_fd(fd: c_int, upper: &[u8], op: &mut impl FnMut(Target) -> isize)
         return None;
     }
     let rc = op(Target::Follow(&link));
-    let errno = crate::hook::errno();
-    // SAFETY: as above.
-    unsafe { libc::chmod(link.as_ptr(), mode) };
-    crate::hook::set_errno(errno);
+    crate::hook::errno_kept(|| {
+        // SAFETY: as above.
+        unsafe { libc::chmod(link.as_ptr(), mode) }
+    });
     Some(rc)
 }
 

@@ -33,10 +33,10 @@ impl Pinned {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let saved = crate::hook::errno();
-        // SAFETY: a descriptor this value owns.
-        unsafe { libc::close(self.parent) };
-        crate::hook::set_errno(saved);
+        crate::hook::errno_kept(|| {
+            // SAFETY: a descriptor this value owns.
+            unsafe { libc::close(self.parent) }
+        });
     }
 }
 
@@ -199,8 +199,7 @@ pub unsafe fn chmod_nofollow(path: *const libc::c_char, mode: libc::mode_t) -> c
     let rc = if unsafe { libc::fstat(fd, &mut st) } != 0 {
         -1
     } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-        crate::hook::set_errno(libc::EOPNOTSUPP);
-        -1
+        crate::hook::fail(libc::EOPNOTSUPP)
     } else {
         let mut by_fd = PathBuf::new();
         let mut digits = crate::decimal::Digits::default();
@@ -210,15 +209,12 @@ pub unsafe fn chmod_nofollow(path: *const libc::c_char, mode: libc::mode_t) -> c
         {
             // SAFETY: a NUL-terminated path.
             Ok(()) => unsafe { libc::chmod(by_fd.as_ptr(), mode) },
-            Err(e) => {
-                crate::hook::set_errno(e);
-                -1
-            }
+            Err(e) => crate::hook::fail(e),
         }
     };
-    let e = crate::hook::errno();
-    // SAFETY: the descriptor opened above.
-    unsafe { libc::close(fd) };
-    crate::hook::set_errno(e);
+    crate::hook::errno_kept(|| {
+        // SAFETY: the descriptor opened above.
+        unsafe { libc::close(fd) }
+    });
     rc
 }

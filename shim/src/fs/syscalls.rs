@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use super::layers::{Layers, Place};
 use super::ops::{self, Skip};
 use super::path::{components, PathBuf};
-use crate::hook::{set_errno, Guard};
+use crate::hook::{fail, set_errno, Guard};
 
 /// Descriptors below this keep a merged listing for `getdents64`.
 const LISTED_FDS: usize = 1024;
@@ -99,8 +99,7 @@ pub unsafe fn getdents64(fd: c_int, buf: *mut u8, len: usize) -> Option<c_long> 
     let (written, next) = unsafe { pack(&listing.entries, index, buf, len) };
     if written == 0 && next < listing.entries.len() {
         put(slot, listing);
-        set_errno(libc::EINVAL); // the buffer cannot hold the next entry
-        return Some(-1);
+        return Some(fail(libc::EINVAL)); // the buffer cannot hold the next entry
     }
     // The position says where the next call resumes; where the file system keeps no
     // such position, the listing does.
@@ -114,6 +113,7 @@ pub unsafe fn getdents64(fd: c_int, buf: *mut u8, len: usize) -> Option<c_long> 
         listing.own_pos = Some(next);
     }
     put(slot, listing);
+    // Not `errno_kept`: the early returns above hand the call to the kernel.
     set_errno(saved);
     Some(written as c_long)
 }
@@ -206,17 +206,10 @@ const VALID_OPEN_FLAGS: c_int = libc::O_ACCMODE
     | libc::O_PATH
     | libc::O_TMPFILE;
 
-/// What `openat2` does in the capsule.
-#[allow(clippy::large_enum_variant)] // lives on the stack for one call
-pub enum Openat2 {
-    /// Open this capsule path with `openat` (these flags and mode).
-    Open(PathBuf, c_int, libc::mode_t),
-    /// Fail with this errno.
-    Fail(c_int),
-    /// Not the capsule's business (no file-system replica, or a directory
-    /// descriptor outside the capsule): the kernel's call.
-    Pass,
-}
+/// What `openat2` does in the capsule: open this capsule path with `openat` (these
+/// flags and mode), fail, or pass (no file-system replica, or a directory descriptor
+/// outside the capsule: the kernel's call).
+pub type Openat2 = ops::Op<(PathBuf, c_int, libc::mode_t)>;
 
 /// `syscall(SYS_openat2, dirfd, path, how, size)`.
 ///
@@ -230,18 +223,14 @@ pub unsafe fn openat2(
     size: usize,
 ) -> Openat2 {
     let Some(layers) = super::layers() else {
-        return Openat2::Pass;
+        return Err(Skip::Pass);
     };
     let Some(_guard) = Guard::enter() else {
-        return Openat2::Pass;
+        return Err(Skip::Pass);
     };
     // SAFETY: `how` is readable for `size` bytes (the contract); `path` is the caller's
     // path, a C string as the kernel would require.
-    match unsafe { plan(layers, dirfd, path, how, size) } {
-        Ok((target, flags, mode)) => Openat2::Open(target, flags, mode),
-        Err(Skip::Errno(e)) => Openat2::Fail(e),
-        Err(Skip::Pass) => Openat2::Pass,
-    }
+    unsafe { plan(layers, dirfd, path, how, size) }
 }
 
 /// The capsule path, flags and mode `openat2` opens, after checking `how` as the

@@ -6,7 +6,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
-use crate::hook::{outside, set_errno};
+use crate::hook::outside;
 
 /// glibc's `glob_t` (the fields `GLOB_ALTDIRFUNC` uses included).
 #[repr(C)]
@@ -261,8 +261,7 @@ pub unsafe fn nftw_with(
     unsafe {
         let start = CStr::from_ptr(dir).to_bytes();
         if start.is_empty() {
-            set_errno(libc::ENOENT);
-            return -1;
+            return crate::hook::fail(libc::ENOENT);
         }
         // SAFETY: a zeroed stat is valid.
         let mut st: libc::stat = std::mem::zeroed();

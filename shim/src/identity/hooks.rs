@@ -6,7 +6,7 @@ use super::ops::{self, Kind};
 use std::sync::atomic::Ordering;
 
 use super::state::{CREDS, EFFECTIVE, REAL};
-use crate::hook::{int_result, set_errno, Outcome};
+use crate::hook::{fail, result};
 
 /// A real set*id call (the capsule has no identity): what the process may do in the
 /// file system changes with it.
@@ -16,25 +16,13 @@ fn real_set(call: impl FnOnce() -> c_int) -> c_int {
     rc
 }
 
-fn id_result(outcome: Outcome<u32>, real: impl FnOnce() -> u32) -> u32 {
-    match outcome {
-        Outcome::Handled(v) => v,
-        Outcome::PassThrough => real(),
-        Outcome::Fail(e) => {
-            set_errno(e);
-            u32::MAX
-        }
-    }
-}
-
 /// Writes three ids through caller pointers (getresuid/getresgid).
 ///
 /// # Safety
 /// The pointers are null or valid for writes.
 unsafe fn store_three(ids: [u32; 3], out: [*mut u32; 3]) -> c_int {
     if out.iter().any(|p| p.is_null()) {
-        set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     for (p, id) in out.into_iter().zip(ids) {
         // SAFETY: `p` is not null (checked above), so by the caller's contract it is
@@ -50,12 +38,8 @@ unsafe fn store_three(ids: [u32; 3], out: [*mut u32; 3]) -> c_int {
 unsafe fn get_three(kind: Kind, out: [*mut u32; 3], real: impl FnOnce() -> c_int) -> c_int {
     match ops::get_all(&CREDS, kind) {
         // SAFETY: the pointers are null or valid for writes (this function's contract).
-        Outcome::Handled(ids) => unsafe { store_three(ids, out) },
-        Outcome::PassThrough => real(),
-        Outcome::Fail(e) => {
-            set_errno(e);
-            -1
-        }
+        Ok(ids) => unsafe { store_three(ids, out) },
+        Err(skip) => result(Err(skip), real),
     }
 }
 
@@ -63,19 +47,19 @@ hook! {
 
     fn getuid() -> uid_t, missing: uid_t::MAX;
     // SAFETY: getuid(2) takes no arguments and cannot fail.
-    reads_state |real| id_result(ops::get(&CREDS, Kind::User, REAL), || unsafe { real() })
+    reads_state |real| result(ops::get(&CREDS, Kind::User, REAL), || unsafe { real() })
 
     fn geteuid() -> uid_t, missing: uid_t::MAX;
     // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    reads_state |real| id_result(ops::get(&CREDS, Kind::User, EFFECTIVE), || unsafe { real() })
+    reads_state |real| result(ops::get(&CREDS, Kind::User, EFFECTIVE), || unsafe { real() })
 
     fn getgid() -> gid_t, missing: gid_t::MAX;
     // SAFETY: getgid(2) takes no arguments and cannot fail.
-    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, REAL), || unsafe { real() })
+    reads_state |real| result(ops::get(&CREDS, Kind::Group, REAL), || unsafe { real() })
 
     fn getegid() -> gid_t, missing: gid_t::MAX;
     // SAFETY: getegid(2) takes no arguments and cannot fail.
-    reads_state |real| id_result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || unsafe { real() })
+    reads_state |real| result(ops::get(&CREDS, Kind::Group, EFFECTIVE), || unsafe { real() })
 
     fn getresuid(r: *mut uid_t, e: *mut uid_t, s: *mut uid_t) -> c_int, missing: -1;
     reads_state |real| {
@@ -102,48 +86,48 @@ hook! {
             &mut []
         };
         // SAFETY: the caller's size and list go unchanged to the real getgroups(2).
-        int_result(ops::get_groups(&CREDS, out, size), || unsafe { real(size, list) })
+        result(ops::get_groups(&CREDS, out, size), || unsafe { real(size, list) })
     }
 
     fn setuid(uid: uid_t) -> c_int, missing: -1;
     // SAFETY: setuid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_id(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
+    |real| result(ops::set_id(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setgid(gid: gid_t) -> c_int, missing: -1;
     // SAFETY: setgid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_id(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
+    |real| result(ops::set_id(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
     fn seteuid(uid: uid_t) -> c_int, missing: -1;
     // SAFETY: seteuid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_effective(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
+    |real| result(ops::set_effective(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setegid(gid: gid_t) -> c_int, missing: -1;
     // SAFETY: setegid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_effective(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
+    |real| result(ops::set_effective(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
     fn setreuid(r: uid_t, e: uid_t) -> c_int, missing: -1;
     // SAFETY: setreuid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_re(&CREDS, Kind::User, r, e), || real_set(|| unsafe { real(r, e) }))
+    |real| result(ops::set_re(&CREDS, Kind::User, r, e), || real_set(|| unsafe { real(r, e) }))
 
     fn setregid(r: gid_t, e: gid_t) -> c_int, missing: -1;
     // SAFETY: setregid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_re(&CREDS, Kind::Group, r, e), || real_set(|| unsafe { real(r, e) }))
+    |real| result(ops::set_re(&CREDS, Kind::Group, r, e), || real_set(|| unsafe { real(r, e) }))
 
     fn setresuid(r: uid_t, e: uid_t, s: uid_t) -> c_int, missing: -1;
     // SAFETY: setresuid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
+    |real| result(ops::set_res(&CREDS, Kind::User, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
 
     fn setresgid(r: gid_t, e: gid_t, s: gid_t) -> c_int, missing: -1;
     // SAFETY: setresgid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
+    |real| result(ops::set_res(&CREDS, Kind::Group, [r, e, s]), || real_set(|| unsafe { real(r, e, s) }))
 
     fn setfsuid(uid: uid_t) -> c_int, missing: -1;
     // SAFETY: setfsuid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_fs(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
+    |real| result(ops::set_fs(&CREDS, Kind::User, uid), || real_set(|| unsafe { real(uid) }))
 
     fn setfsgid(gid: gid_t) -> c_int, missing: -1;
     // SAFETY: setfsgid(2) takes ids only, passed unchanged.
-    |real| int_result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
+    |real| result(ops::set_fs(&CREDS, Kind::Group, gid), || real_set(|| unsafe { real(gid) }))
 
     fn setgroups(size: size_t, list: *const gid_t) -> c_int, missing: -1, support: Partial("at most 64 supplementary groups");
     |real| {
@@ -154,11 +138,10 @@ hook! {
             &[]
         };
         if size > 0 && list.is_null() && CREDS.enabled() {
-            set_errno(libc::EFAULT);
-            return -1;
+            return fail(libc::EFAULT);
         }
         // SAFETY: the caller's size and list go unchanged to the real setgroups(2).
-        int_result(ops::set_groups(&CREDS, groups), || unsafe { real(size, list) })
+        result(ops::set_groups(&CREDS, groups), || unsafe { real(size, list) })
     }
 
     /// glibc's initgroups calls its internal setgroups, which would change the real
@@ -183,7 +166,7 @@ hook! {
             // More groups than a capsule identity holds: keep the first ones.
             n = groups.len() as c_int;
         }
-        int_result(ops::set_groups(&CREDS, &groups[..n.max(0) as usize]), real)
+        result(ops::set_groups(&CREDS, &groups[..n.max(0) as usize]), real)
     }
 
     /// The capsule's capability sets (see `caps_get`).
@@ -215,10 +198,7 @@ hook! {
             return real();
         }
         match option {
-            libc::PR_SET_KEEPCAPS if a2 > 1 => {
-                set_errno(libc::EINVAL);
-                -1
-            }
+            libc::PR_SET_KEEPCAPS if a2 > 1 => fail(libc::EINVAL),
             libc::PR_SET_KEEPCAPS => {
                 CREDS.keep_caps.store(a2 == 1, Ordering::Relaxed);
                 0
@@ -316,8 +296,7 @@ unsafe fn caps_set(header: *mut CapHeader, data: *const CapData) -> Option<c_int
     }
     let old = CREDS.permitted_caps.load(Ordering::Relaxed);
     if permitted & !old != 0 || effective & !permitted != 0 {
-        set_errno(libc::EPERM);
-        return Some(-1);
+        return Some(fail(libc::EPERM));
     }
     CREDS.permitted_caps.store(permitted, Ordering::Relaxed);
     CREDS.effective_caps.store(effective, Ordering::Relaxed);

@@ -567,9 +567,9 @@ unsafe fn lock_password_files() -> c_int {
         // SAFETY: `pause` is a valid timespec; a null remainder is allowed.
         unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
     }
-    let e = crate::hook::errno();
-    // SAFETY: `fd` is the descriptor opened above, not kept in PWD_LOCK, closed once.
-    unsafe { libc::close(fd) };
-    crate::hook::set_errno(e);
+    crate::hook::errno_kept(|| {
+        // SAFETY: `fd` is the descriptor opened above, not kept in PWD_LOCK, closed once.
+        unsafe { libc::close(fd) }
+    });
     -1
 }

@@ -4,7 +4,7 @@
 use std::ffi::c_int;
 
 use super::state::{Creds, Ids, CAP_SETGID, CAP_SETUID, EFFECTIVE, FS, REAL, SAVED};
-use crate::hook::Outcome::{self, *};
+use crate::hook::{Outcome, Skip};
 
 /// "Leave unchanged" in setreuid/setresuid and friends.
 pub const UNCHANGED: u32 = u32::MAX;
@@ -28,7 +28,7 @@ fn capable(creds: &Creds, kind: Kind) -> bool {
 fn changing(creds: &Creds, kind: Kind, change: impl FnOnce() -> Outcome<c_int>) -> Outcome<c_int> {
     let old = creds.uid.all();
     let outcome = change();
-    if matches!(kind, Kind::User) && matches!(outcome, Handled(_)) {
+    if matches!(kind, Kind::User) && outcome.is_ok() {
         creds.uids_changed(old);
     }
     outcome
@@ -44,26 +44,26 @@ fn ids(creds: &Creds, kind: Kind) -> &Ids {
 /// getuid / geteuid / getgid / getegid.
 pub fn get(creds: &Creds, kind: Kind, which: usize) -> Outcome<u32> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
-    Handled(ids(creds, kind).get(which))
+    Ok(ids(creds, kind).get(which))
 }
 
 /// getresuid / getresgid.
 pub fn get_all(creds: &Creds, kind: Kind) -> Outcome<[u32; 3]> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
-    Handled(ids(creds, kind).all())
+    Ok(ids(creds, kind).all())
 }
 
 /// setuid / setgid.
 pub fn set_id(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     if id == UNCHANGED {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     let set = ids(creds, kind);
     changing(creds, kind, || {
@@ -75,20 +75,20 @@ pub fn set_id(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
             set.set(EFFECTIVE, id);
             set.set(FS, id);
         } else {
-            return Fail(libc::EPERM);
+            return Err(Skip::Errno(libc::EPERM));
         }
-        Handled(0)
+        Ok(0)
     })
 }
 
 /// setresuid / setresgid (and seteuid/setegid, which glibc defines through them).
 pub fn set_res(creds: &Creds, kind: Kind, new: [u32; 3]) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     let set = ids(creds, kind);
     if !capable(creds, kind) && new.iter().any(|&id| id != UNCHANGED && !set.holds(id)) {
-        return Fail(libc::EPERM);
+        return Err(Skip::Errno(libc::EPERM));
     }
     changing(creds, kind, || {
         for (which, id) in [REAL, EFFECTIVE, SAVED].into_iter().zip(new) {
@@ -97,14 +97,14 @@ pub fn set_res(creds: &Creds, kind: Kind, new: [u32; 3]) -> Outcome<c_int> {
             }
         }
         set.set(FS, set.get(EFFECTIVE));
-        Handled(0)
+        Ok(0)
     })
 }
 
 /// seteuid / setegid: glibc refuses -1 itself, then goes through setresuid.
 pub fn set_effective(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
     if creds.enabled() && id == UNCHANGED {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     set_res(creds, kind, [UNCHANGED, id, UNCHANGED])
 }
@@ -112,7 +112,7 @@ pub fn set_effective(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
 /// setreuid / setregid.
 pub fn set_re(creds: &Creds, kind: Kind, real: u32, effective: u32) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     let set = ids(creds, kind);
     let old_real = set.get(REAL);
@@ -120,7 +120,7 @@ pub fn set_re(creds: &Creds, kind: Kind, real: u32, effective: u32) -> Outcome<c
         let real_ok = real == UNCHANGED || real == old_real || real == set.get(EFFECTIVE);
         let effective_ok = effective == UNCHANGED || set.holds(effective);
         if !real_ok || !effective_ok {
-            return Fail(libc::EPERM);
+            return Err(Skip::Errno(libc::EPERM));
         }
     }
     changing(creds, kind, || {
@@ -136,56 +136,56 @@ pub fn set_re(creds: &Creds, kind: Kind, real: u32, effective: u32) -> Outcome<c
             set.set(SAVED, set.get(EFFECTIVE));
         }
         set.set(FS, set.get(EFFECTIVE));
-        Handled(0)
+        Ok(0)
     })
 }
 
 /// setfsuid / setfsgid: always return the previous value; change it when allowed.
 pub fn set_fs(creds: &Creds, kind: Kind, id: u32) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     let set = ids(creds, kind);
     let previous = set.get(FS);
     if id != UNCHANGED && (capable(creds, kind) || set.holds(id) || id == previous) {
         set.set(FS, id);
     }
-    Handled(previous as c_int)
+    Ok(previous as c_int)
 }
 
 /// getgroups: with size 0, the count; a buffer too small is EINVAL.
 pub fn get_groups(creds: &Creds, out: &mut [u32], size: c_int) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     if size < 0 {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     let mut all = [0u32; capsule_config::MAX_GROUPS];
     let n = creds.groups(&mut all);
     if size == 0 {
-        return Handled(n as c_int);
+        return Ok(n as c_int);
     }
     if (size as usize) < n {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     out[..n].copy_from_slice(&all[..n]);
-    Handled(n as c_int)
+    Ok(n as c_int)
 }
 
 /// setgroups: only a capsule process with `CAP_SETGID` may change them.
 pub fn set_groups(creds: &Creds, groups: &[u32]) -> Outcome<c_int> {
     if !creds.enabled() {
-        return PassThrough;
+        return Err(Skip::Pass);
     }
     if !capable(creds, Kind::Group) {
-        return Fail(libc::EPERM);
+        return Err(Skip::Errno(libc::EPERM));
     }
     if groups.len() > capsule_config::MAX_GROUPS {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     creds.set_groups(groups);
-    Handled(0)
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -209,40 +209,40 @@ mod tests {
     #[test]
     fn capabilities_follow_uid_changes_and_keepcaps() {
         let c = creds([0, 0, 0], 0);
-        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Handled(0)));
+        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Ok(0)));
         assert!(matches!(
             set_res(&c, Kind::Group, [1000; 3]),
-            Fail(libc::EPERM)
+            Err(Skip::Errno(libc::EPERM))
         ));
         let c = creds([0, 0, 0], 0);
         c.keep_caps
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Handled(0)));
+        assert!(matches!(set_res(&c, Kind::User, [1000; 3]), Ok(0)));
         assert!(!c.capable(CAP_SETGID), "the effective set is cleared");
         let permitted = c.permitted_caps.load(std::sync::atomic::Ordering::Relaxed);
         c.effective_caps
             .store(permitted, std::sync::atomic::Ordering::Relaxed);
-        assert!(matches!(set_res(&c, Kind::Group, [1000; 3]), Handled(0)));
-        assert!(matches!(set_groups(&c, &[1000]), Handled(0)));
+        assert!(matches!(set_res(&c, Kind::Group, [1000; 3]), Ok(0)));
+        assert!(matches!(set_groups(&c, &[1000]), Ok(0)));
         // A root that only changes its effective uid gets its capabilities back.
         let c = creds([0, 0, 0], 0);
-        assert!(matches!(set_effective(&c, Kind::User, 1000), Handled(0)));
+        assert!(matches!(set_effective(&c, Kind::User, 1000), Ok(0)));
         assert!(!c.capable(CAP_SETUID));
-        assert!(matches!(set_effective(&c, Kind::User, 0), Handled(0)));
+        assert!(matches!(set_effective(&c, Kind::User, 0), Ok(0)));
         assert!(c.capable(CAP_SETUID));
     }
 
     fn ok<T: PartialEq + std::fmt::Debug>(o: Outcome<T>) -> T {
         match o {
-            Handled(v) => v,
-            PassThrough => panic!("passed through"),
-            Fail(e) => panic!("failed with errno {e}"),
+            Ok(v) => v,
+            Err(Skip::Pass) => panic!("passed through"),
+            Err(Skip::Errno(e)) => panic!("failed with errno {e}"),
         }
     }
 
     fn errno<T>(o: Outcome<T>) -> c_int {
         match o {
-            Fail(e) => e,
+            Err(Skip::Errno(e)) => e,
             _ => panic!("did not fail"),
         }
     }
@@ -250,8 +250,8 @@ mod tests {
     #[test]
     fn disabled_identity_passes_through() {
         let c = Creds::new_for_tests();
-        assert!(matches!(get(&c, Kind::User, REAL), PassThrough));
-        assert!(matches!(set_id(&c, Kind::User, 5), PassThrough));
+        assert!(matches!(get(&c, Kind::User, REAL), Err(Skip::Pass)));
+        assert!(matches!(set_id(&c, Kind::User, 5), Err(Skip::Pass)));
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //!   host unchanged: the replica is off.
 
 pub mod addr;
+pub mod lookup;
 pub mod names;
+pub mod ops;
 pub mod ports;
 pub mod unix;
 

@@ -10,7 +10,7 @@ use libc::{c_int, c_void, clockid_t, time_t, timespec, timeval};
 
 use super::ops;
 use super::{offset_ns, BASE_OFFSET_NS};
-use crate::hook::set_errno;
+use crate::hook::fail;
 use crate::identity;
 use crate::runtime;
 
@@ -101,20 +101,16 @@ static REAL_CLOCK_GETTIME: crate::hook::Real = crate::hook::Real::new(c"clock_ge
 /// Shared with `syscall(SYS_clock_settime)` and `settimeofday`.
 pub fn set_wall_clock(clock: clockid_t, target: Option<&timespec>) -> c_int {
     let Some(target) = target else {
-        set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     };
     if clock != libc::CLOCK_REALTIME {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     if let Err(e) = ops::valid_timespec(target) {
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     if !privileged() {
-        set_errno(libc::EPERM);
-        return -1;
+        return fail(libc::EPERM);
     }
     let rt = runtime::get();
     let adjust = ops::adjustment_for(
@@ -301,13 +297,12 @@ hook! {
     |_real| {
         if tv.is_null() {
             // Only the kernel's time zone, which is host-wide: accept and ignore it.
-            if privileged() { 0 } else { set_errno(libc::EPERM); -1 }
+            if privileged() { 0 } else { fail(libc::EPERM) }
         } else {
             // SAFETY: `tv` is non-null, a readable timeval (settimeofday's contract).
             let tv = unsafe { &*tv };
             if tv.tv_usec < 0 || tv.tv_usec >= 1_000_000 {
-                set_errno(libc::EINVAL);
-                return -1;
+                return fail(libc::EINVAL);
             }
             let ts = timespec { tv_sec: tv.tv_sec, tv_nsec: tv.tv_usec * 1000 };
             set_wall_clock(libc::CLOCK_REALTIME, Some(&ts))
@@ -324,8 +319,7 @@ hook! {
             return 0;
         }
         if !privileged() {
-            set_errno(libc::EPERM);
-            return -1;
+            return fail(libc::EPERM);
         }
         let mut now = NO_TIME;
         let now_ptr: *mut timespec = &mut now;

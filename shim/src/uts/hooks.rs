@@ -3,7 +3,7 @@
 use libc::{c_char, c_int, size_t, utsname};
 
 use super::ops::{self, Name};
-use crate::hook::int_result;
+use crate::hook::{fail, result};
 use crate::identity;
 use crate::runtime;
 
@@ -35,8 +35,7 @@ pub unsafe fn uname_with(buf: *mut utsname, real: impl FnOnce() -> c_int) -> c_i
 /// `name` is null or valid for `len` bytes.
 pub unsafe fn set_with(which: Name, name: *const c_char, len: size_t) -> c_int {
     if name.is_null() && len > 0 {
-        crate::hook::set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     let bytes: &[u8] = if len == 0 {
         &[]
@@ -44,7 +43,7 @@ pub unsafe fn set_with(which: Name, name: *const c_char, len: size_t) -> c_int {
         // SAFETY: `name` is non-null here and valid for `len` bytes (the contract).
         unsafe { std::slice::from_raw_parts(name.cast(), len) }
     };
-    int_result(
+    result(
         ops::set(runtime::get(), which, bytes, identity::capsule_root()),
         || -1,
     )
@@ -64,8 +63,7 @@ unsafe fn get_name(
         return real();
     };
     if out.is_null() && len > 0 {
-        crate::hook::set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     let out: &mut [u8] = if len == 0 {
         &mut []
@@ -78,7 +76,7 @@ unsafe fn get_name(
         Name::Host => ops::copy_out(name.as_bytes(), out),
         Name::Domain => ops::copy_out_truncating(name.as_bytes(), out),
     };
-    int_result(outcome, || -1)
+    result(outcome, || -1)
 }
 
 hook! {

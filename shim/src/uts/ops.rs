@@ -4,7 +4,7 @@ use std::ffi::c_int;
 
 use capsule_config::MAX_HOSTNAME_LEN;
 
-use crate::hook::Outcome::{self, *};
+use crate::hook::{Outcome, Skip};
 use crate::runtime::Runtime;
 use crate::shared::SharedName;
 
@@ -57,10 +57,10 @@ pub fn current(runtime: &Runtime, which: Name) -> Option<NameBuf> {
 /// capsule has no identity) effective uid being 0.
 pub fn set(runtime: &Runtime, which: Name, name: &[u8], privileged: bool) -> Outcome<c_int> {
     if !privileged {
-        return Fail(libc::EPERM);
+        return Err(Skip::Errno(libc::EPERM));
     }
     if !capsule_config::hostname_fits(name.len()) {
-        return Fail(libc::EINVAL);
+        return Err(Skip::Errno(libc::EINVAL));
     }
     // The kernel stores the bytes up to len; a NUL inside ends the name as seen.
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
@@ -73,7 +73,7 @@ pub fn set(runtime: &Runtime, which: Name, name: &[u8], privileged: bool) -> Out
         },
         String::from_utf8_lossy(&name[..end])
     );
-    Handled(0)
+    Ok(0)
 }
 
 /// Copies a name into a caller's buffer the way glibc's gethostname does:
@@ -82,11 +82,11 @@ pub fn copy_out(name: &[u8], out: &mut [u8]) -> Outcome<c_int> {
     if name.len() + 1 > out.len() {
         let n = out.len();
         out[..n].copy_from_slice(&name[..n.min(name.len())]);
-        return Fail(libc::ENAMETOOLONG);
+        return Err(Skip::Errno(libc::ENAMETOOLONG));
     }
     out[..name.len()].copy_from_slice(name);
     out[name.len()] = 0;
-    Handled(0)
+    Ok(0)
 }
 
 /// Like `copy_out` but as getdomainname: truncates silently.
@@ -96,7 +96,7 @@ pub fn copy_out_truncating(name: &[u8], out: &mut [u8]) -> Outcome<c_int> {
     if n < out.len() {
         out[n] = 0;
     }
-    Handled(0)
+    Ok(0)
 }
 
 /// Puts a name into a `utsname` field (65 bytes, NUL-terminated).
@@ -117,18 +117,15 @@ mod tests {
     #[test]
     fn copy_out_matches_glibc() {
         let mut buf = [0xffu8; 8];
-        assert!(matches!(copy_out(b"web1", &mut buf), Handled(0)));
+        assert!(matches!(copy_out(b"web1", &mut buf), Ok(0)));
         assert_eq!(&buf[..5], b"web1\0");
         let mut small = [0u8; 4];
         assert!(matches!(
             copy_out(b"web1", &mut small),
-            Fail(libc::ENAMETOOLONG)
+            Err(Skip::Errno(libc::ENAMETOOLONG))
         ));
         let mut small = [0u8; 4];
-        assert!(matches!(
-            copy_out_truncating(b"example", &mut small),
-            Handled(0)
-        ));
+        assert!(matches!(copy_out_truncating(b"example", &mut small), Ok(0)));
         assert_eq!(&small, b"exam");
     }
 

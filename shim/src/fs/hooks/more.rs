@@ -13,16 +13,15 @@ use crate::fs::open::dlopen_with;
 use crate::fs::ops::{self, Skip};
 use crate::fs::path::PathBuf;
 use crate::fs::readdir::{scandir_with, Compare, Dirent, Filter};
-use crate::hook::set_errno;
+use crate::hook::{error_code, fail, Convention};
 
 /// `EPERM` for an operation that would leave the capsule's view when the capsule has
 /// a file system; the real call otherwise.
-fn refused<R>(fail: R, real: impl FnOnce() -> R) -> R {
+fn refused<R: Convention>(real: impl FnOnce() -> R) -> R {
     if crate::fs::layers().is_none() {
         return real();
     }
-    set_errno(libc::EPERM);
-    fail
+    fail(libc::EPERM)
 }
 
 /// The absolute capsule path of `path` relative to `dirfd`, for calls that have only
@@ -132,37 +131,37 @@ hook! {
     /// A handle names any inode of a file system, outside the capsule too: refused.
     fn open_by_handle_at(mount_fd: c_int, handle: *mut c_void, flags: c_int) -> c_int, missing: -1, support: Partial("EPERM in a capsule with a file system: a handle names any inode, outside the capsule too");
     // SAFETY: without a capsule file system the caller's arguments go unchanged to the real call.
-    |real| refused(-1, || unsafe { real(mount_fd, handle, flags) })
+    |real| refused(|| unsafe { real(mount_fd, handle, flags) })
 
     /// A real chroot would leave the shim's host paths pointing elsewhere; it is not
     /// emulated yet.
     fn chroot(path: *const c_char) -> c_int, missing: -1, support: Partial("EPERM in a capsule with a file system: not emulated yet");
     // SAFETY: without a capsule file system the caller's path goes unchanged to chroot(2).
-    |real| refused(-1, || unsafe { real(path) })
+    |real| refused(|| unsafe { real(path) })
 
     fn mount(source: *const c_char, target: *const c_char, fstype: *const c_char, flags: libc::c_ulong, data: *const c_void) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's arguments go unchanged to mount(2).
-    |real| refused(-1, || unsafe { real(source, target, fstype, flags, data) })
+    |real| refused(|| unsafe { real(source, target, fstype, flags, data) })
 
     fn umount(target: *const c_char) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's path goes unchanged to umount(2).
-    |real| refused(-1, || unsafe { real(target) })
+    |real| refused(|| unsafe { real(target) })
 
     fn umount2(target: *const c_char, flags: c_int) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's arguments go unchanged to umount2(2).
-    |real| refused(-1, || unsafe { real(target, flags) })
+    |real| refused(|| unsafe { real(target, flags) })
 
     fn swapon(path: *const c_char, flags: c_int) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's arguments go unchanged to swapon(2).
-    |real| refused(-1, || unsafe { real(path, flags) })
+    |real| refused(|| unsafe { real(path, flags) })
 
     fn swapoff(path: *const c_char) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's path goes unchanged to swapoff(2).
-    |real| refused(-1, || unsafe { real(path) })
+    |real| refused(|| unsafe { real(path) })
 
     fn acct(path: *const c_char) -> c_int, missing: -1, support: REFUSED;
     // SAFETY: without a capsule file system the caller's path goes unchanged to acct(2).
-    |real| refused(-1, || unsafe { real(path) })
+    |real| refused(|| unsafe { real(path) })
 
     /// A library given by path is loaded from the capsule.
     fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void, missing: std::ptr::null_mut(), support: Partial("the library named is loaded from the capsule; its own dependencies come from the dynamic loader's search path");
@@ -205,8 +204,8 @@ hook! {
     /// `ENOENT` of a directory on the way) is returned then rather than by the spawn.
     fn posix_spawn_file_actions_addopen(actions: *mut posix_spawn_file_actions_t, fd: c_int, path: *const c_char, oflag: c_int, mode: mode_t) -> c_int, missing: libc::ENOSYS, support: Partial("the name is resolved, and a file to be written copied up, when the action is added (relative to the working directory then, not to an earlier addchdir action); a capsule refusal is returned by the add");
     |real| {
-        let saved = crate::hook::errno();
-        let rc = run_in(
+        // The capsule refusing the name is an error posix_spawn_file_actions_* return.
+        error_code(|| run_in(
             ops::OpenPlan::new,
             // SAFETY: `path` is a C string or null (the action's contract).
             |l, plan| ops::open_into(l, libc::AT_FDCWD, unsafe { arg(path) }?, oflag, plan),
@@ -215,29 +214,15 @@ hook! {
             // SAFETY: the caller's arguments go unchanged to the real call.
             || unsafe { real(actions, fd, path, oflag, mode) },
             -1,
-        );
-        if rc == -1 {
-            // The capsule refused the name: posix_spawn_file_actions_* return errors.
-            let e = crate::hook::errno();
-            set_errno(saved);
-            return e;
-        }
-        rc
+        ))
     }
 
     fn posix_spawn_file_actions_addchdir_np(actions: *mut posix_spawn_file_actions_t, path: *const c_char) -> c_int, missing: libc::ENOSYS, support: Partial("the directory is resolved when the action is added");
     |real| {
-        let saved = crate::hook::errno();
         // SAFETY: `p` is `path` or the host name the capsule's name resolved to, a C string; `actions` is the caller's.
         let call = |p| unsafe { real(actions, p) };
         // SAFETY: `path` is a C string or null (the action's contract).
-        let rc = unsafe { read_with(libc::AT_FDCWD, path, true, -1, call) };
-        if rc == -1 {
-            let e = crate::hook::errno();
-            set_errno(saved);
-            return e;
-        }
-        rc
+        error_code(|| unsafe { read_with(libc::AT_FDCWD, path, true, -1, call) })
     }
 }
 
@@ -262,9 +247,6 @@ unsafe fn scandirat_with(
         // SAFETY: `full` is a C string; `list` and the callbacks are the caller's.
         Ok(Some(full)) => unsafe { scandir_with(full.as_ptr(), list, filter, compare, real) },
         Ok(None) => real(),
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
+        Err(e) => fail(e),
     }
 }
