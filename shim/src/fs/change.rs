@@ -10,7 +10,7 @@ use super::call::{arg, change_with, run_in};
 use super::layers::Node;
 use super::ops::{self, Skip};
 use super::path::PathBuf;
-use crate::hook::set_errno;
+use crate::hook::{fail, set_errno};
 
 /// chown & co.: copied up, then the capsule's ownership rules (see `owner`).
 ///
@@ -42,10 +42,7 @@ pub unsafe fn chown_with(
                 Ok(false) if follow => real(host.as_ptr()),
                 // SAFETY: `host` is a NUL-terminated PathBuf; lchown(2) takes integer ids.
                 Ok(false) => unsafe { libc::lchown(host.as_ptr(), uid, gid) },
-                Err(e) => {
-                    set_errno(e);
-                    -1
-                }
+                Err(e) => fail(e),
             }
         },
         || real(path),
@@ -117,15 +114,9 @@ pub fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> c_i
                 Ok(true) => 0,
                 // SAFETY: `p` is a C string (see above); lchown(2) takes integer ids.
                 Ok(false) => unsafe { libc::lchown(p, uid, gid) },
-                Err(e) => {
-                    set_errno(e);
-                    -1
-                }
+                Err(e) => fail(e),
             },
-            Err(e) => {
-                set_errno(e);
-                -1
-            }
+            Err(e) => fail(e),
         }
     };
     fd_change(fd, -1, by_path, || {
@@ -133,10 +124,7 @@ pub fn fchown_with(fd: c_int, uid: uid_t, gid: gid_t, real: impl FnOnce() -> c_i
             if let (Some(layers), Some(host)) = (super::layers(), fd_host(fd)) {
                 return match super::pin::pin(layers, &host) {
                     Ok(pinned) => by_path(pinned.as_ref().map_or(&host, |p| p.path()).as_ptr()),
-                    Err(e) => {
-                        set_errno(e);
-                        -1
-                    }
+                    Err(e) => fail(e),
                 };
             }
         }

@@ -6,7 +6,7 @@ use libc::{c_char, c_int, size_t};
 use super::call::{arg, run_in};
 use super::layers::Node;
 use super::ops::{self, Skip};
-use crate::hook::set_errno;
+use crate::hook::fail;
 
 /// chdir: into the host directory a capsule directory resolves to.
 ///
@@ -45,22 +45,17 @@ pub unsafe fn getcwd_with(
     let cwd = ops::cwd(layers);
     if buf.is_null() {
         if size != 0 && cwd.len() + 1 > size {
-            set_errno(libc::ERANGE);
-            return std::ptr::null_mut();
+            return fail(libc::ERANGE);
         }
         return ops::malloc_copy(cwd.as_bytes());
     }
     if size == 0 {
-        set_errno(libc::EINVAL);
-        return std::ptr::null_mut();
+        return fail(libc::EINVAL);
     }
     // SAFETY: a non-null `buf` has room for `size` bytes (this function's contract).
     match unsafe { ops::copy_out(cwd.as_bytes(), buf, size) } {
         Ok(()) => buf,
-        Err(e) => {
-            set_errno(e);
-            std::ptr::null_mut()
-        }
+        Err(e) => fail(e),
     }
 }
 
@@ -94,10 +89,7 @@ pub unsafe fn realpath_with(
             match unsafe { ops::copy_out(node.capsule.as_bytes(), resolved, super::path::PATH_MAX) }
             {
                 Ok(()) => resolved,
-                Err(_) => {
-                    set_errno(libc::ENAMETOOLONG);
-                    std::ptr::null_mut()
-                }
+                Err(_) => fail(libc::ENAMETOOLONG),
             }
         },
         real,

@@ -9,7 +9,7 @@ use super::call::{arg, run, run_in};
 use super::layers::Node;
 use super::ops::{self, Skip};
 use super::path::PathBuf;
-use crate::hook::set_errno;
+use crate::hook::fail;
 
 /// mknod of a device by a fake root that is not really root (see `owner`).
 ///
@@ -30,10 +30,7 @@ pub unsafe fn mknod_in(
     match super::owner::mknod_device(&path, mode, dev) {
         Ok(true) => 0,
         Ok(false) => real(),
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
+        Err(e) => fail(e),
     }
 }
 
@@ -90,8 +87,7 @@ pub unsafe fn mkdir_with(
             let rc = real(host.as_ptr(), mode);
             if rc == 0 {
                 if let Err(Skip::Errno(e)) = ops::after_mkdir(l, &node, had_whiteout) {
-                    set_errno(e);
-                    return -1;
+                    return fail(e);
                 }
             } else {
                 ops::create_failed(l, &node, had_whiteout);
@@ -138,8 +134,7 @@ pub unsafe fn rename_with(
     if flags & !libc::RENAME_NOREPLACE != 0 && super::layers().is_some() {
         // RENAME_EXCHANGE and RENAME_WHITEOUT cannot be honoured across layers;
         // glibc and coreutils fall back on ENOSYS.
-        set_errno(libc::ENOSYS);
-        return -1;
+        return fail(libc::ENOSYS);
     }
     run(
         |l| {
@@ -226,8 +221,7 @@ pub unsafe fn readlink_with(
                 return n;
             };
             if let Err(e) = l.map_proc_link(node.capsule.as_bytes(), &mut mapped) {
-                set_errno(e);
-                return -1;
+                return fail(e);
             }
             let out = mapped.as_bytes();
             let len = out.len().min(size);

@@ -9,7 +9,7 @@ use super::dirs;
 use super::layers::{Layers, Node};
 use super::ops::{self, Skip};
 use super::path::PathBuf;
-use crate::hook::{set_errno, Real};
+use crate::hook::{fail, Real};
 
 /// opendir / fdopendir: a merged stream where both layers hold the directory.
 pub fn open_stream(
@@ -19,15 +19,13 @@ pub fn open_stream(
     real: impl FnOnce(&PathBuf) -> *mut DIR,
 ) -> *mut DIR {
     if !node.is_dir() {
-        set_errno(libc::ENOTDIR);
-        return std::ptr::null_mut();
+        return fail(libc::ENOTDIR);
     }
     let entries = match dirs::merged(layers, node) {
         Ok(Some(entries)) => entries,
         Ok(None) => return real(&node.host),
         Err(e) => {
-            set_errno(e);
-            return std::ptr::null_mut();
+            return fail(e);
         }
     };
     let (fd, ours) = match fd {
@@ -35,8 +33,7 @@ pub fn open_stream(
         None => match super::sys::open_dir(&node.host) {
             Ok(fd) => (fd, true),
             Err(e) => {
-                set_errno(e);
-                return std::ptr::null_mut();
+                return fail(e);
             }
         },
     };
@@ -49,8 +46,7 @@ pub fn open_stream(
             // SAFETY: `fd` is the descriptor `open_dir` just gave us, ours to close.
             unsafe { libc::close(fd) };
         }
-        set_errno(libc::EMFILE);
-        return std::ptr::null_mut();
+        return fail(libc::EMFILE);
     }
     dir
 }
@@ -136,8 +132,7 @@ pub unsafe fn scandir_with(
         Ok(()) => {}
         Err(Skip::Pass) => return real(),
         Err(Skip::Errno(e)) => {
-            set_errno(e);
-            return -1;
+            return fail(e);
         }
     };
     // SAFETY: `host` is a NUL-terminated PathBuf.
@@ -204,8 +199,7 @@ pub unsafe fn scandir_with(
             // SAFETY: each `p` is a copy malloc'd above, freed once.
             unsafe { libc::free(p.cast()) };
         }
-        set_errno(libc::ENOMEM);
-        return -1;
+        return fail(libc::ENOMEM);
     }
     // SAFETY: `array` holds at least `out.len()` pointers (allocated above), and
     // `list` is the caller's writable pointer (this function's contract).
@@ -233,10 +227,7 @@ pub unsafe fn opendir_with(
     match name.and_then(|p| ops::existing_into(layers, libc::AT_FDCWD, p, true, &mut node)) {
         Ok(()) => open_stream(&node, layers, None, |host| real(host.as_ptr())),
         Err(Skip::Pass) => real(path),
-        Err(Skip::Errno(e)) => {
-            set_errno(e);
-            std::ptr::null_mut()
-        }
+        Err(Skip::Errno(e)) => fail(e),
     }
 }
 

@@ -7,7 +7,7 @@ use super::call::{arg, run_in};
 use super::layers::Node;
 use super::ops::{self, Skip};
 use super::path::PathBuf;
-use crate::hook::set_errno;
+use crate::hook::fail;
 
 /// Where a stat-family call wants its answer.
 #[derive(Clone, Copy)]
@@ -155,10 +155,7 @@ pub unsafe fn access_with(
         },
         |node, ()| match super::owner::access_by_root(&node.stat, mode) {
             Some(0) => 0,
-            Some(e) => {
-                set_errno(e);
-                -1
-            }
+            Some(e) => fail(e),
             // A fake root may write whatever the capsule can write (a copy-up makes
             // the file the real user's): the kernel is asked about the rest only.
             None => {

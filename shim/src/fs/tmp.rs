@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use libc::{c_char, c_int, FILE};
 
 use super::ops::{self, Skip};
-use crate::hook::set_errno;
+use crate::hook::{fail, set_errno};
 
 /// mkstemp & co. and mkdtemp: glibc creates the file with its internal open, which
 /// no hook sees, so the names are made here and created through the capsule.
@@ -31,8 +31,7 @@ pub unsafe fn mktemp_with(
     let len = unsafe { libc::strlen(template) };
     let suffix = suffix.max(0) as usize;
     if len < 6 + suffix {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     // The six letters to replace, written through this pointer (no reference to the
     // caller's string outlives a statement).
@@ -40,16 +39,14 @@ pub unsafe fn mktemp_with(
     let x = unsafe { template.add(len - 6 - suffix) }.cast::<u8>();
     // SAFETY: the six bytes at `x` are inside the string.
     if unsafe { std::slice::from_raw_parts(x, 6) } != b"XXXXXX" {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for _ in 0..1000 {
         let mut random = [0u8; 6];
         // SAFETY: getrandom(2) into our own buffer of `random.len()` bytes.
         if unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) } != 6 {
-            set_errno(libc::EIO);
-            return -1;
+            return fail(libc::EIO);
         }
         for (i, r) in random.into_iter().enumerate() {
             // SAFETY: `i < 6`: one of the six letters inside the caller's writable
@@ -84,8 +81,7 @@ pub unsafe fn mktemp_with(
             Ok(fd) => return fd,
             Err(Skip::Errno(libc::EEXIST)) => continue,
             Err(Skip::Errno(e)) => {
-                set_errno(e);
-                return -1;
+                return fail(e);
             }
             Err(Skip::Pass) => return real(),
         }
@@ -107,8 +103,7 @@ pub fn tmpfile_with(real: impl FnOnce() -> *mut FILE) -> *mut FILE {
         // SAFETY: `plan.host` is a NUL-terminated PathBuf; flags and mode are integers.
         Ok(plan) => unsafe { libc::open(plan.host.as_ptr(), flags, 0o600) },
         Err(Skip::Errno(e)) => {
-            set_errno(e);
-            return std::ptr::null_mut();
+            return fail(e);
         }
         Err(Skip::Pass) => return real(),
     };
