@@ -374,3 +374,72 @@ fn extra_preloads_are_the_capsules_libraries() {
     }
     root.assert_unchanged();
 }
+
+// ---- the loader worked out once per change (exec/loader_cache.rs) ----------------------
+// Only `capsule run` has the shared state the entry lives in: the preload-only way
+// works the loader out on every exec, as before.
+
+#[test]
+fn a_library_directory_made_in_the_capsule_reaches_the_next_program() {
+    // The first probe fills the entry; then a standard library directory the root
+    // lacks is made in the capsule with a library in it: the next probe finds it.
+    let root = TestRoot::new();
+    let c = Capsule::new(Via::Loader, &root);
+    let stash = c.up("/opt/stash/libmarker.so");
+    fs::create_dir_all(stash.parent().unwrap()).unwrap();
+    fs::copy(compile_c_shared("libmarker"), &stash).unwrap();
+    let seen = observe(
+        &c,
+        &format!(
+            "{PROBE} --dlopen libmarker.so | while IFS= read -r x; do echo \"before_$x\"; done; \
+             mkdir -p /usr/local/lib/x86_64-linux-gnu; \
+             cp /opt/stash/libmarker.so /usr/local/lib/x86_64-linux-gnu/; \
+             {PROBE} --dlopen libmarker.so"
+        ),
+    );
+    assert_ne!(
+        seen["before_dlopen"], "ok",
+        "found before it was there: {seen:?}"
+    );
+    assert_eq!(
+        seen["dlopen"], "ok",
+        "the new directory was not searched: {seen:?}"
+    );
+    assert_root_loader(&c, &seen, "after the directory was made");
+    assert!(c
+        .up("/usr/local/lib/x86_64-linux-gnu/libmarker.so")
+        .exists());
+    root.assert_unchanged();
+}
+
+#[test]
+fn a_loader_rewritten_in_the_upper_layer_runs_the_next_program() {
+    // The loader's directory is already in the upper layer (a file made there), the
+    // first probe runs the lower loader and fills the entry; a new loader is then
+    // moved over it, as dpkg upgrades libc6 (no directory made): the next probe runs
+    // the upper layer's copy.
+    let root = TestRoot::new();
+    let c = Capsule::new(Via::Loader, &root);
+    let seen = observe(
+        &c,
+        &format!(
+            "l=$(readlink -f /lib64/ld-linux-x86-64.so.2); d=${{l%/*}}; echo path=$l; \
+             touch \"$d/.made\"; \
+             {PROBE} | while IFS= read -r x; do echo \"before_$x\"; done; \
+             cp \"$l\" \"$d/.ld.new\"; mv \"$d/.ld.new\" \"$l\"; \
+             {PROBE}"
+        ),
+    );
+    let lower = format!("{}/", c.root.str());
+    assert!(
+        seen["before_ldso"].starts_with(&lower),
+        "the first probe should run the lower loader: {seen:?}"
+    );
+    let upper = c.up(&seen["path"]);
+    assert_eq!(
+        Path::new(&seen["ldso"]),
+        upper,
+        "the rewritten loader in the upper layer should run: {seen:?}"
+    );
+    root.assert_unchanged();
+}

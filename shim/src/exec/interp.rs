@@ -322,10 +322,11 @@ fn glibc_loader(
             checkable = check.set_prefixed(upper, node.capsule.as_bytes()).is_ok();
         }
     }
-    // A missing interpreter is not remembered: creating it changes no directory.
-    let found = node.is_some();
     let loader = node.and_then(|node| with_library_path(layers, node.host, envp));
-    if let Some(generation) = generation.filter(|_| checkable && found) {
+    // Only a usable loader is remembered: a missing interpreter, or a loader caught
+    // mid-rewrite that fails the version check, may be put right without changing
+    // any directory, and an entry must not outlive that.
+    if let Some(generation) = generation.filter(|_| checkable && loader.is_some()) {
         // The walk followed links (`/lib64`, the loader's own): their removal must
         // now bump the generation.
         crate::fs::cache::links_cached();

@@ -20,23 +20,13 @@ pub fn run<T, R>(
     pass: impl FnOnce() -> R,
     fail: R,
 ) -> R {
-    let Some(layers) = super::layers() else {
-        return pass();
-    };
-    // The capsule's own lookups fail with ENOENT as a matter of course: the caller
-    // must see errno as the real call leaves it.
-    let saved = crate::hook::errno();
-    match op(layers) {
-        Ok(prepared) => {
-            set_errno(saved);
-            real(prepared)
-        }
-        Err(Skip::Pass) => pass(),
-        Err(Skip::Errno(e)) => {
-            set_errno(e);
-            fail
-        }
-    }
+    run_in(
+        || (),
+        |layers, _| op(layers),
+        |_, prepared| real(prepared),
+        pass,
+        fail,
+    )
 }
 
 /// `run` with the operation's result built in place, in `scratch` (a `Node` or an
@@ -51,7 +41,8 @@ pub fn run_in<S, X, R>(
     let Some(layers) = super::layers() else {
         return pass();
     };
-    // As in `run`: the caller sees errno as the real call leaves it.
+    // The capsule's own lookups fail with ENOENT as a matter of course: the caller
+    // must see errno as the real call leaves it.
     let saved = crate::hook::errno();
     let mut made = scratch();
     match op(layers, &mut made) {

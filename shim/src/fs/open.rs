@@ -106,10 +106,7 @@ unsafe fn create_optimistic(
     {
         let fd = real(upper.as_ptr(), flags | libc::O_EXCL | libc::O_NOFOLLOW);
         if fd >= 0 {
-            super::fds::opened(fd, true, None);
-            super::owner::after_create(&upper);
-            set_errno(saved);
-            return Some(fd);
+            return Some(created(fd, &upper, saved));
         }
         return match crate::hook::errno() {
             libc::EEXIST if flags & libc::O_EXCL != 0 => Some(-1),
@@ -125,15 +122,21 @@ unsafe fn create_optimistic(
     }
     let fd = real(upper.as_ptr(), flags | libc::O_EXCL);
     if fd >= 0 {
-        super::fds::opened(fd, true, None);
-        super::owner::after_create(&upper);
-        set_errno(saved);
-        return Some(fd);
+        return Some(created(fd, &upper, saved));
     }
     match crate::hook::errno() {
         libc::EEXIST if flags & libc::O_EXCL != 0 => Some(-1),
         _ => None,
     }
+}
+
+/// A quick create's file `fd` at host path `upper`: recorded as the capsule's, its
+/// owner remembered, errno as the caller had it (`saved`).
+fn created(fd: c_int, upper: &PathBuf, saved: c_int) -> c_int {
+    super::fds::opened(fd, true, None);
+    super::owner::after_create(upper);
+    set_errno(saved);
+    fd
 }
 
 /// A read-only open of a name whose directory the cache knows: opened in the layer
