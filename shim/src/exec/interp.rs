@@ -234,6 +234,15 @@ pub fn for_program(
     glibc_loader(layers, name, program, envp)
 }
 
+/// Whether a remembered loader and library path name only the capsule's own files:
+/// the shared state is writable memory of every process of the capsule, so an entry
+/// a program forged there must not make the next exec run a host file.
+fn inside_capsule(layers: &Layers, ldso: &[u8], library_path: &[u8]) -> bool {
+    let mut capsule = PathBuf::new();
+    let mut inside = |host: &[u8]| layers.reverse_into(host, &mut capsule);
+    inside(ldso) && library_path.split(|&b| b == b':').all(&mut inside)
+}
+
 /// Interpreter `name` in the capsule, if it is a regular file there.
 fn roots_interpreter(
     layers: &Layers,
@@ -306,7 +315,10 @@ fn glibc_loader(
                 ldso_len,
                 check_len,
                 path_len,
-            } if !newer(&check, check_len) && loader.ldso.set(&ldso[..ldso_len]).is_ok() => {
+            } if !newer(&check, check_len)
+                && inside_capsule(layers, &ldso[..ldso_len], &loader.library_path[..path_len])
+                && loader.ldso.set(&ldso[..ldso_len]).is_ok() =>
+            {
                 loader.len = path_len;
                 return Some(loader);
             }
