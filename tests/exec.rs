@@ -229,3 +229,32 @@ fn threads_and_fork_under_the_shim() {
         probe_ok(&out, &format!("threads_fork under the shim, round {round}"));
     }
 }
+
+// ---- a vfork child shares its parent's heap ------------------------------------------
+
+/// A vfork child that runs a program by a name longer than the shim's inline path
+/// buffers takes nothing from the heap it shares with its parent (what it took would
+/// never be freed once the exec succeeds), and the exec works as natively.
+#[test]
+fn vfork_child_runs_a_long_name_without_taking_from_the_heap() {
+    let prog = compile_c("vfork_long_path");
+    let dir = TempDir::new("vfork-long");
+    let mut deep = dir.path().to_path_buf();
+    for part in 0..6 {
+        deep.push(format!("{part}-{}", "d".repeat(60)));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let program = deep.join("true");
+    std::fs::copy("/bin/true", &program).unwrap();
+    let program = program.to_str().unwrap();
+    assert!(program.len() > 300, "{program}");
+
+    let native = key_values(&success(&run_native(&prog, &[program]), "native"));
+    assert_eq!(native["status"], "0", "natively: {native:?}");
+    assert_eq!(native["heap_delta"], "0", "natively: {native:?}");
+
+    let out = run_capsule(&["run", "--rm", "--", prog.to_str().unwrap(), program]);
+    let capsule = key_values(&success(&out, "in a capsule"));
+    assert_eq!(capsule["status"], "0", "in a capsule: {capsule:?}");
+    assert_eq!(capsule["heap_delta"], "0", "in a capsule: {capsule:?}");
+}

@@ -10,7 +10,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use capsule_config::{keys, layout, Config, UserDb};
 
@@ -88,10 +88,9 @@ fn init_slow() {
             // (the system-call backstop) lets its calls through from now on, and
             // those of its fork children.
             crate::backstop::trust::announce_shim();
-            // SAFETY: registers a handler that only makes one system call.
-            unsafe {
-                libc::pthread_atfork(None, None, Some(crate::backstop::trust::announce_in_child))
-            };
+            record_own_pid();
+            // SAFETY: registers a handler that only makes two system calls.
+            unsafe { libc::pthread_atfork(None, None, Some(in_fork_child)) };
             let runtime = build();
             // SAFETY: we own the slot (STATE is BUSY and only we moved it there).
             unsafe { (*RUNTIME.0.get()).write(runtime) };
@@ -110,6 +109,48 @@ fn init_slow() {
                 unsafe { libc::sched_yield() };
             }
         }
+    }
+}
+
+/// The process this shim's memory belongs to: set at start and in every fork
+/// child (by the fork handler), never in a child that shares its parent's memory
+/// (`vfork`, `posix_spawn`'s `CLONE_VM`), where no fork handler runs. 0: unknown.
+static OWN_PID: AtomicI32 = AtomicI32::new(0);
+
+fn record_own_pid() {
+    // SAFETY: plain system call.
+    OWN_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
+
+/// The fork handler of a child: it owns its memory, and announces its shim.
+extern "C" fn in_fork_child() {
+    record_own_pid();
+    crate::backstop::trust::announce_in_child();
+}
+
+/// Whether this process shares its parent's memory (a `vfork` child, or one of
+/// `posix_spawn`): it must not allocate, since the heap is its parent's (and an
+/// exec that succeeds would leak what it took). Cheap when the pid is the recorded
+/// one; otherwise the kernel compares the two memories, so that a child forked by
+/// a raw system call (no fork handler) is not taken for one.
+pub fn in_shared_memory_child() -> bool {
+    const KCMP_VM: c_int = 1;
+    let own = OWN_PID.load(Ordering::Relaxed);
+    // SAFETY: plain system call.
+    let pid = unsafe { libc::getpid() };
+    if own == 0 || own == pid {
+        return false;
+    }
+    // SAFETY: kcmp compares two processes' memory; integer arguments only.
+    match unsafe { libc::syscall(libc::SYS_kcmp, pid, own, KCMP_VM, 0, 0) } {
+        0 => true,
+        // Another memory: a raw fork's child, which owns its memory from now on.
+        r if r > 0 => {
+            OWN_PID.store(pid, Ordering::Relaxed);
+            false
+        }
+        // The kernel cannot tell (no kcmp, or not allowed): assume the worst.
+        _ => true,
     }
 }
 

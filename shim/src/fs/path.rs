@@ -1,6 +1,7 @@
 //! Fixed-capacity path buffers: the file-system hooks translate paths without
 //! allocating (they may run after `fork` in threaded programs and in `vfork`
-//! children).
+//! children); only a path longer than 240 bytes takes a buffer, never from the heap
+//! in a `vfork` child.
 
 use std::ffi::c_char;
 #[cfg(test)]
@@ -11,16 +12,82 @@ use std::mem::MaybeUninit;
 pub const PATH_MAX: usize = 4096;
 
 /// Paths up to this length live inline, which keeps a `PathBuf` small and cheap to
-/// move; longer ones (rare) move to the heap.
+/// move; longer ones (rare) move to a `Spill`.
 const INLINE: usize = 240;
 
 /// A path of at most `PATH_MAX - 1` bytes, kept NUL-terminated.
 pub struct PathBuf {
     len: usize,
-    /// `inline[..=len]` is initialised while `heap` is empty.
+    /// `inline[..=len]` is initialised while there is no spill.
     inline: MaybeUninit<[u8; INLINE]>,
     /// The path and its NUL once it outgrew `inline`.
-    heap: Vec<u8>,
+    spill: Spill,
+}
+
+/// `PATH_MAX` bytes for a long path: from the heap, or, in a child that shares its
+/// parent's memory (`vfork`, `posix_spawn`), from a private mapping. malloc there
+/// works on the parent's heap, under the parent's locks, and an exec that succeeds
+/// never gives back what it took; a mapping takes no lock (it too stays in the
+/// parent's memory after such an exec: one page per exec of a long name).
+struct Spill {
+    /// Null: none.
+    buf: *mut u8,
+    mapped: bool,
+}
+
+// SAFETY: `buf` is owned by its `Spill` alone (like a `Box`), never shared.
+unsafe impl Send for Spill {}
+// SAFETY: as above; `&Spill` gives no access to `buf` but through `PathBuf`'s
+// `&self` methods, which only read.
+unsafe impl Sync for Spill {}
+
+impl Spill {
+    const NONE: Spill = Spill {
+        buf: std::ptr::null_mut(),
+        mapped: false,
+    };
+
+    /// A zeroed buffer of `PATH_MAX` bytes; `None` if the memory cannot be had.
+    fn new() -> Option<Spill> {
+        if crate::runtime::in_shared_memory_child() {
+            // SAFETY: a fresh private anonymous mapping of PATH_MAX bytes, owned by
+            // the returned Spill and unmapped by its drop.
+            let addr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    PATH_MAX,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            return (addr != libc::MAP_FAILED).then(|| Spill {
+                buf: addr.cast(),
+                mapped: true,
+            });
+        }
+        let buf = Box::into_raw(vec![0u8; PATH_MAX].into_boxed_slice());
+        Some(Spill {
+            buf: buf.cast(),
+            mapped: false,
+        })
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if self.buf.is_null() {
+            return;
+        }
+        if self.mapped {
+            // SAFETY: exactly the mapping Spill::new made.
+            unsafe { libc::munmap(self.buf.cast(), PATH_MAX) };
+        } else {
+            // SAFETY: the boxed slice of PATH_MAX bytes Spill::new leaked.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.buf, PATH_MAX)) });
+        }
+    }
 }
 
 /// The error of a path that does not fit.
@@ -34,23 +101,23 @@ impl PathBuf {
         PathBuf {
             len: 0,
             inline,
-            heap: Vec::new(),
+            spill: Spill::NONE,
         }
     }
 
     fn base(&self) -> *const u8 {
-        if self.heap.is_empty() {
+        if self.spill.buf.is_null() {
             self.inline.as_ptr() as *const u8
         } else {
-            self.heap.as_ptr()
+            self.spill.buf
         }
     }
 
     fn base_mut(&mut self) -> *mut u8 {
-        if self.heap.is_empty() {
+        if self.spill.buf.is_null() {
             self.inline.as_mut_ptr() as *mut u8
         } else {
-            self.heap.as_mut_ptr()
+            self.spill.buf
         }
     }
 
@@ -110,11 +177,11 @@ impl PathBuf {
     #[inline]
     pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), i32> {
         let new_len = self.len + bytes.len();
-        if new_len >= INLINE || !self.heap.is_empty() {
+        if new_len >= INLINE || !self.spill.buf.is_null() {
             return self.push_spilled(bytes);
         }
         // SAFETY: the copy and the NUL stay within the inline buffer (new_len <
-        // INLINE), which is in use (the heap is empty).
+        // INLINE), which is in use (there is no spill).
         unsafe {
             let base = self.inline.as_mut_ptr() as *mut u8;
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(self.len), bytes.len());
@@ -131,11 +198,12 @@ impl PathBuf {
         if new_len >= PATH_MAX {
             return Err(TOO_LONG);
         }
-        if self.heap.is_empty() && new_len + 1 > INLINE {
-            let mut heap = Vec::with_capacity(PATH_MAX);
-            heap.extend_from_slice(self.as_bytes());
-            heap.resize(PATH_MAX, 0);
-            self.heap = heap;
+        if self.spill.buf.is_null() && new_len + 1 > INLINE {
+            let spill = Spill::new().ok_or(TOO_LONG)?;
+            // SAFETY: the `len + 1` initialised inline bytes (path and NUL) fit in
+            // the new PATH_MAX-byte buffer, a different allocation.
+            unsafe { std::ptr::copy_nonoverlapping(self.base(), spill.buf, self.len + 1) };
+            self.spill = spill;
         }
         // SAFETY: the copy and the NUL stay within the buffer (checked above).
         unsafe {
@@ -358,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn long_paths_move_to_the_heap() {
+    fn long_paths_move_to_a_spill_buffer() {
         let mut p = PathBuf::root();
         for _ in 0..100 {
             p.push_component(b"component").unwrap();
