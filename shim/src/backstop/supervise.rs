@@ -1015,7 +1015,13 @@ impl Supervisor {
         };
         let base_fd = base.as_ref().map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
         let mut node = crate::fs::layers::Node::empty();
-        match ops::existing_into(layers, base_fd, &path, follow, &mut node) {
+        match ops::resolve(
+            layers,
+            base_fd,
+            &path,
+            ops::Intent::Read { follow },
+            &mut node,
+        ) {
             Ok(()) => {}
             Err(Skip::Errno(e)) => return Err(Outcome::Errno(e)),
             // Not the capsule's to translate (`/proc`…): the kernel's answer is right.
@@ -1043,7 +1049,14 @@ impl Supervisor {
         // the same file, and the program keeps the name it was run by.
         let mut link = crate::fs::layers::Node::empty();
         let by_link = (follow
-            && ops::existing_into(layers, base_fd, &path, false, &mut link).is_ok()
+            && ops::resolve(
+                layers,
+                base_fd,
+                &path,
+                ops::Intent::Read { follow: false },
+                &mut link,
+            )
+            .is_ok()
             && link.stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
             .then(|| std::fs::read_link(std::ffi::OsStr::from_bytes(link.host.as_bytes())).ok())
             .flatten()

@@ -85,8 +85,11 @@ pub unsafe fn read_with<R>(
 ) -> R {
     run_in(
         Node::empty,
-        // SAFETY: `path` is null or a C string (this function's contract).
-        |l, node| ops::read_path_into(l, dirfd, unsafe { arg(path) }?, follow, node),
+        |l, node| {
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let path = unsafe { arg(path) }?;
+            ops::resolve(l, dirfd, path, ops::Intent::Read { follow }, node)
+        },
         |node, ()| real(node.host.as_ptr()),
         || real(path),
         fail,
@@ -111,7 +114,8 @@ pub unsafe fn change_with<R>(
         Node::empty,
         |l, node| {
             // SAFETY: `path` is null or a C string (this function's contract).
-            ops::change_path_into(l, dirfd, unsafe { arg(path) }?, follow, node)?;
+            let path = unsafe { arg(path) }?;
+            ops::resolve(l, dirfd, path, ops::Intent::Change { follow }, node)?;
             Ok(super::pin::pin(l, &node.host)?)
         },
         |node, pinned| match &pinned {

@@ -28,7 +28,8 @@ pub unsafe fn chown_with(
         Node::empty,
         |l, node| {
             // SAFETY: `path` is null or a C string (this function's contract).
-            ops::change_path_into(l, dirfd, unsafe { arg(path) }?, follow, node)?;
+            let path = unsafe { arg(path) }?;
+            ops::resolve(l, dirfd, path, ops::Intent::Change { follow }, node)?;
             Ok(super::pin::pin(l, &node.host)?)
         },
         |node, pinned| {

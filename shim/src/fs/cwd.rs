@@ -17,7 +17,14 @@ pub unsafe fn chdir_with(path: *const c_char, real: impl Fn(*const c_char) -> c_
         Node::empty,
         |l, node| {
             // SAFETY: `path` is null or a C string (this function's contract).
-            ops::existing_into(l, libc::AT_FDCWD, unsafe { arg(path) }?, true, node)?;
+            let path = unsafe { arg(path) }?;
+            ops::resolve(
+                l,
+                libc::AT_FDCWD,
+                path,
+                ops::Intent::Read { follow: true },
+                node,
+            )?;
             if !node.is_dir() {
                 return Err(Skip::Errno(libc::ENOTDIR));
             }
@@ -78,7 +85,13 @@ pub unsafe fn realpath_with(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Errno(libc::ENOENT));
             }
-            ops::existing_into(l, libc::AT_FDCWD, p, true, node)
+            ops::resolve(
+                l,
+                libc::AT_FDCWD,
+                p,
+                ops::Intent::Read { follow: true },
+                node,
+            )
         },
         |node, ()| {
             if resolved.is_null() {

@@ -204,7 +204,8 @@ pub unsafe fn readlink_with(
         Node::empty,
         |l, node| {
             // SAFETY: `path` is null or a C string (this function's contract).
-            ops::existing_into(l, dirfd, unsafe { arg(path) }?, false, node)?;
+            let path = unsafe { arg(path) }?;
+            ops::resolve(l, dirfd, path, ops::Intent::Read { follow: false }, node)?;
             Ok(l)
         },
         |node, l| {

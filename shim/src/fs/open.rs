@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use libc::{c_char, c_int, c_void, mode_t, FILE};
 
 use super::call::{arg, run_in};
-use super::layers::Node;
+use super::layers::{Layers, Node};
 use super::ops;
 use super::path::PathBuf;
 use crate::hook::set_errno;
@@ -23,13 +23,20 @@ pub unsafe fn open_with(
     flags: c_int,
     real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> c_int {
+    let Some(layers) = super::layers() else {
+        return real(path, flags);
+    };
     let saved = crate::hook::errno();
     // SAFETY: `path` is null or a C string (this function's contract).
-    if let Some(fd) = unsafe { open_optimistic(dirfd, path, flags, real) } {
+    let name = match unsafe { arg(path) }.and_then(|given| ops::Name::new(layers, dirfd, given)) {
+        Ok(name) => name,
+        Err(ops::Skip::Pass) => return real(path, flags),
+        Err(ops::Skip::Errno(e)) => return crate::hook::fail(e),
+    };
+    if let Some(fd) = open_optimistic(layers, &name, flags, saved, real) {
         return fd;
     }
-    // SAFETY: as above.
-    if let Some(fd) = unsafe { create_optimistic(dirfd, path, flags, real) } {
+    if let Some(fd) = create_optimistic(layers, &name, flags, saved, real) {
         return fd;
     }
     // A quick path that gave up may have failed a system call: the long way starts
@@ -37,8 +44,7 @@ pub unsafe fn open_with(
     set_errno(saved);
     run_in(
         ops::OpenPlan::new,
-        // SAFETY: `path` is null or a C string (this function's contract).
-        |l, plan| ops::open_into(l, dirfd, unsafe { arg(path) }?, flags, plan),
+        |l, plan| ops::open_into(l, &name, flags, plan),
         |plan, ()| {
             let fd = real(plan.host.as_ptr(), flags);
             if fd >= 0 {
@@ -78,25 +84,19 @@ pub unsafe fn open_in_capsule(path: *const c_char, flags: c_int, mode: mode_t) -
 /// name: whiteouts and lower names do not matter, so the upper layer's answer is the
 /// capsule's. Tried with `O_EXCL` (a name that exists there, links included, is
 /// `EEXIST`: the answer for an exclusive creation, the long way otherwise). `None`:
-/// the long way decides. Saves the walk's `lstat`s and the whiteout check.
-///
-/// # Safety
-/// `path` is null or a C string.
-unsafe fn create_optimistic(
-    dirfd: c_int,
-    path: *const c_char,
+/// the long way decides. Saves the walk's `lstat`s and the whiteout check. `saved`:
+/// the caller's errno.
+fn create_optimistic(
+    layers: &Layers,
+    name: &ops::Name,
     flags: c_int,
+    saved: c_int,
     real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> Option<c_int> {
-    if flags & libc::O_CREAT == 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE || path.is_null() {
+    if flags & libc::O_CREAT == 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return None;
     }
-    let layers = super::layers()?;
-    let saved = crate::hook::errno();
-    let mut abs = PathBuf::new();
-    // SAFETY: `path` is not null here, so a C string (this function's contract).
-    let path = unsafe { CStr::from_ptr(path) };
-    let shape = ops::absolute_into(layers, dirfd, path, &mut abs).ok()?;
+    let (abs, shape) = (&name.abs, name.shape);
     let mut capsule = PathBuf::new();
     let mut upper = PathBuf::new();
     // In a writable volume's cached directory the kernel's answer is the capsule's,
@@ -142,27 +142,20 @@ fn created(fd: c_int, upper: &PathBuf, saved: c_int) -> c_int {
 /// A read-only open of a name whose directory the cache knows: opened in the layer
 /// that has it at once, with `O_NOFOLLOW` (a link, `ELOOP`, goes the long way so that
 /// it is followed inside the capsule). One system call, like the program's own.
-/// `None`: not such an open, or the long way is needed.
-///
-/// # Safety
-/// `path` is null or a C string.
-unsafe fn open_optimistic(
-    dirfd: c_int,
-    path: *const c_char,
+/// `None`: not such an open, or the long way is needed. `saved`: the caller's errno.
+fn open_optimistic(
+    layers: &Layers,
+    name: &ops::Name,
     flags: c_int,
+    saved: c_int,
     real: impl Fn(*const c_char, c_int) -> c_int + Copy,
 ) -> Option<c_int> {
     let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY
         && flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) == 0;
-    if !read_only || path.is_null() {
+    if !read_only {
         return None;
     }
-    let layers = super::layers()?;
-    let saved = crate::hook::errno();
-    let mut abs = PathBuf::new();
-    // SAFETY: `path` is not null here, so a C string (this function's contract).
-    let path = unsafe { CStr::from_ptr(path) };
-    let shape = ops::absolute_into(layers, dirfd, path, &mut abs).ok()?;
+    let (abs, shape) = (&name.abs, name.shape);
     let mut candidates = super::layers::Candidates::new();
     if !layers
         .read_candidates_into(abs.as_bytes(), shape, &mut candidates)
@@ -265,8 +258,8 @@ pub unsafe fn fopen_with(
         ops::OpenPlan::new,
         |l, plan| {
             // SAFETY: `path` is null or a C string (this function's contract).
-            let path = unsafe { arg(path) }?;
-            ops::open_into(l, libc::AT_FDCWD, path, fopen_flags(mode), plan)
+            let name = ops::Name::new(l, libc::AT_FDCWD, unsafe { arg(path) }?)?;
+            ops::open_into(l, &name, fopen_flags(mode), plan)
         },
         |plan, ()| opened_file(real(plan.host.as_ptr()), plan),
         || real(path),
@@ -326,7 +319,15 @@ pub unsafe fn dlopen_with(
         return real(path);
     }
     let mut node = Node::empty();
-    match super::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, name, true, &mut node)) {
+    match super::layers().map(|l| {
+        ops::resolve(
+            l,
+            libc::AT_FDCWD,
+            name,
+            ops::Intent::Read { follow: true },
+            &mut node,
+        )
+    }) {
         Some(Ok(())) => crate::hook::outside(|| real(node.host.as_ptr())),
         _ => crate::hook::outside(|| real(path)),
     }

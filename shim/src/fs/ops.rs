@@ -1,6 +1,13 @@
 //! The file-system operations in capsule terms: each takes the caller's path
 //! arguments, resolves them in the capsule, prepares the layers (copy-up, parent
 //! directories, whiteouts) and says which host path the real call must use.
+//!
+//! The path core's API, shared by the preload hooks and the system-call layer:
+//! - [`Name`]: a path argument made absolute in the capsule once per call;
+//! - [`resolve`] / [`Name::resolve_into`]: the node an existing name is, for an
+//!   [`Intent`] (read it, or change it: copied up first);
+//! - [`open_into`]: an open's plan (create, copy up, truncate, `O_TMPFILE`);
+//! - [`create_path`], [`remove`], [`rename`], [`link`]: the name-changing calls.
 
 use std::ffi::{c_int, CStr};
 
@@ -168,6 +175,74 @@ pub fn absolute_into(layers: &Layers, dirfd: c_int, path: &CStr, out: &mut PathB
     Ok(super::path::shape(out.as_bytes(), NAME_MAX))
 }
 
+/// A path argument of one call, made absolute in the capsule once: every route the
+/// call tries (a quick path, then the walk) starts from the same `abs`, so that a
+/// relative name costs one `getcwd` however many routes it takes.
+pub struct Name<'a> {
+    /// The caller's string.
+    pub given: &'a CStr,
+    /// What `given` is relative to: `AT_FDCWD` or a directory descriptor.
+    pub dirfd: c_int,
+    /// The capsule path it names, without `.` or repeated slashes.
+    pub abs: PathBuf,
+    pub shape: Shape,
+}
+
+impl<'a> Name<'a> {
+    pub fn new(layers: &Layers, dirfd: c_int, given: &'a CStr) -> Op<Name<'a>> {
+        let mut abs = PathBuf::new();
+        let shape = absolute_into(layers, dirfd, given, &mut abs)?;
+        Ok(Name {
+            given,
+            dirfd,
+            abs,
+            shape,
+        })
+    }
+
+    /// The node the name resolves to, there or not.
+    pub fn lookup_into(&self, layers: &Layers, follow: bool, node: &mut Node) -> Op<()> {
+        Ok(layers.resolve_shaped(self.abs.as_bytes(), self.shape, follow, node)?)
+    }
+
+    /// The node an existing name is, made ready for `intent`: `node.host` is the
+    /// path the real call takes.
+    pub fn resolve_into(&self, layers: &Layers, intent: Intent, node: &mut Node) -> Op<()> {
+        let (Intent::Read { follow } | Intent::Change { follow }) = intent;
+        self.lookup_into(layers, follow, node)?;
+        if !node.exists() {
+            return Err(Skip::Errno(libc::ENOENT));
+        }
+        match intent {
+            Intent::Read { .. } => Ok(()),
+            Intent::Change { .. } => for_change_in(layers, node),
+        }
+    }
+}
+
+/// What a call means to do with an existing name (`follow`: a last component
+/// that is a link is followed).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Intent {
+    /// Look at it or read it (stat, readlink, exec, chdir): the layer that has it.
+    Read { follow: bool },
+    /// Change it (chmod, chown, utimes, xattrs, truncate): copied up first, `EROFS`
+    /// where the capsule or its volume is read-only.
+    Change { follow: bool },
+}
+
+/// The path core's question for an existing name: [`Name::resolve_into`] of the
+/// path argument `path` relative to `dirfd`.
+pub fn resolve(
+    layers: &Layers,
+    dirfd: c_int,
+    path: &CStr,
+    intent: Intent,
+    node: &mut Node,
+) -> Op<()> {
+    Name::new(layers, dirfd, path)?.resolve_into(layers, intent, node)
+}
+
 /// Resolves a path argument.
 pub fn lookup(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
     let mut node = Node::empty();
@@ -183,31 +258,14 @@ pub fn lookup_into(
     follow: bool,
     node: &mut Node,
 ) -> Op<()> {
-    let mut abs = PathBuf::new();
-    let shape = absolute_into(layers, dirfd, path, &mut abs)?;
-    Ok(layers.resolve_shaped(abs.as_bytes(), shape, follow, node)?)
+    Name::new(layers, dirfd, path)?.lookup_into(layers, follow, node)
 }
 
 /// Resolves a path argument that must exist.
 pub fn existing(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
     let mut node = Node::empty();
-    existing_into(layers, dirfd, path, follow, &mut node)?;
+    resolve(layers, dirfd, path, Intent::Read { follow }, &mut node)?;
     Ok(node)
-}
-
-/// `existing`, building the node in place (on error `node` is unspecified).
-pub fn existing_into(
-    layers: &Layers,
-    dirfd: c_int,
-    path: &CStr,
-    follow: bool,
-    node: &mut Node,
-) -> Op<()> {
-    lookup_into(layers, dirfd, path, follow, node)?;
-    if !node.exists() {
-        return Err(Skip::Errno(libc::ENOENT));
-    }
-    Ok(())
 }
 
 /// Fails with `EROFS` where the node cannot be changed.
@@ -332,7 +390,13 @@ fn last_component(path: &[u8]) -> (usize, usize) {
 fn parent_is_dir(layers: &Layers, dirfd: c_int, raw: &[u8], node: &mut Node) -> Op<()> {
     let (start, _) = last_component(raw);
     let parent = PathBuf::from_bytes(if start == 0 { b"." } else { &raw[..start] })?;
-    existing_into(layers, dirfd, parent.as_cstr(), true, node)?;
+    resolve(
+        layers,
+        dirfd,
+        parent.as_cstr(),
+        Intent::Read { follow: true },
+        node,
+    )?;
     if !node.is_dir() {
         return Err(Skip::Errno(libc::ENOTDIR));
     }
@@ -353,18 +417,12 @@ fn without_slashes(path: &CStr) -> Op<(PathBuf, bool)> {
 /// The host path an `open` with these flags must use.
 pub fn open(layers: &Layers, dirfd: c_int, path: &CStr, flags: c_int) -> Op<OpenPlan> {
     let mut plan = OpenPlan::new();
-    open_into(layers, dirfd, path, flags, &mut plan)?;
+    open_into(layers, &Name::new(layers, dirfd, path)?, flags, &mut plan)?;
     Ok(plan)
 }
 
-/// `open`, building the plan in place (on error `plan` is unspecified).
-pub fn open_into(
-    layers: &Layers,
-    dirfd: c_int,
-    path: &CStr,
-    flags: c_int,
-    plan: &mut OpenPlan,
-) -> Op<()> {
+/// `open` of `name`, building the plan in place (on error `plan` is unspecified).
+pub fn open_into(layers: &Layers, name: &Name, flags: c_int, plan: &mut OpenPlan) -> Op<()> {
     let create = flags & libc::O_CREAT != 0;
     let exclusive = create && flags & libc::O_EXCL != 0;
     let follow = flags & libc::O_NOFOLLOW == 0 && !exclusive;
@@ -373,11 +431,11 @@ pub fn open_into(
     plan.lower = false;
     plan.safe = false;
     plan.directory = false;
-    let raw = path.to_bytes();
+    let raw = name.given.to_bytes();
     if create && (raw.ends_with(b"/") || ends_in_dot(raw)) {
         // The kernel resolves the parents, then refuses any last name: EISDIR.
         // A last `.` or `..` names an existing directory: EEXIST first if exclusive.
-        parent_is_dir(layers, dirfd, raw, &mut plan.node)?;
+        parent_is_dir(layers, name.dirfd, raw, &mut plan.node)?;
         let dot = ends_in_dot(raw);
         return Err(Skip::Errno(if dot && exclusive {
             libc::EEXIST
@@ -385,20 +443,18 @@ pub fn open_into(
             libc::EISDIR
         }));
     }
-    let mut abs = PathBuf::new();
-    let shape = absolute_into(layers, dirfd, path, &mut abs)?;
     // An exclusive creation in a directory of the upper layer alone: the kernel's
     // answer is the capsule's (`EEXIST` for any name there, links included; no
     // lower name, whiteout or marker to mind), as for `remove`.
     if exclusive
         && flags & libc::O_TMPFILE != libc::O_TMPFILE
-        && layers.upper_only_into(abs.as_bytes(), shape, &mut plan.host)?
+        && layers.upper_only_into(name.abs.as_bytes(), name.shape, &mut plan.host)?
     {
         plan.created = true;
         plan.safe = true;
         return Ok(());
     }
-    layers.resolve_shaped(abs.as_bytes(), shape, follow, &mut plan.node)?;
+    name.lookup_into(layers, follow, &mut plan.node)?;
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return tmpfile_in(layers, plan);
     }
@@ -451,30 +507,6 @@ fn tmpfile_in(layers: &Layers, plan: &mut OpenPlan) -> Op<()> {
         plan.host.set(node.host.as_bytes())?;
     }
     Ok(())
-}
-
-/// The host path of an existing name (`node.host`), for calls that only read.
-pub fn read_path_into(
-    layers: &Layers,
-    dirfd: c_int,
-    path: &CStr,
-    follow: bool,
-    node: &mut Node,
-) -> Op<()> {
-    existing_into(layers, dirfd, path, follow, node)
-}
-
-/// The host path of an existing name (`node.host`), copied up first, for calls
-/// that change it.
-pub fn change_path_into(
-    layers: &Layers,
-    dirfd: c_int,
-    path: &CStr,
-    follow: bool,
-    node: &mut Node,
-) -> Op<()> {
-    existing_into(layers, dirfd, path, follow, node)?;
-    for_change_in(layers, node)
 }
 
 /// The host path for a new name (`EEXIST` if it exists): mkdir, mknod, symlink, link.

@@ -69,7 +69,7 @@ pub unsafe fn stat_with(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
-            ops::existing_into(l, dirfd, p, follow, node)
+            ops::resolve(l, dirfd, p, ops::Intent::Read { follow }, node)
         },
         |node, ()| {
             let rc = match buf {
@@ -133,14 +133,10 @@ pub unsafe fn access_with(
     run_in(
         Node::empty,
         |l, node| {
-            ops::existing_into(
-                l,
-                dirfd,
-                // SAFETY: `path` is null or a C string (this function's contract).
-                unsafe { arg(path) }?,
-                flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-                node,
-            )?;
+            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+            // SAFETY: `path` is null or a C string (this function's contract).
+            let path = unsafe { arg(path) }?;
+            ops::resolve(l, dirfd, path, ops::Intent::Read { follow }, node)?;
             if mode & libc::W_OK != 0 {
                 let writable = match node.place {
                     super::layers::Place::Volume { read_only } => !read_only,

@@ -184,7 +184,7 @@ hook! {
             return pass();
         }
         let mut node = crate::fs::layers::Node::empty();
-        match crate::fs::layers().map(|l| ops::read_path_into(l, libc::AT_FDCWD, name, true, &mut node)) {
+        match crate::fs::layers().map(|l| ops::resolve(l, libc::AT_FDCWD, name, ops::Intent::Read { follow: true }, &mut node)) {
             // SAFETY: `node.host` is the resolved host path, a C string; the rest is the caller's.
             Some(Ok(())) => crate::hook::outside(|| unsafe { real(lmid, node.host.as_ptr(), flags) }),
             _ => crate::hook::outside(pass),
@@ -207,8 +207,11 @@ hook! {
         // The capsule refusing the name is an error posix_spawn_file_actions_* return.
         error_code(|| run_in(
             ops::OpenPlan::new,
-            // SAFETY: `path` is a C string or null (the action's contract).
-            |l, plan| ops::open_into(l, libc::AT_FDCWD, unsafe { arg(path) }?, oflag, plan),
+            |l, plan| {
+                // SAFETY: `path` is a C string or null (the action's contract).
+                let name = ops::Name::new(l, libc::AT_FDCWD, unsafe { arg(path) }?)?;
+                ops::open_into(l, &name, oflag, plan)
+            },
             // SAFETY: `plan.host` is the resolved host path, a C string; `actions` the caller's.
             |plan, ()| unsafe { real(actions, fd, plan.host.as_ptr(), oflag, mode) },
             // SAFETY: the caller's arguments go unchanged to the real call.
