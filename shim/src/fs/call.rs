@@ -112,12 +112,8 @@ pub unsafe fn change_with<R>(
 ) -> R {
     run_in(
         Node::empty,
-        |l, node| {
-            // SAFETY: `path` is null or a C string (this function's contract).
-            let path = unsafe { arg(path) }?;
-            ops::resolve(l, dirfd, path, ops::Intent::Change { follow }, node)?;
-            Ok(super::pin::pin(l, &node.host)?)
-        },
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l, node| unsafe { resolve_pinned(l, dirfd, path, follow, node) },
         |node, pinned| match &pinned {
             Some(p) => real(p.path().as_ptr(), true),
             None => real(node.host.as_ptr(), false),
@@ -125,6 +121,24 @@ pub unsafe fn change_with<R>(
         || real(path, false),
         fail,
     )
+}
+
+/// An existing name resolved for a change (copied up) into `node`, and its last
+/// name through its pinned parent where it has one (see `pin`).
+///
+/// # Safety
+/// `path` is null or a C string (the hooked function's path argument).
+pub unsafe fn resolve_pinned(
+    layers: &Layers,
+    dirfd: c_int,
+    path: *const c_char,
+    follow: bool,
+    node: &mut Node,
+) -> Op<Option<super::pin::Pinned>> {
+    // SAFETY: `path` is null or a C string (this function's contract).
+    let path = unsafe { arg(path) }?;
+    ops::resolve(layers, dirfd, path, ops::Intent::Change { follow }, node)?;
+    Ok(super::pin::pin(layers, &node.host)?)
 }
 
 /// `ours` when the replica is on, `real` (the real call) when it is off.

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 
 use libc::{c_char, c_int, gid_t, mode_t, uid_t};
 
-use super::call::{arg, change_with, run_in};
+use super::call::{change_with, resolve_pinned, run_in};
 use super::layers::Node;
 use super::ops::{self, Skip};
 use super::path::PathBuf;
@@ -26,12 +26,8 @@ pub unsafe fn chown_with(
 ) -> c_int {
     run_in(
         Node::empty,
-        |l, node| {
-            // SAFETY: `path` is null or a C string (this function's contract).
-            let path = unsafe { arg(path) }?;
-            ops::resolve(l, dirfd, path, ops::Intent::Change { follow }, node)?;
-            Ok(super::pin::pin(l, &node.host)?)
-        },
+        // SAFETY: `path` is null or a C string (this function's contract).
+        |l, node| unsafe { resolve_pinned(l, dirfd, path, follow, node) },
         |node, pinned| {
             // Through a pinned parent the last name is never followed (see `pin`).
             let (host, follow) = match &pinned {

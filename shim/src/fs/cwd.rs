@@ -18,13 +18,7 @@ pub unsafe fn chdir_with(path: *const c_char, real: impl Fn(*const c_char) -> c_
         |l, node| {
             // SAFETY: `path` is null or a C string (this function's contract).
             let path = unsafe { arg(path) }?;
-            ops::resolve(
-                l,
-                libc::AT_FDCWD,
-                path,
-                ops::Intent::Read { follow: true },
-                node,
-            )?;
+            ops::resolve(l, libc::AT_FDCWD, path, ops::Intent::READ, node)?;
             if !node.is_dir() {
                 return Err(Skip::Errno(libc::ENOTDIR));
             }
@@ -85,13 +79,7 @@ pub unsafe fn realpath_with(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Errno(libc::ENOENT));
             }
-            ops::resolve(
-                l,
-                libc::AT_FDCWD,
-                p,
-                ops::Intent::Read { follow: true },
-                node,
-            )
+            ops::resolve(l, libc::AT_FDCWD, p, ops::Intent::READ, node)
         },
         |node, ()| {
             if resolved.is_null() {

@@ -319,15 +319,9 @@ pub unsafe fn dlopen_with(
         return real(path);
     }
     let mut node = Node::empty();
-    match super::layers().map(|l| {
-        ops::resolve(
-            l,
-            libc::AT_FDCWD,
-            name,
-            ops::Intent::Read { follow: true },
-            &mut node,
-        )
-    }) {
+    match super::layers()
+        .map(|l| ops::resolve(l, libc::AT_FDCWD, name, ops::Intent::READ, &mut node))
+    {
         Some(Ok(())) => crate::hook::outside(|| real(node.host.as_ptr())),
         _ => crate::hook::outside(|| real(path)),
     }

@@ -231,6 +231,11 @@ pub enum Intent {
     Change { follow: bool },
 }
 
+impl Intent {
+    /// Reading what a name names, links followed: the common case.
+    pub const READ: Intent = Intent::Read { follow: true };
+}
+
 /// The path core's question for an existing name: [`Name::resolve_into`] of the
 /// path argument `path` relative to `dirfd`.
 pub fn resolve(
@@ -243,22 +248,11 @@ pub fn resolve(
     Name::new(layers, dirfd, path)?.resolve_into(layers, intent, node)
 }
 
-/// Resolves a path argument.
+/// Resolves a path argument, there or not.
 pub fn lookup(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<Node> {
     let mut node = Node::empty();
-    lookup_into(layers, dirfd, path, follow, &mut node)?;
+    Name::new(layers, dirfd, path)?.lookup_into(layers, follow, &mut node)?;
     Ok(node)
-}
-
-/// `lookup`, building the node in place (on error `node` is unspecified).
-pub fn lookup_into(
-    layers: &Layers,
-    dirfd: c_int,
-    path: &CStr,
-    follow: bool,
-    node: &mut Node,
-) -> Op<()> {
-    Name::new(layers, dirfd, path)?.lookup_into(layers, follow, node)
 }
 
 /// Resolves a path argument that must exist.

@@ -128,15 +128,7 @@ pub unsafe fn scandir_with(
     let mut node = Node::empty();
     // SAFETY: `path` is null or a C string (this function's contract).
     let path = unsafe { arg(path) };
-    match path.and_then(|p| {
-        ops::resolve(
-            layers,
-            libc::AT_FDCWD,
-            p,
-            ops::Intent::Read { follow: true },
-            &mut node,
-        )
-    }) {
+    match path.and_then(|p| ops::resolve(layers, libc::AT_FDCWD, p, ops::Intent::READ, &mut node)) {
         Ok(()) => {}
         Err(Skip::Pass) => return real(),
         Err(Skip::Errno(e)) => {
@@ -232,15 +224,7 @@ pub unsafe fn opendir_with(
     let mut node = Node::empty();
     // SAFETY: `path` is null or a C string (this function's contract).
     let name = unsafe { arg(path) };
-    match name.and_then(|p| {
-        ops::resolve(
-            layers,
-            libc::AT_FDCWD,
-            p,
-            ops::Intent::Read { follow: true },
-            &mut node,
-        )
-    }) {
+    match name.and_then(|p| ops::resolve(layers, libc::AT_FDCWD, p, ops::Intent::READ, &mut node)) {
         Ok(()) => open_stream(&node, layers, None, |host| real(host.as_ptr())),
         Err(Skip::Pass) => real(path),
         Err(Skip::Errno(e)) => fail(e),

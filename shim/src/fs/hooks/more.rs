@@ -184,7 +184,7 @@ hook! {
             return pass();
         }
         let mut node = crate::fs::layers::Node::empty();
-        match crate::fs::layers().map(|l| ops::resolve(l, libc::AT_FDCWD, name, ops::Intent::Read { follow: true }, &mut node)) {
+        match crate::fs::layers().map(|l| ops::resolve(l, libc::AT_FDCWD, name, ops::Intent::READ, &mut node)) {
             // SAFETY: `node.host` is the resolved host path, a C string; the rest is the caller's.
             Some(Ok(())) => crate::hook::outside(|| unsafe { real(lmid, node.host.as_ptr(), flags) }),
             _ => crate::hook::outside(pass),
