@@ -220,6 +220,24 @@ fn spec(nr: i64) -> Option<(&'static [Arg], Result_)> {
         libc::SYS_getsockname | libc::SYS_getpeername => {
             (&[Fd, Out(PointedBy(2), Full), InOut(Bytes(4))], Plain)
         }
+        // caught only with an address (filter.rs): a destination to resolve in the
+        // capsule, a peer's or a source's address to show in capsule terms
+        libc::SYS_accept4 => (
+            &[Fd, Out(PointedBy(2), Full), InOut(Bytes(4)), Val],
+            NewFd(3),
+        ),
+        libc::SYS_sendto => (&[Fd, In(Of(2)), Val, Val, In(Of(5)), Val], Plain),
+        libc::SYS_recvfrom => (
+            &[
+                Fd,
+                Out(Of(2), Returned(1)),
+                Val,
+                Val,
+                Out(PointedBy(5), Full),
+                InOut(Bytes(4)),
+            ],
+            Plain,
+        ),
         // identity
         libc::SYS_getuid | libc::SYS_geteuid | libc::SYS_getgid | libc::SYS_getegid => (&[], Plain),
         libc::SYS_getresuid | libc::SYS_getresgid => (
@@ -324,6 +342,7 @@ fn normalize(
             [cwd, a[0], libc::AT_REMOVEDIR as c_long, 0, 0, 0],
         ),
         libc::SYS_unlink => (libc::SYS_unlinkat, [cwd, a[0], 0, 0, 0, 0]),
+        libc::SYS_accept => (libc::SYS_accept4, [a[0], a[1], a[2], 0, 0, 0]),
         libc::SYS_rename => (libc::SYS_renameat, [cwd, a[0], cwd, a[1], 0, 0]),
         libc::SYS_symlink => (libc::SYS_symlinkat, [a[0], cwd, a[1], 0, 0, 0]),
         libc::SYS_link => (libc::SYS_linkat, [cwd, a[0], cwd, a[1], 0, 0]),
@@ -802,6 +821,9 @@ impl Supervisor {
         } else {
             nr
         };
+        if let Err(outcome) = wait_until_ready(t, nr, &a) {
+            return outcome;
+        }
         let (rc, err) = hook::outside(|| {
             // SAFETY: every pointer argument now points into `local`, sized as the
             // call needs; every descriptor is one of ours.
@@ -963,6 +985,44 @@ impl Supervisor {
 }
 
 pub use super::trust::QUERY_ANSWER;
+
+/// How long the supervisor waits on a target's socket between checks that the
+/// target still waits for the call.
+const SOCKET_POLL_MS: c_int = 100;
+
+/// A blocking `accept4`, `recvfrom` or `sendto` on a target's socket waits here
+/// until the socket is ready, while the target is still in the call: one that a
+/// signal interrupted meanwhile gets nothing, so no connection or datagram is
+/// taken from the socket for a target that no longer waits for it. A
+/// non-blocking call goes straight on.
+fn wait_until_ready(t: &Target, nr: i64, a: &[c_long; 6]) -> Result<(), Outcome> {
+    let (fd, events, flags) = match nr {
+        libc::SYS_accept4 => (a[0] as c_int, libc::POLLIN, 0),
+        libc::SYS_recvfrom => (a[0] as c_int, libc::POLLIN, a[3] as c_int),
+        libc::SYS_sendto => (a[0] as c_int, libc::POLLOUT, a[3] as c_int),
+        _ => return Ok(()),
+    };
+    // SAFETY: F_GETFL of our copy of the target's descriptor (the same open file).
+    let status = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if status < 0 || status & libc::O_NONBLOCK != 0 || flags & libc::MSG_DONTWAIT != 0 {
+        return Ok(());
+    }
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        let rc = unsafe { libc::poll(&mut pfd, 1, SOCKET_POLL_MS) };
+        if rc > 0 {
+            return Ok(());
+        }
+        if !t.pending_now() {
+            return Err(Outcome::Errno(libc::EINTR));
+        }
+    }
+}
 
 /// `/proc/self` and `/proc/thread-self` in a target's path are the target's, not
 /// the supervisor's.
