@@ -12,7 +12,7 @@
  * path: what it holds) and "short_len=" (the length reported, the whole address's).
  *
  * dgram: the parent binds SERVER; a child binds CLIENT and sends "ping" to SERVER
- * with sendto. The parent prints "src=" (recvfrom's source address) and "src_len=",
+ * with sendmsg. The parent prints "src=" (recvfrom's source address) and "src_len=",
  * then answers "pong" with sendto to that very address; the child prints
  * "reply=pong" and "from=" (recvfrom's source, SERVER).
  *
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,8 +139,10 @@ static int dgram(const char *server, const char *client) {
         int c = bound(SOCK_DGRAM, client);
         socklen_t len;
         struct sockaddr_un to = at(server, &len);
-        if (sendto(c, "ping", 4, 0, (struct sockaddr *)&to, len) != 4)
-            die("sendto");
+        struct iovec iov = {.iov_base = "ping", .iov_len = 4};
+        struct msghdr msg = {.msg_name = &to, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
+        if (sendmsg(c, &msg, 0) != 4)
+            die("sendmsg");
         struct sockaddr_un from;
         socklen_t from_len = sizeof from;
         char buf[16] = {0};
