@@ -1,10 +1,12 @@
 //! The backstop's seccomp-bpf program: every system call a replica virtualises goes
 //! to the supervisor (`SECCOMP_RET_USER_NOTIF`); every other one runs as it is.
 //!
-//! The program reads only the architecture and the call's number, never its
-//! arguments or instruction pointer, so the kernel's per-number action cache
-//! (5.11+) answers every call that is not on the list without running the program:
-//! a static program pays nothing for the calls the capsule does not change.
+//! The program reads the architecture and the call's number, the arguments only of
+//! the few calls whose answer depends on them (`clock_gettime`'s clock, the address
+//! register of `sendto`, `recvfrom`, `accept`, `accept4`), never the instruction
+//! pointer, so the kernel's per-number action cache (5.11+) answers every call that
+//! is not on the lists without running the program: a static program pays nothing
+//! for the calls the capsule does not change.
 //! Calls of another ABI (i386 `int 0x80`, x32) would name other numbers: they are
 //! refused with `ENOSYS`, not let through.
 
