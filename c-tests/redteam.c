@@ -58,6 +58,15 @@
  *   announce ACTION ...   first make the shim's announcement to the supervisor
  *                         (getcwd(NULL, QUERY_SHIM), backstop/trust.rs) from here
  *
+ * Forging the capsule's shared state (shim/src/shared.rs), which the shim maps
+ * writable into every process of the capsule:
+ *   forge-loader INTERP LDSO LIBDIRS PROGRAM ARGS...
+ *                       finds the mapping of the state file in /proc/self/maps (by
+ *                       its magic), writes a loader entry (exec/loader_cache.rs) for
+ *                       interpreter INTERP at the current file-system generation,
+ *                       naming loader LDSO and library path LIBDIRS, with a valid
+ *                       seqlock; prints "FORGED", then execs PROGRAM ARGS
+ *
  * Prints "RAN ACTION" first (the harness checks the attempt really ran), then
  * "DENIED errno=E" or "DONE" (with what it read for `read`). Exit 0 either way: the
  * harness judges by the disk, not by what the attacker says.
@@ -67,6 +76,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <spawn.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +179,84 @@ static long now_ms(void) {
     return t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* The layout of the shim's shared state (repr(C) in shim/src/shared.rs and
+ * shim/src/exec/loader_cache.rs). */
+#define SHARED_MAGIC 0x63617073756c6504ULL
+struct shared_name {
+    uint32_t seq, len;
+    uint8_t bytes[64];
+};
+struct shared_loader {
+    uint32_t seq, verdict;
+    uint64_t generation;
+    uint32_t key_len, ldso_len, check_len, path_len;
+    uint8_t key[1024], ldso[1024], check[1024], path[4096];
+};
+struct shared {
+    uint64_t magic;
+    struct shared_name hostname, domainname;
+    int64_t clock_adjust_ns;
+    uint64_t fs_generation, fs_links_cached;
+    struct shared_loader loader;
+};
+/* capsule_config::SHARED_FS_GENERATION_OFFSET, and the loader right after. */
+_Static_assert(offsetof(struct shared, fs_generation) == 160, "the shim's layout");
+_Static_assert(offsetof(struct shared, loader) == 176, "the shim's layout");
+
+/* The capsule's shared state as this process has it mapped. */
+static struct shared *find_shared(void) {
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[4096];
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long from, to;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &from, &to, perms) != 3 || perms[0] != 'r' ||
+            perms[1] != 'w' || to - from < sizeof(struct shared))
+            continue;
+        struct shared *s = (struct shared *)from;
+        if (strstr(line, "/shared") && s->magic == SHARED_MAGIC) {
+            fclose(maps);
+            return s;
+        }
+    }
+    if (maps)
+        fclose(maps);
+    return NULL;
+}
+
+static int forge_loader(char **argv) {
+    const char *interp = argv[2], *ldso = argv[3], *dirs = argv[4];
+    struct shared *s = find_shared();
+    if (!s) {
+        printf("DENIED no shared state mapped\n");
+        return 0;
+    }
+    struct shared_loader *l = &s->loader;
+    size_t key_len = strlen(interp) + 1; /* the name, its NUL, no LD_LIBRARY_PATH */
+    uint32_t seq = __atomic_load_n(&l->seq, __ATOMIC_RELAXED) & ~1u;
+    __atomic_store_n(&l->seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    memset(l->key, 0, sizeof l->key);
+    memcpy(l->key, interp, key_len);
+    l->key_len = key_len;
+    memset(l->ldso, 0, sizeof l->ldso);
+    strcpy((char *)l->ldso, ldso);
+    l->ldso_len = strlen(ldso);
+    memset(l->path, 0, sizeof l->path);
+    strcpy((char *)l->path, dirs);
+    l->path_len = strlen(dirs);
+    l->check_len = 0;
+    l->verdict = 2; /* a loader is recorded */
+    l->generation = __atomic_load_n(&s->fs_generation, __ATOMIC_ACQUIRE) + 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&l->seq, seq + 2, __ATOMIC_RELEASE);
+    printf("FORGED generation=%llu\n", (unsigned long long)(l->generation - 1));
+    fflush(stdout);
+    execv(argv[5], argv + 5);
+    printf("DENIED exec errno=%d\n", errno);
+    return 0;
+}
+
 /* Maps FILE executable, as the dynamic loader maps a library. */
 static void pose(const char *file) {
     int fd = RAW(SYS_openat, AT_FDCWD, file, O_RDONLY | O_CLOEXEC, 0, 0);
@@ -193,6 +282,11 @@ int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: redteam ACTION PATH [PATH2]\n");
         return 2;
+    }
+    if (argc > 5 && !strcmp(argv[1], "forge-loader")) {
+        printf("RAN %s\n", argv[1]);
+        fflush(stdout);
+        return forge_loader(argv);
     }
     const char *act = argv[1], *p = argv[2], *q = argc > 3 ? argv[3] : "";
     printf("RAN %s\n", act);

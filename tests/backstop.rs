@@ -144,6 +144,18 @@ fn raw_probe() -> PathBuf {
     })
 }
 
+/// `c-tests/unix_addr.c` built with `cc -static`.
+fn unix_addr_static() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "unix_addr-static", |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/unix_addr.c"));
+        cc
+    })
+}
+
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
 /// library only).
 fn go_probe() -> PathBuf {
@@ -1416,9 +1428,6 @@ fn a_fake_roots_identity_changes_reach_static_and_dynamic_descendants() {
 // ---- unix sockets -----------------------------------------------------------------
 
 #[test]
-#[ignore = "known bugs: getpeername/accept of a unix socket name the host path (a static \
-            program's the upper layer's, a dynamic one's the shim's /proc/self/fd pin); \
-            run with --ignored"]
 fn unix_socket_addresses_are_capsule_paths() {
     // A static Go program in its own root binds /tmp/s.sock, connects, accepts:
     // getpeername and the accepted socket's getsockname name /tmp/s.sock, not the
@@ -1460,6 +1469,94 @@ fn unix_socket_addresses_are_capsule_paths() {
     e.check(!exists(Path::new(&path)), || {
         format!("{path} is on the host")
     });
+    e.done();
+    root.assert_unchanged();
+}
+
+/// What `c-tests/unix_addr.c` prints for `MODE SERVER CLIENT` when every address
+/// is the capsule path (lengths as the kernel gives them: sun_path's offset, the
+/// path, its NUL).
+fn unix_addr_wants(mode: &str, server: &str, client: &str) -> Vec<(&'static str, String)> {
+    let len = |p: &str| (2 + p.len() + 1).to_string();
+    let (s, c) = (server.to_string(), client.to_string());
+    match mode {
+        "stream" => vec![
+            ("peer", s.clone()),
+            ("client", c.clone()),
+            ("got", "hello".to_string()),
+            ("addr", s.clone()),
+            ("addr_len", len(server)),
+            ("accepted_peer", c),
+            ("accepted", s),
+            // Room for 4 bytes: the first 4 of the capsule path, the whole length.
+            ("short", server[..4].to_string()),
+            ("short_len", len(server)),
+        ],
+        _ => vec![
+            ("reply", "pong".to_string()),
+            ("from", s),
+            ("got", "ping".to_string()),
+            ("src", c),
+            ("src_len", len(client)),
+        ],
+    }
+}
+
+#[test]
+fn unix_sockets_between_processes_show_capsule_paths() {
+    // A server process and a client process it forks (which binds its own path
+    // after the fork), over a stream socket and over datagrams answered at the
+    // source address recvfrom reported: static (the backstop) in its own root and
+    // over the host's /, dynamic (the shim) over the host's /. Every address shows
+    // the capsule path, and the socket files are in the upper layer only.
+    let stat = unix_addr_static();
+    let dynamic = compile_c("unix_addr");
+    let root = Root::new(&[("unix_addr", &stat)]);
+    let mut e = Expect::new("unix sockets between processes");
+    let tag = std::process::id();
+    let runs = [
+        (
+            "static, own root",
+            Some(&root),
+            "/bin/unix_addr".to_string(),
+            "/data",
+        ),
+        (
+            "static, host's /",
+            None,
+            stat.display().to_string(),
+            "/var/tmp",
+        ),
+        (
+            "dynamic, host's /",
+            None,
+            dynamic.display().to_string(),
+            "/var/tmp",
+        ),
+    ];
+    for (i, (label, root, program, dir)) in runs.iter().enumerate() {
+        let c = Capsule::new(&format!("unix-pair-{i}"), *root, &[]);
+        for mode in ["stream", "dgram"] {
+            let server = format!("{dir}/ua{tag}-{mode}-s");
+            let client = format!("{dir}/ua{tag}-{mode}-c");
+            let out = c.run(program, &[mode, &server, &client]);
+            e.keys(
+                &format!("{label}, {mode}"),
+                &out,
+                &unix_addr_wants(mode, &server, &client),
+            );
+            for path in [&server, &client] {
+                e.check(exists(&c.up(path)), || {
+                    format!("{label}, {mode}: {path} is not in the upper layer")
+                });
+                if root.is_none() {
+                    e.check(!exists(Path::new(path)), || {
+                        format!("{label}, {mode}: {path} is on the host")
+                    });
+                }
+            }
+        }
+    }
     e.done();
     root.assert_unchanged();
 }

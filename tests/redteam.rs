@@ -22,6 +22,10 @@
 //! interposition is the fix (issue 9, class A/B/L). They run and are reported, never
 //! asserted as contained while they still escape.
 //!
+//! Beside the table: a forged loader entry in the capsule's shared state (memory
+//! every process of the capsule can write) must not make a root program run the
+//! host's dynamic loader.
+//!
 //! `cargo test -p capsule-loader --test redteam -- --nocapture` prints the table;
 //! with `REDTEAM_NO_LANDLOCK=1` the capsules run without the kernel backstop, which
 //! shows what the shim alone contains (and fails).
@@ -676,4 +680,55 @@ fn capsule_exec_joins_the_capsules_domain() {
     let _ = main.wait();
     assert!(stdout(&out).contains("RAN append"), "{}", describe(&out));
     assert_eq!(judge(&arena, ROOT_RO, &name, "", &out), Verdict::Contained);
+}
+
+/// The inodes of the mappings of `/proc/self/maps` text whose file name is `name`.
+fn mapped_inodes(maps: &str, name: &str) -> Vec<u64> {
+    maps.lines()
+        .filter(|l| l.rsplit('/').next() == Some(name))
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .collect()
+}
+
+/// The capsule's shared state is writable memory of each of its processes: a
+/// program that finds it in its own mappings can write a loader entry with a valid
+/// seqlock at the current generation, naming the host's loader and library
+/// directories. The next exec of a root program must not run the host's loader.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_forged_loader_entry_in_the_shared_state_runs_no_host_loader() {
+    use std::os::unix::fs::MetadataExt;
+    const INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
+    const LDSO: &str = "ld-linux-x86-64.so.2";
+    let arena = Arena::new();
+    let host_ldso = fs::canonicalize(INTERP).expect("the host's loader");
+    let host_ino = fs::metadata(&host_ldso).expect("host loader").ino();
+    let root_copy = arena.dir.join("root").join(INTERP.trim_start_matches('/'));
+    let root_ino = fs::metadata(&root_copy).expect("the root's loader").ino();
+    assert_ne!(host_ino, root_ino, "the root's loader is a copy");
+    let host_dirs = "/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu";
+    let name = format!("rt-loader-{}", std::process::id());
+    // A root program first, so that the shim has recorded an entry of its own.
+    let script = format!(
+        "/bin/true; \"$RT\" forge-loader {INTERP} {} {host_dirs} /bin/cat /proc/self/maps",
+        host_ldso.display()
+    );
+    let out = run(&mut arena.command(ROOT, &name, &script));
+    let text = stdout(&out);
+    assert!(
+        text.contains("RAN forge-loader") && text.contains("FORGED"),
+        "the attacker did not write its entry: {}",
+        describe(&out)
+    );
+    let mapped = mapped_inodes(&text, LDSO);
+    assert!(
+        !mapped.contains(&host_ino),
+        "the root program ran with the host's loader {}:\n{text}",
+        host_ldso.display()
+    );
+    assert!(
+        mapped.contains(&root_ino),
+        "the root program did not run with the root's loader:\n{text}"
+    );
+    assert_eq!(arena.changes(), None, "lower layer, volumes, outside");
 }

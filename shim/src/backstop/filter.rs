@@ -1,10 +1,12 @@
 //! The backstop's seccomp-bpf program: every system call a replica virtualises goes
 //! to the supervisor (`SECCOMP_RET_USER_NOTIF`); every other one runs as it is.
 //!
-//! The program reads only the architecture and the call's number, never its
-//! arguments or instruction pointer, so the kernel's per-number action cache
-//! (5.11+) answers every call that is not on the list without running the program:
-//! a static program pays nothing for the calls the capsule does not change.
+//! The program reads the architecture and the call's number, the arguments only of
+//! the few calls whose answer depends on them (`clock_gettime`'s clock, the address
+//! register of `sendto`, `recvfrom`, `accept`, `accept4`), never the instruction
+//! pointer, so the kernel's per-number action cache (5.11+) answers every call that
+//! is not on the lists without running the program: a static program pays nothing
+//! for the calls the capsule does not change.
 //! Calls of another ABI (i386 `int 0x80`, x32) would name other numbers: they are
 //! refused with `ENOSYS`, not let through.
 
@@ -100,6 +102,8 @@ pub const CAUGHT: &[i64] = &[
     libc::SYS_connect,
     libc::SYS_getsockname,
     libc::SYS_getpeername,
+    // its destination is in memory, which no filter reads
+    libc::SYS_sendmsg,
     // descriptors of capsule files: merged listings, remembered ownership, copy-up
     libc::SYS_getdents64,
     libc::SYS_fstat,
@@ -119,6 +123,22 @@ pub const CAUGHT: &[i64] = &[
 
 #[cfg(not(target_arch = "x86_64"))]
 pub const CAUGHT: &[i64] = &[];
+
+/// Calls caught only when an address argument (its index) is not NULL: a
+/// destination or a place for the peer's address, which a unix path makes the
+/// capsule's. Without one (a connected socket's `send`, `recv`, an `accept` that
+/// does not ask) they name nothing the capsule changes. The register is checked,
+/// not memory, so no other thread can change it after the check.
+#[cfg(target_arch = "x86_64")]
+pub const ADDRESSED: &[(i64, u32)] = &[
+    (libc::SYS_sendto, 4),
+    (libc::SYS_recvfrom, 4),
+    (libc::SYS_accept, 1),
+    (libc::SYS_accept4, 1),
+];
+
+#[cfg(not(target_arch = "x86_64"))]
+pub const ADDRESSED: &[(i64, u32)] = &[];
 
 /// `fchmodat2` (Linux 6.6), not yet in every libc crate.
 pub const FCHMODAT2: i64 = 452;
@@ -151,6 +171,16 @@ const ARCH_OFFSET: u32 = 4;
 const ARG0_LOW_OFFSET: u32 = 16;
 #[cfg(target_endian = "big")]
 const ARG0_LOW_OFFSET: u32 = 20;
+/// The other half of an argument, from its low word.
+#[cfg(target_endian = "little")]
+const HIGH_FROM_LOW: i64 = 4;
+#[cfg(target_endian = "big")]
+const HIGH_FROM_LOW: i64 = -4;
+
+/// The offset of argument `i`'s low word.
+const fn arg_low(i: u32) -> u32 {
+    ARG0_LOW_OFFSET + 8 * i
+}
 
 const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
@@ -182,6 +212,8 @@ enum Label {
     Notify,
     Refuse,
     ClockCheck,
+    /// The address argument of this index is checked.
+    Address(u32),
 }
 
 /// The program. `clock`: the capsule's clock is not the host's, so the wall-clock
@@ -212,6 +244,12 @@ pub fn program(clock: bool) -> Vec<libc::sock_filter> {
         };
         code.push((op(BPF_JMP_JEQ_K, 0, 0, nr as u32), Some(to)));
     }
+    for &(nr, arg) in ADDRESSED {
+        code.push((
+            op(BPF_JMP_JEQ_K, 0, 0, nr as u32),
+            Some(Label::Address(arg)),
+        ));
+    }
     let mut labels = Vec::new();
     let mut mark = |code: &Vec<(libc::sock_filter, Option<Label>)>, l: Label| {
         labels.push((l, code.len()));
@@ -233,6 +271,22 @@ pub fn program(clock: bool) -> Vec<libc::sock_filter> {
         }
         code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW), None));
         code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF), None));
+    }
+    let mut args: Vec<u32> = ADDRESSED.iter().map(|&(_, a)| a).collect();
+    args.dedup();
+    for arg in args {
+        // Both words zero: NULL, allowed; anything else goes to the supervisor.
+        mark(&code, Label::Address(arg));
+        let low = arg_low(arg);
+        code.push((op(BPF_LD_W_ABS, 0, 0, low), None));
+        code.push((op(BPF_JMP_JEQ_K, 0, 2, 0), None));
+        code.push((
+            op(BPF_LD_W_ABS, 0, 0, (low as i64 + HIGH_FROM_LOW) as u32),
+            None,
+        ));
+        code.push((op(BPF_JMP_JEQ_K, 1, 0, 0), None));
+        code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_USER_NOTIF), None));
+        code.push((op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW), None));
     }
     code.iter()
         .enumerate()
@@ -257,14 +311,27 @@ mod tests {
     /// Runs the program on (arch, nr, first argument) as the kernel's interpreter
     /// would.
     fn verdict(p: &[libc::sock_filter], arch: u32, nr: u32, arg0: u32) -> u32 {
+        verdict_args(p, arch, nr, [u64::from(arg0), 0, 0, 0, 0, 0])
+    }
+
+    /// `verdict` with every argument.
+    fn verdict_args(p: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let word = |k: u32| {
+            let k = k as usize;
+            u32::from_ne_bytes(data[k..k + 4].try_into().unwrap())
+        };
         let (mut acc, mut pc) = (0u32, 0usize);
         loop {
             let i = p[pc];
             pc += 1;
             match i.code {
-                BPF_LD_W_ABS if i.k == ARCH_OFFSET => acc = arch,
-                BPF_LD_W_ABS if i.k == ARG0_LOW_OFFSET => acc = arg0,
-                BPF_LD_W_ABS => acc = nr,
+                BPF_LD_W_ABS => acc = word(i.k),
                 BPF_JMP_JEQ_K => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
                 BPF_JMP_JSET_K => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
                 BPF_RET_K => return i.k,
@@ -335,6 +402,36 @@ mod tests {
             );
             assert_eq!(verdict(p, AUDIT_ARCH_NATIVE, X32_SYSCALL_BIT, 0), refuse);
             assert_eq!(verdict(p, 0x4000_0003, 5, 0), refuse); // AUDIT_ARCH_I386, open
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn address_calls_are_caught_only_with_an_address() {
+        for p in [program(true), program(false)] {
+            for &(nr, arg) in ADDRESSED {
+                let mut args = [0u64; 6];
+                assert_eq!(
+                    verdict_args(&p, AUDIT_ARCH_NATIVE, nr as u32, args),
+                    SECCOMP_RET_ALLOW,
+                    "{nr} without an address"
+                );
+                // Other arguments do not matter; either word of the address does.
+                args = [7, 0, 9, 0, 0, 0];
+                args[arg as usize] = 0;
+                assert_eq!(
+                    verdict_args(&p, AUDIT_ARCH_NATIVE, nr as u32, args),
+                    SECCOMP_RET_ALLOW
+                );
+                for address in [0x7ffd_1234_5678, 0x1000, 1 << 32] {
+                    args[arg as usize] = address;
+                    assert_eq!(
+                        verdict_args(&p, AUDIT_ARCH_NATIVE, nr as u32, args),
+                        SECCOMP_RET_USER_NOTIF,
+                        "{nr} with {address:#x}"
+                    );
+                }
+            }
         }
     }
 }

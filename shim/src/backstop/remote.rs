@@ -58,6 +58,14 @@ impl Target {
         valid
     }
 
+    /// Whether the notification is pending now (asked each time: a call the
+    /// supervisor waits on can be interrupted by a signal meanwhile).
+    pub fn pending_now(&self) -> bool {
+        let (listener, id) = self.notification;
+        // SAFETY: the ioctl reads the u64 id we pass.
+        unsafe { libc::ioctl(listener, IOCTL_NOTIF_ID_VALID, &id) == 0 }
+    }
+
     /// Reads exactly `buf.len()` bytes at `addr`; EFAULT where the target has none.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), c_int> {
         if buf.is_empty() {

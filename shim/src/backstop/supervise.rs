@@ -220,6 +220,24 @@ fn spec(nr: i64) -> Option<(&'static [Arg], Result_)> {
         libc::SYS_getsockname | libc::SYS_getpeername => {
             (&[Fd, Out(PointedBy(2), Full), InOut(Bytes(4))], Plain)
         }
+        // caught only with an address (filter.rs): a destination to resolve in the
+        // capsule, a peer's or a source's address to show in capsule terms
+        libc::SYS_accept4 => (
+            &[Fd, Out(PointedBy(2), Full), InOut(Bytes(4)), Val],
+            NewFd(3),
+        ),
+        libc::SYS_sendto => (&[Fd, In(Of(2)), Val, Val, In(Of(5)), Val], Plain),
+        libc::SYS_recvfrom => (
+            &[
+                Fd,
+                Out(Of(2), Returned(1)),
+                Val,
+                Val,
+                Out(PointedBy(5), Full),
+                InOut(Bytes(4)),
+            ],
+            Plain,
+        ),
         // identity
         libc::SYS_getuid | libc::SYS_geteuid | libc::SYS_getgid | libc::SYS_getegid => (&[], Plain),
         libc::SYS_getresuid | libc::SYS_getresgid => (
@@ -324,6 +342,7 @@ fn normalize(
             [cwd, a[0], libc::AT_REMOVEDIR as c_long, 0, 0, 0],
         ),
         libc::SYS_unlink => (libc::SYS_unlinkat, [cwd, a[0], 0, 0, 0, 0]),
+        libc::SYS_accept => (libc::SYS_accept4, [a[0], a[1], a[2], 0, 0, 0]),
         libc::SYS_rename => (libc::SYS_renameat, [cwd, a[0], cwd, a[1], 0, 0]),
         libc::SYS_symlink => (libc::SYS_symlinkat, [a[0], cwd, a[1], 0, 0, 0]),
         libc::SYS_link => (libc::SYS_linkat, [cwd, a[0], cwd, a[1], 0, 0]),
@@ -680,6 +699,7 @@ impl Supervisor {
                 Some(layers) => self.getcwd(&mut t, layers, args[0] as u64, args[1] as usize),
                 None => Outcome::Continue,
             },
+            libc::SYS_sendmsg => self.sendmsg(&mut t, args),
             _ if is_identity_change(nr) && !crate::identity::state::CREDS.enabled() => {
                 Outcome::Continue
             }
@@ -802,6 +822,9 @@ impl Supervisor {
         } else {
             nr
         };
+        if let Err(outcome) = wait_until_ready(t, nr, &a) {
+            return outcome;
+        }
         let (rc, err) = hook::outside(|| {
             // SAFETY: every pointer argument now points into `local`, sized as the
             // call needs; every descriptor is one of ours.
@@ -963,6 +986,217 @@ impl Supervisor {
 }
 
 pub use super::trust::QUERY_ANSWER;
+
+/// The most iovecs a sendmsg takes (the kernel's UIO_MAXIOV).
+const UIO_MAXIOV: usize = 1024;
+/// The most control bytes a sendmsg carries here (the kernel's default
+/// `optmem_max` is 20480).
+const MAX_CONTROL: usize = 1 << 16;
+
+impl Supervisor {
+    /// sendmsg: its destination is resolved in the capsule, so the supervisor sends
+    /// from its own copy of the whole message (name, data, control, the target's
+    /// descriptors of `SCM_RIGHTS` as its own). Without a destination (a connected
+    /// socket) the kernel runs the call as it is where no other thread could change
+    /// the header meanwhile, or where `SCM_CREDENTIALS` must be the target's own.
+    fn sendmsg(&mut self, t: &mut Target, a: [c_long; 6]) -> Outcome {
+        const HDR: usize = std::mem::size_of::<libc::msghdr>();
+        let mut raw = [0u8; HDR];
+        if let Err(e) = t.read(a[1] as u64, &mut raw) {
+            return Outcome::Errno(e);
+        }
+        // SAFETY: msghdr is plain data; `raw` holds its bytes as the target has them.
+        let hdr: libc::msghdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
+        // (usize with glibc, socklen_t and int with musl.)
+        #[allow(clippy::unnecessary_cast)]
+        let (controllen, iovlen) = (hdr.msg_controllen as usize, hdr.msg_iovlen as usize);
+        let mut control = vec![0u8; controllen.min(MAX_CONTROL)];
+        if controllen > MAX_CONTROL {
+            return Outcome::Errno(libc::ENOBUFS);
+        }
+        if !control.is_empty() {
+            if let Err(e) = t.read(hdr.msg_control as u64, &mut control) {
+                return Outcome::Errno(e);
+            }
+        }
+        let no_name = hdr.msg_name.is_null() || hdr.msg_namelen == 0;
+        if no_name && (has_credentials(&control) || self.alone_in_its_memory(t)) {
+            return Outcome::Continue;
+        }
+        let mut name = vec![0u8; if no_name { 0 } else { hdr.msg_namelen as usize }];
+        if name.len() > std::mem::size_of::<libc::sockaddr_storage>() {
+            return Outcome::Errno(libc::EINVAL);
+        }
+        if !name.is_empty() {
+            if let Err(e) = t.read(hdr.msg_name as u64, &mut name) {
+                return Outcome::Errno(e);
+            }
+        }
+        if iovlen > UIO_MAXIOV {
+            return Outcome::Errno(libc::EMSGSIZE);
+        }
+        let mut iov_raw = vec![0u8; iovlen * std::mem::size_of::<libc::iovec>()];
+        if !iov_raw.is_empty() {
+            if let Err(e) = t.read(hdr.msg_iov as u64, &mut iov_raw) {
+                return Outcome::Errno(e);
+            }
+        }
+        let mut data = Vec::with_capacity(iovlen);
+        let mut total = 0usize;
+        for chunk in iov_raw.chunks_exact(std::mem::size_of::<libc::iovec>()) {
+            // SAFETY: iovec is plain data; `chunk` holds its bytes.
+            let v: libc::iovec = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+            total = total.saturating_add(v.iov_len);
+            if total > MAX_BUFFER {
+                return Outcome::Errno(libc::EMSGSIZE);
+            }
+            let mut buf = vec![0u8; v.iov_len];
+            if !buf.is_empty() {
+                if let Err(e) = t.read(v.iov_base as u64, &mut buf) {
+                    return Outcome::Errno(e);
+                }
+            }
+            data.push(buf);
+        }
+        let mut iov: Vec<libc::iovec> = data
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // The target's descriptors in SCM_RIGHTS become ours (kept open until sent).
+        let mut passed = Vec::new();
+        if let Err(e) = own_rights(t, &mut control, &mut passed) {
+            return Outcome::Errno(e);
+        }
+        let fd = match t.fd(a[0] as c_int) {
+            Ok(fd) => fd,
+            Err(e) => return Outcome::Errno(e),
+        };
+        let mut local = a;
+        local[0] = fd.as_raw_fd() as c_long;
+        if let Err(outcome) = wait_until_ready(t, libc::SYS_sendmsg, &local) {
+            return outcome;
+        }
+        // SAFETY: msghdr is plain data, for which all zeroes is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        if !name.is_empty() {
+            msg.msg_name = name.as_mut_ptr().cast();
+            msg.msg_namelen = name.len() as libc::socklen_t;
+        }
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len() as _;
+        if !control.is_empty() {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control.len() as _;
+        }
+        let (rc, err) = hook::outside(|| {
+            // SAFETY: `msg` points at our copies, sized as the header says; the
+            // descriptor is ours. The router resolves the destination.
+            let rc = unsafe {
+                crate::syscall::syscall(
+                    libc::SYS_sendmsg,
+                    local[0],
+                    (&msg as *const libc::msghdr) as c_long,
+                    a[2],
+                    0,
+                    0,
+                    0,
+                )
+            };
+            (rc, hook::errno())
+        });
+        drop(passed);
+        if rc < 0 {
+            Outcome::Errno(err)
+        } else {
+            Outcome::Value(rc)
+        }
+    }
+}
+
+/// The control messages in `control`, as (level, type, data range).
+fn control_messages(control: &[u8]) -> Vec<(c_int, c_int, std::ops::Range<usize>)> {
+    const HDR: usize = std::mem::size_of::<libc::cmsghdr>();
+    let align = |n: usize| n.div_ceil(std::mem::size_of::<usize>()) * std::mem::size_of::<usize>();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + HDR <= control.len() {
+        // SAFETY: cmsghdr is plain data; HDR bytes at `at` are within `control`.
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control[at..].as_ptr().cast()) };
+        #[allow(clippy::unnecessary_cast)]
+        let len = c.cmsg_len as usize;
+        if len < HDR || at + len > control.len() {
+            break;
+        }
+        out.push((c.cmsg_level, c.cmsg_type, at + align(HDR)..at + len));
+        at += align(len);
+    }
+    out
+}
+
+fn has_credentials(control: &[u8]) -> bool {
+    control_messages(control)
+        .iter()
+        .any(|&(level, kind, _)| level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS)
+}
+
+/// Replaces the target's descriptor numbers in `control`'s `SCM_RIGHTS` by copies
+/// of ours, kept in `passed`.
+fn own_rights(t: &mut Target, control: &mut [u8], passed: &mut Vec<OwnedFd>) -> Result<(), c_int> {
+    for (level, kind, range) in control_messages(control) {
+        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+            continue;
+        }
+        for slot in control[range].chunks_exact_mut(4) {
+            let number = c_int::from_ne_bytes(slot.try_into().unwrap_or_default());
+            let fd = t.fd(number)?;
+            slot.copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
+            passed.push(fd);
+        }
+    }
+    Ok(())
+}
+
+/// How long the supervisor waits on a target's socket between checks that the
+/// target still waits for the call.
+const SOCKET_POLL_MS: c_int = 100;
+
+/// A blocking `accept4`, `recvfrom`, `sendto` or `sendmsg` on a target's socket waits here
+/// until the socket is ready, while the target is still in the call: one that a
+/// signal interrupted meanwhile gets nothing, so no connection or datagram is
+/// taken from the socket for a target that no longer waits for it. A
+/// non-blocking call goes straight on.
+fn wait_until_ready(t: &Target, nr: i64, a: &[c_long; 6]) -> Result<(), Outcome> {
+    let (fd, events, flags) = match nr {
+        libc::SYS_accept4 => (a[0] as c_int, libc::POLLIN, 0),
+        libc::SYS_recvfrom => (a[0] as c_int, libc::POLLIN, a[3] as c_int),
+        libc::SYS_sendto => (a[0] as c_int, libc::POLLOUT, a[3] as c_int),
+        libc::SYS_sendmsg => (a[0] as c_int, libc::POLLOUT, a[2] as c_int),
+        _ => return Ok(()),
+    };
+    // SAFETY: F_GETFL of our copy of the target's descriptor (the same open file).
+    let status = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if status < 0 || status & libc::O_NONBLOCK != 0 || flags & libc::MSG_DONTWAIT != 0 {
+        return Ok(());
+    }
+    loop {
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        let rc = unsafe { libc::poll(&mut pfd, 1, SOCKET_POLL_MS) };
+        if rc > 0 {
+            return Ok(());
+        }
+        if !t.pending_now() {
+            return Err(Outcome::Errno(libc::EINTR));
+        }
+    }
+}
 
 /// `/proc/self` and `/proc/thread-self` in a target's path are the target's, not
 /// the supervisor's.

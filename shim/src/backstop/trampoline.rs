@@ -270,7 +270,13 @@ fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
-            if libc::sendmsg(sock, msg, 0) < 0 {
+            // sendmmsg, not sendmsg: the filter is installed already, and sends
+            // every sendmsg to the supervisor, which waits for this very message.
+            let mut one = libc::mmsghdr {
+                msg_hdr: *msg,
+                msg_len: 0,
+            };
+            if libc::syscall(libc::SYS_sendmmsg, sock, &mut one, 1, 0) != 1 {
                 return Err(crate::hook::errno());
             }
         }

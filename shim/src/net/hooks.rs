@@ -29,7 +29,7 @@ hook! {
     // SAFETY: sendmsg(2)'s contract: `msg` is null or a readable msghdr; `real` is the real sendmsg.
     |real| unsafe { ops::sendmsg(real, fd, msg, flags) }
 
-    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t, missing: -1;
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> ssize_t, missing: -1, support: Partial("a peer's unix path longer than sun_path on the host, bound by another program, shows as that program's /proc/self/fd pin");
     // SAFETY: recvfrom(2)'s contract: `buf` holds `n` bytes, `addr` holds `*len`; `real` is the real recvfrom.
     |real| unsafe { ops::recvfrom(real, fd, buf, n, flags, addr, len) }
 
@@ -41,19 +41,19 @@ hook! {
     |real| unsafe { ops::sendmmsg(real, fd, vec, vlen, flags) }
 
     /// Each message's source address as recvmsg's.
-    fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut libc::timespec) -> c_int, missing: -1;
+    fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut libc::timespec) -> c_int, missing: -1, support: Partial("a peer's unix path longer than sun_path on the host, bound by another program, shows as that program's /proc/self/fd pin");
     // SAFETY: recvmmsg(2)'s contract: `vec` holds `vlen` messages; `real` is the real recvmmsg.
     |real| unsafe { ops::recvmmsg(real, fd, vec, vlen, flags, timeout) }
 
-    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, missing: -1;
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, missing: -1, support: Partial("a peer's unix path longer than sun_path on the host, bound by another program, shows as that program's /proc/self/fd pin");
     // SAFETY: recvmsg(2)'s contract: `msg` is null or a writable msghdr; `real` is the real recvmsg.
     |real| unsafe { ops::recvmsg(real, fd, msg, flags) }
 
-    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1;
+    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1, support: Partial("a peer's unix path longer than sun_path on the host, bound by another program, shows as that program's /proc/self/fd pin");
     // SAFETY: accept(2)'s contract: `len` is null or readable, `addr` holds `*len` bytes; `real` is the real accept.
     |real| unsafe { ops::accept(real, fd, addr, len) }
 
-    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int, missing: -1;
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int, missing: -1, support: Partial("a peer's unix path longer than sun_path on the host, bound by another program, shows as that program's /proc/self/fd pin");
     // SAFETY: accept4(2)'s contract: `len` is null or readable, `addr` holds `*len` bytes; `real` is the real accept4.
     |real| unsafe { ops::accept4(real, fd, addr, len, flags) }
 
@@ -62,7 +62,7 @@ hook! {
     |real| unsafe { ops::getpeername(real, fd, addr, len) }
 
     /// The address a socket was bound to, in capsule terms.
-    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1, support: Partial("a unix socket's path is known when it was bound in this process");
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, missing: -1, support: Partial("a unix path longer than sun_path on the host is known when it was bound in this program (not after an exec)");
     // SAFETY: getsockname(2)'s contract: `len` is null or readable, `addr` holds `*len` bytes; `real` is the real getsockname.
     |real| unsafe { ops::getsockname(real, fd, addr, len) }
 

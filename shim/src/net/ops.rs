@@ -157,19 +157,107 @@ unsafe fn room(len: *const socklen_t) -> usize {
 }
 
 /// Turns an address the kernel reported for socket `fd` into the capsule's view, in
-/// place (nothing when the replica is off). `room` is how many bytes the caller's
-/// buffer holds.
+/// place (nothing when no replica changes it). `room` is how many bytes the
+/// caller's buffer holds; `which` says what the address is.
 ///
 /// # Safety
 /// `addr` is valid for `room` bytes and `len` is valid, or either is null.
-unsafe fn report(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, room: usize) {
-    let Some(net) = super::get() else {
-        return;
-    };
+unsafe fn report(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    room: usize,
+    which: sockets::Reported,
+) {
     // The caller's call succeeded: its errno stays as the caller found it.
-    // SAFETY: `addr` is valid for `room` bytes and `len` is valid, or either is null
-    // (this function's contract).
-    errno_kept(|| unsafe { translate_reported(net, fd, addr, len, room) });
+    errno_kept(|| {
+        // SAFETY: `addr` is valid for `room` bytes and `len` is valid, or either is
+        // null (this function's contract).
+        if unsafe { report_unix(fd, addr, len, room, which) } {
+            return;
+        }
+        if let Some(net) = super::get() {
+            // SAFETY: as above.
+            unsafe { translate_reported(net, fd, addr, len, room) };
+        }
+    });
+}
+
+/// A unix path the kernel reported shows as the capsule path, cut to `room` and
+/// with the length the kernel would give for it (`sun_path`'s offset, the path and
+/// its NUL). True when the address is a unix path (translated or left as it is).
+///
+/// # Safety
+/// As `report`.
+unsafe fn report_unix(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    room: usize,
+    which: sockets::Reported,
+) -> bool {
+    let family = std::mem::size_of::<libc::sa_family_t>();
+    let Some(layers) = crate::fs::layers() else {
+        return false;
+    };
+    if addr.is_null() || len.is_null() || room < family {
+        return false;
+    }
+    // SAFETY: `len` is valid and `addr` holds at least the family (checked above).
+    let (filled, is_unix) = unsafe {
+        (
+            *len as usize,
+            c_int::from((*addr).sa_family) == libc::AF_UNIX,
+        )
+    };
+    if !is_unix || filled <= family {
+        return false;
+    }
+    // The whole address: the caller's buffer, or (cut short there) asked again.
+    // SAFETY: sockaddr_un is plain data, for which all zeroes is a valid value.
+    let mut whole: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let whole_at: *mut sockaddr = (&mut whole as *mut libc::sockaddr_un).cast();
+    let mut whole_len = std::mem::size_of::<libc::sockaddr_un>() as socklen_t;
+    if filled <= room {
+        let n = filled.min(whole_len as usize);
+        // SAFETY: `addr` holds `filled` bytes the kernel wrote; `whole` has room for `n`.
+        unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), whole_at.cast::<u8>(), n) };
+        whole_len = n as socklen_t;
+    } else {
+        let again = match which {
+            sockets::Reported::Own => libc::getsockname,
+            sockets::Reported::Peer => libc::getpeername,
+            // A datagram's source cannot be asked again.
+            sockets::Reported::Source => return true,
+        };
+        // SAFETY: `whole` is writable for `whole_len` bytes.
+        if unsafe { again(fd, whole_at, &mut whole_len) } != 0 {
+            return true;
+        }
+    }
+    // SAFETY: `whole` holds `whole_len` bytes of the address.
+    let Some(kernel) = (unsafe { sockets::path_of(whole_at, whole_len) }) else {
+        // Abstract or unnamed: the network replica's, if anyone's.
+        return false;
+    };
+    let mut capsule = crate::fs::path::PathBuf::new();
+    if !sockets::capsule_name(layers, fd, kernel, which, &mut capsule) {
+        return true;
+    }
+    let path = capsule.as_bytes();
+    let full = family + path.len() + 1;
+    let space = room - family;
+    // SAFETY: the caller's buffer holds `room` bytes: `space` after the family.
+    unsafe {
+        let sun_path = addr.cast::<u8>().add(family);
+        let n = path.len().min(space);
+        std::ptr::copy_nonoverlapping(path.as_ptr(), sun_path, n);
+        if path.len() < space {
+            *sun_path.add(path.len()) = 0;
+        }
+        *len = full as socklen_t;
+    }
+    true
 }
 
 /// `report`'s work.
@@ -244,7 +332,7 @@ pub unsafe fn bind(real: AddrCall, fd: c_int, addr: *const sockaddr, len: sockle
                 );
                 if rc == 0 {
                     crate::fs::owner::after_create(&host);
-                    sockets::remember(fd, &capsule);
+                    sockets::bound(fd, &host_addr, &capsule);
                 }
                 rc
             }
@@ -337,7 +425,14 @@ pub unsafe fn connect(real: AddrCall, fd: c_int, addr: *const sockaddr, len: soc
         let (a, l) = target.addr(addr, len);
         // SAFETY: `a` is the caller's address or the mapped one, valid for `l` bytes;
         // `fd` is the caller's.
-        outside(|| unsafe { real(fd, a, l) })
+        let rc = outside(|| unsafe { real(fd, a, l) });
+        if let (0, Target::Unix(host)) = (rc, target) {
+            // SAFETY: `addr` is valid for `len` bytes (connect's contract).
+            if let Some(path) = unsafe { sockets::path_of(addr, len) } {
+                errno_kept(|| sockets::connected(fd, host, path));
+            }
+        }
+        rc
     };
     // SAFETY: `addr` is valid for `len` bytes (connect's contract).
     unsafe { towards(fd, addr, len, send) }
@@ -520,7 +615,7 @@ pub unsafe fn recvfrom(
     let rc = outside(|| unsafe { real(fd, buf, n, flags, addr, len) });
     if rc >= 0 {
         // SAFETY: `addr` holds `room` bytes and `len` is as recvfrom left them.
-        unsafe { report(fd, addr, len, room) };
+        unsafe { report(fd, addr, len, room, sockets::Reported::Source) };
     }
     rc
 }
@@ -537,7 +632,15 @@ pub unsafe fn recvmsg(real: RecvMsg, fd: c_int, msg: *mut msghdr, flags: c_int) 
     // SAFETY: `msg` is null or the caller's header, which the kernel just filled.
     if let (true, Some(hdr)) = (rc >= 0, unsafe { msg.as_mut() }) {
         // SAFETY: `msg_name` holds `room` bytes, the length as the kernel left it.
-        unsafe { report(fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room) };
+        unsafe {
+            report(
+                fd,
+                hdr.msg_name.cast(),
+                &mut hdr.msg_namelen,
+                room,
+                sockets::Reported::Source,
+            )
+        };
     }
     rc
 }
@@ -567,12 +670,20 @@ pub unsafe fn recvmmsg(
     }
     // SAFETY: the caller's arguments go unchanged to the real recvmmsg.
     let rc = outside(|| unsafe { real(fd, vec, vlen, flags, timeout) });
-    if rc > 0 && super::get().is_some() {
+    if rc > 0 && (super::get().is_some() || crate::fs::layers().is_some()) {
         for (i, &room) in rooms.iter().enumerate().take((rc as usize).min(n)) {
             // SAFETY: `i` is below the count the kernel filled, within `vec`.
             let hdr = unsafe { &mut (*vec.add(i)).msg_hdr };
             // SAFETY: `msg_name` holds `room` bytes, the length as the kernel left it.
-            unsafe { report(fd, hdr.msg_name.cast(), &mut hdr.msg_namelen, room as usize) };
+            unsafe {
+                report(
+                    fd,
+                    hdr.msg_name.cast(),
+                    &mut hdr.msg_namelen,
+                    room as usize,
+                    sockets::Reported::Source,
+                )
+            };
         }
     }
     rc
@@ -592,8 +703,9 @@ unsafe fn accepted(
     let room = unsafe { room(len) };
     let rc = call();
     if rc >= 0 {
-        // SAFETY: `addr` holds `room` bytes and `len` is as the call left them.
-        unsafe { report(rc, addr, len, room) };
+        // SAFETY: `addr` holds `room` bytes and `len` is as the call left them. The
+        // peer of the new socket, which getpeername can ask again.
+        unsafe { report(rc, addr, len, room, sockets::Reported::Peer) };
     }
     rc
 }
@@ -671,47 +783,14 @@ unsafe fn socket_name(
     let room = unsafe { room(len) };
     // SAFETY: the caller's arguments go unchanged to the real call.
     let rc = unsafe { real(fd, addr, len) };
-    // SAFETY: `addr` holds `room` bytes and `len` is as the call left them.
-    if rc == 0 && !(own && unsafe { bound_path(fd, addr, len, room) }) {
-        // SAFETY: as above.
-        unsafe { report(fd, addr, len, room) };
+    let which = if own {
+        sockets::Reported::Own
+    } else {
+        sockets::Reported::Peer
+    };
+    if rc == 0 {
+        // SAFETY: `addr` holds `room` bytes and `len` is as the call left them.
+        unsafe { report(fd, addr, len, room, which) };
     }
     rc
-}
-
-/// For getsockname of a unix socket bound to a path: that address shows the capsule
-/// path the socket was bound to in this process. False when the address is not a
-/// unix path.
-///
-/// # Safety
-/// `addr` is null or holds `room` bytes and `len` is null or valid, as getsockname
-/// left them.
-unsafe fn bound_path(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, room: usize) -> bool {
-    if addr.is_null() || len.is_null() || crate::fs::layers().is_none() {
-        return false;
-    }
-    // SAFETY: `len` is non-null, what getsockname just wrote.
-    let filled = unsafe { *len };
-    // SAFETY: `addr` holds the `filled` bytes getsockname wrote (at most `room`).
-    if unsafe { sockets::path_of(addr, filled) }.is_none() {
-        return false;
-    }
-    if let Some(name) = sockets::name_of(fd) {
-        let bytes = name.to_bytes_with_nul();
-        let family = std::mem::size_of::<libc::sa_family_t>();
-        let space = room.saturating_sub(family);
-        // SAFETY: `addr` is the caller's buffer, a unix address (path_of said so).
-        let un = unsafe { &mut *(addr as *mut libc::sockaddr_un) };
-        for (i, slot) in un
-            .sun_path
-            .iter_mut()
-            .enumerate()
-            .take(space.min(bytes.len()))
-        {
-            *slot = bytes[i] as libc::c_char;
-        }
-        // SAFETY: `len` is non-null and writable (getsockname's contract).
-        unsafe { *len = (family + bytes.len()) as socklen_t };
-    }
-    true
 }
