@@ -156,6 +156,18 @@ fn unix_addr_static() -> PathBuf {
     })
 }
 
+/// `c-tests/block_recv.c` built with `cc -static`.
+fn block_recv_static() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_static(&BUILT, "block_recv-static", |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+            .arg(out)
+            .arg(workspace_root().join("c-tests/block_recv.c"));
+        cc
+    })
+}
+
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard
 /// library only).
 fn go_probe() -> PathBuf {
@@ -1598,4 +1610,22 @@ fn backstop_all_gives_dynamic_programs_the_capsule_without_the_shim() {
     assert_eq!(success(&out, "bash under --backstop all"), want);
     assert_eq!(read_text(&c.up(etc)), "one\n", "upper copy of {etc}");
     assert_eq!(read_text(&c.up(&format!("{var}/f"))), "two\n");
+}
+
+#[test]
+fn calls_blocked_in_the_supervisor_do_not_stop_the_others() {
+    // Eight static processes wait in recvfrom (which the supervisor serves, since
+    // they ask for the sender's address) at once, more than the supervisor's
+    // threads at start: their parent's uname must still be answered. Without new
+    // spare threads it waits forever, and timeout ends it with 124.
+    let program = block_recv_static();
+    let c = Capsule::new("blocked", None, &["--hostname", "not-stuck"]);
+    let out = c.run("/usr/bin/timeout", &["20", program.to_str().unwrap(), "8"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("nodename=not-stuck"),
+        "8 blocked receivers: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

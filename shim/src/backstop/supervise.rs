@@ -484,10 +484,14 @@ pub struct Supervisor {
 /// One thread serves the listener (a second one waiting beside it would make
 /// every wake-up land on a cold thread: 10 µs a call against 6 here). A call can
 /// block, though (an `open` of a FIFO whose writer is another static process of
-/// the capsule, a `connect`): spare threads look every `SPARE_TICK`, and while no
-/// thread is waiting to receive, one of them serves too, so a blocked call holds
-/// one thread, not every process of the capsule.
+/// the capsule, a `connect`, an `accept` or `recvfrom` that asks for the peer's
+/// address): spare threads look every `SPARE_TICK`, and while no thread is waiting
+/// to receive, one of them serves too, so a blocked call holds one thread, not
+/// every process of the capsule. A spare that starts serving while no other spare
+/// is idle starts a new one first (up to `MAX_SPARES`): blocked servers never use
+/// up the spares.
 const SPARES: usize = 3;
+const MAX_SPARES: usize = 64;
 const SPARE_TICK: Duration = Duration::from_millis(5);
 
 /// Threads waiting in `RECV` now.
@@ -495,6 +499,76 @@ static RECEIVING: AtomicUsize = AtomicUsize::new(0);
 /// Calls answered so far: a spare joins when this did not move for a tick while
 /// no thread was receiving (a call is blocked, not merely being served).
 static ANSWERED: AtomicUsize = AtomicUsize::new(0);
+/// Spare threads started, and those of them looking (not serving) now.
+static SPARES_STARTED: AtomicUsize = AtomicUsize::new(0);
+static SPARES_IDLE: AtomicUsize = AtomicUsize::new(0);
+
+/// What every serving thread of the supervisor shares.
+#[derive(Clone)]
+struct Workers {
+    listener: c_int,
+    cwds: Arc<Mutex<HashMap<libc::pid_t, CString>>>,
+    trust: Arc<Trust>,
+}
+
+impl Workers {
+    fn supervisor(&self) -> Supervisor {
+        Supervisor {
+            listener: self.listener,
+            current: 0,
+            trust: Arc::clone(&self.trust),
+            cwds: Arc::clone(&self.cwds),
+            groups: HashMap::new(),
+        }
+    }
+}
+
+/// Starts one more spare thread, unless `MAX_SPARES` are running.
+fn start_spare(shared: &Workers) {
+    if SPARES_STARTED.fetch_add(1, Ordering::AcqRel) >= MAX_SPARES {
+        SPARES_STARTED.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    SPARES_IDLE.fetch_add(1, Ordering::AcqRel);
+    let shared_here = shared.clone();
+    let started = std::thread::Builder::new()
+        .name("capsule-backstop".into())
+        .spawn(move || {
+            // Each thread enters the shim once: its own calls here are the
+            // real ones, the router's leave it (see `generic`).
+            let _guard = hook::Guard::enter();
+            let mut spare = shared_here.supervisor();
+            let fd = shared_here.listener;
+            let mut seen = ANSWERED.load(Ordering::Acquire);
+            loop {
+                std::thread::sleep(SPARE_TICK);
+                let now = ANSWERED.load(Ordering::Acquire);
+                let stuck = now == seen && RECEIVING.load(Ordering::Acquire) == 0;
+                seen = now;
+                if nobody_left(fd) {
+                    // SAFETY: ending the supervisor: no process is left to serve.
+                    unsafe { libc::_exit(0) }
+                }
+                if !stuck {
+                    continue;
+                }
+                if SPARES_IDLE.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    // The last idle spare: the call it takes may block too.
+                    start_spare(&shared_here);
+                }
+                let served = spare.serve_one();
+                SPARES_IDLE.fetch_add(1, Ordering::AcqRel);
+                if !served {
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(0) }
+                }
+            }
+        });
+    if started.is_err() {
+        SPARES_IDLE.fetch_sub(1, Ordering::AcqRel);
+        SPARES_STARTED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Serves the listener until no process uses the filter any more, then exits.
 pub fn serve(listener: OwnedFd) -> ! {
@@ -505,41 +579,16 @@ pub fn serve(listener: OwnedFd) -> ! {
     // Modes of new files come masked with each target's own umask (`generic`).
     // SAFETY: umask only sets the process's mask.
     unsafe { libc::umask(0) };
-    let cwds = Arc::new(Mutex::new(HashMap::new()));
-    let trust = Arc::new(Trust::default());
-    let supervisor = move |cwds, trust| Supervisor {
+    let shared = Workers {
         listener: fd,
-        current: 0,
-        trust,
-        cwds,
-        groups: HashMap::new(),
+        cwds: Arc::new(Mutex::new(HashMap::new())),
+        trust: Arc::new(Trust::default()),
     };
     for _ in 0..SPARES {
-        let mut spare = supervisor(Arc::clone(&cwds), Arc::clone(&trust));
-        let started = std::thread::Builder::new()
-            .name("capsule-backstop".into())
-            .spawn(move || {
-                // Each thread enters the shim once: its own calls here are the
-                // real ones, the router's leave it (see `generic`).
-                let _guard = hook::Guard::enter();
-                let mut seen = ANSWERED.load(Ordering::Acquire);
-                loop {
-                    std::thread::sleep(SPARE_TICK);
-                    let now = ANSWERED.load(Ordering::Acquire);
-                    let stuck = now == seen && RECEIVING.load(Ordering::Acquire) == 0;
-                    seen = now;
-                    if (stuck && !spare.serve_one()) || nobody_left(fd) {
-                        // SAFETY: ending the supervisor: no process is left to serve.
-                        unsafe { libc::_exit(0) }
-                    }
-                }
-            });
-        if started.is_err() {
-            break;
-        }
+        start_spare(&shared);
     }
     // This thread is inside the shim already (the constructor's guard).
-    let mut main = supervisor(cwds, trust);
+    let mut main = shared.supervisor();
     while main.serve_one() {}
     // SAFETY: ending the supervisor process, whose only job is done.
     unsafe { libc::_exit(0) }
