@@ -3,6 +3,7 @@
  *
  * usage: unix_addr stream SERVER CLIENT
  *        unix_addr dgram SERVER CLIENT
+ *        unix_addr mmsg SERVER CLIENT
  *
  * stream: the parent listens at SERVER; a child binds CLIENT, connects, prints
  * "peer=" (getpeername) and "client=" (getsockname), reads what the server wrote
@@ -16,8 +17,12 @@
  * then answers "pong" with sendto to that very address; the child prints
  * "reply=pong" and "from=" (recvfrom's source, SERVER).
  *
+ * mmsg: as dgram, but the child sends two "ping" datagrams with one sendmmsg (both
+ * must be sent, 4 bytes each).
+ *
  * Lengths are printed as the offset of sun_path plus the bytes after it. The
  * parent prints after the child ended, so lines come in one order. Then OK. */
+#define _GNU_SOURCE /* sendmmsg */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +134,7 @@ static int stream(const char *server, const char *client) {
     return 0;
 }
 
-static int dgram(const char *server, const char *client) {
+static int dgram(const char *server, const char *client, int mmsg) {
     int d = bound(SOCK_DGRAM, server);
     fflush(stdout);
     pid_t pid = fork();
@@ -141,7 +146,11 @@ static int dgram(const char *server, const char *client) {
         struct sockaddr_un to = at(server, &len);
         struct iovec iov = {.iov_base = "ping", .iov_len = 4};
         struct msghdr msg = {.msg_name = &to, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
-        if (sendmsg(c, &msg, 0) != 4)
+        if (mmsg) {
+            struct mmsghdr two[2] = {{.msg_hdr = msg}, {.msg_hdr = msg}};
+            if (sendmmsg(c, two, 2, 0) != 2 || two[0].msg_len != 4 || two[1].msg_len != 4)
+                die("sendmmsg");
+        } else if (sendmsg(c, &msg, 0) != 4)
             die("sendmsg");
         struct sockaddr_un from;
         socklen_t from_len = sizeof from;
@@ -166,11 +175,12 @@ static int dgram(const char *server, const char *client) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: unix_addr stream|dgram SERVER CLIENT\n");
+        fprintf(stderr, "usage: unix_addr stream|dgram|mmsg SERVER CLIENT\n");
         return 2;
     }
     int rc = strcmp(argv[1], "stream") == 0 ? stream(argv[2], argv[3])
-             : strcmp(argv[1], "dgram") == 0 ? dgram(argv[2], argv[3])
+             : strcmp(argv[1], "dgram") == 0 ? dgram(argv[2], argv[3], 0)
+             : strcmp(argv[1], "mmsg") == 0  ? dgram(argv[2], argv[3], 1)
                                              : 2;
     if (rc == 0)
         printf("OK\n");

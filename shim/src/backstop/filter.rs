@@ -102,8 +102,9 @@ pub const CAUGHT: &[i64] = &[
     libc::SYS_connect,
     libc::SYS_getsockname,
     libc::SYS_getpeername,
-    // its destination is in memory, which no filter reads
+    // their destinations are in memory, which no filter reads
     libc::SYS_sendmsg,
+    libc::SYS_sendmmsg,
     // descriptors of capsule files: merged listings, remembered ownership, copy-up
     libc::SYS_getdents64,
     libc::SYS_fstat,

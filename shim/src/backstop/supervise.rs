@@ -749,6 +749,7 @@ impl Supervisor {
                 None => Outcome::Continue,
             },
             libc::SYS_sendmsg => self.sendmsg(&mut t, args),
+            libc::SYS_sendmmsg => self.sendmmsg(&mut t, args),
             _ if is_identity_change(nr) && !crate::identity::state::CREDS.enabled() => {
                 Outcome::Continue
             }
@@ -1042,83 +1043,167 @@ const UIO_MAXIOV: usize = 1024;
 /// `optmem_max` is 20480).
 const MAX_CONTROL: usize = 1 << 16;
 
+/// A target's message, copied into the supervisor: name, data and control (the
+/// target's descriptors of `SCM_RIGHTS` as the supervisor's own, kept open while
+/// it lives). `msg` points into the copies.
+struct OwnMessage {
+    msg: libc::msghdr,
+    _name: Vec<u8>,
+    _data: Vec<Vec<u8>>,
+    _iov: Vec<libc::iovec>,
+    _control: Vec<u8>,
+    _passed: Vec<OwnedFd>,
+}
+
+/// A `msghdr` of the target's at `addr`, with its control bytes.
+fn read_header(t: &Target, addr: u64) -> Result<(libc::msghdr, Vec<u8>), c_int> {
+    const HDR: usize = std::mem::size_of::<libc::msghdr>();
+    let mut raw = [0u8; HDR];
+    t.read(addr, &mut raw)?;
+    // SAFETY: msghdr is plain data; `raw` holds its bytes as the target has them.
+    let hdr: libc::msghdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
+    // (usize with glibc, socklen_t and int with musl.)
+    #[allow(clippy::unnecessary_cast)]
+    let controllen = hdr.msg_controllen as usize;
+    if controllen > MAX_CONTROL {
+        return Err(libc::ENOBUFS);
+    }
+    let mut control = vec![0u8; controllen];
+    if !control.is_empty() {
+        t.read(hdr.msg_control as u64, &mut control)?;
+    }
+    Ok((hdr, control))
+}
+
+/// Whether a header names no destination.
+fn without_name(hdr: &libc::msghdr) -> bool {
+    hdr.msg_name.is_null() || hdr.msg_namelen == 0
+}
+
+/// The rest of the message `hdr` (whose control bytes are `control`) copied out
+/// of the target.
+fn own_message(
+    t: &mut Target,
+    hdr: &libc::msghdr,
+    mut control: Vec<u8>,
+) -> Result<OwnMessage, c_int> {
+    let mut name = vec![
+        0u8;
+        if without_name(hdr) {
+            0
+        } else {
+            hdr.msg_namelen as usize
+        }
+    ];
+    if name.len() > std::mem::size_of::<libc::sockaddr_storage>() {
+        return Err(libc::EINVAL);
+    }
+    if !name.is_empty() {
+        t.read(hdr.msg_name as u64, &mut name)?;
+    }
+    // (usize with glibc, int with musl.)
+    #[allow(clippy::unnecessary_cast)]
+    let iovlen = hdr.msg_iovlen as usize;
+    if iovlen > UIO_MAXIOV {
+        return Err(libc::EMSGSIZE);
+    }
+    let mut iov_raw = vec![0u8; iovlen * std::mem::size_of::<libc::iovec>()];
+    if !iov_raw.is_empty() {
+        t.read(hdr.msg_iov as u64, &mut iov_raw)?;
+    }
+    let mut data = Vec::with_capacity(iovlen);
+    let mut total = 0usize;
+    for chunk in iov_raw.chunks_exact(std::mem::size_of::<libc::iovec>()) {
+        // SAFETY: iovec is plain data; `chunk` holds its bytes.
+        let v: libc::iovec = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+        total = total.saturating_add(v.iov_len);
+        if total > MAX_BUFFER {
+            return Err(libc::EMSGSIZE);
+        }
+        let mut buf = vec![0u8; v.iov_len];
+        if !buf.is_empty() {
+            t.read(v.iov_base as u64, &mut buf)?;
+        }
+        data.push(buf);
+    }
+    let mut iov: Vec<libc::iovec> = data
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // The target's descriptors in SCM_RIGHTS become ours (kept open until sent).
+    let mut passed = Vec::new();
+    own_rights(t, &mut control, &mut passed)?;
+    // SAFETY: msghdr is plain data, for which all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !name.is_empty() {
+        msg.msg_name = name.as_mut_ptr().cast();
+        msg.msg_namelen = name.len() as libc::socklen_t;
+    }
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    if !control.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() as _;
+    }
+    // Moving the vectors into the struct keeps their heap buffers where `msg`
+    // points.
+    Ok(OwnMessage {
+        msg,
+        _name: name,
+        _data: data,
+        _iov: iov,
+        _control: control,
+        _passed: passed,
+    })
+}
+
+/// Sends one copied message on our copy `fd` of the target's socket through the
+/// router, which resolves the destination in the capsule.
+fn send_own(fd: c_int, message: &OwnMessage, flags: c_long) -> Result<c_long, c_int> {
+    let (rc, err) = hook::outside(|| {
+        // SAFETY: `message.msg` points at our copies, sized as the header says;
+        // the descriptor is ours.
+        let rc = unsafe {
+            crate::syscall::syscall(
+                libc::SYS_sendmsg,
+                fd as c_long,
+                (&message.msg as *const libc::msghdr) as c_long,
+                flags,
+                0,
+                0,
+                0,
+            )
+        };
+        (rc, hook::errno())
+    });
+    if rc < 0 {
+        Err(err)
+    } else {
+        Ok(rc)
+    }
+}
+
 impl Supervisor {
     /// sendmsg: its destination is resolved in the capsule, so the supervisor sends
-    /// from its own copy of the whole message (name, data, control, the target's
-    /// descriptors of `SCM_RIGHTS` as its own). Without a destination (a connected
-    /// socket) the kernel runs the call as it is where no other thread could change
-    /// the header meanwhile, or where `SCM_CREDENTIALS` must be the target's own.
+    /// from its own copy of the whole message (`OwnMessage`). Without a destination
+    /// (a connected socket) the kernel runs the call as it is where no other thread
+    /// could change the header meanwhile, or where `SCM_CREDENTIALS` must be the
+    /// target's own.
     fn sendmsg(&mut self, t: &mut Target, a: [c_long; 6]) -> Outcome {
-        const HDR: usize = std::mem::size_of::<libc::msghdr>();
-        let mut raw = [0u8; HDR];
-        if let Err(e) = t.read(a[1] as u64, &mut raw) {
-            return Outcome::Errno(e);
-        }
-        // SAFETY: msghdr is plain data; `raw` holds its bytes as the target has them.
-        let hdr: libc::msghdr = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast()) };
-        // (usize with glibc, socklen_t and int with musl.)
-        #[allow(clippy::unnecessary_cast)]
-        let (controllen, iovlen) = (hdr.msg_controllen as usize, hdr.msg_iovlen as usize);
-        let mut control = vec![0u8; controllen.min(MAX_CONTROL)];
-        if controllen > MAX_CONTROL {
-            return Outcome::Errno(libc::ENOBUFS);
-        }
-        if !control.is_empty() {
-            if let Err(e) = t.read(hdr.msg_control as u64, &mut control) {
-                return Outcome::Errno(e);
-            }
-        }
-        let no_name = hdr.msg_name.is_null() || hdr.msg_namelen == 0;
-        if no_name && (has_credentials(&control) || self.alone_in_its_memory(t)) {
+        let (hdr, control) = match read_header(t, a[1] as u64) {
+            Ok(read) => read,
+            Err(e) => return Outcome::Errno(e),
+        };
+        if without_name(&hdr) && (has_credentials(&control) || self.alone_in_its_memory(t)) {
             return Outcome::Continue;
         }
-        let mut name = vec![0u8; if no_name { 0 } else { hdr.msg_namelen as usize }];
-        if name.len() > std::mem::size_of::<libc::sockaddr_storage>() {
-            return Outcome::Errno(libc::EINVAL);
-        }
-        if !name.is_empty() {
-            if let Err(e) = t.read(hdr.msg_name as u64, &mut name) {
-                return Outcome::Errno(e);
-            }
-        }
-        if iovlen > UIO_MAXIOV {
-            return Outcome::Errno(libc::EMSGSIZE);
-        }
-        let mut iov_raw = vec![0u8; iovlen * std::mem::size_of::<libc::iovec>()];
-        if !iov_raw.is_empty() {
-            if let Err(e) = t.read(hdr.msg_iov as u64, &mut iov_raw) {
-                return Outcome::Errno(e);
-            }
-        }
-        let mut data = Vec::with_capacity(iovlen);
-        let mut total = 0usize;
-        for chunk in iov_raw.chunks_exact(std::mem::size_of::<libc::iovec>()) {
-            // SAFETY: iovec is plain data; `chunk` holds its bytes.
-            let v: libc::iovec = unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-            total = total.saturating_add(v.iov_len);
-            if total > MAX_BUFFER {
-                return Outcome::Errno(libc::EMSGSIZE);
-            }
-            let mut buf = vec![0u8; v.iov_len];
-            if !buf.is_empty() {
-                if let Err(e) = t.read(v.iov_base as u64, &mut buf) {
-                    return Outcome::Errno(e);
-                }
-            }
-            data.push(buf);
-        }
-        let mut iov: Vec<libc::iovec> = data
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // The target's descriptors in SCM_RIGHTS become ours (kept open until sent).
-        let mut passed = Vec::new();
-        if let Err(e) = own_rights(t, &mut control, &mut passed) {
-            return Outcome::Errno(e);
-        }
+        let message = match own_message(t, &hdr, control) {
+            Ok(message) => message,
+            Err(e) => return Outcome::Errno(e),
+        };
         let fd = match t.fd(a[0] as c_int) {
             Ok(fd) => fd,
             Err(e) => return Outcome::Errno(e),
@@ -1128,39 +1213,68 @@ impl Supervisor {
         if let Err(outcome) = wait_until_ready(t, libc::SYS_sendmsg, &local) {
             return outcome;
         }
-        // SAFETY: msghdr is plain data, for which all zeroes is a valid value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        if !name.is_empty() {
-            msg.msg_name = name.as_mut_ptr().cast();
-            msg.msg_namelen = name.len() as libc::socklen_t;
+        match send_own(fd.as_raw_fd(), &message, a[2]) {
+            Ok(n) => Outcome::Value(n),
+            Err(e) => Outcome::Errno(e),
         }
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len() as _;
-        if !control.is_empty() {
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = control.len() as _;
+    }
+
+    /// sendmmsg: each message as sendmsg's, one after the other; each one's
+    /// `msg_len` written back, and the count sent is the kernel's (a failure after
+    /// some were sent ends the call with that count). Messages with
+    /// `SCM_CREDENTIALS` and no destination must be the target's own: a call with
+    /// one and no destination anywhere runs as it is.
+    fn sendmmsg(&mut self, t: &mut Target, a: [c_long; 6]) -> Outcome {
+        const ENTRY: usize = std::mem::size_of::<libc::mmsghdr>();
+        let (array, count) = (a[1] as u64, (a[2] as usize).min(UIO_MAXIOV));
+        let mut headers = Vec::with_capacity(count);
+        for i in 0..count {
+            match read_header(t, array + (i * ENTRY) as u64) {
+                Ok(read) => headers.push(read),
+                Err(e) if i == 0 => return Outcome::Errno(e),
+                // The kernel sends those before an unreadable entry.
+                Err(_) => break,
+            }
         }
-        let (rc, err) = hook::outside(|| {
-            // SAFETY: `msg` points at our copies, sized as the header says; the
-            // descriptor is ours. The router resolves the destination.
-            let rc = unsafe {
-                crate::syscall::syscall(
-                    libc::SYS_sendmsg,
-                    local[0],
-                    (&msg as *const libc::msghdr) as c_long,
-                    a[2],
-                    0,
-                    0,
-                    0,
-                )
-            };
-            (rc, hook::errno())
-        });
-        drop(passed);
-        if rc < 0 {
-            Outcome::Errno(err)
-        } else {
-            Outcome::Value(rc)
+        let credentials = headers.iter().any(|(_, c)| has_credentials(c));
+        if credentials && headers.iter().all(|(h, _)| without_name(h)) {
+            return Outcome::Continue;
+        }
+        let fd = match t.fd(a[0] as c_int) {
+            Ok(fd) => fd,
+            Err(e) => return Outcome::Errno(e),
+        };
+        let mut local = a;
+        local[0] = fd.as_raw_fd() as c_long;
+        // MSG_WAITFORONE is a receiver's flag; the rest are sendmsg's.
+        if let Err(outcome) = wait_until_ready(t, libc::SYS_sendmsg, &[local[0], 0, a[3], 0, 0, 0])
+        {
+            return outcome;
+        }
+        let mut sent = 0usize;
+        let mut first_error = None;
+        for (i, (hdr, control)) in headers.into_iter().enumerate() {
+            let result = own_message(t, &hdr, control)
+                .and_then(|message| send_own(fd.as_raw_fd(), &message, a[3]));
+            match result {
+                Ok(n) => {
+                    let len_at =
+                        array + (i * ENTRY + std::mem::offset_of!(libc::mmsghdr, msg_len)) as u64;
+                    if t.write(len_at, &(n as u32).to_ne_bytes()).is_err() {
+                        first_error = Some(libc::EFAULT);
+                        break;
+                    }
+                    sent += 1;
+                }
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        match (sent, first_error) {
+            (0, Some(e)) => Outcome::Errno(e),
+            (n, _) => Outcome::Value(n as i64),
         }
     }
 }

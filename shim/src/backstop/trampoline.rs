@@ -191,7 +191,7 @@ fn start_supervisor() -> Result<(), (&'static str, c_int)> {
         unsafe { libc::close(ours) };
         return Err(("seccomp filter", e));
     }
-    let sent = send_fd(ours, listener);
+    let sent = hand_over(ours, listener);
     // SAFETY: the supervisor holds its own copies now.
     unsafe {
         libc::close(listener);
@@ -217,7 +217,7 @@ unsafe fn supervisor_main(sock: c_int, other: c_int) -> ! {
         let keep = [sock, crate::log::fd(), null];
         close_all_but(&keep);
         libc::close(null);
-        match recv_fd(sock) {
+        match take_over(sock) {
             Some(listener) => supervise::serve(listener),
             None => libc::_exit(0),
         }
@@ -241,65 +241,63 @@ fn close_all_but(keep: &[c_int]) {
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
 }
 
-/// Runs `f` with a message of one byte and room for one descriptor (cmsg(3)).
-fn with_fd_message<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: a zeroed msghdr is valid; it points at our iovec and control buffer,
-    // which live until `f` returns.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    f(&mut msg)
+/// Hands the listener to the supervisor: this process's id and the listener's
+/// number go over `sock` with write(2), and the supervisor takes the descriptor
+/// with `pidfd_getfd`. Nothing here is a call the filter, installed already,
+/// sends to the supervisor (sendmsg and sendmmsg are: their destinations are the
+/// capsule's), which waits for this very descriptor. Returns once the supervisor
+/// said it has it.
+fn hand_over(sock: c_int, listener: c_int) -> Result<(), c_int> {
+    // SAFETY: getpid has no arguments.
+    let ids: [c_int; 2] = [unsafe { libc::getpid() }, listener];
+    let bytes = std::mem::size_of_val(&ids);
+    // SAFETY: write(2) of our own array.
+    if unsafe { libc::write(sock, ids.as_ptr().cast(), bytes) } != bytes as isize {
+        return Err(crate::hook::errno());
+    }
+    let mut answer = 0u8;
+    // SAFETY: read(2) of one byte into our own.
+    match unsafe { libc::read(sock, (&mut answer as *mut u8).cast(), 1) } {
+        1 if answer == 0 => Ok(()),
+        1 => Err(c_int::from(answer)),
+        0 => Err(libc::ECONNRESET),
+        _ => Err(crate::hook::errno()),
+    }
 }
 
-fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
-    with_fd_message(|msg| {
-        // SAFETY: the control buffer has room for one descriptor (with_fd_message).
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
-            // sendmmsg, not sendmsg: the filter is installed already, and sends
-            // every sendmsg to the supervisor, which waits for this very message.
-            let mut one = libc::mmsghdr {
-                msg_hdr: *msg,
-                msg_len: 0,
-            };
-            if libc::syscall(libc::SYS_sendmmsg, sock, &mut one, 1, 0) != 1 {
-                return Err(crate::hook::errno());
-            }
-        }
-        Ok(())
-    })
-}
-
-fn recv_fd(sock: c_int) -> Option<std::os::fd::OwnedFd> {
+/// The supervisor's side of `hand_over`: its own copy of the listener.
+fn take_over(sock: c_int) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    with_fd_message(|msg| {
-        // SAFETY: recvmsg fills our buffers; the descriptor received is ours alone.
-        unsafe {
-            if libc::recvmsg(sock, msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
-                return None;
-            }
-            let cmsg = libc::CMSG_FIRSTHDR(msg);
-            if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-                return None;
-            }
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>());
-            Some(std::os::fd::OwnedFd::from_raw_fd(fd))
-        }
-    })
+    let mut ids = [0 as c_int; 2];
+    let bytes = std::mem::size_of_val(&ids);
+    // SAFETY: read(2) into our own array.
+    if unsafe { libc::read(sock, ids.as_mut_ptr().cast(), bytes) } != bytes as isize {
+        return None;
+    }
+    // SAFETY: plain system calls with integer arguments; the descriptor
+    // pidfd_getfd returns is ours alone.
+    let listener = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, ids[0], 0) as c_int;
+        let fd = if pidfd < 0 {
+            -1
+        } else {
+            let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, ids[1], 0) as c_int;
+            libc::close(pidfd);
+            fd
+        };
+        (fd >= 0).then(|| std::os::fd::OwnedFd::from_raw_fd(fd))
+    };
+    // 0: taken; else the errno, as a byte, tells the program's side why not.
+    let answer: u8 = match &listener {
+        Some(_) => 0,
+        None => u8::try_from(crate::hook::errno())
+            .ok()
+            .filter(|&e| e != 0)
+            .unwrap_or(libc::EIO as u8),
+    };
+    // SAFETY: write(2) of one byte of our own.
+    unsafe { libc::write(sock, (&answer as *const u8).cast(), 1) };
+    listener
 }
 
 /// For a process with the shim started under the backstop: takes the working
