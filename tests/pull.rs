@@ -1452,3 +1452,141 @@ fn https_registries_are_verified() {
     );
     assert_eq!(success(&run(&mut cmd), "run"), "app\n");
 }
+
+/// The multi-platform index of `add_multi_platform_index` on a fresh registry, as
+/// `multi:1`.
+fn seeded_index(work: &TempDir) -> (PathBuf, Registry) {
+    let layout = umoci_layout(work.path());
+    add_multi_platform_index(&layout);
+    let registry = Registry::start(&work.join("registry"), None);
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", layout.display()),
+            &format!("docker://{}", registry.name("multi:1")),
+        ],
+    );
+    (layout, registry)
+}
+
+#[test]
+fn pull_all_platforms_stores_every_image_and_pushes_the_same_index() {
+    let work = TempDir::new("pull-all");
+    let (_layout, registry) = seeded_index(&work);
+    let image = registry.name("multi:1");
+    let index_digest = registry.digest("multi:1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // A combination that means nothing: one line, nothing made.
+    let out = auth.run(
+        &home,
+        &[
+            "pull",
+            "--all-platforms",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ],
+    );
+    refused(&out, "cannot be combined with --platform");
+    assert!(!home.path().join("images").exists());
+
+    let out = auth.ok(&home, &["pull", "-q", "--all-platforms", &image]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{image} linux/s390x sha256:")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        format!("{image} {index_digest} (index of 2 platforms)"),
+        "{out}"
+    );
+
+    // Listed once per platform under the reference.
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let platforms: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["reference"].as_str().unwrap(),
+                i["platform"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let host = capsule_host_platform();
+    assert_eq!(
+        platforms,
+        vec![
+            (image.as_str(), "linux/s390x"),
+            (image.as_str(), host.as_str())
+        ],
+        "{listed}"
+    );
+    let table = auth.ok(&home, &["image", "ls"]);
+    assert!(table.contains("linux/s390x"), "{table}");
+
+    // Pushed back: each manifest and the index as pulled, so the same digest.
+    let copy = registry.name("copy:1");
+    let out = auth.ok(&home, &["push", "-q", &image, &copy]);
+    assert_eq!(
+        out,
+        // The layer the two images share goes once.
+        format!("{copy} {index_digest} (5 blobs, 4 uploaded)\n"),
+        "{out}"
+    );
+    assert_eq!(registry.digest("copy:1"), index_digest);
+    let out = auth.run(&home, &["push", &image, &copy, "--with", &image]);
+    refused(&out, "is a multi-platform index");
+
+    // Without the registry: run chooses among the stored platforms.
+    drop(registry);
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    assert_eq!(
+        data_new(&auth, &home, &image, &["--platform", "linux/s390x"]),
+        "base\n"
+    );
+    let out = auth.run(
+        &home,
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--platform",
+            "linux/riscv64",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
+    );
+    refused(&out, "no image for linux/riscv64 in the store");
+
+    // rm takes every platform's image.
+    let out = auth.ok(&home, &["image", "rm", &image]);
+    assert_eq!(out.matches("Deleted: sha256:").count(), 2, "{out}");
+    assert_eq!(
+        auth.ok(&home, &["image", "ls", "--format", "json"]).trim(),
+        "[]"
+    );
+}
+
+/// This machine's platform as capsule names it (linux/amd64).
+fn capsule_host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}

@@ -152,6 +152,7 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                         "size": row.size,
                         "layers": row.layers,
                         "created": row.created,
+                        "platform": row.platform,
                     })
                 })
                 .collect();
@@ -170,18 +171,19 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 .max(9);
             writeln!(
                 out,
-                "{:width$}  {:12}  {:>9}  {:>6}  CREATED",
-                "REFERENCE", "ID", "SIZE", "LAYERS"
+                "{:width$}  {:12}  {:>9}  {:>6}  {:20}  PLATFORM",
+                "REFERENCE", "ID", "SIZE", "LAYERS", "CREATED"
             )?;
             for row in rows {
                 writeln!(
                     out,
-                    "{:width$}  {:12}  {:>9}  {:>6}  {}",
+                    "{:width$}  {:12}  {:>9}  {:>6}  {:20}  {}",
                     row.reference,
                     &row.id[..12],
                     human_size(row.size),
                     row.layers,
-                    row.created.as_deref().unwrap_or("-")
+                    row.created.as_deref().unwrap_or("-"),
+                    row.platform.as_deref().unwrap_or("-")
                 )?;
             }
         }
@@ -192,7 +194,7 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 for r in removed.untagged {
                     writeln!(out, "Untagged: {r}")?;
                 }
-                if let Some(id) = removed.deleted {
+                for id in removed.deleted {
                     writeln!(out, "Deleted: sha256:{id}")?;
                 }
             }

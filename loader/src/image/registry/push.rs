@@ -59,14 +59,30 @@ pub fn push(
     let index = store.read_index()?;
     let staging = store.staging()?;
     let owners = Owners::current();
+    // An index `pull --all-platforms` stored goes whole: its images, then the index.
+    let stored_index = index.index_of(source).map(|(_, record)| record.clone());
+    if let (Some(_), [other, ..]) = (&stored_index, others) {
+        return Err(RegistryError::Invalid(format!(
+            "{source} is a multi-platform index (pull --all-platforms): --with {other} cannot be added to it; push its platforms' images by id instead"
+        )));
+    }
+    let sources: Vec<String> = match &stored_index {
+        Some(record) => record.images.iter().map(|e| e.id.clone()).collect(),
+        None => std::iter::once(source.to_string())
+            .chain(others.iter().cloned())
+            .collect(),
+    };
     let mut images = Vec::new();
-    for (n, image) in std::iter::once(source)
-        .chain(others.iter().map(String::as_str))
-        .enumerate()
-    {
+    for (n, image) in sources.iter().map(String::as_str).enumerate() {
         let dir = staging.path().join(n.to_string());
         fs::create_dir(&dir).map_err(io_error(&dir))?;
-        let prepared = prepare(&store, &index, image, &dir, owners)?;
+        let mut prepared = prepare(&store, &index, image, &dir, owners)?;
+        if let Some(record) = &stored_index {
+            // The platform the index gave (the configuration may name none).
+            prepared.platform = Some(record.images[n].platform.clone());
+            images.push(prepared);
+            continue;
+        }
         if others.is_empty() {
             images.push(prepared);
             continue;
@@ -117,18 +133,44 @@ pub fn push(
         }
         Ok(())
     };
-    let bytes = match images.as_slice() {
-        [only] => {
-            put(&tag, spec::OCI_MANIFEST, &only.manifest)?;
+    // The index as pulled when each of its manifests goes as pulled too (the same
+    // digests all the way up).
+    let verbatim = stored_index
+        .as_ref()
+        .filter(|record| record.skipped == 0 && images.iter().all(|i| i.verbatim))
+        .map(|record| -> Result<_, RegistryError> {
+            let digest = Digest::parse(&record.document.digest).map_err(RegistryError::Invalid)?;
+            let path = store.blob_path(&digest);
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            if Digest::of(&bytes) != digest {
+                return Err(RegistryError::Invalid(format!(
+                    "{}: the stored index does not match its digest",
+                    path.display()
+                )));
+            }
+            Ok((bytes, record.document.media_type.clone()))
+        })
+        .transpose()?;
+    let bytes = match (images.as_slice(), verbatim) {
+        (_, Some((bytes, media_type))) => {
+            for image in &images {
+                let digest = Digest::of(&image.manifest);
+                put(&digest.to_string(), &image.media_type, &image.manifest)?;
+            }
+            put(&tag, &media_type, &bytes)?;
+            bytes
+        }
+        ([only], None) if stored_index.is_none() => {
+            put(&tag, &only.media_type, &only.manifest)?;
             only.manifest.clone()
         }
         _ => {
             let mut manifests = Vec::new();
             for image in &images {
                 let digest = Digest::of(&image.manifest);
-                put(&digest.to_string(), spec::OCI_MANIFEST, &image.manifest)?;
+                put(&digest.to_string(), &image.media_type, &image.manifest)?;
                 manifests.push(spec::Descriptor {
-                    media_type: spec::OCI_MANIFEST.to_string(),
+                    media_type: image.media_type.clone(),
                     digest: digest.to_string(),
                     size: image.manifest.len() as i64,
                     platform: image.platform.clone(),
@@ -160,7 +202,41 @@ struct Prepared {
     source: String,
     files: Vec<(spec::Descriptor, PathBuf)>,
     manifest: Vec<u8>,
+    media_type: String,
     platform: Option<spec::Platform>,
+    /// The manifest is the one the image was pulled with.
+    verbatim: bool,
+}
+
+/// The image `id` as it was pulled: the manifest the store kept, when the store still
+/// has every blob it names (else `None`: the manifest is made again).
+fn as_pulled(
+    store: &Store,
+    index: &crate::image::store::StoreIndex,
+    source: &str,
+    id: &str,
+) -> Result<Option<Prepared>, RegistryError> {
+    let Some((bytes, media_type, manifest)) = store.pulled_manifest(index, id) else {
+        return Ok(None);
+    };
+    let files = manifest
+        .layers
+        .iter()
+        .chain([&manifest.config])
+        .map(|desc| {
+            let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
+            Ok((desc.clone(), store.blob_path(&digest)))
+        })
+        .collect::<Result<_, RegistryError>>()?;
+    let config = store.config_bytes(id)?;
+    Ok(Some(Prepared {
+        source: source.to_string(),
+        files,
+        manifest: bytes,
+        media_type,
+        platform: super::pull::config_platform(&config),
+        verbatim: true,
+    }))
 }
 
 /// The blobs and manifest of image `source`; layers without a kept blob are packed
@@ -173,16 +249,15 @@ fn prepare(
     owners: Owners,
 ) -> Result<Prepared, RegistryError> {
     let (id, record) = store.resolve(index, source)?;
+    if let Some(pulled) = as_pulled(store, index, source, &id)? {
+        return Ok(pulled);
+    }
     let mut layers = Vec::new();
     // (descriptor, file) of every blob, the configuration last.
     let mut files = Vec::new();
     let mut diff_ids = Vec::new();
     for (n, hex) in record.layers.iter().enumerate() {
-        let kept = index.blobs.get(hex).and_then(|blob| {
-            let digest = Digest::parse(&blob.digest).ok()?;
-            let path = store.blob_path(&digest);
-            path.is_file().then_some((blob, path))
-        });
+        let kept = store.kept_blob(index, hex);
         let (desc, path, diff_id) = match kept {
             // As pulled or imported: the same digest on the registry.
             Some((blob, path)) => (
@@ -235,21 +310,14 @@ fn prepare(
         layers,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let platform = match (config["os"].as_str(), config["architecture"].as_str()) {
-        (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
-            Some(spec::Platform {
-                os: os.to_string(),
-                architecture: architecture.to_string(),
-                variant: config["variant"].as_str().map(str::to_string),
-            })
-        }
-        _ => None,
-    };
+    let platform = super::pull::config_platform(&config_bytes);
     Ok(Prepared {
         source: source.to_string(),
         files,
         manifest: bytes,
+        media_type: spec::OCI_MANIFEST.to_string(),
         platform,
+        verbatim: false,
     })
 }
 
