@@ -1590,3 +1590,140 @@ fn capsule_host_platform() -> String {
     };
     format!("linux/{arch}")
 }
+
+/// The manifest skopeo reads at `image`, as JSON.
+fn raw_manifest(image: &str) -> serde_json::Value {
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", image]);
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{image}: {e}: {raw}"))
+}
+
+#[test]
+fn export_writes_the_kept_blobs_so_digests_survive_import_and_push() {
+    let work = TempDir::new("pull-export");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "app", "app:1");
+    let image = registry.name("app:1");
+    let (config, layers) = blob_digests(&format!("docker://{image}"));
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let pulled = auth.ok(&home, &["pull", "-q", &image]);
+    let id = pulled.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(id, config);
+
+    // An OCI layout: the pulled manifest itself, with the pulled blobs.
+    let oci = work.join("app.oci");
+    let out = auth.ok(&home, &["image", "export", &image, oci.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!("{} {}\n", oci.display(), registry.digest("app:1"))
+    );
+    assert_eq!(
+        blob_digests(&format!("oci:{}:1", oci.display())),
+        (config.clone(), layers.clone())
+    );
+    assert_eq!(
+        tool("umoci", &["ls", "--layout", oci.to_str().unwrap()]),
+        "1\n"
+    );
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:1", oci.display()),
+            work.join("unpacked").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("unpacked/rootfs/data/new")).unwrap(),
+        "app\n"
+    );
+
+    // A docker archive of the same blobs.
+    let archive = work.join("app.tar");
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "export",
+            "--format",
+            "docker-archive",
+            &image,
+            archive.to_str().unwrap(),
+        ],
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&tool(
+        "skopeo",
+        &["inspect", &format!("docker-archive:{}", archive.display())],
+    ))
+    .unwrap();
+    // (skopeo names a docker archive's layers by their diff ids.)
+    let diff_ids = &raw_manifest(&format!("oci:{}:1", oci.display()))["config"]["digest"];
+    let diff_ids = fs::read_to_string(
+        oci.join("blobs/sha256")
+            .join(diff_ids.as_str().unwrap().strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    let diff_ids: serde_json::Value = serde_json::from_str(&diff_ids).unwrap();
+    assert_eq!(
+        inspect["Layers"], diff_ids["rootfs"]["diff_ids"],
+        "{inspect}"
+    );
+    // The layers in it are the pulled blobs, byte for byte.
+    let members = tool("tar", &["-tf", archive.to_str().unwrap()]);
+    for layer in &layers {
+        let member = format!("blobs/sha256/{}", layer.strip_prefix("sha256:").unwrap());
+        assert!(members.lines().any(|m| m == member), "{member}: {members}");
+    }
+
+    // Imported elsewhere, each keeps the image id; pushed, the layers keep their digests.
+    for (n, input) in [oci.display().to_string(), archive.display().to_string()]
+        .iter()
+        .enumerate()
+    {
+        let fresh = CapsuleHome::new();
+        let out = auth.ok(&fresh, &["image", "import", input, "--name", "again:1"]);
+        assert!(out.starts_with(&format!("again:1 {config} ")), "{out}");
+        let dest = registry.name(&format!("again{n}:1"));
+        auth.ok(&fresh, &["push", "-q", "again:1", &dest]);
+        assert_eq!(
+            blob_digests(&format!("docker://{dest}")),
+            (config.clone(), layers.clone())
+        );
+        assert_eq!(data_new(&auth, &fresh, "again:1", &[]), "app\n");
+    }
+
+    // A committed image: its new layer packed the way it was made, so the export
+    // has the image's id as its configuration digest, and the pulled layers below.
+    auth.ok(
+        &home,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            &image,
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    let committed = auth.ok(&home, &["commit", "work", "changed:1"]);
+    let committed_id = committed.split_whitespace().nth(1).unwrap().to_string();
+    let exported = work.join("changed.oci");
+    auth.ok(
+        &home,
+        &["image", "export", "changed:1", exported.to_str().unwrap()],
+    );
+    let doc = raw_manifest(&format!("oci:{}:1", exported.display()));
+    assert_eq!(doc["config"]["digest"], committed_id.as_str(), "{doc}");
+    let digests: Vec<&str> = doc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 3, "{doc}");
+    assert_eq!(digests[..2], layers[..], "{doc}");
+}

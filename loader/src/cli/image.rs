@@ -23,6 +23,7 @@ Examples:
   capsule image ls
   capsule run --image debian:12 -- cat /etc/os-release
   capsule image export debian:12 ./out.oci               # then: skopeo inspect oci:./out.oci
+  capsule image export debian:12 ./debian.tar --format docker-archive   # docker load -i
   capsule image rm debian:12
   capsule image prune                                    # untagged images, build cache";
 
@@ -67,13 +68,26 @@ pub enum ImageCommand {
         #[arg(value_name = "TARGET")]
         target: String,
     },
-    /// Write an image as an OCI image layout directory (which must not exist)
+    /// Write an image as an OCI image layout directory or a docker archive (PATH must
+    /// not exist); layers go as the blobs kept when they were pulled or imported, so
+    /// their digests and the image id survive export, import and push
     Export {
         #[arg(value_name = "REF")]
         reference: String,
         #[arg(value_name = "PATH")]
         path: PathBuf,
+        /// oci: an OCI image layout directory (skopeo's oci:PATH); docker-archive: a
+        /// tar docker load reads (skopeo's docker-archive:PATH)
+        #[arg(long, value_enum, default_value = "oci")]
+        format: ExportFormat,
     },
+}
+
+/// `image export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Oci,
+    DockerArchive,
 }
 
 #[derive(Debug, Args)]
@@ -215,8 +229,16 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
             catalog::tag(&home, &source, &target)
                 .with_context(|| format!("image tag {source} {target}"))?;
         }
-        ImageCommand::Export { reference, path } => {
-            let digest = export::export(&home, &reference, &path)
+        ImageCommand::Export {
+            reference,
+            path,
+            format,
+        } => {
+            let format = match format {
+                ExportFormat::Oci => export::Format::Oci,
+                ExportFormat::DockerArchive => export::Format::DockerArchive,
+            };
+            let digest = export::export(&home, &reference, &path, format)
                 .with_context(|| format!("image export {reference}"))?;
             writeln!(out, "{} {digest}", path.display())?;
         }
