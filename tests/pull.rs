@@ -1835,3 +1835,48 @@ fn chunked_uploads_fall_back_to_whole_and_resume_where_the_registry_stopped() {
         describe(&out)
     );
 }
+
+#[test]
+fn pull_all_platforms_keeps_nothing_when_one_platform_fails() {
+    let work = TempDir::new("pull-all-fail");
+    let (layout, registry) = seeded_index(&work);
+    let image = registry.name("multi:1");
+    // The app image's top layer (only the second entry, this machine's, has it)
+    // gone from the registry's storage: the first entry (base) pulls, then app fails.
+    let (_, layers) = blob_digests(&format!("oci:{}:app", layout.display()));
+    let top = &layers[1][7..];
+    let data = work.join("registry/data/docker/registry/v2/blobs/sha256");
+    fs::remove_dir_all(data.join(&top[..2]).join(top)).unwrap();
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    // A store with an image of its own, which stays as it is.
+    let root = work.join("root");
+    compose_root(&root);
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "import",
+            root.to_str().unwrap(),
+            "--name",
+            "plain:1",
+        ],
+    );
+    let layers_before = store_entries(&home, "layers");
+    let out = auth.run(&home, &["pull", "--all-platforms", &image]);
+    refused(
+        &out,
+        &format!("blob sha256:{top}: not found on the registry"),
+    );
+    assert!(stderr(&out).contains("linux/s390x"), "{}", describe(&out));
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let references: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap_or("<none>"))
+        .collect();
+    assert_eq!(references, ["plain:1"], "{listed}");
+    assert_eq!(store_entries(&home, "layers"), layers_before);
+}
