@@ -1173,23 +1173,81 @@ fn a_real_registry_behind_a_token_server() {
     );
 }
 
+/// Writes at `dest` an OCI layout of image `tag` of `layout` with its gzip layers
+/// uncompressed (tagged `latest`; the configuration is unchanged: diff ids are the
+/// digests of the uncompressed tars).
+fn uncompressed_layout(layout: &Path, tag: &str, dest: &Path) {
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let blobs = dest.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let blob = |digest: &str| {
+        fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let desc = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(desc["digest"].as_str().unwrap())).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap().to_string();
+    fs::write(blobs.join(&config[7..]), blob(&config)).unwrap();
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&blob(layer["digest"].as_str().unwrap())[..]),
+            &mut tar,
+        )
+        .unwrap();
+        let digest = hex(&tar);
+        fs::write(blobs.join(&digest), &tar).unwrap();
+        *layer = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{digest}"),
+            "size": tar.len(),
+        });
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = hex(&bytes);
+    fs::write(blobs.join(&digest), &bytes).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    fs::write(dest.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dest.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
 #[test]
 fn zstd_and_uncompressed_layers() {
     let work = TempDir::new("pull-zstd");
     let layout = umoci_layout(work.path());
     let registry = Registry::start(&work.join("registry"), None);
     let auth = AuthEnv::new();
-    // image export writes uncompressed layers: served as they are by the fake
+    // The app image with its layers uncompressed: served as they are by the fake
     // registry, and compressed with zstd by skopeo for the real one (its blob cache
     // in a home of the test's own, so it does not swap in a gzip it knows).
-    let home = CapsuleHome::new();
-    let app = format!("{}:app", layout.display());
-    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
     let plain_layout = work.join("plain.oci");
-    auth.ok(
-        &home,
-        &["image", "export", "app", plain_layout.to_str().unwrap()],
-    );
+    uncompressed_layout(&layout, "app", &plain_layout);
     let fake = Fake::start(work.path(), &plain_layout, "plain");
     let skopeo_home = TempDir::new("pull-zstd-skopeo");
     let dest = format!("docker://{}", registry.name("zstd:1"));
