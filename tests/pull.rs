@@ -1753,6 +1753,11 @@ fn export_writes_the_kept_blobs_so_digests_survive_import_and_push() {
         assert_eq!(data_new(&auth, &fresh, "again:1", &[]), "app\n");
     }
 
+    // The archive names the image as the store did (RepoTags).
+    let named = CapsuleHome::new();
+    let out = auth.ok(&named, &["image", "import", archive.to_str().unwrap()]);
+    assert!(out.starts_with(&format!("{image} {config} ")), "{out}");
+
     // A committed image: its new layer packed the way it was made, so the export
     // has the image's id as its configuration digest, and the pulled layers below.
     auth.ok(
