@@ -1592,7 +1592,16 @@ fn pull_all_platforms_stores_every_image_and_pushes_the_same_index() {
         "{listed}"
     );
     let table = auth.ok(&home, &["image", "ls"]);
-    assert!(table.contains("linux/s390x"), "{table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0].last(), Some(&"PLATFORM"), "{table}");
+    assert_eq!(
+        rows[1..].iter().map(|r| (r[0], r[5])).collect::<Vec<_>>(),
+        platforms,
+        "{table}"
+    );
 
     // Pushed back: each manifest and the index as pulled, so the same digest.
     let copy = registry.name("copy:1");

@@ -183,15 +183,21 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 .max()
                 .unwrap_or(0)
                 .max(9);
+            let created_width = rows
+                .iter()
+                .filter_map(|r| r.created.as_ref().map(String::len))
+                .max()
+                .unwrap_or(0)
+                .max(7);
             writeln!(
                 out,
-                "{:width$}  {:12}  {:>9}  {:>6}  {:20}  PLATFORM",
+                "{:width$}  {:12}  {:>9}  {:>6}  {:created_width$}  PLATFORM",
                 "REFERENCE", "ID", "SIZE", "LAYERS", "CREATED"
             )?;
             for row in rows {
                 writeln!(
                     out,
-                    "{:width$}  {:12}  {:>9}  {:>6}  {:20}  {}",
+                    "{:width$}  {:12}  {:>9}  {:>6}  {:created_width$}  {}",
                     row.reference,
                     &row.id[..12],
                     human_size(row.size),
