@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! blobs/sha256/<hex>   image configurations (an image's id is its config's digest),
-//!                      and the layer blobs as pulled or imported (`push` sends them)
+//!                      the layer blobs as pulled or imported (`push` sends them), and
+//!                      the manifests and indexes images were pulled with
 //! layers/<hex>/        each layer unpacked once, named by its diff id
 //! roots/<hex>/         each stack of layers merged once, named by its chain id:
 //!                      hard links to the layer files (see merge.rs)

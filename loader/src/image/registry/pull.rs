@@ -1,7 +1,8 @@
 //! `capsule pull REF`, and `run --image REF` pulling on first use: the manifest for
 //! this platform, the configuration, then the layers the store lacks, several at
 //! once, each downloaded, verified and unpacked; the image is installed only when
-//! every layer is good.
+//! every layer is good. The manifest is kept beside the image (for push). With
+//! `--all-platforms` ([`pull_all`]), every image of an index, then the index itself.
 
 use std::collections::VecDeque;
 use std::fs;
