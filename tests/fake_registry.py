@@ -10,13 +10,22 @@ MODE:
   cut      answers the first manifest request 503 (Retry-After: 0), and sends the
            first response for that layer only halfway, then closes the connection;
            later requests honour Range;
-  bearer   asks for a Bearer token (challenge -> /token with Basic alice:secret).
+  bearer   asks for a Bearer token (challenge -> /token with Basic alice:secret);
+  nopatch  takes pushes (blobs kept in memory, checked against their digests) but
+           refuses chunked uploads: PATCH answers 405, as some registries do;
+  patchcut takes pushes with chunked uploads, but reads only half of the second PATCH,
+           keeps that half and closes the connection; GET on the upload then reports
+           what it has (Range: 0-LAST), and a PATCH not starting there answers 416.
+
+In the push modes a blob is there (HEAD) only once pushed to this server.
 
 Each request is appended to LOGFILE as `METHOD PATH range=… auth=Basic|Bearer|none`.
 The port is written to PORTFILE once the server listens.
 """
 import base64
+import hashlib
 import http.server
+import uuid
 import json
 import os
 import socket
@@ -37,6 +46,10 @@ targets = set()
 for desc in index["manifests"]:
     targets.add(json.loads(blob(desc["digest"]))["layers"][-1]["digest"])
 cut_done = set()
+uploads = {}  # upload id -> bytes so far
+pushed = {}  # digest -> bytes
+patches = [0]
+PUSH_MODES = ("nopatch", "patchcut")
 TOKEN = "t0ken-for-alice"
 ALICE = "Basic " + base64.b64encode(b"alice:secret").decode()
 
@@ -80,6 +93,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.path == "/v2/":
             return self.reply(200, b"{}")
+        path = self.path.split("?")[0]
+        if mode in PUSH_MODES and "/blobs/uploads/" in path:
+            upload = path.rsplit("/", 1)[1]
+            if upload not in uploads:
+                return self.reply(404)
+            have = len(uploads[upload])
+            return self.reply(204, b"", {"Location": path, "Range": f"0-{have - 1}"})
+        if mode in PUSH_MODES and "/blobs/" in path:
+            ref = path.rsplit("/", 1)[1]
+            if ref not in pushed:
+                return self.reply(404)
+            return self.reply(200, pushed[ref], {"Docker-Content-Digest": ref})
         parts = self.path.split("/")
         if len(parts) != 5:
             return self.reply(404)
@@ -124,6 +149,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(206, body[start:],
                               {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
         return self.reply(200, body, {"Docker-Content-Digest": ref})
+
+
+    def body(self, limit=None):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length if limit is None else min(limit, length))
+
+    def do_POST(self):
+        log.write(f"{self.command} {self.path}\n")
+        self.body()
+        upload = uuid.uuid4().hex
+        uploads[upload] = b""
+        name = self.path.split("/")[2]
+        self.reply(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{upload}", "Range": "0-0"})
+
+    def do_PATCH(self):
+        log.write(f"{self.command} {self.path} content-range={self.headers.get('Content-Range')}\n")
+        path = self.path.split("?")[0]
+        upload = path.rsplit("/", 1)[1]
+        if mode == "nopatch":
+            self.body()
+            return self.reply(405, b'{"errors":[{"code":"UNSUPPORTED","message":"chunked uploads are not supported"}]}')
+        if upload not in uploads:
+            self.body()
+            return self.reply(404)
+        start = int((self.headers.get("Content-Range") or "0-0").split("-")[0])
+        if start != len(uploads[upload]):
+            self.body()
+            return self.reply(416, b"", {"Range": f"0-{len(uploads[upload]) - 1}"})
+        patches[0] += 1
+        if patches[0] == 2:
+            length = int(self.headers.get("Content-Length") or 0)
+            uploads[upload] += self.body(length // 2)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        uploads[upload] += self.body()
+        self.reply(202, b"", {"Location": path, "Range": f"0-{len(uploads[upload]) - 1}"})
+
+    def do_PUT(self):
+        log.write(f"{self.command} {self.path} length={self.headers.get('Content-Length')}\n")
+        data = self.body()
+        path, _, query = self.path.partition("?")
+        if "/manifests/" in path:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            pushed[digest] = data
+            return self.reply(201, b"", {"Docker-Content-Digest": digest})
+        upload = path.rsplit("/", 1)[1]
+        if upload not in uploads:
+            return self.reply(404)
+        digest = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv).get("digest", "")
+        digest = digest.replace("%3A", ":")
+        whole = uploads.pop(upload) + data
+        if "sha256:" + hashlib.sha256(whole).hexdigest() != digest:
+            return self.reply(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"digest does not match"}]}')
+        pushed[digest] = whole
+        self.reply(201, b"", {"Docker-Content-Digest": digest})
 
 
 class Server(http.server.ThreadingHTTPServer):

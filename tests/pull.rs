@@ -1173,23 +1173,81 @@ fn a_real_registry_behind_a_token_server() {
     );
 }
 
+/// Writes at `dest` an OCI layout of image `tag` of `layout` with its gzip layers
+/// uncompressed (tagged `latest`; the configuration is unchanged: diff ids are the
+/// digests of the uncompressed tars).
+fn uncompressed_layout(layout: &Path, tag: &str, dest: &Path) {
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let blobs = dest.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let blob = |digest: &str| {
+        fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let desc = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&blob(desc["digest"].as_str().unwrap())).unwrap();
+    let config = manifest["config"]["digest"].as_str().unwrap().to_string();
+    fs::write(blobs.join(&config[7..]), blob(&config)).unwrap();
+    for layer in manifest["layers"].as_array_mut().unwrap() {
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&blob(layer["digest"].as_str().unwrap())[..]),
+            &mut tar,
+        )
+        .unwrap();
+        let digest = hex(&tar);
+        fs::write(blobs.join(&digest), &tar).unwrap();
+        *layer = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{digest}"),
+            "size": tar.len(),
+        });
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = hex(&bytes);
+    fs::write(blobs.join(&digest), &bytes).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    fs::write(dest.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dest.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
 #[test]
 fn zstd_and_uncompressed_layers() {
     let work = TempDir::new("pull-zstd");
     let layout = umoci_layout(work.path());
     let registry = Registry::start(&work.join("registry"), None);
     let auth = AuthEnv::new();
-    // image export writes uncompressed layers: served as they are by the fake
+    // The app image with its layers uncompressed: served as they are by the fake
     // registry, and compressed with zstd by skopeo for the real one (its blob cache
     // in a home of the test's own, so it does not swap in a gzip it knows).
-    let home = CapsuleHome::new();
-    let app = format!("{}:app", layout.display());
-    auth.ok(&home, &["image", "import", &app, "--name", "app"]);
     let plain_layout = work.join("plain.oci");
-    auth.ok(
-        &home,
-        &["image", "export", "app", plain_layout.to_str().unwrap()],
-    );
+    uncompressed_layout(&layout, "app", &plain_layout);
     let fake = Fake::start(work.path(), &plain_layout, "plain");
     let skopeo_home = TempDir::new("pull-zstd-skopeo");
     let dest = format!("docker://{}", registry.name("zstd:1"));
@@ -1451,4 +1509,446 @@ fn https_registries_are_verified() {
         ],
     );
     assert_eq!(success(&run(&mut cmd), "run"), "app\n");
+}
+
+/// The multi-platform index of `add_multi_platform_index` on a fresh registry, as
+/// `multi:1`.
+fn seeded_index(work: &TempDir) -> (PathBuf, Registry) {
+    let layout = umoci_layout(work.path());
+    add_multi_platform_index(&layout);
+    let registry = Registry::start(&work.join("registry"), None);
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:multi", layout.display()),
+            &format!("docker://{}", registry.name("multi:1")),
+        ],
+    );
+    (layout, registry)
+}
+
+#[test]
+fn pull_all_platforms_stores_every_image_and_pushes_the_same_index() {
+    let work = TempDir::new("pull-all");
+    let (_layout, registry) = seeded_index(&work);
+    let image = registry.name("multi:1");
+    let index_digest = registry.digest("multi:1");
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+
+    // A combination that means nothing: one line, nothing made.
+    let out = auth.run(
+        &home,
+        &[
+            "pull",
+            "--all-platforms",
+            "--platform",
+            "linux/s390x",
+            &image,
+        ],
+    );
+    refused(&out, "cannot be combined with --platform");
+    assert!(!home.path().join("images").exists());
+
+    let out = auth.ok(&home, &["pull", "-q", "--all-platforms", &image]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("{image} linux/s390x sha256:")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        format!("{image} {index_digest} (index of 2 platforms)"),
+        "{out}"
+    );
+
+    // Listed once per platform under the reference.
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let platforms: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["reference"].as_str().unwrap(),
+                i["platform"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let host = capsule_host_platform();
+    assert_eq!(
+        platforms,
+        vec![
+            (image.as_str(), "linux/s390x"),
+            (image.as_str(), host.as_str())
+        ],
+        "{listed}"
+    );
+    let table = auth.ok(&home, &["image", "ls"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0].last(), Some(&"PLATFORM"), "{table}");
+    assert_eq!(
+        rows[1..].iter().map(|r| (r[0], r[5])).collect::<Vec<_>>(),
+        platforms,
+        "{table}"
+    );
+
+    // Pushed back: each manifest and the index as pulled, so the same digest.
+    let copy = registry.name("copy:1");
+    let out = auth.ok(&home, &["push", "-q", &image, &copy]);
+    assert_eq!(
+        out,
+        // The layer the two images share goes once.
+        format!("{copy} {index_digest} (5 blobs, 4 uploaded)\n"),
+        "{out}"
+    );
+    assert_eq!(registry.digest("copy:1"), index_digest);
+    let out = auth.run(&home, &["push", &image, &copy, "--with", &image]);
+    refused(&out, "is a multi-platform index");
+
+    // Without the registry: run chooses among the stored platforms.
+    drop(registry);
+    assert_eq!(data_new(&auth, &home, &image, &[]), "app\n");
+    assert_eq!(
+        data_new(&auth, &home, &image, &["--platform", "linux/s390x"]),
+        "base\n"
+    );
+    let out = auth.run(
+        &home,
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--platform",
+            "linux/riscv64",
+            "--image",
+            &image,
+            "--",
+            "true",
+        ],
+    );
+    refused(&out, "no image for linux/riscv64 in the store");
+
+    // rm takes every platform's image.
+    let out = auth.ok(&home, &["image", "rm", &image]);
+    assert_eq!(out.matches("Deleted: sha256:").count(), 2, "{out}");
+    assert_eq!(
+        auth.ok(&home, &["image", "ls", "--format", "json"]).trim(),
+        "[]"
+    );
+}
+
+/// This machine's platform as capsule names it (linux/amd64).
+fn capsule_host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// The manifest skopeo reads at `image`, as JSON.
+fn raw_manifest(image: &str) -> serde_json::Value {
+    let raw = tool("skopeo", &["inspect", "--raw", "--tls-verify=false", image]);
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{image}: {e}: {raw}"))
+}
+
+#[test]
+fn export_writes_the_kept_blobs_so_digests_survive_import_and_push() {
+    let work = TempDir::new("pull-export");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    registry.seed(&layout, "app", "app:1");
+    let image = registry.name("app:1");
+    let (config, layers) = blob_digests(&format!("docker://{image}"));
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let pulled = auth.ok(&home, &["pull", "-q", &image]);
+    let id = pulled.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(id, config);
+
+    // An OCI layout: the pulled manifest itself, with the pulled blobs.
+    let oci = work.join("app.oci");
+    let out = auth.ok(&home, &["image", "export", &image, oci.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!("{} {}\n", oci.display(), registry.digest("app:1"))
+    );
+    assert_eq!(
+        blob_digests(&format!("oci:{}:1", oci.display())),
+        (config.clone(), layers.clone())
+    );
+    assert_eq!(
+        tool("umoci", &["ls", "--layout", oci.to_str().unwrap()]),
+        "1\n"
+    );
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:1", oci.display()),
+            work.join("unpacked").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("unpacked/rootfs/data/new")).unwrap(),
+        "app\n"
+    );
+
+    // A docker archive of the same blobs.
+    let archive = work.join("app.tar");
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "export",
+            "--format",
+            "docker-archive",
+            &image,
+            archive.to_str().unwrap(),
+        ],
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&tool(
+        "skopeo",
+        &["inspect", &format!("docker-archive:{}", archive.display())],
+    ))
+    .unwrap();
+    // (skopeo names a docker archive's layers by their diff ids.)
+    let diff_ids = &raw_manifest(&format!("oci:{}:1", oci.display()))["config"]["digest"];
+    let diff_ids = fs::read_to_string(
+        oci.join("blobs/sha256")
+            .join(diff_ids.as_str().unwrap().strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    let diff_ids: serde_json::Value = serde_json::from_str(&diff_ids).unwrap();
+    assert_eq!(
+        inspect["Layers"], diff_ids["rootfs"]["diff_ids"],
+        "{inspect}"
+    );
+    // The layers in it are the pulled blobs, byte for byte.
+    let members = tool("tar", &["-tf", archive.to_str().unwrap()]);
+    for layer in &layers {
+        let member = format!("blobs/sha256/{}", layer.strip_prefix("sha256:").unwrap());
+        assert!(members.lines().any(|m| m == member), "{member}: {members}");
+    }
+
+    // Imported elsewhere, each keeps the image id; pushed, the layers keep their digests.
+    for (n, input) in [oci.display().to_string(), archive.display().to_string()]
+        .iter()
+        .enumerate()
+    {
+        let fresh = CapsuleHome::new();
+        let out = auth.ok(&fresh, &["image", "import", input, "--name", "again:1"]);
+        assert!(out.starts_with(&format!("again:1 {config} ")), "{out}");
+        let dest = registry.name(&format!("again{n}:1"));
+        auth.ok(&fresh, &["push", "-q", "again:1", &dest]);
+        assert_eq!(
+            blob_digests(&format!("docker://{dest}")),
+            (config.clone(), layers.clone())
+        );
+        assert_eq!(data_new(&auth, &fresh, "again:1", &[]), "app\n");
+    }
+
+    // The archive names the image as the store did (RepoTags).
+    let named = CapsuleHome::new();
+    let out = auth.ok(&named, &["image", "import", archive.to_str().unwrap()]);
+    assert!(out.starts_with(&format!("{image} {config} ")), "{out}");
+
+    // A committed image: its new layer packed the way it was made, so the export
+    // has the image's id as its configuration digest, and the pulled layers below.
+    auth.ok(
+        &home,
+        &[
+            "run",
+            "--name",
+            "work",
+            "--image",
+            &image,
+            "--",
+            "echo changed > /data/new",
+        ],
+    );
+    let committed = auth.ok(&home, &["commit", "work", "changed:1"]);
+    let committed_id = committed.split_whitespace().nth(1).unwrap().to_string();
+    let exported = work.join("changed.oci");
+    auth.ok(
+        &home,
+        &["image", "export", "changed:1", exported.to_str().unwrap()],
+    );
+    let doc = raw_manifest(&format!("oci:{}:1", exported.display()));
+    assert_eq!(doc["config"]["digest"], committed_id.as_str(), "{doc}");
+    let digests: Vec<&str> = doc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 3, "{doc}");
+    assert_eq!(digests[..2], layers[..], "{doc}");
+}
+
+/// `capsule push` with blobs over `chunk` bytes sent in chunks of that size.
+fn push_chunked(auth: &AuthEnv, home: &CapsuleHome, chunk: &str, args: &[&str]) -> Output {
+    let mut cmd = auth.command(home, args);
+    cmd.env("CAPSULE_PUSH_CHUNK_SIZE", chunk)
+        .env("CAPSULE_LOG", "info");
+    run(&mut cmd)
+}
+
+#[test]
+fn large_blobs_are_pushed_in_chunks() {
+    let work = TempDir::new("pull-chunks");
+    let layout = umoci_layout(work.path());
+    let registry = Registry::start(&work.join("registry"), None);
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app:1"]);
+    let (config, layers) = blob_digests(&format!("oci:{app}"));
+    let sizes: Vec<u64> = layers
+        .iter()
+        .map(|d| {
+            fs::metadata(layout.join("blobs/sha256").join(&d[7..]))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    // The base layer (a few MB) in chunks, the top one (smaller) whole.
+    let chunk = 1 << 20;
+    assert!(sizes[0] > 2 * chunk && sizes[1] < chunk, "{sizes:?}");
+
+    let dest = registry.name("chunked:1");
+    let out = push_chunked(
+        &auth,
+        &home,
+        &chunk.to_string(),
+        &["push", "-q", "app:1", &dest],
+    );
+    success(&out, "push in chunks");
+    let expected = sizes[0].div_ceil(chunk);
+    assert_eq!(
+        registry.requests("\"PATCH /v2/chunked/blobs/uploads/") as u64,
+        expected
+    );
+    assert_eq!(registry.requests("\"PUT /v2/chunked/blobs/uploads/"), 3);
+    assert_eq!(blob_digests(&format!("docker://{dest}")), (config, layers));
+    let fresh = CapsuleHome::new();
+    assert_eq!(data_new(&auth, &fresh, &dest, &[]), "app\n");
+}
+
+#[test]
+fn chunked_uploads_fall_back_to_whole_and_resume_where_the_registry_stopped() {
+    let work = TempDir::new("pull-chunks-fake");
+    let layout = umoci_layout(work.path());
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    let app = format!("{}:app", layout.display());
+    auth.ok(&home, &["image", "import", &app, "--name", "app:1"]);
+
+    // PATCH refused (405): the large blob (the base layer) goes whole in a new upload.
+    let chunk = "1048576";
+    let fake = Fake::start(work.path(), &layout, "nopatch");
+    let out = push_chunked(
+        &auth,
+        &home,
+        chunk,
+        &["push", "-q", "app:1", &fake.name("app:1")],
+    );
+    success(&out, "push to a registry without chunks");
+    let log = fake.log();
+    assert_eq!(log.matches("PATCH ").count(), 1, "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("PUT /v2/app/blobs/uploads/") && !l.ends_with("length=0"))
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        stderr(&out).contains("refuses chunked uploads"),
+        "{}",
+        describe(&out)
+    );
+
+    // The second chunk breaks off halfway: the registry is asked where it stopped,
+    // and the upload goes on from there.
+    let fake = Fake::start(work.path(), &layout, "patchcut");
+    let out = push_chunked(
+        &auth,
+        &home,
+        chunk,
+        &["push", "-q", "app:1", &fake.name("app:1")],
+    );
+    success(&out, "push resumed");
+    let log = fake.log();
+    let status = log
+        .lines()
+        .filter(|l| l.starts_with("GET /v2/app/blobs/uploads/"))
+        .count();
+    assert_eq!(status, 1, "{log}");
+    // Resumed at 1 MiB + 512 kiB: the half of the second chunk the registry kept.
+    assert!(log.contains("content-range=1572864-"), "{log}");
+    assert!(
+        stderr(&out).contains("resuming at byte 1572864"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn pull_all_platforms_keeps_nothing_when_one_platform_fails() {
+    let work = TempDir::new("pull-all-fail");
+    let (layout, registry) = seeded_index(&work);
+    let image = registry.name("multi:1");
+    // The app image's top layer (only the second entry, this machine's, has it)
+    // gone from the registry's storage: the first entry (base) pulls, then app fails.
+    let (_, layers) = blob_digests(&format!("oci:{}:app", layout.display()));
+    let top = &layers[1][7..];
+    let data = work.join("registry/data/docker/registry/v2/blobs/sha256");
+    fs::remove_dir_all(data.join(&top[..2]).join(top)).unwrap();
+    let auth = AuthEnv::new();
+    let home = CapsuleHome::new();
+    // A store with an image of its own, which stays as it is.
+    let root = work.join("root");
+    compose_root(&root);
+    auth.ok(
+        &home,
+        &[
+            "image",
+            "import",
+            root.to_str().unwrap(),
+            "--name",
+            "plain:1",
+        ],
+    );
+    let layers_before = store_entries(&home, "layers");
+    let out = auth.run(&home, &["pull", "--all-platforms", &image]);
+    refused(
+        &out,
+        &format!("blob sha256:{top}: not found on the registry"),
+    );
+    assert!(stderr(&out).contains("linux/s390x"), "{}", describe(&out));
+    let listed: serde_json::Value =
+        serde_json::from_str(&auth.ok(&home, &["image", "ls", "--format", "json"])).unwrap();
+    let references: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap_or("<none>"))
+        .collect();
+    assert_eq!(references, ["plain:1"], "{listed}");
+    assert_eq!(store_entries(&home, "layers"), layers_before);
 }

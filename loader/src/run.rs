@@ -762,8 +762,8 @@ impl RunSpec {
         let (policy, options) = &self.pull;
         crate::image::registry::pull::ensure(&store, &reference, *policy, options)
             .map_err(|e| bad(format!("pull: {e}")))?;
-        let image =
-            crate::image::run_defaults(home.root(), &reference).map_err(|e| bad(e.to_string()))?;
+        let image = crate::image::run_defaults(home.root(), &reference, options.platform.as_ref())
+            .map_err(|e| bad(e.to_string()))?;
         let mut argv: Vec<OsString> = match &self.entrypoint {
             Some(given) if given.is_empty() => Vec::new(),
             Some(given) => vec![given.clone()],

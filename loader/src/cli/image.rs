@@ -23,6 +23,7 @@ Examples:
   capsule image ls
   capsule run --image debian:12 -- cat /etc/os-release
   capsule image export debian:12 ./out.oci               # then: skopeo inspect oci:./out.oci
+  capsule image export debian:12 ./debian.tar --format docker-archive   # docker load -i
   capsule image rm debian:12
   capsule image prune                                    # untagged images, build cache";
 
@@ -67,13 +68,26 @@ pub enum ImageCommand {
         #[arg(value_name = "TARGET")]
         target: String,
     },
-    /// Write an image as an OCI image layout directory (which must not exist)
+    /// Write an image as an OCI image layout directory or a docker archive (PATH must
+    /// not exist); layers go as the blobs kept when they were pulled or imported, so
+    /// their digests and the image id survive export, import and push
     Export {
         #[arg(value_name = "REF")]
         reference: String,
         #[arg(value_name = "PATH")]
         path: PathBuf,
+        /// oci: an OCI image layout directory (skopeo's oci:PATH); docker-archive: a
+        /// tar docker load reads (skopeo's docker-archive:PATH)
+        #[arg(long, value_enum, default_value = "oci")]
+        format: ExportFormat,
     },
+}
+
+/// `image export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Oci,
+    DockerArchive,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +166,7 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                         "size": row.size,
                         "layers": row.layers,
                         "created": row.created,
+                        "platform": row.platform,
                     })
                 })
                 .collect();
@@ -168,20 +183,27 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 .max()
                 .unwrap_or(0)
                 .max(9);
+            let created_width = rows
+                .iter()
+                .filter_map(|r| r.created.as_ref().map(String::len))
+                .max()
+                .unwrap_or(0)
+                .max(7);
             writeln!(
                 out,
-                "{:width$}  {:12}  {:>9}  {:>6}  CREATED",
-                "REFERENCE", "ID", "SIZE", "LAYERS"
+                "{:width$}  {:12}  {:>9}  {:>6}  {:created_width$}  PLATFORM",
+                "REFERENCE", "ID", "SIZE", "LAYERS", "CREATED"
             )?;
             for row in rows {
                 writeln!(
                     out,
-                    "{:width$}  {:12}  {:>9}  {:>6}  {}",
+                    "{:width$}  {:12}  {:>9}  {:>6}  {:created_width$}  {}",
                     row.reference,
                     &row.id[..12],
                     human_size(row.size),
                     row.layers,
-                    row.created.as_deref().unwrap_or("-")
+                    row.created.as_deref().unwrap_or("-"),
+                    row.platform.as_deref().unwrap_or("-")
                 )?;
             }
         }
@@ -192,7 +214,7 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 for r in removed.untagged {
                     writeln!(out, "Untagged: {r}")?;
                 }
-                if let Some(id) = removed.deleted {
+                for id in removed.deleted {
                     writeln!(out, "Deleted: sha256:{id}")?;
                 }
             }
@@ -213,8 +235,16 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
             catalog::tag(&home, &source, &target)
                 .with_context(|| format!("image tag {source} {target}"))?;
         }
-        ImageCommand::Export { reference, path } => {
-            let digest = export::export(&home, &reference, &path)
+        ImageCommand::Export {
+            reference,
+            path,
+            format,
+        } => {
+            let format = match format {
+                ExportFormat::Oci => export::Format::Oci,
+                ExportFormat::DockerArchive => export::Format::DockerArchive,
+            };
+            let digest = export::export(&home, &reference, &path, format)
                 .with_context(|| format!("image export {reference}"))?;
             writeln!(out, "{} {digest}", path.display())?;
         }

@@ -31,6 +31,7 @@ Examples:
   capsule pull alpine
   capsule pull ghcr.io/org/app:2 --platform linux/arm64
   capsule pull localhost:5000/app@sha256:4f1c…
+  capsule pull --all-platforms ghcr.io/org/app:2      # every platform of the index
   capsule run --rm --image alpine -- cat /etc/os-release    # pulls on first use";
 
 /// `--pull` of `capsule run`, as podman's.
@@ -78,6 +79,11 @@ pub struct PullArgs {
     /// (default: this machine's)
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// Every platform of a multi-platform index (as skopeo copy --all): each image is
+    /// stored, REF names this machine's, run --platform picks another without the
+    /// network, and push REF sends the index as it was pulled
+    #[arg(long)]
+    pub all_platforms: bool,
     /// No progress and no line per layer; only the result
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -113,6 +119,9 @@ pub fn options(
 }
 
 pub fn pull(args: PullArgs) -> anyhow::Result<()> {
+    if args.all_platforms {
+        return pull_all(args);
+    }
     let options = options(&args.tls, args.platform.as_deref(), args.quiet)?;
     let done = pull::pull(&store()?, &args.reference, &options)
         .with_context(|| format!("pull {}", args.reference))?;
@@ -124,6 +133,43 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
         done.layers,
         done.new_layers,
         done.manifest
+    )?;
+    Ok(())
+}
+
+/// `pull --all-platforms`: a line per platform, then one for the index.
+fn pull_all(args: PullArgs) -> anyhow::Result<()> {
+    if args.platform.is_some() {
+        return Err(anyhow::anyhow!(
+            "pull {}: --all-platforms pulls every platform; it cannot be combined with --platform",
+            args.reference
+        ));
+    }
+    let options = options(&args.tls, None, args.quiet)?;
+    let done = pull::pull_all(&store()?, &args.reference, &options)
+        .with_context(|| format!("pull {}", args.reference))?;
+    let mut out = std::io::stdout().lock();
+    for (platform, image) in &done.images {
+        writeln!(
+            out,
+            "{} {platform} sha256:{} ({} layers, {} new) {}",
+            done.reference,
+            image.id.hex(),
+            image.layers,
+            image.new_layers,
+            image.manifest
+        )?;
+    }
+    let skipped = match done.skipped {
+        0 => String::new(),
+        n => format!(", {n} attestation or unknown entries not pulled"),
+    };
+    writeln!(
+        out,
+        "{} {} (index of {} platforms{skipped})",
+        done.reference,
+        done.digest,
+        done.images.len()
     )?;
     Ok(())
 }

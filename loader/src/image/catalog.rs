@@ -17,6 +17,9 @@ pub struct Listed {
     pub size: u64,
     pub layers: usize,
     pub created: Option<String>,
+    /// `os/arch[/variant]` its configuration names (or its index entry, for an image
+    /// of a multi-platform index).
+    pub platform: Option<String>,
 }
 
 /// The images of the store, one line per reference, then the images no reference
@@ -31,8 +34,12 @@ pub fn list(home: &Path, all: bool) -> Result<Vec<Listed>, ImageError> {
     };
     let mut out = Vec::new();
     let mut named = std::collections::BTreeSet::new();
-    let line = |reference: String, id: &str| {
+    let line = |reference: String, id: &str, platform: Option<String>| {
         let record = index.images.get(id)?;
+        let platform = platform.or_else(|| {
+            let config = store.config_bytes(id).ok()?;
+            super::registry::pull::config_platform(&config).map(|p| p.to_string())
+        });
         Some(Listed {
             reference,
             id: id.to_string(),
@@ -44,15 +51,29 @@ pub fn list(home: &Path, all: bool) -> Result<Vec<Listed>, ImageError> {
                 .sum(),
             layers: record.layers.len(),
             created: record.created.clone(),
+            platform,
         })
     };
     for (reference, id) in &index.refs {
         named.insert(id.clone());
-        out.extend(line(reference.clone(), id));
+        // A multi-platform index: a line per platform, under its reference.
+        match index.indexes.get(reference) {
+            Some(stored) => {
+                for entry in &stored.images {
+                    named.insert(entry.id.clone());
+                    out.extend(line(
+                        reference.clone(),
+                        &entry.id,
+                        Some(entry.platform.to_string()),
+                    ));
+                }
+            }
+            None => out.extend(line(reference.clone(), id, None)),
+        }
     }
     for id in index.images.keys() {
         if !named.contains(id) && !intermediate.contains(id) {
-            out.extend(line("<none>".into(), id));
+            out.extend(line("<none>".into(), id, None));
         }
     }
     Ok(out)
@@ -62,8 +83,9 @@ pub fn list(home: &Path, all: bool) -> Result<Vec<Listed>, ImageError> {
 #[derive(Debug, Clone)]
 pub struct Removed {
     pub untagged: Vec<String>,
-    /// The image's id when the image itself went (no reference names it any more).
-    pub deleted: Option<String>,
+    /// The ids of the images that went (no reference names them any more): the
+    /// image's, and those of a multi-platform index under the reference.
+    pub deleted: Vec<String>,
 }
 
 /// Removes a reference (or, given an id, the image and all its references); layers
@@ -93,16 +115,23 @@ pub fn remove(home: &Path, reference: &str) -> Result<Removed, ImageError> {
             .map(|(r, _)| r.clone())
             .collect(),
     };
+    // The images of a multi-platform index under these references go with it.
+    let mut candidates = vec![id.clone()];
     for r in &untagged {
         index.refs.remove(r);
+        if let Some(stored) = index.indexes.remove(r) {
+            candidates.extend(stored.images.into_iter().map(|e| e.id));
+        }
     }
-    let still_named = index.refs.values().any(|i| *i == id);
-    let deleted = if still_named {
-        None
-    } else {
-        index.images.remove(&id);
-        Some(id)
+    let still_named = |index: &super::store::StoreIndex, id: &String| {
+        index.refs.values().any(|i| i == id) || index.indexed_ids().contains(id)
     };
+    let mut deleted = Vec::new();
+    for candidate in candidates {
+        if !still_named(&index, &candidate) && index.images.remove(&candidate).is_some() {
+            deleted.push(candidate);
+        }
+    }
     store.write_index(&index, &lock)?;
     store.collect_garbage(&mut index, &lock)?;
     Ok(Removed { untagged, deleted })
@@ -146,7 +175,8 @@ pub fn prune(home: &Path) -> Result<Pruned, ImageError> {
     }
     let lock = store.lock()?;
     let mut index = store.read_index()?;
-    let named: std::collections::BTreeSet<String> = index.refs.values().cloned().collect();
+    let mut named: std::collections::BTreeSet<String> = index.refs.values().cloned().collect();
+    named.extend(index.indexed_ids());
     let images: Vec<String> = index
         .images
         .keys()

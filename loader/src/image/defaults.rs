@@ -39,11 +39,29 @@ impl RunDefaults {
     }
 }
 
-/// Looks `reference` up in the store of `home`.
-pub fn run_defaults(home: &Path, reference: &str) -> Result<RunDefaults, ImageError> {
+/// Looks `reference` up in the store of `home`: with `platform`, the image of that
+/// platform when `reference` names a multi-platform index.
+pub fn run_defaults(
+    home: &Path,
+    reference: &str,
+    platform: Option<&super::spec::Platform>,
+) -> Result<RunDefaults, ImageError> {
     let store = Store::new(home);
     let index = store.read_index()?;
-    let (id, record) = store.resolve(&index, reference)?;
+    let (id, record) = match store.resolve_for(&index, reference, platform)? {
+        Some(found) => found,
+        None => {
+            let has: Vec<String> = index
+                .index_of(reference)
+                .map(|(_, i)| i.images.iter().map(|e| e.platform.to_string()).collect())
+                .unwrap_or_default();
+            return Err(ImageError::Invalid(format!(
+                "{reference}: no image for {} in the store (it has {})",
+                platform.map_or_else(String::new, |p| p.to_string()),
+                has.join(", ")
+            )));
+        }
+    };
     let bytes = store.config_bytes(&id)?;
     let config: ImageConfig = serde_json::from_slice(&bytes)
         .map_err(|e| ImageError::Invalid(format!("image {}: bad configuration: {e}", &id[..12])))?;

@@ -172,7 +172,18 @@ pub fn plan(
             unpack::unpack(BufReader::new(file), &into, owners)
                 .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
             let mut plan = if into.join("oci-layout").exists() || into.join("index.json").exists() {
-                plan_layout(&into, platform, tag, stem.as_deref())?
+                let mut plan = plan_layout(&into, platform, tag, stem.as_deref())?;
+                // docker 25 saves (and image export --format docker-archive) are both:
+                // the full name is in manifest.json's RepoTags, the layout has a tag.
+                if tag.is_none() && into.join("manifest.json").exists() {
+                    let entries: Vec<DockerArchiveEntry> =
+                        read_json(&into.join("manifest.json"), "manifest.json")?;
+                    let named = entries
+                        .into_iter()
+                        .find_map(|e| e.repo_tags.and_then(|t| t.into_iter().next()));
+                    plan.name = named.or(plan.name);
+                }
+                plan
             } else {
                 plan_docker(&into)?
             };

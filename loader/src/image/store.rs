@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! blobs/sha256/<hex>   image configurations (an image's id is its config's digest),
-//!                      and the layer blobs as pulled or imported (`push` sends them)
+//!                      the layer blobs as pulled or imported (`push` sends them), and
+//!                      the manifests and indexes images were pulled with
 //! layers/<hex>/        each layer unpacked once, named by its diff id
 //! roots/<hex>/         each stack of layers merged once, named by its chain id:
 //!                      hard links to the layer files (see merge.rs)
@@ -75,6 +76,65 @@ pub struct StoreIndex {
     /// By diff id hex: the layer's original blob (layers committed or built have none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub blobs: BTreeMap<String, BlobRecord>,
+    /// By image id hex: the manifest it was pulled with (its bytes are a blob), so
+    /// that a push sends the same document and the registry gets the same digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub manifests: BTreeMap<String, DocumentRecord>,
+    /// By reference: the multi-platform index `pull --all-platforms` stored under it
+    /// (its bytes are a blob); the reference itself names one of its images.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indexes: BTreeMap<String, IndexRecord>,
+}
+
+/// A manifest or index as a registry served it: the bytes are `blobs/sha256/<hex>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DocumentRecord {
+    /// `sha256:…`
+    pub digest: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+}
+
+/// A multi-platform index of the store: the document, and the image each of its
+/// entries was pulled as, in the index's order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexRecord {
+    #[serde(flatten)]
+    pub document: DocumentRecord,
+    pub images: Vec<IndexEntry>,
+    /// Entries not pulled (attestations, platform `unknown/unknown`): the index cannot
+    /// be pushed as it was.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub platform: super::spec::Platform,
+    /// Image id hex.
+    pub id: String,
+}
+
+impl StoreIndex {
+    /// The index stored under `reference` (in any of its spellings).
+    pub fn index_of(&self, reference: &str) -> Option<(&String, &IndexRecord)> {
+        let normal = normalize_reference(reference);
+        self.indexes
+            .iter()
+            .find(|(r, _)| r.as_str() == reference || normalize_reference(r) == normal)
+    }
+
+    /// Image ids some index of the store holds.
+    pub fn indexed_ids(&self) -> BTreeSet<String> {
+        self.indexes
+            .values()
+            .flat_map(|i| i.images.iter().map(|e| e.id.clone()))
+            .collect()
+    }
 }
 
 /// The store of one `$CAPSULE_HOME`.
@@ -246,6 +306,81 @@ impl Store {
         Err(ImageError::NotFound(reference.to_string()))
     }
 
+    /// As [`Store::resolve`], but when `platform` is given and `reference` names a
+    /// multi-platform index, its image for that platform; `None` when that index has
+    /// none (a pull may find it).
+    pub fn resolve_for(
+        &self,
+        index: &StoreIndex,
+        reference: &str,
+        platform: Option<&super::spec::Platform>,
+    ) -> Result<Option<(String, ImageRecord)>, ImageError> {
+        if let (Some(wanted), Some((_, record))) = (platform, index.index_of(reference)) {
+            let Some(entry) = record.images.iter().find(|e| e.platform.matches(wanted)) else {
+                return Ok(None);
+            };
+            return match index.images.get(&entry.id) {
+                Some(image) => Ok(Some((entry.id.clone(), image.clone()))),
+                None => Ok(None),
+            };
+        }
+        self.resolve(index, reference).map(Some)
+    }
+
+    /// The manifest image `id` was pulled with, when the store still has it and every
+    /// blob it names (of the size it says): its bytes, media type and document.
+    pub fn pulled_manifest(
+        &self,
+        index: &StoreIndex,
+        id: &str,
+    ) -> Option<(Vec<u8>, String, super::spec::Manifest)> {
+        let doc = index.manifests.get(id)?;
+        let digest = Digest::parse(&doc.digest).ok()?;
+        let bytes = fs::read(self.blob_path(&digest)).ok()?;
+        if Digest::of(&bytes) != digest {
+            return None;
+        }
+        let manifest: super::spec::Manifest = serde_json::from_slice(&bytes).ok()?;
+        if manifest.config.digest != format!("sha256:{id}") {
+            return None;
+        }
+        for desc in manifest.layers.iter().chain([&manifest.config]) {
+            let blob = Digest::parse(&desc.digest).ok()?;
+            let size = fs::metadata(self.blob_path(&blob)).ok()?.len();
+            if Some(size) != u64::try_from(desc.size).ok() {
+                return None;
+            }
+        }
+        Some((bytes, doc.media_type.clone(), manifest))
+    }
+
+    /// The blob kept for layer `diff_id_hex` and its record, if the file is there.
+    pub fn kept_blob(
+        &self,
+        index: &StoreIndex,
+        diff_id_hex: &str,
+    ) -> Option<(BlobRecord, PathBuf)> {
+        let blob = index.blobs.get(diff_id_hex)?;
+        let digest = Digest::parse(&blob.digest).ok()?;
+        let path = self.blob_path(&digest);
+        path.is_file().then(|| (blob.clone(), path))
+    }
+
+    /// Writes `bytes` as a blob named by their digest (call with the lock held).
+    pub fn write_document(&self, bytes: &[u8]) -> Result<Digest, ImageError> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        if !path.is_file() {
+            let temp = self
+                .dir
+                .join(format!("tmp/{}-{}", std::process::id(), digest.hex()));
+            fs::write(&temp, bytes)
+                .and_then(|()| fs::rename(&temp, &path))
+                .map_err(io_error(&path))?;
+        }
+        Ok(digest)
+    }
+
     /// Where `capsule build` keeps its step cache: one file per step key, holding the
     /// id of the image that step made.
     pub fn build_cache_dir(&self) -> PathBuf {
@@ -322,6 +457,16 @@ impl Store {
         index.roots.retain(|chain, _| roots.contains(chain));
         index.layers.retain(|diff, _| layers.contains(diff));
         index.blobs.retain(|diff, _| layers.contains(diff));
+        let images: BTreeSet<String> = index.images.keys().cloned().collect();
+        index.manifests.retain(|id, _| images.contains(id));
+        // An index stays while its reference names one of its images (a tag, import
+        // or commit naming another image under it ends it) and all of them are here.
+        let refs = index.refs.clone();
+        index.indexes.retain(|r, record| {
+            refs.get(r)
+                .is_some_and(|id| record.images.iter().any(|e| &e.id == id))
+                && record.images.iter().all(|e| images.contains(&e.id))
+        });
         // The index first: a crash after it leaves unlisted directories, not dangling
         // entries.
         self.write_index(index, lock)?;
@@ -331,6 +476,13 @@ impl Store {
                 .blobs
                 .values()
                 .filter_map(|b| b.digest.strip_prefix("sha256:")),
+        );
+        ids.extend(
+            index
+                .manifests
+                .values()
+                .chain(index.indexes.values().map(|i| &i.document))
+                .filter_map(|d| d.digest.strip_prefix("sha256:")),
         );
         for (sub, keep) in [("roots", &roots), ("layers", &layers)] {
             let dir = self.dir.join(sub);

@@ -22,6 +22,9 @@ pub struct Resolved {
     pub digest: Digest,
     /// The platform was chosen from an index (else the configuration says it).
     pub platform_chosen: bool,
+    /// The image manifest as served, and its media type (what a push sends again).
+    pub bytes: Vec<u8>,
+    pub media_type: String,
 }
 
 /// Resolves `reference` (a tag or `sha256:…`) of repository `path`.
@@ -49,6 +52,8 @@ pub fn resolve(
                     manifest,
                     digest,
                     platform_chosen,
+                    bytes,
+                    media_type: kind,
                 });
             }
             spec::OCI_INDEX | spec::DOCKER_LIST => {
@@ -109,7 +114,7 @@ fn choose<'a>(index: &'a Index, platform: &Platform) -> Option<&'a spec::Descrip
 
 /// One manifest document: its bytes, its media type (the document's own, else the
 /// `Content-Type`) and its digest, checked against `expected`.
-fn fetch(
+pub fn fetch(
     client: &Client,
     path: &str,
     reference: &str,

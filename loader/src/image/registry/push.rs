@@ -1,9 +1,16 @@
-//! `capsule push REF [DEST]`: an image of the store to a registry. Each layer goes as
-//! the blob it was pulled or imported as (same digest), or, for a layer the store
-//! has no blob of (committed, built), packed again and gzipped in the store's staging
-//! area; the configuration goes as stored unless a packed layer changed its diff id.
-//! Then each blob the registry does not have (`HEAD`) is uploaded
-//! whole (`POST` then `PUT ?digest=`), and the manifest is put under the tag last, so
+//! `capsule push REF [DEST]`: an image of the store to a registry. An image pulled
+//! goes as it was pulled: its manifest and blobs as the store kept them (the same
+//! digests; an index `pull --all-platforms` stored goes whole, the same index
+//! digest). Otherwise each layer goes as the blob it was imported as, or, for a
+//! layer the store has no blob of (committed, built), packed again and gzipped in the
+//! store's staging area; the configuration goes as stored unless a packed layer
+//! changed its diff id, and the manifest is a new OCI one.
+//!
+//! Each blob the registry does not have (`HEAD`) is uploaded: `POST`, then the bytes,
+//! then `PUT ?digest=`. Blobs over a chunk (32 MiB, `CAPSULE_PUSH_CHUNK_SIZE`) go in
+//! `PATCH` chunks with `Content-Range`; a chunk broken off is resumed where the
+//! registry says it stopped (`GET` on the upload, its `Range`), and a registry that
+//! refuses `PATCH` gets the blob whole. The manifest is put under the tag last, so
 //! the tag never names an image with missing blobs.
 
 use std::fs::{self, File};
@@ -59,14 +66,30 @@ pub fn push(
     let index = store.read_index()?;
     let staging = store.staging()?;
     let owners = Owners::current();
+    // An index `pull --all-platforms` stored goes whole: its images, then the index.
+    let stored_index = index.index_of(source).map(|(_, record)| record.clone());
+    if let (Some(_), [other, ..]) = (&stored_index, others) {
+        return Err(RegistryError::Invalid(format!(
+            "{source} is a multi-platform index (pull --all-platforms): --with {other} cannot be added to it; push its platforms' images by id instead"
+        )));
+    }
+    let sources: Vec<String> = match &stored_index {
+        Some(record) => record.images.iter().map(|e| e.id.clone()).collect(),
+        None => std::iter::once(source.to_string())
+            .chain(others.iter().cloned())
+            .collect(),
+    };
     let mut images = Vec::new();
-    for (n, image) in std::iter::once(source)
-        .chain(others.iter().map(String::as_str))
-        .enumerate()
-    {
+    for (n, image) in sources.iter().map(String::as_str).enumerate() {
         let dir = staging.path().join(n.to_string());
         fs::create_dir(&dir).map_err(io_error(&dir))?;
-        let prepared = prepare(&store, &index, image, &dir, owners)?;
+        let mut prepared = prepare(&store, &index, image, &dir, owners)?;
+        if let Some(record) = &stored_index {
+            // The platform the index gave (the configuration may name none).
+            prepared.platform = Some(record.images[n].platform.clone());
+            images.push(prepared);
+            continue;
+        }
         if others.is_empty() {
             images.push(prepared);
             continue;
@@ -117,18 +140,44 @@ pub fn push(
         }
         Ok(())
     };
-    let bytes = match images.as_slice() {
-        [only] => {
-            put(&tag, spec::OCI_MANIFEST, &only.manifest)?;
+    // The index as pulled when each of its manifests goes as pulled too (the same
+    // digests all the way up).
+    let verbatim = stored_index
+        .as_ref()
+        .filter(|record| record.skipped == 0 && images.iter().all(|i| i.verbatim))
+        .map(|record| -> Result<_, RegistryError> {
+            let digest = Digest::parse(&record.document.digest).map_err(RegistryError::Invalid)?;
+            let path = store.blob_path(&digest);
+            let bytes = fs::read(&path).map_err(io_error(&path))?;
+            if Digest::of(&bytes) != digest {
+                return Err(RegistryError::Invalid(format!(
+                    "{}: the stored index does not match its digest",
+                    path.display()
+                )));
+            }
+            Ok((bytes, record.document.media_type.clone()))
+        })
+        .transpose()?;
+    let bytes = match (images.as_slice(), verbatim) {
+        (_, Some((bytes, media_type))) => {
+            for image in &images {
+                let digest = Digest::of(&image.manifest);
+                put(&digest.to_string(), &image.media_type, &image.manifest)?;
+            }
+            put(&tag, &media_type, &bytes)?;
+            bytes
+        }
+        ([only], None) if stored_index.is_none() => {
+            put(&tag, &only.media_type, &only.manifest)?;
             only.manifest.clone()
         }
         _ => {
             let mut manifests = Vec::new();
             for image in &images {
                 let digest = Digest::of(&image.manifest);
-                put(&digest.to_string(), spec::OCI_MANIFEST, &image.manifest)?;
+                put(&digest.to_string(), &image.media_type, &image.manifest)?;
                 manifests.push(spec::Descriptor {
-                    media_type: spec::OCI_MANIFEST.to_string(),
+                    media_type: image.media_type.clone(),
                     digest: digest.to_string(),
                     size: image.manifest.len() as i64,
                     platform: image.platform.clone(),
@@ -160,7 +209,41 @@ struct Prepared {
     source: String,
     files: Vec<(spec::Descriptor, PathBuf)>,
     manifest: Vec<u8>,
+    media_type: String,
     platform: Option<spec::Platform>,
+    /// The manifest is the one the image was pulled with.
+    verbatim: bool,
+}
+
+/// The image `id` as it was pulled: the manifest the store kept, when the store still
+/// has every blob it names (else `None`: the manifest is made again).
+fn as_pulled(
+    store: &Store,
+    index: &crate::image::store::StoreIndex,
+    source: &str,
+    id: &str,
+) -> Result<Option<Prepared>, RegistryError> {
+    let Some((bytes, media_type, manifest)) = store.pulled_manifest(index, id) else {
+        return Ok(None);
+    };
+    let files = manifest
+        .layers
+        .iter()
+        .chain([&manifest.config])
+        .map(|desc| {
+            let digest = Digest::parse(&desc.digest).map_err(RegistryError::Invalid)?;
+            Ok((desc.clone(), store.blob_path(&digest)))
+        })
+        .collect::<Result<_, RegistryError>>()?;
+    let config = store.config_bytes(id)?;
+    Ok(Some(Prepared {
+        source: source.to_string(),
+        files,
+        manifest: bytes,
+        media_type,
+        platform: super::pull::config_platform(&config),
+        verbatim: true,
+    }))
 }
 
 /// The blobs and manifest of image `source`; layers without a kept blob are packed
@@ -173,16 +256,15 @@ fn prepare(
     owners: Owners,
 ) -> Result<Prepared, RegistryError> {
     let (id, record) = store.resolve(index, source)?;
+    if let Some(pulled) = as_pulled(store, index, source, &id)? {
+        return Ok(pulled);
+    }
     let mut layers = Vec::new();
     // (descriptor, file) of every blob, the configuration last.
     let mut files = Vec::new();
     let mut diff_ids = Vec::new();
     for (n, hex) in record.layers.iter().enumerate() {
-        let kept = index.blobs.get(hex).and_then(|blob| {
-            let digest = Digest::parse(&blob.digest).ok()?;
-            let path = store.blob_path(&digest);
-            path.is_file().then_some((blob, path))
-        });
+        let kept = store.kept_blob(index, hex);
         let (desc, path, diff_id) = match kept {
             // As pulled or imported: the same digest on the registry.
             Some((blob, path)) => (
@@ -235,21 +317,14 @@ fn prepare(
         layers,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let platform = match (config["os"].as_str(), config["architecture"].as_str()) {
-        (Some(os), Some(architecture)) if !os.is_empty() && !architecture.is_empty() => {
-            Some(spec::Platform {
-                os: os.to_string(),
-                architecture: architecture.to_string(),
-                variant: config["variant"].as_str().map(str::to_string),
-            })
-        }
-        _ => None,
-    };
+    let platform = super::pull::config_platform(&config_bytes);
     Ok(Prepared {
         source: source.to_string(),
         files,
         manifest: bytes,
+        media_type: spec::OCI_MANIFEST.to_string(),
         platform,
+        verbatim: false,
     })
 }
 
@@ -283,7 +358,26 @@ fn pack_layer(
     Ok((desc, part, diff_id.to_string()))
 }
 
-/// Uploads one blob unless the registry has it; whether it was uploaded.
+/// Blobs larger than this go in chunks of this size (`PATCH`), unless
+/// `CAPSULE_PUSH_CHUNK_SIZE` (bytes) says another size.
+const CHUNK_SIZE: u64 = 32 << 20;
+/// How many times an interrupted chunked upload is resumed.
+const RESUMES: u32 = 5;
+
+/// The chunk size: `CAPSULE_PUSH_CHUNK_SIZE`, else [`CHUNK_SIZE`].
+fn chunk_size() -> u64 {
+    std::env::var("CAPSULE_PUSH_CHUNK_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(CHUNK_SIZE)
+}
+
+/// Uploads one blob unless the registry has it; whether it was uploaded. A blob
+/// larger than a chunk goes in chunks (`PATCH` with `Content-Range`), resumed where
+/// the registry says it stopped when one breaks off; a registry that refuses
+/// chunks gets it whole (`PUT`). The `PUT ?digest=` ends the upload: the registry
+/// checks the digest.
 fn upload(
     client: &Client,
     path: &str,
@@ -298,6 +392,29 @@ fn upload(
         404 => {}
         status => return Err(client.status_error(&what, status, head)),
     }
+    let size = fs::metadata(file).map_err(io_error(file))?.len();
+    let chunk = chunk_size();
+    let location = start_upload(client, path, &what)?;
+    if size > chunk {
+        match upload_chunks(client, &location, file, size, chunk, &what)? {
+            Some(location) => {
+                finish_upload(client, &location, digest, &Payload::Bytes(&[]), &what)?;
+                return Ok(true);
+            }
+            None => {
+                log::info!("{what}: the registry refuses chunked uploads; sending it whole");
+                let location = start_upload(client, path, &what)?;
+                finish_upload(client, &location, digest, &Payload::File(file), &what)?;
+                return Ok(true);
+            }
+        }
+    }
+    finish_upload(client, &location, digest, &Payload::File(file), &what)?;
+    Ok(true)
+}
+
+/// `POST …/blobs/uploads/`: the upload's `Location`.
+fn start_upload(client: &Client, path: &str, what: &str) -> Result<String, RegistryError> {
     let start = client.send(
         "POST",
         &format!("{path}/blobs/uploads/"),
@@ -308,12 +425,115 @@ fn upload(
     if status != 202 {
         return Err(client.status_error(&format!("upload of {what}"), status, start));
     }
-    let location = start
+    location_of(&start)
+        .ok_or_else(|| RegistryError::Invalid(format!("upload of {what}: no Location")))
+}
+
+fn location_of(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    response
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| RegistryError::Invalid(format!("upload of {what}: no Location")))?
-        .to_string();
+        .map(str::to_string)
+}
+
+/// The offset after the last byte a `Range: 0-LAST` (docker's form, or with `bytes=`)
+/// says the registry has; 0 when it has none (`0-0` of an empty upload is read as 0,
+/// which at worst sends one byte again and is refused with 416, then asked again).
+fn range_end(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let text = response.headers().get("range")?.to_str().ok()?.trim();
+    let text = text.strip_prefix("bytes=").unwrap_or(text);
+    let (first, last) = text.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    Some(if first == 0 && last == 0 { 0 } else { last + 1 })
+}
+
+/// Sends `file` in chunks to the upload at `location`: the location to finish it
+/// at, or `None` when the registry refuses chunks before taking any.
+fn upload_chunks(
+    client: &Client,
+    location: &str,
+    file: &Path,
+    size: u64,
+    chunk: u64,
+    what: &str,
+) -> Result<Option<String>, RegistryError> {
+    use std::os::unix::fs::FileExt;
+    let input = File::open(file).map_err(io_error(file))?;
+    let mut location = location.to_string();
+    let mut buf = vec![0u8; usize::try_from(chunk.min(size)).unwrap_or(usize::MAX)];
+    let mut offset = 0u64;
+    let mut resumes = 0;
+    while offset < size {
+        let len = chunk.min(size - offset);
+        let part = &mut buf[..len as usize];
+        input.read_exact_at(part, offset).map_err(io_error(file))?;
+        let range = format!("{offset}-{}", offset + len - 1);
+        let sent = client.send(
+            "PATCH",
+            &location,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range),
+            ],
+            &Payload::Bytes(part),
+        );
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+        match (sent, status) {
+            (Ok(response), Some(202)) => {
+                if let Some(next) = location_of(&response) {
+                    location = next;
+                }
+                // What the registry says it has, else what was sent.
+                offset = range_end(&response)
+                    .filter(|&end| end > offset && end <= size)
+                    .unwrap_or(offset + len);
+            }
+            // Chunks not supported (Method Not Allowed, Not Implemented, …).
+            (Ok(_), Some(400 | 404 | 405 | 415 | 501)) if offset == 0 => return Ok(None),
+            // Broken off, or not where the registry is: ask it where it is.
+            (Err(RegistryError::Unreachable { .. }), _) | (Ok(_), Some(416 | 500..=599))
+                if resumes < RESUMES =>
+            {
+                resumes += 1;
+                let (at, next) = upload_status(client, &location, what)?;
+                log::info!("{what}: upload interrupted; resuming at byte {at} of {size}");
+                offset = at;
+                location = next.unwrap_or(location);
+            }
+            (Err(e), _) => return Err(e),
+            (Ok(response), _) => {
+                let status = response.status().as_u16();
+                return Err(client.status_error(&format!("upload of {what}"), status, response));
+            }
+        }
+    }
+    Ok(Some(location))
+}
+
+/// `GET` on an upload: how many bytes the registry has, and the upload's location.
+fn upload_status(
+    client: &Client,
+    location: &str,
+    what: &str,
+) -> Result<(u64, Option<String>), RegistryError> {
+    let response = client.send("GET", location, &[], &Payload::None)?;
+    let status = response.status().as_u16();
+    if status != 204 && status != 202 {
+        return Err(client.status_error(&format!("upload of {what}"), status, response));
+    }
+    Ok((range_end(&response).unwrap_or(0), location_of(&response)))
+}
+
+/// `PUT LOCATION?digest=…` with what is left of the blob (all of it, or nothing
+/// after chunks).
+fn finish_upload(
+    client: &Client,
+    location: &str,
+    digest: &Digest,
+    payload: &Payload,
+    what: &str,
+) -> Result<(), RegistryError> {
     let sep = if location.contains('?') { '&' } else { '?' };
     let put = format!(
         "{location}{sep}digest={}",
@@ -323,11 +543,31 @@ fn upload(
         "PUT",
         &put,
         &[("Content-Type", "application/octet-stream")],
-        &Payload::File(file),
+        payload,
     )?;
     let status = done.status().as_u16();
     if !(200..300).contains(&status) {
         return Err(client.status_error(&format!("upload of {what}"), status, done));
     }
-    Ok(true)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_range(value: &str) -> ureq::http::Response<ureq::Body> {
+        ureq::http::Response::builder()
+            .header("Range", value)
+            .body(ureq::Body::builder().data(""))
+            .unwrap()
+    }
+
+    #[test]
+    fn upload_ranges_are_read_in_both_forms() {
+        assert_eq!(range_end(&with_range("0-1023")), Some(1024));
+        assert_eq!(range_end(&with_range("bytes=0-99")), Some(100));
+        assert_eq!(range_end(&with_range("0-0")), Some(0));
+        assert_eq!(range_end(&with_range("junk")), None);
+    }
 }
