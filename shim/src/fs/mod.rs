@@ -28,7 +28,9 @@ mod core_tests;
 pub mod cow;
 #[cfg(not(test))]
 pub mod cwd;
+pub mod detach;
 pub mod dirs;
+pub mod exchange;
 pub mod fds;
 #[cfg(not(test))]
 pub mod fts;

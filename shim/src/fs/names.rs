@@ -119,7 +119,8 @@ pub unsafe fn remove_with(
     )
 }
 
-/// rename & co.: `RENAME_NOREPLACE` is the only flag honoured across layers.
+/// rename & co., with renameat2's flags: `RENAME_NOREPLACE` and `RENAME_EXCHANGE`
+/// across layers as the kernel does them (`ops::rename`).
 ///
 /// # Safety
 /// `old` and `new` are null or C strings (rename's contract).
@@ -131,10 +132,19 @@ pub unsafe fn rename_with(
     flags: c_uint,
     real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
 ) -> c_int {
-    if flags & !libc::RENAME_NOREPLACE != 0 && super::layers().is_some() {
-        // RENAME_EXCHANGE and RENAME_WHITEOUT cannot be honoured across layers;
-        // glibc and coreutils fall back on ENOSYS.
-        return fail(libc::ENOSYS);
+    if super::layers().is_some() {
+        // The kernel's checks of the flags, before any name is looked at.
+        let exclusive = libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
+        if flags & !(exclusive | libc::RENAME_EXCHANGE) != 0
+            || (flags & libc::RENAME_EXCHANGE != 0 && flags & exclusive != 0)
+        {
+            return fail(libc::EINVAL);
+        }
+        // RENAME_WHITEOUT needs CAP_MKNOD in the initial user namespace (overlayfs
+        // uses it), which a capsule's processes never have.
+        if flags & libc::RENAME_WHITEOUT != 0 {
+            return fail(libc::EPERM);
+        }
     }
     run(
         |l| {
@@ -144,7 +154,7 @@ pub unsafe fn rename_with(
                 (olddir, unsafe { arg(old) }?),
                 // SAFETY: as above.
                 (newdir, unsafe { arg(new) }?),
-                flags & libc::RENAME_NOREPLACE != 0,
+                flags,
             )
         },
         |hosts| match hosts {
