@@ -60,6 +60,11 @@ static void setup(void) {
     must(mkdir("V", 0755), "V");
     must(mkdir("T", 0755), "T");
     put("T/t1", "t1");
+    must(mkdir("N", 0755), "N");
+    must(mkdir("N/n1", 0755), "N/n1");
+    must(mkdir("N/n2", 0755), "N/n2");
+    must(mkdir("R", 0755), "R");
+    put("R/r1", "r1");
     must(mkdir("G", 0755), "G");
     put("G/g1", "g1");
     must(symlink("f1", "L"), "L");
@@ -142,6 +147,14 @@ static void report(const char *what, long ret, const char *a, const char *b) {
     printf("\n");
 }
 
+/* A name relative to directory descriptor `fd`. */
+static void at(int fd, const char *name) {
+    struct stat st;
+    int r = fstatat(fd, name, &st, 0);
+    printf("fstatat %s = %d %s size=%lld\n", name, r, r < 0 ? strerrorname_np(errno) : "-",
+           r < 0 ? 0LL : (long long)st.st_size);
+}
+
 #define EX(a, b) report("exchange " a " " b, renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE), a, b)
 #define MV(a, b) report("rename " a " " b, rename(a, b), a, b)
 
@@ -196,8 +209,16 @@ static void run(void) {
     report("noreplace f1 f2", renameat2(AT_FDCWD, "f1", AT_FDCWD, "f2", RENAME_NOREPLACE), "f1", "f2");
     report("noreplace f2 new", renameat2(AT_FDCWD, "f2", AT_FDCWD, "new", RENAME_NOREPLACE), "f2", "new");
     report("noreplace D1 D3", renameat2(AT_FDCWD, "D1", AT_FDCWD, "D3", RENAME_NOREPLACE), "D1", "D3");
-    /* renames of directories with lower content */
+    /* renames of directories with lower content; descriptors of them follow */
+    int fy = open("Y", O_RDONLY | O_DIRECTORY), fr = open("R", O_RDONLY | O_DIRECTORY);
     MV("Y", "Y2");
+    MV("R", "R2");
+    at(fy, "m");
+    at(fr, "r1");
+    EX("R2", "f1");
+    at(fr, "r1");
+    close(fy);
+    close(fr);
     MV("Y2", "Y");
     MV("D3", "Dnew");
     MV("W", "D1/sub/deep/W");
@@ -207,6 +228,19 @@ static void run(void) {
     MV("D1", "Q");
     MV("Q/sub", "sub");
     report("rmdir Q", rmdir("Q"), "Q", NULL);
+    /* st_nlink of merged directories: a file copied up, a subdirectory made, one
+     * removed */
+    struct stat st;
+    put("N/f", "f");
+    must(lstat("N", &st), "stat N");
+    printf("nlink N %lu\n", (unsigned long)st.st_nlink);
+    must(rmdir("N/n1"), "rmdir N/n1");
+    must(mkdir("N/n3", 0755), "mkdir N/n3");
+    must(mkdir("N/n4", 0755), "mkdir N/n4");
+    must(lstat("N", &st), "stat N");
+    printf("nlink N %lu\n", (unsigned long)st.st_nlink);
+    must(lstat(".", &st), "stat .");
+    printf("nlink . %lu\n", (unsigned long)st.st_nlink);
     report("mkdir D1 again", mkdir("D1", 0755), "D1", NULL);
     MV("V", "D1");
     /* onto a name whose lower directory was deleted */
@@ -232,7 +266,9 @@ static void tree(const char *dir) {
             snprintf(full, sizeof full, "%s/%s", dir, nm);
             if (lstat(full, &st) == 0) {
                 show(full, info, sizeof info);
-                printf("%s %o %s\n", full, st.st_mode & 07777, S_ISDIR(st.st_mode) ? "dir" : info);
+                if (S_ISDIR(st.st_mode))
+                    snprintf(info, sizeof info, "dir nlink=%lu", (unsigned long)st.st_nlink);
+                printf("%s %o %s\n", full, st.st_mode & 07777, info);
                 if (S_ISDIR(st.st_mode))
                     tree(full);
             } else {

@@ -105,6 +105,9 @@ pub fn exchange(
     if rc != 0 {
         return Err(Skip::Errno(errno()));
     }
+    if src.is_dir() || dst.is_dir() {
+        super::fds::renamed(src.capsule.as_bytes(), dst.capsule.as_bytes(), true);
+    }
     // Names below either may now resolve elsewhere.
     super::changed();
     Ok(None)

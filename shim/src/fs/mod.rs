@@ -37,6 +37,7 @@ pub mod fts;
 pub mod layers;
 #[cfg(not(test))]
 pub mod names;
+pub mod nlink;
 #[cfg(not(test))]
 pub mod open;
 pub mod ops;

@@ -790,6 +790,9 @@ pub fn rename(
     // Replacing or moving a directory or a link changes how names below resolve.
     let structural = src.is_dir() || src.is_symlink() || dst.is_symlink();
     sys::rename(&src.host, &dst_host)?;
+    if src.is_dir() {
+        super::fds::renamed(src.capsule.as_bytes(), dst.capsule.as_bytes(), false);
+    }
     if structural {
         super::changed();
     }

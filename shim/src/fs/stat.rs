@@ -22,6 +22,27 @@ pub enum StatBuf {
 }
 
 impl StatBuf {
+    /// Sets the link count written (a merged directory's, see `nlink`).
+    ///
+    /// # Safety
+    /// As for `fix`.
+    unsafe fn set_nlink(self, n: u64) {
+        match self {
+            // SAFETY: not null, so the caller's writable structure (this function's
+            // contract).
+            StatBuf::Copy(buf) | StatBuf::Stat(buf) if !buf.is_null() => unsafe {
+                (*buf).st_nlink = n as libc::nlink_t
+            },
+            // SAFETY: as above, a `struct statx`.
+            StatBuf::Statx(buf) if !buf.is_null() => unsafe {
+                if (*buf).stx_mask & libc::STATX_NLINK != 0 {
+                    (*buf).stx_nlink = n as u32;
+                }
+            },
+            _ => {}
+        }
+    }
+
     /// Applies recorded ownership to what was written.
     ///
     /// # Safety
@@ -69,9 +90,10 @@ pub unsafe fn stat_with(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
-            ops::existing_into(l, dirfd, p, follow, node)
+            ops::existing_into(l, dirfd, p, follow, node)?;
+            Ok(super::nlink::merged_dir(l, node))
         },
-        |node, ()| {
+        |node, nlink| {
             let rc = match buf {
                 StatBuf::Copy(out) if !out.is_null() => {
                     // SAFETY: a non-null `out` is the caller's writable `struct stat`
@@ -84,6 +106,10 @@ pub unsafe fn stat_with(
             if rc == 0 {
                 // SAFETY: `buf` is null or the caller's buffer (this function's contract).
                 unsafe { buf.fix(Some(&node.host), -1) };
+                if let Some(n) = nlink {
+                    // SAFETY: as above.
+                    unsafe { buf.set_nlink(n) };
+                }
             }
             rc
         },
