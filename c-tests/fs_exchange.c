@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static void must(int ret, const char *what) {
@@ -69,6 +70,8 @@ static void setup(void) {
     put("G/g1", "g1");
     must(symlink("f1", "L"), "L");
     must(link("f2", "H"), "H");
+    must(link("f2", "H2"), "H2");
+    must(link("f2", "H3"), "H3");
 }
 
 /* What a name holds, in one word: a file's content, a directory's sorted names
@@ -116,6 +119,8 @@ static void show(const char *name, char *out, size_t size) {
     }
     if (S_ISDIR(st.st_mode)) {
         list(name, out, size, 0);
+    } else if (S_ISCHR(st.st_mode)) {
+        snprintf(out, size, "chr %u:%u mode %o", major(st.st_rdev), minor(st.st_rdev), st.st_mode & 07777);
     } else if (S_ISLNK(st.st_mode)) {
         char t[128];
         ssize_t n = readlink(name, t, sizeof t - 1);
@@ -188,8 +193,9 @@ static void run(void) {
     EX("Z", "V");
     /* a link, and hard links of one file */
     EX("L", "D2");
-    /* two names of one lower file: nothing changes */
+    /* two names of one lower file: nothing changes, both stay */
     EX("H", "U");
+    MV("H2", "H3");
     /* refusals, in the kernel's order */
     EX("missing", "f1");
     EX("f1", "missing");
@@ -209,6 +215,10 @@ static void run(void) {
     report("noreplace f1 f2", renameat2(AT_FDCWD, "f1", AT_FDCWD, "f2", RENAME_NOREPLACE), "f1", "f2");
     report("noreplace f2 new", renameat2(AT_FDCWD, "f2", AT_FDCWD, "new", RENAME_NOREPLACE), "f2", "new");
     report("noreplace D1 D3", renameat2(AT_FDCWD, "D1", AT_FDCWD, "D3", RENAME_NOREPLACE), "D1", "D3");
+    /* RENAME_WHITEOUT (root's): the old name becomes a character device 0:0 */
+    report("whiteout f1 wh", renameat2(AT_FDCWD, "f1", AT_FDCWD, "wh", RENAME_WHITEOUT), "f1", "wh");
+    report("whiteout wh f1", renameat2(AT_FDCWD, "wh", AT_FDCWD, "f1", RENAME_WHITEOUT), "wh", "f1");
+    must(unlink("wh"), "unlink wh");
     /* renames of directories with lower content; descriptors of them follow */
     int fy = open("Y", O_RDONLY | O_DIRECTORY), fr = open("R", O_RDONLY | O_DIRECTORY);
     MV("Y", "Y2");

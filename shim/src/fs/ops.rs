@@ -736,7 +736,12 @@ pub fn rename(
     if src.place != Place::Overlay {
         return Ok(Some((src.host, PathBuf::from_bytes(dst.host.as_bytes())?)));
     }
-    if src.capsule.as_bytes() == dst.capsule.as_bytes() {
+    // One name, or two hard links of one file in one layer: nothing changes
+    // (vfs_rename), and both names stay.
+    if src.capsule.as_bytes() == dst.capsule.as_bytes()
+        || (dst.found == src.found
+            && (src.stat.st_dev, src.stat.st_ino) == (dst.stat.st_dev, dst.stat.st_ino))
+    {
         return Ok(None);
     }
     // The kernel's own refusals come first, in its order.
