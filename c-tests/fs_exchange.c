@@ -249,6 +249,11 @@ static void run(void) {
     must(mkdir("N/n4", 0755), "mkdir N/n4");
     must(lstat("N", &st), "stat N");
     printf("nlink N %lu\n", (unsigned long)st.st_nlink);
+    int fn = open("N", O_RDONLY | O_DIRECTORY);
+    must(fn, "open N");
+    must(fstat(fn, &st), "fstat N");
+    printf("fstat nlink N %lu\n", (unsigned long)st.st_nlink);
+    close(fn);
     must(lstat(".", &st), "stat .");
     printf("nlink . %lu\n", (unsigned long)st.st_nlink);
     report("mkdir D1 again", mkdir("D1", 0755), "D1", NULL);

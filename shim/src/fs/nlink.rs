@@ -1,5 +1,5 @@
-//! `st_nlink` of a merged directory as one file system would count it: 2 and one
-//! per subdirectory the capsule lists (the upper directory's own count misses the
+//! `st_nlink` of a merged directory as one file system would count it (`stat`
+//! family and `fstat`, `stat.rs`): 2 and one per subdirectory the capsule lists (the upper directory's own count misses the
 //! lower subdirectories; overlayfs reports 1). Programs read it as the number of
 //! subdirectories (`find`'s leaf optimisation, `ls -l`, test suites).
 //!

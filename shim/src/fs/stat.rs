@@ -133,12 +133,31 @@ pub unsafe fn stat_with(
 /// `buf` is null or the caller's writable `struct stat` (fstat's contract).
 pub unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() -> c_int) -> c_int {
     let rc = real();
-    if rc == 0 && !buf.is_null() && super::layers().is_some() {
-        // SAFETY: not null, so the caller's `struct stat` (this function's
-        // contract), which the real call just filled.
-        super::owner::apply_fd(fd, unsafe { &mut *buf });
+    if rc == 0 && !buf.is_null() {
+        if let Some(layers) = super::layers() {
+            // SAFETY: not null, so the caller's `struct stat` (this function's
+            // contract), which the real call just filled.
+            let st = unsafe { &mut *buf };
+            super::owner::apply_fd(fd, st);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if let Some(n) = merged_dir_of_fd(layers, fd, st) {
+                    st.st_nlink = n as libc::nlink_t;
+                }
+            }
+        }
     }
     rc
+}
+
+/// A merged directory's link count (`nlink`) for descriptor `fd` of the upper
+/// directory `st`, when the shim knows which capsule directory it is.
+fn merged_dir_of_fd(layers: &super::Layers, fd: c_int, st: &libc::stat) -> Option<u64> {
+    let capsule = super::fds::directory(fd)?;
+    let node = layers.resolve(capsule.as_bytes(), false).ok()?;
+    if (node.stat.st_dev, node.stat.st_ino) != (st.st_dev, st.st_ino) {
+        return None;
+    }
+    super::nlink::merged_dir(layers, &node)
 }
 
 /// access / faccessat: `W_OK` where the capsule cannot write is `EROFS`, as on a
