@@ -2,9 +2,11 @@
  *
  * For each sequence K in FIRST..FIRST+COUNT-1 works in DIR/sK and runs the PHASES
  * (comma separated): `setup` (the starting tree), `change` (changes to it, as a
- * capsule would make to lower content), `run` (with `exchange`: RENAME_EXCHANGE among the renames; OPS random operations seeded by
- * SEED+K, one line each: `K.I op args = result errno`, then the final tree, one line
- * per entry). The same command natively and in a capsule must print the same lines. */
+ * capsule would make to lower content), `run` (OPS random operations seeded by
+ * SEED+K; with `exchange` RENAME_EXCHANGE among the renames, with `nodirrename` no
+ * renames of directories; one line each: `K.I op args = result errno`, then the
+ * final tree, one line per entry). The same command natively and in a capsule must
+ * print the same lines. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
