@@ -219,6 +219,37 @@ pub fn directory(fd: i32) -> Option<PathBuf> {
     PathBuf::from_bytes(&bytes[..len]).ok()
 }
 
+/// A rename moved capsule directory `from` to `to` (with `exchange`, `to` to `from`
+/// too): this process's descriptors of directories at or below it follow, as the
+/// kernel's follow the directory. Other processes' descriptors are read back through
+/// `/proc/self/fd` (a lower directory's then keeps its old name: a limit).
+pub fn renamed(from: &[u8], to: &[u8], exchange: bool) {
+    use super::path::is_within;
+    let mut moved = PathBuf::new();
+    for fd in 0..directories::SLOTS as i32 {
+        // Most slots are empty: one load each.
+        if entry(fd).is_none_or(|e| e.len.load(Ordering::Relaxed) == 0) {
+            continue;
+        }
+        let Some(path) = directory(fd) else {
+            continue;
+        };
+        let p = path.as_bytes();
+        let (old, new) = if is_within(p, from) {
+            (from, to)
+        } else if exchange && is_within(p, to) {
+            (to, from)
+        } else {
+            continue;
+        };
+        if moved.set(new).is_ok() && moved.push_bytes(&p[old.len()..]).is_ok() {
+            remember_directory(fd, moved.as_bytes());
+        } else {
+            forget_directory(fd);
+        }
+    }
+}
+
 /// close: forgotten first (the number may be reused as soon as it is closed).
 #[inline]
 pub fn closing(fd: i32, real: impl FnOnce() -> i32) -> i32 {

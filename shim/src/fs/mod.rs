@@ -28,13 +28,16 @@ mod core_tests;
 pub mod cow;
 #[cfg(not(test))]
 pub mod cwd;
+pub mod detach;
 pub mod dirs;
+pub mod exchange;
 pub mod fds;
 #[cfg(not(test))]
 pub mod fts;
 pub mod layers;
 #[cfg(not(test))]
 pub mod names;
+pub mod nlink;
 #[cfg(not(test))]
 pub mod open;
 pub mod ops;

@@ -119,7 +119,8 @@ pub unsafe fn remove_with(
     )
 }
 
-/// rename & co.: `RENAME_NOREPLACE` is the only flag honoured across layers.
+/// rename & co., with renameat2's flags: `RENAME_NOREPLACE` and `RENAME_EXCHANGE`
+/// across layers as the kernel does them (`ops::rename`).
 ///
 /// # Safety
 /// `old` and `new` are null or C strings (rename's contract).
@@ -131,10 +132,18 @@ pub unsafe fn rename_with(
     flags: c_uint,
     real: impl Fn(*const c_char, *const c_char) -> c_int + Copy,
 ) -> c_int {
-    if flags & !libc::RENAME_NOREPLACE != 0 && super::layers().is_some() {
-        // RENAME_EXCHANGE and RENAME_WHITEOUT cannot be honoured across layers;
-        // glibc and coreutils fall back on ENOSYS.
-        return fail(libc::ENOSYS);
+    if super::layers().is_some() {
+        // The kernel's checks of the flags, before any name is looked at.
+        let exclusive = libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
+        if flags & !(exclusive | libc::RENAME_EXCHANGE) != 0
+            || (flags & libc::RENAME_EXCHANGE != 0 && flags & exclusive != 0)
+        {
+            return fail(libc::EINVAL);
+        }
+        // RENAME_WHITEOUT needs CAP_MKNOD (the capsule identity's, or the real one).
+        if flags & libc::RENAME_WHITEOUT != 0 && !may_mknod() {
+            return fail(libc::EPERM);
+        }
     }
     run(
         |l| {
@@ -144,8 +153,15 @@ pub unsafe fn rename_with(
                 (olddir, unsafe { arg(old) }?),
                 // SAFETY: as above.
                 (newdir, unsafe { arg(new) }?),
-                flags & libc::RENAME_NOREPLACE != 0,
+                flags,
             )
+            .and_then(|hosts| {
+                if hosts.is_none() && flags & libc::RENAME_WHITEOUT != 0 {
+                    // SAFETY: `old` is null or a C string (this function's contract).
+                    leave_whiteout(l, olddir, unsafe { arg(old) }?)?;
+                }
+                Ok(hosts)
+            })
         },
         |hosts| match hosts {
             Some((from, to)) => {
@@ -161,6 +177,40 @@ pub unsafe fn rename_with(
         || real(old, new),
         -1,
     )
+}
+
+/// Whether the caller holds CAP_MKNOD: the capsule identity's, or without one the
+/// real process's (root).
+fn may_mknod() -> bool {
+    const CAP_MKNOD: u64 = 1 << 27;
+    let creds = &crate::identity::state::CREDS;
+    if creds.enabled() {
+        return creds.capable(CAP_MKNOD);
+    }
+    // SAFETY: a raw system call without arguments.
+    unsafe { libc::syscall(libc::SYS_geteuid) == 0 }
+}
+
+/// RENAME_WHITEOUT after an overlay rename: the old name becomes the kernel's
+/// whiteout, a character device 0:0 of mode 0 (a name of the capsule, not one of
+/// its own markers), as `mknod` makes it.
+fn leave_whiteout(l: &super::Layers, dirfd: c_int, old: &CStr) -> super::ops::Op<()> {
+    let (host, node, had_whiteout) = ops::create_path(l, dirfd, old)?;
+    let (mode, dev) = (libc::S_IFCHR, libc::makedev(0, 0));
+    // SAFETY: `host` is a NUL-terminated host path; the real mknod is reached (the
+    // shim guard is held), or the fake root's device file made.
+    let rc = unsafe {
+        mknod_in(host.as_ptr(), mode, dev, || {
+            libc::mknod(host.as_ptr(), mode, dev)
+        })
+    };
+    if rc != 0 {
+        let e = crate::hook::errno();
+        ops::create_failed(l, &node, had_whiteout);
+        return Err(Skip::Errno(e));
+    }
+    super::owner::after_create(&host);
+    Ok(())
 }
 
 /// link and linkat: a hard link of a lower file links its upper copy.

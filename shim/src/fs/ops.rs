@@ -263,7 +263,7 @@ pub fn existing(layers: &Layers, dirfd: c_int, path: &CStr, follow: bool) -> Op<
 }
 
 /// Fails with `EROFS` where the node cannot be changed.
-fn check_writable(layers: &Layers, node: &Node) -> Op<()> {
+pub(super) fn check_writable(layers: &Layers, node: &Node) -> Op<()> {
     match node.place {
         Place::Volume { read_only: true } => Err(Skip::Errno(libc::EROFS)),
         Place::Volume { .. } | Place::Passthrough => Ok(()),
@@ -696,14 +696,17 @@ pub fn remove(layers: &Layers, dirfd: c_int, path: &CStr, directory: bool) -> Op
     Ok(())
 }
 
-/// rename / renameat / renameat2 in the capsule. Returns the host paths to rename
-/// for volumes (which the real call handles); overlay renames are done here.
+/// rename / renameat / renameat2 in the capsule, `flags` those of renameat2
+/// (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`; checked by the caller). Returns the host
+/// paths to rename for volumes (which the real call handles, with the flags);
+/// overlay renames are done here.
 pub fn rename(
     layers: &Layers,
     old: (c_int, &CStr),
     new: (c_int, &CStr),
-    noreplace: bool,
+    flags: std::ffi::c_uint,
 ) -> Op<Option<(PathBuf, PathBuf)>> {
+    let noreplace = flags & libc::RENAME_NOREPLACE != 0;
     // The last names are never followed, trailing slashes or not; a trailing slash
     // asks for a directory (ENOTDIR otherwise).
     let (old_name, old_slash) = without_slashes(old.1)?;
@@ -722,10 +725,16 @@ pub fn rename(
         }));
     }
     let src = match existing(layers, old.0, old_name.as_cstr(), false) {
-        // The kernel walks both parents before it looks up the old name.
+        // The kernel walks both parents, compares their mounts and asks for write
+        // access before it looks up the old name.
         Err(Skip::Errno(libc::ENOENT)) => {
-            parent_is_dir(layers, old.0, old_name.as_bytes(), &mut Node::empty())?;
-            parent_is_dir(layers, new.0, new_name.as_bytes(), &mut Node::empty())?;
+            let (mut from, mut to) = (Node::empty(), Node::empty());
+            parent_is_dir(layers, old.0, old_name.as_bytes(), &mut from)?;
+            parent_is_dir(layers, new.0, new_name.as_bytes(), &mut to)?;
+            if super::exchange::crosses_mount(layers, &from, &to) {
+                return Err(Skip::Errno(libc::EXDEV));
+            }
+            check_writable(layers, &from)?;
             return Err(Skip::Errno(libc::ENOENT));
         }
         other => other?,
@@ -733,6 +742,9 @@ pub fn rename(
     let dst = lookup(layers, new.0, new_name.as_cstr(), false)?;
     if noreplace && dst.exists() {
         return Err(Skip::Errno(libc::EEXIST));
+    }
+    if flags & libc::RENAME_EXCHANGE != 0 {
+        return super::exchange::exchange(layers, src, dst, old_slash, new_slash);
     }
     if (old_slash || new_slash) && !src.is_dir() && !ends_in_dot(old.1.to_bytes()) {
         return Err(Skip::Errno(libc::ENOTDIR));
@@ -744,13 +756,18 @@ pub fn rename(
     {
         return Err(Skip::Errno(libc::EBUSY));
     }
-    if src.place != Place::Overlay || dst.place != Place::Overlay {
-        if src.place == Place::Overlay || dst.place == Place::Overlay {
-            return Err(Skip::Errno(libc::EXDEV));
-        }
+    if super::exchange::crosses_mount(layers, &src, &dst) {
+        return Err(Skip::Errno(libc::EXDEV));
+    }
+    if src.place != Place::Overlay {
         return Ok(Some((src.host, PathBuf::from_bytes(dst.host.as_bytes())?)));
     }
-    if src.capsule.as_bytes() == dst.capsule.as_bytes() {
+    // One name, or two hard links of one file in one layer: nothing changes
+    // (vfs_rename), and both names stay.
+    if src.capsule.as_bytes() == dst.capsule.as_bytes()
+        || (dst.found == src.found
+            && (src.stat.st_dev, src.stat.st_ino) == (dst.stat.st_dev, dst.stat.st_ino))
+    {
         return Ok(None);
     }
     // The kernel's own refusals come first, in its order.
@@ -771,29 +788,41 @@ pub fn rename(
             _ => {}
         }
     }
-    // Moving a directory that has lower-layer content would need every entry
-    // copied: report EXDEV, and programs (mv) copy and delete instead.
-    if src.is_dir() && (src.found == Found::Lower || cow::lower_exists(layers, &src)) {
-        return Err(Skip::Errno(libc::EXDEV));
-    }
-    if dst.is_dir() {
-        if dst.found == Found::Lower || cow::lower_exists(layers, &dst) {
-            return Err(Skip::Errno(libc::EXDEV));
-        }
-        super::dirs::clear_markers(&dst.host)?;
-    }
     let src_in_lower = src.found == Found::Lower || cow::lower_exists(layers, &src);
-    let src = for_change(layers, src)?;
+    let mut src = src;
+    if src.is_dir() {
+        // A directory moves as the upper directory alone: what it shows of the
+        // lower layer is copied up first (`detach`), and it must not merge with a
+        // lower directory under its new name (nor under the old, once gone there).
+        let lower_dir_there = super::detach::lower_dir_at(layers, &dst);
+        super::detach::detach(layers, &mut src)?;
+        if lower_dir_there {
+            cow::make_opaque(layers, &src.capsule)?;
+        }
+        if dst.found == Found::Upper {
+            // Empty in the capsule's view: only markers left, which rename(2)
+            // would count as entries.
+            super::dirs::clear_markers(&dst.host)?;
+        }
+    } else {
+        for_change_in(layers, &mut src)?;
+    }
     let (dst_host, _) = if dst.exists() && dst.found == Found::Upper {
         (PathBuf::from_bytes(dst.host.as_bytes())?, false)
     } else {
         for_create(layers, &dst)?
     };
+    // The old name's lower half is hidden before the upper one moves (a whiteout
+    // beside an upper name hides nothing), so that it never shows again, even if
+    // the process is killed in between.
+    if src_in_lower {
+        cow::whiteout(layers, &src.capsule)?;
+    }
     // Replacing or moving a directory or a link changes how names below resolve.
     let structural = src.is_dir() || src.is_symlink() || dst.is_symlink();
     sys::rename(&src.host, &dst_host)?;
-    if src_in_lower {
-        cow::whiteout(layers, &src.capsule)?;
+    if src.is_dir() {
+        super::fds::renamed(src.capsule.as_bytes(), dst.capsule.as_bytes(), false);
     }
     if structural {
         super::changed();

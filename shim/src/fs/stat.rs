@@ -22,6 +22,27 @@ pub enum StatBuf {
 }
 
 impl StatBuf {
+    /// Sets the link count written (a merged directory's, see `nlink`).
+    ///
+    /// # Safety
+    /// As for `fix`.
+    unsafe fn set_nlink(self, n: u64) {
+        match self {
+            // SAFETY: not null, so the caller's writable structure (this function's
+            // contract).
+            StatBuf::Copy(buf) | StatBuf::Stat(buf) if !buf.is_null() => unsafe {
+                (*buf).st_nlink = n as libc::nlink_t
+            },
+            // SAFETY: as above, a `struct statx`.
+            StatBuf::Statx(buf) if !buf.is_null() => unsafe {
+                if (*buf).stx_mask & libc::STATX_NLINK != 0 {
+                    (*buf).stx_nlink = n as u32;
+                }
+            },
+            _ => {}
+        }
+    }
+
     /// Applies recorded ownership to what was written.
     ///
     /// # Safety
@@ -69,9 +90,10 @@ pub unsafe fn stat_with(
             if p.to_bytes().is_empty() {
                 return Err(Skip::Pass);
             }
-            ops::resolve(l, dirfd, p, ops::Intent::Read { follow }, node)
+            ops::resolve(l, dirfd, p, ops::Intent::Read { follow }, node)?;
+            Ok(super::nlink::merged_dir(l, node))
         },
-        |node, ()| {
+        |node, nlink| {
             let rc = match buf {
                 StatBuf::Copy(out) if !out.is_null() => {
                     // SAFETY: a non-null `out` is the caller's writable `struct stat`
@@ -84,6 +106,10 @@ pub unsafe fn stat_with(
             if rc == 0 {
                 // SAFETY: `buf` is null or the caller's buffer (this function's contract).
                 unsafe { buf.fix(Some(&node.host), -1) };
+                if let Some(n) = nlink {
+                    // SAFETY: as above.
+                    unsafe { buf.set_nlink(n) };
+                }
             }
             rc
         },
@@ -107,12 +133,31 @@ pub unsafe fn stat_with(
 /// `buf` is null or the caller's writable `struct stat` (fstat's contract).
 pub unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() -> c_int) -> c_int {
     let rc = real();
-    if rc == 0 && !buf.is_null() && super::layers().is_some() {
-        // SAFETY: not null, so the caller's `struct stat` (this function's
-        // contract), which the real call just filled.
-        super::owner::apply_fd(fd, unsafe { &mut *buf });
+    if rc == 0 && !buf.is_null() {
+        if let Some(layers) = super::layers() {
+            // SAFETY: not null, so the caller's `struct stat` (this function's
+            // contract), which the real call just filled.
+            let st = unsafe { &mut *buf };
+            super::owner::apply_fd(fd, st);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if let Some(n) = merged_dir_of_fd(layers, fd, st) {
+                    st.st_nlink = n as libc::nlink_t;
+                }
+            }
+        }
     }
     rc
+}
+
+/// A merged directory's link count (`nlink`) for descriptor `fd` of the upper
+/// directory `st`, when the shim knows which capsule directory it is.
+fn merged_dir_of_fd(layers: &super::Layers, fd: c_int, st: &libc::stat) -> Option<u64> {
+    let capsule = super::fds::directory(fd)?;
+    let node = layers.resolve(capsule.as_bytes(), false).ok()?;
+    if (node.stat.st_dev, node.stat.st_ino) != (st.st_dev, st.st_ino) {
+        return None;
+    }
+    super::nlink::merged_dir(layers, &node)
 }
 
 /// access / faccessat: `W_OK` where the capsule cannot write is `EROFS`, as on a

@@ -9,7 +9,7 @@ use crate::fs::names::{
 
 /// The limit of rename and renameat.
 const RENAME_DIR: crate::coverage::Support = crate::coverage::Support::Partial(
-    "a directory with lower-layer content gives EXDEV (mv copies instead)",
+    "a directory with lower-layer content is copied up whole before it moves: hard links inside it become separate files, a device node or socket in it gives EXDEV",
 );
 
 /// The limit of mknod and mknodat.
@@ -56,7 +56,7 @@ hook! {
     // (absolute) with AT_FDCWD.
     |real| unsafe { rename_with(olddir, old, newdir, new, 0, |a, b| if a == old { real(olddir, a, newdir, b) } else { real(libc::AT_FDCWD, a, libc::AT_FDCWD, b) }) }
 
-    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1, support: Partial("RENAME_NOREPLACE only; other flags give ENOSYS (callers fall back)");
+    fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) -> c_int, missing: -1, support: Partial("RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT across layers (a directory as for rename); the whiteout is made just after the rename, not atomically with it");
     // SAFETY: `old` and `new` are null or C strings (rename(2)); `real` gets them with the
     // caller's directory descriptors, or the NUL-terminated host paths they resolved to
     // (absolute) with AT_FDCWD.
