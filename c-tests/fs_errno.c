@@ -86,6 +86,14 @@ static void check_rw(void) {
     CHECK_FS("open a dir O_WRONLY", EISDIR, open(dir, O_WRONLY));
     CHECK_FS("open a dir O_RDWR", EISDIR, open(dir, O_RDWR));
     CHECK_FS("open a dir O_CREAT", EISDIR, open(dir, O_WRONLY | O_CREAT, 0644));
+    /* A link whose target ends in `/` names a directory: creating through it is
+     * EISDIR, and nothing is created. */
+    const char *slash_link = P("/errno/slash-link");
+    CHECK_FS("symlink to a name with a trailing slash", 0, symlink("./not-yet/", slash_link));
+    CHECK_FS("O_CREAT through a link ending in /", EISDIR,
+             open(slash_link, O_WRONLY | O_CREAT, 0644));
+    CHECK_FS("nothing made through it", ENOENT, stat(P("/errno/not-yet"), &st));
+    CHECK_FS("remove the link", 0, unlink(slash_link));
     CHECK_FS("unlink a dir", EISDIR, unlink(dir));
     CHECK_FS("rename a file over a dir", EISDIR, rename(file, P("/errno/emptydir")));
     CHECK_FS("truncate a dir", EISDIR, truncate(dir, 0));

@@ -457,6 +457,14 @@ pub fn open_into(layers: &Layers, name: &Name, flags: c_int, plan: &mut OpenPlan
         if !create {
             return Err(Skip::Errno(libc::ENOENT));
         }
+        // The walk followed a last link to a name that is not there yet: when the
+        // link's target ends in `/` (a directory, then), the kernel refuses.
+        if follow
+            && node.capsule.as_bytes() != name.abs.as_bytes()
+            && link_names_a_dir(layers, name)?
+        {
+            return Err(Skip::Errno(libc::EISDIR));
+        }
         for_create_into(layers, node, &mut plan.host)?;
         plan.created = true;
         plan.safe = true;
@@ -479,6 +487,26 @@ pub fn open_into(layers: &Layers, name: &Name, flags: c_int, plan: &mut OpenPlan
     plan.safe = !plan.lower && check_writable(layers, node).is_ok();
     plan.directory = node.is_dir();
     Ok(plan.host.set(node.host.as_bytes())?)
+}
+
+/// Whether the last component of `name` is a link whose target ends in `/` (or is
+/// `.`, `..`, or ends in `/.`, `/..`): a directory's name, which a creation
+/// through the link cannot make a file of.
+fn link_names_a_dir(layers: &Layers, name: &Name) -> Op<bool> {
+    let mut link = Node::empty();
+    name.lookup_into(layers, false, &mut link)?;
+    if link.stat.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Ok(false);
+    }
+    let mut target = [0u8; super::path::PATH_MAX];
+    // SAFETY: readlink(2) writes at most `target.len()` bytes into our buffer; the
+    // path is NUL-terminated.
+    let n = unsafe { libc::readlink(link.host.as_ptr(), target.as_mut_ptr().cast(), target.len()) };
+    let Ok(n) = usize::try_from(n) else {
+        return Ok(false);
+    };
+    let target = &target[..n];
+    Ok(target.ends_with(b"/") || ends_in_dot(target))
 }
 
 /// `O_TMPFILE` in directory `plan.node`: the unnamed file is made in the upper
