@@ -103,6 +103,17 @@ fn busybox() -> PathBuf {
     path
 }
 
+/// `c-tests/NAME.c` built with `cc -static` as `NAME-static` (see `build_static`).
+fn cc_static(cell: &'static OnceLock<PathBuf>, name: &str) -> PathBuf {
+    build_static(cell, &format!("{name}-static"), |out| {
+        let mut cc = Command::new("cc");
+        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+            .arg(out)
+            .arg(workspace_root().join(format!("c-tests/{name}.c")));
+        cc
+    })
+}
+
 /// Builds `name` into `<target>/c-tests/` once per test process: `compile(out)` is the
 /// command writing it to `out` (a private temporary name, renamed into place: test
 /// binaries may build at the same time). Asserts that the result is static.
@@ -135,37 +146,19 @@ fn build_static(
 /// `c-tests/raw_syscalls.c` built with `cc -static`.
 fn raw_probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    build_static(&BUILT, "raw_syscalls-static", |out| {
-        let mut cc = Command::new("cc");
-        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(out)
-            .arg(workspace_root().join("c-tests/raw_syscalls.c"));
-        cc
-    })
+    cc_static(&BUILT, "raw_syscalls")
 }
 
 /// `c-tests/unix_addr.c` built with `cc -static`.
 fn unix_addr_static() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    build_static(&BUILT, "unix_addr-static", |out| {
-        let mut cc = Command::new("cc");
-        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(out)
-            .arg(workspace_root().join("c-tests/unix_addr.c"));
-        cc
-    })
+    cc_static(&BUILT, "unix_addr")
 }
 
 /// `c-tests/block_recv.c` built with `cc -static`.
 fn block_recv_static() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    build_static(&BUILT, "block_recv-static", |out| {
-        let mut cc = Command::new("cc");
-        cc.args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(out)
-            .arg(workspace_root().join("c-tests/block_recv.c"));
-        cc
-    })
+    cc_static(&BUILT, "block_recv")
 }
 
 /// `c-tests/go/probe` built with `CGO_ENABLED=0 go build` (Debian's golang-go, standard

@@ -1071,22 +1071,7 @@ fn add_multi_platform_index(layout: &Path) {
 #[test]
 fn an_index_with_two_platforms() {
     let work = TempDir::new("pull-index");
-    let layout = umoci_layout(work.path());
-    add_multi_platform_index(&layout);
-    let registry = Registry::start(&work.join("registry"), None);
-    let dest = format!("docker://{}", registry.name("multi:1"));
-    tool(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "-q",
-            "--all",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:multi", layout.display()),
-            &dest,
-        ],
-    );
+    let (_layout, registry) = seeded_index(&work);
     let image = registry.name("multi:1");
     let auth = AuthEnv::new();
 

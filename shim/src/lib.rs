@@ -30,6 +30,7 @@ mod identity;
 mod log;
 mod net;
 mod runtime;
+mod seqlock;
 mod shared;
 mod syscall;
 mod time;

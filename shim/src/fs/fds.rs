@@ -18,7 +18,9 @@
 //!   number (an application race) reads a torn entry at worst, which the sequence
 //!   check rejects; it never reads freed memory.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use crate::seqlock::SeqCount;
 
 use super::path::PathBuf;
 
@@ -95,7 +97,7 @@ mod directories {
 
     pub struct Entry {
         /// Odd while a writer fills the entry; 0 or even otherwise.
-        pub seq: AtomicU32,
+        pub seq: SeqCount,
         /// Path length + 1; 0: empty.
         pub len: AtomicU32,
         pub dev: AtomicU64,
@@ -106,35 +108,12 @@ mod directories {
     impl Entry {
         const fn new() -> Entry {
             Entry {
-                seq: AtomicU32::new(0),
+                seq: SeqCount::new(),
                 len: AtomicU32::new(0),
                 dev: AtomicU64::new(0),
                 ino: AtomicU64::new(0),
                 path: [const { AtomicU8::new(0) }; PATH_BYTES],
             }
-        }
-
-        /// Takes the writer side; false when another writer holds it (then this
-        /// write is dropped: the entry stays checked by device and inode).
-        pub fn begin(&self) -> bool {
-            let seq = self.seq.load(Ordering::Relaxed);
-            let taken = seq & 1 == 0
-                && self
-                    .seq
-                    .compare_exchange(
-                        seq,
-                        seq.wrapping_add(1),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok();
-            // The odd count is visible before any of the stores that follow.
-            fence(Ordering::Release);
-            taken
-        }
-
-        pub fn end(&self) {
-            self.seq.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -152,12 +131,15 @@ fn forget_directory(fd: i32) {
     let Some(e) = entry(fd) else {
         return;
     };
-    // An empty slot needs no writer (the common case: one load).
-    if e.len.load(Ordering::Relaxed) == 0 || !e.begin() {
+    // An empty slot needs no writer (the common case: one load). A slot another
+    // writer holds stays as it is: a read checks device and inode anyway.
+    if e.len.load(Ordering::Relaxed) == 0 {
         return;
     }
+    let Some(_write) = e.seq.try_write() else {
+        return;
+    };
     e.len.store(0, Ordering::Relaxed);
-    e.end();
 }
 
 /// Remembers that `fd` is the directory `capsule`.
@@ -176,16 +158,15 @@ pub fn remember_directory(fd: i32, capsule: &[u8]) {
         forget_directory(fd);
         return;
     }
-    if !e.begin() {
+    let Some(_write) = e.seq.try_write() else {
         return;
-    }
+    };
     e.dev.store(st.st_dev, Ordering::Relaxed);
     e.ino.store(st.st_ino, Ordering::Relaxed);
     for (slot, &b) in e.path.iter().zip(capsule) {
         slot.store(b, Ordering::Relaxed);
     }
     e.len.store(capsule.len() as u32 + 1, Ordering::Relaxed);
-    e.end();
 }
 
 /// The capsule path of directory descriptor `fd`, if the shim opened it and it is
@@ -195,10 +176,8 @@ pub fn directory(fd: i32) -> Option<PathBuf> {
     if e.len.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let before = e.seq.load(Ordering::Acquire);
-    if before & 1 == 1 {
-        return None; // being written: the slow way
-    }
+    // Being written: the slow way.
+    let before = e.seq.read_begin()?;
     let len = (e.len.load(Ordering::Relaxed) as usize).checked_sub(1)?;
     let (dev, ino) = (e.dev.load(Ordering::Relaxed), e.ino.load(Ordering::Relaxed));
     let mut bytes = [0u8; directories::PATH_BYTES];
@@ -206,8 +185,7 @@ pub fn directory(fd: i32) -> Option<PathBuf> {
     for (dst, src) in bytes[..len].iter_mut().zip(e.path.iter()) {
         *dst = src.load(Ordering::Relaxed);
     }
-    fence(Ordering::Acquire);
-    if e.seq.load(Ordering::Relaxed) != before {
+    if !e.seq.read_valid(before) {
         return None;
     }
     // SAFETY: zeroed stat is valid.

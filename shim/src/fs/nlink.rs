@@ -10,15 +10,16 @@
 //! array of seqlocked slots: no allocation and no lock (a stat may come from a
 //! signal handler or a child after `fork`).
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::seqlock::SeqCount;
 
 use super::layers::{Found, Layers, Node, Place};
 
 const SLOTS: usize = 256;
 
 struct Slot {
-    /// Odd while a writer fills the slot.
-    seq: AtomicU32,
+    seq: SeqCount,
     key: [AtomicU64; 4],
     /// The count; 0: the upper directory's own is right (no lower half).
     nlink: AtomicU64,
@@ -26,7 +27,7 @@ struct Slot {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Slot = Slot {
-    seq: AtomicU32::new(0),
+    seq: SeqCount::new(),
     key: [const { AtomicU64::new(0) }; 4],
     nlink: AtomicU64::new(0),
 };
@@ -50,38 +51,22 @@ fn slot_of(key: &[u64; 4]) -> &'static Slot {
 
 fn lookup(key: &[u64; 4]) -> Option<u64> {
     let slot = slot_of(key);
-    let before = slot.seq.load(Ordering::Acquire);
-    if before & 1 == 1 {
-        return None;
-    }
+    let before = slot.seq.read_begin()?;
     let same = (0..4).all(|i| slot.key[i].load(Ordering::Relaxed) == key[i]);
     let nlink = slot.nlink.load(Ordering::Relaxed);
-    fence(Ordering::Acquire);
-    (same && slot.seq.load(Ordering::Relaxed) == before).then_some(nlink)
+    (same && slot.seq.read_valid(before)).then_some(nlink)
 }
 
 fn store(key: &[u64; 4], nlink: u64) {
     let slot = slot_of(key);
-    let seq = slot.seq.load(Ordering::Relaxed);
-    if seq & 1 == 1
-        || slot
-            .seq
-            .compare_exchange(
-                seq,
-                seq.wrapping_add(1),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_err()
-    {
-        return; // another writer: this answer is simply not remembered
-    }
-    fence(Ordering::Release);
+    // Another writer: this answer is simply not remembered.
+    let Some(_write) = slot.seq.try_write() else {
+        return;
+    };
     for (i, k) in key.iter().enumerate() {
         slot.key[i].store(*k, Ordering::Relaxed);
     }
     slot.nlink.store(nlink, Ordering::Relaxed);
-    slot.seq.fetch_add(1, Ordering::Release);
 }
 
 /// The link count the capsule reports for directory `node` when it differs from

@@ -18,7 +18,9 @@
 //! path this socket was connected to.
 
 use std::ffi::{c_int, CStr};
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::seqlock::SeqCount;
 
 use super::ops::{self, Op, Skip};
 use super::path::PathBuf;
@@ -163,7 +165,8 @@ const WORDS: usize = SUN_PATH.div_ceil(8);
 /// One remembered socket, under a seqlock (`seq` odd while it is written): its
 /// inode, the path the kernel was given and the capsule path.
 struct Slot {
-    seq: AtomicU64,
+    /// 0: never written.
+    seq: SeqCount,
     ino: AtomicU64,
     /// The two lengths, `kernel << 8 | capsule`.
     lens: AtomicU64,
@@ -181,7 +184,7 @@ struct Ring<const N: usize> {
 
 #[allow(clippy::declare_interior_mutable_const)] // a template for the arrays below
 const SLOT: Slot = Slot {
-    seq: AtomicU64::new(0),
+    seq: SeqCount::new(),
     ino: AtomicU64::new(0),
     lens: AtomicU64::new(0),
     kernel: [const { AtomicU64::new(0) }; WORDS],
@@ -230,32 +233,23 @@ impl<const N: usize> Ring<N> {
         if kernel.len() > SUN_PATH || capsule.len() > SUN_PATH {
             return;
         }
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % N];
-        // Take the slot: even to odd (another writer that wrapped round holds it).
-        let mut seq = slot.seq.load(Ordering::Relaxed);
-        loop {
-            if seq & 1 == 1 {
-                std::hint::spin_loop();
-                seq = slot.seq.load(Ordering::Relaxed);
+        // A slot another writer holds (one that wrapped round, or a thread that
+        // was writing when this process was forked from its own, and never
+        // finishes here) is passed over for the next.
+        for _ in 0..4 {
+            let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % N];
+            let Some(_write) = slot.seq.try_write() else {
                 continue;
-            }
-            match slot
-                .seq
-                .compare_exchange_weak(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => seq = now,
-            }
+            };
+            slot.ino.store(ino, Ordering::Relaxed);
+            slot.lens.store(
+                (kernel.len() as u64) << 8 | capsule.len() as u64,
+                Ordering::Relaxed,
+            );
+            store(&slot.kernel, kernel);
+            store(&slot.capsule, capsule);
+            return;
         }
-        fence(Ordering::Release);
-        slot.ino.store(ino, Ordering::Relaxed);
-        slot.lens.store(
-            (kernel.len() as u64) << 8 | capsule.len() as u64,
-            Ordering::Relaxed,
-        );
-        store(&slot.kernel, kernel);
-        store(&slot.capsule, capsule);
-        slot.seq.store(seq + 2, Ordering::Release);
     }
 
     /// The newest entry `wanted` accepts.
@@ -264,13 +258,12 @@ impl<const N: usize> Ring<N> {
         for back in 1..=N.min(newest) {
             let slot = &self.slots[(newest - back) % N];
             for _ in 0..64 {
-                let before = slot.seq.load(Ordering::Acquire);
-                if before == 0 {
-                    break;
-                }
-                if before & 1 == 1 {
+                let Some(before) = slot.seq.read_begin() else {
                     std::hint::spin_loop();
                     continue;
+                };
+                if before == 0 {
+                    break;
                 }
                 let mut e = Entry {
                     ino: slot.ino.load(Ordering::Relaxed),
@@ -282,8 +275,7 @@ impl<const N: usize> Ring<N> {
                 let lens = slot.lens.load(Ordering::Relaxed);
                 load(&slot.kernel, &mut e.kernel);
                 load(&slot.capsule, &mut e.capsule);
-                fence(Ordering::Acquire);
-                if slot.seq.load(Ordering::Relaxed) != before {
+                if !slot.seq.read_valid(before) {
                     continue;
                 }
                 e.kernel_len = (lens >> 8) as usize;
