@@ -382,12 +382,24 @@ fn hidden(entry: &[u8]) -> bool {
 /// [`with_child_env`] gives them to each child again. Called once the configuration
 /// has been read, from the library constructor and after `system`/`popen`.
 pub fn hide_settings() {
-    for key in keys::ALL {
+    // One pass over the environment finds each setting present (unsetenv scans the
+    // whole environment on every call: once per known key cost ~40,000 instructions
+    // at every program start); the pass starts again after each removal, which
+    // shifts the array.
+    loop {
         let mut buf = [0u8; 64];
-        if key.len() >= buf.len() || !hidden(key.as_bytes()) {
-            continue;
-        }
-        buf[..key.len()].copy_from_slice(key.as_bytes());
+        // SAFETY: environ is the process's NULL-terminated environment array, not
+        // changed while we read it (this thread holds the shim guard, before main or
+        // inside system/popen).
+        let found = unsafe { entries(current_environ()) }
+            .map(CStr::to_bytes)
+            .filter(|entry| entry.starts_with(b"CAPSULE_") && hidden(entry))
+            .map(key_of)
+            .find(|key| key.len() < buf.len());
+        let Some(key) = found else {
+            return;
+        };
+        buf[..key.len()].copy_from_slice(key);
         // SAFETY: `buf` is a NUL-terminated key; unsetenv edits the environment array
         // (before main, or where the program itself called system/popen).
         unsafe { libc::unsetenv(buf.as_ptr().cast()) };
