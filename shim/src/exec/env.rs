@@ -382,24 +382,29 @@ fn hidden(entry: &[u8]) -> bool {
 /// [`with_child_env`] gives them to each child again. Called once the configuration
 /// has been read, from the library constructor and after `system`/`popen`.
 pub fn hide_settings() {
-    // One pass over the environment finds each setting present (unsetenv scans the
-    // whole environment on every call: once per known key cost ~40,000 instructions
-    // at every program start); the pass starts again after each removal, which
-    // shifts the array.
-    loop {
+    // One pass over the environment marks the settings present, and only those are
+    // unset: unsetenv scans the whole environment, and calling it once per known key
+    // cost ~40,000 instructions at every program start. Each is unset once, as
+    // before: bash has its own unsetenv, which leaves `environ` as it is.
+    let mut present = [false; keys::ALL.len()];
+    // SAFETY: environ is the process's NULL-terminated environment array, not changed
+    // while we read it (this thread holds the shim guard, before main or inside
+    // system/popen).
+    for entry in unsafe { entries(current_environ()) } {
+        let entry = entry.to_bytes();
+        if entry.starts_with(b"CAPSULE_") && hidden(entry) {
+            let key = key_of(entry);
+            if let Some(i) = keys::ALL.iter().position(|k| k.as_bytes() == key) {
+                present[i] = true;
+            }
+        }
+    }
+    for (key, _) in keys::ALL.iter().zip(present).filter(|(_, p)| *p) {
         let mut buf = [0u8; 64];
-        // SAFETY: environ is the process's NULL-terminated environment array, not
-        // changed while we read it (this thread holds the shim guard, before main or
-        // inside system/popen).
-        let found = unsafe { entries(current_environ()) }
-            .map(CStr::to_bytes)
-            .filter(|entry| entry.starts_with(b"CAPSULE_") && hidden(entry))
-            .map(key_of)
-            .find(|key| key.len() < buf.len());
-        let Some(key) = found else {
-            return;
-        };
-        buf[..key.len()].copy_from_slice(key);
+        if key.len() >= buf.len() {
+            continue;
+        }
+        buf[..key.len()].copy_from_slice(key.as_bytes());
         // SAFETY: `buf` is a NUL-terminated key; unsetenv edits the environment array
         // (before main, or where the program itself called system/popen).
         unsafe { libc::unsetenv(buf.as_ptr().cast()) };
