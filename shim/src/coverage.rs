@@ -4,7 +4,6 @@
 //! symbol is listed and that the README's coverage table agrees.
 
 use std::ffi::c_char;
-use std::sync::OnceLock;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Support {
@@ -29,53 +28,87 @@ impl Hook {
 /// hooks, and those of the few entry points exported by hand. A `None` row is a hook
 /// its file declares that this build leaves out.
 #[cfg(not(test))]
-pub fn all() -> &'static [(&'static str, &'static [Option<Hook>])] {
-    &[
-        ("fs", crate::fs::hooks::open::HOOKS),
-        ("fs", crate::fs::hooks::stat::HOOKS),
-        ("fs", crate::fs::hooks::names::HOOKS),
-        ("fs", crate::fs::hooks::attr::HOOKS),
-        ("fs", crate::fs::hooks::cwd::HOOKS),
-        ("fs", crate::fs::hooks::xattr::HOOKS),
-        ("fs", crate::fs::hooks::fd::HOOKS),
-        ("fs", crate::fs::hooks::dir::HOOKS),
-        ("fs", crate::fs::hooks::tmp::HOOKS),
-        ("fs", crate::fs::hooks::more::HOOKS),
-        ("identity", crate::identity::hooks::HOOKS),
-        ("identity", crate::identity::nss_hooks::HOOKS),
-        ("uts", crate::uts::hooks::HOOKS),
-        ("time", crate::time::hooks::HOOKS),
-        ("exec", crate::exec::hooks::HOOKS),
-        ("exec", crate::exec::hooks::BY_HAND),
-        ("exec", crate::exec::variadic::HOOKS),
-        ("net", crate::net::hooks::HOOKS),
-        ("syscall", crate::syscall::HOOKS),
-    ]
-}
+const ALL: &[(&str, &[Option<Hook>])] = &[
+    ("fs", crate::fs::hooks::open::HOOKS),
+    ("fs", crate::fs::hooks::stat::HOOKS),
+    ("fs", crate::fs::hooks::names::HOOKS),
+    ("fs", crate::fs::hooks::attr::HOOKS),
+    ("fs", crate::fs::hooks::cwd::HOOKS),
+    ("fs", crate::fs::hooks::xattr::HOOKS),
+    ("fs", crate::fs::hooks::fd::HOOKS),
+    ("fs", crate::fs::hooks::dir::HOOKS),
+    ("fs", crate::fs::hooks::tmp::HOOKS),
+    ("fs", crate::fs::hooks::more::HOOKS),
+    ("identity", crate::identity::hooks::HOOKS),
+    ("identity", crate::identity::nss_hooks::HOOKS),
+    ("uts", crate::uts::hooks::HOOKS),
+    ("time", crate::time::hooks::HOOKS),
+    ("exec", crate::exec::hooks::HOOKS),
+    ("exec", crate::exec::hooks::BY_HAND),
+    ("exec", crate::exec::variadic::HOOKS),
+    ("net", crate::net::hooks::HOOKS),
+    ("syscall", crate::syscall::HOOKS),
+];
 
 /// The tables as text, one `replica<TAB>symbol<TAB>support[<TAB>limit]` line per
 /// hook. For tests and documentation tools, which `dlopen` the shim and call it;
 /// never called by a hook.
+///
+/// The text is made at compile time: the tables themselves (two string pointers a
+/// hook) would be data with a load-time relocation each, about 12 KB of pages that
+/// every process of a capsule copied while loading the shim.
 #[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn capsule_hook_table() -> *const c_char {
-    static TEXT: OnceLock<Vec<u8>> = OnceLock::new();
-    TEXT.get_or_init(|| {
-        let _guard = crate::hook::Guard::enter();
-        let mut out = String::new();
-        for (replica, hooks) in all() {
-            for hook in hooks.iter().flatten() {
-                let support = match hook.support {
-                    Support::Full => "full".to_string(),
-                    Support::Partial(why) => format!("partial\t{why}"),
-                };
-                out.push_str(&format!("{replica}\t{}\t{support}\n", hook.name));
+    const LEN: usize = render(&mut []);
+    static TEXT: [u8; LEN + 1] = {
+        let mut text = [0u8; LEN + 1];
+        render(&mut text);
+        text
+    };
+    TEXT.as_ptr().cast()
+}
+
+/// Writes the tables' text into `out` as far as it has room; returns the text's
+/// full length.
+#[cfg(not(test))]
+const fn render(out: &mut [u8]) -> usize {
+    let mut at = 0;
+    let mut t = 0;
+    while t < ALL.len() {
+        let (replica, hooks) = ALL[t];
+        let mut h = 0;
+        while h < hooks.len() {
+            if let Some(hook) = &hooks[h] {
+                at = put(out, at, replica);
+                at = put(out, at, "\t");
+                at = put(out, at, hook.name);
+                match hook.support {
+                    Support::Full => at = put(out, at, "\tfull"),
+                    Support::Partial(why) => {
+                        at = put(out, at, "\tpartial\t");
+                        at = put(out, at, why);
+                    }
+                }
+                at = put(out, at, "\n");
             }
+            h += 1;
         }
-        let mut bytes = out.into_bytes();
-        bytes.push(0);
-        bytes
-    })
-    .as_ptr()
-    .cast()
+        t += 1;
+    }
+    at
+}
+
+#[cfg(not(test))]
+const fn put(out: &mut [u8], mut at: usize, text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if at < out.len() {
+            out[at] = bytes[i];
+        }
+        at += 1;
+        i += 1;
+    }
+    at
 }

@@ -73,9 +73,12 @@ impl Drop for Guard {
 }
 
 /// A real libc function, resolved on first use.
+///
+/// Only the address is stored: the name is given at the one place each `Real` is
+/// read. A name pointer in the static would need a load-time relocation, and with one
+/// `Real` per hook those statics filled five pages of `.data` that every process
+/// copied at load; all-zero statics go to `.bss`, touched only when a hook runs.
 pub struct Real {
-    name: &'static CStr,
-    version: Option<&'static CStr>,
     ptr: AtomicPtr<c_void>,
 }
 
@@ -83,29 +86,30 @@ pub struct Real {
 const MISSING: *mut c_void = ptr::dangling_mut::<c_void>();
 
 impl Real {
-    pub const fn new(name: &'static CStr) -> Real {
+    pub const fn new() -> Real {
         Real {
-            name,
-            version: None,
             ptr: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// A real function of a given symbol version, for symbols glibc keeps several of.
-    pub const fn versioned(name: &'static CStr, version: &'static CStr) -> Real {
-        Real {
-            name,
-            version: Some(version),
-            ptr: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// The address of the real function, or `None` if no later object defines it.
+    /// The address of the real function `name`, or `None` if no later object defines
+    /// it.
     #[inline]
-    pub fn get(&self) -> Option<*mut c_void> {
+    pub fn get(&self, name: &'static CStr) -> Option<*mut c_void> {
+        self.get_versioned(name, None)
+    }
+
+    /// As `get`, of a given symbol version (for symbols glibc keeps several of) when
+    /// `version` is given.
+    #[inline]
+    pub fn get_versioned(
+        &self,
+        name: &'static CStr,
+        version: Option<&'static CStr>,
+    ) -> Option<*mut c_void> {
         let p = self.ptr.load(Ordering::Relaxed);
         if p.is_null() {
-            self.resolve()
+            self.resolve(name, version)
         } else if p == MISSING {
             None
         } else {
@@ -115,25 +119,25 @@ impl Real {
 
     #[cold]
     #[inline(never)]
-    fn resolve(&self) -> Option<*mut c_void> {
+    fn resolve(&self, name: &CStr, version: Option<&CStr>) -> Option<*mut c_void> {
         // dlsym may call malloc and other hooked functions: mark the thread as inside
         // the shim for the duration (a no-op when the caller already holds the guard).
         let _guard = Guard::enter();
         // SAFETY: RTLD_NEXT resolution from code inside this library; the names are
         // NUL-terminated static strings.
         let found = unsafe {
-            match self.version {
+            match version {
                 // musl has one version of every symbol and no dlvsym.
                 #[cfg(target_env = "gnu")]
                 Some(v) => {
-                    let p = libc::dlvsym(libc::RTLD_NEXT, self.name.as_ptr(), v.as_ptr());
+                    let p = libc::dlvsym(libc::RTLD_NEXT, name.as_ptr(), v.as_ptr());
                     if p.is_null() {
-                        libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr())
+                        libc::dlsym(libc::RTLD_NEXT, name.as_ptr())
                     } else {
                         p
                     }
                 }
-                _ => libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()),
+                _ => libc::dlsym(libc::RTLD_NEXT, name.as_ptr()),
             }
         };
         self.ptr.store(
@@ -300,9 +304,10 @@ macro_rules! hook {
         $(#[$meta])*
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            static REAL_FUNCTION: $crate::hook::Real =
-                hook!(@real $name $(, $version)?);
-            let Some(address) = REAL_FUNCTION.get() else {
+            static REAL_FUNCTION: $crate::hook::Real = $crate::hook::Real::new();
+            let Some(address) =
+                REAL_FUNCTION.get_versioned(hook!(@name $name), hook!(@version $($version)?))
+            else {
                 // Not `fail`: `missing` is the hook's own (an `EAI_*` code, say).
                 $crate::hook::set_errno(libc::ENOSYS);
                 return $missing;
@@ -336,25 +341,18 @@ macro_rules! hook {
     }};
     (@reads_state) => { false };
     (@reads_state reads_state) => { true };
-    (@real $name:ident) => {
-        $crate::hook::Real::new(
-            match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
-                Ok(name) => name,
-                Err(_) => panic!("hook name"),
-            },
-        )
+    (@name $name:ident) => {
+        match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+            Ok(name) => name,
+            Err(_) => panic!("hook name"),
+        }
     };
-    (@real $name:ident, $version:literal) => {
-        $crate::hook::Real::versioned(
-            match ::core::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
-                Ok(name) => name,
-                Err(_) => panic!("hook name"),
-            },
-            match ::core::ffi::CStr::from_bytes_with_nul(concat!($version, "\0").as_bytes()) {
-                Ok(version) => version,
-                Err(_) => panic!("hook version"),
-            },
-        )
+    (@version) => { None };
+    (@version $version:literal) => {
+        match ::core::ffi::CStr::from_bytes_with_nul(concat!($version, "\0").as_bytes()) {
+            Ok(version) => Some(version),
+            Err(_) => panic!("hook version"),
+        }
     };
     ($($entries:tt)*) => { hook!(@entries [plain] $($entries)*); };
 }

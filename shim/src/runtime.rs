@@ -165,9 +165,11 @@ fn environment() -> Vec<(String, String)> {
     unsafe {
         let mut p = environ;
         while !p.is_null() && !(*p).is_null() {
-            let entry = CStr::from_ptr(*p).to_string_lossy();
-            if let Some((k, v)) = entry.split_once('=') {
-                if k.starts_with("CAPSULE_") {
+            let entry = CStr::from_ptr(*p).to_bytes();
+            // Only the capsule's own entries are decoded (a program start has dozens
+            // of others).
+            if entry.starts_with(b"CAPSULE_") {
+                if let Some((k, v)) = String::from_utf8_lossy(entry).split_once('=') {
                     out.push((k.to_string(), v.to_string()));
                 }
             }
@@ -227,9 +229,16 @@ fn build() -> Runtime {
         vars.extend(pairs);
     }
     vars.extend(env);
+    // The real time only turns CAPSULE_TIME_AT into an offset: read the clock (a
+    // system call) only then.
+    let now = if vars.iter().any(|(k, _)| k == keys::TIME_AT) {
+        real_time_ns()
+    } else {
+        0
+    };
     let config = Config::from_vars(
         vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        real_time_ns(),
+        now,
         || UserDb::load(""),
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
@@ -353,27 +362,69 @@ fn beside(own: &CStr, name: &[u8]) -> CString {
 
 /// The absolute path this library was loaded from.
 fn own_path() -> CString {
-    // SAFETY: dladdr on an address inside this library fills `info` with pointers
-    // owned by the dynamic loader; realpath returns a malloc'd string we own.
+    let name = loaded_name();
+    if name.is_null() {
+        return CString::from(c"libcapsule.so");
+    }
+    // SAFETY: `name` is the dynamic loader's NUL-terminated name of this library,
+    // alive as long as the library is loaded; realpath returns a malloc'd string we
+    // own.
     unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        let anchor = own_path as *const () as *const libc::c_void;
-        if libc::dladdr(anchor, &mut info) == 0 || info.dli_fname.is_null() {
-            return CString::from(c"libcapsule.so");
-        }
         // LD_PRELOAD entries are normally absolute already: keep them as they are
         // (realpath costs several system calls at every program start).
-        if *info.dli_fname == b'/' as c_char {
-            return CStr::from_ptr(info.dli_fname).to_owned();
+        if *name == b'/' as c_char {
+            return CStr::from_ptr(name).to_owned();
         }
-        let resolved = libc::realpath(info.dli_fname, std::ptr::null_mut());
+        let resolved = libc::realpath(name, std::ptr::null_mut());
         if resolved.is_null() {
-            return CStr::from_ptr(info.dli_fname).to_owned();
+            return CStr::from_ptr(name).to_owned();
         }
         let owned = CStr::from_ptr(resolved).to_owned();
         libc::free(resolved.cast());
         owned
     }
+}
+
+/// The name the dynamic loader gave this library (as `dladdr` reports it), or null.
+/// Found with `dl_iterate_phdr`, which visits the few loaded objects, rather than
+/// `dladdr`, which also looks for the nearest symbol through every exported one
+/// (~8,000 instructions at each program start).
+fn loaded_name() -> *const c_char {
+    struct Search {
+        anchor: usize,
+        name: *const c_char,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> c_int {
+        // SAFETY: `data` is the `Search` below and `info` the loader's description of
+        // one object, valid for this call; `dlpi_phdr` has `dlpi_phnum` entries.
+        unsafe {
+            let search = &mut *data.cast::<Search>();
+            let info = &*info;
+            for i in 0..usize::from(info.dlpi_phnum) {
+                let ph = &*info.dlpi_phdr.add(i);
+                let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+                if ph.p_type == libc::PT_LOAD
+                    && (start..start.wrapping_add(ph.p_memsz as usize)).contains(&search.anchor)
+                {
+                    search.name = info.dlpi_name;
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+    let mut search = Search {
+        anchor: loaded_name as *const () as usize,
+        name: std::ptr::null(),
+    };
+    // SAFETY: `visit` only reads the loader's descriptions and writes `search`, which
+    // outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+    search.name
 }
 
 /// The library constructor: initialise before `main`, so that a malformed setting

@@ -21,7 +21,7 @@ pub(crate) const HOOKS: &[Option<Hook>] = &[Some(Hook::new(
 ))];
 
 #[cfg(not(test))]
-static REAL: Real = Real::new(c"syscall");
+static REAL: Real = Real::new();
 
 #[cfg(not(test))]
 type RealSyscall =
@@ -42,7 +42,7 @@ pub unsafe extern "C" fn syscall(
     // each pointer is what the kernel would read or write for it, which the caller of
     // `syscall` must give.
     unsafe {
-        let Some(address) = REAL.get() else {
+        let Some(address) = REAL.get(c"syscall") else {
             return hook::fail(libc::ENOSYS);
         };
         // SAFETY: libc's syscall has this signature on the supported architectures.

@@ -135,14 +135,14 @@ hook! {
     }
 }
 
-static REAL_EXECVE: Real = Real::new(c"execve");
+static REAL_EXECVE: Real = Real::new();
 
 /// The real execve (for execvpe, which finds the file itself in a capsule).
 ///
 /// # Safety
 /// As `execve(2)`: `path` is a C string, `argv` and `envp` NULL-terminated arrays.
 pub unsafe fn real_execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    let Some(f) = REAL_EXECVE.get() else {
+    let Some(f) = REAL_EXECVE.get(c"execve") else {
         return failed(-1, libc::ENOSYS);
     };
     // SAFETY: the symbol dlsym found as `execve` is libc's, with this signature.

@@ -23,7 +23,10 @@ const SLOTS: usize = 256;
 const KEY_MAX: usize = 192;
 
 struct Slot {
-    generation: u64,
+    /// The generation the entry is for, complemented: the empty slot (generation
+    /// `u64::MAX`, never current) is then all zero bytes, so the 100 KB table lives in
+    /// `.bss` and no program start reads or copies it.
+    not_generation: u64,
     key_len: usize,
     canonical_len: usize,
     state: DirState,
@@ -36,7 +39,7 @@ struct Table(UnsafeCell<[Slot; SLOTS]>);
 unsafe impl Sync for Table {}
 
 const EMPTY: Slot = Slot {
-    generation: u64::MAX,
+    not_generation: 0,
     key_len: 0,
     canonical_len: 0,
     state: DirState {
@@ -125,7 +128,7 @@ pub fn lookup_into(dir: &[u8], canonical: &mut PathBuf) -> Option<DirState> {
     }
     with_table(|table| {
         let slot = &table[index(dir)];
-        if slot.generation != generation || &slot.key[..slot.key_len] != dir {
+        if slot.not_generation != !generation || &slot.key[..slot.key_len] != dir {
             return None;
         }
         // Only the bytes in use: the slot itself is never copied.
@@ -143,7 +146,7 @@ pub fn insert(generation: u64, dir: &[u8], canonical: &[u8], state: DirState) {
     }
     with_table(|table| {
         let slot = &mut table[index(dir)];
-        slot.generation = generation;
+        slot.not_generation = !generation;
         slot.key[..dir.len()].copy_from_slice(dir);
         slot.key_len = dir.len();
         slot.canonical[..canonical.len()].copy_from_slice(canonical);

@@ -54,7 +54,7 @@ pub fn open_stream(
 /// glibc's `struct dirent` and `struct dirent64` share a layout on 64-bit Linux.
 pub type Dirent = libc::dirent64;
 
-static REAL_READDIR64: Real = Real::new(c"readdir64");
+static REAL_READDIR64: Real = Real::new();
 
 /// The next entry of a stream, ours or glibc's.
 ///
@@ -64,7 +64,7 @@ unsafe fn next_entry(dir: *mut DIR) -> *mut Dirent {
     if let Some(stream) = dirs::ours(dir) {
         return stream.next();
     }
-    match REAL_READDIR64.get() {
+    match REAL_READDIR64.get(c"readdir64") {
         Some(f) => {
             // SAFETY: the symbol dlsym found for readdir64 has this signature.
             let readdir64 = unsafe {

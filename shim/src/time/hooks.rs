@@ -73,7 +73,7 @@ pub unsafe fn time_with(out: *mut time_t, real: impl FnOnce() -> time_t) -> time
             return real();
         }
         // The coarse clock is what time() reads too (from the vDSO, without a system call).
-        let Some(clock) = REAL_CLOCK_GETTIME.get() else {
+        let Some(clock) = REAL_CLOCK_GETTIME.get(c"clock_gettime") else {
             return real();
         };
         // SAFETY: libc's clock_gettime has this signature.
@@ -95,7 +95,7 @@ use identity::capsule_root as privileged;
 
 /// The real clock_gettime, for time(): the shim's own calls must not take a system
 /// call where libc reads the vDSO.
-static REAL_CLOCK_GETTIME: crate::hook::Real = crate::hook::Real::new(c"clock_gettime");
+static REAL_CLOCK_GETTIME: crate::hook::Real = crate::hook::Real::new();
 
 /// Sets the capsule's wall clock to `target`; the host's is never touched.
 /// Shared with `syscall(SYS_clock_settime)` and `settimeofday`.
