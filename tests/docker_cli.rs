@@ -964,6 +964,9 @@ fn image_ls_as_json() {
         table.contains(&image["id"].as_str().unwrap()[7..19]),
         "{table}"
     );
+    // `capsule images` is docker's and podman's spelling of the same listing.
+    assert_eq!(home.ok(&["images"]), table);
+    assert_eq!(home.json(&["images", "--format", "json"]), list);
 }
 
 #[test]

@@ -70,6 +70,9 @@ fn main() -> ExitCode {
         cli::Command::Completions(args) => done(cli::docs::completions(args)),
         cli::Command::Man(args) => done(cli::docs::man(args)),
         cli::Command::Image(args) => done(cli::image::image(args)),
+        cli::Command::Images(list) => done(cli::image::image(cli::image::ImageArgs {
+            command: cli::image::ImageCommand::Ls(list),
+        })),
         cli::Command::Diff(args) => done(cli::image::diff(args)),
         cli::Command::Commit(args) => done(cli::image::commit(args)),
         cli::Command::Build(args) => done(cli::build::build(args)),

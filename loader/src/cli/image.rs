@@ -33,21 +33,25 @@ pub struct ImageArgs {
     pub command: ImageCommand,
 }
 
+/// `image ls` and its top-level spelling `images`, as docker and podman have both.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format: aligned columns, or a JSON array with one object per
+    /// reference (`reference`, `id`, `size`, `layers`, `created`, `platform`)
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: super::ps::Format,
+    /// Also the intermediate images capsule build keeps as its step cache
+    #[arg(short = 'a', long)]
+    pub all: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import an image: an OCI layout directory, an OCI archive, a `docker save`
     /// archive, or a root file system (a directory, or a .tar, .tar.gz or .tar.zst)
     Import(ImportArgs),
-    /// List images: reference, id, size, layers, created
-    Ls {
-        /// Output format: aligned columns, or a JSON array with one object per
-        /// reference (`reference`, `id`, `size`, `layers`, `created`)
-        #[arg(long, value_enum, default_value = "table")]
-        format: super::ps::Format,
-        /// Also the intermediate images capsule build keeps as its step cache
-        #[arg(short = 'a', long)]
-        all: bool,
-    },
+    /// List images: reference, id, size, layers, created (also `capsule images`)
+    Ls(ListArgs),
     /// Remove image references (an id removes the image and all its references);
     /// layers another image or a capsule still uses stay
     Rm {
@@ -152,10 +156,10 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 done.new_layers
             )?;
         }
-        ImageCommand::Ls {
+        ImageCommand::Ls(ListArgs {
             format: super::ps::Format::Json,
             all,
-        } => {
+        }) => {
             let rows = catalog::list(&home, all).context("image ls")?;
             let list: Vec<serde_json::Value> = rows
                 .iter()
@@ -172,10 +176,10 @@ pub fn image(args: ImageArgs) -> anyhow::Result<()> {
                 .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         }
-        ImageCommand::Ls {
+        ImageCommand::Ls(ListArgs {
             format: super::ps::Format::Table,
             all,
-        } => {
+        }) => {
             let rows = catalog::list(&home, all).context("image ls")?;
             let width = rows
                 .iter()

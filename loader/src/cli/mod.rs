@@ -60,7 +60,7 @@ Managing capsules (of run --name, run -d and up alike):
   capsule completions bash|zsh|fish          capsule man [COMMAND]
 
 Images (OCI layouts and archives, docker save archives, root file system tarballs):
-  capsule image import PATH[:TAG] [--name REF]   capsule image ls [--format json]
+  capsule image import PATH[:TAG] [--name REF]   capsule image ls | images [--format json]
   capsule image rm REF... | export REF DIR       capsule pull REF [--platform OS/ARCH]
   capsule push IMAGE [DESTINATION]
   capsule login [-u USER] [--password-stdin] REGISTRY    capsule logout REGISTRY
@@ -127,6 +127,8 @@ pub enum Command {
     /// Import, list, remove and export images
     #[command(long_about = image::LONG_ABOUT, after_help = image::AFTER_HELP)]
     Image(image::ImageArgs),
+    /// List images (the same as `capsule image ls`)
+    Images(image::ListArgs),
     /// Pull an image from a registry (docker.io, ghcr.io, your own) into the store
     #[command(long_about = registry::PULL_ABOUT, after_help = registry::PULL_AFTER_HELP)]
     Pull(registry::PullArgs),
@@ -165,7 +167,8 @@ impl Command {
             | Command::Diff(_)
             | Command::Completions(_)
             | Command::Man(_) => true,
-            Command::Image(args) => matches!(args.command, image::ImageCommand::Ls { .. }),
+            Command::Image(args) => matches!(args.command, image::ImageCommand::Ls(_)),
+            Command::Images(_) => true,
             Command::Run(_)
             | Command::Up(_)
             | Command::Stop(_)
