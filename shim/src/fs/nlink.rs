@@ -89,6 +89,13 @@ pub fn merged_dir(layers: &Layers, node: &Node) -> Option<u64> {
     (n != 0).then_some(n)
 }
 
+/// What `merged_dir` answered for the upper directory whose own `stat` is `st`, if
+/// it is remembered (`Some(None)`: its own count is right): an `fstat` knows that
+/// much without walking to the directory's capsule name.
+pub fn remembered(st: &libc::stat) -> Option<Option<u64>> {
+    lookup(&key_of(st)).map(|n| (n != 0).then_some(n))
+}
+
 /// 2 + the subdirectories of merged directory `node`; `None` when it merges
 /// nothing (or cannot be read: the upper directory's count stands).
 fn count(layers: &Layers, node: &Node) -> Option<u64> {

@@ -152,6 +152,9 @@ pub unsafe fn fstat_with(fd: c_int, buf: *mut libc::stat, real: impl FnOnce() ->
 /// A merged directory's link count (`nlink`) for descriptor `fd` of the upper
 /// directory `st`, when the shim knows which capsule directory it is.
 fn merged_dir_of_fd(layers: &super::Layers, fd: c_int, st: &libc::stat) -> Option<u64> {
+    if let Some(known) = super::nlink::remembered(st) {
+        return known;
+    }
     let capsule = super::fds::directory(fd)?;
     let node = layers.resolve(capsule.as_bytes(), false).ok()?;
     if (node.stat.st_dev, node.stat.st_ino) != (st.st_dev, st.st_ino) {
