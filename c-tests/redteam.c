@@ -309,6 +309,8 @@ int main(int argc, char **argv) {
         return report(RAW(SYS_unlinkat, AT_FDCWD, p, AT_REMOVEDIR, 0, 0));
     if (!strcmp(act, "rename"))
         return report(RAW(SYS_renameat, AT_FDCWD, p, AT_FDCWD, q, 0));
+    if (!strcmp(act, "exchange"))
+        return report(RAW(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, RENAME_EXCHANGE));
     if (!strcmp(act, "link"))
         return report(RAW(SYS_linkat, AT_FDCWD, p, AT_FDCWD, q, 0));
     if (!strcmp(act, "symlink"))
@@ -344,6 +346,8 @@ int main(int argc, char **argv) {
         return report(syscall(SYS_unlinkat, AT_FDCWD, p, 0));
     if (!strcmp(act, "libc-rename"))
         return report(syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, 0));
+    if (!strcmp(act, "libc-exchange"))
+        return report(syscall(SYS_renameat2, AT_FDCWD, p, AT_FDCWD, q, RENAME_EXCHANGE));
     if (!strcmp(act, "spawn-trunc")) {
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);

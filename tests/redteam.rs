@@ -129,6 +129,11 @@ const ATTEMPTS: &[Attempt] = &[
     a("libc syscall(SYS_openat)", ALL, r#""$RT" libc-append "$L/marker""#),
     a("libc syscall(SYS_unlinkat)", ALL, r#""$RT" libc-unlink "$L/victim""#),
     a("libc syscall(SYS_renameat2)", ALL, r#""$RT" libc-rename "$L/victim" "$L/rt-r2""#),
+    // RENAME_EXCHANGE: the shim copies both names up; raw, Landlock refuses.
+    a("raw RENAME_EXCHANGE of two lower files", ALL, r#""$RT" exchange "$LH/marker" "$LH/victim""#),
+    a("libc RENAME_EXCHANGE of two lower files", ALL, r#""$RT" libc-exchange "$L/marker" "$L/victim""#),
+    a("libc RENAME_EXCHANGE of a lower dir and a new one", ALL, r#"mkdir "$L/rt-x"; "$RT" libc-exchange "$L/dir" "$L/rt-x""#),
+    a("static RENAME_EXCHANGE of two lower files", ALL, r#""$RTS" exchange "$LH/marker" "$LH/victim""#),
     a("libc syscall(SYS_openat) by host path", ROOTS, r#""$RT" libc-append "$LH/marker""#),
     // F. posix_spawn file actions.
     a("C posix_spawn addopen O_TRUNC", ALL, r#""$RT" spawn-trunc "$L/marker""#),
